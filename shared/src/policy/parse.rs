@@ -1,0 +1,324 @@
+//! Parsing and validation of policy files, with errors that point at file:line:column.
+
+use super::{PolicySet, Rule};
+use crate::classify::FILE_TYPES;
+use crate::event::{Action, Severity};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use toml::Spanned;
+
+/// One error in one policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The field at fault, e.g. `rule[2].paths`, when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Every error found while compiling a set of policy files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    severity: Severity,
+    #[serde(default)]
+    actions: Vec<Action>,
+    #[serde(default)]
+    file_types: Vec<Spanned<String>>,
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    content: Option<RawContent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContent {
+    min_records: Option<u64>,
+    #[serde(default)]
+    min_findings: BTreeMap<Spanned<String>, u64>,
+}
+
+/// Classifier names a `min_findings` table may use.
+const CLASSIFIERS: &[&str] = &["email", "phone", "edm", "cn_id", "card"];
+
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+    errors: &'a mut Vec<PolicyError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, field: Option<String>, message: String) {
+        let (line, column) = line_col(self.src, span.map(|s| s.start).unwrap_or(0));
+        self.errors.push(PolicyError {
+            file: self.file.to_string(),
+            line,
+            column,
+            field,
+            message,
+        });
+    }
+
+    fn globs(&mut self, field: String, raw: &[Spanned<String>], home: &str) -> Option<GlobSet> {
+        if raw.is_empty() {
+            return None;
+        }
+        let mut b = GlobSetBuilder::new();
+        for g in raw {
+            let pattern = expand_home(g.get_ref(), home);
+            match Glob::new(&pattern) {
+                Ok(glob) => {
+                    b.add(glob);
+                }
+                Err(e) => self.error(
+                    Some(g.span()),
+                    Some(field.clone()),
+                    format!("bad glob: {e}"),
+                ),
+            }
+        }
+        b.build().ok()
+    }
+}
+
+fn expand_home(pattern: &str, home: &str) -> String {
+    match pattern.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            format!("{}{}", home.trim_end_matches('/'), rest)
+        }
+        _ => pattern.to_string(),
+    }
+}
+
+/// 1-based line and character column of byte `offset` in `src`.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = src.get(..offset).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, PolicyErrors> {
+    let mut errors = Vec::new();
+    let mut rules = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (file, src) in files {
+        let mut cx = Ctx {
+            file,
+            src,
+            errors: &mut errors,
+        };
+        let raw: RawFile = match toml::from_str(src) {
+            Ok(r) => r,
+            Err(e) => {
+                cx.error(e.span(), None, e.message().trim().to_string());
+                continue;
+            }
+        };
+        for (i, spanned) in raw.rule.into_iter().enumerate() {
+            let rule_span = spanned.span();
+            let r = spanned.into_inner();
+            let at = |f: &str| Some(format!("rule[{i}].{f}"));
+            let id = r.id.get_ref().trim().to_string();
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                cx.error(
+                    Some(r.id.span()),
+                    at("id"),
+                    "must be non-empty and use only letters, digits, '.', '_' and '-'".into(),
+                );
+            }
+            let (line, _) = line_col(src, rule_span.start);
+            let origin = format!("{file}:{line}");
+            if let Some(first) = seen.get(&id) {
+                cx.error(
+                    Some(r.id.span()),
+                    at("id"),
+                    format!("duplicate rule id `{id}` (first defined at {first})"),
+                );
+            } else {
+                seen.insert(id.clone(), origin.clone());
+            }
+            for t in &r.file_types {
+                if !FILE_TYPES.contains(&t.get_ref().as_str()) {
+                    cx.error(
+                        Some(t.span()),
+                        at("file_types"),
+                        format!(
+                            "unknown file type `{}`, expected one of: {}",
+                            t.get_ref(),
+                            FILE_TYPES.join(", ")
+                        ),
+                    );
+                }
+            }
+            let paths = cx.globs(format!("rule[{i}].paths"), &r.paths, home);
+            let exclude_paths =
+                cx.globs(format!("rule[{i}].exclude_paths"), &r.exclude_paths, home);
+            let mut min_findings = BTreeMap::new();
+            let mut min_records = None;
+            if let Some(c) = r.content {
+                min_records = c.min_records;
+                for (k, v) in c.min_findings {
+                    if !CLASSIFIERS.contains(&k.get_ref().as_str()) {
+                        cx.error(
+                            Some(k.span()),
+                            at("content.min_findings"),
+                            format!(
+                                "unknown classifier `{}`, expected one of: {}",
+                                k.get_ref(),
+                                CLASSIFIERS.join(", ")
+                            ),
+                        );
+                    }
+                    min_findings.insert(k.into_inner(), v);
+                }
+            }
+            rules.push(Rule {
+                id,
+                description: r.description,
+                severity: r.severity,
+                actions: r.actions,
+                file_types: r.file_types.into_iter().map(Spanned::into_inner).collect(),
+                paths,
+                exclude_paths,
+                min_records,
+                min_findings,
+                origin,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyErrors(errors));
+    }
+    let mut digest_input = Vec::new();
+    for (file, src) in files {
+        digest_input.extend_from_slice(file.as_bytes());
+        digest_input.push(0);
+        digest_input.extend_from_slice(src.as_bytes());
+        digest_input.push(0);
+    }
+    Ok(PolicySet {
+        rules,
+        version: crate::sha256_hex(&digest_input)[..16].to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles `src` as `p.toml` and expects exactly one error rendered as `want`.
+    fn check(src: &str, want: &str) {
+        let errs = compile(&[("p.toml", src)], "/home/u").unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].to_string(), want);
+    }
+
+    #[test]
+    fn errors_point_at_the_fault() {
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"high\"\nactoins = [\"created\"]\n",
+            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`",
+        );
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"hihg\"\n",
+            "p.toml:3:12: unknown variant `hihg`, expected one of `low`, `medium`, `high`, `critical`",
+        );
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"low\"\nactions = [\"copied\"]\n",
+            "p.toml:4:12: unknown variant `copied`, expected one of `created`, `modified`, `opened`, `renamed`, `deleted`",
+        );
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"low\"\npaths = [\"~/x/[\"]\n",
+            "p.toml:4:10: rule[0].paths: bad glob: error parsing glob '/home/u/x/[': unclosed character class; missing ']'",
+        );
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"low\"\nfile_types = [\"cvs\"]\n",
+            "p.toml:4:15: rule[0].file_types: unknown file type `cvs`, expected one of: csv, tsv, text, json, vcf, xlsx, xls, zip, pdf, binary, empty",
+        );
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[[rule]]\nid = \"a\"\nseverity = \"low\"\n",
+            "p.toml:5:6: rule[1].id: duplicate rule id `a` (first defined at p.toml:1)",
+        );
+        check(
+            "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[rule.content]\nmin_findings = { emial = 3 }\n",
+            "p.toml:5:18: rule[0].content.min_findings: unknown classifier `emial`, expected one of: email, phone, edm, cn_id, card",
+        );
+        check(
+            "[[rule]\n",
+            "p.toml:1:7: invalid table header\nexpected `.`, `]]`",
+        );
+        check(
+            "[[rule]]\nseverity = \"low\"\n",
+            "p.toml:1:1: missing field `id`",
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("", 0), (1, 1));
+        assert_eq!(line_col("abc", 99), (1, 4));
+    }
+
+    #[test]
+    fn home_expansion() {
+        assert_eq!(
+            expand_home("~/Downloads/**", "/home/u/"),
+            "/home/u/Downloads/**"
+        );
+        assert_eq!(expand_home("~bob/x", "/home/u"), "~bob/x");
+        assert_eq!(expand_home("/abs/**", "/home/u"), "/abs/**");
+    }
+}
