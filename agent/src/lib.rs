@@ -1,1 +1,21 @@
-//! placeholder
+//! The Holdfast endpoint agent as a library: the binary in `main.rs` only parses flags and
+//! wires these modules together, and the collector's `quickstart` embeds the same daemon.
+//!
+//! Each I/O edge sits behind one module: `watch` (notify), `spool` (SQLite), `uplink`
+//! (QUIC), `clock` (time), `scan` (reading files). Decisions come from `holdfast-shared`.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod enroll;
+pub mod identity;
+pub mod pipeline;
+pub mod policy_files;
+pub mod scan;
+pub mod spool;
+pub mod tls;
+pub mod uplink;
+pub mod watch;
+
+/// The agent's version, reported to the collector.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

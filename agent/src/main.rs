@@ -1,1 +1,324 @@
-fn main() {}
+//! `holdfast-agent`: flag parsing and wiring only; the work is in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use holdfast_agent::config::{default_home, Config};
+use holdfast_agent::identity::Identity;
+use holdfast_agent::spool::Spool;
+use holdfast_shared::event::Action;
+use holdfast_shared::policy::{PolicySet, Subject};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Holdfast endpoint agent: watches where customer files land, classifies them on the
+/// device, and reports counts and hashes (never content) to the collector over QUIC.
+#[derive(Parser)]
+#[command(name = "holdfast-agent", version)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enroll this device with a collector, using a one-time token (non-interactive).
+    Enroll {
+        /// Collector address, HOST:PORT.
+        #[arg(long)]
+        collector: String,
+        /// The token from `holdfast-collector token create`.
+        #[arg(long)]
+        token: String,
+        /// Agent config file (its data_dir receives the identity).
+        #[arg(long, conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        /// Data directory for the identity, when no config file is used.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Replace an existing enrollment.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the daemon: watch, classify, spool and report until stopped (SIGINT/SIGTERM).
+    Run {
+        /// Agent config file; defaults watch ~/Downloads, ~/Desktop and ~/Documents.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Classify files offline (no collector needed). Directories are walked.
+    Scan {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Policy directory; the built-in pack when absent.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// One JSON object per line per file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show enrollment, spool backlog and the last uplink error.
+    Status {
+        #[arg(long, conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut c = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::defaults(),
+    };
+    if let Some(d) = data_dir {
+        c.data_dir = d;
+    }
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match real_main(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn real_main(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Enroll {
+            collector,
+            token,
+            config,
+            data_dir,
+            force,
+        } => {
+            let c = config_for(config.as_deref(), data_dir)?;
+            let done = runtime()?.block_on(holdfast_agent::enroll::enroll(
+                &collector,
+                &token,
+                &c.data_dir,
+                force,
+            ))?;
+            println!(
+                "enrolled as device {} for user {} (identity in {})",
+                done.device_id,
+                done.user,
+                c.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let c = config_for(config.as_deref(), None)?;
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                holdfast_agent::daemon::run(c, rx).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scan {
+            paths,
+            policies,
+            json,
+        } => scan(&paths, policies.as_deref(), json),
+        Command::Status {
+            config,
+            data_dir,
+            json,
+        } => status(&config_for(config.as_deref(), data_dir)?, json),
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn walk(path: &Path, out: &mut Vec<PathBuf>) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut children: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                children.sort();
+                for c in children {
+                    walk(&c, out);
+                }
+            }
+            Err(_) => out.push(path.to_path_buf()),
+        },
+        _ => out.push(path.to_path_buf()),
+    }
+}
+
+fn scan(paths: &[PathBuf], policies: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let set: PolicySet = holdfast_agent::policy_files::load(policies, &default_home())?;
+    let mut files = Vec::new();
+    for p in paths {
+        walk(p, &mut files);
+    }
+    let mut all_read = true;
+    for file in files {
+        let shown = file.display().to_string();
+        let (line, ok) = match holdfast_agent::scan::scan_file(&file) {
+            Ok(r) => {
+                let abs = std::path::absolute(&file).unwrap_or(file.clone());
+                let rules = set.evaluate(&Subject {
+                    action: Action::Created,
+                    path: &abs.to_string_lossy(),
+                    summary: Some(&r.summary),
+                });
+                let rules_json: Vec<_> = rules
+                    .iter()
+                    .map(|m| serde_json::json!({"id": m.id, "severity": m.severity.as_str()}))
+                    .collect();
+                if json {
+                    (
+                        serde_json::json!({
+                            "path": shown, "sha256": r.sha256, "size": r.size,
+                            "file_type": r.summary.file_type, "records": r.summary.records,
+                            "findings": r.summary.findings, "truncated": r.summary.truncated,
+                            "rules": rules_json,
+                        })
+                        .to_string(),
+                        true,
+                    )
+                } else {
+                    let findings: Vec<String> = r
+                        .summary
+                        .findings
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    let rules: Vec<String> = rules
+                        .iter()
+                        .map(|m| format!("{}({})", m.id, m.severity.as_str()))
+                        .collect();
+                    (
+                        format!(
+                            "{shown}\t{}\t{} bytes\trecords={}\t{}\trules: {}",
+                            r.summary.file_type,
+                            r.size,
+                            r.summary.records,
+                            if findings.is_empty() {
+                                "-".into()
+                            } else {
+                                findings.join(" ")
+                            },
+                            if rules.is_empty() {
+                                "none".into()
+                            } else {
+                                rules.join(", ")
+                            }
+                        ),
+                        true,
+                    )
+                }
+            }
+            Err(e) => {
+                if json {
+                    (
+                        serde_json::json!({"path": shown, "error": e.to_string()}).to_string(),
+                        false,
+                    )
+                } else {
+                    (format!("{shown}\terror: {e}"), false)
+                }
+            }
+        };
+        all_read &= ok;
+        println!("{line}");
+    }
+    Ok(if all_read {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let identity = Identity::load(&c.data_dir)?;
+    let spool_file = holdfast_agent::daemon::spool_path(c);
+    let spool =
+        Spool::open(&spool_file).with_context(|| format!("opening {}", spool_file.display()))?;
+    let meta = |k: &str| spool.meta(k).ok().flatten().unwrap_or_default();
+    let e = &identity.enrollment;
+    let v = serde_json::json!({
+        "device_id": e.device_id,
+        "user": e.user,
+        "collector": e.collector,
+        "data_dir": c.data_dir.display().to_string(),
+        "spool_backlog": spool.backlog()?,
+        "last_seq": spool.last_seq()?,
+        "last_connected_ms": meta("last_connected_ms").parse::<i64>().ok(),
+        "last_ack_ms": meta("last_ack_ms").parse::<i64>().ok(),
+        "last_error": Some(meta("last_error")).filter(|s| !s.is_empty()),
+        "watching": meta("watching").lines().collect::<Vec<_>>(),
+        "policy_version": Some(meta("policy_version")).filter(|s| !s.is_empty()),
+    });
+    if json {
+        println!("{v}");
+    } else {
+        println!("device      {} (user {})", e.device_id, e.user);
+        println!("collector   {}", e.collector);
+        println!(
+            "spool       {} event(s) waiting, last seq {}",
+            v["spool_backlog"], v["last_seq"]
+        );
+        println!("last error  {}", v["last_error"].as_str().unwrap_or("none"));
+        println!("watching    {}", meta("watching").replace('\n', ", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -160,3 +160,20 @@ impl Event {
         }
     }
 }
+
+/// Why a stored event body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event body: {0}")]
+pub struct BodyCodecError(String);
+
+impl EventBody {
+    /// The compact stored form (the same MessagePack the wire uses).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BodyCodecError> {
+        rmp_serde::to_vec_named(self).map_err(|e| BodyCodecError(e.to_string()))
+    }
+
+    /// Reads the stored form back.
+    pub fn from_bytes(bytes: &[u8]) -> Result<EventBody, BodyCodecError> {
+        rmp_serde::from_slice(bytes).map_err(|e| BodyCodecError(e.to_string()))
+    }
+}

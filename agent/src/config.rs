@@ -1,0 +1,242 @@
+//! The agent's configuration: a TOML file parsed into raw values, then validated into one
+//! [`Config`]. Relative paths are resolved against the config file's directory.
+//!
+//! ```toml
+//! data_dir = "/var/lib/holdfast-agent"      # identity, spool; never watched
+//! watch = ["~/Downloads", "~/Desktop", "~/Documents"]
+//! policies = "/etc/holdfast/policies"       # optional; the built-in pack when absent
+//! settle_ms = 1000                          # quiet time before a written file is read
+//! home = "/home/alice"                      # optional; `~` in paths and policies
+//! ```
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest config file accepted.
+const MAX_CONFIG: u64 = 256 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    watch: Vec<String>,
+    policies: Option<PathBuf>,
+    settle_ms: Option<u64>,
+    home: Option<String>,
+}
+
+/// A validated agent configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Roots to watch recursively, `~` expanded and absolute.
+    pub watch: Vec<PathBuf>,
+    pub policies: Option<PathBuf>,
+    pub settle: Duration,
+    pub home: String,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is larger than the limit.
+    #[error("{path}: config file larger than {MAX_CONFIG} bytes")]
+    TooLarge { path: PathBuf },
+    /// TOML syntax or an unknown/mistyped field.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The home directory used for `~` when the config names none.
+pub fn default_home() -> String {
+    dirs::home_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// The default data directory: `/var/lib/holdfast-agent` as root, the user's data dir otherwise.
+pub fn default_data_dir() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/lib/holdfast-agent")
+    } else {
+        dirs::data_local_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("holdfast")
+            .join("agent")
+    }
+}
+
+fn is_root() -> bool {
+    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        && dirs::home_dir().is_some_and(|h| h == Path::new("/root"))
+}
+
+/// Expands a leading `~` to `home`.
+pub fn expand_home(p: &str, home: &str) -> PathBuf {
+    match p.strip_prefix('~') {
+        Some("") => PathBuf::from(home),
+        Some(rest) if rest.starts_with('/') => {
+            PathBuf::from(format!("{}{}", home.trim_end_matches('/'), rest))
+        }
+        _ => PathBuf::from(p),
+    }
+}
+
+impl Config {
+    /// The configuration used when no file is given: default data dir, the user's
+    /// Downloads, Desktop and Documents, the built-in policies.
+    pub fn defaults() -> Config {
+        let home = default_home();
+        Config {
+            data_dir: default_data_dir(),
+            watch: ["~/Downloads", "~/Desktop", "~/Documents"]
+                .iter()
+                .map(|p| expand_home(p, &home))
+                .collect(),
+            policies: None,
+            settle: Duration::from_millis(1000),
+            home,
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_CONFIG {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let src = std::fs::read_to_string(path).map_err(io)?;
+        Config::parse(path, &src)
+    }
+
+    /// Validates config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let before = src.get(..offset).unwrap_or(src);
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let defaults = Config::defaults();
+        let home = raw.home.unwrap_or(defaults.home);
+        let resolve = |p: PathBuf| {
+            let p = expand_home(&p.to_string_lossy(), &home);
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        };
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
+        let watch: Vec<PathBuf> = if raw.watch.is_empty() {
+            defaults.watch
+        } else {
+            raw.watch
+                .iter()
+                .map(|w| resolve(PathBuf::from(w)))
+                .collect()
+        };
+        let settle_ms = raw.settle_ms.unwrap_or(1000);
+        if !(50..=600_000).contains(&settle_ms) {
+            return Err(invalid(
+                "settle_ms",
+                format!("{settle_ms} is outside 50..=600000"),
+            ));
+        }
+        let data_dir = raw.data_dir.map(resolve).unwrap_or(defaults.data_dir);
+        if watch
+            .iter()
+            .any(|w| data_dir.starts_with(w) && data_dir != *w)
+        {
+            tracing::debug!("data_dir lies under a watched root; it is skipped by the watcher");
+        }
+        if watch.iter().any(|w| *w == data_dir) {
+            return Err(invalid(
+                "watch",
+                "the agent's data_dir cannot itself be a watched root".into(),
+            ));
+        }
+        Ok(Config {
+            data_dir,
+            watch,
+            policies: raw.policies.map(resolve),
+            settle: std::time::Duration::from_millis(settle_ms),
+            home,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(src: &str, want: Result<(&str, usize), &str>) {
+        let got = Config::parse(Path::new("/etc/hf/agent.toml"), src);
+        match (got, want) {
+            (Ok(c), Ok((data, n))) => {
+                assert_eq!(c.data_dir, PathBuf::from(data));
+                assert_eq!(c.watch.len(), n);
+            }
+            (Err(e), Err(msg)) => assert_eq!(e.to_string(), msg),
+            (got, want) => panic!("{src:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_and_validates() {
+        check(
+            "data_dir = \"d\"\nwatch = [\"/w\"]\nhome = \"/h\"",
+            Ok(("/etc/hf/d", 1)),
+        );
+        check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
+        check(
+            "data_dir = \"/d\"\nwatchh = []",
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`"),
+        );
+        check(
+            "data_dir = \"/d\"\nsettle_ms = 1",
+            Err("/etc/hf/agent.toml: settle_ms: 1 is outside 50..=600000"),
+        );
+        check(
+            "data_dir = \"/d\"\nwatch = [\"/d\"]",
+            Err("/etc/hf/agent.toml: watch: the agent's data_dir cannot itself be a watched root"),
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Enrollment: trade a one-time token for a device certificate. The key is generated here
+//! and never leaves the device; the collector is verified by the CA fingerprint in the token
+//! before the token's secret is sent.
+
+use crate::identity::{Enrollment, Identity, IdentityError};
+use crate::uplink::{connect, exchange, UplinkError};
+use holdfast_shared::token::{EnrollToken, TokenError};
+use holdfast_shared::wire::Message;
+use std::path::Path;
+
+/// Why enrollment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The token string is malformed.
+    #[error("--token: {0}")]
+    Token(#[from] TokenError),
+    /// This data directory is already enrolled.
+    #[error("{0} is already enrolled as device {1}; pass --force to enroll again")]
+    AlreadyEnrolled(String, String),
+    /// A key or CSR could not be generated.
+    #[error("generating the device key: {0}")]
+    Key(#[from] rcgen::Error),
+    /// The collector could not be reached or verified.
+    #[error("{0}")]
+    Uplink(#[from] UplinkError),
+    /// The collector refused the token.
+    #[error("collector refused enrollment: {0}")]
+    Refused(String),
+    /// The collector answered with something other than a certificate.
+    #[error("unexpected answer from the collector")]
+    Unexpected,
+    /// The CA the collector returned is not the one the token pinned.
+    #[error("collector returned a CA that does not match the token's fingerprint")]
+    CaMismatch,
+    /// The identity could not be written.
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+}
+
+/// What enrollment established.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub device_id: String,
+    pub user: String,
+}
+
+/// The machine's host name, best effort.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Enrolls this device with the collector at `collector` (`HOST:PORT`), saving the identity
+/// in `data_dir`. With `force`, an existing enrollment is replaced.
+pub async fn enroll(
+    collector: &str,
+    token: &str,
+    data_dir: &Path,
+    force: bool,
+) -> Result<Enrolled, EnrollError> {
+    let token = EnrollToken::parse(token)?;
+    if !force && Identity::exists(data_dir) {
+        let id = Identity::load(data_dir)?;
+        return Err(EnrollError::AlreadyEnrolled(
+            data_dir.display().to_string(),
+            id.enrollment.device_id,
+        ));
+    }
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hostname());
+    let csr = params.serialize_request(&key)?;
+    let cfg = crate::tls::enroll_client(&token.ca_sha256).map_err(UplinkError::from)?;
+    let (endpoint, conn) = connect(collector, cfg).await?;
+    let answer = exchange(
+        &conn,
+        &Message::EnrollRequest {
+            token_secret: token.secret.clone(),
+            csr_der: csr.der().to_vec(),
+            hostname: hostname(),
+            os: std::env::consts::OS.to_string(),
+            agent_version: crate::VERSION.to_string(),
+        },
+    )
+    .await;
+    conn.close(0u32.into(), b"enrolled");
+    endpoint.wait_idle().await;
+    match answer? {
+        Message::EnrollResponse {
+            device_id,
+            user,
+            cert_der,
+            ca_der,
+        } => {
+            if holdfast_shared::sha256_hex(&ca_der) != token.ca_sha256 {
+                return Err(EnrollError::CaMismatch);
+            }
+            let id = Identity {
+                enrollment: Enrollment {
+                    device_id: device_id.clone(),
+                    user: user.clone(),
+                    collector: collector.to_string(),
+                },
+                cert_der,
+                key_der: key.serialize_der(),
+                ca_der,
+            };
+            id.save(data_dir)?;
+            Ok(Enrolled { device_id, user })
+        }
+        Message::Error { code, message } => {
+            Err(EnrollError::Refused(format!("{message} ({code})")))
+        }
+        _ => Err(EnrollError::Unexpected),
+    }
+}

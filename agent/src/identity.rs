@@ -1,0 +1,213 @@
+//! The device identity on disk: private key (mode 0600, generated here, never sent),
+//! device certificate, collector CA and the enrollment facts. The only module that reads
+//! or writes those files.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const KEY_FILE: &str = "device.key";
+const CERT_FILE: &str = "device.crt";
+const CA_FILE: &str = "ca.crt";
+const IDENTITY_FILE: &str = "identity.toml";
+
+/// Facts from enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub device_id: String,
+    pub user: String,
+    /// `HOST:PORT` of the collector.
+    pub collector: String,
+}
+
+/// Everything the agent needs to connect.
+#[derive(Clone)]
+pub struct Identity {
+    pub enrollment: Enrollment,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+    pub ca_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("Identity")
+            .field("enrollment", &self.enrollment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the identity could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// No identity in this data directory: `holdfast-agent enroll` has not run.
+    #[error("not enrolled: no {0} (run `holdfast-agent enroll --collector HOST:PORT --token TOKEN` first)")]
+    NotEnrolled(PathBuf),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file is there but is not what it should be.
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with the given Unix mode.
+/// Collector and agent both write their secrets through here.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// PEM-encodes DER bytes under `label`.
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der.to_vec()))
+}
+
+/// Reads the first PEM block of `path`, which must carry `label`.
+pub fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, IdentityError> {
+    let text = std::fs::read(path).map_err(io_err(path))?;
+    let block = pem::parse(text).map_err(|e| IdentityError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!("not PEM: {e}"),
+    })?;
+    if block.tag() != label {
+        return Err(IdentityError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("expected a {label} block, found {}", block.tag()),
+        });
+    }
+    Ok(block.into_contents())
+}
+
+impl Identity {
+    /// True when `data_dir` holds an enrollment.
+    pub fn exists(data_dir: &Path) -> bool {
+        data_dir.join(IDENTITY_FILE).is_file()
+    }
+
+    /// Loads the identity from `data_dir`.
+    pub fn load(data_dir: &Path) -> Result<Identity, IdentityError> {
+        let id_path = data_dir.join(IDENTITY_FILE);
+        if !id_path.is_file() {
+            return Err(IdentityError::NotEnrolled(id_path));
+        }
+        let text = std::fs::read_to_string(&id_path).map_err(io_err(&id_path))?;
+        let enrollment: Enrollment = toml::from_str(&text).map_err(|e| IdentityError::Corrupt {
+            path: id_path.clone(),
+            message: e.message().to_string(),
+        })?;
+        Ok(Identity {
+            enrollment,
+            cert_der: read_pem(&data_dir.join(CERT_FILE), "CERTIFICATE")?,
+            key_der: read_pem(&data_dir.join(KEY_FILE), "PRIVATE KEY")?,
+            ca_der: read_pem(&data_dir.join(CA_FILE), "CERTIFICATE")?,
+        })
+    }
+
+    /// Saves the identity into `data_dir` (key 0600, the rest 0644; the directory 0700).
+    pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
+        std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(data_dir))?;
+        }
+        let write = |name: &str, bytes: &[u8], mode| {
+            let p = data_dir.join(name);
+            write_file_atomic(&p, bytes, mode)
+                .map_err(|source| IdentityError::Io { path: p, source })
+        };
+        write(
+            KEY_FILE,
+            to_pem("PRIVATE KEY", &self.key_der).as_bytes(),
+            0o600,
+        )?;
+        write(
+            CERT_FILE,
+            to_pem("CERTIFICATE", &self.cert_der).as_bytes(),
+            0o644,
+        )?;
+        write(
+            CA_FILE,
+            to_pem("CERTIFICATE", &self.ca_der).as_bytes(),
+            0o644,
+        )?;
+        let text = toml::to_string(&self.enrollment).map_err(|e| IdentityError::Corrupt {
+            path: data_dir.join(IDENTITY_FILE),
+            message: e.to_string(),
+        })?;
+        // Written last: its presence means the enrollment is complete.
+        write(IDENTITY_FILE, text.as_bytes(), 0o644)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("agent");
+        assert!(matches!(
+            Identity::load(&d),
+            Err(IdentityError::NotEnrolled(_))
+        ));
+        let id = Identity {
+            enrollment: Enrollment {
+                device_id: "dev".into(),
+                user: "ada".into(),
+                collector: "127.0.0.1:1".into(),
+            },
+            cert_der: vec![1, 2, 3],
+            key_der: vec![4, 5],
+            ca_der: vec![6],
+        };
+        id.save(&d).unwrap();
+        let back = Identity::load(&d).unwrap();
+        assert_eq!(back.enrollment, id.enrollment);
+        assert_eq!(
+            (back.cert_der, back.key_der, back.ca_der),
+            (vec![1, 2, 3], vec![4, 5], vec![6])
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!format!("{id:?}").contains("key_der"));
+    }
+}

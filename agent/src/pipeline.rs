@@ -1,0 +1,398 @@
+//! The pipeline from watch events to spooled events: debounce bursts into one settled
+//! change per file, read and classify it once, evaluate the policies, append to the spool.
+//!
+//! [`Debouncer`] is a pure state machine over events and an `Instant` passed in, so its
+//! behaviour is tested without a file system.
+
+use crate::scan::scan_file;
+use crate::watch::WatchEvent;
+use holdfast_shared::event::{Action, AgentNotice, EventBody, FileActivity};
+use holdfast_shared::policy::{PolicySet, Subject};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Most files waiting to settle at once; beyond this, changes are counted as dropped and
+/// reported in a notice.
+pub const MAX_PENDING: usize = 100_000;
+
+/// A change that has settled and is ready to be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub action: Action,
+    pub path: PathBuf,
+    pub old_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    last: Instant,
+    created: bool,
+    old_path: Option<PathBuf>,
+}
+
+/// Collapses bursts of watch events into one [`Ready`] per file once it has been quiet for
+/// `settle`.
+#[derive(Debug)]
+pub struct Debouncer {
+    settle: Duration,
+    pending: HashMap<PathBuf, Pending>,
+    moved_out: HashMap<PathBuf, Instant>,
+    ready: Vec<Ready>,
+    /// Changes dropped because [`MAX_PENDING`] was reached, not yet reported.
+    pub dropped: u64,
+    /// Kernel queue overflows seen, not yet reported.
+    pub overflows: u64,
+}
+
+impl Debouncer {
+    pub fn new(settle: Duration) -> Debouncer {
+        Debouncer {
+            settle,
+            pending: HashMap::new(),
+            moved_out: HashMap::new(),
+            ready: Vec::new(),
+            dropped: 0,
+            overflows: 0,
+        }
+    }
+
+    /// Files waiting to settle.
+    pub fn len(&self) -> usize {
+        self.pending.len() + self.moved_out.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn touch(&mut self, path: PathBuf, now: Instant, created: bool) {
+        if let Some(p) = self.pending.get_mut(&path) {
+            p.last = now;
+            p.created |= created;
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.dropped += 1;
+            return;
+        }
+        self.pending.insert(
+            path,
+            Pending {
+                last: now,
+                created,
+                old_path: None,
+            },
+        );
+    }
+
+    /// Takes one watch event into account.
+    pub fn observe(&mut self, ev: WatchEvent, now: Instant) {
+        match ev {
+            WatchEvent::Created(p) | WatchEvent::MovedTo(p) => self.touch(p, now, true),
+            WatchEvent::Touched(p) => self.touch(p, now, false),
+            WatchEvent::MovedFrom(p) => {
+                self.moved_out.insert(p, now);
+            }
+            WatchEvent::Renamed { from, to } => {
+                self.moved_out.remove(&from);
+                let before = self.pending.remove(&from);
+                let (created, old_path) = match before {
+                    // Renamed before it ever settled (a download's temporary name): the file
+                    // simply appeared under its final name.
+                    Some(p) if p.created => (true, None),
+                    Some(p) => (false, p.old_path.or(Some(from))),
+                    None => (false, Some(from)),
+                };
+                self.touch(to.clone(), now, false);
+                if let Some(p) = self.pending.get_mut(&to) {
+                    p.created = created;
+                    p.old_path = old_path;
+                }
+            }
+            WatchEvent::Removed(p) => {
+                match self.pending.remove(&p) {
+                    // Created and deleted within one burst: a temporary file, nothing to report.
+                    Some(pending) if pending.created => {}
+                    _ => self.ready.push(Ready {
+                        action: Action::Deleted,
+                        path: p,
+                        old_path: None,
+                    }),
+                }
+            }
+            WatchEvent::Overflow => self.overflows += 1,
+            WatchEvent::Error(_) => {}
+        }
+    }
+
+    /// The changes that have settled by `now`, in a stable order.
+    pub fn due(&mut self, now: Instant) -> Vec<Ready> {
+        let settle = self.settle;
+        let quiet = |t: Instant| now.saturating_duration_since(t) >= settle;
+        let mut out = std::mem::take(&mut self.ready);
+        let gone: Vec<PathBuf> = self
+            .moved_out
+            .iter()
+            .filter(|(_, t)| quiet(**t))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in gone {
+            self.moved_out.remove(&p);
+            self.pending.remove(&p);
+            out.push(Ready {
+                action: Action::Deleted,
+                path: p,
+                old_path: None,
+            });
+        }
+        let mut settled: Vec<PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| quiet(p.last))
+            .map(|(k, _)| k.clone())
+            .collect();
+        settled.sort();
+        for path in settled {
+            if let Some(p) = self.pending.remove(&path) {
+                let action = if p.old_path.is_some() {
+                    Action::Renamed
+                } else if p.created {
+                    Action::Created
+                } else {
+                    Action::Modified
+                };
+                out.push(Ready {
+                    action,
+                    path,
+                    old_path: p.old_path,
+                });
+            }
+        }
+        out
+    }
+
+    /// Notices for drops and overflows seen since the last call (each reported once).
+    pub fn take_notices(&mut self) -> Vec<EventBody> {
+        let mut out = Vec::new();
+        if self.dropped > 0 {
+            out.push(EventBody::Notice(AgentNotice {
+                kind: "watch_dropped".into(),
+                message: format!(
+                    "{} file changes dropped: more than {MAX_PENDING} files waiting to settle",
+                    self.dropped
+                ),
+                count: std::mem::take(&mut self.dropped),
+            }));
+        }
+        if self.overflows > 0 {
+            out.push(EventBody::Notice(AgentNotice {
+                kind: "watch_overflow".into(),
+                message: "the kernel's file-event queue overflowed; changes may have been missed"
+                    .into(),
+                count: std::mem::take(&mut self.overflows),
+            }));
+        }
+        out
+    }
+}
+
+/// Reads a settled change and builds its event body: hash, classification, matched rules.
+/// Returns `None` for what is not worth an event (a directory, a file gone before it
+/// could be read after a create).
+pub fn describe(ready: &Ready, policies: &PolicySet) -> Option<EventBody> {
+    let path = ready.path.to_string_lossy().to_string();
+    let old_path = ready
+        .old_path
+        .as_ref()
+        .map(|p| p.to_string_lossy().to_string());
+    let mut activity = FileActivity {
+        action: ready.action,
+        path,
+        old_path,
+        size: None,
+        sha256: None,
+        summary: None,
+        error: None,
+        rules: Vec::new(),
+    };
+    if ready.action != Action::Deleted {
+        match std::fs::symlink_metadata(&ready.path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => activity.error = Some(e.to_string()),
+        }
+        if activity.error.is_none() {
+            match scan_file(&ready.path) {
+                Ok(r) => {
+                    activity.size = Some(r.size);
+                    activity.sha256 = Some(r.sha256);
+                    activity.summary = Some(r.summary);
+                }
+                Err(e) => activity.error = Some(e.to_string()),
+            }
+        }
+    }
+    activity.rules = policies.evaluate(&Subject {
+        action: activity.action,
+        path: &activity.path,
+        summary: activity.summary.as_ref(),
+    });
+    Some(EventBody::File(activity))
+}
+
+/// True for paths the agent must not report: its own data directory.
+pub fn is_own(path: &Path, data_dir: &Path) -> bool {
+    path.starts_with(data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use WatchEvent::*;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    /// Feeds `events` one millisecond apart, then asks what is due `settle` later.
+    fn check(events: Vec<WatchEvent>, want: &[(Action, &str, Option<&str>)]) {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(Duration::from_millis(100));
+        for (i, e) in events.into_iter().enumerate() {
+            d.observe(e, t0 + Duration::from_millis(i as u64));
+        }
+        // Nothing is due before the burst has been quiet for the settle time...
+        // (an outright delete is due at once).
+        let mut early = d.due(t0 + Duration::from_millis(50));
+        assert!(
+            early.iter().all(|r| r.action == Action::Deleted),
+            "{early:?}"
+        );
+        early.extend(d.due(t0 + Duration::from_secs(1)));
+        let got: Vec<(Action, PathBuf, Option<PathBuf>)> = early
+            .into_iter()
+            .map(|r| (r.action, r.path, r.old_path))
+            .collect();
+        let mut all = got;
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        let want: Vec<(Action, PathBuf, Option<PathBuf>)> =
+            want.iter().map(|(a, x, o)| (*a, p(x), o.map(p))).collect();
+        assert_eq!(all, want);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn bursts_become_one_change() {
+        check(
+            vec![Created(p("/a")), Touched(p("/a")), Touched(p("/a"))],
+            &[(Action::Created, "/a", None)],
+        );
+        check(
+            vec![Touched(p("/a")), Touched(p("/a"))],
+            &[(Action::Modified, "/a", None)],
+        );
+        // A download: temporary name, then renamed to its final name.
+        check(
+            vec![
+                Created(p("/d.part")),
+                Touched(p("/d.part")),
+                MovedFrom(p("/d.part")),
+                MovedTo(p("/d.csv")),
+                Renamed {
+                    from: p("/d.part"),
+                    to: p("/d.csv"),
+                },
+            ],
+            &[(Action::Created, "/d.csv", None)],
+        );
+        // A rename of a settled file.
+        check(
+            vec![
+                MovedFrom(p("/x")),
+                MovedTo(p("/y")),
+                Renamed {
+                    from: p("/x"),
+                    to: p("/y"),
+                },
+            ],
+            &[(Action::Renamed, "/y", Some("/x"))],
+        );
+        // Moved out of the watched places: a delete. Moved in: a create.
+        check(
+            vec![MovedFrom(p("/gone"))],
+            &[(Action::Deleted, "/gone", None)],
+        );
+        check(vec![MovedTo(p("/in"))], &[(Action::Created, "/in", None)]);
+        check(vec![Removed(p("/old"))], &[(Action::Deleted, "/old", None)]);
+        // Created and deleted within a burst: nothing.
+        check(vec![Created(p("/tmp1")), Removed(p("/tmp1"))], &[]);
+        check(vec![Overflow, Error("x".into())], &[]);
+    }
+
+    #[test]
+    fn overflow_and_drops_are_reported_once() {
+        let mut d = Debouncer::new(Duration::from_millis(1));
+        d.observe(Overflow, Instant::now());
+        d.dropped = 3;
+        let n = d.take_notices();
+        assert_eq!(n.len(), 2);
+        assert!(matches!(&n[0], EventBody::Notice(x) if x.kind == "watch_dropped" && x.count == 3));
+        assert!(d.take_notices().is_empty());
+    }
+
+    #[test]
+    fn describe_reads_and_evaluates() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.csv");
+        let mut body = String::from("email\n");
+        for i in 0..60 {
+            body.push_str(&format!("u{i}@example.com\n"));
+        }
+        std::fs::write(&f, &body).unwrap();
+        let set = PolicySet::default_pack("/home/u").unwrap();
+        let ready = Ready {
+            action: Action::Created,
+            path: f.clone(),
+            old_path: None,
+        };
+        let Some(EventBody::File(a)) = describe(&ready, &set) else {
+            panic!()
+        };
+        assert_eq!(a.summary.as_ref().map(|s| s.records), Some(60));
+        assert_eq!(
+            a.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            vec!["crm-export.bulk-contacts"]
+        );
+        // A directory or a vanished file yields nothing; a delete yields a bare event.
+        assert!(describe(
+            &Ready {
+                action: Action::Created,
+                path: dir.path().to_path_buf(),
+                old_path: None
+            },
+            &set
+        )
+        .is_none());
+        std::fs::remove_file(&f).unwrap();
+        assert!(describe(&ready, &set).is_none());
+        let del = describe(
+            &Ready {
+                action: Action::Deleted,
+                path: f,
+                old_path: None,
+            },
+            &set,
+        );
+        assert!(matches!(
+            del,
+            Some(EventBody::File(FileActivity {
+                action: Action::Deleted,
+                sha256: None,
+                ..
+            }))
+        ));
+    }
+}

@@ -1,0 +1,100 @@
+//! Reading one file: stream it once, hashing and classifying in the same pass, with a
+//! fixed-size buffer. Used by `holdfast-agent scan` and by the daemon.
+
+use holdfast_shared::classify::{detect_type, Classifier, DEFAULT_BYTE_BUDGET};
+use holdfast_shared::event::ContentSummary;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// Read buffer size.
+const CHUNK: usize = 256 * 1024;
+
+/// What reading a file produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub size: u64,
+    pub sha256: String,
+    pub summary: ContentSummary,
+}
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// Opening or reading failed (missing, permission denied, I/O error).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The path is not a regular file.
+    #[error("not a regular file")]
+    NotAFile,
+}
+
+/// Hashes and classifies the file at `path`. The whole file is hashed; classification
+/// stops at its byte budget.
+pub fn scan_file(path: &Path) -> Result<FileReport, ScanError> {
+    let mut file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(ScanError::NotAFile);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut buf = vec![0u8; CHUNK];
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut classifier: Option<Classifier> = None;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let chunk = &buf[..n];
+        hasher.update(chunk);
+        size += n as u64;
+        let c = classifier
+            .get_or_insert_with(|| Classifier::new(detect_type(&name, chunk), DEFAULT_BYTE_BUDGET));
+        if !c.is_done() {
+            c.feed(chunk);
+        }
+    }
+    let summary = classifier
+        .unwrap_or_else(|| Classifier::new(detect_type(&name, &[]), DEFAULT_BYTE_BUDGET))
+        .finish();
+    Ok(FileReport {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_and_classifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.csv");
+        let mut body = String::from("name,email\n");
+        for i in 0..1000 {
+            body.push_str(&format!("n{i},user{i}@example.com\n"));
+        }
+        std::fs::write(&p, &body).unwrap();
+        let r = scan_file(&p).unwrap();
+        assert_eq!(r.size, body.len() as u64);
+        assert_eq!(r.sha256, holdfast_shared::sha256_hex(body.as_bytes()));
+        assert_eq!(r.summary.records, 1000);
+        assert_eq!(r.summary.file_type, "csv");
+        assert!(matches!(
+            scan_file(dir.path()),
+            Err(ScanError::NotAFile) | Err(ScanError::Io(_))
+        ));
+        assert!(matches!(
+            scan_file(&dir.path().join("missing")),
+            Err(ScanError::Io(_))
+        ));
+    }
+}
