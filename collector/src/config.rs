@@ -1,0 +1,167 @@
+//! The collector's configuration: TOML parsed into raw values, then one validated [`Config`].
+//!
+//! ```toml
+//! data_dir = "/var/lib/holdfast-collector"   # CA, database
+//! listen = "127.0.0.1:7443"                  # QUIC (UDP)
+//! server_names = ["collector.corp.example"]  # names/IPs agents dial; loopback always added
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    #[serde(default)]
+    server_names: Vec<String>,
+}
+
+/// A validated collector configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub server_names: Vec<String>,
+}
+
+/// Why a collector config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax, or an unknown or mistyped field.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The default data directory.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("holdfast")
+        .join("collector")
+}
+
+/// The default QUIC listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+
+impl Config {
+    /// Defaults for `data_dir`.
+    pub fn with_data_dir(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            server_names: loopback_names(),
+        }
+    }
+
+    /// The SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("collector.db")
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &src)
+    }
+
+    /// Validates config text.
+    pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let before = src.get(..offset).unwrap_or(src);
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line: before.matches('\n').count() + 1,
+                column: before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let data_dir = match raw.data_dir {
+            Some(d) if d.is_absolute() => d,
+            Some(d) => base.join(d),
+            None => default_data_dir(),
+        };
+        let listen_s = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: "listen",
+            message: format!("`{listen_s}` is not an IP:PORT socket address"),
+        })?;
+        let mut server_names = loopback_names();
+        for n in raw.server_names {
+            if n.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: "server_names",
+                    message: "empty name".into(),
+                });
+            }
+            if !server_names.contains(&n) {
+                server_names.push(n);
+            }
+        }
+        if !listen.ip().is_unspecified() && !server_names.contains(&listen.ip().to_string()) {
+            server_names.push(listen.ip().to_string());
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            server_names,
+        })
+    }
+}
+
+fn loopback_names() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(src: &str, want: Result<&str, &str>) {
+        match (Config::parse(Path::new("/etc/c.toml"), src), want) {
+            (Ok(c), Ok(listen)) => assert_eq!(c.listen.to_string(), listen),
+            (Err(e), Err(msg)) => assert_eq!(e.to_string(), msg),
+            (got, want) => panic!("{src:?}: {got:?} vs {want:?}"),
+        }
+    }
+
+    #[test]
+    fn parses() {
+        check(
+            "data_dir = \"d\"\nlisten = \"127.0.0.1:9\"",
+            Ok("127.0.0.1:9"),
+        );
+        check(
+            "listen = \"nope\"",
+            Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
+        );
+        check("listen = \"x\"", Err("/etc/c.toml:1:1: unknown field `listen`, expected one of `data_dir`, `listen`, `server_names`"));
+    }
+}

@@ -1,0 +1,376 @@
+//! QUIC ingest: the only module that owns the collector's socket. It authenticates each
+//! connection by its client certificate, enrolls devices on the enrollment ALPN, stores
+//! event batches and acknowledges them only after the commit.
+
+use crate::pki::Ca;
+use crate::store::{Device, Store, StoreError, TokenRefusal};
+use holdfast_shared::token::EnrollToken;
+use holdfast_shared::wire::{self, close, Message};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tracing::{info, info_span, warn, Instrument};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS configuration failed.
+    #[error("{0}")]
+    Tls(#[from] holdfast_agent::tls::TlsError),
+    /// Issuing the server certificate failed.
+    #[error("{0}")]
+    Pki(#[from] crate::pki::PkiError),
+    /// The UDP socket could not be bound.
+    #[error("binding {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The database could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What every connection handler shares.
+pub struct State {
+    pub ca: Ca,
+    pub store: Mutex<Store>,
+    pub db_path: PathBuf,
+}
+
+/// Builds the QUIC server config: our CA's server certificate, client certificates
+/// verified against our CA (optional at the TLS layer, so the enrollment ALPN can work;
+/// required for the agent ALPN by [`handle`]).
+pub fn server_config(ca: &Ca, names: &[String]) -> Result<quinn::ServerConfig, ServeError> {
+    let provider = holdfast_agent::tls::provider();
+    let (cert, key) = ca.server_cert(names)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.cert_der.clone()))
+        .map_err(holdfast_agent::tls::TlsError::from)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(holdfast_agent::tls::TlsError::from)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(holdfast_agent::tls::TlsError::from)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![
+                CertificateDer::from(cert),
+                CertificateDer::from(ca.cert_der.clone()),
+            ],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .map_err(holdfast_agent::tls::TlsError::from)?;
+    tls.alpn_protocols = vec![wire::ALPN_AGENT.to_vec(), wire::ALPN_ENROLL.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(holdfast_agent::tls::TlsError::from)?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(holdfast_agent::tls::transport());
+    Ok(cfg)
+}
+
+/// Binds the QUIC endpoint.
+pub fn bind(cfg: quinn::ServerConfig, addr: SocketAddr) -> Result<quinn::Endpoint, ServeError> {
+    quinn::Endpoint::server(cfg, addr).map_err(|e| ServeError::Bind(addr, e))
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    state: Arc<State>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = shutdown.changed() => None,
+        };
+        let Some(incoming) = incoming else { break };
+        let state = state.clone();
+        let remote = incoming.remote_address();
+        tokio::spawn(
+            async move {
+                match incoming.await {
+                    Ok(conn) => handle(conn, state).await,
+                    Err(e) => warn!(error = %e, "handshake failed"),
+                }
+            }
+            .instrument(info_span!("conn", %remote)),
+        );
+    }
+    endpoint.close(0u32.into(), b"shutdown");
+    endpoint.wait_idle().await;
+}
+
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+fn peer_cert_sha256(conn: &quinn::Connection) -> Option<String> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().map(|c| holdfast_shared::sha256_hex(c))
+}
+
+async fn handle(conn: quinn::Connection, state: Arc<State>) {
+    match alpn(&conn).as_deref() {
+        Some(wire::ALPN_ENROLL) => enroll_conn(conn, state).await,
+        Some(wire::ALPN_AGENT) => agent_conn(conn, state).await,
+        _ => conn.close(close::PROTOCOL.into(), b"unknown protocol"),
+    }
+}
+
+/// Reads one request frame from a stream (bounded by the frame cap).
+async fn read_request(recv: &mut quinn::RecvStream) -> Result<Message, String> {
+    let bytes = recv
+        .read_to_end(wire::MAX_FRAME + wire::HEADER)
+        .await
+        .map_err(|e| e.to_string())?;
+    wire::decode(&bytes).map_err(|e| e.to_string())
+}
+
+async fn reply(send: &mut quinn::SendStream, msg: &Message) {
+    match wire::encode(msg) {
+        Ok(bytes) => {
+            let _ = send.write_all(&bytes).await;
+            let _ = send.finish();
+        }
+        Err(e) => warn!(error = %e, "cannot encode reply"),
+    }
+}
+
+fn error(code: &str, message: impl Into<String>) -> Message {
+    Message::Error {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn with_store<T: Send + 'static>(
+    state: &Arc<State>,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut store)
+    })
+    .await
+    .unwrap_or_else(|e| Err(StoreError::Encode(format!("store task failed: {e}"))))
+}
+
+async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
+    let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+        return;
+    };
+    let answer = match read_request(&mut recv).await {
+        Ok(Message::EnrollRequest {
+            token_secret,
+            csr_der,
+            hostname,
+            os,
+            agent_version,
+        }) => enroll(&state, token_secret, csr_der, hostname, os, agent_version).await,
+        Ok(_) => error(
+            "protocol",
+            "only enrollment is allowed without a device certificate",
+        ),
+        Err(e) => error("bad_frame", e),
+    };
+    reply(&mut send, &answer).await;
+    // Let the agent read the answer and close.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed()).await;
+}
+
+async fn enroll(
+    state: &Arc<State>,
+    token_secret: String,
+    csr_der: Vec<u8>,
+    hostname: String,
+    os: String,
+    agent_version: String,
+) -> Message {
+    let device_id = format!("dev-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let hash = EnrollToken::secret_hash(&token_secret);
+    let now = crate::now_ms();
+    let id = device_id.clone();
+    let redeemed = with_store(state, move |s| s.redeem_token(&hash, &id, now)).await;
+    let user = match redeemed {
+        Ok(Ok(user)) => user,
+        Ok(Err(refusal)) => {
+            warn!(reason = %refusal, "enrollment refused");
+            let code = match refusal {
+                TokenRefusal::Unknown => "token_unknown",
+                TokenRefusal::Expired => "token_expired",
+                TokenRefusal::Used => "token_used",
+            };
+            return error(code, refusal.to_string());
+        }
+        Err(e) => {
+            warn!(error = %e, "enrollment store error");
+            return error("internal", "internal error");
+        }
+    };
+    let (cert_der, serial) =
+        match state
+            .ca
+            .sign_device(&csr_der, &device_id, time::OffsetDateTime::now_utc())
+        {
+            Ok(c) => c,
+            Err(e) => return error("bad_csr", e.to_string()),
+        };
+    let device = Device {
+        id: device_id.clone(),
+        user: user.clone(),
+        hostname: hostname.chars().take(255).collect(),
+        os: os.chars().take(64).collect(),
+        agent_version: agent_version.chars().take(64).collect(),
+        cert_sha256: holdfast_shared::sha256_hex(&cert_der),
+        cert_serial: serial,
+        enrolled_ms: now,
+        last_seen_ms: None,
+        revoked_ms: None,
+        last_seq: 0,
+        spool_backlog: None,
+    };
+    if let Err(e) = with_store(state, move |s| s.add_device(&device)).await {
+        warn!(error = %e, "cannot register device");
+        return error("internal", "internal error");
+    }
+    info!(device = %device_id, %user, "device enrolled");
+    Message::EnrollResponse {
+        device_id,
+        user,
+        cert_der,
+        ca_der: state.ca.cert_der.clone(),
+    }
+}
+
+async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
+    let Some(fp) = peer_cert_sha256(&conn) else {
+        warn!("agent connection without a client certificate refused");
+        conn.close(
+            close::UNAUTHENTICATED.into(),
+            b"client certificate required",
+        );
+        return;
+    };
+    let lookup = fp.clone();
+    let device = match with_store(&state, move |s| s.device_by_cert(&lookup)).await {
+        Ok(Some(d)) if d.revoked_ms.is_none() => d,
+        Ok(Some(_)) => {
+            conn.close(close::REVOKED.into(), b"device revoked");
+            return;
+        }
+        Ok(None) => {
+            warn!(cert = %fp, "unknown device certificate refused");
+            conn.close(close::UNAUTHENTICATED.into(), b"unknown device");
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "store error");
+            conn.close(close::INTERNAL.into(), b"internal error");
+            return;
+        }
+    };
+    let span = info_span!("device", id = %device.id, user = %device.user);
+    async move {
+        info!("agent connected");
+        let device = Arc::new(device);
+        loop {
+            let (mut send, mut recv) = match conn.accept_bi().await {
+                Ok(s) => s,
+                Err(e) => {
+                    info!(reason = %e, "agent disconnected");
+                    return;
+                }
+            };
+            let msg = match read_request(&mut recv).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "bad frame; closing");
+                    reply(&mut send, &error("bad_frame", e)).await;
+                    conn.close(close::PROTOCOL.into(), b"bad frame");
+                    return;
+                }
+            };
+            let answer = match msg {
+                Message::EventBatch { events } => {
+                    if events.len() > wire::MAX_BATCH * 4
+                        || events.iter().any(|e| e.device_id != device.id)
+                    {
+                        reply(
+                            &mut send,
+                            &error("bad_batch", "batch too large or events of another device"),
+                        )
+                        .await;
+                        conn.close(close::PROTOCOL.into(), b"bad batch");
+                        return;
+                    }
+                    let through = events.iter().map(|e| e.seq).max().unwrap_or(0);
+                    let n = events.len();
+                    let d = device.clone();
+                    match with_store(&state, move |s| s.ingest(&d, &events, crate::now_ms())).await
+                    {
+                        Ok(new) => {
+                            info!(events = n, new, through_seq = through, "batch committed");
+                            Message::Ack {
+                                through_seq: through,
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "ingest failed; agent will resend");
+                            error("internal", "could not store the batch")
+                        }
+                    }
+                }
+                Message::Heartbeat { spool_backlog, .. } => {
+                    let id = device.id.clone();
+                    match with_store(&state, move |s| {
+                        s.touch_device(&id, crate::now_ms(), Some(spool_backlog))?;
+                        s.last_seq(&id)
+                    })
+                    .await
+                    {
+                        Ok(seq) => Message::Ack { through_seq: seq },
+                        Err(_) => error("internal", "store error"),
+                    }
+                }
+                _ => {
+                    reply(&mut send, &error("protocol", "unexpected message")).await;
+                    conn.close(close::PROTOCOL.into(), b"unexpected message");
+                    return;
+                }
+            };
+            reply(&mut send, &answer).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Opens everything `serve` needs from a config: CA (created on first start), store, endpoint.
+pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<State>), ServeError> {
+    let ca = Ca::load_or_create(&config.data_dir)?;
+    let store = Store::open(&config.db_path())?;
+    let cfg = server_config(&ca, &config.server_names)?;
+    let endpoint = bind(cfg, config.listen)?;
+    Ok((
+        endpoint,
+        Arc::new(State {
+            ca,
+            store: Mutex::new(store),
+            db_path: config.db_path(),
+        }),
+    ))
+}

@@ -1,0 +1,74 @@
+//! `holdfast-collector quickstart`: a collector on embedded SQLite plus a local agent,
+//! enrolled automatically, watching this user's Downloads, Desktop and Documents.
+
+use crate::config::Config;
+use anyhow::Context;
+use holdfast_agent::config::{default_home, expand_home, Config as AgentConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Runs collector and agent until `shutdown` turns true.
+pub async fn run(
+    config: Config,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (endpoint, state) = crate::ingest::start(&config)
+        .with_context(|| format!("starting the collector on {}", config.listen))?;
+    let listen = endpoint.local_addr().context("reading the bound address")?;
+    let server = tokio::spawn(crate::ingest::serve(endpoint, state, shutdown.clone()));
+
+    let home = default_home();
+    let mut watch: Vec<PathBuf> = ["~/Downloads", "~/Desktop", "~/Documents"]
+        .iter()
+        .map(|p| expand_home(p, &home))
+        .filter(|p| p.is_dir())
+        .collect();
+    if watch.is_empty() {
+        let downloads = expand_home("~/Downloads", &home);
+        std::fs::create_dir_all(&downloads)
+            .with_context(|| format!("creating {}", downloads.display()))?;
+        watch.push(downloads);
+    }
+    let agent_config = AgentConfig {
+        data_dir: config.data_dir.join("agent"),
+        watch: watch.clone(),
+        policies: None,
+        settle: Duration::from_millis(1000),
+        home,
+    };
+    let collector_addr = format!("127.0.0.1:{}", listen.port());
+    let enrolled_elsewhere = holdfast_agent::identity::Identity::load(&agent_config.data_dir)
+        .map(|id| id.enrollment.collector != collector_addr)
+        .unwrap_or(true);
+    if enrolled_elsewhere {
+        let user = std::env::var("USER").unwrap_or_else(|_| "quickstart".into());
+        let issued = crate::tokens::create(&config, &user, Duration::from_secs(600))?;
+        holdfast_agent::enroll::enroll(
+            &collector_addr,
+            &issued.token,
+            &agent_config.data_dir,
+            true,
+        )
+        .await
+        .context("enrolling the local agent")?;
+    }
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "holdfast-collector".into());
+    let dd = config.data_dir.display();
+    println!("Holdfast quickstart is running.");
+    println!("  collector   QUIC on {listen}, data in {dd}");
+    println!("  agent       enrolled, watching:");
+    for w in &watch {
+        println!("                {}", w.display());
+    }
+    println!();
+    println!("Drop a CRM export (a CSV with 50+ contacts) into one of those folders, then:");
+    println!("  {exe} alerts list --data-dir {dd}");
+    println!("  {exe} events list --data-dir {dd}");
+    println!("  {exe} devices list --data-dir {dd}");
+    println!("Press Ctrl-C to stop.");
+    let agent = holdfast_agent::daemon::run(agent_config, shutdown.clone()).await;
+    let _ = server.await;
+    agent
+}
