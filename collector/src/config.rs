@@ -162,6 +162,6 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("listen = \"x\"", Err("/etc/c.toml:1:1: unknown field `listen`, expected one of `data_dir`, `listen`, `server_names`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`"));
     }
 }

@@ -1,1 +1,316 @@
-//! placeholder
+//! Harness for cross-process end-to-end tests: finds (or builds) the real binaries, starts
+//! collector and agent processes on loopback with temporary directories and free ports,
+//! and kills them when the test ends.
+
+pub mod corpus;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's binaries, building them if a test runs alone.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/deps/<test-exe> → target/<profile>
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let missing = ["holdfast-agent", "holdfast-collector"]
+            .iter()
+            .any(|b| !dir.join(b).is_file());
+        if missing {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(&root).args([
+                "build",
+                "-p",
+                "holdfast-agent",
+                "-p",
+                "holdfast-collector",
+            ]);
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("running cargo build for the binaries");
+            assert!(status.success(), "building the binaries failed");
+        }
+        dir
+    })
+}
+
+/// Path of a workspace binary.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A UDP port that was free a moment ago on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `deadline` passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(exe: &str, args: &[&str], log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("creating log file");
+        let child = Command::new(bin(exe))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {exe}: {e}"));
+        Proc { child, log }
+    }
+
+    /// The process's combined output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + grace;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs a binary to completion.
+pub fn run(exe: &str, args: &[&str]) -> Output {
+    Command::new(bin(exe))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {exe}: {e}"))
+}
+
+/// Runs a binary that must succeed; returns its stdout.
+pub fn run_ok(exe: &str, args: &[&str]) -> String {
+    let out = run(exe, args);
+    assert!(
+        out.status.success(),
+        "{exe} {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Parses JSON-lines output.
+pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A collector process with its own data directory and port.
+pub struct Collector {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub config: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl Collector {
+    /// Writes a config under `root` and starts `holdfast-collector serve`.
+    pub fn start(root: &Path) -> Collector {
+        let dir = root.join("collector");
+        std::fs::create_dir_all(&dir).expect("collector dir");
+        let port = free_udp_port();
+        let config = root.join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n",
+                dir.display().to_string()
+            ),
+        )
+        .expect("collector config");
+        let mut c = Collector {
+            dir,
+            port,
+            config,
+            proc: None,
+        };
+        c.restart();
+        c
+    }
+
+    /// (Re)starts the server process on the same port and data, waiting until it listens.
+    pub fn restart(&mut self) {
+        let log = self.dir.join(format!(
+            "serve-{}.log",
+            Instant::now().elapsed().as_nanos() ^ rand_suffix()
+        ));
+        let p = Proc::spawn(
+            "holdfast-collector",
+            &["serve", "--config", &self.config.display().to_string()],
+            log,
+        );
+        wait_for("collector to listen", Duration::from_secs(30), || {
+            p.output().contains("collector listening").then_some(())
+        });
+        self.proc = Some(p);
+    }
+
+    /// `HOST:PORT` for agents.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs an admin subcommand against this collector's config.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        let cfg = self.config.display().to_string();
+        all.extend(["--config", &cfg]);
+        run_ok("holdfast-collector", &all)
+    }
+
+    /// A fresh enrollment token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.cli(&["token", "create", "--user", user])
+            .trim()
+            .to_string()
+    }
+
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        json_lines(&self.cli(&["alerts", "list", "--json"]))
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        json_lines(&self.cli(&["events", "list", "--json", "--limit", "100000"]))
+    }
+
+    /// The CA certificate (DER) agents trust.
+    pub fn ca_der(&self) -> Vec<u8> {
+        let text = std::fs::read(self.dir.join("ca.crt")).expect("ca.crt");
+        pem::parse(text).expect("ca.crt is PEM").into_contents()
+    }
+}
+
+fn rand_suffix() -> u128 {
+    rand::random::<u64>() as u128
+}
+
+/// An enrolled agent with its own data directory and watched folder.
+pub struct Agent {
+    pub data_dir: PathBuf,
+    pub watched: PathBuf,
+    pub config: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl Agent {
+    /// Enrolls a new agent for `user` against `collector` and starts `holdfast-agent run`.
+    pub fn enroll_and_start(root: &Path, collector: &Collector, user: &str) -> Agent {
+        let data_dir = root.join(format!("agent-{user}"));
+        let watched = root.join(format!("home-{user}/Downloads"));
+        std::fs::create_dir_all(&watched).expect("watched dir");
+        let config = root.join(format!("agent-{user}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nhome = {:?}\n",
+                data_dir.display().to_string(),
+                watched.display().to_string(),
+                root.join(format!("home-{user}")).display().to_string()
+            ),
+        )
+        .expect("agent config");
+        let token = collector.token(user);
+        let cfg = config.display().to_string();
+        run_ok(
+            "holdfast-agent",
+            &[
+                "enroll",
+                "--collector",
+                &collector.addr(),
+                "--token",
+                &token,
+                "--config",
+                &cfg,
+            ],
+        );
+        let mut a = Agent {
+            data_dir,
+            watched,
+            config,
+            proc: None,
+        };
+        a.start();
+        a
+    }
+
+    /// Starts the daemon and waits until it watches.
+    pub fn start(&mut self) {
+        let log = self.data_dir.join(format!("run-{}.log", rand_suffix()));
+        let p = Proc::spawn(
+            "holdfast-agent",
+            &["run", "--config", &self.config.display().to_string()],
+            log,
+        );
+        wait_for("agent to run", Duration::from_secs(30), || {
+            p.output().contains("agent running").then_some(())
+        });
+        self.proc = Some(p);
+    }
+
+    /// `holdfast-agent status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let cfg = self.config.display().to_string();
+        let out = run_ok("holdfast-agent", &["status", "--json", "--config", &cfg]);
+        serde_json::from_str(out.trim()).expect("status JSON")
+    }
+}

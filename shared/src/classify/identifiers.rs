@@ -95,8 +95,9 @@ pub fn is_phone(field: &[u8]) -> bool {
     if has_dot && (groups.len() == 2 || groups.iter().any(|&g| g <= 1)) {
         return false;
     }
-    if separators == 0 && !international {
-        // Bare digits: only an 11-digit mainland China mobile (1[3-9]x) is unambiguous.
+    if separators == 0 && field[0] != b'+' {
+        // Bare digits: only an 11-digit mainland China mobile (1[3-9]x) is unambiguous;
+        // a bare `00…` run is far more often a record id than a dialled number.
         return digits == 11 && field[0] == b'1' && (b'3'..=b'9').contains(&field[1]);
     }
     true
@@ -147,6 +148,8 @@ mod tests {
                 ("010-12345678", true),
                 ("+44 20 7946 0958", true),
                 ("0086 21 1234 5678", true),
+                ("003000000000123", false),
+                ("008613800138000", false),
                 ("+852 2345 6789", true),
                 ("12345678901", false),
                 ("20240105123000", false),

@@ -1,0 +1,400 @@
+//! End-to-end: real collector and agent processes on loopback, real QUIC with real
+//! certificates, real SQLite files, real file-system events.
+
+use holdfast_shared::event::{AgentNotice, Event, EventBody};
+use holdfast_shared::wire::{close, Message};
+use holdfast_tests::{corpus, run, wait_for, Agent, Collector};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn event_for<'a>(events: &'a [serde_json::Value], path: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["path"] == path).collect()
+}
+
+#[test]
+fn crm_export_becomes_an_alert_and_lookalikes_do_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+
+    let export = corpus::salesforce_contacts(7, 240);
+    let roster = corpus::colleagues(8, 5);
+    let prices = corpus::price_list(9, 300);
+    let export_path = agent.watched.join("report1700000000000.csv");
+    let roster_path = agent.watched.join("team.csv");
+    let prices_path = agent.watched.join("prices-2024.csv");
+    std::fs::write(&roster_path, &roster).unwrap();
+    std::fs::write(&prices_path, &prices).unwrap();
+    std::fs::write(&export_path, &export).unwrap();
+    let (export_s, roster_s, prices_s) = (
+        export_path.display().to_string(),
+        roster_path.display().to_string(),
+        prices_path.display().to_string(),
+    );
+
+    let events = wait_for("all three files to be stored", DEADLINE, || {
+        let ev = collector.events();
+        [&export_s, &roster_s, &prices_s]
+            .iter()
+            .all(|p| !event_for(&ev, p).is_empty())
+            .then_some(ev)
+    });
+    let e = event_for(&events, &export_s);
+    assert_eq!(e.len(), 1, "exactly one event for the export: {e:?}");
+    assert_eq!(e[0]["sha256"], holdfast_shared::sha256_hex(&export));
+    assert_eq!(e[0]["records"], 240);
+    assert_eq!(e[0]["size"], export.len() as u64);
+    assert_eq!(e[0]["user"], "ada");
+    assert_eq!(e[0]["action"], "created");
+    assert_eq!(event_for(&events, &roster_s)[0]["records"], 5);
+    assert_eq!(event_for(&events, &prices_s)[0]["records"], 0);
+
+    let alerts = collector.alerts();
+    let paths: Vec<&str> = alerts.iter().filter_map(|a| a["path"].as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![export_s.as_str()],
+        "only the export alerts: {alerts:?}"
+    );
+    let a = &alerts[0];
+    assert_eq!(a["rule_id"], "crm-export.bulk-contacts");
+    assert_eq!(a["severity"], "high");
+    assert_eq!(a["status"], "new");
+    assert_eq!(a["user"], "ada");
+    assert_eq!(a["records"], 240);
+    assert_eq!(a["sha256"], holdfast_shared::sha256_hex(&export));
+
+    let devices = holdfast_tests::json_lines(&collector.cli(&["devices", "list", "--json"]));
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["user"], "ada");
+    assert_eq!(a["device_id"], devices[0]["id"]);
+    assert_eq!(agent.status()["spool_backlog"], 0);
+}
+
+#[test]
+fn agent_spools_while_collector_is_down_and_delivers_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(tmp.path());
+    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "bob");
+
+    // One event through first, so the agent has a live connection that then dies.
+    let warmup = agent.watched.join("warmup.txt");
+    std::fs::write(&warmup, b"hello").unwrap();
+    let warm_s = warmup.display().to_string();
+    wait_for("warm-up event", DEADLINE, || {
+        (!event_for(&collector.events(), &warm_s).is_empty()).then_some(())
+    });
+
+    collector.proc.as_mut().unwrap().kill();
+    let export = corpus::salesforce_contacts(11, 300);
+    let path = agent.watched.join("contacts_export.csv");
+    std::fs::write(&path, &export).unwrap();
+    let status = wait_for("the export to be spooled", DEADLINE, || {
+        let s = agent.status();
+        (s["spool_backlog"].as_u64().unwrap_or(0) >= 1).then_some(s)
+    });
+    assert!(status["last_seq"].as_u64().unwrap() >= 2);
+
+    // Restart the agent too while offline: the spool survives it.
+    agent
+        .proc
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10));
+    agent.start();
+    assert!(agent.status()["spool_backlog"].as_u64().unwrap() >= 1);
+
+    collector.restart();
+    let path_s = path.display().to_string();
+    wait_for(
+        "the spooled export to alert",
+        Duration::from_secs(90),
+        || {
+            collector
+                .alerts()
+                .iter()
+                .any(|a| a["path"] == path_s.as_str())
+                .then_some(())
+        },
+    );
+    wait_for("the spool to drain", DEADLINE, || {
+        (agent.status()["spool_backlog"] == 0).then_some(())
+    });
+    let events = collector.events();
+    let e = event_for(&events, &path_s);
+    assert_eq!(e.len(), 1, "exactly once: {e:?}");
+    assert_eq!(e[0]["sha256"], holdfast_shared::sha256_hex(&export));
+    assert_eq!(e[0]["records"], 300);
+    let alerts: Vec<_> = collector
+        .alerts()
+        .into_iter()
+        .filter(|a| a["path"] == path_s.as_str())
+        .collect();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["event_count"], 1);
+    // Sequence numbers are contiguous and unique per device.
+    let mut seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    seqs.sort();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected);
+}
+
+fn notice_batch(device_id: &str) -> Message {
+    Message::EventBatch {
+        events: vec![Event {
+            device_id: device_id.into(),
+            user: "mallory".into(),
+            seq: 1,
+            time_ms: 0,
+            body: EventBody::Notice(AgentNotice {
+                kind: "forged".into(),
+                message: "should never be stored".into(),
+                count: 1,
+            }),
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_refuses_agents_without_a_valid_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let ca = collector.ca_der();
+
+    // 1. No client certificate: the connection is closed as unauthenticated.
+    let cfg = holdfast_agent::tls::anonymous_client(&ca).unwrap();
+    let (endpoint, conn) = holdfast_agent::uplink::connect(&collector.addr(), cfg)
+        .await
+        .unwrap();
+    let err = holdfast_agent::uplink::exchange(&conn, &notice_batch("dev-x"))
+        .await
+        .unwrap_err();
+    let reason = conn.closed().await;
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, close::UNAUTHENTICATED.into())
+        }
+        other => panic!("expected an application close, got {other:?} ({err})"),
+    }
+    endpoint.close(0u32.into(), b"");
+
+    // 2. A certificate from another CA: the handshake itself fails.
+    let other_ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = ca_params.self_signed(&other_ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &other_ca_key);
+    let dev_key = rcgen::KeyPair::generate().unwrap();
+    let mut dev_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    dev_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let dev_cert = dev_params.signed_by(&dev_key, &issuer).unwrap();
+    let _ = other_ca;
+    let cfg = holdfast_agent::tls::agent_client(
+        &ca,
+        vec![dev_cert.der().clone()],
+        &dev_key.serialize_der(),
+    )
+    .unwrap();
+    // TLS 1.3 lets the client finish its side before the server has checked the client
+    // certificate, so the refusal shows either at connect or on the first request; either
+    // way the collector closes the connection with a TLS alert (QUIC crypto error 0x1XX).
+    let closed = match holdfast_agent::uplink::connect(&collector.addr(), cfg).await {
+        Err(holdfast_agent::uplink::UplinkError::Connection(e)) => e,
+        Err(other) => panic!("unexpected connect error: {other}"),
+        Ok((ep, conn)) => {
+            let _ = holdfast_agent::uplink::exchange(&conn, &notice_batch("dev-y"))
+                .await
+                .unwrap_err();
+            let reason = conn.closed().await;
+            ep.close(0u32.into(), b"");
+            reason
+        }
+    };
+    match &closed {
+        quinn::ConnectionError::ConnectionClosed(c) => {
+            let code = u64::from(c.error_code);
+            assert!(
+                (0x100..0x200).contains(&code),
+                "expected a TLS alert, got {closed:?}"
+            );
+        }
+        other => panic!("expected the collector to close with a TLS alert, got {other:?}"),
+    }
+
+    // 3. A real agent process that never enrolled refuses to run, naming the fix.
+    let cfg_path = tmp.path().join("unenrolled.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "data_dir = {:?}\nwatch = [{:?}]\n",
+            tmp.path().join("nobody").display().to_string(),
+            tmp.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        "holdfast-agent",
+        &["run", "--config", &cfg_path.display().to_string()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not enrolled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nothing from any of them was stored.
+    let events = tokio::task::spawn_blocking(move || collector.events())
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn enrollment_tokens_are_single_use_and_pin_the_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let token = collector.token("carol");
+    let addr = collector.addr();
+    let d1 = tmp.path().join("d1").display().to_string();
+    let d2 = tmp.path().join("d2").display().to_string();
+    holdfast_tests::run_ok(
+        "holdfast-agent",
+        &[
+            "enroll",
+            "--collector",
+            &addr,
+            "--token",
+            &token,
+            "--data-dir",
+            &d1,
+        ],
+    );
+    let again = run(
+        "holdfast-agent",
+        &[
+            "enroll",
+            "--collector",
+            &addr,
+            "--token",
+            &token,
+            "--data-dir",
+            &d2,
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("token already used"));
+    // A token whose CA fingerprint is not this collector's: the agent refuses to talk.
+    let fresh = collector.token("carol");
+    let forged = format!("{}{}", &fresh[..fresh.len() - 64], "0".repeat(64));
+    let out = run(
+        "holdfast-agent",
+        &[
+            "enroll",
+            "--collector",
+            &addr,
+            "--token",
+            &forged,
+            "--data-dir",
+            &d2,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("collector CA does not match"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The un-forged token was not spent by the refused attempt.
+    holdfast_tests::run_ok(
+        "holdfast-agent",
+        &[
+            "enroll",
+            "--collector",
+            &addr,
+            "--token",
+            &fresh,
+            "--data-dir",
+            &d2,
+        ],
+    );
+    let devices = holdfast_tests::json_lines(&collector.cli(&["devices", "list", "--json"]));
+    assert_eq!(devices.len(), 2);
+}
+
+#[test]
+fn policy_typo_is_reported_with_file_line_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("exports.toml"),
+        "[[rule]]\nid = \"x\"\nseverity = \"high\"\n[rule.content]\nmin_record = 50\n",
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let out = run("holdfast-collector", &["policy", "check", &d]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:5:1: unknown field `min_record`, expected `min_records` or `min_findings`",
+        dir.join("exports.toml").display()
+    );
+    assert!(err.contains(&want), "{err}");
+    // The agent refuses the same broken pack with the same message.
+    let f = tmp.path().join("a.csv");
+    std::fs::write(&f, "x\n").unwrap();
+    let out = run(
+        "holdfast-agent",
+        &["scan", "--policies", &d, &f.display().to_string()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
+    // The shipped pack is valid.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let ok = holdfast_tests::run_ok(
+        "holdfast-collector",
+        &["policy", "check", &shipped.display().to_string()],
+    );
+    assert!(ok.contains("rule(s) OK"), "{ok}");
+}
+
+#[test]
+fn scan_json_follows_the_contract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = corpus::salesforce_contacts(3, 120);
+    let e = tmp.path().join("export.csv");
+    let p = tmp.path().join("prices.csv");
+    std::fs::write(&e, &export).unwrap();
+    std::fs::write(&p, corpus::price_list(4, 50)).unwrap();
+    let missing = tmp.path().join("missing.csv");
+    let out = run(
+        "holdfast-agent",
+        &[
+            "scan",
+            "--json",
+            &e.display().to_string(),
+            &p.display().to_string(),
+            &missing.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "a file could not be read");
+    let lines = holdfast_tests::json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["sha256"], holdfast_shared::sha256_hex(&export));
+    assert_eq!(lines[0]["size"], export.len() as u64);
+    assert_eq!(lines[0]["records"], 120);
+    assert_eq!(lines[0]["findings"]["email"], 120);
+    assert_eq!(lines[0]["findings"]["phone"], 240);
+    assert_eq!(lines[0]["rules"][0]["id"], "crm-export.bulk-contacts");
+    assert_eq!(lines[0]["rules"][0]["severity"], "high");
+    assert_eq!(lines[1]["records"], 0);
+    assert_eq!(lines[1]["rules"].as_array().map(Vec::len), Some(0));
+    assert!(lines[2]["error"].as_str().is_some_and(|s| !s.is_empty()));
+    let ok = run(
+        "holdfast-agent",
+        &["scan", "--json", &e.display().to_string()],
+    );
+    assert_eq!(ok.status.code(), Some(0));
+}
