@@ -398,3 +398,67 @@ fn scan_json_follows_the_contract() {
     );
     assert_eq!(ok.status.code(), Some(0));
 }
+
+#[test]
+fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("Documents")).unwrap();
+    let data = tmp.path().join("qs");
+    let port = holdfast_tests::free_udp_port();
+    let log = tmp.path().join("quickstart.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(holdfast_tests::bin("holdfast-collector"))
+        .args([
+            "quickstart",
+            "--data-dir",
+            &data.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("HOME", &home)
+        .env("USER", "dana")
+        .env("NO_COLOR", "1")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("quickstart to be ready", DEADLINE, || {
+        read_log().contains("Press Ctrl-C to stop").then_some(())
+    });
+    let out = read_log();
+    assert!(
+        out.contains(&home.join("Documents").display().to_string()),
+        "{out}"
+    );
+    assert!(out.contains("alerts list --data-dir"), "{out}");
+
+    let export = corpus::salesforce_contacts(21, 150);
+    let path = home.join("Documents").join("hubspot-contacts.csv");
+    std::fs::write(&path, &export).unwrap();
+    let d = data.display().to_string();
+    let alerts = wait_for("the quickstart alert", DEADLINE, || {
+        let a = holdfast_tests::json_lines(&holdfast_tests::run_ok(
+            "holdfast-collector",
+            &["alerts", "list", "--json", "--data-dir", &d],
+        ));
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(alerts[0]["path"], path.display().to_string());
+    assert_eq!(alerts[0]["user"], "dana");
+    assert_eq!(alerts[0]["records"], 150);
+
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = wait_for("quickstart to stop", Duration::from_secs(20), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(
+        status.success(),
+        "quickstart exit: {status}\n{}",
+        read_log()
+    );
+    assert!(read_log().contains("agent stopped"));
+}
