@@ -187,7 +187,7 @@ impl Config {
         {
             tracing::debug!("data_dir lies under a watched root; it is skipped by the watcher");
         }
-        if watch.iter().any(|w| *w == data_dir) {
+        if watch.contains(&data_dir) {
             return Err(invalid(
                 "watch",
                 "the agent's data_dir cannot itself be a watched root".into(),

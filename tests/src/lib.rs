@@ -2,6 +2,8 @@
 //! collector and agent processes on loopback with temporary directories and free ports,
 //! and kills them when the test ends.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod corpus;
 
 use std::path::{Path, PathBuf};

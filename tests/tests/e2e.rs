@@ -1,4 +1,5 @@
 //! End-to-end: real collector and agent processes on loopback, real QUIC with real
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! certificates, real SQLite files, real file-system events.
 
 use holdfast_shared::event::{AgentNotice, Event, EventBody};

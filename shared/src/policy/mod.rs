@@ -123,7 +123,7 @@ impl Rule {
         let Some(summary) = s.summary else {
             return false;
         };
-        if !self.file_types.is_empty() && !self.file_types.iter().any(|t| *t == summary.file_type) {
+        if !self.file_types.is_empty() && !self.file_types.contains(&summary.file_type) {
             return false;
         }
         if self.min_records.is_some_and(|min| summary.records < min) {
