@@ -138,15 +138,12 @@ impl Config {
     /// Validates config text; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let before = src.get(..offset).unwrap_or(src);
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            let (line, column, message) = holdfast_shared::policy::locate(src, &e);
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -11,6 +11,7 @@ pub mod enroll;
 pub mod identity;
 pub mod pipeline;
 pub mod policy_files;
+pub mod process;
 pub mod scan;
 pub mod spool;
 pub mod tls;

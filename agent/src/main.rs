@@ -1,9 +1,10 @@
 //! `holdfast-agent`: flag parsing and wiring only; the work is in the library.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use holdfast_agent::config::{default_home, Config};
 use holdfast_agent::identity::Identity;
+use holdfast_agent::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
 use holdfast_agent::spool::Spool;
 use holdfast_shared::event::Action;
 use holdfast_shared::policy::{PolicySet, Subject};
@@ -20,12 +21,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -77,18 +72,6 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
     let mut c = match config {
         Some(p) => Config::load(p)?,
@@ -110,14 +93,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 fn real_main(command: Command) -> anyhow::Result<ExitCode> {
@@ -147,14 +122,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let c = config_for(config.as_deref(), None)?;
             let rt = runtime()?;
-            rt.block_on(async move {
-                let (tx, rx) = tokio::sync::watch::channel(false);
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    let _ = tx.send(true);
-                });
-                holdfast_agent::daemon::run(c, rx).await
-            })?;
+            rt.block_on(async move { holdfast_agent::daemon::run(c, shutdown_on_signal()).await })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Scan {
@@ -168,22 +136,6 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             json,
         } => status(&config_for(config.as_deref(), data_dir)?, json),
     }
-}
-
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn walk(path: &Path, out: &mut Vec<PathBuf>) {

@@ -91,13 +91,12 @@ impl Config {
     /// Validates config text.
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let before = src.get(..offset).unwrap_or(src);
+            let (line, column, message) = holdfast_shared::policy::locate(src, &e);
             ConfigError::Parse {
                 path: path.to_path_buf(),
-                line: before.matches('\n').count() + 1,
-                column: before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1,
-                message: e.message().trim().to_string(),
+                line,
+                column,
+                message,
             }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -22,7 +22,7 @@
 
 mod parse;
 
-pub use parse::{PolicyError, PolicyErrors};
+pub use parse::{line_col, locate, PolicyError, PolicyErrors};
 
 use crate::event::{Action, ContentSummary, RuleMatch, Severity};
 use globset::GlobSet;

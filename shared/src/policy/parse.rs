@@ -136,13 +136,20 @@ fn expand_home(pattern: &str, home: &str) -> String {
 }
 
 /// 1-based line and character column of byte `offset` in `src`.
-fn line_col(src: &str, offset: usize) -> (usize, usize) {
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(src.len());
     let before = src.get(..offset).unwrap_or(src);
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let column = before[line_start..].chars().count() + 1;
     (line, column)
+}
+
+/// Where a TOML error points in `src`: `(line, column, message)`. Shared by every TOML file
+/// the binaries read, so all of them name their errors the same way.
+pub fn locate(src: &str, err: &toml::de::Error) -> (usize, usize, String) {
+    let (line, column) = line_col(src, err.span().map(|s| s.start).unwrap_or(0));
+    (line, column, err.message().trim().to_string())
 }
 
 pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, PolicyErrors> {
