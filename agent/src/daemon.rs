@@ -24,8 +24,24 @@ pub fn spool_path(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("spool.db")
 }
 
+/// A started agent: watching and classifying, not yet sending.
+pub struct Daemon {
+    /// The places actually watched.
+    pub roots: Vec<std::path::PathBuf>,
+    watcher: watch::Watcher,
+    pipeline: std::thread::JoinHandle<anyhow::Result<()>>,
+    stop: Arc<AtomicBool>,
+    uplink: Uplink,
+}
+
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+    start(config)?.run(shutdown).await
+}
+
+/// Loads identity and policies, opens the spool and starts watching: once this returns,
+/// every change under the roots is seen.
+pub fn start(config: Config) -> anyhow::Result<Daemon> {
     let identity = Identity::load(&config.data_dir)?;
     let policies = crate::policy_files::load(config.policies.as_deref(), &config.home)
         .with_context(|| "loading policies")?;
@@ -67,7 +83,14 @@ pub async fn run(config: Config, shutdown: tokio_watch::Receiver<bool>) -> anyho
             .spawn(move || -> anyhow::Result<()> {
                 let mut debouncer = Debouncer::new(settle);
                 while !stop.load(Ordering::Relaxed) {
-                    match rx.recv_timeout(TICK) {
+                    // Idle (nothing waiting to settle): sleep until the next event, so an idle
+                    // agent does not wake up at all. Dropping the watcher ends the wait.
+                    let received = if debouncer.is_empty() {
+                        rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected)
+                    } else {
+                        rx.recv_timeout(TICK)
+                    };
+                    match received {
                         Ok(ev) => {
                             let mut next = Some(ev);
                             // Take everything already queued before looking for settled files.
@@ -111,17 +134,31 @@ pub async fn run(config: Config, shutdown: tokio_watch::Receiver<bool>) -> anyho
         spool_path: spool_file,
         wake,
     };
-    let result = uplink.run(shutdown).await;
-    stop.store(true, Ordering::Relaxed);
-    drop(watcher);
-    let pipeline_result = tokio::task::spawn_blocking(move || pipeline.join())
-        .await
-        .context("joining the pipeline")?
-        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
-    result?;
-    pipeline_result?;
-    info!("agent stopped");
-    Ok(())
+    Ok(Daemon {
+        roots: watcher.roots.clone(),
+        watcher,
+        pipeline,
+        stop,
+        uplink,
+    })
+}
+
+impl Daemon {
+    /// Sends spooled events until `shutdown` turns true, then stops the pipeline cleanly.
+    pub async fn run(self, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
+        let result = self.uplink.run(shutdown).await;
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.watcher);
+        let pipeline = self.pipeline;
+        let pipeline_result = tokio::task::spawn_blocking(move || pipeline.join())
+            .await
+            .context("joining the pipeline")?
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+        result?;
+        pipeline_result?;
+        info!("agent stopped");
+        Ok(())
+    }
 }
 
 fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {

@@ -52,6 +52,9 @@ pub async fn run(
         .await
         .context("enrolling the local agent")?;
     }
+    // Watching before telling the user to drop a file.
+    let agent = holdfast_agent::daemon::start(agent_config).context("starting the local agent")?;
+    let watch = agent.roots.clone();
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "holdfast-collector".into());
@@ -68,7 +71,7 @@ pub async fn run(
     println!("  {exe} events list --data-dir {dd}");
     println!("  {exe} devices list --data-dir {dd}");
     println!("Press Ctrl-C to stop.");
-    let agent = holdfast_agent::daemon::run(agent_config, shutdown.clone()).await;
+    let agent = agent.run(shutdown.clone()).await;
     let _ = server.await;
     agent
 }

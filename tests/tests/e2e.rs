@@ -98,11 +98,12 @@ fn agent_spools_while_collector_is_down_and_delivers_exactly_once() {
     assert!(status["last_seq"].as_u64().unwrap() >= 2);
 
     // Restart the agent too while offline: the spool survives it.
-    agent
+    let clean = agent
         .proc
         .as_mut()
         .unwrap()
         .terminate(Duration::from_secs(10));
+    assert!(clean, "the agent stops cleanly on SIGTERM while offline");
     agent.start();
     assert!(agent.status()["spool_backlog"].as_u64().unwrap() >= 1);
 
