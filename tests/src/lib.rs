@@ -22,11 +22,11 @@ pub fn bin_dir() -> &'static Path {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let missing = ["holdfast-agent", "holdfast-collector"]
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let stale = ["holdfast-agent", "holdfast-collector"]
             .iter()
-            .any(|b| !dir.join(b).is_file());
-        if missing {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            .any(|b| older_than_sources(&dir.join(b), &root));
+        if stale {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.current_dir(&root).args([
@@ -44,6 +44,34 @@ pub fn bin_dir() -> &'static Path {
         }
         dir
     })
+}
+
+/// Newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut t = std::time::UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let m = if p.is_dir() {
+                newest(&p)
+            } else {
+                e.metadata().and_then(|m| m.modified()).unwrap_or(t)
+            };
+            t = t.max(m);
+        }
+    }
+    t
+}
+
+/// True when `bin` is missing or older than a source it is built from (`cargo test -p
+/// holdfast-tests` alone does not rebuild the binaries; `cargo test --workspace` does).
+fn older_than_sources(bin: &Path, root: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return true;
+    };
+    ["shared/src", "agent/src", "collector/src", "policies"]
+        .iter()
+        .any(|d| newest(&root.join(d)) > built)
 }
 
 /// Path of a workspace binary.
