@@ -21,7 +21,7 @@ pub enum EnrollError {
     #[error("generating the device key: {0}")]
     Key(#[from] rcgen::Error),
     /// The collector could not be reached or verified.
-    #[error("{0}")]
+    #[error(transparent)]
     Uplink(#[from] UplinkError),
     /// The collector refused the token.
     #[error("collector refused enrollment: {0}")]
@@ -33,7 +33,7 @@ pub enum EnrollError {
     #[error("collector returned a CA that does not match the token's fingerprint")]
     CaMismatch,
     /// The identity could not be written.
-    #[error("{0}")]
+    #[error(transparent)]
     Identity(#[from] IdentityError),
 }
 

@@ -26,7 +26,7 @@ pub enum PolicyLoadError {
     #[error("{path}: no .toml policy files in this directory")]
     Empty { path: PathBuf },
     /// The files were read but do not validate.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] PolicyErrors),
 }
 

@@ -22,7 +22,7 @@ pub struct FileReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     /// Opening or reading failed (missing, permission denied, I/O error).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The path is not a regular file.
     #[error("not a regular file")]

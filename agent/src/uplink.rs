@@ -31,7 +31,7 @@ pub enum UplinkError {
     #[error("opening a UDP socket: {0}")]
     Socket(std::io::Error),
     /// TLS setup failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] TlsError),
     /// The connection could not be started.
     #[error("connecting to the collector: {0}")]
@@ -46,7 +46,7 @@ pub enum UplinkError {
     #[error("reading the collector's answer: {0}")]
     Read(#[from] quinn::ReadToEndError),
     /// A frame could not be encoded.
-    #[error("{0}")]
+    #[error(transparent)]
     Encode(#[from] wire::EncodeError),
     /// The collector's answer could not be decoded.
     #[error("collector sent a bad frame: {0}")]
@@ -55,7 +55,7 @@ pub enum UplinkError {
     #[error("collector refused: {message} ({code})")]
     Refused { code: String, message: String },
     /// The spool failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Spool(#[from] SpoolError),
 }
 

@@ -16,16 +16,16 @@ use tracing::{info, info_span, warn, Instrument};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// TLS configuration failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] holdfast_agent::tls::TlsError),
     /// Issuing the server certificate failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
     /// The UDP socket could not be bound.
     #[error("binding {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
     /// The database could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -73,9 +73,23 @@ pub fn server_config(ca: &Ca, names: &[String]) -> Result<quinn::ServerConfig, S
     Ok(cfg)
 }
 
-/// Binds the QUIC endpoint.
-pub fn bind(cfg: quinn::ServerConfig, addr: SocketAddr) -> Result<quinn::Endpoint, ServeError> {
-    quinn::Endpoint::server(cfg, addr).map_err(|e| ServeError::Bind(addr, e))
+/// Binds the QUIC endpoint. `reset_key` keys QUIC stateless resets: persisted across
+/// restarts, it lets a restarted collector reset agents' stale connections at once instead
+/// of leaving them to their idle timeout.
+pub fn bind(
+    cfg: quinn::ServerConfig,
+    addr: SocketAddr,
+    reset_key: &[u8],
+) -> Result<quinn::Endpoint, ServeError> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
+    let socket = std::net::UdpSocket::bind(addr).map_err(|e| ServeError::Bind(addr, e))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::new(Arc::new(key)),
+        Some(cfg),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| ServeError::Bind(addr, e))
 }
 
 /// Accepts connections until `shutdown` turns true.
@@ -364,7 +378,8 @@ pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<Sta
     let ca = Ca::load_or_create(&config.data_dir)?;
     let store = Store::open(&config.db_path())?;
     let cfg = server_config(&ca, &config.server_names)?;
-    let endpoint = bind(cfg, config.listen)?;
+    let reset_key = crate::pki::reset_key(&config.data_dir)?;
+    let endpoint = bind(cfg, config.listen, &reset_key)?;
     Ok((
         endpoint,
         Arc::new(State {

@@ -18,7 +18,7 @@ pub const DEVICE_CERT_DAYS: i64 = 365;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// Reading or writing key material failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Files(#[from] IdentityError),
     /// A key file could not be written.
     #[error("{path}: {source}")]
@@ -174,6 +174,32 @@ impl Ca {
         .signed_by(&self.issuer()?)?;
         Ok((signed.der().to_vec(), serial_hex))
     }
+}
+
+/// The QUIC stateless-reset key (64 random bytes, mode 0600), created on first use.
+pub fn reset_key(data_dir: &Path) -> Result<Vec<u8>, PkiError> {
+    let path = data_dir.join("reset.key");
+    let io = |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if !path.exists() {
+        let mut key = rand::random::<[u8; 32]>().to_vec();
+        key.extend_from_slice(&rand::random::<[u8; 32]>());
+        write_file_atomic(&path, &key, 0o600).map_err(io)?;
+        return Ok(key);
+    }
+    let key = std::fs::read(&path).map_err(io)?;
+    if key.len() != 64 {
+        return Err(PkiError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("expected 64 bytes, found {}", key.len()),
+            ),
+        });
+    }
+    Ok(key)
 }
 
 #[cfg(test)]

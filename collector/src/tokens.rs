@@ -20,10 +20,10 @@ pub enum TokenCreateError {
     #[error("--ttl: must be between 1s and 30 days")]
     Ttl,
     /// The CA could not be loaded or created.
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] PkiError),
     /// The token could not be stored.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
