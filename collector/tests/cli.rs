@@ -1,5 +1,6 @@
 //! The collector CLI's error messages: each names the flag, file or field at fault.
 //! (Being an integration test of this package also makes `cargo test` build the binary.)
+#![allow(clippy::expect_used)]
 
 use std::process::Command;
 
