@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tracing::{info, info_span, warn, Instrument};
 
+/// How often an idle agent connection re-checks whether its device was revoked.
+const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -302,7 +305,20 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
         info!("agent connected");
         let device = Arc::new(device);
         loop {
-            let (mut send, mut recv) = match conn.accept_bi().await {
+            let accepted = tokio::select! {
+                a = conn.accept_bi() => a,
+                _ = tokio::time::sleep(REVOCATION_CHECK) => {
+                    // A device revoked while connected is cut off within this period.
+                    let id = device.id.clone();
+                    if let Ok(true) = with_store(&state, move |s| s.is_revoked(&id)).await {
+                        warn!("device revoked; closing its connection");
+                        conn.close(close::REVOKED.into(), b"device revoked");
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let (mut send, mut recv) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     info!(reason = %e, "agent disconnected");

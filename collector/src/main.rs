@@ -70,7 +70,7 @@ enum Command {
     /// Enrolled devices.
     Devices {
         #[command(subcommand)]
-        command: ListCommand,
+        command: DeviceCommand,
     },
     /// Stored events.
     Events {
@@ -109,6 +109,27 @@ enum ListCommand {
         /// At most this many rows.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List, most recently seen first.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Refuse this device from now on; an open connection is closed within seconds.
+    Revoke {
+        /// The device id (see `devices list`).
+        device: String,
         #[command(flatten)]
         at: Where,
     },
@@ -232,7 +253,19 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Devices {
-            command: ListCommand::List { json, limit, at },
+            command: DeviceCommand::Revoke { device, at },
+        } => {
+            let store = open_store(&at.config()?)?;
+            if !store.revoke_device(&device, holdfast_collector::now_ms())? {
+                anyhow::bail!(
+                    "DEVICE: no device `{device}` (see `holdfast-collector devices list`)"
+                );
+            }
+            println!("device {device} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Devices {
+            command: DeviceCommand::List { json, limit, at },
         } => {
             let devices = open_store(&at.config()?)?.devices()?;
             if json {

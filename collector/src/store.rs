@@ -274,6 +274,27 @@ impl Store {
         Ok(())
     }
 
+    /// Revokes a device from now on. Returns `false` when no such device exists; revoking
+    /// twice keeps the first revocation time.
+    pub fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let exists = self.conn.execute(
+            "UPDATE devices SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        Ok(exists == 1)
+    }
+
+    /// True when the device exists and is revoked.
+    pub fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let v: Option<Option<i64>> = self
+            .conn
+            .query_row("SELECT revoked_ms FROM devices WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(matches!(v, Some(Some(_))))
+    }
+
     /// Highest committed sequence number for a device (0 when none).
     pub fn last_seq(&self, device_id: &str) -> Result<u64, StoreError> {
         let v: Option<i64> = self.conn.query_row(
@@ -522,5 +543,14 @@ mod tests {
             (2, "critical")
         );
         assert_eq!(s.device_by_cert("ff").unwrap().map(|d| d.last_seq), Some(3));
+        assert!(!s.is_revoked("dev-1").unwrap());
+        assert!(s.revoke_device("dev-1", 10).unwrap());
+        assert!(s.revoke_device("dev-1", 20).unwrap());
+        assert!(s.is_revoked("dev-1").unwrap());
+        assert_eq!(
+            s.device_by_cert("ff").unwrap().and_then(|d| d.revoked_ms),
+            Some(10)
+        );
+        assert!(!s.revoke_device("nope", 10).unwrap());
     }
 }

@@ -464,3 +464,56 @@ fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
     );
     assert!(read_log().contains("agent stopped"));
 }
+
+#[test]
+fn revoked_device_is_cut_off_within_seconds_and_refused_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let agent = Agent::enroll_and_start(tmp.path(), &collector, "erin");
+    let first = agent.watched.join("before.txt");
+    std::fs::write(&first, b"before revocation").unwrap();
+    let first_s = first.display().to_string();
+    wait_for("the first event", DEADLINE, || {
+        (!event_for(&collector.events(), &first_s).is_empty()).then_some(())
+    });
+    let device = agent.status()["device_id"].as_str().unwrap().to_string();
+
+    let out = collector.cli(&["devices", "revoke", &device]);
+    assert!(out.contains("revoked"), "{out}");
+    // Idempotent, and an unknown id is a clear error.
+    collector.cli(&["devices", "revoke", &device]);
+    let cfg = collector.config.display().to_string();
+    let unknown = run(
+        "holdfast-collector",
+        &["devices", "revoke", "dev-nope", "--config", &cfg],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no device `dev-nope`"));
+
+    // The open connection is closed by the collector, and reconnects are refused.
+    wait_for(
+        "the agent to be told it is revoked",
+        Duration::from_secs(20),
+        || {
+            let s = agent.status();
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("revoked"))
+                .then_some(())
+        },
+    );
+    let after = agent.watched.join("contacts_after.csv");
+    std::fs::write(&after, corpus::salesforce_contacts(5, 80)).unwrap();
+    wait_for("the new event to be spooled", DEADLINE, || {
+        (agent.status()["spool_backlog"].as_u64().unwrap_or(0) >= 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let after_s = after.display().to_string();
+    assert!(
+        event_for(&collector.events(), &after_s).is_empty(),
+        "a revoked device's event was stored"
+    );
+    assert!(collector.alerts().is_empty());
+    let devices = holdfast_tests::json_lines(&collector.cli(&["devices", "list", "--json"]));
+    assert!(devices[0]["revoked_ms"].as_i64().is_some());
+}
