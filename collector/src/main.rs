@@ -287,7 +287,10 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                         d.hostname,
                         d.os,
                         d.last_seq,
-                        d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into())
+                        match d.revoked_ms {
+                            Some(t) => format!("REVOKED {}", fmt_ms(t)),
+                            None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                        }
                     );
                 }
             }
