@@ -158,6 +158,14 @@ fn fmt_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// `--json` output of every listing: one object per line.
+fn print_json_lines<T: serde::Serialize>(items: &[T]) -> anyhow::Result<()> {
+    for item in items {
+        println!("{}", serde_json::to_string(item)?);
+    }
+    Ok(())
+}
+
 fn open_store(c: &Config) -> anyhow::Result<Store> {
     let p = c.db_path();
     if !p.is_file() {
@@ -226,9 +234,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let alerts = open_store(&at.config()?)?.alerts(limit)?;
             if json {
-                for a in &alerts {
-                    println!("{}", serde_json::to_string(a)?);
-                }
+                print_json_lines(&alerts)?;
             } else if alerts.is_empty() {
                 println!("no alerts");
             } else {
@@ -269,9 +275,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let devices = open_store(&at.config()?)?.devices()?;
             if json {
-                for d in devices.iter().take(limit) {
-                    println!("{}", serde_json::to_string(d)?);
-                }
+                print_json_lines(&devices[..limit.min(devices.len())])?;
             } else if devices.is_empty() {
                 println!("no devices");
             } else {
@@ -301,9 +305,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let events = open_store(&at.config()?)?.events(limit)?;
             if json {
-                for e in &events {
-                    println!("{}", serde_json::to_string(e)?);
-                }
+                print_json_lines(&events)?;
             } else {
                 for e in &events {
                     println!(
