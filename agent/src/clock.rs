@@ -1,4 +1,21 @@
 //! The agent's one clock: everything that needs "now" asks here (and tests can pass values).
+//!
+//! `HOLDFAST_CLOCK_SKEW_MS` shifts the reported time, so end-to-end tests can run an agent
+//! whose clock is hours off without root. It changes nothing a local admin could not do by
+//! setting the system clock, and the collector flags the skew either way.
+
+use std::sync::OnceLock;
+
+/// The test-only clock offset, read once.
+fn skew_ms() -> i64 {
+    static SKEW: OnceLock<i64> = OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("HOLDFAST_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
 
 /// Milliseconds since the Unix epoch; 0 if the system clock is before 1970.
 pub fn now_ms() -> i64 {
@@ -6,4 +23,5 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        .saturating_add(skew_ms())
 }

@@ -7,6 +7,8 @@
 //! policies = "/etc/holdfast/policies"       # optional; the built-in pack when absent
 //! settle_ms = 1000                          # quiet time before a written file is read
 //! home = "/home/alice"                      # optional; `~` in paths and policies
+//! spool_max = "256MiB"                      # bound on events waiting to be sent
+//! heartbeat_ms = 15000                      # liveness and policy check period
 //! ```
 
 use serde::Deserialize;
@@ -25,6 +27,8 @@ struct RawConfig {
     policies: Option<PathBuf>,
     settle_ms: Option<u64>,
     home: Option<String>,
+    spool_max: Option<toml::Value>,
+    heartbeat_ms: Option<u64>,
 }
 
 /// A validated agent configuration.
@@ -36,6 +40,42 @@ pub struct Config {
     pub policies: Option<PathBuf>,
     pub settle: Duration,
     pub home: String,
+    /// Bound on the spool, in bytes.
+    pub spool_max: u64,
+    pub heartbeat: Duration,
+}
+
+/// Default spool bound: weeks of ordinary activity, small next to any laptop disk.
+pub const DEFAULT_SPOOL_MAX: u64 = 256 * 1024 * 1024;
+/// Smallest spool bound accepted.
+pub const MIN_SPOOL_MAX: u64 = 16 * 1024;
+
+/// Parses a byte size: an integer, or a string such as `"512KiB"`, `"64MiB"`, `"1GiB"`.
+pub fn parse_size(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(n) if *n >= 0 => Ok(*n as u64),
+        toml::Value::String(s) => {
+            let t = s.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("`{s}` is not a size such as \"64MiB\""))?;
+            let mult: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" | "K" | "KB" => 1 << 10,
+                "MiB" | "M" | "MB" => 1 << 20,
+                "GiB" | "G" | "GB" => 1 << 30,
+                other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+            };
+            n.checked_mul(mult)
+                .ok_or_else(|| format!("`{s}` is too large"))
+        }
+        other => Err(format!(
+            "expected a size such as \"64MiB\", found {}",
+            other.type_str()
+        )),
+    }
 }
 
 /// Why a config file was refused.
@@ -116,6 +156,8 @@ impl Config {
             policies: None,
             settle: Duration::from_millis(1000),
             home,
+            spool_max: DEFAULT_SPOOL_MAX,
+            heartbeat: Duration::from_secs(15),
         }
     }
 
@@ -190,12 +232,31 @@ impl Config {
                 "the agent's data_dir cannot itself be a watched root".into(),
             ));
         }
+        let spool_max = match &raw.spool_max {
+            None => DEFAULT_SPOOL_MAX,
+            Some(v) => parse_size(v).map_err(|m| invalid("spool_max", m))?,
+        };
+        if spool_max < MIN_SPOOL_MAX {
+            return Err(invalid(
+                "spool_max",
+                format!("{spool_max} bytes is below the minimum of {MIN_SPOOL_MAX}"),
+            ));
+        }
+        let heartbeat_ms = raw.heartbeat_ms.unwrap_or(15_000);
+        if !(200..=3_600_000).contains(&heartbeat_ms) {
+            return Err(invalid(
+                "heartbeat_ms",
+                format!("{heartbeat_ms} is outside 200..=3600000"),
+            ));
+        }
         Ok(Config {
             data_dir,
             watch,
             policies: raw.policies.map(resolve),
             settle: std::time::Duration::from_millis(settle_ms),
             home,
+            spool_max,
+            heartbeat: Duration::from_millis(heartbeat_ms),
         })
     }
 }
@@ -203,6 +264,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        let v = |s: &str| parse_size(&toml::Value::String(s.into()));
+        assert_eq!(v("64MiB"), Ok(64 << 20));
+        assert_eq!(v("512 KiB"), Ok(512 << 10));
+        assert_eq!(v("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size(&toml::Value::Integer(4096)), Ok(4096));
+        assert!(v("MiB").is_err());
+        assert!(v("99999999999999GiB").is_err());
+        assert!(parse_size(&toml::Value::Integer(-1)).is_err());
+        assert!(parse_size(&toml::Value::Boolean(true)).is_err());
+    }
 
     fn check(src: &str, want: Result<(&str, usize), &str>) {
         let got = Config::parse(Path::new("/etc/hf/agent.toml"), src);
@@ -225,11 +299,19 @@ mod tests {
         check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
         check(
             "data_dir = \"/d\"\nwatchh = []",
-            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`"),
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`"),
         );
         check(
             "data_dir = \"/d\"\nsettle_ms = 1",
             Err("/etc/hf/agent.toml: settle_ms: 1 is outside 50..=600000"),
+        );
+        check(
+            "data_dir = \"/d\"\nspool_max = \"12XB\"",
+            Err("/etc/hf/agent.toml: spool_max: unknown size unit `XB` (use KiB, MiB or GiB)"),
+        );
+        check(
+            "data_dir = \"/d\"\nspool_max = 100",
+            Err("/etc/hf/agent.toml: spool_max: 100 bytes is below the minimum of 16384"),
         );
         check(
             "data_dir = \"/d\"\nwatch = [\"/d\"]",

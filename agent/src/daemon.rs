@@ -4,10 +4,12 @@
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::pipeline::{describe, is_own, Debouncer};
-use crate::spool::Spool;
+use crate::spool::{Admit, Spool};
+use crate::updates::{Active, LiveEdm, LivePolicies};
 use crate::uplink::Uplink;
 use crate::watch::{self, WatchEvent};
 use anyhow::Context;
+use holdfast_shared::event::EventBody;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// The spool file inside the data directory.
 pub fn spool_path(config: &Config) -> std::path::PathBuf {
-    config.data_dir.join("spool.db")
+    config.data_dir.join(crate::spool::SPOOL_FILE)
 }
 
 /// A started agent: watching and classifying, not yet sending.
@@ -43,10 +45,20 @@ pub async fn run(config: Config, shutdown: tokio_watch::Receiver<bool>) -> anyho
 /// every change under the roots is seen.
 pub fn start(config: Config) -> anyhow::Result<Daemon> {
     let identity = Identity::load(&config.data_dir)?;
-    let policies = crate::policy_files::load(config.policies.as_deref(), &config.home)
-        .with_context(|| "loading policies")?;
+    let active = match crate::updates::load_saved(&config.data_dir, &identity, &config.home) {
+        Some(a) => a,
+        None => Active {
+            set: Arc::new(
+                crate::policy_files::load(config.policies.as_deref(), &config.home)
+                    .with_context(|| "loading policies")?,
+            ),
+            source: "local",
+            issued_ms: 0,
+        },
+    };
+    let policies = LivePolicies::new(active.clone());
     let spool_file = spool_path(&config);
-    let spool = Spool::open(&spool_file)
+    let spool = Spool::writer(&spool_file, config.spool_max, &identity.enrollment.user)
         .with_context(|| format!("opening spool {}", spool_file.display()))?;
     let (tx, rx) = watch::channel(WATCH_QUEUE);
     let watcher = watch::start(&config.watch, tx)?;
@@ -59,21 +71,29 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         .map(|r| r.display().to_string())
         .collect();
     spool.set_meta("watching", &roots.join("\n"))?;
-    spool.set_meta("policy_version", &policies.version)?;
+    spool.set_meta("policy_version", &active.set.version)?;
+    spool.set_meta("policy_source", active.source)?;
     info!(
         device = %identity.enrollment.device_id,
         user = %identity.enrollment.user,
         collector = %identity.enrollment.collector,
         watching = ?roots,
-        policy_version = %policies.version,
-        rules = policies.rules.len(),
+        policy_version = %active.set.version,
+        policy_source = active.source,
+        rules = active.set.rules.len(),
         "agent running"
     );
 
     let wake = Arc::new(Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let user = identity.enrollment.user.clone();
+    let edm = LiveEdm::default();
+    if let Some(saved) = crate::updates::load_saved_edm(&config.data_dir, &identity) {
+        spool.set_meta("edm_version", &saved.version)?;
+        edm.replace_loaded(saved);
+    }
     let pipeline = {
+        let policies = policies.clone();
+        let edm = edm.clone();
         let wake = wake.clone();
         let stop = stop.clone();
         let data_dir = config.data_dir.clone();
@@ -104,25 +124,36 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
-                    let mut wrote = false;
-                    for body in debouncer.take_notices() {
-                        spool.append(crate::clock::now_ms(), &user, &body)?;
-                        wrote = true;
-                    }
-                    for ready in debouncer.due(Instant::now()) {
-                        let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
-                        if let Some(body) = describe(&ready, &policies) {
-                            let seq = spool.append(crate::clock::now_ms(), &user, &body)?;
-                            if let holdfast_shared::event::EventBody::File(f) = &body {
-                                let rules: Vec<&str> = f.rules.iter().map(|r| r.id.as_str()).collect();
-                                info!(seq, records = f.summary.as_ref().map(|s| s.records).unwrap_or(0), ?rules, "spooled");
+                    let mut batch: Vec<(i64, EventBody)> = debouncer
+                        .take_notices()
+                        .into_iter()
+                        .map(|b| (crate::clock::now_ms(), b))
+                        .collect();
+                    let due = debouncer.due(Instant::now());
+                    if !due.is_empty() {
+                        let set = policies.current().set;
+                        for ready in due {
+                            let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
+                            if let Some(body) = describe(&ready, &set, edm.matcher()) {
+                                batch.push((crate::clock::now_ms(), body));
                             }
-                            wrote = true;
                         }
                     }
-                    if wrote {
-                        wake.notify_one();
+                    if batch.is_empty() {
+                        continue;
                     }
+                    // One transaction (one fsync) for everything that settled in this tick.
+                    let admits = spool.append_all(&batch)?;
+                    for ((_, body), admit) in batch.iter().zip(&admits) {
+                        if let EventBody::File(f) = body {
+                            let rules: Vec<&str> = f.rules.iter().map(|r| r.id.as_str()).collect();
+                            match admit {
+                                Admit::Stored(seq) => info!(seq, path = %f.path, records = f.summary.as_ref().map(|s| s.records).unwrap_or(0), ?rules, "spooled"),
+                                Admit::Dropped => warn!(path = %f.path, ?rules, "spool full: event counted as dropped"),
+                            }
+                        }
+                    }
+                    wake.notify_one();
                 }
                 Ok(())
             })
@@ -131,8 +162,13 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
 
     let uplink = Uplink {
         identity,
+        data_dir: config.data_dir.clone(),
         spool_path: spool_file,
+        home: config.home.clone(),
+        policies,
+        edm,
         wake,
+        heartbeat: config.heartbeat,
     };
     Ok(Daemon {
         roots: watcher.roots.clone(),

@@ -32,6 +32,9 @@ pub enum EnrollError {
     /// The CA the collector returned is not the one the token pinned.
     #[error("collector returned a CA that does not match the token's fingerprint")]
     CaMismatch,
+    /// The spool in the data directory could not be read.
+    #[error("reading the spool: {0}")]
+    Spool(String),
     /// The identity could not be written.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -77,6 +80,12 @@ pub async fn enroll(
         .distinguished_name
         .push(rcgen::DnType::CommonName, hostname());
     let csr = params.serialize_request(&key)?;
+    // Events of this identity start after anything an earlier enrollment spooled here.
+    std::fs::create_dir_all(data_dir).map_err(|e| EnrollError::Spool(e.to_string()))?;
+    let first_seq = crate::spool::Spool::open(&data_dir.join(crate::spool::SPOOL_FILE))
+        .and_then(|s| s.last_seq())
+        .map_err(|e| EnrollError::Spool(e.to_string()))?
+        + 1;
     let cfg = crate::tls::enroll_client(&token.ca_sha256).map_err(UplinkError::from)?;
     let (endpoint, conn) = connect(collector, cfg).await?;
     let answer = exchange(
@@ -87,6 +96,7 @@ pub async fn enroll(
             hostname: hostname(),
             os: std::env::consts::OS.to_string(),
             agent_version: crate::VERSION.to_string(),
+            first_seq,
         },
     )
     .await;
@@ -98,6 +108,7 @@ pub async fn enroll(
             user,
             cert_der,
             ca_der,
+            signing_key,
         } => {
             if holdfast_shared::sha256_hex(&ca_der) != token.ca_sha256 {
                 return Err(EnrollError::CaMismatch);
@@ -107,6 +118,7 @@ pub async fn enroll(
                     device_id: device_id.clone(),
                     user: user.clone(),
                     collector: collector.to_string(),
+                    signing_key: hex::encode(signing_key),
                 },
                 cert_der,
                 key_der: key.serialize_der(),

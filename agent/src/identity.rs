@@ -18,6 +18,9 @@ pub struct Enrollment {
     pub user: String,
     /// `HOST:PORT` of the collector.
     pub collector: String,
+    /// Hex Ed25519 key that signs the collector's policies and orders (pinned at enrollment).
+    #[serde(default)]
+    pub signing_key: String,
 }
 
 /// Everything the agent needs to connect.
@@ -170,6 +173,21 @@ impl Identity {
         // Written last: its presence means the enrollment is complete.
         write(IDENTITY_FILE, text.as_bytes(), 0o644)
     }
+
+    /// Replaces the device certificate (renewal keeps the key): one atomic rename, so a
+    /// crash leaves either the old or the new certificate, both valid for the key.
+    pub fn save_cert(&mut self, data_dir: &Path, cert_der: Vec<u8>) -> Result<(), IdentityError> {
+        let p = data_dir.join(CERT_FILE);
+        write_file_atomic(&p, to_pem("CERTIFICATE", &cert_der).as_bytes(), 0o644)
+            .map_err(|source| IdentityError::Io { path: p, source })?;
+        self.cert_der = cert_der;
+        Ok(())
+    }
+
+    /// The pinned policy-signing key, decoded.
+    pub fn signing_key(&self) -> Vec<u8> {
+        hex::decode(&self.enrollment.signing_key).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +207,7 @@ mod tests {
                 device_id: "dev".into(),
                 user: "ada".into(),
                 collector: "127.0.0.1:1".into(),
+                signing_key: "ab".into(),
             },
             cert_der: vec![1, 2, 3],
             key_der: vec![4, 5],

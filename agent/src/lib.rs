@@ -15,6 +15,7 @@ pub mod process;
 pub mod scan;
 pub mod spool;
 pub mod tls;
+pub mod updates;
 pub mod uplink;
 pub mod watch;
 

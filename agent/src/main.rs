@@ -60,6 +60,13 @@ enum Command {
         /// One JSON object per line per file.
         #[arg(long)]
         json: bool,
+        /// Also say which columns, counts and rules drove each verdict.
+        #[arg(long)]
+        explain: bool,
+        /// Count real customers with this fingerprint set (written by
+        /// `holdfast-collector edm import --out FILE`).
+        #[arg(long)]
+        edm: Option<PathBuf>,
     },
     /// Show enrollment, spool backlog and the last uplink error.
     Status {
@@ -129,7 +136,21 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             paths,
             policies,
             json,
-        } => scan(&paths, policies.as_deref(), json),
+            explain,
+            edm,
+        } => {
+            let matcher = match edm {
+                None => None,
+                Some(p) => {
+                    let bytes =
+                        std::fs::read(&p).with_context(|| format!("--edm {}", p.display()))?;
+                    let set = holdfast_shared::edm::EdmSet::from_bytes(&bytes)
+                        .with_context(|| format!("--edm {}", p.display()))?;
+                    Some(std::sync::Arc::new(set.matcher()))
+                }
+            };
+            scan(&paths, policies.as_deref(), json, explain, matcher)
+        }
         Command::Status {
             config,
             data_dir,
@@ -155,7 +176,48 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn scan(paths: &[PathBuf], policies: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+/// Why a matched rule matched, in words.
+fn why(
+    rule: &holdfast_shared::policy::Rule,
+    r: &holdfast_agent::scan::FileReport,
+    file_name: &str,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(rc) = &rule.recognise {
+        if let Some(how) = rc.matched(file_name, &r.headers) {
+            parts.push(format!("recognised by {how}"));
+        }
+    }
+    if let Some(min) = rule.min_records {
+        parts.push(format!("{} records >= {min}", r.summary.records));
+    }
+    for (k, min) in &rule.min_findings {
+        parts.push(format!(
+            "{k} {} >= {min}",
+            r.summary.findings.get(k).copied().unwrap_or(0)
+        ));
+    }
+    if rule.customer_table == Some(true) {
+        parts.push("a customer table".into());
+    }
+    if !rule.file_types.is_empty() {
+        parts.push(format!("type {}", r.summary.file_type));
+    }
+    format!(
+        "{} ({}): {}",
+        rule.id,
+        rule.severity.as_str(),
+        parts.join("; ")
+    )
+}
+
+fn scan(
+    paths: &[PathBuf],
+    policies: Option<&Path>,
+    json: bool,
+    explain: bool,
+    edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
+) -> anyhow::Result<ExitCode> {
     let set: PolicySet = holdfast_agent::policy_files::load(policies, &default_home())?;
     let mut files = Vec::new();
     for p in paths {
@@ -164,29 +226,51 @@ fn scan(paths: &[PathBuf], policies: Option<&Path>, json: bool) -> anyhow::Resul
     let mut all_read = true;
     for file in files {
         let shown = file.display().to_string();
-        let (line, ok) = match holdfast_agent::scan::scan_file(&file) {
+        let (line, ok) = match holdfast_agent::scan::scan_file(&file, edm.clone()) {
             Ok(r) => {
                 let abs = std::path::absolute(&file).unwrap_or(file.clone());
                 let rules = set.evaluate(&Subject {
                     action: Action::Created,
                     path: &abs.to_string_lossy(),
                     summary: Some(&r.summary),
+                    headers: &r.headers,
                 });
+                let file_name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let explained: Vec<String> = if explain {
+                    let mut v = r.reasons.clone();
+                    if !r.headers.is_empty() {
+                        v.push(format!("headers: {}", r.headers.join(", ")));
+                    }
+                    for m in &rules {
+                        if let Some(rule) = set.rule(&m.id) {
+                            v.push(format!("rule {}", why(rule, &r, &file_name)));
+                        }
+                    }
+                    v
+                } else {
+                    Vec::new()
+                };
                 let rules_json: Vec<_> = rules
                     .iter()
                     .map(|m| serde_json::json!({"id": m.id, "severity": m.severity.as_str()}))
                     .collect();
                 if json {
-                    (
-                        serde_json::json!({
-                            "path": shown, "sha256": r.sha256, "size": r.size,
-                            "file_type": r.summary.file_type, "records": r.summary.records,
-                            "findings": r.summary.findings, "truncated": r.summary.truncated,
-                            "rules": rules_json,
-                        })
-                        .to_string(),
-                        true,
-                    )
+                    let mut v = serde_json::json!({
+                        "path": shown, "sha256": r.sha256, "size": r.size,
+                        "file_type": r.summary.file_type, "records": r.summary.records,
+                        "findings": r.summary.findings, "truncated": r.summary.truncated,
+                        "customer_table": r.summary.customer_table,
+                        "columns": r.summary.columns, "encoding": r.summary.encoding,
+                        "disguised": r.summary.disguised,
+                        "rules": rules_json,
+                    });
+                    if explain {
+                        v["explain"] = serde_json::json!(explained);
+                    }
+                    (v.to_string(), true)
                 } else {
                     let findings: Vec<String> = r
                         .summary
@@ -198,9 +282,10 @@ fn scan(paths: &[PathBuf], policies: Option<&Path>, json: bool) -> anyhow::Resul
                         .iter()
                         .map(|m| format!("{}({})", m.id, m.severity.as_str()))
                         .collect();
+                    let tail: String = explained.iter().map(|l| format!("\n    {l}")).collect();
                     (
                         format!(
-                            "{shown}\t{}\t{} bytes\trecords={}\t{}\trules: {}",
+                            "{shown}\t{}\t{} bytes\trecords={}\t{}\trules: {}{tail}",
                             r.summary.file_type,
                             r.size,
                             r.summary.records,
@@ -258,7 +343,13 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         "last_ack_ms": meta("last_ack_ms").parse::<i64>().ok(),
         "last_error": Some(meta("last_error")).filter(|s| !s.is_empty()),
         "watching": meta("watching").lines().collect::<Vec<_>>(),
+        "spool_bytes": spool.bytes()?,
+        "spool_max_bytes": meta("max_bytes").parse::<u64>().ok(),
+        "spool_dropped_unreported": spool.dropped()?,
         "policy_version": Some(meta("policy_version")).filter(|s| !s.is_empty()),
+        "policy_source": Some(meta("policy_source")).filter(|s| !s.is_empty()),
+        "edm_version": Some(meta("edm_version")).filter(|s| !s.is_empty()),
+        "last_update_error": Some(meta("last_update_error")).filter(|s| !s.is_empty()),
     });
     if json {
         println!("{v}");
@@ -268,6 +359,15 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "spool       {} event(s) waiting, last seq {}",
             v["spool_backlog"], v["last_seq"]
+        );
+        println!(
+            "spool size  {} bytes of {}",
+            v["spool_bytes"], v["spool_max_bytes"]
+        );
+        println!(
+            "policy      {} ({})",
+            v["policy_version"].as_str().unwrap_or("unknown"),
+            v["policy_source"].as_str().unwrap_or("unknown")
         );
         println!("last error  {}", v["last_error"].as_str().unwrap_or("none"));
         println!("watching    {}", meta("watching").replace('\n', ", "));

@@ -184,6 +184,7 @@ impl Debouncer {
                     self.dropped
                 ),
                 count: std::mem::take(&mut self.dropped),
+                counts: Default::default(),
             }));
         }
         if self.overflows > 0 {
@@ -192,6 +193,7 @@ impl Debouncer {
                 message: "the kernel's file-event queue overflowed; changes may have been missed"
                     .into(),
                 count: std::mem::take(&mut self.overflows),
+                counts: Default::default(),
             }));
         }
         out
@@ -201,7 +203,11 @@ impl Debouncer {
 /// Reads a settled change and builds its event body: hash, classification, matched rules.
 /// Returns `None` for what is not worth an event (a directory, a file gone before it
 /// could be read after a create).
-pub fn describe(ready: &Ready, policies: &PolicySet) -> Option<EventBody> {
+pub fn describe(
+    ready: &Ready,
+    policies: &PolicySet,
+    edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
+) -> Option<EventBody> {
     let path = ready.path.to_string_lossy().to_string();
     let old_path = ready
         .old_path
@@ -217,6 +223,7 @@ pub fn describe(ready: &Ready, policies: &PolicySet) -> Option<EventBody> {
         error: None,
         rules: Vec::new(),
     };
+    let mut headers = Vec::new();
     if ready.action != Action::Deleted {
         match std::fs::symlink_metadata(&ready.path) {
             Ok(m) if m.is_file() => {}
@@ -225,11 +232,12 @@ pub fn describe(ready: &Ready, policies: &PolicySet) -> Option<EventBody> {
             Err(e) => activity.error = Some(e.to_string()),
         }
         if activity.error.is_none() {
-            match scan_file(&ready.path) {
+            match scan_file(&ready.path, edm) {
                 Ok(r) => {
                     activity.size = Some(r.size);
                     activity.sha256 = Some(r.sha256);
                     activity.summary = Some(r.summary);
+                    headers = r.headers;
                 }
                 Err(e) => activity.error = Some(e.to_string()),
             }
@@ -239,6 +247,7 @@ pub fn describe(ready: &Ready, policies: &PolicySet) -> Option<EventBody> {
         action: activity.action,
         path: &activity.path,
         summary: activity.summary.as_ref(),
+        headers: &headers,
     });
     Some(EventBody::File(activity))
 }
@@ -347,9 +356,9 @@ mod tests {
     fn describe_reads_and_evaluates() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.csv");
-        let mut body = String::from("email\n");
+        let mut body = String::from("name,email\n");
         for i in 0..60 {
-            body.push_str(&format!("u{i}@example.com\n"));
+            body.push_str(&format!("User {i},u{i}@example.com\n"));
         }
         std::fs::write(&f, &body).unwrap();
         let set = PolicySet::default_pack("/home/u").unwrap();
@@ -358,7 +367,7 @@ mod tests {
             path: f.clone(),
             old_path: None,
         };
-        let Some(EventBody::File(a)) = describe(&ready, &set) else {
+        let Some(EventBody::File(a)) = describe(&ready, &set, None) else {
             panic!()
         };
         assert_eq!(a.summary.as_ref().map(|s| s.records), Some(60));
@@ -373,11 +382,12 @@ mod tests {
                 path: dir.path().to_path_buf(),
                 old_path: None
             },
-            &set
+            &set,
+            None
         )
         .is_none());
         std::fs::remove_file(&f).unwrap();
-        assert!(describe(&ready, &set).is_none());
+        assert!(describe(&ready, &set, None).is_none());
         let del = describe(
             &Ready {
                 action: Action::Deleted,
@@ -385,6 +395,7 @@ mod tests {
                 old_path: None,
             },
             &set,
+            None,
         );
         assert!(matches!(
             del,

@@ -1,11 +1,15 @@
 //! Reading one file: stream it once, hashing and classifying in the same pass, with a
 //! fixed-size buffer. Used by `holdfast-agent scan` and by the daemon.
 
-use holdfast_shared::classify::{detect_type, Classifier, DEFAULT_BYTE_BUDGET};
+use holdfast_shared::classify::{
+    archive, detect_type, disguise, xlsx, Classifier, DEFAULT_BYTE_BUDGET,
+};
+use holdfast_shared::edm::Matcher;
 use holdfast_shared::event::ContentSummary;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Read buffer size.
 const CHUNK: usize = 256 * 1024;
@@ -16,6 +20,10 @@ pub struct FileReport {
     pub size: u64,
     pub sha256: String,
     pub summary: ContentSummary,
+    /// Why the classifiers decided as they did (for `scan --explain`; never sent).
+    pub reasons: Vec<String>,
+    /// Column headers as header keys, for policies on the device (never sent).
+    pub headers: Vec<String>,
 }
 
 /// Why a file could not be read.
@@ -31,7 +39,7 @@ pub enum ScanError {
 
 /// Hashes and classifies the file at `path`. The whole file is hashed; classification
 /// stops at its byte budget.
-pub fn scan_file(path: &Path) -> Result<FileReport, ScanError> {
+pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, ScanError> {
     let mut file = std::fs::File::open(path)?;
     if !file.metadata()?.is_file() {
         return Err(ScanError::NotAFile);
@@ -54,19 +62,64 @@ pub fn scan_file(path: &Path) -> Result<FileReport, ScanError> {
         let chunk = &buf[..n];
         hasher.update(chunk);
         size += n as u64;
-        let c = classifier
-            .get_or_insert_with(|| Classifier::new(detect_type(&name, chunk), DEFAULT_BYTE_BUDGET));
+        let c = classifier.get_or_insert_with(|| {
+            Classifier::new(detect_type(&name, chunk), DEFAULT_BYTE_BUDGET).with_edm(edm.clone())
+        });
         if !c.is_done() {
             c.feed(chunk);
         }
     }
-    let summary = classifier
-        .unwrap_or_else(|| Classifier::new(detect_type(&name, &[]), DEFAULT_BYTE_BUDGET))
-        .finish();
+    let classifier =
+        classifier.unwrap_or_else(|| Classifier::new(detect_type(&name, &[]), DEFAULT_BYTE_BUDGET));
+    let (mut summary, stats) = classifier.finish_explained();
+    let mut reasons = stats.reasons;
+    let mut headers = stats.headers;
+    // Archives and workbooks need to seek: a second, bounded pass over the same file.
+    match summary.file_type.as_str() {
+        "zip" => match archive::classify_zip(
+            std::fs::File::open(path)?,
+            "zip",
+            archive::Limits::default(),
+            edm.clone(),
+        ) {
+            Ok(r) => {
+                reasons = archive::stats_of(&r).reasons;
+                for e in r.entries.iter().filter(|e| e.summary.records > 0) {
+                    reasons.push(format!("{}: {} records", e.name, e.summary.records));
+                }
+                summary = r.summary;
+            }
+            Err(e) => {
+                summary.findings.insert("damaged".into(), 1);
+                reasons.push(e.to_string());
+            }
+        },
+        "xlsx" => {
+            match xlsx::classify_xlsx(std::fs::File::open(path)?, archive::Limits::default(), edm) {
+                Ok((s, stats)) => {
+                    summary = s;
+                    reasons = stats.reasons;
+                    headers = stats.headers;
+                }
+                Err(e) => {
+                    summary.findings.insert("damaged".into(), 1);
+                    reasons.push(e.to_string());
+                }
+            }
+        }
+        _ => {}
+    }
+    summary.disguised = disguise(&name, &summary.file_type);
+    if let Some(d) = &summary.disguised {
+        summary.findings.insert("disguised".into(), 1);
+        reasons.push(format!("disguised: {d}"));
+    }
     Ok(FileReport {
         size,
         sha256: hex::encode(hasher.finalize()),
         summary,
+        reasons,
+        headers,
     })
 }
 
@@ -83,17 +136,17 @@ mod tests {
             body.push_str(&format!("n{i},user{i}@example.com\n"));
         }
         std::fs::write(&p, &body).unwrap();
-        let r = scan_file(&p).unwrap();
+        let r = scan_file(&p, None).unwrap();
         assert_eq!(r.size, body.len() as u64);
         assert_eq!(r.sha256, holdfast_shared::sha256_hex(body.as_bytes()));
         assert_eq!(r.summary.records, 1000);
         assert_eq!(r.summary.file_type, "csv");
         assert!(matches!(
-            scan_file(dir.path()),
+            scan_file(dir.path(), None),
             Err(ScanError::NotAFile) | Err(ScanError::Io(_))
         ));
         assert!(matches!(
-            scan_file(&dir.path().join("missing")),
+            scan_file(&dir.path().join("missing"), None),
             Err(ScanError::Io(_))
         ));
     }

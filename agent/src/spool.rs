@@ -1,10 +1,23 @@
-//! The local spool: every event is written here (SQLite, WAL, synchronous=FULL) before it is
-//! sent, and leaves only when the collector has acknowledged its commit. The only module
-//! that touches the spool database.
+//! The local spool: every event is sealed here (sequence number, hash chain) and written to
+//! SQLite (WAL, synchronous=FULL) before it is sent, and leaves only when the collector has
+//! acknowledged its commit. The only module that touches the spool database.
+//!
+//! The spool is bounded in bytes. As it fills, low-value events are refused first (low and
+//! rule-less events above 80 %, medium above 90 %, everything at 100 %), so high-severity
+//! events and the agent's own notices keep their room. A refused event never gets a sequence
+//! number, so the chain has no hole; what was refused is counted by kind and reported, exactly,
+//! in one `spool_dropped` notice once the collector's acknowledgements have made room again.
 
-use holdfast_shared::event::{AgentNotice, Event, EventBody};
-use rusqlite::{params, Connection, OptionalExtension};
+use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, Severity, GENESIS};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The spool's file name inside the agent's data directory.
+pub const SPOOL_FILE: &str = "spool.db";
+
+/// Fixed per-row overhead counted against the bound, besides body and user.
+const ROW_OVERHEAD: u64 = 64;
 
 /// Why a spool operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,16 +28,77 @@ pub enum SpoolError {
     /// An event body could not be serialized.
     #[error("cannot encode event: {0}")]
     Encode(String),
+    /// The chain state in the spool is not a 32-byte hash: the file was edited or damaged.
+    #[error("spool chain state is damaged: {0}")]
+    Chain(String),
+}
+
+/// What happened to an appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Stored under this sequence number.
+    Stored(u64),
+    /// Refused because the spool is full for its severity; counted for the drop report.
+    Dropped,
 }
 
 /// One connection to the spool. Open one per thread: the pipeline writes, the uplink
-/// reads and deletes.
+/// reads, deletes and (after freeing room) writes the drop report.
 pub struct Spool {
     conn: Connection,
+    max_bytes: u64,
+    user: String,
+}
+
+/// The severity an event is kept by: its most severe rule; notices count as high.
+fn retention(body: &EventBody) -> Option<Severity> {
+    match body {
+        EventBody::File(f) => f.rules.iter().map(|r| r.severity).max(),
+        EventBody::Notice(_) => Some(Severity::High),
+    }
+}
+
+/// The kind a dropped event is counted under, e.g. `created/low` or `modified/none`.
+fn drop_kind(body: &EventBody) -> String {
+    match body {
+        EventBody::File(f) => format!(
+            "{}/{}",
+            f.action.as_str(),
+            retention(body).map(|s| s.as_str()).unwrap_or("none")
+        ),
+        EventBody::Notice(n) => format!("notice/{}", n.kind),
+    }
+}
+
+/// The share of the bound an event of this severity may fill, in percent.
+fn fill_limit(sev: Option<Severity>) -> u64 {
+    match sev {
+        None | Some(Severity::Low) => 80,
+        Some(Severity::Medium) => 90,
+        Some(Severity::High) | Some(Severity::Critical) => 100,
+    }
+}
+
+fn meta_get(tx: &Connection, key: &str) -> Result<Option<String>, SpoolError> {
+    Ok(tx
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+fn meta_set(tx: &Connection, key: &str, value: &str) -> Result<(), SpoolError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn meta_u64(tx: &Connection, key: &str) -> Result<u64, SpoolError> {
+    Ok(meta_get(tx, key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool at `path`.
+    /// Opens (creating if needed) the spool at `path`, unbounded: for reading and acking.
     pub fn open(path: &Path) -> Result<Spool, SpoolError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -35,65 +109,170 @@ impl Spool {
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
                  time_ms INTEGER NOT NULL,
                  user TEXT NOT NULL,
-                 body BLOB NOT NULL
+                 prev_hash BLOB NOT NULL,
+                 body BLOB NOT NULL,
+                 size INTEGER NOT NULL
              );
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
-        Ok(Spool { conn })
+        Ok(Spool {
+            conn,
+            max_bytes: u64::MAX,
+            user: String::new(),
+        })
     }
 
-    /// Appends an event and returns its sequence number (monotonic, never reused).
-    pub fn append(&self, time_ms: i64, user: &str, body: &EventBody) -> Result<u64, SpoolError> {
-        let blob = body
-            .to_bytes()
-            .map_err(|e| SpoolError::Encode(e.to_string()))?;
-        self.conn.execute(
-            "INSERT INTO spool (time_ms, user, body) VALUES (?1, ?2, ?3)",
-            params![time_ms, user, blob],
-        )?;
-        Ok(self.conn.last_insert_rowid() as u64)
+    /// Opens the spool for writing events of `user`, bounded to `max_bytes`.
+    pub fn writer(path: &Path, max_bytes: u64, user: &str) -> Result<Spool, SpoolError> {
+        let mut s = Spool::open(path)?;
+        s.max_bytes = max_bytes;
+        s.user = user.to_string();
+        s.set_meta("max_bytes", &max_bytes.to_string())?;
+        Ok(s)
     }
 
-    /// Up to `limit` unacknowledged events, oldest first. A row that no longer decodes is
-    /// sent as a `spool_corrupt_row` notice in its place, never skipped.
-    pub fn pending(&self, device_id: &str, limit: usize) -> Result<Vec<Event>, SpoolError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, time_ms, user, body FROM spool ORDER BY seq LIMIT ?1")?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, time_ms, user, blob) = row?;
-            let body = EventBody::from_bytes(&blob).unwrap_or_else(|e| {
-                EventBody::Notice(AgentNotice {
-                    kind: "spool_corrupt_row".into(),
-                    message: format!("spool row {seq} could not be decoded: {e}"),
-                    count: 1,
-                })
-            });
-            out.push(Event {
-                device_id: device_id.to_string(),
-                user,
-                seq: seq as u64,
-                time_ms,
-                body,
-            });
+    fn immediate(&self) -> Result<Transaction<'_>, SpoolError> {
+        // IMMEDIATE: pipeline and uplink both append; the chain head must not race.
+        Ok(Transaction::new_unchecked(
+            &self.conn,
+            TransactionBehavior::Immediate,
+        )?)
+    }
+
+    /// Appends one event; see [`Spool::append_all`].
+    pub fn append(&self, time_ms: i64, body: &EventBody) -> Result<Admit, SpoolError> {
+        Ok(self.append_all(&[(time_ms, body.clone())])?[0])
+    }
+
+    /// Seals and stores events in one transaction (one fsync for the lot), or counts them
+    /// as dropped when the spool is too full for their severity.
+    pub fn append_all(&self, events: &[(i64, EventBody)]) -> Result<Vec<Admit>, SpoolError> {
+        let tx = self.immediate()?;
+        let mut out = Vec::with_capacity(events.len());
+        for (time_ms, body) in events {
+            out.push(self.admit(&tx, *time_ms, body)?);
         }
+        tx.commit()?;
         Ok(out)
     }
 
-    /// Removes every event up to and including `through_seq`: the collector committed them.
-    pub fn ack(&self, through_seq: u64) -> Result<usize, SpoolError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM spool WHERE seq <= ?1", [through_seq as i64])?)
+    fn admit(&self, tx: &Connection, time_ms: i64, body: &EventBody) -> Result<Admit, SpoolError> {
+        let blob = body
+            .to_bytes()
+            .map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let size = blob.len() as u64 + self.user.len() as u64 + ROW_OVERHEAD;
+        let used = meta_u64(tx, "bytes")?;
+        let limit = self.max_bytes / 100 * fill_limit(retention(body));
+        if used.saturating_add(size) > limit {
+            let mut dropped = self.dropped_in(tx)?;
+            *dropped.entry(drop_kind(body)).or_insert(0) += 1;
+            let json =
+                serde_json::to_string(&dropped).map_err(|e| SpoolError::Encode(e.to_string()))?;
+            meta_set(tx, "dropped", &json)?;
+            if meta_get(tx, "dropped_since_ms")?.is_none() {
+                meta_set(tx, "dropped_since_ms", &time_ms.to_string())?;
+            }
+            return Ok(Admit::Dropped);
+        }
+        let prev = self.chain_head(tx)?;
+        tx.execute(
+            "INSERT INTO spool (time_ms, user, prev_hash, body, size) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![time_ms, self.user, prev.to_vec(), blob, size as i64],
+        )?;
+        let seq = tx.last_insert_rowid() as u64;
+        let sealed = SealedEvent {
+            seq,
+            time_ms,
+            user: self.user.clone(),
+            prev_hash: prev.to_vec(),
+            body: blob,
+        };
+        meta_set(tx, "chain_head", &hex::encode(sealed.hash()))?;
+        meta_set(tx, "bytes", &(used + size).to_string())?;
+        Ok(Admit::Stored(seq))
+    }
+
+    fn chain_head(&self, tx: &Connection) -> Result<[u8; 32], SpoolError> {
+        match meta_get(tx, "chain_head")? {
+            None => Ok(GENESIS),
+            Some(h) => hex::decode(&h)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or(SpoolError::Chain(h)),
+        }
+    }
+
+    fn dropped_in(&self, tx: &Connection) -> Result<BTreeMap<String, u64>, SpoolError> {
+        Ok(meta_get(tx, "dropped")?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default())
+    }
+
+    /// Writes the drop report when events were refused and acknowledgements made room again
+    /// (below the lowest fill limit), so the report never displaces a kept event. Only `ack`
+    /// calls it: appends never free room, and a report written while the spool is still full
+    /// would split one episode into many.
+    fn flush_drops(&self, tx: &Connection, now_ms: i64) -> Result<(), SpoolError> {
+        let dropped = self.dropped_in(tx)?;
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let used = meta_u64(tx, "bytes")?;
+        if used >= self.max_bytes / 100 * fill_limit(None) {
+            return Ok(());
+        }
+        let total: u64 = dropped.values().sum();
+        let since = meta_get(tx, "dropped_since_ms")?.unwrap_or_default();
+        let report = EventBody::Notice(AgentNotice {
+            kind: "spool_dropped".into(),
+            message: format!(
+                "spool full ({} bytes): {total} events were not kept, from {since} ms to {now_ms} ms",
+                self.max_bytes
+            ),
+            count: total,
+            counts: dropped,
+        });
+        tx.execute(
+            "DELETE FROM meta WHERE key IN ('dropped', 'dropped_since_ms')",
+            [],
+        )?;
+        // The report is a notice (kept up to 100 %) and there is room: it is stored.
+        self.admit(tx, now_ms, &report)?;
+        Ok(())
+    }
+
+    /// Up to `limit` unacknowledged events, oldest first, exactly as sealed.
+    pub fn pending(&self, limit: usize) -> Result<Vec<SealedEvent>, SpoolError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, time_ms, user, prev_hash, body FROM spool ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(SealedEvent {
+                seq: r.get::<_, i64>(0)? as u64,
+                time_ms: r.get(1)?,
+                user: r.get(2)?,
+                prev_hash: r.get(3)?,
+                body: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes every event up to and including `through_seq` (the collector committed them),
+    /// then writes the drop report if room came back. Returns how many rows left.
+    pub fn ack(&self, through_seq: u64, now_ms: i64) -> Result<usize, SpoolError> {
+        let tx = self.immediate()?;
+        let freed: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM spool WHERE seq <= ?1",
+            [through_seq as i64],
+            |r| r.get(0),
+        )?;
+        let n = tx.execute("DELETE FROM spool WHERE seq <= ?1", [through_seq as i64])?;
+        let used = meta_u64(&tx, "bytes")?.saturating_sub(freed as u64);
+        meta_set(&tx, "bytes", &used.to_string())?;
+        self.flush_drops(&tx, now_ms)?;
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Events waiting to be acknowledged.
@@ -101,6 +280,16 @@ impl Spool {
         Ok(self
             .conn
             .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Bytes the waiting events count against the bound.
+    pub fn bytes(&self) -> Result<u64, SpoolError> {
+        meta_u64(&self.conn, "bytes")
+    }
+
+    /// Events refused and not yet reported, by kind.
+    pub fn dropped(&self) -> Result<BTreeMap<String, u64>, SpoolError> {
+        self.dropped_in(&self.conn)
     }
 
     /// The highest sequence number ever assigned (0 when none).
@@ -118,66 +307,175 @@ impl Spool {
 
     /// Stores a status value (last error, last contact) for `holdfast-agent status`.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), SpoolError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+        meta_set(&self.conn, key, value)
     }
 
     /// Reads a status value.
     pub fn meta(&self, key: &str) -> Result<Option<String>, SpoolError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        meta_get(&self.conn, key)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use holdfast_shared::event::{Action, FileActivity, RuleMatch};
 
     fn notice(n: u64) -> EventBody {
         EventBody::Notice(AgentNotice {
             kind: "t".into(),
             message: format!("n{n}"),
             count: n,
+            counts: BTreeMap::new(),
         })
     }
 
+    fn file(n: u64, sev: Option<Severity>) -> EventBody {
+        EventBody::File(FileActivity {
+            action: Action::Created,
+            path: format!("/f{n:06}"),
+            old_path: None,
+            size: Some(n),
+            sha256: None,
+            summary: None,
+            error: None,
+            rules: sev
+                .map(|severity| {
+                    vec![RuleMatch {
+                        id: "r".into(),
+                        severity,
+                    }]
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    fn stored(a: Admit) -> u64 {
+        match a {
+            Admit::Stored(s) => s,
+            Admit::Dropped => panic!("dropped"),
+        }
+    }
+
     #[test]
-    fn append_pending_ack_survive_reopen() {
+    fn append_pending_ack_survive_reopen_and_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
-        let s = Spool::open(&path).unwrap();
+        let s = Spool::writer(&path, u64::MAX, "u").unwrap();
         for n in 1..=5 {
-            assert_eq!(s.append(n as i64, "u", &notice(n)).unwrap(), n);
+            assert_eq!(stored(s.append(n as i64, &notice(n)).unwrap()), n);
         }
-        let p = s.pending("d", 3).unwrap();
+        let p = s.pending(3).unwrap();
         assert_eq!(p.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(p[1].body, notice(2));
-        assert_eq!(s.ack(3).unwrap(), 3);
+        assert_eq!(p[0].prev_hash, GENESIS.to_vec());
+        assert_eq!(p[1].prev_hash, p[0].hash().to_vec());
+        assert_eq!(p[2].prev_hash, p[1].hash().to_vec());
+        assert_eq!(p[1].open("d").unwrap().body, notice(2));
+        assert_eq!(s.ack(3, 0).unwrap(), 3);
         drop(s);
-        // A restart keeps the unacknowledged tail and never reuses a sequence number.
-        let s = Spool::open(&path).unwrap();
+        // A restart keeps the unacknowledged tail, the chain head, and never reuses a seq.
+        let s = Spool::writer(&path, u64::MAX, "u").unwrap();
         assert_eq!(s.backlog().unwrap(), 2);
-        s.ack(5).unwrap();
-        assert_eq!(s.backlog().unwrap(), 0);
-        assert_eq!(s.append(9, "u", &notice(9)).unwrap(), 6);
+        let tail = s.pending(10).unwrap();
+        s.ack(5, 0).unwrap();
+        assert_eq!((s.backlog().unwrap(), s.bytes().unwrap()), (0, 0));
+        assert_eq!(stored(s.append(9, &notice(9)).unwrap()), 6);
+        assert_eq!(s.pending(1).unwrap()[0].prev_hash, tail[1].hash().to_vec());
         assert_eq!(s.last_seq().unwrap(), 6);
     }
 
     #[test]
-    fn corrupt_row_becomes_a_notice() {
+    fn a_full_spool_keeps_high_severity_and_reports_drops_exactly() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(&dir.path().join("spool.db")).unwrap();
-        s.append(1, "u", &notice(1)).unwrap();
-        s.conn
-            .execute("UPDATE spool SET body = x'c1c1'", [])
-            .unwrap();
-        let p = s.pending("d", 10).unwrap();
-        assert!(matches!(&p[0].body, EventBody::Notice(n) if n.kind == "spool_corrupt_row"));
+        let row = |b: &EventBody| b.to_bytes().unwrap().len() as u64 + 1 + ROW_OVERHEAD;
+        let (low, med, high) = (
+            row(&file(0, None)),
+            row(&file(0, Some(Severity::Medium))),
+            row(&file(0, Some(Severity::High))),
+        );
+        // Room for exactly 100 rule-less rows at 100 %, 80 at 80 %.
+        let max = low * 100;
+        let s = Spool::writer(&dir.path().join("spool.db"), max, "u").unwrap();
+        let kept = |admits: Vec<Admit>| {
+            admits
+                .iter()
+                .filter(|a| matches!(a, Admit::Stored(_)))
+                .count() as u64
+        };
+        let lows: Vec<_> = (0..150).map(|n| (n as i64, file(n % 100, None))).collect();
+        assert_eq!(kept(s.append_all(&lows).unwrap()), 80);
+        // Medium events fill up to 90 %, high ones up to 100 %.
+        let meds: Vec<_> = (0..40)
+            .map(|n| (200, file(n % 100, Some(Severity::Medium))))
+            .collect();
+        let kept_med = kept(s.append_all(&meds).unwrap());
+        assert_eq!(kept_med, (max / 100 * 90 - 80 * low) / med);
+        let highs: Vec<_> = (0..40)
+            .map(|n| (300, file(n % 100, Some(Severity::High))))
+            .collect();
+        let kept_high = kept(s.append_all(&highs).unwrap());
+        assert_eq!(kept_high, (max - 80 * low - kept_med * med) / high);
+        assert!(kept_high > 0 && kept_high < 40);
+        assert!(s.bytes().unwrap() <= max);
+        let want: BTreeMap<String, u64> = [
+            ("created/none".to_string(), 70),
+            ("created/medium".to_string(), 40 - kept_med),
+            ("created/high".to_string(), 40 - kept_high),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(s.dropped().unwrap(), want);
+        // No hole in the sequence: every stored event has the next number.
+        let stored = 80 + kept_med + kept_high;
+        assert_eq!(s.last_seq().unwrap(), stored);
+        // The collector takes everything: the report follows the kept events, with the counts.
+        s.ack(stored, 500).unwrap();
+        assert!(s.dropped().unwrap().is_empty());
+        let report = s.pending(10).unwrap();
+        assert_eq!(report.len(), 1);
+        assert_eq!(report[0].seq, stored + 1);
+        match report[0].open("d").unwrap().body {
+            EventBody::Notice(n) => {
+                assert_eq!(n.kind, "spool_dropped");
+                assert_eq!(n.count, 70 + 80 - kept_med - kept_high);
+                assert_eq!(n.counts, want);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_full_episode_gives_one_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::writer(&dir.path().join("spool.db"), 20_000, "u").unwrap();
+        let mut n = 0;
+        while s.dropped().unwrap().is_empty() {
+            s.append(n, &file(n as u64, None)).unwrap();
+            n += 1;
+        }
+        // Below the low-severity limit by less than a row: appends must not write the report.
+        for i in 0..10 {
+            s.append(1000 + i, &notice(i as u64)).unwrap();
+            s.append(2000 + i, &file(i as u64, None)).unwrap();
+        }
+        let kinds = |s: &Spool| -> Vec<String> {
+            s.pending(10_000)
+                .unwrap()
+                .iter()
+                .filter_map(|e| match e.open("d").unwrap().body {
+                    EventBody::Notice(n) => Some(n.kind),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&s), vec!["t"; 10]);
+        assert_eq!(s.dropped().unwrap()["created/none"], 11);
+        let last = s.last_seq().unwrap();
+        s.ack(last, 0).unwrap();
+        assert_eq!(kinds(&s), vec!["spool_dropped"]);
+        // Acks with nothing pending write nothing more.
+        s.ack(last, 0).unwrap();
+        assert_eq!(s.backlog().unwrap(), 1);
     }
 
     #[test]

@@ -29,14 +29,20 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// QUIC transport settings shared by agent and collector: keep-alives well inside the idle
-/// timeout, and small stream limits (an agent needs few streams at once).
+/// timeout, small stream limits (an agent needs one stream at a time) and bounded windows.
 pub fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(Duration::from_secs(5)));
     if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(20)) {
         t.max_idle_timeout(Some(idle));
     }
-    t.max_concurrent_bidi_streams(8u32.into());
+    // Memory per connection is bounded by flow control: one frame in flight per stream, a
+    // few streams, and a connection-wide window of two frames.
+    let frame = (holdfast_shared::wire::MAX_FRAME + holdfast_shared::wire::HEADER) as u32;
+    t.stream_receive_window(frame.into());
+    t.receive_window((2 * frame).into());
+    t.send_window(2 * u64::from(frame));
+    t.max_concurrent_bidi_streams(4u32.into());
     t.max_concurrent_uni_streams(0u32.into());
     Arc::new(t)
 }

@@ -6,6 +6,7 @@ use crate::clock::now_ms;
 use crate::identity::Identity;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::TlsError;
+use crate::updates::{LiveEdm, LivePolicies};
 use holdfast_shared::wire::{self, Message, MAX_BATCH};
 use rand::Rng;
 use std::net::SocketAddr;
@@ -15,11 +16,13 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
-/// Heartbeat period while the spool is empty.
-const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Backoff bounds between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// After an established connection is lost, the first retry is spread uniformly over this
+/// window: a collector restarting under 10,000 agents sees them return over seconds, not at
+/// once.
+const RECONNECT_SPREAD: Duration = Duration::from_secs(3);
 
 /// Why talking to the collector failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,9 @@ pub enum UplinkError {
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// Renewing the certificate failed (the old one stays in use).
+    #[error("renewing the device certificate: {0}")]
+    Renew(String),
 }
 
 /// Resolves `HOST:PORT` and connects with `cfg`, returning the endpoint and connection.
@@ -98,29 +104,45 @@ pub async fn exchange(conn: &quinn::Connection, msg: &Message) -> Result<Message
 /// The uplink task's state.
 pub struct Uplink {
     pub identity: Identity,
+    pub data_dir: PathBuf,
     pub spool_path: PathBuf,
+    /// `~` for policy bundles received from the collector.
+    pub home: String,
+    pub policies: LivePolicies,
+    pub edm: LiveEdm,
     /// Signalled by the pipeline when it spooled something.
     pub wake: Arc<Notify>,
+    pub heartbeat: Duration,
+}
+
+/// Why a drain ended without an error.
+enum DrainEnd {
+    Shutdown,
+    /// The certificate was renewed: reconnect at once with the new one.
+    Renewed,
 }
 
 impl Uplink {
     /// Runs until `shutdown` turns true: connect, drain, wait, reconnect.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), UplinkError> {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), UplinkError> {
         let spool = Spool::open(&self.spool_path)?;
-        let cfg = crate::tls::identity_client(&self.identity)?;
         let addr = self.identity.enrollment.collector.clone();
         let mut backoff = BACKOFF_MIN;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
+            let cfg = crate::tls::identity_client(&self.identity)?;
             let mut drain_shutdown = shutdown.clone();
+            let this = &mut self;
+            let connected = std::cell::Cell::new(false);
             let attempt = async {
-                let (endpoint, conn) = connect(&addr, cfg.clone()).await?;
+                let (endpoint, conn) = connect(&addr, cfg).await?;
+                connected.set(true);
                 info!(collector = %addr, "connected to collector");
                 spool.set_meta("last_connected_ms", &now_ms().to_string())?;
                 spool.set_meta("last_error", "")?;
-                let result = self.drain(&spool, &conn, &mut drain_shutdown).await;
+                let result = this.drain(&spool, &conn, &mut drain_shutdown).await;
                 conn.close(0u32.into(), b"bye");
                 endpoint.wait_idle().await;
                 result
@@ -130,7 +152,11 @@ impl Uplink {
                 _ = shutdown.changed() => return Ok(()),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(DrainEnd::Shutdown) => return Ok(()),
+                Ok(DrainEnd::Renewed) => {
+                    backoff = BACKOFF_MIN;
+                    continue;
+                }
                 Err(e) => {
                     warn!(error = %e, "uplink interrupted; events stay spooled");
                     let _ = spool.set_meta("last_error", &e.to_string());
@@ -139,9 +165,17 @@ impl Uplink {
                     }
                 }
             }
-            let jitter = rand::thread_rng().gen_range(0.5..1.5);
-            let delay = backoff.mul_f64(jitter);
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            if connected.get() {
+                backoff = BACKOFF_MIN;
+            }
+            let delay = retry_delay(
+                connected.get(),
+                backoff,
+                rand::thread_rng().gen_range(0.0..1.0),
+            );
+            if !connected.get() {
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => return Ok(()),
@@ -149,68 +183,268 @@ impl Uplink {
         }
     }
 
-    /// Sends batches until the spool is empty, then waits for more (or heartbeats).
-    /// Returns `Ok` only on shutdown.
+    /// Heartbeats first, then sends batches until the spool is empty, then waits for more
+    /// or for the next heartbeat.
     async fn drain(
-        &self,
+        &mut self,
         spool: &Spool,
         conn: &quinn::Connection,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), UplinkError> {
-        let device_id = self.identity.enrollment.device_id.clone();
+    ) -> Result<DrainEnd, UplinkError> {
         let mut limit = MAX_BATCH;
+        let mut next_heartbeat = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
-                return Ok(());
+                return Ok(DrainEnd::Shutdown);
             }
-            let batch = spool.pending(&device_id, limit)?;
+            if tokio::time::Instant::now() >= next_heartbeat {
+                next_heartbeat = tokio::time::Instant::now() + self.heartbeat;
+                if self.heartbeat_once(spool, conn).await? {
+                    return Ok(DrainEnd::Renewed);
+                }
+            }
+            let batch = spool.pending(limit)?;
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(HEARTBEAT) => {
-                        let backlog = spool.backlog()?;
-                        self.send(conn, &Message::Heartbeat { agent_version: crate::VERSION.into(), spool_backlog: backlog }, spool).await?;
-                    }
+                    _ = tokio::time::sleep_until(next_heartbeat) => {}
                     e = conn.closed() => return Err(e.into()),
-                    _ = shutdown.changed() => return Ok(()),
+                    _ = shutdown.changed() => return Ok(DrainEnd::Shutdown),
                 }
                 continue;
             }
             let n = batch.len();
-            match self
-                .send(conn, &Message::EventBatch { events: batch }, spool)
-                .await
-            {
+            match exchange(conn, &Message::EventBatch { events: batch }).await {
                 Err(UplinkError::Encode(wire::EncodeError::TooLarge(_))) if limit > 1 => {
                     limit = (limit / 2).max(1);
                     continue;
                 }
                 Err(e) => return Err(e),
-                Ok(()) => debug!(events = n, "batch committed"),
+                Ok(Message::Ack { through_seq }) => {
+                    spool.ack(through_seq, now_ms())?;
+                    spool.set_meta("last_ack_ms", &now_ms().to_string())?;
+                    debug!(events = n, through_seq, "batch committed");
+                }
+                Ok(other) => return Err(refused(other)),
             }
             limit = MAX_BATCH;
         }
     }
 
-    async fn send(
+    /// One heartbeat: report, take the collector's sync (acks, signed updates), renew the
+    /// certificate when told to. Returns true when the certificate was renewed.
+    async fn heartbeat_once(
+        &mut self,
+        spool: &Spool,
+        conn: &quinn::Connection,
+    ) -> Result<bool, UplinkError> {
+        let hello = Message::Heartbeat {
+            agent_version: crate::VERSION.into(),
+            hostname: crate::enroll::hostname(),
+            os: std::env::consts::OS.into(),
+            policy_version: self.policies.current().set.version.clone(),
+            time_ms: now_ms(),
+            spool_backlog: spool.backlog()?,
+            edm_version: self.edm.current().map(|a| a.version).unwrap_or_default(),
+        };
+        let (through_seq, renew, updates, edm) = match exchange(conn, &hello).await? {
+            Message::Sync {
+                through_seq,
+                renew,
+                updates,
+                edm,
+                ..
+            } => (through_seq, renew, updates, edm),
+            other => return Err(refused(other)),
+        };
+        // Also when nothing was ever committed: the ack is where a pending drop report is written.
+        spool.ack(through_seq, now_ms())?;
+        for update in &updates {
+            match crate::updates::apply(
+                update,
+                &self.identity,
+                &self.data_dir,
+                &self.home,
+                &self.policies,
+            ) {
+                Ok(Some(version)) => {
+                    spool.set_meta("policy_version", &version)?;
+                    spool.set_meta("policy_source", "collector")?;
+                    spool.set_meta("last_update_error", "")?;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, "signed update refused; keeping the last good one");
+                    spool.set_meta("last_update_error", &e.to_string())?;
+                }
+            }
+        }
+        if let Some(offer) = edm {
+            match self.fetch_edm(conn, &offer).await {
+                Ok(bytes) => match crate::updates::apply_edm(
+                    &bytes,
+                    &self.identity,
+                    &self.data_dir,
+                    &self.edm,
+                ) {
+                    Ok(Some(v)) => {
+                        spool.set_meta("edm_version", &v)?;
+                        spool.set_meta("last_update_error", "")?;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(error = %e, "customer set refused; keeping the last good one");
+                        spool.set_meta("last_update_error", &e.to_string())?;
+                    }
+                },
+                Err(UplinkError::Refused { code, message }) => {
+                    warn!(%code, %message, "customer set not fetched");
+                    spool.set_meta("last_update_error", &message)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if renew {
+            self.renew(conn).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Fetches a customer set in frame-sized pieces, bounded by [`wire::MAX_EDM`].
+    async fn fetch_edm(
         &self,
         conn: &quinn::Connection,
-        msg: &Message,
-        spool: &Spool,
-    ) -> Result<(), UplinkError> {
-        match exchange(conn, msg).await? {
-            Message::Ack { through_seq } => {
-                if through_seq > 0 {
-                    spool.ack(through_seq)?;
-                    spool.set_meta("last_ack_ms", &now_ms().to_string())?;
+        offer: &wire::EdmOffer,
+    ) -> Result<Vec<u8>, UplinkError> {
+        if offer.size > wire::MAX_EDM {
+            return Err(UplinkError::Refused {
+                code: "edm_too_large".into(),
+                message: format!(
+                    "customer set of {} bytes exceeds the {}-byte limit",
+                    offer.size,
+                    wire::MAX_EDM
+                ),
+            });
+        }
+        let mut out: Vec<u8> = Vec::with_capacity(offer.size as usize);
+        while (out.len() as u64) < offer.size {
+            let ask = Message::EdmChunkRequest {
+                version: offer.version.clone(),
+                offset: out.len() as u64,
+            };
+            match exchange(conn, &ask).await? {
+                Message::EdmChunk {
+                    version,
+                    offset,
+                    total,
+                    bytes,
+                } if version == offer.version
+                    && offset == out.len() as u64
+                    && total == offer.size
+                    && !bytes.is_empty() =>
+                {
+                    let room = (offer.size - out.len() as u64) as usize;
+                    out.extend_from_slice(&bytes[..bytes.len().min(room)]);
                 }
+                Message::EdmChunk { .. } => {
+                    return Err(UplinkError::Refused {
+                        code: "edm_changed".into(),
+                        message: "the customer set changed while it was fetched; retrying later"
+                            .into(),
+                    })
+                }
+                other => return Err(refused(other)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks for a new certificate for the same key and saves it.
+    async fn renew(&mut self, conn: &quinn::Connection) -> Result<(), UplinkError> {
+        let key = rcgen::KeyPair::try_from(self.identity.key_der.as_slice())
+            .map_err(|e| UplinkError::Renew(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| UplinkError::Renew(e.to_string()))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, crate::enroll::hostname());
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| UplinkError::Renew(e.to_string()))?;
+        match exchange(
+            conn,
+            &Message::RenewRequest {
+                csr_der: csr.der().to_vec(),
+            },
+        )
+        .await?
+        {
+            Message::RenewResponse { cert_der } => {
+                self.identity
+                    .save_cert(&self.data_dir, cert_der)
+                    .map_err(|e| UplinkError::Renew(e.to_string()))?;
+                info!("device certificate renewed");
                 Ok(())
             }
-            Message::Error { code, message } => Err(UplinkError::Refused { code, message }),
-            other => Err(UplinkError::Refused {
-                code: "unexpected".into(),
-                message: format!("unexpected answer {:?}", std::mem::discriminant(&other)),
-            }),
+            other => Err(refused(other)),
         }
+    }
+}
+
+/// The wait before the next connection attempt, for a uniform draw `u` in 0..1. Right after
+/// an established connection was lost, the wait is spread over [`RECONNECT_SPREAD`] (a
+/// collector restart cuts every agent off at once); after a failed attempt it is `backoff`
+/// scaled by 0.5..1.5, so agents cut off together do not come back together.
+pub fn retry_delay(was_connected: bool, backoff: Duration, u: f64) -> Duration {
+    let u = u.clamp(0.0, 1.0);
+    if was_connected {
+        RECONNECT_SPREAD.mul_f64(u)
+    } else {
+        backoff.mul_f64(0.5 + u)
+    }
+}
+
+fn refused(answer: Message) -> UplinkError {
+    match answer {
+        Message::Error { code, message } => UplinkError::Refused { code, message },
+        other => UplinkError::Refused {
+            code: "unexpected".into(),
+            message: format!("unexpected answer {:?}", std::mem::discriminant(&other)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 agents cut off by one collector restart: how many retry in the busiest 100 ms,
+    /// for evenly spread draws (what a uniform random source gives on average).
+    fn busiest_100ms(was_connected: bool, backoff: Duration) -> usize {
+        let mut buckets = std::collections::BTreeMap::new();
+        for i in 0..10_000 {
+            let d = retry_delay(was_connected, backoff, (i as f64 + 0.5) / 10_000.0);
+            *buckets.entry(d.as_millis() / 100).or_insert(0usize) += 1;
+        }
+        buckets.values().copied().max().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_restart_under_10000_agents_is_not_a_herd() {
+        // Spread over 3 s: no 100 ms window sees more than ~3.4 % of the fleet.
+        assert!(busiest_100ms(true, BACKOFF_MIN) <= 340);
+        // Later failures spread over a window as wide as the backoff itself.
+        assert!(busiest_100ms(false, Duration::from_secs(8)) <= 130);
+        assert_eq!(
+            retry_delay(false, Duration::from_secs(2), 0.0),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            retry_delay(false, Duration::from_secs(2), 7.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(retry_delay(true, BACKOFF_MAX, 1.0), RECONNECT_SPREAD);
     }
 }

@@ -9,6 +9,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +18,10 @@ struct RawConfig {
     listen: Option<String>,
     #[serde(default)]
     server_names: Vec<String>,
+    cert_lifetime: Option<String>,
+    offline_after: Option<String>,
+    skew_tolerance: Option<String>,
+    max_events_per_sec: Option<u32>,
 }
 
 /// A validated collector configuration.
@@ -25,7 +30,21 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub server_names: Vec<String>,
+    /// Validity of device certificates; agents renew after two thirds of it.
+    pub cert_lifetime: Duration,
+    /// A device silent for longer raises an "agent offline" alert.
+    pub offline_after: Duration,
+    /// A device clock further off than this is flagged.
+    pub skew_tolerance: Duration,
+    /// Per-connection ingest rate; a faster agent is slowed down, not dropped.
+    pub max_events_per_sec: u32,
 }
+
+/// Defaults for the tunables above.
+pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_SKEW_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_MAX_EVENTS_PER_SEC: u32 = 20_000;
 
 /// Why a collector config was refused.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +90,10 @@ impl Config {
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             server_names: loopback_names(),
+            cert_lifetime: DEFAULT_CERT_LIFETIME,
+            offline_after: DEFAULT_OFFLINE_AFTER,
+            skew_tolerance: DEFAULT_SKEW_TOLERANCE,
+            max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
         }
     }
 
@@ -127,10 +150,60 @@ impl Config {
         if !listen.ip().is_unspecified() && !server_names.contains(&listen.ip().to_string()) {
             server_names.push(listen.ip().to_string());
         }
+        let duration =
+            |field: &'static str, v: Option<String>, default: Duration, min: Duration| {
+                let Some(v) = v else { return Ok(default) };
+                let d = humantime::parse_duration(&v).map_err(|e| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field,
+                    message: format!("`{v}`: {e} (write e.g. \"90d\", \"10m\", \"30s\")"),
+                })?;
+                if d < min {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        field,
+                        message: format!(
+                            "`{v}` is shorter than the minimum of {}",
+                            humantime::format_duration(min)
+                        ),
+                    });
+                }
+                Ok(d)
+            };
+        let cert_lifetime = duration(
+            "cert_lifetime",
+            raw.cert_lifetime,
+            DEFAULT_CERT_LIFETIME,
+            Duration::from_secs(10),
+        )?;
+        let offline_after = duration(
+            "offline_after",
+            raw.offline_after,
+            DEFAULT_OFFLINE_AFTER,
+            Duration::from_secs(1),
+        )?;
+        let skew_tolerance = duration(
+            "skew_tolerance",
+            raw.skew_tolerance,
+            DEFAULT_SKEW_TOLERANCE,
+            Duration::from_secs(1),
+        )?;
+        let max_events_per_sec = raw.max_events_per_sec.unwrap_or(DEFAULT_MAX_EVENTS_PER_SEC);
+        if max_events_per_sec == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "max_events_per_sec",
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(Config {
             data_dir,
             listen,
             server_names,
+            cert_lifetime,
+            offline_after,
+            skew_tolerance,
+            max_events_per_sec,
         })
     }
 }
@@ -161,6 +234,27 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`"));
+        check(
+            "offline_after = \"soon\"",
+            Err("/etc/c.toml: offline_after: `soon`: expected number at 0 (write e.g. \"90d\", \"10m\", \"30s\")"),
+        );
+        check(
+            "cert_lifetime = \"2s\"",
+            Err("/etc/c.toml: cert_lifetime: `2s` is shorter than the minimum of 10s"),
+        );
+        check(
+            "max_events_per_sec = 0",
+            Err("/etc/c.toml: max_events_per_sec: must be at least 1"),
+        );
+        let c = Config::parse(
+            Path::new("/c.toml"),
+            "cert_lifetime = \"30s\"\noffline_after = \"3s\"",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.cert_lifetime.as_secs(), c.offline_after.as_secs()),
+            (30, 3)
+        );
     }
 }

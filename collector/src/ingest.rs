@@ -1,9 +1,12 @@
 //! QUIC ingest: the only module that owns the collector's socket. It authenticates each
 //! connection by its client certificate, enrolls devices on the enrollment ALPN, stores
-//! event batches and acknowledges them only after the commit.
+//! event batches and acknowledges them only after the commit, answers heartbeats with signed
+//! updates and certificate renewals, and flags devices that fall silent.
 
+use crate::limits::TokenBucket;
 use crate::pki::Ca;
-use crate::store::{Device, Store, StoreError, TokenRefusal};
+use crate::store::{Beat, Device, Store, StoreError, TokenRefusal};
+use holdfast_shared::signed::Signed;
 use holdfast_shared::token::EnrollToken;
 use holdfast_shared::wire::{self, close, Message};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -14,6 +17,8 @@ use tracing::{info, info_span, warn, Instrument};
 
 /// How often an idle agent connection re-checks whether its device was revoked.
 const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest a request may take to arrive once its stream is open (no slow-loris streams).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,13 @@ pub struct State {
     pub ca: Ca,
     pub store: Mutex<Store>,
     pub db_path: PathBuf,
+    /// PKCS#8 Ed25519 key for signed updates, and its public half (given at enrollment).
+    pub signing_key: Vec<u8>,
+    pub signing_public: Vec<u8>,
+    pub cert_lifetime: std::time::Duration,
+    pub skew_tolerance: std::time::Duration,
+    pub offline_after: std::time::Duration,
+    pub max_events_per_sec: u32,
 }
 
 /// Builds the QUIC server config: our CA's server certificate, client certificates
@@ -101,6 +113,7 @@ pub async fn serve(
     state: Arc<State>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let liveness = tokio::spawn(liveness(state.clone(), shutdown.clone()));
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
@@ -119,8 +132,38 @@ pub async fn serve(
             .instrument(info_span!("conn", %remote)),
         );
     }
+    liveness.abort();
     endpoint.close(0u32.into(), b"shutdown");
     endpoint.wait_idle().await;
+}
+
+/// Flags devices silent for longer than `offline_after`. It starts only once the collector
+/// has itself been up that long, so a collector restart does not flag every device.
+async fn liveness(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let after = state.offline_after;
+    let period = (after / 3).clamp(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(after) => {}
+        _ = shutdown.changed() => return,
+    }
+    loop {
+        let after_ms = after.as_millis() as i64;
+        match with_store(&state, move |s| s.sweep_offline(crate::now_ms(), after_ms)).await {
+            Ok(ids) => {
+                for id in ids {
+                    warn!(device = %id, "agent offline");
+                }
+            }
+            Err(e) => warn!(error = %e, "liveness sweep failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
@@ -146,12 +189,15 @@ async fn handle(conn: quinn::Connection, state: Arc<State>) {
     }
 }
 
-/// Reads one request frame from a stream (bounded by the frame cap).
+/// Reads one request frame from a stream (bounded by the frame cap and [`READ_TIMEOUT`]).
 async fn read_request(recv: &mut quinn::RecvStream) -> Result<Message, String> {
-    let bytes = recv
-        .read_to_end(wire::MAX_FRAME + wire::HEADER)
-        .await
-        .map_err(|e| e.to_string())?;
+    let bytes = tokio::time::timeout(
+        READ_TIMEOUT,
+        recv.read_to_end(wire::MAX_FRAME + wire::HEADER),
+    )
+    .await
+    .map_err(|_| "request not completed in time".to_string())?
+    .map_err(|e| e.to_string())?;
     wire::decode(&bytes).map_err(|e| e.to_string())
 }
 
@@ -197,7 +243,30 @@ async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
             hostname,
             os,
             agent_version,
-        }) => enroll(&state, token_secret, csr_der, hostname, os, agent_version).await,
+            first_seq,
+        }) => {
+            let facts = Device {
+                id: String::new(),
+                user: String::new(),
+                hostname: hostname.chars().take(255).collect(),
+                os: os.chars().take(64).collect(),
+                agent_version: agent_version.chars().take(64).collect(),
+                cert_sha256: String::new(),
+                cert_serial: String::new(),
+                cert_issued_ms: 0,
+                cert_expires_ms: 0,
+                enrolled_ms: 0,
+                last_seen_ms: None,
+                revoked_ms: None,
+                last_seq: 0,
+                spool_backlog: None,
+                first_seq: first_seq.clamp(1, i64::MAX as u64),
+                policy_version: String::new(),
+                clock_skew_ms: None,
+                offline_since_ms: None,
+            };
+            enroll(&state, token_secret, csr_der, facts).await
+        }
         Ok(_) => error(
             "protocol",
             "only enrollment is allowed without a device certificate",
@@ -209,13 +278,13 @@ async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed()).await;
 }
 
+/// Redeems the token and registers the device described by `facts` (id, user and
+/// certificate fields are filled in here).
 async fn enroll(
     state: &Arc<State>,
     token_secret: String,
     csr_der: Vec<u8>,
-    hostname: String,
-    os: String,
-    agent_version: String,
+    facts: Device,
 ) -> Message {
     let device_id = format!("dev-{}", hex::encode(rand::random::<[u8; 8]>()));
     let hash = EnrollToken::secret_hash(&token_secret);
@@ -238,27 +307,24 @@ async fn enroll(
             return error("internal", "internal error");
         }
     };
-    let (cert_der, serial) =
-        match state
-            .ca
-            .sign_device(&csr_der, &device_id, time::OffsetDateTime::now_utc())
-        {
-            Ok(c) => c,
-            Err(e) => return error("bad_csr", e.to_string()),
-        };
+    let cert = match state.ca.sign_device(
+        &csr_der,
+        &device_id,
+        time::OffsetDateTime::now_utc(),
+        state.cert_lifetime,
+    ) {
+        Ok(c) => c,
+        Err(e) => return error("bad_csr", e.to_string()),
+    };
     let device = Device {
         id: device_id.clone(),
         user: user.clone(),
-        hostname: hostname.chars().take(255).collect(),
-        os: os.chars().take(64).collect(),
-        agent_version: agent_version.chars().take(64).collect(),
-        cert_sha256: holdfast_shared::sha256_hex(&cert_der),
-        cert_serial: serial,
+        cert_sha256: holdfast_shared::sha256_hex(&cert.der),
+        cert_serial: cert.serial_hex.clone(),
+        cert_issued_ms: cert.issued_ms,
+        cert_expires_ms: cert.not_after_ms,
         enrolled_ms: now,
-        last_seen_ms: None,
-        revoked_ms: None,
-        last_seq: 0,
-        spool_backlog: None,
+        ..facts
     };
     if let Err(e) = with_store(state, move |s| s.add_device(&device)).await {
         warn!(error = %e, "cannot register device");
@@ -268,8 +334,9 @@ async fn enroll(
     Message::EnrollResponse {
         device_id,
         user,
-        cert_der,
+        cert_der: cert.der,
         ca_der: state.ca.cert_der.clone(),
+        signing_key: state.signing_public.clone(),
     }
 }
 
@@ -304,6 +371,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
     async move {
         info!("agent connected");
         let device = Arc::new(device);
+        let mut bucket = TokenBucket::new(state.max_events_per_sec, std::time::Instant::now());
         loop {
             let accepted = tokio::select! {
                 a = conn.accept_bi() => a,
@@ -336,16 +404,15 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
             };
             let answer = match msg {
                 Message::EventBatch { events } => {
-                    if events.len() > wire::MAX_BATCH * 4
-                        || events.iter().any(|e| e.device_id != device.id)
-                    {
-                        reply(
-                            &mut send,
-                            &error("bad_batch", "batch too large or events of another device"),
-                        )
-                        .await;
+                    if events.len() > wire::MAX_BATCH * 4 {
+                        reply(&mut send, &error("bad_batch", "batch too large")).await;
                         conn.close(close::PROTOCOL.into(), b"bad batch");
                         return;
+                    }
+                    // Over its rate, an agent waits for its ack: backpressure, not loss.
+                    let wait = bucket.take(events.len() as u64, std::time::Instant::now());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
                     }
                     let through = events.iter().map(|e| e.seq).max().unwrap_or(0);
                     let n = events.len();
@@ -364,18 +431,78 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                         }
                     }
                 }
-                Message::Heartbeat { spool_backlog, .. } => {
-                    let id = device.id.clone();
-                    match with_store(&state, move |s| {
-                        s.touch_device(&id, crate::now_ms(), Some(spool_backlog))?;
-                        s.last_seq(&id)
+                Message::Heartbeat {
+                    agent_version,
+                    hostname,
+                    os,
+                    policy_version,
+                    time_ms,
+                    spool_backlog,
+                    edm_version,
+                } => {
+                    let now = crate::now_ms();
+                    let beat = Beat {
+                        agent_version,
+                        hostname,
+                        os,
+                        policy_version: policy_version.clone(),
+                        edm_version: edm_version.clone(),
+                        skew_ms: time_ms.saturating_sub(now),
+                        backlog: spool_backlog,
+                    };
+                    let d = device.clone();
+                    let tolerance = state.skew_tolerance.as_millis() as i64;
+                    let renew = renew_due(&device, &fp, now);
+                    let result = with_store(&state, move |s| {
+                        let seq = s.heartbeat(&d, &beat, now, tolerance)?;
+                        Ok((seq, s.current_policy()?, s.current_edm_info()?))
                     })
-                    .await
-                    {
-                        Ok(seq) => Message::Ack { through_seq: seq },
-                        Err(_) => error("internal", "store error"),
+                    .await;
+                    match result {
+                        Ok((through_seq, policy, edm)) => {
+                            let updates = policy
+                                .filter(|p| p.version != policy_version)
+                                .and_then(|p| Signed::from_bytes(&p.signed).ok())
+                                .into_iter()
+                                .collect();
+                            let edm = edm
+                                .filter(|(v, _)| *v != edm_version)
+                                .map(|(version, size)| wire::EdmOffer { version, size });
+                            Message::Sync {
+                                through_seq,
+                                time_ms: now,
+                                renew,
+                                updates,
+                                edm,
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "heartbeat store error");
+                            error("internal", "store error")
+                        }
                     }
                 }
+                Message::EdmChunkRequest { version, offset } => {
+                    match with_store(&state, |s| s.current_edm()).await {
+                        Ok(Some((current, bytes))) if current == version => {
+                            let total = bytes.len() as u64;
+                            let from = offset.min(total) as usize;
+                            let to = (from + wire::EDM_CHUNK).min(bytes.len());
+                            Message::EdmChunk {
+                                version,
+                                offset,
+                                total,
+                                bytes: bytes[from..to].to_vec(),
+                            }
+                        }
+                        Ok(_) => error("edm_changed", "that customer set is no longer current"),
+                        Err(e) => {
+                            warn!(error = %e, "edm store error");
+                            error("internal", "store error")
+                        }
+                    }
+                }
+                Message::RenewRequest { csr_der } => renew(&state, &device, &csr_der).await,
                 _ => {
                     reply(&mut send, &error("protocol", "unexpected message")).await;
                     conn.close(close::PROTOCOL.into(), b"unexpected message");
@@ -389,9 +516,60 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
     .await
 }
 
+/// True when the connection's certificate should be renewed now: past two thirds of its
+/// lifetime, or it is the certificate the device already renewed from.
+fn renew_due(device: &Device, presented_sha256: &str, now_ms: i64) -> bool {
+    if presented_sha256 != device.cert_sha256 {
+        return true;
+    }
+    let life = device.cert_expires_ms - device.cert_issued_ms;
+    life > 0 && now_ms >= device.cert_issued_ms + life / 3 * 2
+}
+
+/// Signs a renewed certificate for the connected device and records it.
+async fn renew(state: &Arc<State>, device: &Device, csr_der: &[u8]) -> Message {
+    let cert = match state.ca.sign_device(
+        csr_der,
+        &device.id,
+        time::OffsetDateTime::now_utc(),
+        state.cert_lifetime,
+    ) {
+        Ok(c) => c,
+        Err(e) => return error("bad_csr", e.to_string()),
+    };
+    let id = device.id.clone();
+    let (sha, serial, issued, expires) = (
+        holdfast_shared::sha256_hex(&cert.der),
+        cert.serial_hex.clone(),
+        cert.issued_ms,
+        cert.not_after_ms,
+    );
+    match with_store(state, move |s| {
+        s.renew_cert(&id, &sha, &serial, issued, expires)
+    })
+    .await
+    {
+        Ok(()) => {
+            info!(serial = %cert.serial_hex, expires = %crate::fmt_ms(cert.not_after_ms), "device certificate renewed");
+            Message::RenewResponse { cert_der: cert.der }
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot record renewal");
+            error("internal", "internal error")
+        }
+    }
+}
+
 /// Opens everything `serve` needs from a config: CA (created on first start), store, endpoint.
 pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<State>), ServeError> {
     let ca = Ca::load_or_create(&config.data_dir)?;
+    let signing_key = crate::pki::signing_key(&config.data_dir)?;
+    let signing_public = holdfast_shared::signed::public_key(&signing_key).map_err(|e| {
+        crate::pki::PkiError::Io {
+            path: config.data_dir.join("signing.key").display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        }
+    })?;
     let store = Store::open(&config.db_path())?;
     let cfg = server_config(&ca, &config.server_names)?;
     let reset_key = crate::pki::reset_key(&config.data_dir)?;
@@ -402,6 +580,12 @@ pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<Sta
             ca,
             store: Mutex::new(store),
             db_path: config.db_path(),
+            signing_key,
+            signing_public,
+            cert_lifetime: config.cert_lifetime,
+            skew_tolerance: config.skew_tolerance,
+            offline_after: config.offline_after,
+            max_events_per_sec: config.max_events_per_sec,
         }),
     ))
 }

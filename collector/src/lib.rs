@@ -3,8 +3,11 @@
 //! `ingest` owns the QUIC socket, `store` owns every SQL statement, `pki` owns the CA key.
 
 pub mod config;
+pub mod edm;
 pub mod ingest;
+pub mod limits;
 pub mod pki;
+pub mod policies;
 pub mod quickstart;
 pub mod store;
 pub mod tokens;
@@ -12,4 +15,10 @@ pub mod tokens;
 /// Milliseconds since the Unix epoch: the collector's one clock.
 pub fn now_ms() -> i64 {
     holdfast_agent::clock::now_ms()
+}
+
+/// RFC 3339 (UTC, seconds) for a millisecond timestamp: the one way times are shown.
+pub fn fmt_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }

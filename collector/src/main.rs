@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use holdfast_agent::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
 use holdfast_collector::config::{default_data_dir, Config};
+use holdfast_collector::fmt_ms;
 use holdfast_collector::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -82,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Exact data match: the company's real customers, as keyed fingerprints.
+    Edm {
+        #[command(subcommand)]
+        command: EdmCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,9 +142,47 @@ enum DeviceCommand {
 }
 
 #[derive(Subcommand)]
+enum EdmCommand {
+    /// Import the company's customer master list (CSV/TSV; UTF-8, UTF-16 or GBK). Each
+    /// identifier is normalised and keyed with the deployment secret; agents receive only the
+    /// signed fingerprint set, at their next heartbeat. Bad rows are reported by line.
+    Import {
+        /// The customer list.
+        file: PathBuf,
+        /// Columns holding identifiers, by header name or role, e.g. `email,phone`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        /// Also write the fingerprint set here, for `holdfast-agent scan --edm`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// One JSON object: counts and every skipped row.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate every .toml policy file in DIR; errors name file:line:column.
     Check { dir: PathBuf },
+    /// Validate, sign (Ed25519) and publish DIR (or one FILE) as the policy every agent must
+    /// run. Agents verify the signature and switch at their next heartbeat. Idempotent.
+    Publish {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Show the published policy bundle and which devices run another version.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
 }
 
 fn main() -> ExitCode {
@@ -153,9 +197,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn fmt_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+struct Progress {
+    label: String,
+    tty: bool,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    fn new(label: &str) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            label: label.to_string(),
+            tty: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.tty || self.last.elapsed() < std::time::Duration::from_millis(100) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        let filled = (pct / 4) as usize;
+        eprint!(
+            "\r{} [{}{}] {pct:>3}% {} / {} MiB",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(25 - filled.min(25)),
+            done >> 20,
+            total >> 20
+        );
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
 }
 
 /// `--json` output of every listing: one object per line.
@@ -239,7 +319,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 println!("no alerts");
             } else {
                 println!(
-                    "{:<5} {:<9} {:<8} {:<28} {:<12} {:>8}  {:<20}  PATH",
+                    "{:<5} {:<9} {:<8} {:<28} {:<12} {:>8}  {:<20}  PATH OR DETAIL",
                     "ID", "SEVERITY", "STATUS", "RULE", "USER", "RECORDS", "LAST SEEN"
                 );
                 for a in &alerts {
@@ -252,7 +332,11 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                         a.user,
                         a.records,
                         fmt_ms(a.last_seen_ms),
-                        a.path
+                        if a.path.is_empty() {
+                            &a.detail
+                        } else {
+                            &a.path
+                        }
                     );
                 }
             }
@@ -273,24 +357,41 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         Command::Devices {
             command: DeviceCommand::List { json, limit, at },
         } => {
-            let devices = open_store(&at.config()?)?.devices()?;
+            let store = open_store(&at.config()?)?;
+            let devices = store.devices()?;
+            let published = store.current_policy()?.map(|p| p.version);
             if json {
-                print_json_lines(&devices[..limit.min(devices.len())])?;
+                // Each device, plus whether it runs another policy than the published one.
+                let rows = devices
+                    .iter()
+                    .take(limit)
+                    .map(|d| {
+                        let mut v = serde_json::to_value(d)?;
+                        v["policy_stale"] =
+                            serde_json::json!(published.as_ref().map(|p| *p != d.policy_version));
+                        Ok(v)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                print_json_lines(&rows)?;
             } else if devices.is_empty() {
                 println!("no devices");
             } else {
                 println!(
-                    "{:<22} {:<12} {:<20} {:<8} {:>8}  LAST SEEN",
-                    "DEVICE", "USER", "HOST", "OS", "LAST SEQ"
+                    "{:<22} {:<12} {:<20} {:<8} {:>8} {:<12} {:>10}  LAST SEEN",
+                    "DEVICE", "USER", "HOST", "OS", "LAST SEQ", "POLICY", "SKEW"
                 );
                 for d in devices.iter().take(limit) {
                     println!(
-                        "{:<22} {:<12} {:<20} {:<8} {:>8}  {}",
+                        "{:<22} {:<12} {:<20} {:<8} {:>8} {:<12} {:>10}  {}",
                         d.id,
                         d.user,
                         d.hostname,
                         d.os,
                         d.last_seq,
+                        d.policy_version.get(..12).unwrap_or(&d.policy_version),
+                        d.clock_skew_ms
+                            .map(|s| format!("{}s", s / 1000))
+                            .unwrap_or_else(|| "-".into()),
                         match d.revoked_ms {
                             Some(t) => format!("REVOKED {}", fmt_ms(t)),
                             None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
@@ -326,6 +427,114 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy_check(&dir),
+        Command::Edm {
+            command:
+                EdmCommand::Import {
+                    file,
+                    columns,
+                    out,
+                    json,
+                    at,
+                },
+        } => {
+            let c = at.config()?;
+            let store = open_store(&c)?;
+            let mut bar = Progress::new(&format!("importing {}", file.display()));
+            let (r, set) = holdfast_collector::edm::import(
+                &c,
+                &store,
+                &file,
+                &columns,
+                holdfast_collector::now_ms(),
+                &mut |done, total| bar.update(done, total),
+            )?;
+            bar.finish();
+            if let Some(out) = out {
+                holdfast_agent::identity::write_file_atomic(&out, &set.to_bytes()?, 0o600)
+                    .with_context(|| format!("--out {}", out.display()))?;
+            }
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "imported {} customers ({} identifiers) as set {}; {} row(s) skipped",
+                    r.customers, r.identifiers, r.version, r.skipped_rows
+                );
+                for s in r.skipped.iter().take(20) {
+                    println!("  line {}: {}", s.line, s.reason);
+                }
+                if r.skipped.len() > 20 {
+                    println!("  … {} more (use --json for all)", r.skipped.len() - 20);
+                }
+                println!("agents fetch the signed set at their next heartbeat");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Publish { path, json, at },
+        } => {
+            let c = at.config()?;
+            let store = open_store(&c)?;
+            let p = holdfast_collector::policies::publish(
+                &c,
+                &store,
+                &path,
+                holdfast_collector::now_ms(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else if p.changed {
+                println!(
+                    "published policy {} ({} rule(s) in {} file(s)); agents switch at their next heartbeat",
+                    p.version, p.rules, p.files
+                );
+            } else {
+                println!(
+                    "policy {} is already the published one; nothing changed",
+                    p.version
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Status { json, at },
+        } => {
+            let store = open_store(&at.config()?)?;
+            let current = store.current_policy()?;
+            let devices = store.devices()?;
+            let stale: Vec<_> = devices
+                .iter()
+                .filter(|d| d.revoked_ms.is_none())
+                .filter(|d| current.as_ref().is_some_and(|p| p.version != d.policy_version))
+                .map(|d| serde_json::json!({"device_id": d.id, "user": d.user, "policy_version": d.policy_version, "last_seen_ms": d.last_seen_ms}))
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"published": current, "stale_devices": stale})
+                );
+            } else {
+                match &current {
+                    None => println!("no policy published: agents run their local policies"),
+                    Some(p) => println!("published   {} at {}", p.version, fmt_ms(p.published_ms)),
+                }
+                if current.is_some() {
+                    println!("stale       {} device(s)", stale.len());
+                    for d in &stale {
+                        println!(
+                            "  {}  {}  runs {}",
+                            d["device_id"].as_str().unwrap_or(""),
+                            d["user"].as_str().unwrap_or(""),
+                            d["policy_version"]
+                                .as_str()
+                                .filter(|v| !v.is_empty())
+                                .unwrap_or("unknown")
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

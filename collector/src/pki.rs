@@ -11,9 +11,6 @@ use rustls::pki_types::CertificateSigningRequestDer;
 use std::path::Path;
 use time::{Duration, OffsetDateTime};
 
-/// How long device certificates are valid.
-pub const DEVICE_CERT_DAYS: i64 = 365;
-
 /// Why a PKI operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -140,15 +137,16 @@ impl Ca {
         Ok((cert.der().to_vec(), key.serialize_der()))
     }
 
-    /// Signs a device certificate for the key in `csr_der`. Only the public key is taken
-    /// from the CSR; subject, names, usage and validity are the collector's.
-    /// Returns `(cert_der, serial_hex)`.
+    /// Signs a device certificate for the key in `csr_der`, valid for `lifetime` from `now`.
+    /// Only the public key is taken from the CSR; subject, names, usage and validity are the
+    /// collector's.
     pub fn sign_device(
         &self,
         csr_der: &[u8],
         device_id: &str,
         now: OffsetDateTime,
-    ) -> Result<(Vec<u8>, String), PkiError> {
+        lifetime: std::time::Duration,
+    ) -> Result<DeviceCert, PkiError> {
         let csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(
             csr_der,
         ))?;
@@ -162,8 +160,9 @@ impl Ca {
             .push(DnType::OrganizationName, "Holdfast device");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(DEVICE_CERT_DAYS);
+        // A little slack before `now` for agents whose clocks run behind.
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + lifetime;
         let serial = serial();
         let serial_hex = hex::encode(serial.to_bytes());
         params.serial_number = Some(serial);
@@ -172,8 +171,47 @@ impl Ca {
             public_key: csr.public_key,
         }
         .signed_by(&self.issuer()?)?;
-        Ok((signed.der().to_vec(), serial_hex))
+        let ms = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        Ok(DeviceCert {
+            der: signed.der().to_vec(),
+            serial_hex,
+            issued_ms: ms(now),
+            not_after_ms: ms(now + lifetime),
+        })
     }
+}
+
+/// A signed device certificate and the facts the registry keeps about it.
+#[derive(Debug, Clone)]
+pub struct DeviceCert {
+    pub der: Vec<u8>,
+    pub serial_hex: String,
+    pub issued_ms: i64,
+    pub not_after_ms: i64,
+}
+
+/// The Ed25519 key (PKCS#8, mode 0600) that signs policy bundles, EDM sets and orders,
+/// created on first use.
+pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, PkiError> {
+    let path = data_dir.join("signing.key");
+    let io = |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if !path.exists() {
+        let rng = ring::rand::SystemRandom::new();
+        let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| io(std::io::Error::other("cannot generate an Ed25519 key")))?;
+        write_file_atomic(&path, doc.as_ref(), 0o600).map_err(io)?;
+    }
+    let key = std::fs::read(&path).map_err(io)?;
+    holdfast_shared::signed::public_key(&key).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
+    })?;
+    Ok(key)
 }
 
 /// The QUIC stateless-reset key (64 random bytes, mode 0600), created on first use.
@@ -224,14 +262,20 @@ mod tests {
             .unwrap()
             .serialize_request(&key)
             .unwrap();
-        let (cert, serial) = ca
-            .sign_device(csr.der(), "dev-1", OffsetDateTime::now_utc())
+        let life = std::time::Duration::from_secs(3600);
+        let cert = ca
+            .sign_device(csr.der(), "dev-1", OffsetDateTime::now_utc(), life)
             .unwrap();
-        assert!(!cert.is_empty());
-        assert_eq!(serial.len(), 32);
+        assert!(!cert.der.is_empty());
+        assert_eq!(cert.serial_hex.len(), 32);
+        assert_eq!(cert.not_after_ms - cert.issued_ms, 3_600_000);
         assert!(ca
-            .sign_device(b"not a csr", "d", OffsetDateTime::now_utc())
+            .sign_device(b"not a csr", "d", OffsetDateTime::now_utc(), life)
             .is_err());
+        let k = signing_key(dir.path()).unwrap();
+        assert_eq!(signing_key(dir.path()).unwrap(), k);
+        std::fs::write(dir.path().join("signing.key"), b"junk").unwrap();
+        assert!(signing_key(dir.path()).is_err());
         assert!(ca
             .server_cert(&["localhost".into(), "127.0.0.1".into()])
             .is_ok());

@@ -33,8 +33,8 @@ pub async fn run(
         data_dir: config.data_dir.join("agent"),
         watch: watch.clone(),
         policies: None,
-        settle: Duration::from_millis(1000),
         home,
+        ..AgentConfig::defaults()
     };
     let collector_addr = format!("127.0.0.1:{}", listen.port());
     let enrolled_elsewhere = holdfast_agent::identity::Identity::load(&agent_config.data_dir)

@@ -1,8 +1,11 @@
 //! Storage: the only module that writes SQL. One SQLite file (WAL) holds tokens, devices,
-//! events and alerts. Ingest is idempotent on `(device_id, seq)` and one batch is one
-//! transaction, so an acknowledged batch is durable and a resent one changes nothing.
+//! events, alerts and published policies. Ingest is idempotent on `(device_id, seq)` and one
+//! batch is one transaction, so an acknowledged batch is durable and a resent one changes
+//! nothing. Ingest also checks each device's hash chain: a gap, an edited event or an event
+//! resent with other content raises an alert.
 
-use holdfast_shared::event::{Event, EventBody, Severity};
+use crate::fmt_ms;
+use holdfast_shared::event::{EventBody, SealedEvent, Severity};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
@@ -32,6 +35,22 @@ pub enum TokenRefusal {
     Used,
 }
 
+/// Alerts the collector raises about the channel itself (not from policy rules).
+pub mod system_rules {
+    /// Events are missing from a device's sequence: deleted from the spool, or lost.
+    pub const SEQUENCE_GAP: &str = "holdfast.sequence_gap";
+    /// An event's hash link does not match its predecessor: an edited spool.
+    pub const CHAIN_BROKEN: &str = "holdfast.chain_broken";
+    /// An event body that does not decode.
+    pub const UNDECODABLE: &str = "holdfast.undecodable_event";
+    /// The agent's spool was full and it reported what it dropped.
+    pub const SPOOL_OVERFLOW: &str = "holdfast.spool_overflow";
+    /// A device was silent for longer than `offline_after`.
+    pub const AGENT_OFFLINE: &str = "holdfast.agent_offline";
+    /// A device's clock is off by more than `skew_tolerance`.
+    pub const CLOCK_SKEW: &str = "holdfast.clock_skew";
+}
+
 /// A registered device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
@@ -42,11 +61,61 @@ pub struct Device {
     pub agent_version: String,
     pub cert_sha256: String,
     pub cert_serial: String,
+    /// When the current certificate was issued, and when it expires.
+    pub cert_issued_ms: i64,
+    pub cert_expires_ms: i64,
     pub enrolled_ms: i64,
     pub last_seen_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
     pub last_seq: u64,
     pub spool_backlog: Option<u64>,
+    /// The first sequence number of this identity's chain.
+    pub first_seq: u64,
+    /// The policy bundle version the agent last reported.
+    pub policy_version: String,
+    /// Device clock minus collector clock at the last heartbeat.
+    pub clock_skew_ms: Option<i64>,
+    /// Set while the device is considered offline.
+    pub offline_since_ms: Option<i64>,
+}
+
+/// What a heartbeat reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    pub agent_version: String,
+    pub hostname: String,
+    pub os: String,
+    pub policy_version: String,
+    /// Version of the customer set the agent matches with (empty: none).
+    pub edm_version: String,
+    /// Device clock minus collector clock.
+    pub skew_ms: i64,
+    pub backlog: u64,
+}
+
+/// A published policy bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedPolicy {
+    pub version: String,
+    pub issued_ms: i64,
+    pub published_ms: i64,
+    pub files: u64,
+    #[serde(skip)]
+    pub signed: Vec<u8>,
+}
+
+/// An alert to raise or update (one open alert per rule, device and path).
+struct Hit<'a> {
+    rule_id: &'a str,
+    severity: Severity,
+    user: &'a str,
+    device_id: &'a str,
+    path: &'a str,
+    sha256: Option<&'a str>,
+    records: i64,
+    time_ms: i64,
+    seq: i64,
+    detail: &'a str,
 }
 
 /// An alert as listed.
@@ -64,6 +133,8 @@ pub struct Alert {
     pub event_count: u64,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    /// What a system alert is about, in words.
+    pub detail: String,
 }
 
 /// A stored event as listed.
@@ -72,8 +143,13 @@ pub struct StoredEvent {
     pub device_id: String,
     pub seq: u64,
     pub user: String,
+    /// The device's timestamp, as sent.
     pub time_ms: i64,
+    /// The collector's clock when the event was stored.
     pub received_ms: i64,
+    /// Device time corrected by the device's measured clock skew (never after `received_ms`):
+    /// what look-back windows use.
+    pub corrected_ms: i64,
     pub kind: String,
     pub action: Option<String>,
     pub path: Option<String>,
@@ -108,7 +184,15 @@ CREATE TABLE IF NOT EXISTS devices (
     enrolled_ms INTEGER NOT NULL,
     last_seen_ms INTEGER,
     revoked_ms INTEGER,
-    spool_backlog INTEGER
+    spool_backlog INTEGER,
+    first_seq INTEGER NOT NULL DEFAULT 1,
+    policy_version TEXT NOT NULL DEFAULT '',
+    clock_skew_ms INTEGER,
+    offline_since_ms INTEGER,
+    edm_version TEXT NOT NULL DEFAULT '',
+    prev_cert_sha256 TEXT,
+    cert_issued_ms INTEGER NOT NULL DEFAULT 0,
+    cert_expires_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -127,6 +211,9 @@ CREATE TABLE IF NOT EXISTS events (
     findings TEXT,
     rules TEXT NOT NULL,
     body BLOB NOT NULL,
+    hash BLOB,
+    prev_hash BLOB,
+    corrected_ms INTEGER,
     UNIQUE (device_id, seq)
 );
 CREATE INDEX IF NOT EXISTS events_sha256 ON events (sha256);
@@ -143,10 +230,42 @@ CREATE TABLE IF NOT EXISTS alerts (
     event_count INTEGER NOT NULL,
     first_seen_ms INTEGER NOT NULL,
     last_seen_ms INTEGER NOT NULL,
-    last_event_seq INTEGER NOT NULL
+    last_event_seq INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS alerts_open ON alerts (rule_id, device_id, path, status);
+CREATE TABLE IF NOT EXISTS edm_sets (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    published_ms INTEGER NOT NULL,
+    customers INTEGER NOT NULL,
+    signed BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policy_bundles (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL,
+    published_ms INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    signed BLOB NOT NULL
+);
 ";
+
+/// Columns added after the first schema: added in place to databases created before them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("devices", "first_seq", "INTEGER NOT NULL DEFAULT 1"),
+    ("devices", "policy_version", "TEXT NOT NULL DEFAULT ''"),
+    ("devices", "clock_skew_ms", "INTEGER"),
+    ("devices", "offline_since_ms", "INTEGER"),
+    ("devices", "prev_cert_sha256", "TEXT"),
+    ("devices", "cert_issued_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("devices", "cert_expires_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("events", "hash", "BLOB"),
+    ("events", "prev_hash", "BLOB"),
+    ("events", "corrected_ms", "INTEGER"),
+    ("alerts", "detail", "TEXT NOT NULL DEFAULT ''"),
+    ("devices", "edm_version", "TEXT NOT NULL DEFAULT ''"),
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
@@ -159,6 +278,16 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        for (table, column, decl) in ADDED_COLUMNS {
+            let exists: bool = conn.query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
+        }
         Ok(Store { conn })
     }
 
@@ -208,9 +337,11 @@ impl Store {
     /// Registers an enrolled device.
     pub fn add_device(&self, d: &Device) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO devices (id, user, hostname, os, agent_version, cert_sha256, cert_serial, enrolled_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![d.id, d.user, d.hostname, d.os, d.agent_version, d.cert_sha256, d.cert_serial, d.enrolled_ms],
+            "INSERT INTO devices (id, user, hostname, os, agent_version, cert_sha256, cert_serial, enrolled_ms,
+                 first_seq, cert_issued_ms, cert_expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![d.id, d.user, d.hostname, d.os, d.agent_version, d.cert_sha256, d.cert_serial, d.enrolled_ms,
+                d.first_seq as i64, d.cert_issued_ms, d.cert_expires_ms],
         )?;
         Ok(())
     }
@@ -229,18 +360,27 @@ impl Store {
             revoked_ms: r.get(9)?,
             last_seq: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as u64,
             spool_backlog: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+            first_seq: r.get::<_, i64>(12)? as u64,
+            policy_version: r.get(13)?,
+            clock_skew_ms: r.get(14)?,
+            offline_since_ms: r.get(15)?,
+            cert_issued_ms: r.get(16)?,
+            cert_expires_ms: r.get(17)?,
         })
     }
 
     const DEVICE_COLUMNS: &'static str =
         "d.id, d.user, d.hostname, d.os, d.agent_version, d.cert_sha256, d.cert_serial,
         d.enrolled_ms, d.last_seen_ms, d.revoked_ms,
-        (SELECT MAX(seq) FROM events e WHERE e.device_id = d.id), d.spool_backlog";
+        (SELECT MAX(seq) FROM events e WHERE e.device_id = d.id), d.spool_backlog,
+        d.first_seq, d.policy_version, d.clock_skew_ms, d.offline_since_ms,
+        d.cert_issued_ms, d.cert_expires_ms";
 
-    /// The device holding the certificate with this SHA-256, if any.
+    /// The device holding the certificate with this SHA-256 (its current one, or the one
+    /// it renewed from), if any.
     pub fn device_by_cert(&self, cert_sha256: &str) -> Result<Option<Device>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM devices d WHERE d.cert_sha256 = ?1",
+            "SELECT {} FROM devices d WHERE d.cert_sha256 = ?1 OR d.prev_cert_sha256 = ?1",
             Self::DEVICE_COLUMNS
         );
         Ok(self
@@ -260,18 +400,240 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Marks a device as seen, with its reported backlog when known.
-    pub fn touch_device(
-        &self,
-        id: &str,
+    /// Records a heartbeat: registry facts, last seen, clock skew. Notes a return on the
+    /// device's open offline alert, and raises a clock-skew alert when the skew first goes
+    /// beyond `skew_tolerance_ms`. Returns the device's last committed sequence number.
+    pub fn heartbeat(
+        &mut self,
+        device: &Device,
+        beat: &Beat,
         now_ms: i64,
-        backlog: Option<u64>,
+        skew_tolerance_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let (prev_skew, offline_since): (Option<i64>, Option<i64>) = tx.query_row(
+            "SELECT clock_skew_ms, offline_since_ms FROM devices WHERE id = ?1",
+            [&device.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        tx.execute(
+            "UPDATE devices SET last_seen_ms = ?2, spool_backlog = ?3, agent_version = ?4,
+                 hostname = ?5, os = ?6, policy_version = ?7, clock_skew_ms = ?8,
+                 offline_since_ms = NULL, edm_version = ?9
+             WHERE id = ?1",
+            params![
+                device.id,
+                now_ms,
+                beat.backlog as i64,
+                beat.agent_version.chars().take(64).collect::<String>(),
+                beat.hostname.chars().take(255).collect::<String>(),
+                beat.os.chars().take(64).collect::<String>(),
+                beat.policy_version.chars().take(128).collect::<String>(),
+                beat.skew_ms,
+                beat.edm_version.chars().take(64).collect::<String>(),
+            ],
+        )?;
+        if let Some(since) = offline_since {
+            tx.execute(
+                "UPDATE alerts SET detail = detail || ?3, last_seen_ms = ?2
+                 WHERE rule_id = ?1 AND device_id = ?4 AND status IN ('new', 'triaged')",
+                params![
+                    system_rules::AGENT_OFFLINE,
+                    now_ms,
+                    format!(
+                        "; back at {} after {}",
+                        fmt_ms(now_ms),
+                        span(now_ms - since)
+                    ),
+                    device.id
+                ],
+            )?;
+        }
+        let beyond = |s: Option<i64>| s.is_some_and(|s| s.abs() > skew_tolerance_ms);
+        if beyond(Some(beat.skew_ms)) && !beyond(prev_skew) {
+            let detail = format!(
+                "device clock is {} {} the collector's",
+                span(beat.skew_ms.abs()),
+                if beat.skew_ms > 0 {
+                    "ahead of"
+                } else {
+                    "behind"
+                }
+            );
+            upsert_alert(
+                &tx,
+                &system_hit(
+                    &device.user,
+                    &device.id,
+                    system_rules::CLOCK_SKEW,
+                    Severity::Medium,
+                    &detail,
+                    now_ms,
+                    0,
+                ),
+            )?;
+        }
+        let last: Option<i64> = tx.query_row(
+            "SELECT MAX(seq) FROM events WHERE device_id = ?1",
+            [&device.id],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(last.unwrap_or(0) as u64)
+    }
+
+    /// Raises an "agent offline" alert for every live device silent for longer than
+    /// `offline_after_ms`. Devices already flagged are left alone until they return.
+    /// Returns the ids newly flagged.
+    pub fn sweep_offline(
+        &mut self,
+        now_ms: i64,
+        offline_after_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let silent: Vec<(String, String, i64)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, user, COALESCE(last_seen_ms, enrolled_ms) FROM devices
+                 WHERE revoked_ms IS NULL AND offline_since_ms IS NULL
+                   AND COALESCE(last_seen_ms, enrolled_ms) < ?1",
+            )?;
+            let rows = stmt.query_map([now_ms - offline_after_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (id, user, last) in &silent {
+            tx.execute(
+                "UPDATE devices SET offline_since_ms = ?2 WHERE id = ?1",
+                params![id, last],
+            )?;
+            let detail = format!(
+                "silent since {} (more than {})",
+                fmt_ms(*last),
+                span(offline_after_ms)
+            );
+            upsert_alert(
+                &tx,
+                &system_hit(
+                    user,
+                    id,
+                    system_rules::AGENT_OFFLINE,
+                    Severity::Medium,
+                    &detail,
+                    now_ms,
+                    0,
+                ),
+            )?;
+        }
+        tx.commit()?;
+        Ok(silent.into_iter().map(|(id, _, _)| id).collect())
+    }
+
+    /// Records a renewed certificate. The previous one stays accepted until it expires, so
+    /// an agent that crashed before saving the new one can still connect and renew again.
+    pub fn renew_cert(
+        &self,
+        device_id: &str,
+        cert_sha256: &str,
+        serial: &str,
+        issued_ms: i64,
+        expires_ms: i64,
     ) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE devices SET last_seen_ms = ?2, spool_backlog = COALESCE(?3, spool_backlog) WHERE id = ?1",
-            params![id, now_ms, backlog.map(|b| b as i64)],
+            "UPDATE devices SET prev_cert_sha256 = cert_sha256, cert_sha256 = ?2, cert_serial = ?3,
+                 cert_issued_ms = ?4, cert_expires_ms = ?5
+             WHERE id = ?1",
+            params![device_id, cert_sha256, serial, issued_ms, expires_ms],
         )?;
         Ok(())
+    }
+
+    /// Stores a signed policy bundle as the one to distribute. Publishing the version already
+    /// current changes nothing and returns `false`.
+    pub fn publish_policy(&self, p: &PublishedPolicy) -> Result<bool, StoreError> {
+        if self
+            .current_policy()?
+            .is_some_and(|c| c.version == p.version)
+        {
+            return Ok(false);
+        }
+        self.conn.execute(
+            "INSERT INTO policy_bundles (version, issued_ms, published_ms, files, signed)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                p.version,
+                p.issued_ms,
+                p.published_ms,
+                p.files as i64,
+                p.signed
+            ],
+        )?;
+        Ok(true)
+    }
+
+    /// Stores a signed customer fingerprint set as the current one (older ones are dropped:
+    /// sets are large and only the newest is ever sent).
+    pub fn publish_edm(
+        &self,
+        version: &str,
+        now_ms: i64,
+        customers: u64,
+        signed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO edm_sets (version, published_ms, customers, signed) VALUES (?1, ?2, ?3, ?4)",
+            params![version, now_ms, customers as i64, signed],
+        )?;
+        self.conn.execute(
+            "DELETE FROM edm_sets WHERE id < (SELECT MAX(id) FROM edm_sets)",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// The current customer set: `(version, signed bytes)`.
+    pub fn current_edm(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version, signed FROM edm_sets ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The current customer set's version and size, without its bytes.
+    pub fn current_edm_info(&self) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version, length(signed) FROM edm_sets ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()?)
+    }
+
+    /// The policy bundle agents should run, if one was published.
+    pub fn current_policy(&self) -> Result<Option<PublishedPolicy>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version, issued_ms, published_ms, files, signed FROM policy_bundles
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(PublishedPolicy {
+                        version: r.get(0)?,
+                        issued_ms: r.get(1)?,
+                        published_ms: r.get(2)?,
+                        files: r.get::<_, i64>(3)? as u64,
+                        signed: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Revokes a device from now on. Returns `false` when no such device exists; revoking
@@ -306,23 +668,92 @@ impl Store {
     }
 
     /// Stores a batch from `device` in one transaction; events already stored are skipped.
-    /// Every event must belong to `device` (the caller checks). Returns how many were new.
+    /// Checks each event's link to its predecessor and raises an alert on a gap, an edited
+    /// event, or a resent event whose content changed. Returns how many events were new.
     pub fn ingest(
         &mut self,
         device: &Device,
-        events: &[Event],
+        events: &[SealedEvent],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
+        let (first_seq, skew): (i64, Option<i64>) = tx.query_row(
+            "SELECT first_seq, clock_skew_ms FROM devices WHERE id = ?1",
+            [&device.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut sorted: Vec<&SealedEvent> = events.iter().collect();
+        sorted.sort_by_key(|e| e.seq);
         let mut new = 0;
-        for ev in events {
-            let body = ev
-                .body
-                .to_bytes()
-                .map_err(|e| StoreError::Encode(e.to_string()))?;
-            let (kind, file) = match &ev.body {
-                EventBody::File(f) => ("file", Some(f)),
-                EventBody::Notice(n) => (n.kind.as_str(), None),
+        for sealed in sorted {
+            let seq = sealed.seq.min(i64::MAX as u64) as i64;
+            let hash = sealed.hash();
+            // Every channel alert of this event is high severity and about the device.
+            let flag = |rule: &str, detail: &str| {
+                upsert_alert(
+                    &tx,
+                    &system_hit(
+                        &device.user,
+                        &device.id,
+                        rule,
+                        Severity::High,
+                        detail,
+                        now_ms,
+                        seq,
+                    ),
+                )
+            };
+            if let Some(stored) = stored_hash(&tx, &device.id, seq)? {
+                if stored.is_some_and(|h| h != hash) {
+                    flag(
+                        system_rules::CHAIN_BROKEN,
+                        &format!("event {seq} was sent again with different content"),
+                    )?;
+                }
+                continue;
+            }
+            if seq > first_seq {
+                match stored_hash(&tx, &device.id, seq - 1)? {
+                    Some(Some(h)) if h != sealed.prev_hash => flag(
+                        system_rules::CHAIN_BROKEN,
+                        &format!(
+                            "event {seq} does not link to event {}: an event was edited on the device",
+                            seq - 1
+                        ),
+                    )?,
+                    Some(_) => {}
+                    None => {
+                        let below: Option<i64> = tx.query_row(
+                            "SELECT MAX(seq) FROM events WHERE device_id = ?1 AND seq < ?2",
+                            params![device.id, seq],
+                            |r| r.get(0),
+                        )?;
+                        let from = below.map(|b| b + 1).unwrap_or(first_seq).max(first_seq);
+                        flag(
+                            system_rules::SEQUENCE_GAP,
+                            &format!("events {from}..{} never arrived", seq - 1),
+                        )?;
+                    }
+                }
+            }
+            let corrected = skew
+                .map(|k| sealed.time_ms.saturating_sub(k))
+                .unwrap_or(sealed.time_ms)
+                .min(now_ms);
+            let body = match EventBody::from_bytes(&sealed.body) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    flag(
+                        system_rules::UNDECODABLE,
+                        &format!("event {seq} does not decode: {e}"),
+                    )?;
+                    None
+                }
+            };
+            let (kind, file) = match &body {
+                Some(EventBody::File(f)) => ("file", Some(f)),
+                Some(EventBody::Notice(n)) => (n.kind.as_str(), None),
+                None => ("undecodable", None),
             };
             let rules: Vec<&str> = file
                 .map(|f| f.rules.iter().map(|r| r.id.as_str()).collect())
@@ -330,15 +761,15 @@ impl Store {
             let findings = file
                 .and_then(|f| f.summary.as_ref())
                 .map(|s| serde_json::to_string(&s.findings).unwrap_or_default());
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO events (device_id, seq, user, time_ms, received_ms, kind, action, path, old_path,
-                     size, sha256, records, findings, rules, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            tx.execute(
+                "INSERT INTO events (device_id, seq, user, time_ms, received_ms, kind, action, path, old_path,
+                     size, sha256, records, findings, rules, body, hash, prev_hash, corrected_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     device.id,
-                    ev.seq as i64,
+                    seq,
                     device.user,
-                    ev.time_ms,
+                    sealed.time_ms,
                     now_ms,
                     kind,
                     file.map(|f| f.action.as_str()),
@@ -349,31 +780,56 @@ impl Store {
                     file.and_then(|f| f.summary.as_ref()).map(|s| s.records as i64),
                     findings,
                     serde_json::to_string(&rules).unwrap_or_else(|_| "[]".into()),
-                    body,
+                    sealed.body,
+                    hash.to_vec(),
+                    sealed.prev_hash,
+                    corrected,
                 ],
             )?;
-            if inserted == 0 {
-                continue;
-            }
             new += 1;
+            if let Some(EventBody::Notice(n)) = &body {
+                if n.kind == "spool_dropped" {
+                    let counts = n
+                        .counts
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let d = format!(
+                        "the agent's spool was full and it dropped {} events ({counts})",
+                        n.count
+                    );
+                    let mut h = system_hit(
+                        &device.user,
+                        &device.id,
+                        system_rules::SPOOL_OVERFLOW,
+                        Severity::Medium,
+                        &d,
+                        now_ms,
+                        seq,
+                    );
+                    h.records = n.count as i64;
+                    h.time_ms = corrected;
+                    upsert_alert(&tx, &h)?;
+                }
+            }
             let Some(f) = file else { continue };
             for m in &f.rules {
-                let records = f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64;
-                let updated = tx.execute(
-                    "UPDATE alerts SET last_seen_ms = MAX(last_seen_ms, ?5), event_count = event_count + 1,
-                         records = ?6, sha256 = ?7, last_event_seq = ?8,
-                         severity = CASE WHEN ?9 > (CASE severity WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 ELSE 3 END) THEN ?4 ELSE severity END
-                     WHERE rule_id = ?1 AND device_id = ?2 AND path = ?3 AND status IN ('new', 'triaged')",
-                    params![m.id, device.id, f.path, m.severity.as_str(), ev.time_ms, records, f.sha256, ev.seq as i64, severity_rank(m.severity)],
+                upsert_alert(
+                    &tx,
+                    &Hit {
+                        rule_id: &m.id,
+                        severity: m.severity,
+                        user: &device.user,
+                        device_id: &device.id,
+                        path: &f.path,
+                        sha256: f.sha256.as_deref(),
+                        records: f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64,
+                        time_ms: corrected,
+                        seq,
+                        detail: "",
+                    },
                 )?;
-                if updated == 0 {
-                    tx.execute(
-                        "INSERT INTO alerts (rule_id, severity, user, device_id, path, sha256, records, event_count,
-                             first_seen_ms, last_seen_ms, last_event_seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9)",
-                        params![m.id, m.severity.as_str(), device.user, device.id, f.path, f.sha256, records, ev.time_ms, ev.seq as i64],
-                    )?;
-                }
             }
         }
         tx.execute(
@@ -388,7 +844,7 @@ impl Store {
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, rule_id, severity, status, user, device_id, path, sha256, records, event_count,
-                    first_seen_ms, last_seen_ms
+                    first_seen_ms, last_seen_ms, detail
              FROM alerts
              ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END,
                       last_seen_ms DESC, id DESC
@@ -408,6 +864,7 @@ impl Store {
                 event_count: r.get::<_, i64>(9)? as u64,
                 first_seen_ms: r.get(10)?,
                 last_seen_ms: r.get(11)?,
+                detail: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -416,7 +873,8 @@ impl Store {
     /// Events, newest first.
     pub fn events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules
+            "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
+                    COALESCE(corrected_ms, time_ms)
              FROM events ORDER BY received_ms DESC, id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
@@ -427,6 +885,7 @@ impl Store {
                 user: r.get(2)?,
                 time_ms: r.get(3)?,
                 received_ms: r.get(4)?,
+                corrected_ms: r.get(12)?,
                 kind: r.get(5)?,
                 action: r.get(6)?,
                 path: r.get(7)?,
@@ -438,6 +897,74 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The stored hash of a device's event: `None` when there is no such event, `Some(None)`
+/// for an event stored before hashes were kept.
+fn stored_hash(
+    tx: &Connection,
+    device_id: &str,
+    seq: i64,
+) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT hash FROM events WHERE device_id = ?1 AND seq = ?2",
+            params![device_id, seq],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// A system alert about a device (no file path).
+fn system_hit<'a>(
+    user: &'a str,
+    device_id: &'a str,
+    rule_id: &'a str,
+    severity: Severity,
+    detail: &'a str,
+    time_ms: i64,
+    seq: i64,
+) -> Hit<'a> {
+    Hit {
+        rule_id,
+        severity,
+        user,
+        device_id,
+        path: "",
+        sha256: None,
+        records: 0,
+        time_ms,
+        seq,
+        detail,
+    }
+}
+
+/// Raises an alert, or folds the hit into the open alert for the same rule, device and path
+/// (more events, latest details, the higher severity).
+fn upsert_alert(tx: &Connection, h: &Hit<'_>) -> Result<(), StoreError> {
+    let updated = tx.execute(
+        "UPDATE alerts SET last_seen_ms = MAX(last_seen_ms, ?5), event_count = event_count + 1,
+             records = ?6, sha256 = ?7, last_event_seq = ?8,
+             severity = CASE WHEN ?9 > (CASE severity WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 ELSE 3 END) THEN ?4 ELSE severity END,
+             detail = CASE WHEN ?10 = '' THEN detail ELSE ?10 END
+         WHERE rule_id = ?1 AND device_id = ?2 AND path = ?3 AND status IN ('new', 'triaged')",
+        params![h.rule_id, h.device_id, h.path, h.severity.as_str(), h.time_ms, h.records, h.sha256, h.seq, severity_rank(h.severity), h.detail],
+    )?;
+    if updated == 0 {
+        tx.execute(
+            "INSERT INTO alerts (rule_id, severity, user, device_id, path, sha256, records, event_count,
+                 first_seen_ms, last_seen_ms, last_event_seq, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, ?10)",
+            params![h.rule_id, h.severity.as_str(), h.user, h.device_id, h.path, h.sha256, h.records, h.time_ms, h.seq, h.detail],
+        )?;
+    }
+    Ok(())
+}
+
+/// A duration in words, to the second ("2h 0m 3s").
+fn span(ms: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs((ms.max(0) / 1000) as u64))
+        .to_string()
 }
 
 fn severity_rank(s: Severity) -> i64 {
@@ -452,7 +979,9 @@ fn severity_rank(s: Severity) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdfast_shared::event::{Action, ContentSummary, FileActivity, RuleMatch};
+    use holdfast_shared::event::{
+        Action, AgentNotice, ContentSummary, FileActivity, RuleMatch, GENESIS,
+    };
 
     fn device() -> Device {
         Device {
@@ -463,41 +992,74 @@ mod tests {
             agent_version: "0".into(),
             cert_sha256: "ff".into(),
             cert_serial: "01".into(),
+            cert_issued_ms: 0,
+            cert_expires_ms: 90,
             enrolled_ms: 1,
             last_seen_ms: None,
             revoked_ms: None,
             last_seq: 0,
             spool_backlog: None,
+            first_seq: 1,
+            policy_version: String::new(),
+            clock_skew_ms: None,
+            offline_since_ms: None,
         }
     }
 
-    fn file_event(seq: u64, path: &str, rules: &[(&str, Severity)]) -> Event {
-        Event {
-            device_id: "dev-1".into(),
-            user: "ada".into(),
-            seq,
-            time_ms: seq as i64 * 1000,
-            body: EventBody::File(FileActivity {
-                action: Action::Created,
-                path: path.into(),
-                old_path: None,
-                size: Some(10),
-                sha256: Some(format!("{seq:064}")),
-                summary: Some(ContentSummary {
-                    file_type: "csv".into(),
-                    records: 200,
-                    ..Default::default()
-                }),
-                error: None,
-                rules: rules
-                    .iter()
-                    .map(|(id, s)| RuleMatch {
-                        id: (*id).into(),
-                        severity: *s,
-                    })
-                    .collect(),
+    fn file_body(path: &str, rules: &[(&str, Severity)]) -> EventBody {
+        EventBody::File(FileActivity {
+            action: Action::Created,
+            path: path.into(),
+            old_path: None,
+            size: Some(10),
+            sha256: Some("ab".repeat(32)),
+            summary: Some(ContentSummary {
+                file_type: "csv".into(),
+                records: 200,
+                ..Default::default()
             }),
+            error: None,
+            rules: rules
+                .iter()
+                .map(|(id, s)| RuleMatch {
+                    id: (*id).into(),
+                    severity: *s,
+                })
+                .collect(),
+        })
+    }
+
+    /// A correctly chained run of events, seq 1..=n, as an agent would send them.
+    fn chain(bodies: &[EventBody]) -> Vec<SealedEvent> {
+        let mut prev = GENESIS;
+        let mut out = Vec::new();
+        for (i, b) in bodies.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let e = SealedEvent::seal(seq, seq as i64 * 1000, "ada", prev, b).unwrap();
+            prev = e.hash();
+            out.push(e);
         }
+        out
+    }
+
+    fn open_with_device() -> (tempfile::TempDir, Store, Device) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("c.db")).unwrap();
+        let d = device();
+        s.add_device(&d).unwrap();
+        (dir, s, d)
+    }
+
+    fn system_alerts(s: &Store) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = s
+            .alerts(100)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.rule_id.starts_with("holdfast."))
+            .map(|a| (a.rule_id, a.detail))
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]
@@ -523,17 +1085,14 @@ mod tests {
 
     #[test]
     fn ingest_is_idempotent_and_aggregates_alerts() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("c.db")).unwrap();
-        let d = device();
-        s.add_device(&d).unwrap();
-        let batch = vec![
-            file_event(1, "/x.csv", &[("r", Severity::High)]),
-            file_event(2, "/y.csv", &[]),
-            file_event(3, "/x.csv", &[("r", Severity::Critical)]),
-        ];
-        assert_eq!(s.ingest(&d, &batch, 5).unwrap(), 3);
-        assert_eq!(s.ingest(&d, &batch, 6).unwrap(), 0);
+        let (_dir, mut s, d) = open_with_device();
+        let batch = chain(&[
+            file_body("/x.csv", &[("r", Severity::High)]),
+            file_body("/y.csv", &[]),
+            file_body("/x.csv", &[("r", Severity::Critical)]),
+        ]);
+        assert_eq!(s.ingest(&d, &batch, 5_000).unwrap(), 3);
+        assert_eq!(s.ingest(&d, &batch, 6_000).unwrap(), 0);
         assert_eq!(s.events(100).unwrap().len(), 3);
         assert_eq!(s.last_seq("dev-1").unwrap(), 3);
         let alerts = s.alerts(10).unwrap();
@@ -542,6 +1101,7 @@ mod tests {
             (alerts[0].event_count, alerts[0].severity.as_str()),
             (2, "critical")
         );
+        assert!(system_alerts(&s).is_empty());
         assert_eq!(s.device_by_cert("ff").unwrap().map(|d| d.last_seq), Some(3));
         assert!(!s.is_revoked("dev-1").unwrap());
         assert!(s.revoke_device("dev-1", 10).unwrap());
@@ -552,5 +1112,216 @@ mod tests {
             Some(10)
         );
         assert!(!s.revoke_device("nope", 10).unwrap());
+    }
+
+    /// One `check()` for the chain: ingest `batches` in order, compare the system alerts.
+    fn check_chain(batches: Vec<Vec<SealedEvent>>, want: &[(&str, &str)]) {
+        let (_dir, mut s, d) = open_with_device();
+        for b in batches {
+            s.ingest(&d, &b, 10_000).unwrap();
+        }
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(system_alerts(&s), want);
+    }
+
+    #[test]
+    fn the_chain_catches_gaps_edits_and_changed_resends() {
+        let bodies: Vec<EventBody> = (0..6).map(|i| file_body(&format!("/f{i}"), &[])).collect();
+        let good = chain(&bodies);
+        // Intact, in any batching: nothing.
+        check_chain(vec![good[..2].to_vec(), good[2..].to_vec()], &[]);
+        // Rows 3 and 4 deleted from the spool.
+        let mut gap = good.clone();
+        gap.drain(2..4);
+        check_chain(
+            vec![gap],
+            &[(system_rules::SEQUENCE_GAP, "events 3..4 never arrived")],
+        );
+        // Row 3's body edited on the device: event 4 no longer links.
+        let mut edited = good.clone();
+        edited[2].body = file_body("/innocent.txt", &[]).to_bytes().unwrap();
+        check_chain(
+            vec![edited],
+            &[(
+                system_rules::CHAIN_BROKEN,
+                "event 4 does not link to event 3: an event was edited on the device",
+            )],
+        );
+        // Event 2 sent again after its ack with other content.
+        let mut changed = good[..2].to_vec();
+        changed[1].time_ms += 1;
+        check_chain(
+            vec![good.clone(), changed],
+            &[(
+                system_rules::CHAIN_BROKEN,
+                "event 2 was sent again with different content",
+            )],
+        );
+        // Junk body: stored as undecodable and flagged.
+        let mut junk = good[..1].to_vec();
+        junk[0].body = vec![0xc1];
+        check_chain(
+            vec![junk],
+            &[(
+                system_rules::UNDECODABLE,
+                "event 1 does not decode: event body: wrong msgpack marker Reserved",
+            )],
+        );
+    }
+
+    #[test]
+    fn drop_reports_raise_an_overflow_alert_with_the_counts() {
+        let (_dir, mut s, d) = open_with_device();
+        let report = EventBody::Notice(AgentNotice {
+            kind: "spool_dropped".into(),
+            message: "m".into(),
+            count: 72,
+            counts: [
+                ("created/none".to_string(), 70),
+                ("created/high".to_string(), 2),
+            ]
+            .into_iter()
+            .collect(),
+        });
+        s.ingest(&d, &chain(&[report]), 10).unwrap();
+        let a = s.alerts(10).unwrap();
+        assert_eq!(a[0].rule_id, system_rules::SPOOL_OVERFLOW);
+        assert_eq!(a[0].records, 72);
+        assert_eq!(
+            a[0].detail,
+            "the agent's spool was full and it dropped 72 events (created/high=2, created/none=70)"
+        );
+    }
+
+    fn beat(skew_ms: i64) -> Beat {
+        Beat {
+            agent_version: "9".into(),
+            hostname: "laptop".into(),
+            os: "linux".into(),
+            policy_version: "pv".into(),
+            edm_version: String::new(),
+            skew_ms,
+            backlog: 4,
+        }
+    }
+
+    #[test]
+    fn heartbeats_skew_offline_and_return() {
+        let (_dir, mut s, d) = open_with_device();
+        let hour = 3_600_000;
+        assert_eq!(
+            s.heartbeat(&d, &beat(1_000), 10 * hour, 300_000).unwrap(),
+            0
+        );
+        let row = s.device_by_cert("ff").unwrap().unwrap();
+        assert_eq!(
+            (
+                row.agent_version.as_str(),
+                row.hostname.as_str(),
+                row.policy_version.as_str(),
+                row.clock_skew_ms,
+                row.spool_backlog
+            ),
+            ("9", "laptop", "pv", Some(1_000), Some(4))
+        );
+        assert!(system_alerts(&s).is_empty());
+        // Two hours ahead: flagged once, not on every heartbeat.
+        s.heartbeat(&d, &beat(2 * hour), 10 * hour, 300_000)
+            .unwrap();
+        s.heartbeat(&d, &beat(2 * hour), 10 * hour + 1, 300_000)
+            .unwrap();
+        let skew: Vec<_> = s
+            .alerts(10)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.rule_id == system_rules::CLOCK_SKEW)
+            .collect();
+        assert_eq!((skew.len(), skew[0].event_count), (1, 1));
+        assert_eq!(
+            skew[0].detail,
+            "device clock is 2h ahead of the collector's"
+        );
+        // Events from the skewed device are placed at collector time, never in the future.
+        s.ingest(&d, &chain(&[file_body("/a", &[])]), 10 * hour)
+            .unwrap();
+        let e = &s.events(1).unwrap()[0];
+        assert_eq!((e.time_ms, e.corrected_ms), (1000, 1000 - 2 * hour));
+        // Silent for longer than 10 minutes: flagged once; a heartbeat notes the return.
+        let minute = 60_000;
+        assert!(s
+            .sweep_offline(10 * hour + 5 * minute, 10 * minute)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.sweep_offline(10 * hour + 11 * minute, 10 * minute)
+                .unwrap(),
+            ["dev-1"]
+        );
+        assert!(s
+            .sweep_offline(10 * hour + 20 * minute, 10 * minute)
+            .unwrap()
+            .is_empty());
+        s.heartbeat(&d, &beat(0), 11 * hour, 300_000).unwrap();
+        let off: Vec<_> = s
+            .alerts(10)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.rule_id == system_rules::AGENT_OFFLINE)
+            .collect();
+        assert_eq!(off.len(), 1);
+        assert!(off[0].detail.starts_with("silent since 1970-01-01T10:00:00Z (more than 10m); back at 1970-01-01T11:00:00Z after 1h"), "{}", off[0].detail);
+        assert_eq!(
+            s.device_by_cert("ff").unwrap().unwrap().offline_since_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn renewal_keeps_the_previous_certificate_usable() {
+        let (_dir, s, _d) = open_with_device();
+        s.renew_cert("dev-1", "ee", "02", 50, 150).unwrap();
+        let by_new = s.device_by_cert("ee").unwrap().unwrap();
+        assert_eq!(
+            (
+                by_new.cert_serial.as_str(),
+                by_new.cert_issued_ms,
+                by_new.cert_expires_ms
+            ),
+            ("02", 50, 150)
+        );
+        assert_eq!(
+            s.device_by_cert("ff").unwrap().map(|d| d.id),
+            Some("dev-1".into())
+        );
+        s.renew_cert("dev-1", "dd", "03", 100, 200).unwrap();
+        assert!(s.device_by_cert("ff").unwrap().is_none());
+    }
+
+    #[test]
+    fn publishing_the_same_policy_twice_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("c.db")).unwrap();
+        assert!(s.current_policy().unwrap().is_none());
+        let p = PublishedPolicy {
+            version: "v1".into(),
+            issued_ms: 1,
+            published_ms: 1,
+            files: 2,
+            signed: vec![1, 2, 3],
+        };
+        assert!(s.publish_policy(&p).unwrap());
+        assert!(!s.publish_policy(&p).unwrap());
+        let v2 = PublishedPolicy {
+            version: "v2".into(),
+            ..p.clone()
+        };
+        assert!(s.publish_policy(&v2).unwrap());
+        assert_eq!(
+            s.current_policy().unwrap().map(|c| c.version),
+            Some("v2".into())
+        );
     }
 }

@@ -90,6 +90,19 @@ pub struct ContentSummary {
     /// True when the classifier stopped early at its byte budget.
     #[serde(default)]
     pub truncated: bool,
+    /// The classifiers judged the content a customer table or contact list.
+    #[serde(default)]
+    pub customer_table: bool,
+    /// Column roles recognised in the header (`name`, `company`, `email`, ...): names of
+    /// columns, never their values.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// The text encoding read (`utf-8`, `utf-16le`, `gb18030`, ...), for text formats.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// Set when the extension contradicts the content, e.g. `extension .jpg, content zip`.
+    #[serde(default)]
+    pub disguised: Option<String>,
 }
 
 /// A rule that an event matched, as carried on the wire and stored.
@@ -129,6 +142,9 @@ pub struct AgentNotice {
     pub message: String,
     #[serde(default)]
     pub count: u64,
+    /// Counts by sub-kind, e.g. what a full spool dropped: `{"created/low": 812}`.
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
 }
 
 /// The body of an event.
@@ -175,5 +191,129 @@ impl EventBody {
     /// Reads the stored form back.
     pub fn from_bytes(bytes: &[u8]) -> Result<EventBody, BodyCodecError> {
         rmp_serde::from_slice(bytes).map_err(|e| BodyCodecError(e.to_string()))
+    }
+}
+
+/// The `prev_hash` of a device's first event.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// An event as the agent spools and sends it: header fields, the SHA-256 of the event before
+/// it, and the body exactly as stored. The collector hashes these bytes, never a
+/// re-encoding, so a newer agent's extra fields cannot break the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEvent {
+    pub seq: u64,
+    pub time_ms: i64,
+    pub user: String,
+    /// [`SealedEvent::hash`] of the event with `seq - 1` ([`GENESIS`] for the first).
+    #[serde(with = "serde_bytes")]
+    pub prev_hash: Vec<u8>,
+    /// [`EventBody::to_bytes`] output.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+impl SealedEvent {
+    /// Seals a body: the one place an event's chain hash input is laid out.
+    pub fn seal(
+        seq: u64,
+        time_ms: i64,
+        user: &str,
+        prev_hash: [u8; 32],
+        body: &EventBody,
+    ) -> Result<SealedEvent, BodyCodecError> {
+        Ok(SealedEvent {
+            seq,
+            time_ms,
+            user: user.to_string(),
+            prev_hash: prev_hash.to_vec(),
+            body: body.to_bytes()?,
+        })
+    }
+
+    /// SHA-256 over a domain tag and every field, each length-delimited. Editing any field
+    /// of a spooled event changes this value and breaks the next event's link.
+    pub fn hash(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"holdfast-event-v1\0");
+        h.update(self.seq.to_be_bytes());
+        h.update(self.time_ms.to_be_bytes());
+        for part in [self.user.as_bytes(), &self.prev_hash, &self.body] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    /// Decodes the body into an [`Event`] of `device_id` (the authenticated peer).
+    pub fn open(&self, device_id: &str) -> Result<Event, BodyCodecError> {
+        Ok(Event {
+            device_id: device_id.to_string(),
+            user: self.user.clone(),
+            seq: self.seq,
+            time_ms: self.time_ms,
+            body: EventBody::from_bytes(&self.body)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(n: u64) -> EventBody {
+        EventBody::Notice(AgentNotice {
+            kind: "t".into(),
+            message: format!("n{n}"),
+            count: n,
+            counts: BTreeMap::new(),
+        })
+    }
+
+    /// One `check()` per module: sealing then opening gives the event back, and changing any
+    /// field changes the hash.
+    fn check(seq: u64, time_ms: i64, user: &str, prev: [u8; 32], body: EventBody) {
+        let sealed = SealedEvent::seal(seq, time_ms, user, prev, &body).unwrap();
+        let opened = sealed.open("dev").unwrap();
+        assert_eq!(
+            (
+                opened.seq,
+                opened.time_ms,
+                opened.user.as_str(),
+                &opened.body
+            ),
+            (seq, time_ms, user, &body)
+        );
+        let h = sealed.hash();
+        let mut edits = vec![sealed.clone(); 5];
+        edits[0].seq = edits[0].seq.wrapping_add(1);
+        edits[1].time_ms = edits[1].time_ms.wrapping_add(1);
+        edits[2].user.push('x');
+        edits[3].prev_hash[0] ^= 1;
+        edits[4].body.push(0);
+        for e in edits {
+            assert_ne!(e.hash(), h, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn seal_open_and_hash() {
+        check(1, 0, "ada", GENESIS, notice(1));
+        check(u64::MAX, -5, "", [7; 32], notice(2));
+        // Length-delimited: moving a byte between user and body is not the same event.
+        let a = SealedEvent {
+            seq: 1,
+            time_ms: 0,
+            user: "ab".into(),
+            prev_hash: vec![],
+            body: vec![b'c'],
+        };
+        let b = SealedEvent {
+            user: "a".into(),
+            body: b"bc".to_vec(),
+            ..a.clone()
+        };
+        assert_ne!(a.hash(), b.hash());
     }
 }

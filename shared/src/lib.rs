@@ -4,8 +4,10 @@
 //! values and a `now`, and returns values. That keeps every rule testable without I/O.
 
 pub mod classify;
+pub mod edm;
 pub mod event;
 pub mod policy;
+pub mod signed;
 pub mod token;
 pub mod wire;
 

@@ -5,7 +5,8 @@
 //! it does not know. A frame larger than [`MAX_FRAME`] is refused before it is buffered.
 //! Decoding never panics: every failure is a [`DecodeError`].
 
-use crate::event::Event;
+use crate::event::SealedEvent;
+use crate::signed::Signed;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
@@ -42,29 +43,104 @@ pub enum Message {
     /// Agent → collector, on the enrollment ALPN: a one-time token and a CSR for the agent's key.
     EnrollRequest {
         token_secret: String,
+        #[serde(with = "serde_bytes")]
         csr_der: Vec<u8>,
         hostname: String,
         os: String,
         agent_version: String,
+        /// The sequence number this identity's events start at (the spool may already have
+        /// used lower ones under an earlier enrollment).
+        #[serde(default = "one")]
+        first_seq: u64,
     },
-    /// Collector → agent: the signed device certificate and the CA to trust.
+    /// Collector → agent: the signed device certificate, the CA to trust and the key that
+    /// signs policies and orders.
     EnrollResponse {
         device_id: String,
         user: String,
+        #[serde(with = "serde_bytes")]
         cert_der: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         ca_der: Vec<u8>,
+        /// Ed25519 public key for [`crate::signed::Signed`] envelopes.
+        #[serde(with = "serde_bytes")]
+        signing_key: Vec<u8>,
     },
-    /// Agent → collector: events in ascending `seq` order.
-    EventBatch { events: Vec<Event> },
+    /// Agent → collector: sealed events in ascending `seq` order.
+    EventBatch { events: Vec<SealedEvent> },
     /// Collector → agent: every event up to and including `through_seq` is committed.
     Ack { through_seq: u64 },
-    /// Agent → collector: alive, with the backlog still in the spool.
+    /// Agent → collector, first on every connection and then periodically: alive, what it
+    /// runs, its clock and its backlog. Answered by [`Message::Sync`].
     Heartbeat {
         agent_version: String,
+        #[serde(default)]
+        hostname: String,
+        #[serde(default)]
+        os: String,
+        /// Version of the policy bundle the agent applies.
+        #[serde(default)]
+        policy_version: String,
+        /// The device's clock, milliseconds since the epoch.
+        #[serde(default)]
+        time_ms: i64,
         spool_backlog: u64,
+        /// Version of the customer set the agent matches with (empty: none).
+        #[serde(default)]
+        edm_version: String,
+    },
+    /// Collector → agent, answering a heartbeat: what is committed, the collector's clock,
+    /// whether to renew the certificate now, and signed updates to apply.
+    Sync {
+        through_seq: u64,
+        time_ms: i64,
+        #[serde(default)]
+        renew: bool,
+        #[serde(default)]
+        updates: Vec<Signed>,
+        /// A newer customer set to fetch with [`Message::EdmChunkRequest`] (it is too large
+        /// for one frame).
+        #[serde(default)]
+        edm: Option<EdmOffer>,
+    },
+    /// Agent → collector: the next piece of the customer set `version`, from `offset`.
+    EdmChunkRequest { version: String, offset: u64 },
+    /// Collector → agent: a piece of the signed customer set (a [`Signed`] in stored form).
+    EdmChunk {
+        version: String,
+        offset: u64,
+        total: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Agent → collector: a new CSR for the same key, before the certificate expires.
+    RenewRequest {
+        #[serde(with = "serde_bytes")]
+        csr_der: Vec<u8>,
+    },
+    /// Collector → agent: the renewed certificate.
+    RenewResponse {
+        #[serde(with = "serde_bytes")]
+        cert_der: Vec<u8>,
     },
     /// Either way: a request failed. `code` is stable, `message` is for people.
     Error { code: String, message: String },
+}
+
+/// A customer set on offer: its version and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdmOffer {
+    pub version: String,
+    pub size: u64,
+}
+
+/// Largest piece of a customer set in one frame.
+pub const EDM_CHUNK: usize = 2 * 1024 * 1024;
+/// Largest customer set an agent accepts, in bytes.
+pub const MAX_EDM: u64 = 256 * 1024 * 1024;
+
+fn one() -> u64 {
+    1
 }
 
 /// Why a frame could not be encoded.
@@ -198,30 +274,26 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Action, ContentSummary, EventBody, FileActivity};
+    use crate::event::{Action, ContentSummary, EventBody, FileActivity, GENESIS};
 
-    fn sample_event(seq: u64) -> Event {
-        Event {
-            device_id: "dev-1".into(),
-            user: "alice".into(),
-            seq,
-            time_ms: 1_700_000_000_000,
-            body: EventBody::File(FileActivity {
-                action: Action::Created,
-                path: "/home/alice/Downloads/contacts.csv".into(),
-                old_path: None,
-                size: Some(1234),
-                sha256: Some("ab".repeat(32)),
-                summary: Some(ContentSummary {
-                    file_type: "csv".into(),
-                    records: 3,
-                    findings: [("email".to_string(), 3)].into_iter().collect(),
-                    truncated: false,
-                }),
-                error: None,
-                rules: vec![],
+    fn sample_event(seq: u64) -> SealedEvent {
+        let body = EventBody::File(FileActivity {
+            action: Action::Created,
+            path: "/home/alice/Downloads/contacts.csv".into(),
+            old_path: None,
+            size: Some(1234),
+            sha256: Some("ab".repeat(32)),
+            summary: Some(ContentSummary {
+                file_type: "csv".into(),
+                records: 3,
+                findings: [("email".to_string(), 3)].into_iter().collect(),
+                truncated: false,
+                ..Default::default()
             }),
-        }
+            error: None,
+            rules: vec![],
+        });
+        SealedEvent::seal(seq, 1_700_000_000_000, "alice", GENESIS, &body).unwrap()
     }
 
     /// One `check()` per module: encode, decode, compare.
@@ -253,8 +325,40 @@ mod tests {
         });
         check(Message::Heartbeat {
             agent_version: "0.1.0".into(),
+            hostname: "h".into(),
+            os: "linux".into(),
+            policy_version: "abc".into(),
+            time_ms: -1,
             spool_backlog: 7,
+            edm_version: "e1".into(),
         });
+        check(Message::Sync {
+            through_seq: 9,
+            time_ms: 1,
+            renew: true,
+            updates: vec![Signed {
+                body: vec![1, 2],
+                signature: vec![3; 64],
+            }],
+            edm: Some(EdmOffer {
+                version: "e2".into(),
+                size: 10,
+            }),
+        });
+        check(Message::EdmChunkRequest {
+            version: "e2".into(),
+            offset: 4,
+        });
+        check(Message::EdmChunk {
+            version: "e2".into(),
+            offset: 4,
+            total: 10,
+            bytes: vec![9; 6],
+        });
+        check(Message::RenewRequest {
+            csr_der: vec![0; 300],
+        });
+        check(Message::RenewResponse { cert_der: vec![] });
     }
 
     #[test]

@@ -2,36 +2,76 @@
 //! (never panic), and round-trip what they should. Bounded case counts keep CI fast; each run
 //! draws new cases, and failures are saved under `proptest-regressions/` in the repo.
 
+#![allow(clippy::unwrap_used)]
+
 use holdfast_shared::event::{
-    Action, ContentSummary, Event, EventBody, FileActivity, RuleMatch, Severity,
+    Action, ContentSummary, EventBody, FileActivity, RuleMatch, SealedEvent, Severity, GENESIS,
 };
 use holdfast_shared::policy::PolicySet;
 use holdfast_shared::wire::{self, Decoder, Message};
 use proptest::prelude::*;
 
-fn event(seq: u64, path: String, records: u64) -> Event {
-    Event {
-        device_id: "dev-1".into(),
-        user: "u".into(),
-        seq,
-        time_ms: seq as i64,
-        body: EventBody::File(FileActivity {
-            action: Action::Created,
-            path,
-            old_path: None,
-            size: Some(records),
-            sha256: Some("0".repeat(64)),
-            summary: Some(ContentSummary {
-                file_type: "csv".into(),
-                records,
-                ..Default::default()
-            }),
-            error: None,
-            rules: vec![RuleMatch {
-                id: "r".into(),
-                severity: Severity::High,
-            }],
+fn event(seq: u64, path: String, records: u64) -> SealedEvent {
+    let body = EventBody::File(FileActivity {
+        action: Action::Created,
+        path,
+        old_path: None,
+        size: Some(records),
+        sha256: Some("0".repeat(64)),
+        summary: Some(ContentSummary {
+            file_type: "csv".into(),
+            records,
+            ..Default::default()
         }),
+        error: None,
+        rules: vec![RuleMatch {
+            id: "r".into(),
+            severity: Severity::High,
+        }],
+    });
+    SealedEvent::seal(seq, seq as i64, "u", GENESIS, &body).unwrap()
+}
+
+/// The files of a corpus directory (`shared/tests/corpus/<name>`), sorted by name.
+fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(name);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.display().to_string(), std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "empty corpus {}", dir.display());
+    out
+}
+
+#[test]
+fn frame_corpus_decodes_to_values() {
+    for (name, bytes) in corpus("frames") {
+        let got = wire::decode(&bytes);
+        // Only the one well-formed sample decodes; everything else is a clear error.
+        if name.ends_with("/ack.bin") {
+            assert_eq!(got, Ok(Message::Ack { through_seq: 42 }), "{name}");
+        } else {
+            assert!(got.is_err(), "{name} decoded: {got:?}");
+        }
+    }
+}
+
+#[test]
+fn policy_corpus_fails_with_locations() {
+    for (name, bytes) in corpus("policies") {
+        let src = String::from_utf8(bytes).unwrap();
+        let errs = PolicySet::compile(&[("p.toml", &src)], "/home/u")
+            .err()
+            .unwrap_or_else(|| panic!("{name} compiled"));
+        for e in &errs.0 {
+            assert!(e.line >= 1 && e.column >= 1, "{name}: {e}");
+        }
     }
 }
 
@@ -59,6 +99,26 @@ proptest! {
             bytes[i % n] ^= b;
         }
         let _ = wire::decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_corpus_frames_decode_to_values(pick in any::<usize>(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8), cut in any::<usize>()) {
+        let files = corpus("frames");
+        let mut bytes = files[pick % files.len()].1.clone();
+        for (i, b) in flips {
+            let n = bytes.len();
+            bytes[i % n] ^= b;
+        }
+        let _ = wire::decode(&bytes[..cut % (bytes.len() + 1)]);
+        let _ = wire::decode(&bytes);
+    }
+
+    #[test]
+    fn classifiers_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096), ext in 0usize..6) {
+        // Every text reader, fed junk with quotes, separators and braces in any place, ends.
+        let name = ["a.csv", "a.tsv", "a.txt", "a.json", "a.vcf", "a.bin"][ext];
+        let s = holdfast_shared::classify::classify_bytes(name, &bytes);
+        prop_assert!(s.records <= bytes.len() as u64);
     }
 
     #[test]

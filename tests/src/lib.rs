@@ -108,9 +108,14 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(exe: &str, args: &[&str], log: PathBuf) -> Proc {
+        Proc::spawn_env(exe, args, log, &[])
+    }
+
+    fn spawn_env(exe: &str, args: &[&str], log: PathBuf, env: &[(String, String)]) -> Proc {
         let file = std::fs::File::create(&log).expect("creating log file");
         let child = Command::new(bin(exe))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,quinn=warn")
             .stdin(Stdio::null())
@@ -196,6 +201,18 @@ pub struct Collector {
 impl Collector {
     /// Writes a config under `root` and starts `holdfast-collector serve`.
     pub fn start(root: &Path) -> Collector {
+        Collector::start_with(root, "")
+    }
+
+    /// Like [`Collector::start`], with extra config lines (e.g. `offline_after = "2s"`).
+    pub fn start_with(root: &Path, extra: &str) -> Collector {
+        let mut c = Collector::configure(root, extra);
+        c.restart();
+        c
+    }
+
+    /// Writes the config and data directory without starting the server.
+    pub fn configure(root: &Path, extra: &str) -> Collector {
         let dir = root.join("collector");
         std::fs::create_dir_all(&dir).expect("collector dir");
         let port = free_udp_port();
@@ -203,19 +220,17 @@ impl Collector {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n",
+                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n{extra}\n",
                 dir.display().to_string()
             ),
         )
         .expect("collector config");
-        let mut c = Collector {
+        Collector {
             dir,
             port,
             config,
             proc: None,
-        };
-        c.restart();
-        c
+        }
     }
 
     /// (Re)starts the server process on the same port and data, waiting until it listens.
@@ -260,7 +275,31 @@ impl Collector {
     }
 
     pub fn events(&self) -> Vec<serde_json::Value> {
-        json_lines(&self.cli(&["events", "list", "--json", "--limit", "100000"]))
+        json_lines(&self.cli(&["events", "list", "--json", "--limit", "1000000"]))
+    }
+
+    pub fn devices(&self) -> Vec<serde_json::Value> {
+        json_lines(&self.cli(&["devices", "list", "--json"]))
+    }
+
+    /// Highest committed seq per device id.
+    pub fn last_seqs(&self) -> std::collections::BTreeMap<String, u64> {
+        self.devices()
+            .into_iter()
+            .map(|d| {
+                (
+                    d["id"].as_str().unwrap_or_default().to_string(),
+                    d["last_seq"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops the server with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
     }
 
     /// The CA certificate (DER) agents trust.
@@ -280,11 +319,20 @@ pub struct Agent {
     pub watched: PathBuf,
     pub config: PathBuf,
     pub proc: Option<Proc>,
+    /// Environment for every start (e.g. a skewed clock).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
     /// Enrolls a new agent for `user` against `collector` and starts `holdfast-agent run`.
     pub fn enroll_and_start(root: &Path, collector: &Collector, user: &str) -> Agent {
+        let mut a = Agent::enroll(root, collector, user, "");
+        a.start();
+        a
+    }
+
+    /// Enrolls without starting; `extra` config lines are appended (e.g. `spool_max = ...`).
+    pub fn enroll(root: &Path, collector: &Collector, user: &str, extra: &str) -> Agent {
         let data_dir = root.join(format!("agent-{user}"));
         let watched = root.join(format!("home-{user}/Downloads"));
         std::fs::create_dir_all(&watched).expect("watched dir");
@@ -292,7 +340,7 @@ impl Agent {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nhome = {:?}\n",
+                "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nhome = {:?}\n{extra}\n",
                 data_dir.display().to_string(),
                 watched.display().to_string(),
                 root.join(format!("home-{user}")).display().to_string()
@@ -313,28 +361,59 @@ impl Agent {
                 &cfg,
             ],
         );
-        let mut a = Agent {
+        Agent {
             data_dir,
             watched,
             config,
             proc: None,
-        };
-        a.start();
-        a
+            env: Vec::new(),
+        }
     }
 
     /// Starts the daemon and waits until it watches.
     pub fn start(&mut self) {
         let log = self.data_dir.join(format!("run-{}.log", rand_suffix()));
-        let p = Proc::spawn(
+        let p = Proc::spawn_env(
             "holdfast-agent",
             &["run", "--config", &self.config.display().to_string()],
             log,
+            &self.env,
         );
         wait_for("agent to run", Duration::from_secs(30), || {
             p.output().contains("agent running").then_some(())
         });
         self.proc = Some(p);
+    }
+
+    /// Stops the daemon with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM (clean shutdown); returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        self.proc
+            .take()
+            .map(|mut p| p.terminate(Duration::from_secs(15)))
+            .unwrap_or(true)
+    }
+
+    /// Everything the daemon logged so far (current run).
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::output).unwrap_or_default()
+    }
+
+    /// Writes `n` small rule-less CSV files named `{prefix}-{i}.csv` into the watched folder.
+    pub fn write_files(&self, prefix: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let p = self.watched.join(format!("{prefix}-{i:06}.csv"));
+                std::fs::write(&p, format!("id,note\n{i},plain row\n")).expect("writing a file");
+                p.display().to_string()
+            })
+            .collect()
     }
 
     /// `holdfast-agent status --json`.

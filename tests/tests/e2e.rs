@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! certificates, real SQLite files, real file-system events.
 
-use holdfast_shared::event::{AgentNotice, Event, EventBody};
+use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, GENESIS};
 use holdfast_shared::wire::{close, Message};
 use holdfast_tests::{corpus, run, wait_for, Agent, Collector};
 use std::time::Duration;
@@ -59,7 +59,8 @@ fn crm_export_becomes_an_alert_and_lookalikes_do_not() {
         "only the export alerts: {alerts:?}"
     );
     let a = &alerts[0];
-    assert_eq!(a["rule_id"], "crm-export.bulk-contacts");
+    // Recognised by its name and headers: one alert, naming the CRM.
+    assert_eq!(a["rule_id"], "crm-export.salesforce");
     assert_eq!(a["severity"], "high");
     assert_eq!(a["status"], "new");
     assert_eq!(a["user"], "ada");
@@ -142,19 +143,15 @@ fn agent_spools_while_collector_is_down_and_delivers_exactly_once() {
     assert_eq!(seqs, expected);
 }
 
-fn notice_batch(device_id: &str) -> Message {
+fn notice_batch() -> Message {
+    let body = EventBody::Notice(AgentNotice {
+        kind: "forged".into(),
+        message: "should never be stored".into(),
+        count: 1,
+        counts: Default::default(),
+    });
     Message::EventBatch {
-        events: vec![Event {
-            device_id: device_id.into(),
-            user: "mallory".into(),
-            seq: 1,
-            time_ms: 0,
-            body: EventBody::Notice(AgentNotice {
-                kind: "forged".into(),
-                message: "should never be stored".into(),
-                count: 1,
-            }),
-        }],
+        events: vec![SealedEvent::seal(1, 0, "mallory", GENESIS, &body).unwrap()],
     }
 }
 
@@ -169,7 +166,7 @@ async fn collector_refuses_agents_without_a_valid_certificate() {
     let (endpoint, conn) = holdfast_agent::uplink::connect(&collector.addr(), cfg)
         .await
         .unwrap();
-    let err = holdfast_agent::uplink::exchange(&conn, &notice_batch("dev-x"))
+    let err = holdfast_agent::uplink::exchange(&conn, &notice_batch())
         .await
         .unwrap_err();
     let reason = conn.closed().await;
@@ -205,7 +202,7 @@ async fn collector_refuses_agents_without_a_valid_certificate() {
         Err(holdfast_agent::uplink::UplinkError::Connection(e)) => e,
         Err(other) => panic!("unexpected connect error: {other}"),
         Ok((ep, conn)) => {
-            let _ = holdfast_agent::uplink::exchange(&conn, &notice_batch("dev-y"))
+            let _ = holdfast_agent::uplink::exchange(&conn, &notice_batch())
                 .await
                 .unwrap_err();
             let reason = conn.closed().await;
@@ -340,7 +337,7 @@ fn policy_typo_is_reported_with_file_line_and_column() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!(
-        "{}:5:1: unknown field `min_record`, expected `min_records` or `min_findings`",
+        "{}:5:1: unknown field `min_record`, expected one of `min_records`, `min_findings`, `customer_table`",
         dir.join("exports.toml").display()
     );
     assert!(err.contains(&want), "{err}");
@@ -389,7 +386,10 @@ fn scan_json_follows_the_contract() {
     assert_eq!(lines[0]["records"], 120);
     assert_eq!(lines[0]["findings"]["email"], 120);
     assert_eq!(lines[0]["findings"]["phone"], 240);
-    assert_eq!(lines[0]["rules"][0]["id"], "crm-export.bulk-contacts");
+    assert_eq!(lines[0]["rules"][0]["id"], "crm-export.salesforce");
+    assert_eq!(lines[0]["rules"].as_array().map(Vec::len), Some(1));
+    assert_eq!(lines[0]["customer_table"], true);
+    assert_eq!(lines[0]["encoding"], "utf-8");
     assert_eq!(lines[0]["rules"][0]["severity"], "high");
     assert_eq!(lines[1]["records"], 0);
     assert_eq!(lines[1]["rules"].as_array().map(Vec::len), Some(0));

@@ -37,70 +37,296 @@ pub fn is_email(field: &[u8]) -> bool {
     labels >= 2 && last.len() >= 2 && last.iter().all(|b| b.is_ascii_alphabetic())
 }
 
-/// True when `field` (already trimmed) is a plausible phone number.
-///
-/// Accepts international numbers with `+` or `00`, numbers written with separators
-/// (`(415) 555-0101`, `020-7946 0958`, `138 0013 8000`), and bare 11-digit Chinese mobiles.
-/// Rejects decimals, dates and bare digit runs of other lengths (order numbers, timestamps).
+/// True when `field` (already trimmed) is a plausible phone number: see [`phone_e164`].
+/// Allocation-free: it runs on every field of every file.
 pub fn is_phone(field: &[u8]) -> bool {
-    if field.is_empty() || field.len() > 32 {
-        return false;
+    phone_parts(field).is_some()
+}
+
+/// Validates a phone number and normalises it for exact matching: E.164 (`+8613800138000`)
+/// when the country is written or unambiguous from the shape, the national digits otherwise.
+///
+/// Accepts international numbers (`+…`, or `00…` written with separators), mainland China
+/// mobiles (`138 0013 8000`, bare `13800138000`) and landlines (`010-12345678`,
+/// `(0755) 1234 5678`), Hong Kong (`+852 9123 4567`, `9123 4567`), Taiwan (`0912-345-678`,
+/// `02-2345-6789`), North American (`(415) 555-0101`) and other national numbers written with
+/// separators. Rejects decimals, dates and times, versions, and bare digit runs other than a
+/// Chinese mobile (a bare run is far more often an order number or a timestamp).
+pub fn phone_e164(field: &[u8]) -> Option<String> {
+    let p = phone_parts(field)?;
+    let digits = std::str::from_utf8(&p.digits[p.from..p.len]).ok()?;
+    Some(format!("{}{digits}", p.prefix))
+}
+
+/// Like [`phone_e164`], into `out` without allocating; returns the length written.
+pub fn phone_e164_into(field: &[u8], out: &mut [u8; 40]) -> Option<usize> {
+    let p = phone_parts(field)?;
+    let prefix = p.prefix.as_bytes();
+    let digits = &p.digits[p.from..p.len];
+    let n = prefix.len() + digits.len();
+    out[..prefix.len()].copy_from_slice(prefix);
+    out[prefix.len()..n].copy_from_slice(digits);
+    Some(n)
+}
+
+/// A validated phone number: `prefix` (`+`, `+86`, …, or empty for national) then
+/// `digits[from..len]`.
+struct PhoneParts {
+    prefix: &'static str,
+    digits: [u8; 32],
+    from: usize,
+    len: usize,
+}
+
+fn phone_parts(field: &[u8]) -> Option<PhoneParts> {
+    if field.len() < 8 || field.len() > 32 {
+        return None;
     }
-    let mut digits = 0usize;
+    let mut digits = [0u8; 32];
+    let mut n = 0usize;
     let mut separators = 0usize;
-    let mut groups: Vec<usize> = Vec::with_capacity(6);
+    let mut groups = [0usize; 16];
+    let mut ngroups = 0usize;
     let mut run = 0usize;
-    let mut has_dot = false;
-    let mut has_slash = false;
+    let (mut has_dot, mut has_paren) = (false, false);
     for (i, &b) in field.iter().enumerate() {
         match b {
             b'0'..=b'9' => {
-                digits += 1;
+                digits[n] = b;
+                n += 1;
                 run += 1;
                 continue;
             }
             b'+' if i == 0 => {}
-            b' ' | b'-' | b'(' | b')' => separators += 1,
+            b' ' | b'-' => separators += 1,
+            b'(' | b')' => {
+                has_paren = true;
+                separators += 1;
+            }
             b'.' => {
                 has_dot = true;
                 separators += 1;
             }
-            b'/' => {
-                has_slash = true;
-                separators += 1;
-            }
-            _ => return false,
+            _ => return None,
         }
         if run > 0 {
-            groups.push(run);
+            if ngroups == groups.len() {
+                return None;
+            }
+            groups[ngroups] = run;
+            ngroups += 1;
             run = 0;
         }
     }
-    if run > 0 {
-        groups.push(run);
+    if run > 0 && ngroups < groups.len() {
+        groups[ngroups] = run;
+        ngroups += 1;
     }
-    if !(8..=15).contains(&digits) || has_slash {
-        return false;
+    let groups = &groups[..ngroups];
+    if !(8..=15).contains(&n) {
+        return None;
     }
-    let international = field[0] == b'+' || field.starts_with(b"00");
-    // A date or time: 4-2-2, 2-2-4, with or without a time after it.
+    let d = &digits[..n];
+    let plus = field[0] == b'+';
+    let international = plus || (field.starts_with(b"00") && separators > 0);
     if !international
         && groups.len() >= 3
         && ((groups[0] == 4 && groups[1] <= 2 && groups[2] <= 2)
             || (groups[0] <= 2 && groups[1] <= 2 && groups[2] == 4))
     {
-        return false;
+        return None; // a date or a date-time
     }
-    // A decimal number (price, measurement) or a dotted version string.
     if has_dot && (groups.len() == 2 || groups.iter().any(|&g| g <= 1)) {
+        return None; // a decimal number or a dotted version
+    }
+    let parts = |prefix, from| {
+        Some(PhoneParts {
+            prefix,
+            digits,
+            from,
+            len: n,
+        })
+    };
+    let first = |d: &[u8]| d.first().copied().unwrap_or(0);
+    if international {
+        let from = if plus { 0 } else { 2 };
+        let body = &d[from..];
+        if !(8..=15).contains(&body.len()) {
+            return None;
+        }
+        let ok = if let Some(nat) = body.strip_prefix(b"86") {
+            cn_mobile(nat) || cn_landline_after_zero(nat, None)
+        } else if let Some(nat) = body.strip_prefix(b"852") {
+            nat.len() == 8 && b"235679".contains(&first(nat))
+        } else if let Some(nat) = body.strip_prefix(b"886") {
+            (8..=9).contains(&nat.len())
+        } else if let Some(nat) = body.strip_prefix(b"1") {
+            nat.len() == 10 && (b'2'..=b'9').contains(&first(nat))
+        } else {
+            true
+        };
+        return if ok { parts("+", from) } else { None };
+    }
+    if separators == 0 {
+        return if cn_mobile(d) { parts("+86", 0) } else { None };
+    }
+    if cn_mobile(d) {
+        return parts("+86", 0);
+    }
+    if d.starts_with(b"09") && n == 10 {
+        return parts("+886", 1);
+    }
+    if first(d) == b'0' {
+        if groups.first() == Some(&2) && (9..=10).contains(&n) {
+            return parts("+886", 1); // Taiwan landline, 0X-XXXX-XXXX
+        }
+        if cn_landline_after_zero(&d[1..], groups.first().copied()) {
+            return parts("+86", 1);
+        }
+        return if (9..=11).contains(&n) {
+            parts("", 0)
+        } else {
+            None
+        };
+    }
+    if n == 8 && groups == [4, 4] && b"235679".contains(&first(d)) {
+        return parts("+852", 0);
+    }
+    if n == 10 && (has_paren || groups == [3, 3, 4]) && (b'2'..=b'9').contains(&first(d)) {
+        return parts("+1", 0);
+    }
+    None
+}
+
+/// An 11-digit mainland China mobile number (`1[3-9]…`).
+fn cn_mobile(d: &[u8]) -> bool {
+    d.len() == 11 && d[0] == b'1' && (b'3'..=b'9').contains(&d[1])
+}
+
+/// A mainland China landline without its leading `0`: a 2-digit (`10`, `2X`) or 3-digit
+/// area code, then a 7- or 8-digit local number. `written_area` is the first group as
+/// written (with its `0`), if known.
+fn cn_landline_after_zero(d: &[u8], written_area: Option<usize>) -> bool {
+    if !(9..=11).contains(&d.len()) || d[0] == b'0' {
         return false;
     }
-    if separators == 0 && field[0] != b'+' {
-        // Bare digits: only an 11-digit mainland China mobile (1[3-9]x) is unambiguous;
-        // a bare `00…` run is far more often a record id than a dialled number.
-        return digits == 11 && field[0] == b'1' && (b'3'..=b'9').contains(&field[1]);
+    // 010 (Beijing) and 02X are the only 3-digit area codes; the rest have 4 digits.
+    let area = match d[0] {
+        b'1' if d[1] == b'0' => 3,
+        b'1' => return false,
+        b'2' => 3,
+        _ => 4,
+    };
+    written_area.is_none_or(|w| w == area) && (7..=8).contains(&(d.len() + 1 - area))
+}
+
+/// True when `field` is a mainland China resident identity number (GB 11643-1999): 18
+/// characters, a plausible region and birth date, and a valid check character.
+pub fn is_cn_id(field: &[u8]) -> bool {
+    if field.len() != 18 || !field[..17].iter().all(u8::is_ascii_digit) {
+        return false;
     }
-    true
+    let check = field[17].to_ascii_uppercase();
+    if !(check.is_ascii_digit() || check == b'X') {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        field[r]
+            .iter()
+            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'))
+    };
+    let province = num(0..2);
+    if !matches!(province, 11..=15 | 21..=23 | 31..=37 | 41..=46 | 50..=54 | 61..=65 | 71 | 81..=83)
+    {
+        return false;
+    }
+    let (year, month, day) = (num(6..10), num(10..12), num(12..14));
+    if !(1900..=2099).contains(&year) || !(1..=12).contains(&month) {
+        return false;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=days).contains(&day) {
+        return false;
+    }
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = field[..17]
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(&b, w)| u32::from(b - b'0') * w)
+        .sum();
+    b"10X98765432"[(sum % 11) as usize] == check
+}
+
+/// True when `field` is a payment card number: 13–19 digits (spaces or dashes allowed
+/// between groups), a known issuer range (Visa, Mastercard, Amex, Discover, JCB, Diners,
+/// UnionPay) with that issuer's length, and a valid Luhn check digit.
+pub fn is_card(field: &[u8]) -> bool {
+    if field.len() > 23 {
+        return false;
+    }
+    let mut buf = [0u8; 23];
+    let mut len = 0;
+    for (i, &b) in field.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                buf[len] = b - b'0';
+                len += 1;
+            }
+            b' ' | b'-' if i > 0 && field[i - 1].is_ascii_digit() => {}
+            _ => return false,
+        }
+    }
+    let d = &buf[..len];
+    if !(13..=19).contains(&len) || d.iter().all(|&x| x == d[0]) {
+        return false;
+    }
+    let prefix = |k: usize| d[..k].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let issuer_ok = match d[0] {
+        4 => matches!(len, 13 | 16 | 19),
+        5 => (51..=55).contains(&prefix(2)) && len == 16,
+        2 => (2221..=2720).contains(&prefix(4)) && len == 16,
+        3 => {
+            (matches!(prefix(2), 34 | 37) && len == 15)
+                || ((3528..=3589).contains(&prefix(4)) && (16..=19).contains(&len))
+                || ((300..=305).contains(&prefix(3)) || matches!(prefix(2), 36 | 38)) && len == 14
+        }
+        6 => {
+            (prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3)))
+                && (16..=19).contains(&len)
+                || prefix(2) == 62 && (16..=19).contains(&len)
+        }
+        _ => false,
+    };
+    issuer_ok && luhn(d)
+}
+
+#[allow(clippy::manual_is_multiple_of)] // keeps the 1.85 MSRV
+fn luhn(d: &[u8]) -> bool {
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = u32::from(x);
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum % 10 == 0
 }
 
 #[cfg(test)]
@@ -164,6 +390,100 @@ mod tests {
                 ("10.0.0.1", false),
                 ("ORD-2024-000123", false),
                 ("", false),
+                // Mainland China, Hong Kong, Taiwan, E.164.
+                ("+86 138-0013-8000", true),
+                ("86 138 0013 8000", false),
+                ("(0755) 1234 5678", true),
+                ("0755-1234567", true),
+                ("021 6123 4567", true),
+                ("+86 10 1234 5678", true),
+                ("+86 1234 5678 9012", false),
+                ("9123 4567", true),
+                ("+852 9123 4567", true),
+                ("+852 1123 4567", false),
+                ("0912-345-678", true),
+                ("02-2345-6789", true),
+                ("+886 912 345 678", true),
+                ("+49 30 901820", true),
+                ("+1 (212) 555 0199", true),
+                ("+1 012 555 0199", false),
+                // Timestamps, versions, amounts, ids.
+                ("1700000000000", false),
+                ("1700000000", false),
+                ("2024 01 05", false),
+                ("3.14159265", false),
+                ("12:30:45", false),
+                ("v2.3.4-rc1", false),
+                ("4111 1111 1111 1111", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn phone_normalisation() {
+        for (input, want) in [
+            ("138 0013 8000", Some("+8613800138000")),
+            ("+86 138-0013-8000", Some("+8613800138000")),
+            ("13800138000", Some("+8613800138000")),
+            ("0086 138 0013 8000", Some("+8613800138000")),
+            ("010-12345678", Some("+861012345678")),
+            ("9123 4567", Some("+85291234567")),
+            ("0912-345-678", Some("+886912345678")),
+            ("(415) 555-0101", Some("+14155550101")),
+            ("+1 415 555 0101", Some("+14155550101")),
+            // 020 is Guangzhou as well as London: a Chinese deployment reads it as Guangzhou.
+            ("020 7946 0958", Some("+862079460958")),
+            ("0121 496 0000", Some("01214960000")),
+            ("2024-01-05", None),
+        ] {
+            assert_eq!(phone_e164(input.as_bytes()).as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn cn_ids() {
+        check(
+            is_cn_id,
+            &[
+                ("11010519491231002X", true),
+                ("11010519491231002x", true),
+                ("440308199901011234", true),
+                ("320106198507154215", true),
+                ("110105194912310021", false), // wrong check digit
+                ("110105194913310025", false), // month 13
+                ("110105194902300022", false), // 30 February
+                ("990105194912310021", false), // no such province
+                ("11010519491231002", false),
+                ("1101051949123100211", false),
+                ("2024010512300000XX", false),
+                ("123456789012345678", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn cards() {
+        check(
+            is_card,
+            &[
+                ("4111 1111 1111 1111", true),
+                ("4111-1111-1111-1111", true),
+                ("5500005555555559", true),
+                ("2223000048400011", true),
+                ("378282246310005", true),
+                ("6011111111111117", true),
+                ("3530111333300000", true),
+                ("30569309025904", true),
+                ("6212345678901232", true),
+                ("4111111111111112", false), // Luhn
+                ("1234567812345670", false), // no issuer
+                ("5600005555555558", false), // 56 is not Mastercard
+                ("37828224631000", false),   // Amex is 15 digits
+                ("0000000000000000", false),
+                ("4444444444444444", false),
+                (" 4111111111111111", false),
+                ("4111 1111 1111 1111 1111 11", false),
+                ("20240105123000123", false),
             ],
         );
     }

@@ -1,16 +1,27 @@
-//! Content classification: file-type detection and the streaming table classifier.
+//! Content classification: file-type detection (content first, and a finding when the
+//! extension lies), text decoding, readers for each format, identifier validators, and the
+//! customer-table verdict.
 //!
 //! Callers feed bytes in chunks of any size; memory stays bounded whatever the input
-//! (fields are capped, nothing else is buffered). The result is a [`ContentSummary`]:
-//! counts only, never content.
+//! (fields are capped, nesting is capped, nothing else is buffered). The result is a
+//! [`ContentSummary`]: counts and column roles, never content.
 
+pub mod archive;
+mod decode;
 mod identifiers;
+mod json;
+pub mod record;
 mod table;
+mod vcard;
+pub mod xlsx;
 
-pub use identifiers::{is_email, is_phone};
-pub use table::TableClassifier;
+pub use decode::{Encoding, TextDecoder};
+pub use identifiers::{is_card, is_cn_id, is_email, is_phone, phone_e164, phone_e164_into};
+pub use record::{RecordStats, Records};
+pub use table::{RowSink, TableReader, MAX_FIELD};
 
 use crate::event::ContentSummary;
+use std::collections::BTreeMap;
 
 /// File types the classifiers and policies know. Policy files are validated against this list.
 pub const FILE_TYPES: &[&str] = &[
@@ -74,70 +85,197 @@ fn looks_binary(head: &[u8]) -> bool {
     control * 20 > sample.len()
 }
 
-/// A classifier for one file: feed it the file's bytes, then take the summary.
-#[derive(Debug)]
+/// The type an extension promises, as the families [`detect_type`] can return.
+fn promised(ext: &str) -> Option<&'static [&'static str]> {
+    const TEXT: &[&str] = &["csv", "tsv", "text", "json", "vcf", "empty"];
+    const ZIP: &[&str] = &["xlsx", "zip", "empty"];
+    const OLE: &[&str] = &["xls", "empty"];
+    const PDF: &[&str] = &["pdf", "empty"];
+    const BINARY: &[&str] = &["binary", "empty"];
+    Some(match ext {
+        "csv" | "tsv" | "tab" | "txt" | "log" | "json" | "ndjson" | "jsonl" | "vcf" | "md" => TEXT,
+        "xlsx" | "xlsm" | "docx" | "pptx" | "zip" | "jar" | "apk" | "odt" | "ods" => ZIP,
+        "xls" | "doc" | "ppt" | "msg" => OLE,
+        "pdf" => PDF,
+        "jpg" | "jpeg" | "png" | "gif" | "bmp" | "webp" | "heic" | "mp3" | "mp4" | "mov"
+        | "avi" | "mkv" | "wav" | "exe" | "dll" | "so" | "iso" | "dmg" | "ttf" | "woff" => BINARY,
+        _ => return None,
+    })
+}
+
+/// `Some("extension .jpg, content zip")` when the name promises another type than the
+/// content has: a renamed export.
+pub fn disguise(file_name: &str, detected: &str) -> Option<String> {
+    let ext = ext_of(file_name);
+    let promised = promised(&ext)?;
+    (!promised.contains(&detected)).then(|| format!("extension .{ext}, content {detected}"))
+}
+
+enum Reader {
+    Table(TableReader),
+    Vcard(vcard::VcardReader),
+    Json(json::JsonReader),
+    None,
+}
+
+/// A classifier for one text-format file: feed it the file's bytes, then take the summary.
+/// Archives and spreadsheets go through [`archive`] and [`xlsx`] instead (they need to seek).
 pub struct Classifier {
     file_type: &'static str,
-    table: Option<TableClassifier>,
+    decoder: TextDecoder,
+    reader: Reader,
+    records: Records,
     budget: u64,
     seen: u64,
     truncated: bool,
 }
 
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("file_type", &self.file_type)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Classifier {
     /// A classifier for a file of the given detected type, reading at most `budget` bytes.
     pub fn new(file_type: &'static str, budget: u64) -> Classifier {
-        let table = match file_type {
-            "csv" => Some(TableClassifier::new(None)),
-            "tsv" => Some(TableClassifier::new(Some(b'\t'))),
-            "text" => Some(TableClassifier::new(None)),
-            _ => None,
+        let (reader, records) = match file_type {
+            "csv" | "text" => (Reader::Table(TableReader::new(None)), Records::table()),
+            "tsv" => (
+                Reader::Table(TableReader::new(Some(b'\t'))),
+                Records::table(),
+            ),
+            "vcf" => (
+                Reader::Vcard(vcard::VcardReader::new()),
+                Records::contacts(),
+            ),
+            "json" => (Reader::Json(json::JsonReader::new()), Records::entries()),
+            _ => (Reader::None, Records::table()),
         };
         Classifier {
             file_type,
-            table,
+            decoder: TextDecoder::new(),
+            reader,
+            records,
             budget,
             seen: 0,
             truncated: false,
         }
     }
 
+    /// Also matches identifiers against the company's customers.
+    pub fn with_edm(mut self, edm: Option<std::sync::Arc<crate::edm::Matcher>>) -> Classifier {
+        let records = std::mem::replace(&mut self.records, Records::table());
+        self.records = records.with_edm(edm);
+        self
+    }
+
     /// True once the classifier wants no more bytes (budget spent or nothing to classify).
     pub fn is_done(&self) -> bool {
-        self.table.is_none() || self.truncated
+        matches!(self.reader, Reader::None) || self.truncated
     }
 
     /// Feeds the next chunk of the file.
     pub fn feed(&mut self, chunk: &[u8]) {
-        let Some(table) = self.table.as_mut() else {
+        if self.is_done() {
             return;
-        };
+        }
         let room = self.budget.saturating_sub(self.seen);
         let take = (chunk.len() as u64).min(room) as usize;
-        table.feed(&chunk[..take]);
         self.seen += take as u64;
         if take < chunk.len() {
             self.truncated = true;
         }
+        let Classifier {
+            decoder,
+            reader,
+            records,
+            ..
+        } = self;
+        decoder.feed(&chunk[..take], &mut |text| {
+            feed_reader(reader, text, records)
+        });
     }
 
     /// The summary of everything fed.
     pub fn finish(self) -> ContentSummary {
-        let mut summary = ContentSummary {
-            file_type: self.file_type.to_string(),
-            truncated: self.truncated,
-            ..ContentSummary::default()
-        };
-        if let Some(table) = self.table {
-            let t = table.finish();
-            summary.records = t.records;
-            for (name, n) in [("email", t.emails), ("phone", t.phones)] {
-                if n > 0 {
-                    summary.findings.insert(name.to_string(), n);
-                }
-            }
+        self.finish_explained().0
+    }
+
+    /// The summary, and the record statistics behind it (for `scan --explain`).
+    pub fn finish_explained(mut self) -> (ContentSummary, RecordStats) {
+        let Classifier {
+            decoder,
+            reader,
+            records,
+            ..
+        } = &mut self;
+        decoder.finish(&mut |text| feed_reader(reader, text, records));
+        match reader {
+            Reader::Table(t) => t.finish(records),
+            Reader::Vcard(v) => v.finish(records),
+            Reader::Json(j) => j.finish(records),
+            Reader::None => {}
         }
-        summary
+        let long_fields = match &self.reader {
+            Reader::Table(t) => t.long_fields(),
+            _ => 0,
+        };
+        let has_reader = !matches!(self.reader, Reader::None);
+        let stats = std::mem::replace(&mut self.records, Records::table()).finish();
+        let mut summary = summarize(
+            self.file_type,
+            &stats,
+            self.truncated,
+            has_reader
+                .then(|| self.decoder.encoding().map(|e| e.as_str().to_string()))
+                .flatten(),
+        );
+        if long_fields > 0 {
+            summary.findings.insert("long_field".into(), long_fields);
+        }
+        (summary, stats)
+    }
+}
+
+fn feed_reader(reader: &mut Reader, text: &[u8], records: &mut Records) {
+    match reader {
+        Reader::Table(t) => t.feed(text, records),
+        Reader::Vcard(v) => v.feed(text, records),
+        Reader::Json(j) => j.feed(text, records),
+        Reader::None => {}
+    }
+}
+
+/// Builds the summary from record statistics.
+pub fn summarize(
+    file_type: &str,
+    stats: &RecordStats,
+    truncated: bool,
+    encoding: Option<String>,
+) -> ContentSummary {
+    let mut findings = BTreeMap::new();
+    for kind in record::IdKind::ALL {
+        let n = stats.ids[kind as usize];
+        if n > 0 {
+            findings.insert(kind.as_str().to_string(), n);
+        }
+    }
+    if stats.edm > 0 {
+        findings.insert("edm".to_string(), stats.edm);
+    }
+    ContentSummary {
+        file_type: file_type.to_string(),
+        records: stats.records,
+        findings,
+        truncated,
+        customer_table: stats.customer_table,
+        columns: stats.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        encoding,
+        disguised: None,
     }
 }
 
@@ -146,7 +284,9 @@ pub fn classify_bytes(file_name: &str, bytes: &[u8]) -> ContentSummary {
     let ty = detect_type(file_name, &bytes[..bytes.len().min(8192)]);
     let mut c = Classifier::new(ty, DEFAULT_BYTE_BUDGET);
     c.feed(bytes);
-    c.finish()
+    let mut s = c.finish();
+    s.disguised = disguise(file_name, ty);
+    s
 }
 
 #[cfg(test)]
@@ -179,6 +319,33 @@ mod tests {
             2,
             2,
         );
+        let s = classify_bytes(
+            "contacts.csv",
+            b"Name,Email\nAda,ada@example.com\nBob,bob@example.com\n",
+        );
+        assert!(s.customer_table);
+        assert_eq!(s.columns, ["name", "email"]);
+        assert_eq!(s.encoding.as_deref(), Some("utf-8"));
+        let gbk = encoding_rs::GBK
+            .encode("客户名称,手机\n某某公司,13800138000\n某某贸易,13912345678\n")
+            .0;
+        let s = classify_bytes("导出.csv", &gbk);
+        assert_eq!(
+            (s.records, s.customer_table, s.encoding.as_deref()),
+            (2, true, Some("gb18030"))
+        );
+        assert_eq!(
+            classify_bytes("holiday.jpg", b"Name,Email\nAda,ada@example.com\n")
+                .disguised
+                .as_deref(),
+            Some("extension .jpg, content text")
+        );
+        assert_eq!(
+            classify_bytes("a.csv", b"PK\x03\x04").disguised.as_deref(),
+            Some("extension .csv, content zip")
+        );
+        assert_eq!(classify_bytes("a.csv", b"x,y\n").disguised, None);
+        assert_eq!(classify_bytes("noext", b"PK\x03\x04").disguised, None);
         check(
             "prices.csv",
             b"SKU,Product,Price,Updated\nA-100,Widget,12.99,2024-01-05\nA-101,Gadget,1299.00,2024-01-06\n",
@@ -192,6 +359,22 @@ mod tests {
         check("a.xlsx", b"PK\x03\x04rest", "xlsx", 0, 0, 0);
         check("a.csv", b"PK\x03\x04rest", "zip", 0, 0, 0);
         check("notes.txt", b"call me: ada@example.com\n", "text", 1, 1, 0);
+        check(
+            "contacts.vcf",
+            b"BEGIN:VCARD\nFN:Ada\nEMAIL:ada@example.com\nEND:VCARD\n",
+            "vcf",
+            1,
+            1,
+            0,
+        );
+        check(
+            "dump.json",
+            br#"[{"name":"Ada","phone":"+1 415 555 0101"}]"#,
+            "json",
+            1,
+            0,
+            1,
+        );
     }
 
     #[test]

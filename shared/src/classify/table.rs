@@ -1,54 +1,85 @@
-//! The streaming table classifier: splits CSV/TSV/text into rows and fields (quote-aware,
-//! delimiter sniffed from the first line) and counts rows that carry identifiers.
+//! The streaming table reader: splits CSV/TSV/text (UTF-8, after decoding) into rows and
+//! fields, quote-aware, with the delimiter sniffed from the first line, and feeds them to
+//! [`Records`]. Memory is bounded: fields are cut at [`MAX_FIELD`] bytes and at most
+//! [`SNIFF`] bytes wait for the first line.
 
-use super::identifiers::{is_email, is_phone};
+use super::record::Records;
 
-/// Longest field kept for validation; longer fields are cut (identifiers are short).
-const MAX_FIELD: usize = 512;
-/// Bytes of the first line used to sniff the delimiter.
-const SNIFF: usize = 64 * 1024;
-
-/// Counts from a table.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TableCounts {
-    pub rows: u64,
-    pub records: u64,
-    pub emails: u64,
-    pub phones: u64,
+/// Where a table reader puts rows: [`Records`] for classification, or anything else that
+/// wants fields (the collector's customer-list import).
+pub trait RowSink {
+    /// One field of the current row (cut at [`MAX_FIELD`] bytes).
+    fn field(&mut self, text: &[u8]);
+    /// The current row ended.
+    fn end_record(&mut self);
 }
 
-/// Incremental CSV/TSV classifier with bounded memory.
+impl RowSink for Records {
+    fn field(&mut self, text: &[u8]) {
+        Records::field(self, text);
+    }
+    fn end_record(&mut self) {
+        Records::end_record(self);
+    }
+}
+
+/// Longest field kept for validation; longer fields are cut (identifiers are short).
+pub const MAX_FIELD: usize = 512;
+/// Bytes of the first line used to sniff the delimiter.
+const SNIFF: usize = 64 * 1024;
+/// A field longer than this is reported (`long_field`): no export has one; a crafted file does.
+pub const LONG_FIELD: u64 = 1 << 20;
+
+/// Incremental CSV/TSV reader with bounded memory.
 #[derive(Debug)]
-pub struct TableClassifier {
+pub struct TableReader {
     delimiter: Option<u8>,
     sniff: Vec<u8>,
     field: Vec<u8>,
     in_quotes: bool,
     quote_pending: bool,
-    row_has_id: bool,
-    row_nonempty: bool,
-    counts: TableCounts,
+    /// Bytes of the current field, including those beyond [`MAX_FIELD`].
+    field_len: u64,
+    long_fields: u64,
 }
 
-impl TableClassifier {
-    /// A classifier with a fixed delimiter, or `None` to sniff it from the first line.
-    pub fn new(delimiter: Option<u8>) -> TableClassifier {
-        TableClassifier {
+impl TableReader {
+    /// A reader with a fixed delimiter, or `None` to sniff it from the first line.
+    pub fn new(delimiter: Option<u8>) -> TableReader {
+        TableReader {
             delimiter,
             sniff: Vec::new(),
             field: Vec::with_capacity(MAX_FIELD),
             in_quotes: false,
             quote_pending: false,
-            row_has_id: false,
-            row_nonempty: false,
-            counts: TableCounts::default(),
+            field_len: 0,
+            long_fields: 0,
         }
     }
 
-    /// Feeds the next chunk.
-    pub fn feed(&mut self, chunk: &[u8]) {
+    /// Fields longer than [`LONG_FIELD`] bytes seen so far.
+    pub fn long_fields(&self) -> u64 {
+        self.long_fields
+    }
+
+    fn end_field(&mut self, rec: &mut dyn RowSink) {
+        rec.field(&self.field);
+        self.field.clear();
+        if self.field_len > LONG_FIELD {
+            self.long_fields += 1;
+        }
+        self.field_len = 0;
+    }
+
+    /// The delimiter in use, once known.
+    pub fn delimiter(&self) -> Option<u8> {
+        self.delimiter
+    }
+
+    /// Feeds the next chunk of UTF-8 text.
+    pub fn feed(&mut self, chunk: &[u8], rec: &mut dyn RowSink) {
         if self.delimiter.is_some() {
-            self.scan(chunk);
+            self.scan(chunk, rec);
             return;
         }
         self.sniff.extend_from_slice(chunk);
@@ -57,13 +88,16 @@ impl TableClassifier {
             let first = &self.sniff[..line_end.unwrap_or(self.sniff.len())];
             self.delimiter = Some(sniff_delimiter(first));
             let buffered = std::mem::take(&mut self.sniff);
-            self.scan(&buffered);
+            self.scan(&buffered, rec);
         }
     }
 
-    fn scan(&mut self, chunk: &[u8]) {
+    fn scan(&mut self, chunk: &[u8], rec: &mut dyn RowSink) {
         let delim = self.delimiter.unwrap_or(b',');
-        for &b in chunk {
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
+            i += 1;
             if self.in_quotes {
                 if self.quote_pending {
                     self.quote_pending = false;
@@ -82,70 +116,49 @@ impl TableClassifier {
                 }
             }
             if b == delim {
-                self.end_field();
+                self.end_field(rec);
             } else if b == b'\n' {
-                self.end_field();
-                self.end_row();
+                self.end_field(rec);
+                rec.end_record();
             } else if b == b'"' && self.field.iter().all(|c| c.is_ascii_whitespace()) {
                 self.field.clear();
                 self.in_quotes = true;
             } else if b != b'\r' {
-                self.push(b);
+                // Fast path: copy the run of ordinary bytes up to the next special one. `b`
+                // itself is always taken (it may be a quote inside an unquoted field).
+                let start = i - 1;
+                let end = chunk[i..]
+                    .iter()
+                    .position(|&c| c == delim || c == b'\n' || c == b'"' || c == b'\r')
+                    .map_or(chunk.len(), |p| i + p);
+                let room = MAX_FIELD.saturating_sub(self.field.len());
+                let take = (end - start).min(room);
+                self.field.extend_from_slice(&chunk[start..start + take]);
+                self.field_len += (end - start) as u64;
+                i = end;
             }
         }
     }
 
     fn push(&mut self, b: u8) {
+        self.field_len += 1;
         if self.field.len() < MAX_FIELD {
             self.field.push(b);
         }
     }
 
-    fn end_field(&mut self) {
-        let f = self.field.trim_ascii();
-        if !f.is_empty() {
-            self.row_nonempty = true;
-            if is_email(f) {
-                self.counts.emails += 1;
-                self.row_has_id = true;
-            } else if is_phone(f) {
-                self.counts.phones += 1;
-                self.row_has_id = true;
-            } else if f.len() > 6 && f.contains(&b'@') {
-                // Free text: look for addresses among its words.
-                for word in f.split(|b| b.is_ascii_whitespace() || b"<>;,()".contains(b)) {
-                    if is_email(word.trim_ascii_end().strip_suffix(b".").unwrap_or(word)) {
-                        self.counts.emails += 1;
-                        self.row_has_id = true;
-                    }
-                }
-            }
-        }
-        self.field.clear();
-    }
-
-    fn end_row(&mut self) {
-        if self.row_nonempty {
-            self.counts.rows += 1;
-        }
-        if self.row_has_id {
-            self.counts.records += 1;
-        }
-        self.row_has_id = false;
-        self.row_nonempty = false;
-    }
-
-    /// Flushes the last row and returns the counts.
-    pub fn finish(mut self) -> TableCounts {
+    /// Flushes the last row.
+    pub fn finish(&mut self, rec: &mut dyn RowSink) {
         if self.delimiter.is_none() {
             let buffered = std::mem::take(&mut self.sniff);
             self.delimiter = Some(sniff_delimiter(&buffered));
-            self.scan(&buffered);
+            self.scan(&buffered, rec);
         }
         self.in_quotes = false;
-        self.end_field();
-        self.end_row();
-        self.counts
+        if !self.field.is_empty() {
+            self.end_field(rec);
+        }
+        rec.end_record();
     }
 }
 
@@ -175,14 +188,17 @@ fn sniff_delimiter(line: &[u8]) -> u8 {
 mod tests {
     use super::*;
 
+    /// One `check()` per module: (rows, records, emails, phones) of `input` fed in `chunk`s.
     fn check(input: &str, chunk: usize, want: (u64, u64, u64, u64)) {
-        let mut t = TableClassifier::new(None);
+        let mut t = TableReader::new(None);
+        let mut rec = Records::table();
         for c in input.as_bytes().chunks(chunk.max(1)) {
-            t.feed(c);
+            t.feed(c, &mut rec);
         }
-        let c = t.finish();
+        t.finish(&mut rec);
+        let s = rec.finish();
         assert_eq!(
-            (c.rows, c.records, c.emails, c.phones),
+            (s.rows, s.records, s.ids[0], s.ids[1]),
             want,
             "{input:?} chunk {chunk}"
         );
@@ -191,9 +207,9 @@ mod tests {
     #[test]
     fn tables() {
         for chunk in [1, 3, 7, 4096] {
-            check("a,b\nx@y.com,1\n", chunk, (2, 1, 1, 0));
-            check("a;b\n\"Doe; Jane\";jane@doe.org\n", chunk, (2, 1, 1, 0));
-            check("a\tb\njane@doe.org\t+1 415 555 0101\n", chunk, (2, 1, 1, 1));
+            check("a,b\nx@y.com,1\n", chunk, (1, 1, 1, 0));
+            check("a;b\n\"Doe; Jane\";jane@doe.org\n", chunk, (1, 1, 1, 0));
+            check("a\tb\njane@doe.org\t+1 415 555 0101\n", chunk, (1, 1, 1, 1));
             check("\"multi\nline\",x@y.com\n\n\n", chunk, (1, 1, 1, 0));
             check("\"say \"\"hi\"\"\",x@y.com", chunk, (1, 1, 1, 0));
             check(
@@ -202,18 +218,26 @@ mod tests {
                 (2, 1, 1, 0),
             );
             check("", chunk, (0, 0, 0, 0));
+            // A quote inside an unquoted field is text, and never stalls the reader.
+            check(
+                "a,b\nsay 5\" now,x@y.com\nmap.insert(\"k\", 1)\n",
+                chunk,
+                (2, 1, 1, 0),
+            );
         }
     }
 
     #[test]
     fn long_line_is_bounded() {
-        let mut t = TableClassifier::new(Some(b','));
+        let mut t = TableReader::new(Some(b','));
+        let mut rec = Records::table();
         let junk = vec![b'x'; 1 << 20];
         for _ in 0..8 {
-            t.feed(&junk);
+            t.feed(&junk, &mut rec);
         }
-        t.feed(b",a@b.com\n");
+        t.feed(b",a@b.com\n", &mut rec);
         assert!(t.field.capacity() <= 4 * MAX_FIELD);
-        assert_eq!(t.finish().records, 1);
+        t.finish(&mut rec);
+        assert_eq!(rec.finish().records, 1);
     }
 }

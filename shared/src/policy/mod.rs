@@ -12,10 +12,17 @@
 //! file_types = ["csv", "tsv"]
 //! paths = ["~/Downloads/**"]             # globs; empty means every watched place
 //! exclude_paths = ["**/node_modules/**"]
+//! [rule.recognise]                       # optional: the file name OR the headers match
+//! file_names = ["report*.csv"]           # globs on the file name, case-insensitive
+//! headers_any = ["Account Owner"]        # at least one of these column headers
+//! headers_all = ["Email", "Phone"]       # every one of these column headers
 //! [rule.content]
 //! min_records = 50                       # rows carrying at least one identifier
 //! min_findings = { email = 10 }          # per-classifier minimum counts
+//! customer_table = true                  # the classifiers judged it a customer table
 //! ```
+//!
+//! A rule may list `supersedes = ["other.rule"]`: when both match, only it is reported.
 //!
 //! Errors name the file, line, column and field at fault. Unknown fields are errors, so a
 //! typo never silently disables a rule.
@@ -46,8 +53,44 @@ pub struct Rule {
     exclude_paths: Option<GlobSet>,
     pub min_records: Option<u64>,
     pub min_findings: BTreeMap<String, u64>,
+    pub customer_table: Option<bool>,
+    pub recognise: Option<Recognise>,
+    /// Rules this one replaces when both match (one alert per file, the most specific).
+    pub supersedes: Vec<String>,
     /// Where the rule was defined, `file:line`.
     pub origin: String,
+}
+
+/// How a rule recognises a product's export: by file name, or by its header set.
+#[derive(Debug, Clone)]
+pub struct Recognise {
+    file_names: Option<GlobSet>,
+    /// Normalised with [`crate::classify::record::header_key`].
+    pub headers_any: Vec<String>,
+    pub headers_all: Vec<String>,
+}
+
+impl Recognise {
+    /// Which of the two ways matched: `Some("file name")`, `Some("headers")` or `None`.
+    pub fn matched(&self, file_name: &str, headers: &[String]) -> Option<&'static str> {
+        if self
+            .file_names
+            .as_ref()
+            .is_some_and(|g| g.is_match(file_name))
+        {
+            return Some("file name");
+        }
+        let has = |h: &String| headers.contains(h);
+        let any_ok = !self.headers_any.is_empty() && self.headers_any.iter().any(has);
+        let all_ok = !self.headers_all.is_empty() && self.headers_all.iter().all(has);
+        let ok = match (self.headers_any.is_empty(), self.headers_all.is_empty()) {
+            (true, true) => false,
+            (false, true) => any_ok,
+            (true, false) => all_ok,
+            (false, false) => any_ok && all_ok,
+        };
+        ok.then_some("headers")
+    }
 }
 
 /// A validated set of rules from one or more files.
@@ -64,6 +107,8 @@ pub struct Subject<'a> {
     pub action: Action,
     pub path: &'a str,
     pub summary: Option<&'a ContentSummary>,
+    /// The file's column headers as [`crate::classify::record::header_key`]s (device-only).
+    pub headers: &'a [String],
 }
 
 impl PolicySet {
@@ -89,6 +134,13 @@ impl PolicySet {
                 severity: r.severity,
             })
             .collect();
+        let replaced: Vec<&str> = self
+            .rules
+            .iter()
+            .filter(|r| !r.supersedes.is_empty() && out.iter().any(|m| m.id == r.id))
+            .flat_map(|r| r.supersedes.iter().map(String::as_str))
+            .collect();
+        out.retain(|m| !replaced.contains(&m.id.as_str()));
         out.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
         out
     }
@@ -114,9 +166,16 @@ impl Rule {
                 return false;
             }
         }
+        if let Some(r) = &self.recognise {
+            let name = s.path.rsplit(['/', '\\']).next().unwrap_or(s.path);
+            if r.matched(name, s.headers).is_none() {
+                return false;
+            }
+        }
         let needs_content = !self.file_types.is_empty()
             || self.min_records.is_some()
-            || !self.min_findings.is_empty();
+            || !self.min_findings.is_empty()
+            || self.customer_table.is_some();
         if !needs_content {
             return true;
         }
@@ -127,6 +186,12 @@ impl Rule {
             return false;
         }
         if self.min_records.is_some_and(|min| summary.records < min) {
+            return false;
+        }
+        if self
+            .customer_table
+            .is_some_and(|want| summary.customer_table != want)
+        {
             return false;
         }
         self.min_findings
@@ -145,6 +210,7 @@ mod tests {
             records,
             findings: [("email".to_string(), emails)].into_iter().collect(),
             truncated: false,
+            ..Default::default()
         }
     }
 
@@ -159,6 +225,7 @@ mod tests {
             action,
             path,
             summary: s.as_ref(),
+            headers: &[],
         });
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want, "{action:?} {path}");
@@ -231,29 +298,91 @@ actions = ["deleted"]
     fn default_pack_compiles_and_flags_exports_only() {
         let set = PolicySet::default_pack("/home/ada").unwrap();
         assert!(!set.rules.is_empty());
-        let export = summary("csv", 200, 200);
-        let roster = summary("csv", 5, 5);
+        let export = ContentSummary {
+            customer_table: true,
+            ..summary("csv", 200, 200)
+        };
+        let roster = ContentSummary {
+            customer_table: true,
+            ..summary("csv", 5, 5)
+        };
         let p = "/home/ada/Downloads/contacts.csv";
         assert!(!set
             .evaluate(&Subject {
                 action: Action::Created,
                 path: p,
-                summary: Some(&export)
+                summary: Some(&export),
+                headers: &[],
             })
             .is_empty());
         assert!(set
             .evaluate(&Subject {
                 action: Action::Created,
                 path: p,
-                summary: Some(&roster)
+                summary: Some(&roster),
+                headers: &[],
             })
             .is_empty());
         assert!(set
             .evaluate(&Subject {
                 action: Action::Created,
                 path: p,
-                summary: Some(&summary("csv", 0, 0))
+                summary: Some(&summary("csv", 0, 0)),
+                headers: &[],
             })
             .is_empty());
+    }
+
+    #[test]
+    fn recognise_supersede_and_customer_table() {
+        let src = "[[rule]]\nid = \"generic\"\nseverity = \"high\"\n[rule.content]\nmin_records = 50\ncustomer_table = true\n\
+                   [[rule]]\nid = \"acme\"\nseverity = \"high\"\nsupersedes = [\"generic\"]\n[rule.recognise]\nfile_names = [\"ACME-*.csv\"]\nheaders_all = [\"Acme ID\", \"E-mail\"]\n[rule.content]\nmin_records = 50\n";
+        let set = PolicySet::compile(&[("p.toml", src)], "/h").unwrap();
+        let table = ContentSummary {
+            customer_table: true,
+            ..summary("csv", 80, 80)
+        };
+        let eval = |path: &str, headers: &[&str], s: &ContentSummary| -> Vec<String> {
+            let keys: Vec<String> = headers
+                .iter()
+                .map(|h| crate::classify::record::header_key(h))
+                .collect();
+            set.evaluate(&Subject {
+                action: Action::Created,
+                path,
+                summary: Some(s),
+                headers: &keys,
+            })
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
+        };
+        // By file name (case-insensitive), by the whole header set, or not at all.
+        assert_eq!(eval("/d/acme-2024.csv", &[], &table), ["acme"]);
+        assert_eq!(
+            eval("/d/x.csv", &["acme_id", "email", "Name"], &table),
+            ["acme"]
+        );
+        assert_eq!(eval("/d/x.csv", &["Acme ID"], &table), ["generic"]);
+        // Not a customer table: the generic rule stays quiet; the recognised export does not.
+        let plain = summary("csv", 80, 80);
+        assert!(eval("/d/x.csv", &[], &plain).is_empty());
+        assert_eq!(eval("/d/ACME-1.csv", &[], &plain), ["acme"]);
+        let bad = "[[rule]]\nid = \"a\"\nseverity = \"low\"\nsupersedes = [\"nope\"]\n";
+        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "p.toml:4:15: rule[0].supersedes: no rule `nope` to supersede"
+        );
+        let empty = "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[rule.recognise]\n";
+        let err = PolicySet::compile(&[("p.toml", empty)], "/h")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rule[0].recognise: needs file_names, headers_any or headers_all"),
+            "{err}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use super::{PolicySet, Rule};
 use crate::classify::FILE_TYPES;
 use crate::event::{Action, Severity};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -73,6 +73,21 @@ struct RawRule {
     exclude_paths: Vec<Spanned<String>>,
     #[serde(default)]
     content: Option<RawContent>,
+    #[serde(default)]
+    recognise: Option<RawRecognise>,
+    #[serde(default)]
+    supersedes: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecognise {
+    #[serde(default)]
+    file_names: Vec<Spanned<String>>,
+    #[serde(default)]
+    headers_any: Vec<String>,
+    #[serde(default)]
+    headers_all: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -81,10 +96,20 @@ struct RawContent {
     min_records: Option<u64>,
     #[serde(default)]
     min_findings: BTreeMap<Spanned<String>, u64>,
+    customer_table: Option<bool>,
 }
 
 /// Classifier names a `min_findings` table may use.
-const CLASSIFIERS: &[&str] = &["email", "phone", "edm", "cn_id", "card"];
+const CLASSIFIERS: &[&str] = &[
+    "email",
+    "phone",
+    "edm",
+    "cn_id",
+    "card",
+    "disguised",
+    "zip_bomb",
+    "encrypted",
+];
 
 struct Ctx<'a> {
     file: &'a str,
@@ -105,13 +130,26 @@ impl Ctx<'_> {
     }
 
     fn globs(&mut self, field: String, raw: &[Spanned<String>], home: &str) -> Option<GlobSet> {
+        self.globs_with(field, raw, home, false)
+    }
+
+    fn globs_with(
+        &mut self,
+        field: String,
+        raw: &[Spanned<String>],
+        home: &str,
+        case_insensitive: bool,
+    ) -> Option<GlobSet> {
         if raw.is_empty() {
             return None;
         }
         let mut b = GlobSetBuilder::new();
         for g in raw {
             let pattern = expand_home(g.get_ref(), home);
-            match Glob::new(&pattern) {
+            match globset::GlobBuilder::new(&pattern)
+                .case_insensitive(case_insensitive)
+                .build()
+            {
                 Ok(glob) => {
                     b.add(glob);
                 }
@@ -156,6 +194,8 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
+    // (file, line, column, field, id): superseded ids are checked once every file is read.
+    let mut superseded: Vec<(String, usize, usize, String, String)> = Vec::new();
     for (file, src) in files {
         let mut cx = Ctx {
             file,
@@ -212,10 +252,37 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
             let paths = cx.globs(format!("rule[{i}].paths"), &r.paths, home);
             let exclude_paths =
                 cx.globs(format!("rule[{i}].exclude_paths"), &r.exclude_paths, home);
+            let recognise = r.recognise.map(|rc| {
+                let file_names = cx.globs_with(
+                    format!("rule[{i}].recognise.file_names"),
+                    &rc.file_names,
+                    home,
+                    true,
+                );
+                if file_names.is_none() && rc.headers_any.is_empty() && rc.headers_all.is_empty() {
+                    cx.error(
+                        Some(rule_span.clone()),
+                        at("recognise"),
+                        "needs file_names, headers_any or headers_all".into(),
+                    );
+                }
+                let keys = |v: Vec<String>| -> Vec<String> {
+                    v.iter()
+                        .map(|h| crate::classify::record::header_key(h))
+                        .collect()
+                };
+                super::Recognise {
+                    file_names,
+                    headers_any: keys(rc.headers_any),
+                    headers_all: keys(rc.headers_all),
+                }
+            });
             let mut min_findings = BTreeMap::new();
             let mut min_records = None;
+            let mut customer_table = None;
             if let Some(c) = r.content {
                 min_records = c.min_records;
+                customer_table = c.customer_table;
                 for (k, v) in c.min_findings {
                     if !CLASSIFIERS.contains(&k.get_ref().as_str()) {
                         cx.error(
@@ -241,7 +308,31 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 exclude_paths,
                 min_records,
                 min_findings,
+                customer_table,
+                recognise,
+                supersedes: r.supersedes.iter().map(|s| s.get_ref().clone()).collect(),
                 origin,
+            });
+            for s in &r.supersedes {
+                let (line, column) = line_col(src, s.span().start);
+                superseded.push((
+                    file.to_string(),
+                    line,
+                    column,
+                    format!("rule[{i}].supersedes"),
+                    s.get_ref().clone(),
+                ));
+            }
+        }
+    }
+    for (file, line, column, field, id) in superseded {
+        if !seen.contains_key(&id) {
+            errors.push(PolicyError {
+                file,
+                line,
+                column,
+                field: Some(field),
+                message: format!("no rule `{id}` to supersede"),
             });
         }
     }
@@ -276,7 +367,7 @@ mod tests {
     fn errors_point_at_the_fault() {
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"high\"\nactoins = [\"created\"]\n",
-            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`",
+            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`, `recognise`, `supersedes`",
         );
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"hihg\"\n",
@@ -300,7 +391,7 @@ mod tests {
         );
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[rule.content]\nmin_findings = { emial = 3 }\n",
-            "p.toml:5:18: rule[0].content.min_findings: unknown classifier `emial`, expected one of: email, phone, edm, cn_id, card",
+            "p.toml:5:18: rule[0].content.min_findings: unknown classifier `emial`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted",
         );
         check(
             "[[rule]\n",

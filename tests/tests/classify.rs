@@ -1,0 +1,142 @@
+//! Classification quality on a seeded, labelled corpus (exports in CSV/GBK/TSV/XLSX/VCF/
+//! JSON/ZIP, English and Chinese; logs, price lists, source code, financial series, rosters),
+//! and hostile inputs that must end in a finding or a clear error within bounded memory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_agent::scan::scan_file;
+use holdfast_tests::corpus;
+
+#[test]
+fn precision_and_recall_on_the_labelled_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let samples = corpus::labelled(20_241_123);
+    let (mut tp, mut fp, mut fn_, mut tn) = (0u32, 0u32, 0u32, 0u32);
+    let mut wrong = Vec::new();
+    let mut worst_count_error = 0.0f64;
+    for s in &samples {
+        let path = tmp.path().join(&s.name);
+        std::fs::write(&path, &s.bytes).unwrap();
+        let r = scan_file(&path, None).unwrap();
+        let verdict = r.summary.customer_table && r.summary.records >= 50;
+        match (verdict, s.positive) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            (false, false) => tn += 1,
+        }
+        if verdict != s.positive {
+            wrong.push(format!(
+                "{} ({}): records {} table {}",
+                s.name, s.what, r.summary.records, r.summary.customer_table
+            ));
+        }
+        if s.records > 0 {
+            let err = (r.summary.records as f64 - s.records as f64).abs() / s.records as f64;
+            if err > 0.01 {
+                wrong.push(format!(
+                    "{} ({}): records {} vs truth {}",
+                    s.name, s.what, r.summary.records, s.records
+                ));
+            }
+            worst_count_error = worst_count_error.max(err);
+        }
+    }
+    let precision = f64::from(tp) / f64::from(tp + fp).max(1.0);
+    let recall = f64::from(tp) / f64::from(tp + fn_).max(1.0);
+    eprintln!(
+        "{} samples: tp {tp} fp {fp} fn {fn_} tn {tn}; precision {precision:.4} recall {recall:.4}; worst record-count error {:.2} %",
+        samples.len(),
+        worst_count_error * 100.0
+    );
+    assert!(
+        tp >= 100 && tn >= 100,
+        "the corpus must exercise both sides"
+    );
+    assert!(precision >= 0.99 && recall >= 0.99, "misjudged: {wrong:#?}");
+    assert!(worst_count_error <= 0.01, "record counts off: {wrong:#?}");
+}
+
+/// Scans one file with the real binary under a 128 MiB address-space limit: a reader that
+/// buffered a file (or a bomb) would fail to allocate and the scan would not succeed.
+fn scan_bounded(path: &std::path::Path) -> serde_json::Value {
+    let bin = holdfast_tests::bin("holdfast-agent");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 131072; exec '{}' scan --json '{}'",
+            bin.display(),
+            path.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scan of {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn hostile_inputs_end_in_findings_within_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A zip bomb: 512 MiB of zeros in well under a megabyte.
+    let bomb = tmp.path().join("quarterly.zip");
+    {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&bomb).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        w.start_file("customers.csv", opts).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..512 {
+            std::io::Write::write_all(&mut w, &zeros).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 1 << 20);
+    let v = scan_bounded(&bomb);
+    assert_eq!(v["findings"]["zip_bomb"], 1, "{v}");
+    assert_eq!(v["truncated"], true);
+
+    // A 4 GiB sparse file named like an export.
+    let sparse = tmp.path().join("contacts.csv");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let v = scan_bounded(&sparse);
+    assert_eq!(v["size"], 4u64 << 30);
+    assert_eq!(v["file_type"], "binary");
+    assert_eq!(v["findings"]["disguised"], 1, "{v}");
+
+    // Binary junk named .csv.
+    let junk = tmp.path().join("export.csv");
+    let bytes: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&junk, bytes).unwrap();
+    let v = scan_bounded(&junk);
+    assert_eq!(
+        (v["file_type"].as_str(), v["records"].as_u64()),
+        (Some("binary"), Some(0))
+    );
+    assert_eq!(v["disguised"], "extension .csv, content binary");
+
+    // A CSV whose second line is one 100 MB field, with a real row after it.
+    let long = tmp.path().join("long.csv");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&long).unwrap());
+        f.write_all(b"Name,Email\n").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b",\nAda,ada@example.com\n").unwrap();
+    }
+    let v = scan_bounded(&long);
+    assert_eq!(v["findings"]["long_field"], 1, "{v}");
+    assert_eq!(v["records"], 1);
+}
