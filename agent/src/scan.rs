@@ -2,7 +2,7 @@
 //! fixed-size buffer. Used by `holdfast-agent scan` and by the daemon.
 
 use holdfast_shared::classify::{
-    archive, detect_type, disguise, xlsx, Classifier, DEFAULT_BYTE_BUDGET,
+    archive, detect_type, disguise, xls, xlsx, Classifier, DEFAULT_BYTE_BUDGET,
 };
 use holdfast_shared::edm::Matcher;
 use holdfast_shared::event::ContentSummary;
@@ -94,8 +94,16 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
                 reasons.push(e.to_string());
             }
         },
-        "xlsx" => {
-            match xlsx::classify_xlsx(std::fs::File::open(path)?, archive::Limits::default(), edm) {
+        "xlsx" | "xls" => {
+            let file = std::fs::File::open(path)?;
+            let limits = archive::Limits::default();
+            let read = if summary.file_type == "xlsx" {
+                xlsx::classify_xlsx(file, limits, edm).map_err(|e| e.to_string())
+            } else {
+                xls::classify_xls(std::io::BufReader::new(file), limits, edm)
+                    .map_err(|e| e.to_string())
+            };
+            match read {
                 Ok((s, stats)) => {
                     summary = s;
                     reasons = stats.reasons;
@@ -103,7 +111,7 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
                 }
                 Err(e) => {
                     summary.findings.insert("damaged".into(), 1);
-                    reasons.push(e.to_string());
+                    reasons.push(e);
                 }
             }
         }

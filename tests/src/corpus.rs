@@ -150,6 +150,8 @@ pub enum Format {
     CsvGbk,
     Tsv,
     Xlsx,
+    /// Legacy Excel 97–2003 (BIFF8), as Chinese ERP and CRM modules still export.
+    Xls,
     Vcf,
     Json,
     Zip,
@@ -355,6 +357,28 @@ pub fn export(seed: u64, format: Format, chinese: bool, rows: usize) -> (Vec<u8>
             }
             wb.save_to_buffer().unwrap_or_default()
         }
+        Format::Xls => {
+            use holdfast_shared::classify::xls::write::{xls, Cell};
+            let mut rows = vec![header.iter().map(|h| Cell::Text(h.to_string())).collect()];
+            for p in &people {
+                rows.push(
+                    row(p)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(c, v)| match c {
+                            _ if v.is_empty() => Cell::Empty,
+                            // Excel keeps a mobile typed as digits as a number.
+                            2 if v.bytes().all(|b| b.is_ascii_digit()) => {
+                                Cell::Number(v.parse().unwrap_or_default())
+                            }
+                            1 => Cell::Inline(v),
+                            _ => Cell::Text(v),
+                        })
+                        .collect(),
+                );
+            }
+            xls(&[rows])
+        }
         Format::Vcf => {
             let mut out = String::new();
             for p in &people {
@@ -487,6 +511,7 @@ pub fn labelled(seed: u64) -> Vec<Sample> {
         (Format::CsvGbk, "csv"),
         (Format::Tsv, "tsv"),
         (Format::Xlsx, "xlsx"),
+        (Format::Xls, "xls"),
         (Format::Vcf, "vcf"),
         (Format::Json, "json"),
         (Format::Zip, "zip"),

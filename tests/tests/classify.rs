@@ -1,4 +1,4 @@
-//! Classification quality on a seeded, labelled corpus (exports in CSV/GBK/TSV/XLSX/VCF/
+//! Classification quality on a seeded, labelled corpus (exports in CSV/GBK/TSV/XLSX/XLS/VCF/
 //! JSON/ZIP, English and Chinese; logs, price lists, source code, financial series, rosters),
 //! and hostile inputs that must end in a finding or a clear error within bounded memory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -172,7 +172,7 @@ impl Walk {
             let _ = d;
             *self.findings.entry("disguised".into()).or_insert(0) += 1;
         }
-        let nested = matches!(ty, "zip" | "xlsx");
+        let nested = matches!(ty, "zip" | "xlsx" | "xls");
         let mut held: Vec<u8> = Vec::new();
         let mut classifier =
             (!nested).then(|| Classifier::new(ty, u64::MAX).with_edm(self.edm.clone()));
@@ -211,6 +211,12 @@ impl Walk {
             None if depth >= self.limits.max_depth => return Some("nested_too_deep"),
             None if ty == "xlsx" => {
                 match super::xlsx::classify_xlsx(Cursor::new(held), self.limits, self.edm.clone()) {
+                    Ok((s, _)) => s,
+                    Err(_) => return Some("damaged_entry"),
+                }
+            }
+            None if ty == "xls" => {
+                match super::xls::classify_xls(Cursor::new(held), self.limits, self.edm.clone()) {
                     Ok((s, _)) => s,
                     Err(_) => return Some("damaged_entry"),
                 }

@@ -13,6 +13,7 @@ mod json;
 pub mod record;
 mod table;
 mod vcard;
+pub mod xls;
 pub mod xlsx;
 
 pub use decode::{Encoding, TextDecoder};

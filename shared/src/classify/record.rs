@@ -215,6 +215,33 @@ pub struct RecordStats {
     pub edm: u64,
 }
 
+impl RecordStats {
+    /// Adds one sheet's (or part's) statistics to a workbook's: counts add up, roles and
+    /// headers are merged, and its reasons are prefixed with `label`.
+    pub fn absorb(&mut self, s: RecordStats, label: &str) {
+        self.rows += s.rows;
+        self.records += s.records;
+        self.edm += s.edm;
+        for k in 0..4 {
+            self.ids[k] += s.ids[k];
+        }
+        self.header |= s.header;
+        for r in s.roles {
+            if !self.roles.contains(&r) {
+                self.roles.push(r);
+            }
+        }
+        for h in s.headers {
+            if self.headers.len() < 64 && !self.headers.contains(&h) {
+                self.headers.push(h);
+            }
+        }
+        self.customer_table |= s.customer_table;
+        self.reasons
+            .extend(s.reasons.into_iter().map(|r| format!("{label}: {r}")));
+    }
+}
+
 /// The accumulator readers feed.
 #[derive(Debug)]
 pub struct Records {

@@ -46,9 +46,51 @@ fn code_kind(c: u8) -> Option<IdKind> {
         .copied()
 }
 
-struct SharedStrings {
+/// A workbook's shared-string table, reduced to one byte per string (its identifier kind and
+/// customer match), with the text of only the first [`KEEP_TEXT`] strings. XLS uses it too.
+#[derive(Default)]
+pub(super) struct SharedStrings {
     kinds: Vec<u8>,
     texts: Vec<String>,
+}
+
+impl SharedStrings {
+    /// Classifies and records the next string of the table (beyond [`MAX_STRINGS`], nothing).
+    pub(super) fn push(&mut self, text: &[u8], edm: Option<&Matcher>) {
+        if self.kinds.len() >= MAX_STRINGS {
+            return;
+        }
+        let f = text.trim_ascii();
+        let kind = classify_field(f);
+        let hit = match (kind, edm) {
+            (Some(k), Some(m)) if m.matches(k, f) => EDM_HIT,
+            _ => 0,
+        };
+        self.kinds.push(kind_code(kind) | hit);
+        if self.texts.len() < KEEP_TEXT {
+            self.texts.push(String::from_utf8_lossy(f).into_owned());
+        }
+    }
+
+    /// Strings tracked.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Feeds string `index` of the table to `rec` as the next field.
+    pub(super) fn field(&self, index: Option<usize>, rec: &mut Records) {
+        match index {
+            Some(i) if i < self.kinds.len() => {
+                let code = self.kinds[i];
+                let text = self.texts.get(i).map_or(&b"\x01"[..], |t| t.as_bytes());
+                rec.field_with(text, code_kind(code), Some(code & EDM_HIT != 0));
+            }
+            // Beyond the strings tracked: text of unknown kind.
+            Some(_) => rec.field_with(b"\x01", None, None),
+            None => rec.field(b""),
+        }
+    }
 }
 
 fn xml_err(part: &str, e: impl std::fmt::Display) -> XlsxError {
@@ -63,10 +105,7 @@ fn shared_strings<R: Read + Seek>(
     limits: Limits,
     edm: Option<&Matcher>,
 ) -> Result<SharedStrings, XlsxError> {
-    let mut out = SharedStrings {
-        kinds: Vec::new(),
-        texts: Vec::new(),
-    };
+    let mut out = SharedStrings::default();
     let part = "xl/sharedStrings.xml";
     let Ok(file) = zip.by_name(part) else {
         return Ok(out);
@@ -88,18 +127,7 @@ fn shared_strings<R: Read + Seek>(
                 let room = MAX_FIELD.saturating_sub(text.len());
                 text.extend_from_slice(&raw.as_bytes()[..raw.len().min(room)]);
             }
-            Event::End(e) if e.local_name().as_ref() == b"si" && out.kinds.len() < MAX_STRINGS => {
-                let f = text.trim_ascii();
-                let kind = classify_field(f);
-                let hit = match (kind, edm) {
-                    (Some(k), Some(m)) if m.matches(k, f) => EDM_HIT,
-                    _ => 0,
-                };
-                out.kinds.push(kind_code(kind) | hit);
-                if out.texts.len() < KEEP_TEXT {
-                    out.texts.push(String::from_utf8_lossy(f).into_owned());
-                }
-            }
+            Event::End(e) if e.local_name().as_ref() == b"si" => out.push(&text, edm),
             Event::Eof => break,
             _ => {}
         }
@@ -149,29 +177,7 @@ pub fn classify_xlsx<R: Read + Seek>(
         let size = file.size();
         let s = sheet(file.take(limits.max_total), part, &strings, edm.clone())?;
         truncated |= size > limits.max_total;
-        total.rows += s.rows;
-        total.records += s.records;
-        total.edm += s.edm;
-        for k in 0..4 {
-            total.ids[k] += s.ids[k];
-        }
-        total.header |= s.header;
-        for r in s.roles {
-            if !total.roles.contains(&r) {
-                total.roles.push(r);
-            }
-        }
-        for h in s.headers {
-            if total.headers.len() < 64 && !total.headers.contains(&h) {
-                total.headers.push(h);
-            }
-        }
-        if s.customer_table {
-            total.customer_table = true;
-        }
-        total
-            .reasons
-            .extend(s.reasons.into_iter().map(|r| format!("{part}: {r}")));
+        total.absorb(s, part);
     }
     let summary = super::summarize("xlsx", &total, truncated, None);
     Ok((summary, total))
@@ -231,16 +237,7 @@ fn sheet(
                     let idx: Option<usize> = std::str::from_utf8(&value)
                         .ok()
                         .and_then(|v| v.trim().parse().ok());
-                    match idx {
-                        Some(i) if i < strings.kinds.len() => {
-                            let code = strings.kinds[i];
-                            let text = strings.texts.get(i).map_or(&b"\x01"[..], |t| t.as_bytes());
-                            rec.field_with(text, code_kind(code), Some(code & EDM_HIT != 0));
-                        }
-                        // Beyond the strings tracked: text of unknown kind.
-                        Some(_) => rec.field_with(b"\x01", None, None),
-                        None => rec.field(b""),
-                    }
+                    strings.field(idx, &mut rec);
                 } else {
                     // Numbers, inline strings, formulas' cached text: classified as written.
                     // A number-typed mobile (13800138000) is a plain digit run here.
