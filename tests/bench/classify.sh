@@ -29,7 +29,7 @@ with open(f'{d}/export.csv', 'w') as f:
         line = f'Ann{i},Lee{i},{email},{phone},Acme {i%5000} Inc,San Francisco,2024-01-{i%28+1:02d}\n'
         f.write(line); size += len(line); i += 1
 # A ~50 MB XLSX export written the way Excel does: shared strings, one sheet.
-rows = 1_300_000
+rows = 1_600_000
 with zipfile.ZipFile(f'{d}/export.xlsx', 'w', zipfile.ZIP_DEFLATED) as z:
     z.writestr('[Content_Types].xml', '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
     with z.open('xl/sharedStrings.xml', 'w') as s:
