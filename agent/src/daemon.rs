@@ -169,6 +169,12 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         edm,
         wake,
         heartbeat: config.heartbeat,
+        orders: crate::orders::Executor {
+            data_dir: config.data_dir.clone(),
+            home: config.home.clone(),
+            watch: config.watch.clone(),
+        },
+        refused_orders: Default::default(),
     };
     Ok(Daemon {
         roots: watcher.roots.clone(),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod enroll;
 pub mod identity;
+pub mod orders;
 pub mod pipeline;
 pub mod policy_files;
 pub mod process;

@@ -350,6 +350,8 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         "policy_source": Some(meta("policy_source")).filter(|s| !s.is_empty()),
         "edm_version": Some(meta("edm_version")).filter(|s| !s.is_empty()),
         "last_update_error": Some(meta("last_update_error")).filter(|s| !s.is_empty()),
+        "last_order": Some(meta("last_order")).filter(|s| !s.is_empty()),
+        "last_order_error": Some(meta("last_order_error")).filter(|s| !s.is_empty()),
     });
     if json {
         println!("{v}");
@@ -370,6 +372,12 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
             v["policy_source"].as_str().unwrap_or("unknown")
         );
         println!("last error  {}", v["last_error"].as_str().unwrap_or("none"));
+        if let Some(o) = v["last_order"].as_str() {
+            println!("last order  {o}");
+        }
+        if let Some(e) = v["last_order_error"].as_str() {
+            println!("order error {e}");
+        }
         println!("watching    {}", meta("watching").replace('\n', ", "));
     }
     Ok(ExitCode::SUCCESS)

@@ -113,6 +113,10 @@ pub struct Uplink {
     /// Signalled by the pipeline when it spooled something.
     pub wake: Arc<Notify>,
     pub heartbeat: Duration,
+    /// Carries out revocation orders.
+    pub orders: crate::orders::Executor,
+    /// Hashes of order envelopes already refused (logged once, not at every heartbeat).
+    pub refused_orders: std::collections::HashSet<String>,
 }
 
 /// Why a drain ended without an error.
@@ -247,14 +251,15 @@ impl Uplink {
             spool_backlog: spool.backlog()?,
             edm_version: self.edm.current().map(|a| a.version).unwrap_or_default(),
         };
-        let (through_seq, renew, updates, edm) = match exchange(conn, &hello).await? {
+        let (through_seq, renew, updates, edm, orders) = match exchange(conn, &hello).await? {
             Message::Sync {
                 through_seq,
                 renew,
                 updates,
                 edm,
+                orders,
                 ..
-            } => (through_seq, renew, updates, edm),
+            } => (through_seq, renew, updates, edm, orders),
             other => return Err(refused(other)),
         };
         // Also when nothing was ever committed: the ack is where a pending drop report is written.
@@ -304,11 +309,63 @@ impl Uplink {
                 Err(e) => return Err(e),
             }
         }
+        for env in &orders {
+            self.order(spool, conn, env).await?;
+        }
         if renew {
             self.renew(conn).await?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Verifies one revocation order, carries it out once (off the async threads: it reads
+    /// and moves files), and sends its receipts until the collector acknowledges them.
+    async fn order(
+        &mut self,
+        spool: &Spool,
+        conn: &quinn::Connection,
+        env: &holdfast_shared::signed::Signed,
+    ) -> Result<(), UplinkError> {
+        let order = match crate::orders::verify(env, &self.identity) {
+            Ok(o) => o,
+            Err(e) => {
+                let hash = holdfast_shared::sha256_hex(&env.signature);
+                if self.refused_orders.len() < 1024 && self.refused_orders.insert(hash) {
+                    warn!(error = %e, "revocation order refused; nothing done");
+                    spool.set_meta("last_order_error", &e.to_string())?;
+                }
+                return Ok(());
+            }
+        };
+        info!(order = %order.id, user = %order.user, actions = order.actions.len(), "carrying out a revocation order");
+        let exec = self.orders.clone();
+        let edm = self.edm.matcher();
+        let id = order.id.clone();
+        let receipts = tokio::task::spawn_blocking(move || exec.carry_out(&order, edm, now_ms()))
+            .await
+            .map_err(|e| UplinkError::Refused {
+                code: "order_panicked".into(),
+                message: e.to_string(),
+            })?;
+        for r in &receipts {
+            info!(order = %id, action = %r.action, ok = r.ok, items = r.items, "order action done");
+        }
+        match exchange(
+            conn,
+            &Message::OrderReceipt {
+                order_id: id.clone(),
+                receipts,
+            },
+        )
+        .await?
+        {
+            Message::ReceiptAck { order_id } if order_id == id => {
+                spool.set_meta("last_order", &id)?;
+                Ok(())
+            }
+            other => Err(refused(other)),
+        }
     }
 
     /// Fetches a customer set in frame-sized pieces, bounded by [`wire::MAX_EDM`].

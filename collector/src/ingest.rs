@@ -455,11 +455,19 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     let renew = renew_due(&device, &fp, now);
                     let result = with_store(&state, move |s| {
                         let seq = s.heartbeat(&d, &beat, now, tolerance)?;
-                        Ok((seq, s.current_policy()?, s.current_edm_info()?))
+                        let orders = s.orders_due(&d.id, now)?;
+                        Ok((seq, s.current_policy()?, s.current_edm_info()?, orders))
                     })
                     .await;
                     match result {
-                        Ok((through_seq, policy, edm)) => {
+                        Ok((through_seq, policy, edm, orders)) => {
+                            let orders: Vec<Signed> = orders
+                                .iter()
+                                .filter_map(|b| Signed::from_bytes(b).ok())
+                                .collect();
+                            if !orders.is_empty() {
+                                info!(orders = orders.len(), "revocation orders delivered");
+                            }
                             let updates = policy
                                 .filter(|p| p.version != policy_version)
                                 .and_then(|p| Signed::from_bytes(&p.signed).ok())
@@ -474,6 +482,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                                 renew,
                                 updates,
                                 edm,
+                                orders,
                             }
                         }
                         Err(e) => {
@@ -503,6 +512,26 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     }
                 }
                 Message::RenewRequest { csr_der } => renew(&state, &device, &csr_der).await,
+                Message::OrderReceipt { order_id, receipts } => {
+                    let id = device.id.clone();
+                    let oid = order_id.clone();
+                    let ok = receipts.iter().all(|r| r.ok);
+                    match with_store(&state, move |s| {
+                        s.record_receipt(&id, &oid, &receipts, crate::now_ms())
+                    })
+                    .await
+                    {
+                        Ok(true) => {
+                            info!(order = %order_id, ok, "order receipt recorded");
+                            Message::ReceiptAck { order_id }
+                        }
+                        Ok(false) => error("unknown_order", "no such order for this device"),
+                        Err(e) => {
+                            warn!(error = %e, "cannot record a receipt");
+                            error("internal", "store error")
+                        }
+                    }
+                }
                 _ => {
                     reply(&mut send, &error("protocol", "unexpected message")).await;
                     conn.close(close::PROTOCOL.into(), b"unexpected message");

@@ -6,6 +6,7 @@ pub mod config;
 pub mod edm;
 pub mod ingest;
 pub mod limits;
+pub mod offboard;
 pub mod pki;
 pub mod policies;
 pub mod quickstart;

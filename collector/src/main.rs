@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: ListCommand,
     },
+    /// The append-only audit log: who did what, when, from where.
+    Audit {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -88,6 +93,119 @@ enum Command {
         #[command(subcommand)]
         command: EdmCommand,
     },
+    /// Offboard a leaver: every device of USER gets a signed order (quarantine customer
+    /// files, strip access, purge CRM caches, as the policy's [offboard] says), carried out at
+    /// the effective time or when the device next connects. Idempotent.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Offboard {
+        #[command(subcommand)]
+        command: Option<OffboardCommand>,
+        /// The user, as enrolled (see `devices list`).
+        #[arg(required = true)]
+        user: Option<String>,
+        /// When the orders take effect: `now`, or an RFC 3339 time such as
+        /// 2026-12-01T18:00:00Z.
+        #[arg(long, default_value = "now")]
+        effective: String,
+        /// How far back the look-back report reaches, e.g. 90d.
+        #[arg(long, default_value = "90d")]
+        lookback: String,
+        /// Why (kept in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffboardCommand {
+    /// Where each device of USER stands: pending, delivered, done or failed, with receipts.
+    Status {
+        user: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Undo a mistaken offboarding: devices put quarantined files back byte-identical and
+    /// give stripped access back. Idempotent.
+    Restore {
+        user: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+/// The operator and host, for the audit log.
+fn cli_actor() -> holdfast_collector::offboard::Actor {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    holdfast_collector::offboard::Actor {
+        who: format!("cli:{who}"),
+        origin: format!("cli@{}", holdfast_agent::enroll::hostname()),
+    }
+}
+
+/// `now` or an RFC 3339 time, in milliseconds since the epoch.
+fn parse_when(flag: &str, v: &str) -> anyhow::Result<i64> {
+    if v == "now" {
+        return Ok(holdfast_collector::now_ms());
+    }
+    let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{flag} `{v}`: expected `now` or a time like 2026-12-01T18:00:00Z ({e})"
+            )
+        })?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
+    println!(
+        "{}: offboarded {} (effective {}), look-back {} days{}{}",
+        st.user,
+        fmt_ms(st.started_ms),
+        fmt_ms(st.effective_ms),
+        st.lookback_ms / 86_400_000,
+        if st.reason.is_empty() {
+            String::new()
+        } else {
+            format!(", reason: {}", st.reason)
+        },
+        st.restored_ms
+            .map(|t| format!(", RESTORED {}", fmt_ms(t)))
+            .unwrap_or_default()
+    );
+    if st.devices.is_empty() {
+        println!("  no devices");
+    }
+    for d in &st.devices {
+        println!(
+            "  {:<22} {:<20} {}",
+            d.device_id,
+            d.hostname,
+            d.state.to_uppercase()
+        );
+        for o in &d.orders {
+            println!("    {} {} {}", o.kind, o.id, o.state);
+            for r in &o.receipts {
+                println!(
+                    "      {:<13} {:<6} items={:<6} bytes={:<10} {}",
+                    r.action,
+                    if r.ok { "ok" } else { "FAILED" },
+                    r.items,
+                    r.bytes,
+                    r.detail
+                );
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -258,7 +376,79 @@ fn open_store(c: &Config) -> anyhow::Result<Store> {
 }
 
 fn real_main(command: Command) -> anyhow::Result<ExitCode> {
+    use holdfast_collector::offboard;
     match command {
+        Command::Offboard {
+            command: Some(OffboardCommand::Status { user, json, at }),
+            ..
+        } => {
+            let store = open_store(&at.config()?)?;
+            let st = offboard::status(&store, &user, holdfast_collector::now_ms())?;
+            if json {
+                println!("{}", serde_json::to_string(&st)?);
+            } else {
+                print_offboard_status(&st);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Offboard {
+            command: Some(OffboardCommand::Restore { user, reason, at }),
+            ..
+        } => {
+            let c = at.config()?;
+            let mut store = open_store(&c)?;
+            let mut actor = cli_actor();
+            if !reason.is_empty() {
+                actor.origin = format!("{} ({reason})", actor.origin);
+            }
+            if offboard::restore(&c, &mut store, &user, &actor, holdfast_collector::now_ms())? {
+                println!("{user}: restore ordered; devices put files and access back when they next connect");
+            } else {
+                println!("{user}: already restored; nothing changed");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Offboard {
+            command: None,
+            user,
+            effective,
+            lookback,
+            reason,
+            json,
+            at,
+        } => {
+            let user = user.ok_or_else(|| anyhow::anyhow!("USER: required"))?;
+            let c = at.config()?;
+            let mut store = open_store(&c)?;
+            let lookback = humantime::parse_duration(&lookback)
+                .map_err(|e| anyhow::anyhow!("--lookback `{lookback}`: {e}"))?;
+            let req = offboard::Request {
+                user: user.clone(),
+                effective_ms: parse_when("--effective", &effective)?,
+                lookback_ms: lookback.as_millis() as i64,
+                reason,
+            };
+            let now = holdfast_collector::now_ms();
+            let started = offboard::start(&c, &mut store, &req, &cli_actor(), now)?;
+            if json {
+                println!("{}", serde_json::to_string(&started)?);
+            } else if started.started {
+                println!(
+                    "{user}: offboarding started; {} device(s) receive a signed order {}",
+                    started.devices,
+                    if started.effective_ms > now {
+                        format!("effective {}", fmt_ms(started.effective_ms))
+                    } else {
+                        "now, or when they next connect".to_string()
+                    }
+                );
+                println!("follow it with: holdfast-collector offboard status {user}");
+            } else {
+                println!("{user}: already being offboarded; nothing changed");
+                println!("follow it with: holdfast-collector offboard status {user}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config } => {
             let c = Config::load(&config)?;
             runtime()?.block_on(async {
@@ -396,6 +586,33 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                             Some(t) => format!("REVOKED {}", fmt_ms(t)),
                             None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
                         }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: ListCommand::List { json, limit, at },
+        } => {
+            let log = open_store(&at.config()?)?.audit_log(limit)?;
+            if json {
+                print_json_lines(&log)?;
+            } else if log.is_empty() {
+                println!("no audit entries");
+            } else {
+                println!(
+                    "{:<20}  {:<24} {:<28} {:<18} {:<24} DETAIL",
+                    "TIME", "ACTOR", "ORIGIN", "ACTION", "TARGET"
+                );
+                for e in &log {
+                    println!(
+                        "{:<20}  {:<24} {:<28} {:<18} {:<24} {}",
+                        fmt_ms(e.time_ms),
+                        e.actor,
+                        e.origin,
+                        e.action,
+                        e.target,
+                        e.detail
                     );
                 }
             }

@@ -128,6 +128,12 @@ impl Signed {
         Ok(body)
     }
 
+    /// Decodes the body without verifying it: only for the signer reading back envelopes it
+    /// signed and stored itself. Anything received is checked with [`Signed::verify`].
+    pub fn decode_unverified(&self) -> Result<SignedBody, VerifyError> {
+        rmp_serde::from_slice(&self.body).map_err(|e| VerifyError::Malformed(e.to_string()))
+    }
+
     /// The stored form (MessagePack), for keeping the last good envelope on disk.
     pub fn to_bytes(&self) -> Result<Vec<u8>, SignError> {
         rmp_serde::to_vec_named(self).map_err(|e| SignError::Encode(e.to_string()))

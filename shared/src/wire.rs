@@ -102,7 +102,18 @@ pub enum Message {
         /// for one frame).
         #[serde(default)]
         edm: Option<EdmOffer>,
+        /// Signed revocation orders for this device not yet receipted (kind `order`).
+        #[serde(default)]
+        orders: Vec<Signed>,
     },
+    /// Agent → collector: how each action of an order went. Sent again until acknowledged;
+    /// the collector records the first and acknowledges every copy.
+    OrderReceipt {
+        order_id: String,
+        receipts: Vec<crate::order::ActionReceipt>,
+    },
+    /// Collector → agent: the receipt for `order_id` is committed.
+    ReceiptAck { order_id: String },
     /// Agent → collector: the next piece of the customer set `version`, from `offset`.
     EdmChunkRequest { version: String, offset: u64 },
     /// Collector → agent: a piece of the signed customer set (a [`Signed`] in stored form).
@@ -344,6 +355,23 @@ mod tests {
                 version: "e2".into(),
                 size: 10,
             }),
+            orders: vec![Signed {
+                body: vec![4],
+                signature: vec![5; 64],
+            }],
+        });
+        check(Message::OrderReceipt {
+            order_id: "ord-1".into(),
+            receipts: vec![crate::order::ActionReceipt {
+                action: "quarantine".into(),
+                ok: false,
+                items: 2,
+                bytes: 300,
+                detail: "a: denied".into(),
+            }],
+        });
+        check(Message::ReceiptAck {
+            order_id: "ord-1".into(),
         });
         check(Message::EdmChunkRequest {
             version: "e2".into(),

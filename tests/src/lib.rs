@@ -333,17 +333,29 @@ impl Agent {
 
     /// Enrolls without starting; `extra` config lines are appended (e.g. `spool_max = ...`).
     pub fn enroll(root: &Path, collector: &Collector, user: &str, extra: &str) -> Agent {
-        let data_dir = root.join(format!("agent-{user}"));
-        let watched = root.join(format!("home-{user}/Downloads"));
+        Agent::enroll_device(root, collector, user, user, extra)
+    }
+
+    /// Like [`Agent::enroll`], for one of several devices of `user`: `device` names its data
+    /// directory, config and home (`home-{device}`).
+    pub fn enroll_device(
+        root: &Path,
+        collector: &Collector,
+        user: &str,
+        device: &str,
+        extra: &str,
+    ) -> Agent {
+        let data_dir = root.join(format!("agent-{device}"));
+        let watched = root.join(format!("home-{device}/Downloads"));
         std::fs::create_dir_all(&watched).expect("watched dir");
-        let config = root.join(format!("agent-{user}.toml"));
+        let config = root.join(format!("agent-{device}.toml"));
         std::fs::write(
             &config,
             format!(
                 "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nhome = {:?}\n{extra}\n",
                 data_dir.display().to_string(),
                 watched.display().to_string(),
-                root.join(format!("home-{user}")).display().to_string()
+                root.join(format!("home-{device}")).display().to_string()
             ),
         )
         .expect("agent config");
@@ -368,6 +380,14 @@ impl Agent {
             proc: None,
             env: Vec::new(),
         }
+    }
+
+    /// The home folder (`~`) this agent was configured with.
+    pub fn home(&self) -> PathBuf {
+        self.watched
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Starts the daemon and waits until it watches.

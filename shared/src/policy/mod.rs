@@ -36,10 +36,16 @@ use globset::GlobSet;
 use std::collections::BTreeMap;
 
 /// The default policy pack, compiled into the binaries: `(file name, TOML source)`.
-pub const DEFAULT_PACK: &[(&str, &str)] = &[(
-    "crm-export.toml",
-    include_str!("../../../policies/crm-export.toml"),
-)];
+pub const DEFAULT_PACK: &[(&str, &str)] = &[
+    (
+        "crm-export.toml",
+        include_str!("../../../policies/crm-export.toml"),
+    ),
+    (
+        "offboard.toml",
+        include_str!("../../../policies/offboard.toml"),
+    ),
+];
 
 /// One validated rule.
 #[derive(Debug, Clone)]
@@ -97,8 +103,63 @@ impl Recognise {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub rules: Vec<Rule>,
+    /// What a device does when its user is offboarded (`[offboard]`; defaults otherwise).
+    pub offboard: OffboardPlan,
     /// SHA-256 over the sources, so agent and collector can tell which version runs.
     pub version: String,
+}
+
+/// The offboarding actions a policy pack configures. Paths keep their `~`: each device
+/// expands it for its own user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffboardPlan {
+    /// Quarantine customer files (default: yes).
+    pub quarantine: bool,
+    /// Where to look for them (empty: the agent's watched places).
+    pub quarantine_paths: Vec<String>,
+    /// A customer table with this many records is a customer file (default 10).
+    pub quarantine_min_records: u64,
+    /// Folders whose access is taken from the user.
+    pub strip_access: Vec<String>,
+    /// Caches deleted (CRM offline data and tokens).
+    pub purge: Vec<String>,
+}
+
+impl Default for OffboardPlan {
+    fn default() -> OffboardPlan {
+        OffboardPlan {
+            quarantine: true,
+            quarantine_paths: Vec::new(),
+            quarantine_min_records: 10,
+            strip_access: Vec::new(),
+            purge: Vec::new(),
+        }
+    }
+}
+
+impl OffboardPlan {
+    /// The order actions this plan asks of a device.
+    pub fn actions(&self) -> Vec<crate::order::OrderAction> {
+        use crate::order::OrderAction;
+        let mut out = Vec::new();
+        if self.quarantine {
+            out.push(OrderAction::Quarantine {
+                paths: self.quarantine_paths.clone(),
+                min_records: self.quarantine_min_records,
+            });
+        }
+        if !self.strip_access.is_empty() {
+            out.push(OrderAction::StripAccess {
+                paths: self.strip_access.clone(),
+            });
+        }
+        if !self.purge.is_empty() {
+            out.push(OrderAction::Purge {
+                paths: self.purge.clone(),
+            });
+        }
+        out
+    }
 }
 
 /// What a rule is evaluated against.

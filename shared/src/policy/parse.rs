@@ -54,6 +54,44 @@ impl fmt::Display for PolicyErrors {
 struct RawFile {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    offboard: Option<Spanned<RawOffboard>>,
+}
+
+/// `[offboard]`: what a device does when its user is offboarded.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffboard {
+    quarantine: Option<bool>,
+    #[serde(default)]
+    quarantine_paths: Vec<Spanned<String>>,
+    quarantine_min_records: Option<u64>,
+    #[serde(default)]
+    strip_access: Vec<Spanned<String>>,
+    #[serde(default)]
+    purge: Vec<Spanned<String>>,
+}
+
+/// Why a folder cannot be an offboarding target; `None` when it can. Deleting or locking
+/// `~` or `/` by a typo must be impossible, so a target is an absolute path or under `~/`,
+/// at least two levels deep (one under `~`), without `..`.
+fn unsafe_target(p: &str) -> Option<&'static str> {
+    let rest = if let Some(r) = p.strip_prefix("~/") {
+        r
+    } else if let Some(r) = p.strip_prefix('/') {
+        r
+    } else {
+        return Some("must be absolute or start with `~/`");
+    };
+    let parts: Vec<&str> = rest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Some("must not contain `..`");
+    }
+    let min = if p.starts_with('~') { 1 } else { 2 };
+    (parts.len() < min)
+        .then_some("is too broad: name a folder inside the home or two levels below `/`")
 }
 
 #[derive(Deserialize)]
@@ -193,6 +231,7 @@ pub fn locate(src: &str, err: &toml::de::Error) -> (usize, usize, String) {
 pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, PolicyErrors> {
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let mut offboard: Option<(super::OffboardPlan, String)> = None;
     let mut seen: HashMap<String, String> = HashMap::new();
     // (file, line, column, field, id): superseded ids are checked once every file is read.
     let mut superseded: Vec<(String, usize, usize, String, String)> = Vec::new();
@@ -209,6 +248,39 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 continue;
             }
         };
+        if let Some(o) = raw.offboard {
+            let span = o.span();
+            let o = o.into_inner();
+            let (line, _) = line_col(src, span.start);
+            if let Some((_, first)) = &offboard {
+                cx.error(
+                    Some(span),
+                    Some("offboard".into()),
+                    format!("[offboard] is already defined at {first}"),
+                );
+            } else {
+                let mut check = |field: &str, v: &[Spanned<String>]| -> Vec<String> {
+                    for p in v {
+                        if let Some(why) = unsafe_target(p.get_ref()) {
+                            cx.error(
+                                Some(p.span()),
+                                Some(format!("offboard.{field}")),
+                                format!("`{}` {why}", p.get_ref()),
+                            );
+                        }
+                    }
+                    v.iter().map(|p| p.get_ref().clone()).collect()
+                };
+                let plan = super::OffboardPlan {
+                    quarantine: o.quarantine.unwrap_or(true),
+                    quarantine_paths: check("quarantine_paths", &o.quarantine_paths),
+                    quarantine_min_records: o.quarantine_min_records.unwrap_or(10),
+                    strip_access: check("strip_access", &o.strip_access),
+                    purge: check("purge", &o.purge),
+                };
+                offboard = Some((plan, format!("{file}:{line}")));
+            }
+        }
         for (i, spanned) in raw.rule.into_iter().enumerate() {
             let rule_span = spanned.span();
             let r = spanned.into_inner();
@@ -348,6 +420,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     }
     Ok(PolicySet {
         rules,
+        offboard: offboard.map(|(plan, _)| plan).unwrap_or_default(),
         version: crate::sha256_hex(&digest_input)[..16].to_string(),
     })
 }
@@ -361,6 +434,50 @@ mod tests {
         let errs = compile(&[("p.toml", src)], "/home/u").unwrap_err();
         assert_eq!(errs.0.len(), 1, "{errs}");
         assert_eq!(errs.0[0].to_string(), want);
+    }
+
+    #[test]
+    fn offboard_targets_are_validated() {
+        let ok = PolicySet::compile(
+            &[(
+                "o.toml",
+                "[offboard]\nstrip_access = [\"~/Customers\"]\npurge = [\"/var/cache/crm\"]\nquarantine_min_records = 5\n",
+            )],
+            "/home/kim",
+        )
+        .unwrap();
+        assert_eq!(ok.offboard.strip_access, ["~/Customers"]);
+        assert_eq!(ok.offboard.quarantine_min_records, 5);
+        assert!(ok.offboard.quarantine);
+        check(
+            "[offboard]\npurge = [\"~/\"]\n",
+            "p.toml:2:10: offboard.purge: `~/` is too broad: name a folder inside the home or two levels below `/`",
+        );
+        check(
+            "[offboard]\npurge = [\"~/a/../..\"]\n",
+            "p.toml:2:10: offboard.purge: `~/a/../..` must not contain `..`",
+        );
+        check(
+            "[offboard]\nstrip_access = [\"/home\"]\n",
+            "p.toml:2:17: offboard.strip_access: `/home` is too broad: name a folder inside the home or two levels below `/`",
+        );
+        check(
+            "[offboard]\nstrip_access = [\"Customers\"]\n",
+            "p.toml:2:17: offboard.strip_access: `Customers` must be absolute or start with `~/`",
+        );
+        let twice = PolicySet::compile(
+            &[
+                ("a.toml", "[offboard]\n"),
+                ("b.toml", "\n[offboard]\npurge = []\n"),
+            ],
+            "/h",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            twice,
+            "b.toml:2:1: offboard: [offboard] is already defined at a.toml:1"
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 
+mod offboard;
+pub use offboard::{AuditEntry, NewOrder, OffboardRow, OrderRow};
+
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +55,7 @@ pub mod system_rules {
 }
 
 /// A registered device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Device {
     pub id: String,
     pub user: String,
@@ -241,6 +244,41 @@ CREATE TABLE IF NOT EXISTS edm_sets (
     customers INTEGER NOT NULL,
     signed BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS offboardings (
+    user TEXT PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    effective_ms INTEGER NOT NULL,
+    lookback_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    restored_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    effective_ms INTEGER NOT NULL,
+    signed BLOB NOT NULL,
+    delivered_ms INTEGER,
+    done_ms INTEGER,
+    ok INTEGER,
+    receipts TEXT
+);
+CREATE INDEX IF NOT EXISTS orders_device ON orders (device_id, done_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS policy_bundles (
     id INTEGER PRIMARY KEY,
     version TEXT NOT NULL,

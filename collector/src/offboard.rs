@@ -1,0 +1,402 @@
+//! Offboarding: one command turns a leaver into signed, durable revocation orders for each
+//! of their devices (carried out at the effective time, delivered at each device's next
+//! heartbeat, surviving restarts because they live in the database), a status per device
+//! from the devices' receipts, and a restore that undoes it. Every step is audited.
+
+use crate::config::Config;
+use crate::store::{AuditEntry, NewOrder, OffboardRow, OrderRow, Store, StoreError};
+use holdfast_shared::order::{ActionReceipt, Order, OrderAction, OrderError};
+use holdfast_shared::policy::{PolicySet, DEFAULT_PACK};
+use holdfast_shared::signed::{kind, PolicyBundle, SignError, Signed, SignedBody};
+use rand::RngCore;
+use serde::Serialize;
+
+/// Why an offboarding operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OffboardError {
+    /// No device was ever enrolled for this user and no token was ever issued to them.
+    #[error("unknown user `{0}`: no device or enrollment token was ever issued to them")]
+    UnknownUser(String),
+    /// There is nothing to restore or report: the user was never offboarded.
+    #[error("`{0}` has not been offboarded")]
+    NotOffboarded(String),
+    /// The signing key could not be loaded.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// An order could not be signed or encoded.
+    #[error("signing an order: {0}")]
+    Sign(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<SignError> for OffboardError {
+    fn from(e: SignError) -> Self {
+        OffboardError::Sign(e.to_string())
+    }
+}
+
+impl From<OrderError> for OffboardError {
+    fn from(e: OrderError) -> Self {
+        OffboardError::Sign(e.to_string())
+    }
+}
+
+/// Who asked, and from where (for the audit log).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub who: String,
+    pub origin: String,
+}
+
+/// What to offboard.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub user: String,
+    pub effective_ms: i64,
+    pub lookback_ms: i64,
+    pub reason: String,
+}
+
+/// The offboarding actions of the policy in force: the published bundle's, or the built-in
+/// pack's when none was published.
+pub fn policy_in_force(store: &Store) -> Result<PolicySet, OffboardError> {
+    let published = store.current_policy()?.and_then(|p| {
+        let env = Signed::from_bytes(&p.signed).ok()?;
+        // Our own signature over our own stored bytes: decoding is enough here.
+        let body = env.decode_unverified().ok()?;
+        let bundle = PolicyBundle::from_bytes(&body.payload).ok()?;
+        let refs: Vec<(&str, &str)> = bundle
+            .files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect();
+        PolicySet::compile(&refs, "~").ok()
+    });
+    match published {
+        Some(set) => Ok(set),
+        None => PolicySet::compile(DEFAULT_PACK, "~")
+            .map_err(|e| OffboardError::Sign(format!("built-in policy pack: {e}"))),
+    }
+}
+
+fn new_order_id() -> String {
+    let mut b = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("ord-{}", hex::encode(b))
+}
+
+/// Signs one order per device of `user`.
+fn sign_orders(
+    config: &Config,
+    store: &Store,
+    user: &str,
+    order_kind: &str,
+    actions: &[OrderAction],
+    effective_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<NewOrder>, OffboardError> {
+    let key = crate::pki::signing_key(&config.data_dir)?;
+    let mut out = Vec::new();
+    for d in store.devices()?.into_iter().filter(|d| d.user == user) {
+        let order = Order {
+            id: new_order_id(),
+            device_id: d.id.clone(),
+            user: user.to_string(),
+            actions: actions.to_vec(),
+        };
+        let signed = Signed::sign(
+            &key,
+            &SignedBody {
+                kind: kind::ORDER.into(),
+                version: order.id.clone(),
+                issued_ms: now_ms,
+                payload: order.to_bytes()?,
+            },
+        )?;
+        out.push(NewOrder {
+            id: order.id,
+            device_id: d.id,
+            kind: order_kind.into(),
+            effective_ms,
+            signed: signed.to_bytes()?,
+        });
+    }
+    Ok(out)
+}
+
+/// What `offboard` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    pub user: String,
+    /// False when an offboarding was already open (nothing changed).
+    pub started: bool,
+    pub devices: usize,
+    pub effective_ms: i64,
+}
+
+/// Offboards a user: one signed order per device, effective at `effective_ms`. Idempotent:
+/// while an offboarding is open, a second call changes nothing.
+pub fn start(
+    config: &Config,
+    store: &mut Store,
+    req: &Request,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<Started, OffboardError> {
+    if !store.user_known(&req.user)? {
+        return Err(OffboardError::UnknownUser(req.user.clone()));
+    }
+    if let Some(row) = store.offboarding(&req.user)? {
+        if row.restored_ms.is_none() {
+            let devices = store.orders_of(&req.user)?.len();
+            return Ok(Started {
+                user: req.user.clone(),
+                started: false,
+                devices,
+                effective_ms: row.effective_ms,
+            });
+        }
+    }
+    let plan = policy_in_force(store)?.offboard;
+    let effective_ms = req.effective_ms.max(now_ms);
+    let orders = sign_orders(
+        config,
+        store,
+        &req.user,
+        "offboard",
+        &plan.actions(),
+        effective_ms,
+        now_ms,
+    )?;
+    let devices = orders.len();
+    let started = store.start_offboarding(
+        &OffboardRow {
+            user: req.user.clone(),
+            started_ms: now_ms,
+            effective_ms,
+            lookback_ms: req.lookback_ms,
+            reason: req.reason.clone(),
+            restored_ms: None,
+        },
+        &orders,
+        &AuditEntry {
+            id: 0,
+            time_ms: now_ms,
+            actor: actor.who.clone(),
+            origin: actor.origin.clone(),
+            action: "offboard".into(),
+            target: req.user.clone(),
+            detail: format!(
+                "effective {}, look-back {} days, {} device(s), reason: {}",
+                crate::fmt_ms(effective_ms),
+                req.lookback_ms / 86_400_000,
+                devices,
+                req.reason
+            ),
+        },
+    )?;
+    Ok(Started {
+        user: req.user.clone(),
+        started,
+        devices,
+        effective_ms,
+    })
+}
+
+/// Undoes an offboarding: each device puts quarantined files back and gives access back.
+/// Returns false when it was already restored.
+pub fn restore(
+    config: &Config,
+    store: &mut Store,
+    user: &str,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<bool, OffboardError> {
+    match store.offboarding(user)? {
+        None => return Err(OffboardError::NotOffboarded(user.to_string())),
+        Some(row) if row.restored_ms.is_some() => return Ok(false),
+        Some(_) => {}
+    }
+    let orders = sign_orders(
+        config,
+        store,
+        user,
+        "restore",
+        &[OrderAction::Restore],
+        now_ms,
+        now_ms,
+    )?;
+    Ok(store.restore_offboarding(
+        user,
+        now_ms,
+        &orders,
+        &AuditEntry {
+            id: 0,
+            time_ms: now_ms,
+            actor: actor.who.clone(),
+            origin: actor.origin.clone(),
+            action: "offboard.restore".into(),
+            target: user.to_string(),
+            detail: format!("{} device(s)", orders.len()),
+        },
+    )?)
+}
+
+/// One device's orders, for `offboard status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceStatus {
+    pub device_id: String,
+    pub hostname: String,
+    /// The state of the device's latest order.
+    pub state: String,
+    pub orders: Vec<OrderStatus>,
+}
+
+/// One order, for `offboard status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderStatus {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub effective_ms: i64,
+    pub delivered_ms: Option<i64>,
+    pub done_ms: Option<i64>,
+    pub receipts: Vec<ActionReceipt>,
+}
+
+/// `offboard status USER`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub user: String,
+    pub started_ms: i64,
+    pub effective_ms: i64,
+    pub lookback_ms: i64,
+    pub reason: String,
+    pub restored_ms: Option<i64>,
+    pub devices: Vec<DeviceStatus>,
+}
+
+/// Where each device of an offboarded user stands.
+pub fn status(store: &Store, user: &str, now_ms: i64) -> Result<Status, OffboardError> {
+    let row = store
+        .offboarding(user)?
+        .ok_or_else(|| OffboardError::NotOffboarded(user.to_string()))?;
+    let orders: Vec<OrderRow> = store.orders_of(user)?;
+    let hosts = store.devices()?;
+    let mut devices: Vec<DeviceStatus> = Vec::new();
+    for o in orders {
+        let st = OrderStatus {
+            state: o.state(now_ms).to_string(),
+            id: o.id,
+            kind: o.kind,
+            effective_ms: o.effective_ms,
+            delivered_ms: o.delivered_ms,
+            done_ms: o.done_ms,
+            receipts: o.receipts,
+        };
+        match devices.iter_mut().find(|d| d.device_id == o.device_id) {
+            Some(d) => {
+                d.state = st.state.clone();
+                d.orders.push(st);
+            }
+            None => devices.push(DeviceStatus {
+                hostname: hosts
+                    .iter()
+                    .find(|h| h.id == o.device_id)
+                    .map(|h| h.hostname.clone())
+                    .unwrap_or_default(),
+                device_id: o.device_id,
+                state: st.state.clone(),
+                orders: vec![st],
+            }),
+        }
+    }
+    devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    Ok(Status {
+        user: row.user,
+        started_ms: row.started_ms,
+        effective_ms: row.effective_ms,
+        lookback_ms: row.lookback_ms,
+        reason: row.reason,
+        restored_ms: row.restored_ms,
+        devices,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Device;
+
+    fn device(id: &str, user: &str) -> Device {
+        Device {
+            id: id.into(),
+            user: user.into(),
+            hostname: format!("{id}.local"),
+            cert_sha256: format!("sha-{id}"),
+            ..Device::default()
+        }
+    }
+
+    #[test]
+    fn offboarding_signs_one_order_per_device_of_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::with_data_dir(dir.path().to_path_buf());
+        let mut store = Store::open(&config.db_path()).unwrap();
+        for (id, user) in [("d1", "kim"), ("d2", "kim"), ("d3", "lee")] {
+            store.add_device(&device(id, user)).unwrap();
+        }
+        let actor = Actor {
+            who: "cli:test".into(),
+            origin: "cli@here".into(),
+        };
+        let req = |user: &str| Request {
+            user: user.into(),
+            effective_ms: 0,
+            lookback_ms: 90 * 86_400_000,
+            reason: "resigned".into(),
+        };
+        let err = start(&config, &mut store, &req("nobody"), &actor, 100).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown user `nobody`: no device or enrollment token was ever issued to them"
+        );
+        let s = start(&config, &mut store, &req("kim"), &actor, 100).unwrap();
+        assert_eq!((s.started, s.devices, s.effective_ms), (true, 2, 100));
+        assert!(
+            !start(&config, &mut store, &req("kim"), &actor, 200)
+                .unwrap()
+                .started
+        );
+        // Each order verifies under the collector's key, is an order, and names its device.
+        let pk = holdfast_shared::signed::public_key(&crate::pki::signing_key(dir.path()).unwrap())
+            .unwrap();
+        let due = store.orders_due("d2", 100).unwrap();
+        assert_eq!(due.len(), 1);
+        let body = Signed::from_bytes(&due[0])
+            .unwrap()
+            .verify(&pk, kind::ORDER)
+            .unwrap();
+        let order = Order::from_bytes(&body.payload, "d2").unwrap();
+        assert_eq!(order.user, "kim");
+        // The built-in pack quarantines, strips ~/Customers and purges CRM caches.
+        let names: Vec<&str> = order.actions.iter().map(OrderAction::name).collect();
+        assert_eq!(names, ["quarantine", "strip_access", "purge"]);
+        assert!(Order::from_bytes(&body.payload, "d1").is_err());
+        let st = status(&store, "kim", 100).unwrap();
+        let states: Vec<(&str, &str)> = st
+            .devices
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.state.as_str()))
+            .collect();
+        assert_eq!(states, [("d1", "pending"), ("d2", "delivered")]);
+        assert!(restore(&config, &mut store, "kim", &actor, 300).unwrap());
+        assert!(!restore(&config, &mut store, "kim", &actor, 301).unwrap());
+        assert!(matches!(
+            restore(&config, &mut store, "lee", &actor, 300),
+            Err(OffboardError::NotOffboarded(_))
+        ));
+    }
+}

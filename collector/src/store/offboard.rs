@@ -1,0 +1,480 @@
+//! Offboarding storage: offboardings (one open per user), the signed revocation orders for
+//! each device with their delivery and receipts, and the append-only audit log (triggers
+//! refuse UPDATE and DELETE on it).
+
+use super::{Store, StoreError};
+use holdfast_shared::order::ActionReceipt;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// An offboarding as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffboardRow {
+    pub user: String,
+    pub started_ms: i64,
+    pub effective_ms: i64,
+    pub lookback_ms: i64,
+    pub reason: String,
+    pub restored_ms: Option<i64>,
+}
+
+/// An order to record: already signed.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: String,
+    pub device_id: String,
+    /// `offboard` or `restore`.
+    pub kind: String,
+    pub effective_ms: i64,
+    pub signed: Vec<u8>,
+}
+
+/// An order and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRow {
+    pub id: String,
+    pub user: String,
+    pub device_id: String,
+    pub kind: String,
+    pub created_ms: i64,
+    pub effective_ms: i64,
+    pub delivered_ms: Option<i64>,
+    pub done_ms: Option<i64>,
+    /// Whether every action succeeded (once done).
+    pub ok: Option<bool>,
+    pub receipts: Vec<ActionReceipt>,
+}
+
+impl OrderRow {
+    /// `scheduled` (effective later), `pending`, `delivered`, `done` or `failed`.
+    pub fn state(&self, now_ms: i64) -> &'static str {
+        match (self.done_ms, self.ok, self.delivered_ms) {
+            (Some(_), Some(true), _) => "done",
+            (Some(_), _, _) => "failed",
+            (None, _, Some(_)) => "delivered",
+            (None, _, None) if self.effective_ms > now_ms => "scheduled",
+            _ => "pending",
+        }
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub time_ms: i64,
+    /// Who: an operator (`cli:root`), a device id, or the collector itself.
+    pub actor: String,
+    /// From where: `cli@host`, `device`, `http 127.0.0.1`.
+    pub origin: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
+    let receipts: Option<String> = r.get(9)?;
+    Ok(OrderRow {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        device_id: r.get(2)?,
+        kind: r.get(3)?,
+        created_ms: r.get(4)?,
+        effective_ms: r.get(5)?,
+        delivered_ms: r.get(6)?,
+        done_ms: r.get(7)?,
+        ok: r.get::<_, Option<i64>>(8)?.map(|v| v != 0),
+        receipts: receipts
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+    })
+}
+
+const ORDER_COLUMNS: &str =
+    "id, user, device_id, kind, created_ms, effective_ms, delivered_ms, done_ms, ok, receipts";
+
+fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit (time_ms, actor, origin, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.time_ms, e.actor, e.origin, e.action, e.target, e.detail],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Whether `user` is known: enrolled a device or was ever given a token.
+    pub fn user_known(&self, user: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE user = ?1)
+                 OR EXISTS (SELECT 1 FROM tokens WHERE user = ?1)",
+            [user],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The user's offboarding, if one was ever started.
+    pub fn offboarding(&self, user: &str) -> Result<Option<OffboardRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT user, started_ms, effective_ms, lookback_ms, reason, restored_ms
+                 FROM offboardings WHERE user = ?1",
+                [user],
+                |r| {
+                    Ok(OffboardRow {
+                        user: r.get(0)?,
+                        started_ms: r.get(1)?,
+                        effective_ms: r.get(2)?,
+                        lookback_ms: r.get(3)?,
+                        reason: r.get(4)?,
+                        restored_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Starts (or, after a restore, starts again) an offboarding with its orders and audit
+    /// line, in one transaction. Returns false, changing nothing, when one is already open.
+    pub fn start_offboarding(
+        &mut self,
+        row: &OffboardRow,
+        orders: &[NewOrder],
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let open: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM offboardings WHERE user = ?1 AND restored_ms IS NULL)",
+            [&row.user],
+            |r| r.get(0),
+        )?;
+        if open {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO offboardings (user, started_ms, effective_ms, lookback_ms, reason, restored_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+            params![row.user, row.started_ms, row.effective_ms, row.lookback_ms, row.reason],
+        )?;
+        insert_orders(&tx, &row.user, row.started_ms, orders)?;
+        audit_in(&tx, audit)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Marks the user's open offboarding restored and records the restore orders. Returns
+    /// false, changing nothing, when there is no open offboarding.
+    pub fn restore_offboarding(
+        &mut self,
+        user: &str,
+        now_ms: i64,
+        orders: &[NewOrder],
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE offboardings SET restored_ms = ?2 WHERE user = ?1 AND restored_ms IS NULL",
+            params![user, now_ms],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        // Offboarding orders not yet delivered are withdrawn: they would only be undone.
+        tx.execute(
+            "UPDATE orders SET done_ms = ?2, ok = 0, receipts = '[]'
+             WHERE user = ?1 AND kind = 'offboard' AND delivered_ms IS NULL AND done_ms IS NULL",
+            params![user, now_ms],
+        )?;
+        insert_orders(&tx, user, now_ms, orders)?;
+        audit_in(&tx, audit)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The user's orders, oldest first.
+    pub fn orders_of(&self, user: &str) -> Result<Vec<OrderRow>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user = ?1 ORDER BY created_ms, id"
+        ))?;
+        let rows = st.query_map([user], order_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Signed orders a device should carry out now (effective, not yet receipted), oldest
+    /// first; each is marked delivered.
+    pub fn orders_due(&mut self, device_id: &str, now_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let due: Vec<(String, Vec<u8>)> = {
+            let mut st = tx.prepare(
+                "SELECT id, signed FROM orders
+                 WHERE device_id = ?1 AND done_ms IS NULL AND effective_ms <= ?2
+                 ORDER BY created_ms, id LIMIT 16",
+            )?;
+            let rows = st.query_map(params![device_id, now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (id, _) in &due {
+            tx.execute(
+                "UPDATE orders SET delivered_ms = COALESCE(delivered_ms, ?2) WHERE id = ?1",
+                params![id, now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(due.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Records a device's receipt for one of its orders (the first receipt counts; a copy
+    /// changes nothing). Returns false when the order is not this device's.
+    pub fn record_receipt(
+        &mut self,
+        device_id: &str,
+        order_id: &str,
+        receipts: &[ActionReceipt],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let found: Option<Option<i64>> = tx
+            .query_row(
+                "SELECT done_ms FROM orders WHERE id = ?1 AND device_id = ?2",
+                params![order_id, device_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match found {
+            None => return Ok(false),
+            Some(Some(_)) => return Ok(true),
+            Some(None) => {}
+        }
+        let ok = receipts.iter().all(|r| r.ok);
+        let json =
+            serde_json::to_string(receipts).map_err(|e| StoreError::Encode(e.to_string()))?;
+        tx.execute(
+            "UPDATE orders SET done_ms = ?2, ok = ?3, receipts = ?4,
+                 delivered_ms = COALESCE(delivered_ms, ?2) WHERE id = ?1",
+            params![order_id, now_ms, ok, json],
+        )?;
+        let summary: Vec<String> = receipts
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} ({} items)",
+                    r.action,
+                    if r.ok { "ok" } else { "FAILED" },
+                    r.items
+                )
+            })
+            .collect();
+        audit_in(
+            &tx,
+            &AuditEntry {
+                id: 0,
+                time_ms: now_ms,
+                actor: device_id.to_string(),
+                origin: "device".into(),
+                action: "order.receipt".into(),
+                target: order_id.to_string(),
+                detail: summary.join("; "),
+            },
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Appends one line to the audit log.
+    pub fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        audit_in(&self.conn, e)
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, time_ms, actor, origin, action, target, detail FROM audit
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit as i64], |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                time_ms: r.get(1)?,
+                actor: r.get(2)?,
+                origin: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                detail: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_orders(
+    tx: &rusqlite::Transaction<'_>,
+    user: &str,
+    now_ms: i64,
+    orders: &[NewOrder],
+) -> Result<(), StoreError> {
+    for o in orders {
+        tx.execute(
+            "INSERT INTO orders (id, user, device_id, kind, created_ms, effective_ms, signed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                o.id,
+                user,
+                o.device_id,
+                o.kind,
+                now_ms,
+                o.effective_ms,
+                o.signed
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("c.db")).unwrap();
+        (d, s)
+    }
+
+    fn audit(action: &str) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            time_ms: 1,
+            actor: "cli:root".into(),
+            origin: "cli@host".into(),
+            action: action.into(),
+            target: "kim".into(),
+            detail: String::new(),
+        }
+    }
+
+    fn order(id: &str, device: &str, effective_ms: i64) -> NewOrder {
+        NewOrder {
+            id: id.into(),
+            device_id: device.into(),
+            kind: "offboard".into(),
+            effective_ms,
+            signed: id.as_bytes().to_vec(),
+        }
+    }
+
+    fn row(user: &str, effective_ms: i64) -> OffboardRow {
+        OffboardRow {
+            user: user.into(),
+            started_ms: 10,
+            effective_ms,
+            lookback_ms: 90,
+            reason: "resigned".into(),
+            restored_ms: None,
+        }
+    }
+
+    #[test]
+    fn offboarding_is_idempotent_and_orders_flow_to_receipts() {
+        let (_d, mut s) = store();
+        let a = audit("offboard");
+        assert!(s
+            .start_offboarding(
+                &row("kim", 10),
+                &[order("o1", "d1", 10), order("o2", "d2", 10)],
+                &a
+            )
+            .unwrap());
+        // A second start changes nothing.
+        assert!(!s
+            .start_offboarding(&row("kim", 10), &[order("o3", "d1", 10)], &a)
+            .unwrap());
+        assert_eq!(s.orders_of("kim").unwrap().len(), 2);
+        // Due orders go out and are marked delivered; not-yet-effective ones wait.
+        assert_eq!(s.orders_due("d1", 5).unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(s.orders_due("d1", 20).unwrap(), vec![b"o1".to_vec()]);
+        let states = |s: &Store| -> Vec<String> {
+            s.orders_of("kim")
+                .unwrap()
+                .iter()
+                .map(|o| format!("{}:{}", o.id, o.state(20)))
+                .collect()
+        };
+        assert_eq!(states(&s), ["o1:delivered", "o2:pending"]);
+        let r = ActionReceipt {
+            action: "quarantine".into(),
+            ok: true,
+            items: 3,
+            bytes: 100,
+            detail: String::new(),
+        };
+        // Another device cannot receipt d1's order.
+        assert!(!s
+            .record_receipt("d2", "o1", std::slice::from_ref(&r), 30)
+            .unwrap());
+        assert!(s
+            .record_receipt("d1", "o1", std::slice::from_ref(&r), 30)
+            .unwrap());
+        // A copy of the receipt changes nothing.
+        let failed = ActionReceipt {
+            ok: false,
+            ..r.clone()
+        };
+        assert!(s
+            .record_receipt("d1", "o1", std::slice::from_ref(&failed), 40)
+            .unwrap());
+        assert_eq!(states(&s), ["o1:done", "o2:pending"]);
+        assert!(s.record_receipt("d2", "o2", &[failed], 40).unwrap());
+        assert_eq!(states(&s), ["o1:done", "o2:failed"]);
+        assert_eq!(s.orders_due("d1", 50).unwrap(), Vec::<Vec<u8>>::new());
+        // Restore: once; withdrawn orders are those never delivered.
+        assert!(s
+            .restore_offboarding("kim", 60, &[order("r1", "d1", 60)], &audit("restore"))
+            .unwrap());
+        assert!(!s
+            .restore_offboarding("kim", 61, &[], &audit("restore"))
+            .unwrap());
+        assert_eq!(s.offboarding("kim").unwrap().unwrap().restored_ms, Some(60));
+        // After a restore, offboarding again starts afresh.
+        assert!(s
+            .start_offboarding(&row("kim", 70), &[order("o4", "d1", 70)], &a)
+            .unwrap());
+        let actions: Vec<String> = s
+            .audit_log(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.action.clone())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "offboard",
+                "restore",
+                "order.receipt",
+                "order.receipt",
+                "offboard"
+            ]
+        );
+    }
+
+    #[test]
+    fn audit_log_is_append_only() {
+        let (_d, s) = store();
+        s.audit(&audit("x")).unwrap();
+        let err = s
+            .conn
+            .execute("UPDATE audit SET actor = 'me'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = s.conn.execute("DELETE FROM audit", []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        assert_eq!(s.audit_log(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn users_are_known_by_device_or_token() {
+        let (_d, s) = store();
+        assert!(!s.user_known("kim").unwrap());
+        s.add_token("abc", "kim", 1, 2).unwrap();
+        assert!(s.user_known("kim").unwrap());
+    }
+}
