@@ -4,6 +4,15 @@
 //! data_dir = "/var/lib/holdfast-collector"   # CA, database
 //! listen = "127.0.0.1:7443"                  # QUIC (UDP)
 //! server_names = ["collector.corp.example"]  # names/IPs agents dial; loopback always added
+//!
+//! # Called at each offboarding (and restore), retried with backoff until they succeed:
+//! [[connector]]
+//! name = "crm"
+//! webhook = "https://crm.corp.example/hooks/deactivate"   # JSON POST, HMAC-SHA-256 signed
+//! secret_file = "/etc/holdfast/crm-webhook.secret"
+//! [[connector]]
+//! name = "idp"
+//! command = ["/usr/local/bin/disable-user", "{user}"]      # the JSON body on stdin
 //! ```
 
 use serde::Deserialize;
@@ -22,6 +31,54 @@ struct RawConfig {
     offline_after: Option<String>,
     skew_tolerance: Option<String>,
     max_events_per_sec: Option<u32>,
+    #[serde(default)]
+    connector: Vec<RawConnector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    name: String,
+    webhook: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    command: Option<Vec<String>>,
+    retry_base: Option<String>,
+    max_attempts: Option<u32>,
+    timeout: Option<String>,
+}
+
+/// What a connector calls.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ConnectorTarget {
+    /// An HTTP(S) endpoint: a JSON POST with `X-Holdfast-Signature: sha256=<HMAC of the body>`.
+    Webhook { url: String, secret: Vec<u8> },
+    /// A local program; `{user}` in its arguments is replaced, the JSON body is on stdin.
+    Command { argv: Vec<String> },
+}
+
+impl std::fmt::Debug for ConnectorTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never print the secret.
+            ConnectorTarget::Webhook { url, .. } => write!(f, "Webhook({url})"),
+            ConnectorTarget::Command { argv } => write!(f, "Command({argv:?})"),
+        }
+    }
+}
+
+/// A validated connector: an action the collector runs at offboarding so IT's other systems
+/// (CRM, identity provider) deactivate the user too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connector {
+    pub name: String,
+    pub target: ConnectorTarget,
+    /// First retry after this; each further retry waits twice as long (at most an hour).
+    pub retry_base: Duration,
+    /// Attempts before the run is marked failed (`offboard retry` starts it again).
+    pub max_attempts: u32,
+    /// Per attempt.
+    pub timeout: Duration,
 }
 
 /// A validated collector configuration.
@@ -38,6 +95,7 @@ pub struct Config {
     pub skew_tolerance: Duration,
     /// Per-connection ingest rate; a faster agent is slowed down, not dropped.
     pub max_events_per_sec: u32,
+    pub connectors: Vec<Connector>,
 }
 
 /// Defaults for the tunables above.
@@ -94,6 +152,7 @@ impl Config {
             offline_after: DEFAULT_OFFLINE_AFTER,
             skew_tolerance: DEFAULT_SKEW_TOLERANCE,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
+            connectors: Vec::new(),
         }
     }
 
@@ -196,6 +255,85 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let mut connectors: Vec<Connector> = Vec::new();
+        for (i, c) in raw.connector.into_iter().enumerate() {
+            let bad = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "connector",
+                message: format!("connector[{i}] ({}): {message}", c.name),
+            };
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
+                return Err(bad("name must be letters, digits, '-', '_' or '.'".into()));
+            }
+            if connectors.iter().any(|o| o.name == c.name) {
+                return Err(bad("duplicate name".into()));
+            }
+            let target = match (&c.webhook, &c.command) {
+                (Some(url), None) => {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(bad(format!("webhook `{url}` must be an http(s):// URL")));
+                    }
+                    let secret = match (&c.secret, &c.secret_file) {
+                        (Some(s), None) => s.clone().into_bytes(),
+                        (None, Some(f)) => {
+                            let f = if f.is_absolute() {
+                                f.clone()
+                            } else {
+                                base.join(f)
+                            };
+                            let text = std::fs::read_to_string(&f)
+                                .map_err(|e| bad(format!("secret_file {}: {e}", f.display())))?;
+                            text.trim().as_bytes().to_vec()
+                        }
+                        _ => {
+                            return Err(bad(
+                                "a webhook needs exactly one of `secret` or `secret_file`".into(),
+                            ))
+                        }
+                    };
+                    if secret.len() < 16 {
+                        return Err(bad("the webhook secret must be at least 16 bytes".into()));
+                    }
+                    ConnectorTarget::Webhook {
+                        url: url.clone(),
+                        secret,
+                    }
+                }
+                (None, Some(argv)) if !argv.is_empty() && !argv[0].is_empty() => {
+                    ConnectorTarget::Command { argv: argv.clone() }
+                }
+                (None, Some(_)) => return Err(bad("command is empty".into())),
+                _ => return Err(bad("needs exactly one of `webhook` or `command`".into())),
+            };
+            let retry_base = duration(
+                "connector",
+                c.retry_base.clone(),
+                Duration::from_secs(5),
+                Duration::from_millis(100),
+            )?;
+            let timeout = duration(
+                "connector",
+                c.timeout.clone(),
+                Duration::from_secs(30),
+                Duration::from_secs(1),
+            )?;
+            let max_attempts = c.max_attempts.unwrap_or(8);
+            if !(1..=100).contains(&max_attempts) {
+                return Err(bad("max_attempts must be within 1..=100".into()));
+            }
+            connectors.push(Connector {
+                name: c.name.clone(),
+                target,
+                retry_base,
+                max_attempts,
+                timeout,
+            });
+        }
         Ok(Config {
             data_dir,
             listen,
@@ -204,6 +342,7 @@ impl Config {
             offline_after,
             skew_tolerance,
             max_events_per_sec,
+            connectors,
         })
     }
 }
@@ -234,7 +373,7 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`"));
         check(
             "offline_after = \"soon\"",
             Err("/etc/c.toml: offline_after: `soon`: expected number at 0 (write e.g. \"90d\", \"10m\", \"30s\")"),
@@ -255,6 +394,42 @@ mod tests {
         assert_eq!(
             (c.cert_lifetime.as_secs(), c.offline_after.as_secs()),
             (30, 3)
+        );
+    }
+
+    #[test]
+    fn connectors_are_validated() {
+        let c = Config::parse(
+            Path::new("/c.toml"),
+            "[[connector]]\nname = \"crm\"\nwebhook = \"https://crm.example/h\"\nsecret = \"0123456789abcdef\"\nretry_base = \"1s\"\n\n[[connector]]\nname = \"idp\"\ncommand = [\"/bin/true\", \"{user}\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.connectors.len(), 2);
+        assert_eq!(c.connectors[0].retry_base, Duration::from_secs(1));
+        assert_eq!(c.connectors[1].max_attempts, 8);
+        // The secret never shows in debug output.
+        assert!(!format!("{:?}", c.connectors).contains("0123456789abcdef"));
+        let bad = |src: &str, want: &str| {
+            let e = Config::parse(Path::new("/c.toml"), src)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, want);
+        };
+        bad(
+            "[[connector]]\nname = \"crm\"\nwebhook = \"ftp://x\"\nsecret = \"0123456789abcdef\"\n",
+            "/c.toml: connector: connector[0] (crm): webhook `ftp://x` must be an http(s):// URL",
+        );
+        bad(
+            "[[connector]]\nname = \"crm\"\nwebhook = \"https://x\"\nsecret = \"short\"\n",
+            "/c.toml: connector: connector[0] (crm): the webhook secret must be at least 16 bytes",
+        );
+        bad(
+            "[[connector]]\nname = \"crm\"\n",
+            "/c.toml: connector: connector[0] (crm): needs exactly one of `webhook` or `command`",
+        );
+        bad(
+            "[[connector]]\nname = \"a\"\ncommand = [\"x\"]\n[[connector]]\nname = \"a\"\ncommand = [\"y\"]\n",
+            "/c.toml: connector: connector[1] (a): duplicate name",
         );
     }
 }

@@ -49,6 +49,8 @@ pub struct State {
     pub skew_tolerance: std::time::Duration,
     pub offline_after: std::time::Duration,
     pub max_events_per_sec: u32,
+    /// Called at offboardings; see [`crate::connectors`].
+    pub connectors: Vec<crate::config::Connector>,
 }
 
 /// Builds the QUIC server config: our CA's server certificate, client certificates
@@ -114,6 +116,7 @@ pub async fn serve(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let liveness = tokio::spawn(liveness(state.clone(), shutdown.clone()));
+    let connectors = tokio::spawn(run_connectors(state.clone(), shutdown.clone()));
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
@@ -133,6 +136,7 @@ pub async fn serve(
         );
     }
     liveness.abort();
+    connectors.abort();
     endpoint.close(0u32.into(), b"shutdown");
     endpoint.wait_idle().await;
 }
@@ -161,6 +165,79 @@ async fn liveness(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Runs due connector calls (queued by `offboard` in the database, so they survive restarts),
+/// one at a time, without holding the store while a call is under way.
+async fn run_connectors(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    use crate::connectors::{backoff, call, payload};
+    loop {
+        let due = with_store(&state, |s| s.connector_runs_due(crate::now_ms(), 16)).await;
+        for run in due.unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read due connector runs");
+            Vec::new()
+        }) {
+            let user = run.user.clone();
+            let off = with_store(&state, move |s| s.offboarding(&user))
+                .await
+                .ok()
+                .flatten();
+            let connector = state
+                .connectors
+                .iter()
+                .find(|c| c.name == run.connector)
+                .cloned();
+            let (attempt, next) = match connector {
+                None => (
+                    crate::connectors::Attempt {
+                        ok: false,
+                        code: None,
+                        detail: "connector no longer configured".into(),
+                    },
+                    None,
+                ),
+                Some(c) => {
+                    let body = payload(&run, off.as_ref());
+                    let user = run.user.clone();
+                    let c2 = c.clone();
+                    let attempt = tokio::task::spawn_blocking(move || call(&c2, &user, &body))
+                        .await
+                        .unwrap_or_else(|e| crate::connectors::Attempt {
+                            ok: false,
+                            code: None,
+                            detail: format!("connector task failed: {e}"),
+                        });
+                    let tried = run.attempts + 1;
+                    let next = (!attempt.ok && tried < c.max_attempts)
+                        .then(|| crate::now_ms() + backoff(c.retry_base, tried).as_millis() as i64);
+                    (attempt, next)
+                }
+            };
+            if attempt.ok {
+                info!(connector = %run.connector, user = %run.user, code = ?attempt.code, "connector done");
+            } else {
+                warn!(connector = %run.connector, user = %run.user, code = ?attempt.code, detail = %attempt.detail, retry = next.is_some(), "connector attempt failed");
+            }
+            let r = with_store(&state, move |s| {
+                s.record_attempt(
+                    &run,
+                    attempt.ok,
+                    attempt.code,
+                    &attempt.detail,
+                    next,
+                    crate::now_ms(),
+                )
+            })
+            .await;
+            if let Err(e) = r {
+                warn!(error = %e, "cannot record a connector attempt");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -615,6 +692,7 @@ pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<Sta
             skew_tolerance: config.skew_tolerance,
             offline_after: config.offline_after,
             max_events_per_sec: config.max_events_per_sec,
+            connectors: config.connectors.clone(),
         }),
     ))
 }

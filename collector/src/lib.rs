@@ -3,6 +3,7 @@
 //! `ingest` owns the QUIC socket, `store` owns every SQL statement, `pki` owns the CA key.
 
 pub mod config;
+pub mod connectors;
 pub mod edm;
 pub mod ingest;
 pub mod limits;
@@ -10,6 +11,7 @@ pub mod offboard;
 pub mod pki;
 pub mod policies;
 pub mod quickstart;
+pub mod report;
 pub mod store;
 pub mod tokens;
 

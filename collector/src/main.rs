@@ -130,6 +130,22 @@ enum OffboardCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// The look-back report (every customer-data event in the look-back window before the
+    /// effective time, records exported, real customers, top files, devices) and the handover
+    /// list (customer files the user held, and where).
+    Report {
+        user: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ReportFormat,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Start USER's failed connector calls (webhooks, commands) again.
+    Retry {
+        user: String,
+        #[command(flatten)]
+        at: Where,
+    },
     /// Undo a mistaken offboarding: devices put quarantined files back byte-identical and
     /// give stripped access back. Idempotent.
     Restore {
@@ -139,6 +155,12 @@ enum OffboardCommand {
         #[command(flatten)]
         at: Where,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Csv,
 }
 
 /// The operator and host, for the audit log.
@@ -205,6 +227,18 @@ fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
                 );
             }
         }
+    }
+    for r in &st.connectors {
+        println!(
+            "  connector {:<12} {:<8} {:<7} attempts={:<3} code={:<5} {}",
+            r.connector,
+            r.event,
+            r.status.to_uppercase(),
+            r.attempts,
+            r.last_code
+                .map_or_else(|| "-".to_string(), |c| c.to_string()),
+            r.last_detail
+        );
     }
 }
 
@@ -389,6 +423,32 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 print_offboard_status(&st);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Offboard {
+            command: Some(OffboardCommand::Report { user, format, at }),
+            ..
+        } => {
+            let store = open_store(&at.config()?)?;
+            let r = offboard::report(&store, &user)?;
+            match format {
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                ReportFormat::Csv => print!("{}", holdfast_collector::report::to_csv(&r)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Offboard {
+            command: Some(OffboardCommand::Retry { user, at }),
+            ..
+        } => {
+            let mut store = open_store(&at.config()?)?;
+            let n = offboard::retry(
+                &mut store,
+                &user,
+                &cli_actor(),
+                holdfast_collector::now_ms(),
+            )?;
+            println!("{user}: {n} failed connector call(s) queued again");
             Ok(ExitCode::SUCCESS)
         }
         Command::Offboard {

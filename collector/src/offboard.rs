@@ -81,6 +81,10 @@ pub fn policy_in_force(store: &Store) -> Result<PolicySet, OffboardError> {
     }
 }
 
+fn connector_names(config: &Config) -> Vec<String> {
+    config.connectors.iter().map(|c| c.name.clone()).collect()
+}
+
 fn new_order_id() -> String {
     let mut b = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut b);
@@ -181,6 +185,7 @@ pub fn start(
             restored_ms: None,
         },
         &orders,
+        &connector_names(config),
         &AuditEntry {
             id: 0,
             time_ms: now_ms,
@@ -232,6 +237,7 @@ pub fn restore(
         user,
         now_ms,
         &orders,
+        &connector_names(config),
         &AuditEntry {
             id: 0,
             time_ms: now_ms,
@@ -242,6 +248,51 @@ pub fn restore(
             detail: format!("{} device(s)", orders.len()),
         },
     )?)
+}
+
+/// Starts the user's failed connector calls again. Returns how many.
+pub fn retry(
+    store: &mut Store,
+    user: &str,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<usize, OffboardError> {
+    if store.offboarding(user)?.is_none() {
+        return Err(OffboardError::NotOffboarded(user.to_string()));
+    }
+    Ok(store.retry_connectors(
+        user,
+        now_ms,
+        &AuditEntry {
+            id: 0,
+            time_ms: now_ms,
+            actor: actor.who.clone(),
+            origin: actor.origin.clone(),
+            action: "connector.retry".into(),
+            target: user.to_string(),
+            detail: String::new(),
+        },
+    )?)
+}
+
+/// The look-back report and handover list: the window is the offboarding's look-back before
+/// its effective time.
+pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, OffboardError> {
+    let row = store
+        .offboarding(user)?
+        .ok_or_else(|| OffboardError::NotOffboarded(user.to_string()))?;
+    let to = row.effective_ms;
+    let from = to.saturating_sub(row.lookback_ms);
+    let window = store.events_of_user(user, from, to, crate::report::MAX_EVENTS)?;
+    let history = store.events_of_user(user, i64::MIN, to, crate::report::MAX_EVENTS)?;
+    let hosts = store
+        .devices()?
+        .into_iter()
+        .map(|d| (d.id, d.hostname))
+        .collect();
+    Ok(crate::report::build(
+        user, from, to, &window, &history, &hosts,
+    ))
 }
 
 /// One device's orders, for `offboard status`.
@@ -276,6 +327,8 @@ pub struct Status {
     pub reason: String,
     pub restored_ms: Option<i64>,
     pub devices: Vec<DeviceStatus>,
+    /// Each connector call with its attempts and last result.
+    pub connectors: Vec<crate::store::ConnectorRun>,
 }
 
 /// Where each device of an offboarded user stands.
@@ -322,6 +375,7 @@ pub fn status(store: &Store, user: &str, now_ms: i64) -> Result<Status, Offboard
         reason: row.reason,
         restored_ms: row.restored_ms,
         devices,
+        connectors: store.connector_runs_of(user)?,
     })
 }
 

@@ -309,3 +309,286 @@ fn offboarding_two_devices_one_offline_then_restore() {
     );
     assert_eq!(device_state(&c, "kim", &laptop_id), "delivered");
 }
+
+/// What the hook server received: request line, headers (names lowercased), body.
+type Received = Vec<(String, Vec<(String, String)>, Vec<u8>)>;
+
+/// A local HTTP server standing in for a CRM's webhook endpoint: answers each request with
+/// the next status of `statuses` (the last one repeats) and records what it received.
+struct Hook {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Received>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Hook {
+    fn start(statuses: Vec<u16>, ok_body: &'static str) -> Hook {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (reqs, halt) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = std::io::BufReader::new(conn);
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                reqs.lock()
+                    .unwrap()
+                    .push((line.trim_end().to_string(), headers, body));
+                let status = statuses[n.min(statuses.len() - 1)];
+                n += 1;
+                let text = if status == 200 { ok_body } else { "try later" };
+                let mut conn = r.into_inner();
+                write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                )
+                .unwrap();
+            }
+        });
+        Hook {
+            port,
+            requests,
+            stop,
+        }
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// HMAC-SHA-256, written out here so the test checks the collector against the RFC, not
+/// against its own code.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> String {
+    use sha2::Digest;
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = sha2::Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    let outer = sha2::Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    hex::encode(outer)
+}
+
+#[test]
+fn connectors_are_signed_retried_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = Hook::start(vec![500, 500, 200], "deactivated");
+    let secret = "test-webhook-secret-0123456789";
+    let out = tmp.path().join("idp-call.json");
+    let c = Collector::start_with(
+        tmp.path(),
+        &format!(
+            "[[connector]]\nname = \"crm\"\nwebhook = \"http://127.0.0.1:{}/hook\"\nsecret = \"{secret}\"\nretry_base = \"200ms\"\n\n[[connector]]\nname = \"idp\"\ncommand = [\"sh\", \"-c\", \"cat > '{}'; echo disabled $0\", \"{{user}}\"]\n",
+            hook.port,
+            out.display()
+        ),
+    );
+    // A user is known once a token was issued to them.
+    c.token("lea");
+    let started = c.cli(&["offboard", "lea", "--reason", "contract ended"]);
+    assert!(started.contains("offboarding started"), "{started}");
+    wait_for("both connectors to succeed", DEADLINE, || {
+        let st = status(&c, "lea");
+        st["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "ok")
+            .then_some(st)
+    });
+    let st = status(&c, "lea");
+    let runs = st["connectors"].as_array().unwrap();
+    let crm = runs.iter().find(|r| r["connector"] == "crm").unwrap();
+    assert_eq!(
+        (&crm["attempts"], &crm["last_code"], &crm["last_detail"]),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(200),
+            &serde_json::json!("deactivated")
+        )
+    );
+    let idp = runs.iter().find(|r| r["connector"] == "idp").unwrap();
+    assert_eq!(
+        (&idp["attempts"], &idp["last_code"], &idp["last_detail"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::json!("disabled lea")
+        )
+    );
+    // The server saw three signed POSTs: two answered 500, the third 200.
+    let reqs = hook.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    for (i, (line, headers, body)) in reqs.iter().enumerate() {
+        assert_eq!(line, "POST /hook HTTP/1.1");
+        let sig = headers
+            .iter()
+            .find(|(k, _)| k == "x-holdfast-signature")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert_eq!(
+            sig,
+            format!("sha256={}", hmac_sha256(secret.as_bytes(), body))
+        );
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            (&v["event"], &v["user"], &v["reason"], &v["attempt"]),
+            (
+                &serde_json::json!("offboard"),
+                &serde_json::json!("lea"),
+                &serde_json::json!("contract ended"),
+                &serde_json::json!(i + 1)
+            )
+        );
+    }
+    // The command got the same body on stdin.
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["user"], "lea");
+    let audit = json_lines(&c.cli(&["audit", "list", "--json"]));
+    let ok = audit
+        .iter()
+        .filter(|e| e["action"] == "connector.ok")
+        .count();
+    assert_eq!(ok, 2, "{audit:?}");
+    let text = c.cli(&["offboard", "status", "lea"]);
+    assert!(
+        text.contains("connector crm") && text.contains("OK"),
+        "{text}"
+    );
+}
+
+#[test]
+fn lookback_report_lists_exactly_the_events_inside_the_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path());
+    let mut a = Agent::enroll(tmp.path(), &c, "max", "heartbeat_ms = 300");
+    a.start();
+    let stored = |path: &Path| {
+        let p = path.display().to_string();
+        wait_for("the event to be stored", DEADLINE, || {
+            c.events()
+                .iter()
+                .any(|e| e["path"] == p.as_str())
+                .then_some(())
+        });
+    };
+    // Before the window: an export, then more than the look-back of quiet.
+    let old = a.watched.join("contacts-march.csv");
+    std::fs::write(&old, corpus::salesforce_contacts(3, 120)).unwrap();
+    stored(&old);
+    std::thread::sleep(Duration::from_secs(6));
+    // Inside the window: two exports and a file without customers.
+    let inside = [
+        (a.watched.join("report1700000000001.csv"), 200u64),
+        (a.watched.join("crm-dump.csv"), 80),
+    ];
+    for (p, n) in &inside {
+        std::fs::write(p, corpus::salesforce_contacts(*n, *n as usize)).unwrap();
+    }
+    let note = a.watched.join("lunch.txt");
+    std::fs::write(&note, "lunch at noon").unwrap();
+    for p in inside.iter().map(|(p, _)| p).chain([&note]) {
+        stored(p);
+    }
+    c.cli(&["offboard", "max", "--lookback", "4s"]);
+    let r: serde_json::Value =
+        serde_json::from_str(&c.cli(&["offboard", "report", "max", "--format", "json"])).unwrap();
+    let mut got: Vec<(String, u64)> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_string(),
+                e["records"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64)> = inside
+        .iter()
+        .map(|(p, n)| (p.display().to_string(), *n))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "{r:#}");
+    assert_eq!(r["records_exported"], 280);
+    assert_eq!(r["devices"][0]["events"], 2);
+    // The handover names every customer file still held, the old one included.
+    let held: Vec<&str> = r["handover"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    for p in inside.iter().map(|(p, _)| p).chain([&old]) {
+        assert!(held.contains(&p.display().to_string().as_str()), "{held:?}");
+    }
+    assert!(!held.contains(&note.display().to_string().as_str()));
+    let csv = c.cli(&["offboard", "report", "max", "--format", "csv"]);
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("event,")).count(),
+        2,
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("handover,")).count(),
+        3,
+        "{csv}"
+    );
+    assert!(csv.starts_with("section,time,device,hostname,action,path"));
+
+    // From now on, any customer file the user touches is a critical alert (once the device
+    // has carried out its order, which quarantines what was there).
+    let id = device_id(&a);
+    wait_for("the order to be carried out", DEADLINE, || {
+        (device_state(&c, "max", &id) == "done").then_some(())
+    });
+    let after = a.watched.join("one-more-export.csv");
+    std::fs::write(&after, corpus::salesforce_contacts(9, 60)).unwrap();
+    let alert = wait_for("an offboarded-access alert", DEADLINE, || {
+        c.alerts()
+            .into_iter()
+            .find(|al| al["rule_id"] == "holdfast.offboarded_access")
+    });
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["path"], after.display().to_string());
+    assert_eq!(alert["records"], 60);
+}

@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::Path;
 
 mod offboard;
-pub use offboard::{AuditEntry, NewOrder, OffboardRow, OrderRow};
+pub use offboard::{AuditEntry, ConnectorRun, NewOrder, OffboardRow, OrderRow};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,8 @@ pub mod system_rules {
     pub const AGENT_OFFLINE: &str = "holdfast.agent_offline";
     /// A device's clock is off by more than `skew_tolerance`.
     pub const CLOCK_SKEW: &str = "holdfast.clock_skew";
+    /// A user touched customer files after their offboarding took effect.
+    pub const OFFBOARDED_ACCESS: &str = "holdfast.offboarded_access";
 }
 
 /// A registered device.
@@ -160,6 +162,10 @@ pub struct StoredEvent {
     pub size: Option<u64>,
     pub records: Option<u64>,
     pub rules: Vec<String>,
+    /// The path a rename came from.
+    pub old_path: Option<String>,
+    /// Counts per classifier (`email`, `phone`, `edm`, ...), when the file was read.
+    pub findings: std::collections::BTreeMap<String, u64>,
 }
 
 /// One connection to the collector database.
@@ -266,6 +272,20 @@ CREATE TABLE IF NOT EXISTS orders (
     receipts TEXT
 );
 CREATE INDEX IF NOT EXISTS orders_device ON orders (device_id, done_ms);
+CREATE TABLE IF NOT EXISTS connector_runs (
+    id INTEGER PRIMARY KEY,
+    user TEXT NOT NULL,
+    event TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'pending',
+    last_ms INTEGER,
+    last_code INTEGER,
+    last_detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS connector_runs_due ON connector_runs (status, next_ms);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
@@ -720,6 +740,15 @@ impl Store {
             [&device.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        // From an offboarding's effective time on, any customer file the user touches is a
+        // critical alert.
+        let offboarded_at: Option<i64> = tx
+            .query_row(
+                "SELECT effective_ms FROM offboardings WHERE user = ?1 AND restored_ms IS NULL",
+                [&device.user],
+                |r| r.get(0),
+            )
+            .optional()?;
         let mut sorted: Vec<&SealedEvent> = events.iter().collect();
         sorted.sort_by_key(|e| e.seq);
         let mut new = 0;
@@ -852,6 +881,25 @@ impl Store {
                 }
             }
             let Some(f) = file else { continue };
+            let records = f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64;
+            if offboarded_at.is_some_and(|t| corrected >= t) && (records > 0 || !f.rules.is_empty())
+            {
+                upsert_alert(
+                    &tx,
+                    &Hit {
+                        rule_id: system_rules::OFFBOARDED_ACCESS,
+                        severity: Severity::Critical,
+                        user: &device.user,
+                        device_id: &device.id,
+                        path: &f.path,
+                        sha256: f.sha256.as_deref(),
+                        records,
+                        time_ms: corrected,
+                        seq,
+                        detail: "customer file touched after the user's offboarding took effect",
+                    },
+                )?;
+            }
             for m in &f.rules {
                 upsert_alert(
                     &tx,
@@ -910,14 +958,46 @@ impl Store {
 
     /// Events, newest first.
     pub fn events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.events_where(
+            "1 ORDER BY received_ms DESC, id DESC LIMIT ?1",
+            params![limit as i64],
+        )
+    }
+
+    /// A user's events whose skew-corrected time is within `from_ms..=to_ms`, oldest first
+    /// (at most `limit`).
+    pub fn events_of_user(
+        &self,
+        user: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events_where(
+            "user = ?1 AND COALESCE(corrected_ms, time_ms) BETWEEN ?2 AND ?3
+             ORDER BY COALESCE(corrected_ms, time_ms), device_id, seq LIMIT ?4",
+            params![user, from_ms, to_ms, limit as i64],
+        )
+    }
+
+    fn events_where(
+        &self,
+        clause: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
-                    COALESCE(corrected_ms, time_ms)
-             FROM events ORDER BY received_ms DESC, id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+                    COALESCE(corrected_ms, time_ms), old_path, findings
+             FROM events WHERE {clause}"
+        ))?;
+        let rows = stmt.query_map(args, |r| {
             let rules: String = r.get(11)?;
+            let findings: Option<String> = r.get(14)?;
             Ok(StoredEvent {
+                old_path: r.get(13)?,
+                findings: findings
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or_default(),
                 device_id: r.get(0)?,
                 seq: r.get::<_, i64>(1)? as u64,
                 user: r.get(2)?,

@@ -1,6 +1,6 @@
 //! Offboarding storage: offboardings (one open per user), the signed revocation orders for
-//! each device with their delivery and receipts, and the append-only audit log (triggers
-//! refuse UPDATE and DELETE on it).
+//! each device with their delivery and receipts, connector runs with their attempts, and the
+//! append-only audit log (triggers refuse UPDATE and DELETE on it).
 
 use super::{Store, StoreError};
 use holdfast_shared::order::ActionReceipt;
@@ -56,6 +56,27 @@ impl OrderRow {
             _ => "pending",
         }
     }
+}
+
+/// One call of a connector for one user's offboarding (or restore), across its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorRun {
+    pub id: i64,
+    pub user: String,
+    /// `offboard` or `restore`.
+    pub event: String,
+    pub connector: String,
+    pub created_ms: i64,
+    /// When the next attempt is due.
+    pub next_ms: i64,
+    pub attempts: u32,
+    /// `pending`, `retry`, `ok` or `failed`.
+    pub status: String,
+    pub last_ms: Option<i64>,
+    /// The HTTP status or the exit code of the last attempt.
+    pub last_code: Option<i64>,
+    /// The last response (capped) or error.
+    pub last_detail: String,
 }
 
 /// One line of the audit log.
@@ -140,6 +161,7 @@ impl Store {
         &mut self,
         row: &OffboardRow,
         orders: &[NewOrder],
+        connectors: &[String],
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
@@ -157,6 +179,14 @@ impl Store {
             params![row.user, row.started_ms, row.effective_ms, row.lookback_ms, row.reason],
         )?;
         insert_orders(&tx, &row.user, row.started_ms, orders)?;
+        queue_runs(
+            &tx,
+            &row.user,
+            "offboard",
+            connectors,
+            row.started_ms,
+            row.effective_ms,
+        )?;
         audit_in(&tx, audit)?;
         tx.commit()?;
         Ok(true)
@@ -169,6 +199,7 @@ impl Store {
         user: &str,
         now_ms: i64,
         orders: &[NewOrder],
+        connectors: &[String],
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
@@ -186,6 +217,7 @@ impl Store {
             params![user, now_ms],
         )?;
         insert_orders(&tx, user, now_ms, orders)?;
+        queue_runs(&tx, user, "restore", connectors, now_ms, now_ms)?;
         audit_in(&tx, audit)?;
         tx.commit()?;
         Ok(true)
@@ -280,6 +312,116 @@ impl Store {
         Ok(true)
     }
 
+    /// Connector runs due at `now_ms` (pending or waiting to retry), oldest first.
+    pub fn connector_runs_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ConnectorRun>, StoreError> {
+        self.connector_runs_where(
+            "status IN ('pending', 'retry') AND next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
+            params![now_ms, limit as i64],
+        )
+    }
+
+    /// A user's connector runs, oldest first.
+    pub fn connector_runs_of(&self, user: &str) -> Result<Vec<ConnectorRun>, StoreError> {
+        self.connector_runs_where("user = ?1 ORDER BY id", params![user])
+    }
+
+    fn connector_runs_where(
+        &self,
+        clause: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<ConnectorRun>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT id, user, event, connector, created_ms, next_ms, attempts, status, last_ms,
+                    last_code, last_detail FROM connector_runs WHERE {clause}"
+        ))?;
+        let rows = st.query_map(args, |r| {
+            Ok(ConnectorRun {
+                id: r.get(0)?,
+                user: r.get(1)?,
+                event: r.get(2)?,
+                connector: r.get(3)?,
+                created_ms: r.get(4)?,
+                next_ms: r.get(5)?,
+                attempts: r.get(6)?,
+                status: r.get(7)?,
+                last_ms: r.get(8)?,
+                last_code: r.get(9)?,
+                last_detail: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records one attempt of a run: `ok`, or `next_ms` for the next try, or (with neither)
+    /// failed for good. The final outcome is audited.
+    pub fn record_attempt(
+        &mut self,
+        run: &ConnectorRun,
+        ok: bool,
+        code: Option<i64>,
+        detail: &str,
+        next_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let status = match (ok, next_ms) {
+            (true, _) => "ok",
+            (false, Some(_)) => "retry",
+            (false, None) => "failed",
+        };
+        tx.execute(
+            "UPDATE connector_runs SET attempts = attempts + 1, status = ?2, last_ms = ?3,
+                 last_code = ?4, last_detail = ?5, next_ms = COALESCE(?6, next_ms) WHERE id = ?1",
+            params![run.id, status, now_ms, code, detail, next_ms],
+        )?;
+        if status != "retry" {
+            audit_in(
+                &tx,
+                &AuditEntry {
+                    id: 0,
+                    time_ms: now_ms,
+                    actor: "collector".into(),
+                    origin: format!("connector:{}", run.connector),
+                    action: format!("connector.{status}"),
+                    target: run.user.clone(),
+                    detail: format!(
+                        "{} after {} attempt(s), code {}: {}",
+                        run.event,
+                        run.attempts + 1,
+                        code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                        detail
+                    ),
+                },
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts a user's failed connector runs again (attempts count afresh). Returns how many.
+    pub fn retry_connectors(
+        &mut self,
+        user: &str,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE connector_runs SET status = 'retry', attempts = 0, next_ms = ?2
+             WHERE user = ?1 AND status = 'failed'",
+            params![user, now_ms],
+        )?;
+        if n > 0 {
+            audit_in(&tx, audit)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Appends one line to the audit log.
     pub fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         audit_in(&self.conn, e)
@@ -304,6 +446,24 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn queue_runs(
+    tx: &rusqlite::Transaction<'_>,
+    user: &str,
+    event: &str,
+    connectors: &[String],
+    now_ms: i64,
+    due_ms: i64,
+) -> Result<(), StoreError> {
+    for c in connectors {
+        tx.execute(
+            "INSERT INTO connector_runs (user, event, connector, created_ms, next_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user, event, c, now_ms, due_ms],
+        )?;
+    }
+    Ok(())
 }
 
 fn insert_orders(
@@ -381,12 +541,13 @@ mod tests {
             .start_offboarding(
                 &row("kim", 10),
                 &[order("o1", "d1", 10), order("o2", "d2", 10)],
+                &[],
                 &a
             )
             .unwrap());
         // A second start changes nothing.
         assert!(!s
-            .start_offboarding(&row("kim", 10), &[order("o3", "d1", 10)], &a)
+            .start_offboarding(&row("kim", 10), &[order("o3", "d1", 10)], &[], &a)
             .unwrap());
         assert_eq!(s.orders_of("kim").unwrap().len(), 2);
         // Due orders go out and are marked delivered; not-yet-effective ones wait.
@@ -428,15 +589,15 @@ mod tests {
         assert_eq!(s.orders_due("d1", 50).unwrap(), Vec::<Vec<u8>>::new());
         // Restore: once; withdrawn orders are those never delivered.
         assert!(s
-            .restore_offboarding("kim", 60, &[order("r1", "d1", 60)], &audit("restore"))
+            .restore_offboarding("kim", 60, &[order("r1", "d1", 60)], &[], &audit("restore"))
             .unwrap());
         assert!(!s
-            .restore_offboarding("kim", 61, &[], &audit("restore"))
+            .restore_offboarding("kim", 61, &[], &[], &audit("restore"))
             .unwrap());
         assert_eq!(s.offboarding("kim").unwrap().unwrap().restored_ms, Some(60));
         // After a restore, offboarding again starts afresh.
         assert!(s
-            .start_offboarding(&row("kim", 70), &[order("o4", "d1", 70)], &a)
+            .start_offboarding(&row("kim", 70), &[order("o4", "d1", 70)], &[], &a)
             .unwrap());
         let actions: Vec<String> = s
             .audit_log(10)
@@ -453,6 +614,46 @@ mod tests {
                 "order.receipt",
                 "offboard"
             ]
+        );
+    }
+
+    #[test]
+    fn connector_runs_retry_then_settle_and_are_audited() {
+        let (_d, mut s) = store();
+        let a = audit("offboard");
+        s.start_offboarding(&row("kim", 50), &[], &["crm".into(), "idp".into()], &a)
+            .unwrap();
+        // Due at the effective time, not before.
+        assert!(s.connector_runs_due(49, 10).unwrap().is_empty());
+        let due = s.connector_runs_due(50, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        s.record_attempt(&due[0], false, Some(500), "boom", Some(60), 50)
+            .unwrap();
+        s.record_attempt(&due[1], false, None, "exit 1", None, 50)
+            .unwrap();
+        let due = s.connector_runs_due(59, 10).unwrap();
+        assert!(due.is_empty());
+        let due = s.connector_runs_due(60, 10).unwrap();
+        assert_eq!((due.len(), due[0].attempts), (1, 1));
+        s.record_attempt(&due[0], true, Some(200), "done", None, 60)
+            .unwrap();
+        let runs = s.connector_runs_of("kim").unwrap();
+        let states: Vec<(&str, &str, u32)> = runs
+            .iter()
+            .map(|r| (r.connector.as_str(), r.status.as_str(), r.attempts))
+            .collect();
+        assert_eq!(states, [("crm", "ok", 2), ("idp", "failed", 1)]);
+        assert_eq!(s.retry_connectors("kim", 70, &audit("retry")).unwrap(), 1);
+        assert_eq!(s.connector_runs_due(70, 10).unwrap()[0].connector, "idp");
+        let actions: Vec<String> = s
+            .audit_log(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.action.clone())
+            .collect();
+        assert_eq!(
+            actions,
+            ["retry", "connector.ok", "connector.failed", "offboard"]
         );
     }
 

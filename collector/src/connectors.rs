@@ -1,0 +1,263 @@
+//! Connectors: what the collector calls at an offboarding (and a restore) so the CRM and the
+//! identity provider deactivate the user too. A webhook gets a JSON POST signed with
+//! HMAC-SHA-256 (`X-Holdfast-Signature: sha256=<hex>`); a command gets the user in its
+//! arguments and the JSON on stdin. Each run is retried with exponential backoff until it
+//! succeeds or runs out of attempts; every attempt's result is stored and visible in
+//! `offboard status`, and failed runs can be started again (`offboard retry`). None is silent.
+//! The only module that makes outbound HTTP requests or runs connector programs.
+
+use crate::config::{Connector, ConnectorTarget};
+use crate::store::{ConnectorRun, OffboardRow};
+use holdfast_shared::edm::Keyed;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// Bytes of a response or program output kept with the run.
+const KEEP: usize = 2048;
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub ok: bool,
+    /// HTTP status or exit code.
+    pub code: Option<i64>,
+    /// The start of the response or output, or the error.
+    pub detail: String,
+}
+
+/// The JSON body sent to every connector.
+pub fn payload(run: &ConnectorRun, off: Option<&OffboardRow>) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event": run.event,
+        "user": run.user,
+        "run_id": run.id,
+        "attempt": run.attempts + 1,
+        "effective_ms": off.map(|o| o.effective_ms),
+        "reason": off.map(|o| o.reason.as_str()),
+        "lookback_ms": off.map(|o| o.lookback_ms),
+    }))
+    .unwrap_or_default()
+}
+
+/// The signature header's value: `sha256=` and the hex HMAC-SHA-256 of the body.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hex::encode(Keyed::new(secret).mac(&[body])))
+}
+
+/// The wait before attempt `attempts + 1`: `base`, then doubling, at most an hour.
+pub fn backoff(base: Duration, attempts: u32) -> Duration {
+    base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
+        .min(MAX_BACKOFF)
+}
+
+fn keep(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(KEEP)]);
+    s.trim().to_string()
+}
+
+/// Calls one connector once (blocking: run it off the async threads).
+pub fn call(c: &Connector, user: &str, body: &[u8]) -> Attempt {
+    match &c.target {
+        ConnectorTarget::Webhook { url, secret } => webhook(url, secret, body, c.timeout),
+        ConnectorTarget::Command { argv } => command(argv, user, body, c.timeout),
+    }
+}
+
+fn webhook(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> Attempt {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let result = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header(
+            "User-Agent",
+            concat!("holdfast-collector/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("X-Holdfast-Signature", &signature(secret, body))
+        .send(body);
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let mut text = Vec::new();
+            let _ = resp
+                .body_mut()
+                .as_reader()
+                .take(KEEP as u64)
+                .read_to_end(&mut text);
+            Attempt {
+                ok: (200..300).contains(&status),
+                code: Some(i64::from(status)),
+                detail: keep(&text),
+            }
+        }
+        Err(e) => Attempt {
+            ok: false,
+            code: None,
+            detail: format!("request failed: {e}"),
+        },
+    }
+}
+
+fn command(argv: &[String], user: &str, body: &[u8], timeout: Duration) -> Attempt {
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| a.replace("{user}", user))
+        .collect();
+    let child = std::process::Command::new(&argv[0])
+        .args(&args)
+        .env("HOLDFAST_USER", user)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return Attempt {
+                ok: false,
+                code: None,
+                detail: format!("cannot run {}: {e}", argv[0]),
+            }
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(body);
+    }
+    // Read output on threads so a chatty program cannot block on a full pipe.
+    let out = child.stdout.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = (&mut s).take(KEEP as u64).read_to_end(&mut b);
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+            b
+        })
+    });
+    let err = child.stderr.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = (&mut s).take(KEEP as u64).read_to_end(&mut b);
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+            b
+        })
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) if started.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let mut text = out.and_then(|t| t.join().ok()).unwrap_or_default();
+    text.extend(err.and_then(|t| t.join().ok()).unwrap_or_default());
+    match status {
+        Ok(s) => Attempt {
+            ok: s.success(),
+            code: s.code().map(i64::from),
+            detail: keep(&text),
+        },
+        Err(e) => Attempt {
+            ok: false,
+            code: None,
+            detail: e,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_of_the_body() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let b = Duration::from_secs(5);
+        let waits: Vec<u64> = (1..=5).map(|a| backoff(b, a).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80]);
+        assert_eq!(backoff(b, 40), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn commands_get_the_user_and_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let c = Connector {
+            name: "idp".into(),
+            target: ConnectorTarget::Command {
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("cat > {}; echo disabled $0", out.display()),
+                    "{user}".into(),
+                ],
+            },
+            retry_base: Duration::from_secs(1),
+            max_attempts: 3,
+            timeout: Duration::from_secs(10),
+        };
+        let a = call(&c, "kim", b"{\"user\":\"kim\"}");
+        assert_eq!(
+            a,
+            Attempt {
+                ok: true,
+                code: Some(0),
+                detail: "disabled kim".into()
+            }
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"user\":\"kim\"}");
+        let fails = Connector {
+            target: ConnectorTarget::Command {
+                argv: vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()],
+            },
+            ..c.clone()
+        };
+        assert_eq!(
+            call(&fails, "kim", b""),
+            Attempt {
+                ok: false,
+                code: Some(3),
+                detail: "nope".into()
+            }
+        );
+        let slow = Connector {
+            target: ConnectorTarget::Command {
+                argv: vec!["sleep".into(), "30".into()],
+            },
+            timeout: Duration::from_secs(1),
+            ..c.clone()
+        };
+        let a = call(&slow, "kim", b"");
+        assert!(!a.ok && a.detail.starts_with("timed out"), "{a:?}");
+        let missing = Connector {
+            target: ConnectorTarget::Command {
+                argv: vec!["/nonexistent/disable-user".into()],
+            },
+            ..c
+        };
+        assert!(call(&missing, "kim", b"")
+            .detail
+            .starts_with("cannot run /nonexistent"));
+    }
+}

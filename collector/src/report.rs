@@ -1,0 +1,333 @@
+//! The look-back report and handover list of an offboarding: every customer-data event of
+//! the user in the window before the effective time, the records they exported, real
+//! customers (EDM hits), the top files and the devices; and the customer files they held,
+//! and where, so a manager can reassign those customers. Built from stored events (counts,
+//! paths and hashes: the collector never has the content), as JSON or CSV.
+
+use crate::store::StoredEvent;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Events read for one report, at most.
+pub const MAX_EVENTS: usize = 1_000_000;
+
+/// One customer-data event in the window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportEvent {
+    pub time_ms: i64,
+    pub device_id: String,
+    pub seq: u64,
+    pub action: String,
+    pub path: String,
+    pub old_path: Option<String>,
+    pub sha256: Option<String>,
+    pub records: u64,
+    pub edm: u64,
+    pub rules: Vec<String>,
+}
+
+/// A file, by content, with the most records seen in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopFile {
+    pub path: String,
+    pub device_id: String,
+    pub sha256: Option<String>,
+    pub records: u64,
+    pub edm: u64,
+    pub events: u64,
+}
+
+/// A customer file the user held at the effective time, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Held {
+    pub device_id: String,
+    pub hostname: String,
+    pub path: String,
+    pub sha256: Option<String>,
+    pub records: u64,
+    pub edm: u64,
+    pub last_seen_ms: i64,
+}
+
+/// Per device: how many customer-data events and records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceLine {
+    pub device_id: String,
+    pub hostname: String,
+    pub events: u64,
+    pub records: u64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub user: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Customer records in files created, modified or renamed in the window (the exports).
+    pub records_exported: u64,
+    /// Of those, rows holding real customers (exact data match).
+    pub edm_hits: u64,
+    pub events: Vec<ReportEvent>,
+    pub top_files: Vec<TopFile>,
+    pub devices: Vec<DeviceLine>,
+    pub handover: Vec<Held>,
+}
+
+fn is_customer(e: &StoredEvent) -> bool {
+    e.records.unwrap_or(0) > 0 || !e.rules.is_empty()
+}
+
+fn exported(action: &str) -> bool {
+    matches!(action, "created" | "modified" | "renamed")
+}
+
+/// Builds the report from the user's events in `from_ms..=to_ms` (`window`) and all their
+/// events up to `to_ms` (`history`, for what they still held). `hostnames` maps device ids.
+pub fn build(
+    user: &str,
+    from_ms: i64,
+    to_ms: i64,
+    window: &[StoredEvent],
+    history: &[StoredEvent],
+    hostnames: &BTreeMap<String, String>,
+) -> Report {
+    let host = |d: &str| hostnames.get(d).cloned().unwrap_or_default();
+    let mut events = Vec::new();
+    let mut top: BTreeMap<(String, String), TopFile> = BTreeMap::new();
+    let mut devices: BTreeMap<String, DeviceLine> = BTreeMap::new();
+    let (mut records_exported, mut edm_hits) = (0u64, 0u64);
+    for e in window.iter().filter(|e| is_customer(e)) {
+        let action = e.action.clone().unwrap_or_else(|| e.kind.clone());
+        let path = e.path.clone().unwrap_or_default();
+        let records = e.records.unwrap_or(0);
+        let edm = e.findings.get("edm").copied().unwrap_or(0);
+        if exported(&action) {
+            records_exported += records;
+            edm_hits += edm;
+        }
+        let d = devices
+            .entry(e.device_id.clone())
+            .or_insert_with(|| DeviceLine {
+                device_id: e.device_id.clone(),
+                hostname: host(&e.device_id),
+                events: 0,
+                records: 0,
+            });
+        d.events += 1;
+        d.records += records;
+        let key = (
+            e.device_id.clone(),
+            e.sha256.clone().unwrap_or_else(|| path.clone()),
+        );
+        let t = top.entry(key).or_insert_with(|| TopFile {
+            path: path.clone(),
+            device_id: e.device_id.clone(),
+            sha256: e.sha256.clone(),
+            records: 0,
+            edm: 0,
+            events: 0,
+        });
+        t.events += 1;
+        t.path = path.clone();
+        t.records = t.records.max(records);
+        t.edm = t.edm.max(edm);
+        events.push(ReportEvent {
+            time_ms: e.corrected_ms,
+            device_id: e.device_id.clone(),
+            seq: e.seq,
+            action,
+            path,
+            old_path: e.old_path.clone(),
+            sha256: e.sha256.clone(),
+            records,
+            edm,
+            rules: e.rules.clone(),
+        });
+    }
+    let mut top_files: Vec<TopFile> = top.into_values().collect();
+    top_files.sort_by(|a, b| b.records.cmp(&a.records).then(a.path.cmp(&b.path)));
+    top_files.truncate(10);
+    // What was held: the last word on each (device, path) up to the effective time.
+    let mut last: BTreeMap<(String, String), &StoredEvent> = BTreeMap::new();
+    for e in history {
+        let Some(path) = &e.path else { continue };
+        if let (Some("renamed"), Some(old)) = (e.action.as_deref(), &e.old_path) {
+            last.remove(&(e.device_id.clone(), old.clone()));
+        }
+        last.insert((e.device_id.clone(), path.clone()), e);
+    }
+    let mut handover: Vec<Held> = last
+        .into_iter()
+        .filter(|(_, e)| e.action.as_deref() != Some("deleted") && e.records.unwrap_or(0) > 0)
+        .filter(|(_, e)| is_customer(e))
+        .map(|((device_id, path), e)| Held {
+            hostname: host(&device_id),
+            device_id,
+            path,
+            sha256: e.sha256.clone(),
+            records: e.records.unwrap_or(0),
+            edm: e.findings.get("edm").copied().unwrap_or(0),
+            last_seen_ms: e.corrected_ms,
+        })
+        .collect();
+    handover.sort_by(|a, b| b.records.cmp(&a.records).then(a.path.cmp(&b.path)));
+    Report {
+        user: user.to_string(),
+        from_ms,
+        to_ms,
+        records_exported,
+        edm_hits,
+        events,
+        top_files,
+        devices: devices.into_values().collect(),
+        handover,
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    // Quote everything that needs it, and defuse spreadsheet formulas.
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The report as CSV: one row per event (`section` = `event`) and per held file
+/// (`section` = `handover`), with the same columns.
+pub fn to_csv(r: &Report) -> String {
+    let mut out = String::from(
+        "section,time,device,hostname,action,path,old_path,sha256,records,edm,rules\n",
+    );
+    let host = |d: &str| {
+        r.devices
+            .iter()
+            .find(|l| l.device_id == d)
+            .map(|l| l.hostname.clone())
+            .unwrap_or_default()
+    };
+    for e in &r.events {
+        let row = [
+            "event".to_string(),
+            crate::fmt_ms(e.time_ms),
+            e.device_id.clone(),
+            host(&e.device_id),
+            e.action.clone(),
+            e.path.clone(),
+            e.old_path.clone().unwrap_or_default(),
+            e.sha256.clone().unwrap_or_default(),
+            e.records.to_string(),
+            e.edm.to_string(),
+            e.rules.join(" "),
+        ];
+        out.push_str(
+            &row.iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    for h in &r.handover {
+        let row = [
+            "handover".to_string(),
+            crate::fmt_ms(h.last_seen_ms),
+            h.device_id.clone(),
+            h.hostname.clone(),
+            "held".to_string(),
+            h.path.clone(),
+            String::new(),
+            h.sha256.clone().unwrap_or_default(),
+            h.records.to_string(),
+            h.edm.to_string(),
+            String::new(),
+        ];
+        out.push_str(
+            &row.iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, t: i64, action: &str, path: &str, records: u64, rules: &[&str]) -> StoredEvent {
+        StoredEvent {
+            device_id: "d1".into(),
+            seq,
+            user: "kim".into(),
+            time_ms: t,
+            received_ms: t,
+            corrected_ms: t,
+            kind: "file".into(),
+            action: Some(action.into()),
+            path: Some(path.into()),
+            sha256: Some(format!("h-{path}")),
+            size: Some(10),
+            records: Some(records),
+            rules: rules.iter().map(|r| r.to_string()).collect(),
+            old_path: None,
+            findings: [("edm".to_string(), records / 2)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn report_totals_top_files_and_handover() {
+        let history = vec![
+            ev(
+                1,
+                10,
+                "created",
+                "/h/a.csv",
+                300,
+                &["crm-export.bulk-contacts"],
+            ),
+            ev(2, 20, "created", "/h/notes.txt", 0, &[]),
+            ev(
+                3,
+                30,
+                "created",
+                "/h/b.csv",
+                80,
+                &["crm-export.bulk-contacts"],
+            ),
+            ev(4, 40, "deleted", "/h/b.csv", 0, &[]),
+            ev(5, 50, "created", "/h/c.csv", 20, &[]),
+        ];
+        let window: Vec<StoredEvent> = history[1..].to_vec();
+        let hosts = [("d1".to_string(), "laptop".to_string())]
+            .into_iter()
+            .collect();
+        let r = build("kim", 15, 60, &window, &history, &hosts);
+        let paths: Vec<(&str, &str)> = r
+            .events
+            .iter()
+            .map(|e| (e.action.as_str(), e.path.as_str()))
+            .collect();
+        // The note (no records, no rule) is not customer data; a.csv is outside the window.
+        assert_eq!(paths, [("created", "/h/b.csv"), ("created", "/h/c.csv")]);
+        assert_eq!((r.records_exported, r.edm_hits), (100, 50));
+        assert_eq!(r.top_files[0].path, "/h/b.csv");
+        assert_eq!(r.devices[0].hostname, "laptop");
+        // Held at the end: a.csv and c.csv; b.csv was deleted.
+        let held: Vec<&str> = r.handover.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(held, ["/h/a.csv", "/h/c.csv"]);
+        let csv = to_csv(&r);
+        assert_eq!(csv.lines().count(), 1 + 2 + 2);
+        assert!(csv.contains("handover,"));
+        assert_eq!(csv_field("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}
