@@ -5,6 +5,7 @@
 pub mod config;
 pub mod connectors;
 pub mod edm;
+pub mod hr;
 pub mod ingest;
 pub mod limits;
 pub mod offboard;

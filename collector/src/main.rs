@@ -78,6 +78,17 @@ enum Command {
         #[command(subcommand)]
         command: ListCommand,
     },
+    /// Users (who enrolled a device or got a token): devices, and active / departing /
+    /// offboarded / restored.
+    Users {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// HR exports: who resigned and their last working day.
+    Hr {
+        #[command(subcommand)]
+        command: HrCommand,
+    },
     /// The append-only audit log: who did what, when, from where.
     Audit {
         #[command(subcommand)]
@@ -152,6 +163,21 @@ enum OffboardCommand {
         user: String,
         #[arg(long, default_value = "")]
         reason: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
+enum HrCommand {
+    /// Import an HR export (CSV/TSV; UTF-8, UTF-16 or GBK) with a user or email column, a
+    /// last working day and optionally a resignation (notice) date: each leaver is departing
+    /// from notice and offboarded when their last day ends (UTC). Bad rows are reported by
+    /// line; good rows apply; importing again changes nothing. Exit status 1 if any row failed.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         at: Where,
     },
@@ -487,6 +513,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 effective_ms: parse_when("--effective", &effective)?,
                 lookback_ms: lookback.as_millis() as i64,
                 reason,
+                notice_ms: None,
             };
             let now = holdfast_collector::now_ms();
             let started = offboard::start(&c, &mut store, &req, &cli_actor(), now)?;
@@ -650,6 +677,58 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Users {
+            command: ListCommand::List { json, limit, at },
+        } => {
+            let users = open_store(&at.config()?)?.users(holdfast_collector::now_ms())?;
+            let users: Vec<_> = users.into_iter().take(limit).collect();
+            if json {
+                print_json_lines(&users)?;
+            } else if users.is_empty() {
+                println!("no users");
+            } else {
+                println!("{:<24} {:>7}  {:<11} EFFECTIVE", "USER", "DEVICES", "STATE");
+                for u in &users {
+                    println!(
+                        "{:<24} {:>7}  {:<11} {}",
+                        u.user,
+                        u.devices,
+                        u.state.to_uppercase(),
+                        u.effective_ms.map(fmt_ms).unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hr {
+            command: HrCommand::Import { file, json, at },
+        } => {
+            let c = at.config()?;
+            let mut store = open_store(&c)?;
+            let r = holdfast_collector::hr::import(
+                &c,
+                &mut store,
+                &file,
+                &cli_actor(),
+                holdfast_collector::now_ms(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                for o in &r.rows {
+                    println!("line {:<5} {:<10} {}", o.line, o.result, o.detail);
+                }
+                println!(
+                    "{} scheduled, {} unchanged, {} row(s) with errors",
+                    r.scheduled, r.unchanged, r.errors
+                );
+            }
+            Ok(if r.errors > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Audit {
             command: ListCommand::List { json, limit, at },

@@ -57,6 +57,9 @@ pub struct Request {
     pub effective_ms: i64,
     pub lookback_ms: i64,
     pub reason: String,
+    /// When notice was given; the user is departing from then until the effective time
+    /// (default: now).
+    pub notice_ms: Option<i64>,
 }
 
 /// The offboarding actions of the policy in force: the published bundle's, or the built-in
@@ -164,6 +167,7 @@ pub fn start(
         }
     }
     let plan = policy_in_force(store)?.offboard;
+    let notice_ms = req.notice_ms.unwrap_or(now_ms).min(now_ms);
     let effective_ms = req.effective_ms.max(now_ms);
     let orders = sign_orders(
         config,
@@ -183,6 +187,8 @@ pub fn start(
             lookback_ms: req.lookback_ms,
             reason: req.reason.clone(),
             restored_ms: None,
+            notice_ms,
+            raise_levels: plan.departing_raise,
         },
         &orders,
         &connector_names(config),
@@ -411,6 +417,7 @@ mod tests {
             effective_ms: 0,
             lookback_ms: 90 * 86_400_000,
             reason: "resigned".into(),
+            notice_ms: None,
         };
         let err = start(&config, &mut store, &req("nobody"), &actor, 100).unwrap_err();
         assert_eq!(

@@ -24,6 +24,18 @@ impl Severity {
         }
     }
 
+    /// This severity raised by `levels`, at most critical.
+    pub fn raised(self, levels: u8) -> Severity {
+        const ORDER: [Severity; 4] = [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ];
+        let i = ORDER.iter().position(|s| *s == self).unwrap_or(0);
+        ORDER[(i + usize::from(levels)).min(3)]
+    }
+
     /// Parses the lowercase name; `None` for anything else.
     pub fn parse(s: &str) -> Option<Severity> {
         match s {

@@ -592,3 +592,64 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
     assert_eq!(alert["path"], after.display().to_string());
     assert_eq!(alert["records"], 60);
 }
+
+#[test]
+fn hr_import_schedules_leavers_and_reports_bad_rows_by_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path());
+    for u in ["wang", "li"] {
+        c.token(u);
+    }
+    // What Chinese Excel writes: GBK, Chinese headers, slashes in dates.
+    let text = "邮箱,姓名,离职申请日期,最后工作日\r\nwang@corp.example,王伟,2026/11/20,2099/12/31\r\nzhao@corp.example,赵敏,2026/11/20,2099/12/31\r\nli,李娜,2026/11/21,不知道\r\n";
+    let file = tmp.path().join("离职名单.csv");
+    std::fs::write(&file, encoding_rs::GBK.encode(text).0).unwrap();
+    let out = run(
+        "holdfast-collector",
+        &[
+            "hr",
+            "import",
+            &file.display().to_string(),
+            "--json",
+            "--config",
+            &c.config.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad row makes the exit status 1"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(u64, &str)> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["line"].as_u64().unwrap(), o["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [(2, "scheduled"), (3, "error"), (4, "error")]);
+    assert!(r["rows"][1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("unknown user `zhao@corp.example`"));
+    assert!(r["rows"][2]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("最后工作日"));
+    // wang is departing until the end of their last day; li (bad row) is untouched.
+    let users = json_lines(&c.cli(&["users", "list", "--json"]));
+    let state = |u: &str| {
+        users
+            .iter()
+            .find(|x| x["user"] == u)
+            .map(|x| x["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        (state("wang").as_str(), state("li").as_str()),
+        ("departing", "active")
+    );
+    let st = status(&c, "wang");
+    assert_eq!(st["effective_ms"], 4_102_358_400_000u64 + 86_400_000);
+    assert_eq!(st["devices"].as_array().unwrap().len(), 0);
+}

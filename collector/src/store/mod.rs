@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::Path;
 
 mod offboard;
-pub use offboard::{AuditEntry, ConnectorRun, NewOrder, OffboardRow, OrderRow};
+pub use offboard::{AuditEntry, ConnectorRun, NewOrder, OffboardRow, OrderRow, UserRow};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +323,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("events", "corrected_ms", "INTEGER"),
     ("alerts", "detail", "TEXT NOT NULL DEFAULT ''"),
     ("devices", "edm_version", "TEXT NOT NULL DEFAULT ''"),
+    ("offboardings", "notice_ms", "INTEGER"),
+    ("offboardings", "raise_levels", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 impl Store {
@@ -742,13 +744,24 @@ impl Store {
         )?;
         // From an offboarding's effective time on, any customer file the user touches is a
         // critical alert.
-        let offboarded_at: Option<i64> = tx
+        // Between notice and that time the user is departing: their alerts rise in severity.
+        let offboarding: Option<(i64, i64, i64)> = tx
             .query_row(
-                "SELECT effective_ms FROM offboardings WHERE user = ?1 AND restored_ms IS NULL",
+                "SELECT effective_ms, COALESCE(notice_ms, started_ms), raise_levels
+                 FROM offboardings WHERE user = ?1 AND restored_ms IS NULL",
                 [&device.user],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
+        let offboarded_at = offboarding.map(|(effective, _, _)| effective);
+        let departing = |t: i64| -> u8 {
+            match offboarding {
+                Some((effective, notice, raise)) if t >= notice && t < effective => {
+                    raise.clamp(0, 3) as u8
+                }
+                _ => 0,
+            }
+        };
         let mut sorted: Vec<&SealedEvent> = events.iter().collect();
         sorted.sort_by_key(|e| e.seq);
         let mut new = 0;
@@ -900,12 +913,13 @@ impl Store {
                     },
                 )?;
             }
+            let raise = departing(corrected);
             for m in &f.rules {
                 upsert_alert(
                     &tx,
                     &Hit {
                         rule_id: &m.id,
-                        severity: m.severity,
+                        severity: m.severity.raised(raise),
                         user: &device.user,
                         device_id: &device.id,
                         path: &f.path,
@@ -1230,6 +1244,59 @@ mod tests {
             Some(10)
         );
         assert!(!s.revoke_device("nope", 10).unwrap());
+    }
+
+    #[test]
+    fn departing_users_alerts_rise_and_access_after_offboarding_is_critical() {
+        let (_dir, mut s, d) = open_with_device();
+        s.start_offboarding(
+            &OffboardRow {
+                user: "ada".into(),
+                started_ms: 1_500,
+                effective_ms: 2_500,
+                lookback_ms: 1_000,
+                reason: String::new(),
+                restored_ms: None,
+                notice_ms: 1_500,
+                raise_levels: 1,
+            },
+            &[],
+            &[],
+            &offboard::AuditEntry {
+                id: 0,
+                time_ms: 1_500,
+                actor: "t".into(),
+                origin: "t".into(),
+                action: "offboard".into(),
+                target: "ada".into(),
+                detail: String::new(),
+            },
+        )
+        .unwrap();
+        // Events at 1 s (before notice), 2 s (departing), 3 s (after the effective time).
+        let batch = chain(&[
+            file_body("/a.csv", &[("r", Severity::High)]),
+            file_body("/b.csv", &[("r", Severity::High)]),
+            file_body("/c.csv", &[("r", Severity::Medium)]),
+        ]);
+        s.ingest(&d, &batch, 10_000).unwrap();
+        let mut got: Vec<(String, String, String)> = s
+            .alerts(10)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.path, a.rule_id, a.severity))
+            .collect();
+        got.sort();
+        let want: Vec<(String, String, String)> = [
+            ("/a.csv", "r", "high"),
+            ("/b.csv", "r", "critical"),
+            ("/c.csv", "holdfast.offboarded_access", "critical"),
+            ("/c.csv", "r", "medium"),
+        ]
+        .iter()
+        .map(|(p, r, sev)| (p.to_string(), r.to_string(), sev.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 
     /// One `check()` for the chain: ingest `batches` in order, compare the system alerts.

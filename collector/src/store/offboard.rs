@@ -16,6 +16,10 @@ pub struct OffboardRow {
     pub lookback_ms: i64,
     pub reason: String,
     pub restored_ms: Option<i64>,
+    /// When notice was given (the user is departing until `effective_ms`).
+    pub notice_ms: i64,
+    /// Severity levels a departing user's alerts rise by.
+    pub raise_levels: u8,
 }
 
 /// An order to record: already signed.
@@ -79,6 +83,17 @@ pub struct ConnectorRun {
     pub last_detail: String,
 }
 
+/// A user, with their devices and where they stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRow {
+    pub user: String,
+    pub devices: u64,
+    /// `active`, `departing` (notice given, not yet effective), `offboarded` or `restored`.
+    pub state: String,
+    pub effective_ms: Option<i64>,
+    pub notice_ms: Option<i64>,
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -123,6 +138,36 @@ fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), StoreError>
 }
 
 impl Store {
+    /// Every user who enrolled a device or was given a token, with their offboarding state.
+    pub fn users(&self, now_ms: i64) -> Result<Vec<UserRow>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT u.user,
+                    (SELECT COUNT(*) FROM devices d WHERE d.user = u.user),
+                    o.effective_ms, COALESCE(o.notice_ms, o.started_ms), o.restored_ms
+             FROM (SELECT user FROM devices UNION SELECT user FROM tokens) u
+             LEFT JOIN offboardings o ON o.user = u.user
+             ORDER BY u.user",
+        )?;
+        let rows = st.query_map([], |r| {
+            let effective: Option<i64> = r.get(2)?;
+            let restored: Option<i64> = r.get(4)?;
+            let state = match (effective, restored) {
+                (None, _) => "active",
+                (Some(_), Some(_)) => "restored",
+                (Some(e), None) if e > now_ms => "departing",
+                (Some(_), None) => "offboarded",
+            };
+            Ok(UserRow {
+                user: r.get(0)?,
+                devices: r.get::<_, i64>(1)? as u64,
+                state: state.into(),
+                effective_ms: effective,
+                notice_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Whether `user` is known: enrolled a device or was ever given a token.
     pub fn user_known(&self, user: &str) -> Result<bool, StoreError> {
         Ok(self.conn.query_row(
@@ -138,7 +183,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT user, started_ms, effective_ms, lookback_ms, reason, restored_ms
+                "SELECT user, started_ms, effective_ms, lookback_ms, reason, restored_ms,
+                        COALESCE(notice_ms, started_ms), raise_levels
                  FROM offboardings WHERE user = ?1",
                 [user],
                 |r| {
@@ -149,6 +195,8 @@ impl Store {
                         lookback_ms: r.get(3)?,
                         reason: r.get(4)?,
                         restored_ms: r.get(5)?,
+                        notice_ms: r.get(6)?,
+                        raise_levels: r.get(7)?,
                     })
                 },
             )
@@ -174,9 +222,18 @@ impl Store {
             return Ok(false);
         }
         tx.execute(
-            "INSERT OR REPLACE INTO offboardings (user, started_ms, effective_ms, lookback_ms, reason, restored_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-            params![row.user, row.started_ms, row.effective_ms, row.lookback_ms, row.reason],
+            "INSERT OR REPLACE INTO offboardings (user, started_ms, effective_ms, lookback_ms, reason,
+                 restored_ms, notice_ms, raise_levels)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+            params![
+                row.user,
+                row.started_ms,
+                row.effective_ms,
+                row.lookback_ms,
+                row.reason,
+                row.notice_ms,
+                row.raise_levels
+            ],
         )?;
         insert_orders(&tx, &row.user, row.started_ms, orders)?;
         queue_runs(
@@ -530,6 +587,8 @@ mod tests {
             lookback_ms: 90,
             reason: "resigned".into(),
             restored_ms: None,
+            notice_ms: 10,
+            raise_levels: 1,
         }
     }
 
@@ -673,9 +732,28 @@ mod tests {
 
     #[test]
     fn users_are_known_by_device_or_token() {
-        let (_d, s) = store();
+        let (_d, mut s) = store();
         assert!(!s.user_known("kim").unwrap());
         s.add_token("abc", "kim", 1, 2).unwrap();
+        s.add_token("def", "lee", 1, 2).unwrap();
         assert!(s.user_known("kim").unwrap());
+        s.start_offboarding(&row("kim", 100), &[], &[], &audit("offboard"))
+            .unwrap();
+        let states = |s: &Store, now| -> Vec<(String, String)> {
+            s.users(now)
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.user, u.state))
+                .collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            states(&s, 50),
+            [pair("kim", "departing"), pair("lee", "active")]
+        );
+        assert_eq!(
+            states(&s, 100),
+            [pair("kim", "offboarded"), pair("lee", "active")]
+        );
     }
 }

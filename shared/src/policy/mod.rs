@@ -123,6 +123,9 @@ pub struct OffboardPlan {
     pub strip_access: Vec<String>,
     /// Caches deleted (CRM offline data and tokens).
     pub purge: Vec<String>,
+    /// Severity levels a departing user's alerts rise by, from notice to the effective time
+    /// (0 to 3; default 1: high becomes critical).
+    pub departing_raise: u8,
 }
 
 impl Default for OffboardPlan {
@@ -133,6 +136,7 @@ impl Default for OffboardPlan {
             quarantine_min_records: 10,
             strip_access: Vec::new(),
             purge: Vec::new(),
+            departing_raise: 1,
         }
     }
 }

@@ -69,6 +69,7 @@ struct RawOffboard {
     strip_access: Vec<Spanned<String>>,
     #[serde(default)]
     purge: Vec<Spanned<String>>,
+    departing_raise: Option<u8>,
 }
 
 /// Why a folder cannot be an offboarding target; `None` when it can. Deleting or locking
@@ -277,6 +278,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                     quarantine_min_records: o.quarantine_min_records.unwrap_or(10),
                     strip_access: check("strip_access", &o.strip_access),
                     purge: check("purge", &o.purge),
+                    departing_raise: o.departing_raise.unwrap_or(1).min(3),
                 };
                 offboard = Some((plan, format!("{file}:{line}")));
             }
