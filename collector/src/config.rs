@@ -33,6 +33,8 @@ struct RawConfig {
     max_events_per_sec: Option<u32>,
     #[serde(default)]
     connector: Vec<RawConnector>,
+    http_listen: Option<String>,
+    session_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,7 +98,17 @@ pub struct Config {
     /// Per-connection ingest rate; a faster agent is slowed down, not dropped.
     pub max_events_per_sec: u32,
     pub connectors: Vec<Connector>,
+    /// The console, API and metrics listener (loopback only: put a TLS proxy in front to
+    /// reach it from elsewhere); `None` when `http_listen = "off"`.
+    pub http_listen: Option<SocketAddr>,
+    /// How long a console login lasts.
+    pub session_ttl: Duration,
 }
+
+/// The default console/API address.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7480";
+/// The default console session lifetime.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// Defaults for the tunables above.
 pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
@@ -153,6 +165,8 @@ impl Config {
             skew_tolerance: DEFAULT_SKEW_TOLERANCE,
             max_events_per_sec: DEFAULT_MAX_EVENTS_PER_SEC,
             connectors: Vec::new(),
+            http_listen: DEFAULT_HTTP_LISTEN.parse().ok(),
+            session_ttl: DEFAULT_SESSION_TTL,
         }
     }
 
@@ -334,6 +348,33 @@ impl Config {
                 timeout,
             });
         }
+        let http_listen = match raw.http_listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN) {
+            "off" => None,
+            v => {
+                let a: SocketAddr = v.parse().map_err(|_| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: "http_listen",
+                    message: format!("`{v}` is not an IP:PORT socket address (or \"off\")"),
+                })?;
+                if !a.ip().is_loopback() {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        field: "http_listen",
+                        message: format!(
+                            "`{v}` is not a loopback address: the console speaks plain HTTP, so \
+                             serve it on 127.0.0.1 or ::1 and put a TLS reverse proxy in front"
+                        ),
+                    });
+                }
+                Some(a)
+            }
+        };
+        let session_ttl = duration(
+            "session_ttl",
+            raw.session_ttl,
+            DEFAULT_SESSION_TTL,
+            Duration::from_secs(60),
+        )?;
         Ok(Config {
             data_dir,
             listen,
@@ -343,6 +384,8 @@ impl Config {
             skew_tolerance,
             max_events_per_sec,
             connectors,
+            http_listen,
+            session_ttl,
         })
     }
 }
@@ -373,7 +416,15 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`"));
+        check(
+            "http_listen = \"0.0.0.0:7480\"",
+            Err("/etc/c.toml: http_listen: `0.0.0.0:7480` is not a loopback address: the console speaks plain HTTP, so serve it on 127.0.0.1 or ::1 and put a TLS reverse proxy in front"),
+        );
+        check(
+            "http_listen = \"localhost\"",
+            Err("/etc/c.toml: http_listen: `localhost` is not an IP:PORT socket address (or \"off\")"),
+        );
         check(
             "offline_after = \"soon\"",
             Err("/etc/c.toml: offline_after: `soon`: expected number at 0 (write e.g. \"90d\", \"10m\", \"30s\")"),

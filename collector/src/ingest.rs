@@ -51,6 +51,8 @@ pub struct State {
     pub max_events_per_sec: u32,
     /// Called at offboardings; see [`crate::connectors`].
     pub connectors: Vec<crate::config::Connector>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the QUIC server config: our CA's server certificate, client certificates
@@ -447,6 +449,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
     let span = info_span!("device", id = %device.id, user = %device.user);
     async move {
         info!("agent connected");
+        let _connected = crate::metrics::Connected::new(state.metrics.clone());
         let device = Arc::new(device);
         let mut bucket = TokenBucket::new(state.max_events_per_sec, std::time::Instant::now());
         loop {
@@ -494,9 +497,11 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     let through = events.iter().map(|e| e.seq).max().unwrap_or(0);
                     let n = events.len();
                     let d = device.clone();
+                    let arrived = std::time::Instant::now();
                     match with_store(&state, move |s| s.ingest(&d, &events, crate::now_ms())).await
                     {
                         Ok(new) => {
+                            state.metrics.batch(new as u64, arrived.elapsed());
                             info!(events = n, new, through_seq = through, "batch committed");
                             Message::Ack {
                                 through_seq: through,
@@ -693,6 +698,7 @@ pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<Sta
             offline_after: config.offline_after,
             max_events_per_sec: config.max_events_per_sec,
             connectors: config.connectors.clone(),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         }),
     ))
 }

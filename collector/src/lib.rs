@@ -2,12 +2,15 @@
 //!
 //! `ingest` owns the QUIC socket, `store` owns every SQL statement, `pki` owns the CA key.
 
+pub mod api_tokens;
 pub mod config;
 pub mod connectors;
 pub mod edm;
 pub mod hr;
+pub mod http;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod offboard;
 pub mod pki;
 pub mod policies;
@@ -15,6 +18,16 @@ pub mod quickstart;
 pub mod report;
 pub mod store;
 pub mod tokens;
+pub mod triage;
+
+/// Who asked, and from where (for the audit log).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `cli:alice`, `api:soc-1`, a device id, or `collector`.
+    pub who: String,
+    /// `cli@host`, `http 127.0.0.1`, `device`.
+    pub origin: String,
+}
 
 /// Milliseconds since the Unix epoch: the collector's one clock.
 pub fn now_ms() -> i64 {

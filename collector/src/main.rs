@@ -57,11 +57,20 @@ enum Command {
         /// QUIC listen address.
         #[arg(long, default_value = holdfast_collector::config::DEFAULT_LISTEN)]
         listen: String,
+        /// Console and API address (loopback), or `off`.
+        #[arg(long, default_value = holdfast_collector::config::DEFAULT_HTTP_LISTEN)]
+        http: String,
     },
     /// Enrollment tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// API tokens for the HTTP API and the web console, each with a role: analyst (triage),
+    /// it_admin (devices, offboarding), auditor (read-only with the audit log), admin.
+    ApiToken {
+        #[command(subcommand)]
+        command: ApiTokenCommand,
     },
     /// Alerts.
     Alerts {
@@ -190,11 +199,11 @@ enum ReportFormat {
 }
 
 /// The operator and host, for the audit log.
-fn cli_actor() -> holdfast_collector::offboard::Actor {
+fn cli_actor() -> holdfast_collector::Actor {
     let who = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    holdfast_collector::offboard::Actor {
+    holdfast_collector::Actor {
         who: format!("cli:{who}"),
         origin: format!("cli@{}", holdfast_agent::enroll::hostname()),
     }
@@ -279,6 +288,39 @@ enum TokenCommand {
         ttl: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCommand {
+    /// Create a token; its secret is printed once, and only its hash is kept.
+    Create {
+        /// A unique name (letters, digits, '-', '_', '.'), e.g. soc-alice or hr-system.
+        #[arg(long)]
+        name: String,
+        /// analyst, it_admin, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// A one-time console login instead of an API token.
+        #[arg(long)]
+        once: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Revoke a token and end its console sessions.
+    Revoke {
+        name: String,
         #[command(flatten)]
         at: Where,
     },
@@ -540,20 +582,43 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             let c = Config::load(&config)?;
             runtime()?.block_on(async {
                 let (endpoint, state) = holdfast_collector::ingest::start(&c)?;
-                tracing::info!(listen = %endpoint.local_addr()?, data_dir = %c.data_dir.display(), ca_sha256 = %state.ca.fingerprint(), "collector listening");
-                holdfast_collector::ingest::serve(endpoint, state, shutdown_on_signal()).await;
+                let shutdown = shutdown_on_signal();
+                let http = holdfast_collector::http::start(&c, state.metrics.clone(), shutdown.clone()).await?;
+                let http_addr = http.as_ref().map(|(a, _)| a.to_string()).unwrap_or_else(|| "off".into());
+                tracing::info!(listen = %endpoint.local_addr()?, http = %http_addr, data_dir = %c.data_dir.display(), ca_sha256 = %state.ca.fingerprint(), "collector listening");
+                holdfast_collector::ingest::serve(endpoint, state, shutdown).await;
+                if let Some((_, task)) = http {
+                    let _ = task.await;
+                }
                 tracing::info!("collector stopped");
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Quickstart { data_dir, listen } => {
+        Command::Quickstart {
+            data_dir,
+            listen,
+            http,
+        } => {
             let mut c = Config::with_data_dir(
                 data_dir.unwrap_or_else(|| default_data_dir().with_file_name("quickstart")),
             );
             c.listen = listen
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--listen: `{listen}` is not an IP:PORT address"))?;
+            c.http_listen = match http.as_str() {
+                "off" => None,
+                v => Some(
+                    v.parse::<std::net::SocketAddr>()
+                        .ok()
+                        .filter(|a| a.ip().is_loopback())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--http: `{v}` is not a loopback IP:PORT address (or off)"
+                            )
+                        })?,
+                ),
+            };
             runtime()?.block_on(async {
                 holdfast_collector::quickstart::run(c, shutdown_on_signal()).await
             })?;
@@ -584,6 +649,81 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                     issued.token
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApiToken {
+            command:
+                ApiTokenCommand::Create {
+                    name,
+                    role,
+                    once,
+                    json,
+                    at,
+                },
+        } => {
+            let c = at.config()?;
+            let mut store = open_store(&c)?;
+            let t = holdfast_collector::api_tokens::create(
+                &mut store,
+                &name,
+                &role,
+                once,
+                &cli_actor(),
+                holdfast_collector::now_ms(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&t)?);
+            } else {
+                println!("{}", t.secret);
+                let url = c
+                    .http_listen
+                    .map(|a| format!("http://{a}/"))
+                    .unwrap_or_else(|| "(http_listen is off)".into());
+                eprintln!(
+                    "{} token `{}` (role {}); shown once, keep it safe. API: `Authorization: Bearer <token>`; console: {url}",
+                    if once { "one-time login" } else { "API" },
+                    t.name,
+                    t.role
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApiToken {
+            command: ApiTokenCommand::List { json, at },
+        } => {
+            let tokens = open_store(&at.config()?)?.api_tokens()?;
+            if json {
+                print_json_lines(&tokens)?;
+            } else {
+                for t in &tokens {
+                    let state = match (t.revoked_ms, t.used_ms) {
+                        (Some(r), _) => format!("revoked {}", fmt_ms(r)),
+                        (None, Some(u)) => format!("spent {}", fmt_ms(u)),
+                        (None, None) => "live".into(),
+                    };
+                    println!(
+                        "{:<24} {:<9} {:<28} created {} by {}",
+                        t.name,
+                        t.role,
+                        state,
+                        fmt_ms(t.created_ms),
+                        t.created_by
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApiToken {
+            command: ApiTokenCommand::Revoke { name, at },
+        } => {
+            let mut store = open_store(&at.config()?)?;
+            holdfast_collector::api_tokens::revoke(
+                &mut store,
+                &name,
+                &cli_actor(),
+                holdfast_collector::now_ms(),
+            )?;
+            println!("revoked {name}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Alerts {

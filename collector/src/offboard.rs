@@ -43,12 +43,7 @@ impl From<OrderError> for OffboardError {
     }
 }
 
-/// Who asked, and from where (for the audit log).
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub who: String,
-    pub origin: String,
-}
+pub use crate::Actor;
 
 /// What to offboard.
 #[derive(Debug, Clone)]
@@ -134,7 +129,7 @@ fn sign_orders(
 }
 
 /// What `offboard` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Started {
     pub user: String,
     /// False when an offboarding was already open (nothing changed).
@@ -302,7 +297,7 @@ pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, Offboa
 }
 
 /// One device's orders, for `offboard status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeviceStatus {
     pub device_id: String,
     pub hostname: String,
@@ -312,7 +307,7 @@ pub struct DeviceStatus {
 }
 
 /// One order, for `offboard status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OrderStatus {
     pub id: String,
     pub kind: String,
@@ -320,11 +315,12 @@ pub struct OrderStatus {
     pub effective_ms: i64,
     pub delivered_ms: Option<i64>,
     pub done_ms: Option<i64>,
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub receipts: Vec<ActionReceipt>,
 }
 
 /// `offboard status USER`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Status {
     pub user: String,
     pub started_ms: i64,

@@ -15,7 +15,23 @@ pub async fn run(
     let (endpoint, state) = crate::ingest::start(&config)
         .with_context(|| format!("starting the collector on {}", config.listen))?;
     let listen = endpoint.local_addr().context("reading the bound address")?;
+    let http = crate::http::start(&config, state.metrics.clone(), shutdown.clone())
+        .await
+        .context("starting the console")?;
     let server = tokio::spawn(crate::ingest::serve(endpoint, state, shutdown.clone()));
+    // A one-time admin login for the console: spent by the first browser login.
+    let login = {
+        let mut store = crate::store::Store::open(&config.db_path())?;
+        let name = format!(
+            "quickstart-admin-{}",
+            &crate::api_tokens::new_secret("")[..8]
+        );
+        let actor = crate::Actor {
+            who: "quickstart".into(),
+            origin: "cli".into(),
+        };
+        crate::api_tokens::create(&mut store, &name, "admin", true, &actor, crate::now_ms())?
+    };
 
     let home = default_home();
     let mut watch: Vec<PathBuf> = ["~/Downloads", "~/Desktop", "~/Documents"]
@@ -61,6 +77,13 @@ pub async fn run(
     let dd = config.data_dir.display();
     println!("Holdfast quickstart is running.");
     println!("  collector   QUIC on {listen}, data in {dd}");
+    match &http {
+        Some((addr, _)) => {
+            println!("  console     http://{addr}/");
+            println!("              one-time admin login: {}", login.secret);
+        }
+        None => println!("  console     off"),
+    }
     println!("  agent       enrolled, watching:");
     for w in &watch {
         println!("                {}", w.display());
@@ -73,5 +96,8 @@ pub async fn run(
     println!("Press Ctrl-C to stop.");
     let agent = agent.run(shutdown.clone()).await;
     let _ = server.await;
+    if let Some((_, task)) = http {
+        let _ = task.await;
+    }
     agent
 }

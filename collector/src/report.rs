@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub const MAX_EVENTS: usize = 1_000_000;
 
 /// One customer-data event in the window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReportEvent {
     pub time_ms: i64,
     pub device_id: String,
@@ -27,7 +27,7 @@ pub struct ReportEvent {
 }
 
 /// A file, by content, with the most records seen in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TopFile {
     pub path: String,
     pub device_id: String,
@@ -38,7 +38,7 @@ pub struct TopFile {
 }
 
 /// A customer file the user held at the effective time, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Held {
     pub device_id: String,
     pub hostname: String,
@@ -50,7 +50,7 @@ pub struct Held {
 }
 
 /// Per device: how many customer-data events and records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DeviceLine {
     pub device_id: String,
     pub hostname: String,
@@ -59,7 +59,7 @@ pub struct DeviceLine {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub user: String,
     pub from_ms: i64,
@@ -265,6 +265,7 @@ mod tests {
 
     fn ev(seq: u64, t: i64, action: &str, path: &str, records: u64, rules: &[&str]) -> StoredEvent {
         StoredEvent {
+            id: seq as i64,
             device_id: "d1".into(),
             seq,
             user: "kim".into(),

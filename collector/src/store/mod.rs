@@ -11,7 +11,13 @@ use serde::Serialize;
 use std::path::Path;
 
 mod offboard;
+mod triage;
+use offboard::{audit_in, audit_row};
 pub use offboard::{AuditEntry, ConnectorRun, NewOrder, OffboardRow, OrderRow, UserRow};
+pub use triage::{
+    AlertChange, AlertCursor, AlertFilter, AlertOrder, ApiToken, BySeverity, EventFilter, Note,
+    Session,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +63,7 @@ pub mod system_rules {
 }
 
 /// A registered device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, schemars::JsonSchema)]
 pub struct Device {
     pub id: String,
     pub user: String,
@@ -99,7 +105,7 @@ pub struct Beat {
 }
 
 /// A published policy bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PublishedPolicy {
     pub version: String,
     pub issued_ms: i64,
@@ -124,7 +130,7 @@ struct Hit<'a> {
 }
 
 /// An alert as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Alert {
     pub id: i64,
     pub rule_id: String,
@@ -140,11 +146,38 @@ pub struct Alert {
     pub last_seen_ms: i64,
     /// What a system alert is about, in words.
     pub detail: String,
+    /// Who is working on it.
+    pub assignee: Option<String>,
+}
+
+/// The columns [`alert_row`] reads, in order.
+const ALERT_COLUMNS: &str = "id, rule_id, severity, status, user, device_id, path, sha256, records,
+    event_count, first_seen_ms, last_seen_ms, detail, assignee";
+
+fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    Ok(Alert {
+        id: r.get(0)?,
+        rule_id: r.get(1)?,
+        severity: r.get(2)?,
+        status: r.get(3)?,
+        user: r.get(4)?,
+        device_id: r.get(5)?,
+        path: r.get(6)?,
+        sha256: r.get(7)?,
+        records: r.get::<_, i64>(8)?.max(0) as u64,
+        event_count: r.get::<_, i64>(9)?.max(0) as u64,
+        first_seen_ms: r.get(10)?,
+        last_seen_ms: r.get(11)?,
+        detail: r.get(12)?,
+        assignee: r.get(13)?,
+    })
 }
 
 /// A stored event as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StoredEvent {
+    /// The collector's row id: the order events were stored in.
+    pub id: i64,
     pub device_id: String,
     pub seq: u64,
     pub user: String,
@@ -299,6 +332,38 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    once INTEGER NOT NULL DEFAULT 0,
+    last_used_ms INTEGER,
+    used_ms INTEGER,
+    revoked_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    token_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_notes (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_notes_alert ON alert_notes (alert_id);
+CREATE TABLE IF NOT EXISTS forward_cursors (
+    name TEXT PRIMARY KEY,
+    last_alert_id INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policy_bundles (
     id INTEGER PRIMARY KEY,
     version TEXT NOT NULL,
@@ -325,7 +390,19 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("devices", "edm_version", "TEXT NOT NULL DEFAULT ''"),
     ("offboardings", "notice_ms", "INTEGER"),
     ("offboardings", "raise_levels", "INTEGER NOT NULL DEFAULT 0"),
+    ("alerts", "assignee", "TEXT"),
+    ("alerts", "severity_rank", "INTEGER NOT NULL DEFAULT -1"),
 ];
+
+/// Indexes over added columns (created once those exist).
+const INDEXES: &str = "
+UPDATE alerts SET severity_rank = CASE severity WHEN 'low' THEN 0 WHEN 'medium' THEN 1
+    WHEN 'high' THEN 2 ELSE 3 END WHERE severity_rank = -1;
+CREATE INDEX IF NOT EXISTS alerts_by_severity ON alerts (severity_rank DESC, last_seen_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (last_seen_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS alerts_by_user ON alerts (user, last_seen_ms);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user, time_ms);
+";
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
@@ -348,6 +425,7 @@ impl Store {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
             }
         }
+        conn.execute_batch(INDEXES)?;
         Ok(Store { conn })
     }
 
@@ -942,32 +1020,7 @@ impl Store {
 
     /// Alerts, most severe and newest first.
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, rule_id, severity, status, user, device_id, path, sha256, records, event_count,
-                    first_seen_ms, last_seen_ms, detail
-             FROM alerts
-             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END,
-                      last_seen_ms DESC, id DESC
-             LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok(Alert {
-                id: r.get(0)?,
-                rule_id: r.get(1)?,
-                severity: r.get(2)?,
-                status: r.get(3)?,
-                user: r.get(4)?,
-                device_id: r.get(5)?,
-                path: r.get(6)?,
-                sha256: r.get(7)?,
-                records: r.get::<_, i64>(8)? as u64,
-                event_count: r.get::<_, i64>(9)? as u64,
-                first_seen_ms: r.get(10)?,
-                last_seen_ms: r.get(11)?,
-                detail: r.get(12)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.alert_page(&AlertFilter::default(), AlertOrder::Severity, None, limit)
     }
 
     /// Events, newest first.
@@ -1001,13 +1054,14 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
-                    COALESCE(corrected_ms, time_ms), old_path, findings
+                    COALESCE(corrected_ms, time_ms), old_path, findings, id
              FROM events WHERE {clause}"
         ))?;
         let rows = stmt.query_map(args, |r| {
             let rules: String = r.get(11)?;
             let findings: Option<String> = r.get(14)?;
             Ok(StoredEvent {
+                id: r.get(15)?,
                 old_path: r.get(13)?,
                 findings: findings
                     .and_then(|f| serde_json::from_str(&f).ok())
@@ -1077,17 +1131,29 @@ fn upsert_alert(tx: &Connection, h: &Hit<'_>) -> Result<(), StoreError> {
     let updated = tx.execute(
         "UPDATE alerts SET last_seen_ms = MAX(last_seen_ms, ?5), event_count = event_count + 1,
              records = ?6, sha256 = ?7, last_event_seq = ?8,
-             severity = CASE WHEN ?9 > (CASE severity WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 ELSE 3 END) THEN ?4 ELSE severity END,
+             severity = CASE WHEN ?9 > severity_rank THEN ?4 ELSE severity END,
+             severity_rank = MAX(severity_rank, ?9),
              detail = CASE WHEN ?10 = '' THEN detail ELSE ?10 END
          WHERE rule_id = ?1 AND device_id = ?2 AND path = ?3 AND status IN ('new', 'triaged')",
-        params![h.rule_id, h.device_id, h.path, h.severity.as_str(), h.time_ms, h.records, h.sha256, h.seq, severity_rank(h.severity), h.detail],
+        params![
+            h.rule_id,
+            h.device_id,
+            h.path,
+            h.severity.as_str(),
+            h.time_ms,
+            h.records,
+            h.sha256,
+            h.seq,
+            severity_rank(h.severity),
+            h.detail
+        ],
     )?;
     if updated == 0 {
         tx.execute(
             "INSERT INTO alerts (rule_id, severity, user, device_id, path, sha256, records, event_count,
-                 first_seen_ms, last_seen_ms, last_event_seq, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, ?10)",
-            params![h.rule_id, h.severity.as_str(), h.user, h.device_id, h.path, h.sha256, h.records, h.time_ms, h.seq, h.detail],
+                 first_seen_ms, last_seen_ms, last_event_seq, detail, severity_rank)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, ?10, ?11)",
+            params![h.rule_id, h.severity.as_str(), h.user, h.device_id, h.path, h.sha256, h.records, h.time_ms, h.seq, h.detail, severity_rank(h.severity)],
         )?;
     }
     Ok(())
@@ -1097,6 +1163,11 @@ fn upsert_alert(tx: &Connection, h: &Hit<'_>) -> Result<(), StoreError> {
 fn span(ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs((ms.max(0) / 1000) as u64))
         .to_string()
+}
+
+/// The rank of a stored severity name (unknown names rank lowest).
+fn severity_rank_of(s: &str) -> i64 {
+    Severity::parse(s).map(severity_rank).unwrap_or(0)
 }
 
 fn severity_rank(s: Severity) -> i64 {

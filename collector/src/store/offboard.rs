@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// An offboarding as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OffboardRow {
     pub user: String,
     pub started_ms: i64,
@@ -34,7 +34,7 @@ pub struct NewOrder {
 }
 
 /// An order and how far it got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OrderRow {
     pub id: String,
     pub user: String,
@@ -46,6 +46,7 @@ pub struct OrderRow {
     pub done_ms: Option<i64>,
     /// Whether every action succeeded (once done).
     pub ok: Option<bool>,
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub receipts: Vec<ActionReceipt>,
 }
 
@@ -63,7 +64,7 @@ impl OrderRow {
 }
 
 /// One call of a connector for one user's offboarding (or restore), across its attempts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConnectorRun {
     pub id: i64,
     pub user: String,
@@ -84,7 +85,7 @@ pub struct ConnectorRun {
 }
 
 /// A user, with their devices and where they stand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct UserRow {
     pub user: String,
     pub devices: u64,
@@ -95,7 +96,7 @@ pub struct UserRow {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub time_ms: i64,
@@ -129,7 +130,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
 const ORDER_COLUMNS: &str =
     "id, user, device_id, kind, created_ms, effective_ms, delivered_ms, done_ms, ok, receipts";
 
-fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), StoreError> {
+pub(super) fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (time_ms, actor, origin, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![e.time_ms, e.actor, e.origin, e.action, e.target, e.detail],
@@ -486,23 +487,20 @@ impl Store {
 
     /// The audit log, newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT id, time_ms, actor, origin, action, target, detail FROM audit
-             ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit as i64], |r| {
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                time_ms: r.get(1)?,
-                actor: r.get(2)?,
-                origin: r.get(3)?,
-                action: r.get(4)?,
-                target: r.get(5)?,
-                detail: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.audit_page(None, limit)
     }
+}
+
+pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        time_ms: r.get(1)?,
+        actor: r.get(2)?,
+        origin: r.get(3)?,
+        action: r.get(4)?,
+        target: r.get(5)?,
+        detail: r.get(6)?,
+    })
 }
 
 fn queue_runs(

@@ -1,0 +1,853 @@
+//! The web console: server-rendered HTML pages over the same operations as the API, with
+//! plain forms (each carrying the session's CSRF token) and one small script for keyboard
+//! triage (j/k to move, x to select, t/r/f to triage, resolve or dismiss). Everything is
+//! served from the binary: no CDN, no inline script.
+
+use super::api::{self, AlertDetail, OffboardBody};
+use super::auth::{Caller, COOKIE};
+use super::params::Query;
+use super::{ApiError, Http};
+use crate::api_tokens::{digest, new_secret, Cap};
+use crate::fmt_ms;
+use crate::store::{Alert, AlertChange, AuditEntry, StoredEvent};
+use axum::extract::{ConnectInfo, Form, Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use std::fmt::Write;
+use std::sync::Arc;
+
+type St = State<Arc<Http>>;
+type Who = Result<Caller, ApiError>;
+
+const CSS: &str = include_str!("console.css");
+const JS: &str = include_str!("console.js");
+
+pub fn routes() -> Router<Arc<Http>> {
+    Router::new()
+        .route("/", get(queue))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/alerts/bulk", post(bulk))
+        .route("/alerts/{id}", get(alert_page).post(alert_post))
+        .route("/users", get(users_page))
+        .route("/users/{user}/offboard", post(offboard))
+        .route("/devices", get(devices_page))
+        .route("/audit", get(audit_page))
+        .route(
+            "/static/console.css",
+            get(|| async { asset("text/css", CSS) }),
+        )
+        .route(
+            "/static/console.js",
+            get(|| async { asset("text/javascript", JS) }),
+        )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path segment or query value.
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A whole page: layout, navigation, and the security headers every page carries.
+fn page(title: &str, who: Option<&Caller>, body: &str) -> Response {
+    let nav = match who {
+        Some(c) => {
+            let audit = if c.role.can(Cap::Audit) {
+                r#"<a href="/audit">Audit log</a>"#
+            } else {
+                ""
+            };
+            format!(
+                r#"<nav aria-label="Main"><a href="/">Alerts</a><a href="/users">Users</a><a href="/devices">Devices</a>{audit}
+<span class="who">{} ({})</span>
+<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Log out</button></form></nav>"#,
+                esc(&c.name),
+                c.role.as_str(),
+                esc(c.csrf.as_deref().unwrap_or(""))
+            )
+        }
+        None => String::new(),
+    };
+    let csrf = who.and_then(|c| c.csrf.as_deref()).unwrap_or("");
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="csrf-token" content="{}">
+<title>{} · Holdfast</title><link rel="stylesheet" href="/static/console.css"></head>
+<body><header><span class="brand">Holdfast</span>{nav}</header>
+<main id="main">{body}</main>
+<script src="/static/console.js" defer></script></body></html>"#,
+        esc(csrf),
+        esc(title)
+    );
+    let mut r = Html(html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// An error as a page (or, when not logged in, a trip to the login page).
+fn fail(e: ApiError, who: Option<&Caller>) -> Response {
+    if matches!(e, ApiError::Unauthorized) {
+        return Redirect::to("/login").into_response();
+    }
+    let (status, _) = e.status_code();
+    let mut r = page(
+        "Error",
+        who,
+        &format!(
+            r#"<h1>Something is wrong</h1><p role="alert" class="error">{}</p><p><a href="/">Back to alerts</a></p>"#,
+            esc(&e.to_string())
+        ),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn sev(s: &str) -> String {
+    format!(r#"<span class="sev sev-{0}">{0}</span>"#, esc(s))
+}
+
+fn file_name(p: &str) -> &str {
+    p.rsplit(['/', '\\']).next().unwrap_or(p)
+}
+
+// ----- login -----
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+fn login_form(error: Option<&str>) -> Response {
+    let err = error
+        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, esc(e)))
+        .unwrap_or_default();
+    page(
+        "Log in",
+        None,
+        &format!(
+            r#"<h1>Log in</h1>{err}
+<form method="post" action="/login" class="login">
+<label for="token">API token or one-time login</label>
+<input id="token" name="token" type="password" autocomplete="off" required autofocus>
+<button type="submit">Log in</button></form>
+<p class="hint">Create one with <code>holdfast-collector api-token create --name NAME --role analyst</code>.</p>"#
+        ),
+    )
+}
+
+async fn login_page() -> Response {
+    login_form(None)
+}
+
+async fn login(
+    State(st): St,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let ip = peer.ip();
+    let secret = f.token.trim().to_string();
+    let ttl = st.config.session_ttl;
+    let result = st
+        .db(move |s| {
+            let now = crate::now_ms();
+            let Some(token) = s.api_token_by_secret(&digest(&secret))? else {
+                return Ok(None);
+            };
+            let id = new_secret("");
+            let csrf = new_secret("");
+            let audit = AuditEntry {
+                id: 0,
+                time_ms: now,
+                actor: format!("api:{}", token.name),
+                origin: format!("http {ip}"),
+                action: "login".into(),
+                target: token.name.clone(),
+                detail: format!("console session, role {}", token.role),
+            };
+            let opened = s.open_session(
+                &digest(&id),
+                &token,
+                &csrf,
+                now,
+                now + ttl.as_millis() as i64,
+                &audit,
+            )?;
+            Ok(opened.then_some(id))
+        })
+        .await;
+    match result {
+        Ok(Some(id)) => {
+            let cookie = format!(
+                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                ttl.as_secs()
+            );
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(None) => {
+            let mut r = login_form(Some(
+                "That token is not valid: unknown, revoked, or a one-time login already used.",
+            ));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+        Err(e) => fail(e, None),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(st): St, who: Who, Form(f): Form<CsrfForm>) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    if let Err(e) = c.check_csrf(&f.csrf) {
+        return fail(e, Some(&c));
+    }
+    if let Some(id) = c.session.clone() {
+        if let Err(e) = st.db(move |s| Ok(s.end_session(&id)?)).await {
+            return fail(e, Some(&c));
+        }
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("hf_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
+
+// ----- alert queue -----
+
+fn alert_row(a: &Alert, i: usize) -> String {
+    format!(
+        r#"<tr data-id="{id}" data-index="{i}"><td><input type="checkbox" name="ids" value="{id}" form="bulk" aria-label="Select alert {id}"></td>
+<td>{sev}</td><td><a href="/alerts/{id}">{file}</a><div class="sub">{rule}</div></td><td>{user}</td><td>{records}</td><td><span class="status status-{status}">{status}</span></td><td>{seen}</td></tr>"#,
+        id = a.id,
+        sev = sev(&a.severity),
+        file = esc(if a.path.is_empty() {
+            &a.detail
+        } else {
+            file_name(&a.path)
+        }),
+        rule = esc(&a.rule_id),
+        user = esc(&a.user),
+        records = a.records,
+        status = esc(&a.status),
+        seen = fmt_ms(a.last_seen_ms),
+    )
+}
+
+fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> String {
+    let mut s = format!(r#"<label>{label} <select name="{name}">"#);
+    for (v, text) in options {
+        let sel = if *v == current { " selected" } else { "" };
+        let _ = write!(s, r#"<option value="{v}"{sel}>{text}</option>"#);
+    }
+    s.push_str("</select></label>");
+    s
+}
+
+async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    // The queue opens on open alerts; `status=` (any) shows all.
+    let raw = raw.unwrap_or_else(|| "status=new,triaged".into());
+    let q = match Query::parse(Some(&raw), api_alert_params(), crate::now_ms()) {
+        Ok(q) => q,
+        Err(e) => return fail(e, Some(&c)),
+    };
+    let p = match api::alert_page(&st, &q).await {
+        Ok(p) => p,
+        Err(e) => return fail(e, Some(&c)),
+    };
+    let status = q.list("status").join(",");
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<h1>Alerts <span class="count">{} matching</span></h1>
+<form method="get" action="/" class="filters" role="search">{}{}<label>User <input name="user" value="{}"></label><label>Rule <input name="rule" value="{}"></label>{}<button type="submit">Filter</button></form>"#,
+        p.total,
+        select(
+            "status",
+            "Status",
+            &status,
+            &[
+                ("new,triaged", "Open"),
+                ("new", "New"),
+                ("triaged", "Triaged"),
+                ("resolved", "Resolved"),
+                ("false_positive", "False positive"),
+                ("", "Any")
+            ]
+        ),
+        select(
+            "severity",
+            "Severity",
+            &q.list("severity").join(","),
+            &[
+                ("", "Any"),
+                ("critical", "Critical"),
+                ("critical,high", "High and up"),
+                ("high", "High"),
+                ("medium", "Medium"),
+                ("low", "Low")
+            ]
+        ),
+        esc(&q.text("user").unwrap_or_default()),
+        esc(&q.text("rule").unwrap_or_default()),
+        select(
+            "sort",
+            "Order",
+            q.text("sort").as_deref().unwrap_or("severity"),
+            &[
+                ("severity", "Most severe first"),
+                ("newest", "Newest first")
+            ]
+        ),
+    );
+    let back = format!("/?{raw}");
+    let _ = write!(
+        body,
+        r#"<form method="post" action="/alerts/bulk" id="bulk" class="bulk"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="back" value="{}">
+<span>Selected:</span><button type="submit" name="status" value="triaged">Triage (t)</button><button type="submit" name="status" value="resolved">Resolve (r)</button><button type="submit" name="status" value="false_positive">False positive (f)</button></form>
+<p class="hint">Keys: <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>x</kbd> select, <kbd>o</kbd> open, <kbd>t</kbd> triage, <kbd>r</kbd> resolve, <kbd>f</kbd> false positive.</p>"#,
+        esc(c.csrf.as_deref().unwrap_or("")),
+        esc(&back)
+    );
+    if p.alerts.is_empty() {
+        body.push_str(r#"<p class="empty">No alerts match.</p>"#);
+    } else {
+        body.push_str(r#"<table class="queue" id="queue"><caption class="sr-only">Alerts</caption><thead><tr><th scope="col"><span class="sr-only">Select</span></th><th scope="col">Severity</th><th scope="col">File / rule</th><th scope="col">User</th><th scope="col">Records</th><th scope="col">Status</th><th scope="col">Last seen</th></tr></thead><tbody>"#);
+        for (i, a) in p.alerts.iter().enumerate() {
+            body.push_str(&alert_row(a, i));
+        }
+        body.push_str("</tbody></table>");
+    }
+    if let Some(next) = &p.next_cursor {
+        let mut params: Vec<String> = raw
+            .split('&')
+            .filter(|kv| !kv.starts_with("cursor="))
+            .map(str::to_string)
+            .collect();
+        params.push(format!("cursor={}", enc(next)));
+        let _ = write!(
+            body,
+            r#"<p><a href="/?{}" rel="next">Next page</a></p>"#,
+            esc(&params.join("&"))
+        );
+    }
+    page("Alerts", Some(&c), &body)
+}
+
+fn api_alert_params() -> &'static [super::params::Param] {
+    api::ENDPOINTS
+        .iter()
+        .find(|e| e.path == "/api/v1/alerts" && e.method == "get")
+        .map(|e| e.params)
+        .unwrap_or(&[])
+}
+
+#[derive(Deserialize)]
+struct BulkForm {
+    #[serde(default)]
+    csrf: String,
+    status: String,
+    #[serde(default)]
+    back: String,
+    #[serde(default)]
+    ids: Vec<i64>,
+}
+
+/// Parses `a=1&ids=2&ids=3` forms (repeated keys) without a second form library.
+fn bulk_form(body: &str) -> Result<BulkForm, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(body).map_err(|e| ApiError::BadRequest(format!("form: {e}")))?;
+    let mut f = BulkForm {
+        csrf: String::new(),
+        status: String::new(),
+        back: String::new(),
+        ids: Vec::new(),
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "csrf" => f.csrf = v,
+            "status" => f.status = v,
+            "back" => f.back = v,
+            "ids" => f.ids.push(
+                v.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("ids: `{v}` is not an alert id")))?,
+            ),
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+/// Only local paths are followed after a form (no open redirect).
+fn local(back: &str, default: &str) -> String {
+    if back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') {
+        back.to_string()
+    } else {
+        default.to_string()
+    }
+}
+
+async fn bulk(State(st): St, who: Who, body: String) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let run = async {
+        let f = bulk_form(&body)?;
+        c.check_csrf(&f.csrf)?;
+        c.require(Cap::Triage)?;
+        if f.ids.is_empty() {
+            return Ok(local(&f.back, "/"));
+        }
+        api::bulk(&st, &c, f.ids, f.status).await?;
+        Ok::<_, ApiError>(local(&f.back, "/"))
+    };
+    match run.await {
+        Ok(to) => Redirect::to(&to).into_response(),
+        Err(e) => fail(e, Some(&c)),
+    }
+}
+
+// ----- alert detail -----
+
+fn event_rows(events: &[StoredEvent]) -> String {
+    let mut s = String::new();
+    for e in events {
+        let what = match (&e.old_path, &e.path) {
+            (Some(from), Some(to)) => format!("{} → {}", esc(from), esc(to)),
+            (None, Some(p)) => esc(p),
+            _ => esc(&e.kind),
+        };
+        let _ = write!(
+            s,
+            r#"<li><time>{}</time> <strong>{}</strong> {} <span class="sub">{} records on {}</span></li>"#,
+            fmt_ms(e.corrected_ms),
+            esc(e.action.as_deref().unwrap_or(&e.kind)),
+            what,
+            e.records.unwrap_or(0),
+            esc(&e.device_id)
+        );
+    }
+    if s.is_empty() {
+        s.push_str("<li>None.</li>");
+    }
+    s
+}
+
+fn detail_body(d: &AlertDetail, c: &Caller) -> String {
+    let a = &d.alert;
+    let csrf = esc(c.csrf.as_deref().unwrap_or(""));
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        r#"<p><a href="/">← Alerts</a></p><h1>{} {}</h1>
+<dl class="facts"><dt>Status</dt><dd><span class="status status-{st}" id="status">{st}</span></dd>
+<dt>File</dt><dd>{path}</dd><dt>SHA-256</dt><dd><code>{sha}</code></dd>
+<dt>Customer records</dt><dd id="records">{records}</dd><dt>Real customers (exact match)</dt><dd>{customers}</dd>
+<dt>User</dt><dd>{user}</dd><dt>Device</dt><dd>{device}</dd><dt>Rule</dt><dd>{rule}</dd>
+<dt>Seen</dt><dd>{first} – {last} ({n} events)</dd><dt>Assignee</dt><dd>{assignee}</dd>{detail}</dl>"#,
+        sev(&a.severity),
+        esc(if a.path.is_empty() {
+            &a.rule_id
+        } else {
+            file_name(&a.path)
+        }),
+        st = esc(&a.status),
+        path = esc(&a.path),
+        sha = esc(a.sha256.as_deref().unwrap_or("–")),
+        records = a.records,
+        customers = d
+            .customers
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "–".into()),
+        user = esc(&a.user),
+        device = esc(&a.device_id),
+        rule = esc(&a.rule_id),
+        first = fmt_ms(a.first_seen_ms),
+        last = fmt_ms(a.last_seen_ms),
+        n = a.event_count,
+        assignee = esc(a.assignee.as_deref().unwrap_or("nobody")),
+        detail = if a.detail.is_empty() {
+            String::new()
+        } else {
+            format!("<dt>Detail</dt><dd>{}</dd>", esc(&a.detail))
+        },
+    );
+    if c.role.can(Cap::Triage) {
+        let _ = write!(
+            b,
+            r#"<section aria-labelledby="triage-h"><h2 id="triage-h">Triage</h2>
+<form method="post" action="/alerts/{id}" class="actions"><input type="hidden" name="csrf" value="{csrf}">
+<button type="submit" name="status" value="triaged" id="btn-triaged">Triage</button>
+<button type="submit" name="status" value="resolved" id="btn-resolved">Resolve</button>
+<button type="submit" name="status" value="false_positive" id="btn-false_positive">False positive</button></form>
+<form method="post" action="/alerts/{id}" class="assign"><input type="hidden" name="csrf" value="{csrf}">
+<label for="assignee">Assignee</label><input id="assignee" name="assignee" value="{assignee}"><button type="submit">Assign</button></form>
+<form method="post" action="/alerts/{id}" class="note"><input type="hidden" name="csrf" value="{csrf}">
+<label for="note">Note</label><textarea id="note" name="note" rows="3" required maxlength="4096"></textarea><button type="submit" id="add-note">Add note</button></form></section>"#,
+            id = a.id,
+            assignee = esc(a.assignee.as_deref().unwrap_or("")),
+        );
+    }
+    b.push_str(r#"<section aria-labelledby="notes-h"><h2 id="notes-h">Notes</h2><ul class="notes" id="notes">"#);
+    for n in &d.notes {
+        let _ = write!(
+            b,
+            r#"<li><time>{}</time> <strong>{}</strong>: {}</li>"#,
+            fmt_ms(n.time_ms),
+            esc(&n.author),
+            esc(&n.text)
+        );
+    }
+    if d.notes.is_empty() {
+        b.push_str("<li>No notes yet.</li>");
+    }
+    b.push_str("</ul></section>");
+    let _ = write!(
+        b,
+        r#"<section aria-labelledby="where-h"><h2 id="where-h">Where the file went</h2><ol class="timeline">{}</ol></section>
+<section aria-labelledby="act-h"><h2 id="act-h">{}'s activity, 7 days up to the alert</h2><ol class="timeline">{}</ol></section>"#,
+        event_rows(&d.events),
+        esc(&a.user),
+        event_rows(&d.user_activity)
+    );
+    b.push_str(r#"<section aria-labelledby="rel-h"><h2 id="rel-h">Related alerts</h2><ul>"#);
+    for r in &d.related {
+        let _ = write!(
+            b,
+            r#"<li>{} <a href="/alerts/{}">{}</a> · {} · {}</li>"#,
+            sev(&r.severity),
+            r.id,
+            esc(if r.path.is_empty() {
+                &r.rule_id
+            } else {
+                file_name(&r.path)
+            }),
+            esc(&r.status),
+            fmt_ms(r.last_seen_ms)
+        );
+    }
+    if d.related.is_empty() {
+        b.push_str("<li>None.</li>");
+    }
+    b.push_str("</ul></section>");
+    b
+}
+
+fn path_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("no alert `{raw}`")))
+}
+
+async fn alert_page(State(st): St, who: Who, Path(id): Path<String>) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let d = match async { api::detail(&st, path_id(&id)?).await }.await {
+        Ok(d) => d,
+        Err(e) => return fail(e, Some(&c)),
+    };
+    page(
+        &format!("Alert {}", d.alert.id),
+        Some(&c),
+        &detail_body(&d, &c),
+    )
+}
+
+#[derive(Deserialize)]
+struct AlertForm {
+    #[serde(default)]
+    csrf: String,
+    status: Option<String>,
+    assignee: Option<String>,
+    note: Option<String>,
+}
+
+async fn alert_post(
+    State(st): St,
+    who: Who,
+    Path(id): Path<String>,
+    Form(f): Form<AlertForm>,
+) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let run = async {
+        c.check_csrf(&f.csrf)?;
+        c.require(Cap::Triage)?;
+        let id = path_id(&id)?;
+        let ch = AlertChange {
+            status: f.status,
+            assignee: f.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
+            note: f.note,
+        };
+        api::change(&st, &c, id, ch).await?;
+        Ok::<_, ApiError>(id)
+    };
+    match run.await {
+        Ok(id) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Err(e) => fail(e, Some(&c)),
+    }
+}
+
+// ----- users, devices, audit -----
+
+async fn users_page(State(st): St, who: Who) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let users = match api::users(&st).await {
+        Ok(u) => u,
+        Err(e) => return fail(e, Some(&c)),
+    };
+    let can_offboard = c.role.can(Cap::Offboard);
+    let mut b = String::from(
+        r#"<h1>Users</h1><table><thead><tr><th scope="col">User</th><th scope="col">State</th><th scope="col">Devices</th><th scope="col">Alerts, 30 days (critical / high / medium / low)</th><th scope="col">Customer records exported, 30 days</th><th scope="col">Last activity</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#,
+    );
+    for u in &users {
+        let state = if u.departing {
+            format!(
+                r#"<span class="flag">departing</span> until {}"#,
+                u.effective_ms.map(fmt_ms).unwrap_or_default()
+            )
+        } else {
+            esc(&u.state)
+        };
+        let action = if can_offboard && matches!(u.state.as_str(), "active" | "restored") {
+            format!(
+                r#"<form method="post" action="/users/{}/offboard" class="inline offboard" data-user="{}"><input type="hidden" name="csrf" value="{}"><button type="submit">Offboard</button></form>"#,
+                enc(&u.user),
+                esc(&u.user),
+                esc(c.csrf.as_deref().unwrap_or(""))
+            )
+        } else {
+            String::new()
+        };
+        let a = u.alerts_30d;
+        let _ = write!(
+            b,
+            r#"<tr><td>{}</td><td>{state}</td><td>{}</td><td>{} / {} / {} / {}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
+            esc(&u.user),
+            u.devices,
+            a.critical,
+            a.high,
+            a.medium,
+            a.low,
+            u.records_30d,
+            u.last_activity_ms.map(fmt_ms).unwrap_or_else(|| "–".into()),
+        );
+    }
+    b.push_str("</tbody></table>");
+    page("Users", Some(&c), &b)
+}
+
+async fn offboard(
+    State(st): St,
+    who: Who,
+    Path(user): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let run = async {
+        c.check_csrf(&f.csrf)?;
+        c.require(Cap::Offboard)?;
+        api::offboard(
+            &st,
+            &c,
+            OffboardBody {
+                user,
+                effective: None,
+                notice: None,
+                lookback_days: None,
+                reason: Some("console".into()),
+            },
+        )
+        .await
+    };
+    match run.await {
+        Ok(_) => Redirect::to("/users").into_response(),
+        Err(e) => fail(e, Some(&c)),
+    }
+}
+
+async fn devices_page(State(st): St, who: Who) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let devices = match api::devices(&st).await {
+        Ok(d) => d,
+        Err(e) => return fail(e, Some(&c)),
+    };
+    let mut b = String::from(
+        r#"<h1>Devices</h1><table><thead><tr><th scope="col">Device</th><th scope="col">User</th><th scope="col">Health</th><th scope="col">Last seen</th><th scope="col">Agent</th><th scope="col">Policy</th><th scope="col">Spool backlog</th><th scope="col">Certificate expires</th></tr></thead><tbody>"#,
+    );
+    for v in &devices {
+        let d = &v.device;
+        let _ = write!(
+            b,
+            r#"<tr><td>{}<div class="sub">{}</div></td><td>{}</td><td><span class="health health-{h}">{h}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&d.hostname),
+            esc(&d.id),
+            esc(&d.user),
+            d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
+            esc(&d.agent_version),
+            esc(if d.policy_version.is_empty() {
+                "local"
+            } else {
+                &d.policy_version
+            }),
+            d.spool_backlog.unwrap_or(0),
+            fmt_ms(d.cert_expires_ms),
+            h = esc(&v.health),
+        );
+    }
+    b.push_str("</tbody></table>");
+    page("Devices", Some(&c), &b)
+}
+
+async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
+    let c = match who {
+        Ok(c) => c,
+        Err(e) => return fail(e, None),
+    };
+    let run = async {
+        c.require(Cap::Audit)?;
+        let q = Query::parse(
+            raw.as_deref(),
+            &[super::params::Param {
+                name: "cursor",
+                kind: super::params::Kind::Text,
+                doc: "",
+            }],
+            crate::now_ms(),
+        )?;
+        api::audit_page(&st, &q).await
+    };
+    let p = match run.await {
+        Ok(p) => p,
+        Err(e) => return fail(e, Some(&c)),
+    };
+    let mut b = String::from(
+        r#"<h1>Audit log</h1><table id="audit"><thead><tr><th scope="col">Time</th><th scope="col">Who</th><th scope="col">From</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Detail</th></tr></thead><tbody>"#,
+    );
+    for e in &p.entries {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            fmt_ms(e.time_ms),
+            esc(&e.actor),
+            esc(&e.origin),
+            esc(&e.action),
+            esc(&e.target),
+            esc(&e.detail)
+        );
+    }
+    b.push_str("</tbody></table>");
+    if let Some(next) = &p.next_cursor {
+        let _ = write!(
+            b,
+            r#"<p><a href="/audit?cursor={}" rel="next">Older</a></p>"#,
+            enc(next)
+        );
+    }
+    page("Audit log", Some(&c), &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, want: &str) {
+        assert_eq!(esc(input), want);
+    }
+
+    #[test]
+    fn escapes_markup_and_keeps_redirects_local() {
+        check(
+            "<script>\"x\"&'y'</script>",
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;",
+        );
+        check("客户名单.csv", "客户名单.csv");
+        assert_eq!(local("/?status=new", "/"), "/?status=new");
+        assert_eq!(local("//evil.example/", "/"), "/");
+        assert_eq!(local("https://evil.example/", "/"), "/");
+        assert_eq!(enc("a b/ü"), "a%20b%2F%C3%BC");
+    }
+}

@@ -1,0 +1,657 @@
+//! Triage storage: API tokens and browser sessions, alert queries by filter and cursor page,
+//! alert status, assignee and notes, per-user risk, event search, the audit log by pages, and
+//! the cursors of SIEM forwarders.
+
+use super::{alert_row, audit_in, AuditEntry, Store, StoreError, ALERT_COLUMNS};
+use super::{Alert, StoredEvent};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension};
+use serde::Serialize;
+
+/// An API token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ApiToken {
+    pub name: String,
+    /// `analyst`, `it_admin`, `auditor` or `admin`.
+    pub role: String,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub last_used_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+    /// A one-time login: good for one browser session, then spent.
+    pub once: bool,
+    /// When a one-time login was spent.
+    pub used_ms: Option<i64>,
+}
+
+/// A browser session as stored (its id only as a hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub token_name: String,
+    pub role: String,
+    /// The session's CSRF secret, echoed by forms and scripts on state-changing requests.
+    pub csrf: String,
+    pub expires_ms: i64,
+}
+
+/// Which alerts to list. Empty lists and `None` match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    pub statuses: Vec<String>,
+    pub severities: Vec<String>,
+    pub rule: Option<String>,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    pub assignee: Option<String>,
+    /// Last seen at or after.
+    pub since_ms: Option<i64>,
+    /// Last seen before.
+    pub until_ms: Option<i64>,
+}
+
+/// How alerts are ordered; every order ends in `id DESC`, so it is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AlertOrder {
+    /// Most severe first, then newest (the queue's order).
+    #[default]
+    Severity,
+    /// Newest first.
+    Newest,
+}
+
+/// Where a page ends: the sort key of its last alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertCursor {
+    pub rank: i64,
+    pub last_seen_ms: i64,
+    pub id: i64,
+}
+
+impl AlertCursor {
+    /// The cursor just past `a`.
+    pub fn after(a: &Alert) -> AlertCursor {
+        AlertCursor {
+            rank: super::severity_rank_of(&a.severity),
+            last_seen_ms: a.last_seen_ms,
+            id: a.id,
+        }
+    }
+}
+
+/// A note on an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Note {
+    pub id: i64,
+    pub time_ms: i64,
+    pub author: String,
+    pub text: String,
+}
+
+/// A change to one alert, applied with its audit line in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertChange {
+    pub status: Option<String>,
+    /// `Some(None)` clears the assignee.
+    pub assignee: Option<Option<String>>,
+    pub note: Option<String>,
+}
+
+/// Alerts by severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BySeverity {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+}
+
+impl BySeverity {
+    fn add(&mut self, severity: &str, n: u64) {
+        match severity {
+            "critical" => self.critical += n,
+            "high" => self.high += n,
+            "medium" => self.medium += n,
+            _ => self.low += n,
+        }
+    }
+}
+
+/// Which events to find. `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub user: Option<String>,
+    pub device: Option<String>,
+    pub sha256: Option<String>,
+    /// A substring of the path (or of the path a rename came from).
+    pub path: Option<String>,
+    pub action: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Only events that matched at least one rule.
+    pub matched: bool,
+}
+
+/// Appends `AND column = ?` style conditions with their values.
+struct Where {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Where {
+    fn new() -> Where {
+        Where {
+            sql: "1".into(),
+            args: Vec::new(),
+        }
+    }
+
+    fn cond(&mut self, sql: &str, v: impl Into<Value>) {
+        self.args.push(v.into());
+        self.sql.push_str(&format!(
+            " AND {}",
+            sql.replace('?', &format!("?{}", self.args.len()))
+        ));
+    }
+
+    fn any_of(&mut self, column: &str, values: &[String]) {
+        if values.is_empty() {
+            return;
+        }
+        let mut marks = Vec::new();
+        for v in values {
+            self.args.push(Value::Text(v.clone()));
+            marks.push(format!("?{}", self.args.len()));
+        }
+        self.sql
+            .push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
+    }
+
+    fn opt_text(&mut self, sql: &str, v: &Option<String>) {
+        if let Some(v) = v {
+            self.cond(sql, Value::Text(v.clone()));
+        }
+    }
+
+    fn opt_int(&mut self, sql: &str, v: Option<i64>) {
+        if let Some(v) = v {
+            self.cond(sql, Value::Integer(v));
+        }
+    }
+}
+
+fn alert_where(f: &AlertFilter) -> Where {
+    let mut w = Where::new();
+    w.any_of("status", &f.statuses);
+    w.any_of("severity", &f.severities);
+    w.opt_text("rule_id = ?", &f.rule);
+    w.opt_text("user = ?", &f.user);
+    w.opt_text("device_id = ?", &f.device);
+    w.opt_text("assignee = ?", &f.assignee);
+    w.opt_int("last_seen_ms >= ?", f.since_ms);
+    w.opt_int("last_seen_ms < ?", f.until_ms);
+    w
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
+    Ok(ApiToken {
+        name: r.get(0)?,
+        role: r.get(1)?,
+        created_ms: r.get(2)?,
+        created_by: r.get(3)?,
+        last_used_ms: r.get(4)?,
+        revoked_ms: r.get(5)?,
+        once: r.get::<_, i64>(6)? != 0,
+        used_ms: r.get(7)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "name, role, created_ms, created_by, last_used_ms, revoked_ms, once, used_ms";
+
+impl Store {
+    /// Records an API token (its secret only as a hash), with its audit line. Returns false,
+    /// changing nothing, when a token of that name exists.
+    pub fn add_api_token(
+        &mut self,
+        t: &ApiToken,
+        secret_sha256: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let added = tx.execute(
+            "INSERT OR IGNORE INTO api_tokens (name, role, secret_sha256, created_ms, created_by, once)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.name, t.role, secret_sha256, t.created_ms, t.created_by, t.once as i64],
+        )? == 1;
+        if added {
+            audit_in(&tx, audit)?;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// The live (not revoked, not spent) token with this secret hash.
+    pub fn api_token_by_secret(&self, secret_sha256: &str) -> Result<Option<ApiToken>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens
+                     WHERE secret_sha256 = ?1 AND revoked_ms IS NULL AND used_ms IS NULL"
+                ),
+                [secret_sha256],
+                token_row,
+            )
+            .optional()?)
+    }
+
+    /// Notes that a token was used (at most once a minute, to spare the disk).
+    pub fn touch_api_token(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE api_tokens SET last_used_ms = ?2
+             WHERE name = ?1 AND (last_used_ms IS NULL OR last_used_ms < ?2 - 60000)",
+            params![name, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Every API token, oldest first.
+    pub fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+        ))?;
+        let rows = st.query_map([], token_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes a token and ends its sessions. Returns false when there is no live token of
+    /// that name.
+    pub fn revoke_api_token(
+        &mut self,
+        name: &str,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let revoked = tx.execute(
+            "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
+            params![name, now_ms],
+        )? == 1;
+        if revoked {
+            tx.execute("DELETE FROM sessions WHERE token_name = ?1", [name])?;
+            audit_in(&tx, audit)?;
+        }
+        tx.commit()?;
+        Ok(revoked)
+    }
+
+    /// Opens a browser session for a token; a one-time token is spent by it. Returns false
+    /// when the token was spent (or revoked) in the meantime.
+    pub fn open_session(
+        &mut self,
+        id_sha256: &str,
+        token: &ApiToken,
+        csrf: &str,
+        now_ms: i64,
+        expires_ms: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let live = tx.execute(
+            "UPDATE api_tokens SET last_used_ms = ?2,
+                 used_ms = CASE WHEN once = 1 THEN ?2 ELSE NULL END
+             WHERE name = ?1 AND revoked_ms IS NULL AND used_ms IS NULL",
+            params![token.name, now_ms],
+        )? == 1;
+        if live {
+            tx.execute(
+                "DELETE FROM sessions WHERE expires_ms <= ?1",
+                params![now_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO sessions (id_sha256, token_name, role, csrf, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id_sha256, token.name, token.role, csrf, now_ms, expires_ms],
+            )?;
+            audit_in(&tx, audit)?;
+        }
+        tx.commit()?;
+        Ok(live)
+    }
+
+    /// The unexpired session with this id hash, whose token is not revoked.
+    pub fn session(&self, id_sha256: &str, now_ms: i64) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT s.token_name, s.role, s.csrf, s.expires_ms
+                 FROM sessions s JOIN api_tokens t ON t.name = s.token_name
+                 WHERE s.id_sha256 = ?1 AND s.expires_ms > ?2 AND t.revoked_ms IS NULL",
+                params![id_sha256, now_ms],
+                |r| {
+                    Ok(Session {
+                        token_name: r.get(0)?,
+                        role: r.get(1)?,
+                        csrf: r.get(2)?,
+                        expires_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Ends a session.
+    pub fn end_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM sessions WHERE id_sha256 = ?1", [id_sha256])?;
+        Ok(())
+    }
+
+    /// One page of alerts matching `f`, in `order`, after `after`.
+    pub fn alert_page(
+        &self,
+        f: &AlertFilter,
+        order: AlertOrder,
+        after: Option<&AlertCursor>,
+        limit: usize,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let mut w = alert_where(f);
+        if let Some(c) = after {
+            match order {
+                AlertOrder::Severity => {
+                    w.args.extend([
+                        Value::Integer(c.rank),
+                        Value::Integer(c.last_seen_ms),
+                        Value::Integer(c.id),
+                    ]);
+                    let n = w.args.len();
+                    w.sql.push_str(&format!(
+                        " AND (severity_rank, last_seen_ms, id) < (?{}, ?{}, ?{n})",
+                        n - 2,
+                        n - 1
+                    ));
+                }
+                AlertOrder::Newest => {
+                    w.args
+                        .extend([Value::Integer(c.last_seen_ms), Value::Integer(c.id)]);
+                    let n = w.args.len();
+                    w.sql
+                        .push_str(&format!(" AND (last_seen_ms, id) < (?{}, ?{n})", n - 1));
+                }
+            }
+        }
+        let order_by = match order {
+            AlertOrder::Severity => "severity_rank DESC, last_seen_ms DESC, id DESC",
+            AlertOrder::Newest => "last_seen_ms DESC, id DESC",
+        };
+        w.args.push(Value::Integer(limit as i64));
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE {} ORDER BY {order_by} LIMIT ?{}",
+            w.sql,
+            w.args.len()
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params_from_iter(w.args.iter()), alert_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many alerts match `f`.
+    pub fn alert_count(&self, f: &AlertFilter) -> Result<u64, StoreError> {
+        let w = alert_where(f);
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM alerts WHERE {}", w.sql),
+            params_from_iter(w.args.iter()),
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// One alert.
+    pub fn alert(&self, id: i64) -> Result<Option<Alert>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                [id],
+                alert_row,
+            )
+            .optional()?)
+    }
+
+    /// Alerts sharing the file's hash or the user with `a`, newest first.
+    pub fn related_alerts(&self, a: &Alert, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts
+             WHERE id != ?1 AND (user = ?2 OR (?3 IS NOT NULL AND sha256 = ?3))
+             ORDER BY last_seen_ms DESC, id DESC LIMIT ?4"
+        ))?;
+        let rows = st.query_map(params![a.id, a.user, a.sha256, limit as i64], alert_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The events behind an alert: its device's events on its path (as the path or as where
+    /// a rename came from), newest first.
+    pub fn alert_events(&self, a: &Alert, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        if a.path.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.events_where(
+            "device_id = ?1 AND (path = ?2 OR old_path = ?2) ORDER BY seq DESC LIMIT ?3",
+            params![a.device_id, a.path, limit as i64],
+        )
+    }
+
+    /// The notes on an alert, oldest first.
+    pub fn notes(&self, alert_id: i64) -> Result<Vec<Note>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, time_ms, author, text FROM alert_notes WHERE alert_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([alert_id], |r| {
+            Ok(Note {
+                id: r.get(0)?,
+                time_ms: r.get(1)?,
+                author: r.get(2)?,
+                text: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Applies `change` to alert `id` with one audit line per part, in one transaction.
+    /// Returns false when there is no such alert.
+    pub fn change_alert(
+        &mut self,
+        id: i64,
+        change: &AlertChange,
+        author: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(false);
+        }
+        let target = format!("alert {id}");
+        let line = |action: &str, detail: String| AuditEntry {
+            action: action.into(),
+            target: target.clone(),
+            detail,
+            ..audit.clone()
+        };
+        if let Some(status) = &change.status {
+            tx.execute(
+                "UPDATE alerts SET status = ?2 WHERE id = ?1",
+                params![id, status],
+            )?;
+            audit_in(&tx, &line("alert.status", status.clone()))?;
+        }
+        if let Some(assignee) = &change.assignee {
+            tx.execute(
+                "UPDATE alerts SET assignee = ?2 WHERE id = ?1",
+                params![id, assignee],
+            )?;
+            audit_in(
+                &tx,
+                &line("alert.assign", assignee.clone().unwrap_or_default()),
+            )?;
+        }
+        if let Some(text) = &change.note {
+            tx.execute(
+                "INSERT INTO alert_notes (alert_id, time_ms, author, text) VALUES (?1, ?2, ?3, ?4)",
+                params![id, audit.time_ms, author, text],
+            )?;
+            audit_in(&tx, &line("alert.note", text.clone()))?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Alerts by severity and user, last seen at or after `since_ms`.
+    pub fn alerts_by_user_severity(
+        &self,
+        since_ms: i64,
+    ) -> Result<std::collections::BTreeMap<String, BySeverity>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT user, severity, COUNT(*) FROM alerts WHERE last_seen_ms >= ?1
+             GROUP BY user, severity",
+        )?;
+        let mut out = std::collections::BTreeMap::<String, BySeverity>::new();
+        let rows = st.query_map([since_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (user, severity, n) = row?;
+            out.entry(user).or_default().add(&severity, n as u64);
+        }
+        Ok(out)
+    }
+
+    /// Alerts still open (`new` or `triaged`), by severity.
+    pub fn open_alerts_by_severity(&self) -> Result<BySeverity, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT severity, COUNT(*) FROM alerts WHERE status IN ('new', 'triaged')
+             GROUP BY severity",
+        )?;
+        let mut out = BySeverity::default();
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (severity, n) = row?;
+            out.add(&severity, n as u64);
+        }
+        Ok(out)
+    }
+
+    /// Per user: customer records in files that matched a rule, and the last event time, for
+    /// events at or after `since_ms` (skew-corrected time).
+    pub fn records_by_user(
+        &self,
+        since_ms: i64,
+    ) -> Result<std::collections::BTreeMap<String, (u64, i64)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT user, COALESCE(SUM(CASE WHEN rules != '[]' THEN records ELSE 0 END), 0),
+                    MAX(COALESCE(corrected_ms, time_ms))
+             FROM events WHERE COALESCE(corrected_ms, time_ms) >= ?1 GROUP BY user",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, i64>(1)?.max(0) as u64, r.get::<_, i64>(2)?),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Events matching `f`, newest first (by storage order), before row `before_id`.
+    pub fn event_page(
+        &self,
+        f: &EventFilter,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut w = Where::new();
+        w.opt_text("user = ?", &f.user);
+        w.opt_text("device_id = ?", &f.device);
+        w.opt_text("sha256 = ?", &f.sha256);
+        w.opt_text("action = ?", &f.action);
+        if let Some(p) = &f.path {
+            let like = format!(
+                "%{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            w.args.push(Value::Text(like));
+            let n = w.args.len();
+            w.sql.push_str(&format!(
+                " AND (path LIKE ?{n} ESCAPE '\\' OR old_path LIKE ?{n} ESCAPE '\\')"
+            ));
+        }
+        w.opt_int("COALESCE(corrected_ms, time_ms) >= ?", f.since_ms);
+        w.opt_int("COALESCE(corrected_ms, time_ms) < ?", f.until_ms);
+        w.opt_int("id < ?", before_id);
+        if f.matched {
+            w.sql.push_str(" AND rules != '[]'");
+        }
+        w.args.push(Value::Integer(limit as i64));
+        let clause = format!("{} ORDER BY id DESC LIMIT ?{}", w.sql, w.args.len());
+        self.events_where(&clause, params_from_iter(w.args.iter()))
+    }
+
+    /// The audit log, newest first, before line `before_id`.
+    pub fn audit_page(
+        &self,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, time_ms, actor, origin, action, target, detail FROM audit
+             WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![before_id, limit as i64], super::audit_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Alerts raised after alert `after_id`, oldest first (what a forwarder has not sent).
+    pub fn alerts_after(&self, after_id: i64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![after_id, limit as i64], alert_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last alert a forwarder delivered; a new forwarder starts at the newest alert, so
+    /// that adding one does not replay history.
+    pub fn forward_cursor(&self, name: &str) -> Result<i64, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO forward_cursors (name, last_alert_id)
+             VALUES (?1, (SELECT COALESCE(MAX(id), 0) FROM alerts))",
+            [name],
+        )?;
+        let id = tx.query_row(
+            "SELECT last_alert_id FROM forward_cursors WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Moves a forwarder's cursor on after a delivery.
+    pub fn set_forward_cursor(&self, name: &str, last_alert_id: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE forward_cursors SET last_alert_id = MAX(last_alert_id, ?2) WHERE name = ?1",
+            params![name, last_alert_id],
+        )?;
+        Ok(())
+    }
+}

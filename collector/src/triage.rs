@@ -1,0 +1,144 @@
+//! Alert triage: which status an alert may move to, assignees and notes; every change is
+//! written with its audit line in one transaction.
+
+use crate::store::{Alert, AlertChange, Store, StoreError};
+use crate::Actor;
+
+/// The statuses an alert can have, in their usual order.
+pub const STATUSES: &[&str] = &["new", "triaged", "resolved", "false_positive"];
+
+/// Longest note, in bytes.
+pub const MAX_NOTE: usize = 4096;
+/// Longest assignee name, in bytes.
+pub const MAX_ASSIGNEE: usize = 128;
+
+/// Why an alert could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TriageError {
+    /// There is no alert with this id.
+    #[error("no alert {0}")]
+    NotFound(i64),
+    /// The status is not one of [`STATUSES`].
+    #[error("status `{0}` is not one of new, triaged, resolved, false_positive")]
+    BadStatus(String),
+    /// The move is not allowed (nothing goes back to `new`).
+    #[error("alert {id} cannot move from {from} to {to}")]
+    Transition { id: i64, from: String, to: String },
+    /// The note is empty or longer than [`MAX_NOTE`].
+    #[error("a note must have 1 to {MAX_NOTE} bytes of text")]
+    BadNote,
+    /// The assignee name is longer than [`MAX_ASSIGNEE`] or has control characters.
+    #[error(
+        "an assignee must be a name of at most {MAX_ASSIGNEE} bytes without control characters"
+    )]
+    BadAssignee,
+    /// The change has nothing in it.
+    #[error("nothing to change: give a status, an assignee or a note")]
+    Empty,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether an alert may move from `from` to `to`: new → triaged → resolved or
+/// false_positive, any open alert straight to a verdict, and a verdict back to triaged
+/// (reopened). Staying put is allowed and changes nothing.
+pub fn allowed(from: &str, to: &str) -> bool {
+    from == to
+        || matches!(
+            (from, to),
+            ("new", "triaged" | "resolved" | "false_positive")
+                | ("triaged", "resolved" | "false_positive")
+                | ("resolved" | "false_positive", "triaged")
+                | ("resolved", "false_positive")
+                | ("false_positive", "resolved")
+        )
+}
+
+/// Checks a change against the alert's current state, drops the parts that change nothing,
+/// applies the rest with audit lines, and returns the alert as it now is.
+pub fn change(
+    store: &mut Store,
+    id: i64,
+    change: &AlertChange,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<Alert, TriageError> {
+    if change.status.is_none() && change.assignee.is_none() && change.note.is_none() {
+        return Err(TriageError::Empty);
+    }
+    let alert = store.alert(id)?.ok_or(TriageError::NotFound(id))?;
+    let mut effective = AlertChange::default();
+    if let Some(to) = &change.status {
+        if !STATUSES.contains(&to.as_str()) {
+            return Err(TriageError::BadStatus(to.clone()));
+        }
+        if !allowed(&alert.status, to) {
+            return Err(TriageError::Transition {
+                id,
+                from: alert.status.clone(),
+                to: to.clone(),
+            });
+        }
+        if *to != alert.status {
+            effective.status = Some(to.clone());
+        }
+    }
+    if let Some(assignee) = &change.assignee {
+        let assignee = assignee
+            .as_ref()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty());
+        if let Some(a) = &assignee {
+            if a.len() > MAX_ASSIGNEE || a.chars().any(char::is_control) {
+                return Err(TriageError::BadAssignee);
+            }
+        }
+        if assignee != alert.assignee {
+            effective.assignee = Some(assignee);
+        }
+    }
+    if let Some(note) = &change.note {
+        let note = note.trim();
+        if note.is_empty() || note.len() > MAX_NOTE {
+            return Err(TriageError::BadNote);
+        }
+        effective.note = Some(note.to_string());
+    }
+    if effective != AlertChange::default() {
+        let audit = crate::store::AuditEntry {
+            id: 0,
+            time_ms: now_ms,
+            actor: actor.who.clone(),
+            origin: actor.origin.clone(),
+            action: String::new(),
+            target: String::new(),
+            detail: String::new(),
+        };
+        store.change_alert(id, &effective, &actor.who, &audit)?;
+    }
+    store.alert(id)?.ok_or(TriageError::NotFound(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(from: &str, to: &str, want: bool) {
+        assert_eq!(allowed(from, to), want, "{from} -> {to}");
+    }
+
+    #[test]
+    fn nothing_goes_back_to_new_and_verdicts_can_be_reopened() {
+        check("new", "triaged", true);
+        check("new", "resolved", true);
+        check("new", "false_positive", true);
+        check("triaged", "resolved", true);
+        check("triaged", "new", false);
+        check("resolved", "new", false);
+        check("false_positive", "new", false);
+        check("resolved", "triaged", true);
+        check("resolved", "resolved", true);
+        check("new", "bogus", false);
+    }
+}
