@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod corpus;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -82,6 +83,12 @@ pub fn bin(name: &str) -> PathBuf {
 /// A UDP port that was free a moment ago on 127.0.0.1.
 pub fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral TCP port");
     s.local_addr().expect("local addr").port()
 }
 
@@ -194,6 +201,8 @@ pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
 pub struct Collector {
     pub dir: PathBuf,
     pub port: u16,
+    /// The console/API port (TCP).
+    pub http_port: u16,
     pub config: PathBuf,
     pub proc: Option<Proc>,
 }
@@ -216,11 +225,12 @@ impl Collector {
         let dir = root.join("collector");
         std::fs::create_dir_all(&dir).expect("collector dir");
         let port = free_udp_port();
+        let http_port = free_tcp_port();
         let config = root.join("collector.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n{extra}\n",
+                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\n{extra}\n",
                 dir.display().to_string()
             ),
         )
@@ -228,6 +238,7 @@ impl Collector {
         Collector {
             dir,
             port,
+            http_port,
             config,
             proc: None,
         }
@@ -261,6 +272,18 @@ impl Collector {
         let cfg = self.config.display().to_string();
         all.extend(["--config", &cfg]);
         run_ok("holdfast-collector", &all)
+    }
+
+    /// The console/API base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// A new API token with `role`, named `name`.
+    pub fn api_token(&self, name: &str, role: &str) -> String {
+        self.cli(&["api-token", "create", "--name", name, "--role", role])
+            .trim()
+            .to_string()
     }
 
     /// A fresh enrollment token for `user`.

@@ -408,6 +408,7 @@ fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
     std::fs::create_dir_all(home.join("Documents")).unwrap();
     let data = tmp.path().join("qs");
     let port = holdfast_tests::free_udp_port();
+    let http_port = holdfast_tests::free_tcp_port();
     let log = tmp.path().join("quickstart.log");
     let file = std::fs::File::create(&log).unwrap();
     let mut child = std::process::Command::new(holdfast_tests::bin("holdfast-collector"))
@@ -417,6 +418,8 @@ fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
             &data.display().to_string(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--http",
+            &format!("127.0.0.1:{http_port}"),
         ])
         .env("HOME", &home)
         .env("USER", "dana")
@@ -435,6 +438,23 @@ fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
         "{out}"
     );
     assert!(out.contains("alerts list --data-dir"), "{out}");
+    // The console, with a one-time admin login that works once.
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{http_port}/")),
+        "{out}"
+    );
+    let login = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("one-time admin login: "))
+        .expect("a one-time login")
+        .to_string();
+    let console = holdfast_tests::http::Client::new(&format!("http://127.0.0.1:{http_port}"));
+    let cookie = console.login(&login).expect("the one-time login logs in");
+    assert_eq!(
+        console.session(&cookie, None).get("/api/v1/me").json()["role"],
+        "admin"
+    );
+    assert!(console.login(&login).is_none(), "a one-time login is spent");
 
     let export = corpus::salesforce_contacts(21, 150);
     let path = home.join("Documents").join("hubspot-contacts.csv");
