@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod corpus;
 pub mod http;
 
@@ -86,6 +87,15 @@ pub fn free_udp_port() -> u16 {
     s.local_addr().expect("local addr").port()
 }
 
+/// Where tests leave files for people to look at (screenshots): `target/test-artifacts/<what>`.
+pub fn artifacts(what: &str) -> PathBuf {
+    bin_dir()
+        .parent()
+        .unwrap_or_else(|| bin_dir())
+        .join("test-artifacts")
+        .join(what)
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
     let s = std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral TCP port");
@@ -119,8 +129,17 @@ impl Proc {
     }
 
     fn spawn_env(exe: &str, args: &[&str], log: PathBuf, env: &[(String, String)]) -> Proc {
+        Proc::spawn_full(&bin(exe), args, log, env)
+    }
+
+    /// Starts a program that is not ours (by path), logging to `log`.
+    pub fn spawn_path(exe: &Path, args: &[&str], log: PathBuf) -> Proc {
+        Proc::spawn_full(exe, args, log, &[])
+    }
+
+    fn spawn_full(exe: &Path, args: &[&str], log: PathBuf, env: &[(String, String)]) -> Proc {
         let file = std::fs::File::create(&log).expect("creating log file");
-        let child = Command::new(bin(exe))
+        let child = Command::new(exe)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
@@ -129,7 +148,7 @@ impl Proc {
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {exe}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
         Proc { child, log }
     }
 

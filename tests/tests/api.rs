@@ -11,7 +11,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 struct World {
     _tmp: tempfile::TempDir,
-    collector: Collector,
+    _collector: Collector,
     agent: Agent,
     anon: Client,
     admin: Client,
@@ -42,7 +42,7 @@ fn world() -> World {
     World {
         alert_id: alerts[0]["id"].as_i64().unwrap(),
         _tmp: tmp,
-        collector,
+        _collector: collector,
         agent,
         anon,
         admin,
