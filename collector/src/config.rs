@@ -35,6 +35,47 @@ struct RawConfig {
     connector: Vec<RawConnector>,
     http_listen: Option<String>,
     session_ttl: Option<String>,
+    #[serde(default)]
+    forward: Vec<RawForward>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    name: String,
+    syslog: Option<String>,
+    webhook: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    min_severity: Option<String>,
+}
+
+/// Where a forwarder sends alerts.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ForwardTarget {
+    /// RFC 5424 messages over TCP, octet-counted (RFC 6587).
+    Syslog { addr: SocketAddr },
+    /// A JSON POST per alert, signed like connectors.
+    Webhook { url: String, secret: Vec<u8> },
+}
+
+impl std::fmt::Debug for ForwardTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardTarget::Syslog { addr } => write!(f, "Syslog({addr})"),
+            // Never print the secret.
+            ForwardTarget::Webhook { url, .. } => write!(f, "Webhook({url})"),
+        }
+    }
+}
+
+/// A validated SIEM forwarder: every new alert at or above `min_severity` goes out once
+/// (at least once across crashes: a durable cursor moves only after delivery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub name: String,
+    pub target: ForwardTarget,
+    pub min_severity: holdfast_shared::event::Severity,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +144,8 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// How long a console login lasts.
     pub session_ttl: Duration,
+    /// SIEM forwarders.
+    pub forwards: Vec<Forward>,
 }
 
 /// The default console/API address.
@@ -167,6 +210,7 @@ impl Config {
             connectors: Vec::new(),
             http_listen: DEFAULT_HTTP_LISTEN.parse().ok(),
             session_ttl: DEFAULT_SESSION_TTL,
+            forwards: Vec::new(),
         }
     }
 
@@ -289,30 +333,8 @@ impl Config {
             }
             let target = match (&c.webhook, &c.command) {
                 (Some(url), None) => {
-                    if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        return Err(bad(format!("webhook `{url}` must be an http(s):// URL")));
-                    }
-                    let secret = match (&c.secret, &c.secret_file) {
-                        (Some(s), None) => s.clone().into_bytes(),
-                        (None, Some(f)) => {
-                            let f = if f.is_absolute() {
-                                f.clone()
-                            } else {
-                                base.join(f)
-                            };
-                            let text = std::fs::read_to_string(&f)
-                                .map_err(|e| bad(format!("secret_file {}: {e}", f.display())))?;
-                            text.trim().as_bytes().to_vec()
-                        }
-                        _ => {
-                            return Err(bad(
-                                "a webhook needs exactly one of `secret` or `secret_file`".into(),
-                            ))
-                        }
-                    };
-                    if secret.len() < 16 {
-                        return Err(bad("the webhook secret must be at least 16 bytes".into()));
-                    }
+                    let secret =
+                        webhook_secret(&base, url, &c.secret, &c.secret_file).map_err(bad)?;
                     ConnectorTarget::Webhook {
                         url: url.clone(),
                         secret,
@@ -375,6 +397,48 @@ impl Config {
             DEFAULT_SESSION_TTL,
             Duration::from_secs(60),
         )?;
+        let mut forwards: Vec<Forward> = Vec::new();
+        for (i, f) in raw.forward.into_iter().enumerate() {
+            let bad = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "forward",
+                message: format!("forward[{i}] ({}): {message}", f.name),
+            };
+            if f.name.is_empty()
+                || !f
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
+                return Err(bad("name must be letters, digits, '-', '_' or '.'".into()));
+            }
+            if forwards.iter().any(|o| o.name == f.name) {
+                return Err(bad("duplicate name".into()));
+            }
+            let target = match (&f.syslog, &f.webhook) {
+                (Some(a), None) => ForwardTarget::Syslog {
+                    addr: a
+                        .parse()
+                        .map_err(|_| bad(format!("syslog `{a}` is not an IP:PORT address")))?,
+                },
+                (None, Some(url)) => ForwardTarget::Webhook {
+                    url: url.clone(),
+                    secret: webhook_secret(&base, url, &f.secret, &f.secret_file).map_err(bad)?,
+                },
+                _ => return Err(bad("needs exactly one of `syslog` or `webhook`".into())),
+            };
+            let min = f.min_severity.as_deref().unwrap_or("high");
+            let min_severity = holdfast_shared::event::Severity::parse(min).ok_or_else(|| {
+                bad(format!(
+                    "min_severity `{min}` is not one of low, medium, high, critical"
+                ))
+            })?;
+            forwards.push(Forward {
+                name: f.name.clone(),
+                target,
+                min_severity,
+            });
+        }
         Ok(Config {
             data_dir,
             listen,
@@ -386,8 +450,40 @@ impl Config {
             connectors,
             http_listen,
             session_ttl,
+            forwards,
         })
     }
+}
+
+/// Checks a webhook URL and reads its HMAC secret (given inline or in a file beside the
+/// config): the same rules for connectors and forwarders.
+fn webhook_secret(
+    base: &Path,
+    url: &str,
+    secret: &Option<String>,
+    secret_file: &Option<PathBuf>,
+) -> Result<Vec<u8>, String> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!("webhook `{url}` must be an http(s):// URL"));
+    }
+    let secret = match (secret, secret_file) {
+        (Some(s), None) => s.clone().into_bytes(),
+        (None, Some(f)) => {
+            let f = if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            };
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| format!("secret_file {}: {e}", f.display()))?;
+            text.trim().as_bytes().to_vec()
+        }
+        _ => return Err("a webhook needs exactly one of `secret` or `secret_file`".into()),
+    };
+    if secret.len() < 16 {
+        return Err("the webhook secret must be at least 16 bytes".into());
+    }
+    Ok(secret)
 }
 
 fn loopback_names() -> Vec<String> {
@@ -416,7 +512,7 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`, `forward`"));
         check(
             "http_listen = \"0.0.0.0:7480\"",
             Err("/etc/c.toml: http_listen: `0.0.0.0:7480` is not a loopback address: the console speaks plain HTTP, so serve it on 127.0.0.1 or ::1 and put a TLS reverse proxy in front"),
@@ -481,6 +577,43 @@ mod tests {
         bad(
             "[[connector]]\nname = \"a\"\ncommand = [\"x\"]\n[[connector]]\nname = \"a\"\ncommand = [\"y\"]\n",
             "/c.toml: connector: connector[1] (a): duplicate name",
+        );
+    }
+
+    #[test]
+    fn forwarders_are_validated() {
+        let c = Config::parse(
+            Path::new("/c.toml"),
+            "[[forward]]\nname = \"siem\"\nsyslog = \"127.0.0.1:6514\"\n\n[[forward]]\nname = \"soar\"\nwebhook = \"https://soar.example/h\"\nsecret = \"0123456789abcdef\"\nmin_severity = \"critical\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.forwards.len(), 2);
+        assert_eq!(
+            c.forwards[0].min_severity,
+            holdfast_shared::event::Severity::High
+        );
+        assert_eq!(
+            c.forwards[1].min_severity,
+            holdfast_shared::event::Severity::Critical
+        );
+        assert!(!format!("{:?}", c.forwards).contains("0123456789abcdef"));
+        let bad = |src: &str, want: &str| {
+            let e = Config::parse(Path::new("/c.toml"), src)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, want);
+        };
+        bad(
+            "[[forward]]\nname = \"siem\"\nsyslog = \"siem.corp:514\"\n",
+            "/c.toml: forward: forward[0] (siem): syslog `siem.corp:514` is not an IP:PORT address",
+        );
+        bad(
+            "[[forward]]\nname = \"siem\"\nsyslog = \"127.0.0.1:514\"\nmin_severity = \"urgent\"\n",
+            "/c.toml: forward: forward[0] (siem): min_severity `urgent` is not one of low, medium, high, critical",
+        );
+        bad(
+            "[[forward]]\nname = \"siem\"\n",
+            "/c.toml: forward: forward[0] (siem): needs exactly one of `syslog` or `webhook`",
         );
     }
 }

@@ -60,12 +60,13 @@ fn keep(bytes: &[u8]) -> String {
 /// Calls one connector once (blocking: run it off the async threads).
 pub fn call(c: &Connector, user: &str, body: &[u8]) -> Attempt {
     match &c.target {
-        ConnectorTarget::Webhook { url, secret } => webhook(url, secret, body, c.timeout),
+        ConnectorTarget::Webhook { url, secret } => post_signed(url, secret, body, c.timeout),
         ConnectorTarget::Command { argv } => command(argv, user, body, c.timeout),
     }
 }
 
-fn webhook(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> Attempt {
+/// POSTs a JSON body signed with `secret` (`X-Holdfast-Signature`), once (blocking).
+pub fn post_signed(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> Attempt {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)

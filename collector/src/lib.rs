@@ -6,6 +6,7 @@ pub mod api_tokens;
 pub mod config;
 pub mod connectors;
 pub mod edm;
+pub mod forward;
 pub mod hr;
 pub mod http;
 pub mod ingest;

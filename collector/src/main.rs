@@ -586,7 +586,13 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 let http = holdfast_collector::http::start(&c, state.metrics.clone(), shutdown.clone()).await?;
                 let http_addr = http.as_ref().map(|(a, _)| a.to_string()).unwrap_or_else(|| "off".into());
                 tracing::info!(listen = %endpoint.local_addr()?, http = %http_addr, data_dir = %c.data_dir.display(), ca_sha256 = %state.ca.fingerprint(), "collector listening");
+                let forwarding = tokio::spawn(holdfast_collector::forward::run(
+                    c.forwards.clone(),
+                    c.db_path(),
+                    shutdown.clone(),
+                ));
                 holdfast_collector::ingest::serve(endpoint, state, shutdown).await;
+                let _ = forwarding.await;
                 if let Some((_, task)) = http {
                     let _ = task.await;
                 }

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod corpus;
+pub mod hook;
 pub mod http;
 
 use std::path::{Path, PathBuf};
@@ -265,6 +266,10 @@ impl Collector {
 
     /// (Re)starts the server process on the same port and data, waiting until it listens.
     pub fn restart(&mut self) {
+        // A server still running holds the ports: stop it cleanly first.
+        if let Some(mut old) = self.proc.take() {
+            old.terminate(Duration::from_secs(10));
+        }
         let log = self.dir.join(format!(
             "serve-{}.log",
             Instant::now().elapsed().as_nanos() ^ rand_suffix()

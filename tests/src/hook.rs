@@ -1,0 +1,101 @@
+//! A local HTTP server that stands in for a third party we cannot run here (a CRM's or a
+//! SOAR's webhook endpoint): it records every request and answers with scripted statuses.
+
+use std::time::Duration;
+
+/// What the hook server received: request line, headers (names lowercased), body.
+pub type Received = Vec<(String, Vec<(String, String)>, Vec<u8>)>;
+
+/// A local HTTP server standing in for a CRM's webhook endpoint: answers each request with
+/// the next status of `statuses` (the last one repeats) and records what it received.
+pub struct Hook {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::Mutex<Received>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Hook {
+    pub fn start(statuses: Vec<u16>, ok_body: &'static str) -> Hook {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (reqs, halt) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = std::io::BufReader::new(conn);
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                reqs.lock()
+                    .unwrap()
+                    .push((line.trim_end().to_string(), headers, body));
+                let status = statuses[n.min(statuses.len() - 1)];
+                n += 1;
+                let text = if status == 200 { ok_body } else { "try later" };
+                let mut conn = r.into_inner();
+                write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                )
+                .unwrap();
+            }
+        });
+        Hook {
+            port,
+            requests,
+            stop,
+        }
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// HMAC-SHA-256, written out here so the test checks the collector against the RFC, not
+/// against its own code.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> String {
+    use sha2::Digest;
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = sha2::Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    let outer = sha2::Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    hex::encode(outer)
+}
