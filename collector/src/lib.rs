@@ -5,6 +5,7 @@
 pub mod api_tokens;
 pub mod config;
 pub mod connectors;
+pub mod demo;
 pub mod edm;
 pub mod forward;
 pub mod hr;
