@@ -207,6 +207,17 @@ impl Browser {
         );
     }
 
+    /// Accepts the page's `confirm()` dialog, once it shows.
+    pub fn accept_dialog(&self) {
+        wait_for("a dialog", Duration::from_secs(10), || {
+            let url = format!("{}{}", self.base, self.s("/alert/text"));
+            let r = self.agent.get(&url).call().ok()?;
+            let v: Value = serde_json::from_str(&r.into_body().read_to_string().ok()?).ok()?;
+            v["value"].is_string().then_some(())
+        });
+        self.call("POST", &self.s("/alert/accept"), None);
+    }
+
     /// Saves a PNG screenshot as `<name>.png` in the screenshot directory; returns its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let v = self.call("GET", &self.s("/screenshot"), None);

@@ -517,6 +517,24 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
         "nope",
     );
 
+    let revoked = w.it.send(
+        "POST",
+        &format!("/api/v1/devices/{dev_id}/revoke"),
+        &json!({}),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["health"], "revoked");
+    assert!(revoked.json()["revoked_ms"].as_i64().is_some());
+    let again = w.it.send(
+        "POST",
+        &format!("/api/v1/devices/{dev_id}/revoke"),
+        &json!({}),
+    );
+    assert_eq!(
+        (again.status, again.json()["health"].as_str()),
+        (200, Some("revoked"))
+    );
+
     // The audit log: auditors and admins only; every change above is in it with who and where.
     check_error(&w.analyst.get("/api/v1/audit"), 403, "forbidden", "audit");
     check_error(&w.it.get("/api/v1/audit"), 403, "forbidden", "audit");
@@ -541,6 +559,7 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
         ("api:it-1", "offboard.restore"),
         ("api:root", "token.create"),
         ("api:root", "token.revoke"),
+        ("api:it-1", "device.revoke"),
     ] {
         assert!(
             lines
@@ -552,6 +571,14 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert!(lines
         .iter()
         .any(|(a, b, _)| a.starts_with("cli:") && b == "token.create"));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|(_, b, _)| b == "device.revoke")
+            .count(),
+        1,
+        "revoking twice is audited once"
+    );
     let first = w.auditor.get("/api/v1/audit?limit=2").json();
     let next = first["next_cursor"].as_str().unwrap();
     let second = w

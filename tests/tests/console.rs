@@ -152,12 +152,26 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
     b.goto(&collector.url("/devices"));
     b.wait_for_text("health-ok");
     b.screenshot("05-devices");
+
+    // IT offboards ana from the Users page (after a confirmation).
+    b.goto(&collector.url("/users"));
+    b.click(&b.find("form.offboard button"));
+    b.accept_dialog();
+    let html = b.wait_for_text("offboarded");
+    assert!(
+        !html.contains("class=\"inline offboard\""),
+        "no second Offboard button"
+    );
+    b.screenshot("06-users-offboarded");
+    let users = holdfast_tests::json_lines(&collector.cli(&["users", "list", "--json"]));
+    assert_eq!(users[0]["state"], "offboarded", "{users:?}");
     for name in [
         "01-login",
         "02-queue",
         "03-alert-resolved",
         "04-audit",
         "05-devices",
+        "06-users-offboarded",
     ] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(png.len() > 1000, "{name}.png is a real screenshot");
