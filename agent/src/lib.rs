@@ -4,6 +4,7 @@
 //! Each I/O edge sits behind one module: `watch` (notify), `spool` (SQLite), `uplink`
 //! (QUIC), `clock` (time), `scan` (reading files). Decisions come from `holdfast-shared`.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -9,7 +9,8 @@
 //!   is deleted.
 //! - **strip_access**: each folder's owner and mode are recorded in `offboard/stripped.jsonl`,
 //!   then it becomes root-owned 0700 (when the agent runs as root) or mode 000 (otherwise, and
-//!   the receipt says so). Windows ACLs and macOS would slot in here.
+//!   the receipt says so). How is the platform's business: `access.rs`, the seam where
+//!   Windows ACLs and macOS plug in.
 //! - **purge**: each cache folder or file is deleted; the receipt counts files and bytes.
 //! - **restore**: quarantined files go back byte-identical (checked against the manifest)
 //!   with their owner and mode, and stripped folders get their owner and mode back.
@@ -79,16 +80,13 @@ pub struct QuarantineEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StrippedEntry {
     path: String,
-    uid: u32,
-    gid: u32,
-    mode: u32,
+    #[serde(flatten)]
+    saved: crate::access::Saved,
     time_ms: i64,
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    crate::access::running_as_admin()
 }
 
 fn receipt(action: &str) -> ActionReceipt {
@@ -309,7 +307,6 @@ impl Executor {
 
     fn strip(&self, paths: &[String], now_ms: i64) -> ActionReceipt {
         let mut r = receipt("strip_access");
-        let root = is_root();
         if let Err(e) = std::fs::create_dir_all(self.root()) {
             fail(&mut r, format!("cannot record: {e}"));
             return r;
@@ -336,9 +333,7 @@ impl Executor {
             if !already.iter().any(|e| e.path == shown) {
                 let entry = StrippedEntry {
                     path: shown.clone(),
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                    mode: meta.mode() & 0o7777,
+                    saved: crate::access::snapshot(&meta),
                     time_ms: now_ms,
                 };
                 if let Err(e) = append_jsonl(&self.stripped_path(), &entry) {
@@ -349,24 +344,10 @@ impl Executor {
                     continue;
                 }
             }
-            let done = if root {
-                std::os::unix::fs::chown(&path, Some(0), Some(0)).and_then(|()| {
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-                })
-            } else {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000))
-            };
-            match done {
-                Ok(()) => {
+            match crate::access::take_away(&path) {
+                Ok(taken) => {
                     r.items += 1;
-                    note(
-                        &mut r,
-                        if root {
-                            format!("{shown}: now root-only (0700)")
-                        } else {
-                            format!("{shown}: mode 000 (agent not root: owner could undo)")
-                        },
-                    );
+                    note(&mut r, format!("{shown}: {}", taken.describe()));
                 }
                 Err(e) => fail(&mut r, format!("{shown}: {e}")),
             }
@@ -421,15 +402,7 @@ impl Executor {
         let mut all_ok = true;
         for e in entries.iter().rev() {
             let path = Path::new(&e.path);
-            let res = std::fs::set_permissions(path, std::fs::Permissions::from_mode(e.mode))
-                .and_then(|()| {
-                    if is_root() {
-                        std::os::unix::fs::chown(path, Some(e.uid), Some(e.gid))
-                    } else {
-                        Ok(())
-                    }
-                });
-            match res {
+            match crate::access::give_back(path, &e.saved) {
                 Ok(()) => r.items += 1,
                 Err(err) => {
                     all_ok = false;

@@ -37,6 +37,22 @@ struct RawConfig {
     session_ttl: Option<String>,
     #[serde(default)]
     forward: Vec<RawForward>,
+    hr: Option<RawHr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHr {
+    file: PathBuf,
+    every: Option<String>,
+}
+
+/// An HR export the collector imports on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HrSchedule {
+    pub file: PathBuf,
+    /// How often the file is checked; it is imported when its content changed.
+    pub every: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +162,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// SIEM forwarders.
     pub forwards: Vec<Forward>,
+    /// The HR export imported on a schedule, if any.
+    pub hr: Option<HrSchedule>,
 }
 
 /// The default console/API address.
@@ -211,6 +229,7 @@ impl Config {
             http_listen: DEFAULT_HTTP_LISTEN.parse().ok(),
             session_ttl: DEFAULT_SESSION_TTL,
             forwards: Vec::new(),
+            hr: None,
         }
     }
 
@@ -439,6 +458,22 @@ impl Config {
                 min_severity,
             });
         }
+        let hr = match raw.hr {
+            None => None,
+            Some(h) => Some(HrSchedule {
+                file: if h.file.is_absolute() {
+                    h.file
+                } else {
+                    base.join(h.file)
+                },
+                every: duration(
+                    "hr",
+                    h.every,
+                    Duration::from_secs(3600),
+                    Duration::from_secs(1),
+                )?,
+            }),
+        };
         Ok(Config {
             data_dir,
             listen,
@@ -451,6 +486,7 @@ impl Config {
             http_listen,
             session_ttl,
             forwards,
+            hr,
         })
     }
 }
@@ -512,7 +548,7 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`, `forward`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`, `forward`, `hr`"));
         check(
             "http_listen = \"0.0.0.0:7480\"",
             Err("/etc/c.toml: http_listen: `0.0.0.0:7480` is not a loopback address: the console speaks plain HTTP, so serve it on 127.0.0.1 or ::1 and put a TLS reverse proxy in front"),

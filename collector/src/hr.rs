@@ -346,3 +346,65 @@ mod tests {
         );
     }
 }
+
+/// Imports `schedule.file` at start and whenever its content changes (checked every
+/// `schedule.every`), until `shutdown` turns true. Outcomes are logged; bad rows by line.
+pub async fn run_schedule(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(schedule) = config.hr.clone() else {
+        return;
+    };
+    let mut last: Option<[u8; 32]> = None;
+    loop {
+        let cfg = config.clone();
+        let file = schedule.file.clone();
+        let seen = last;
+        let outcome = tokio::task::spawn_blocking(
+            move || -> Result<Option<([u8; 32], HrImported)>, HrError> {
+                use sha2::Digest;
+                let io = |source| HrError::Io {
+                    path: file.display().to_string(),
+                    source,
+                };
+                let mut f = std::fs::File::open(&file).map_err(io)?;
+                let mut h = sha2::Sha256::new();
+                std::io::copy(&mut (&mut f).take(MAX_FILE), &mut h).map_err(io)?;
+                let digest: [u8; 32] = h.finalize().into();
+                if seen == Some(digest) {
+                    return Ok(None);
+                }
+                let mut store = Store::open(&cfg.db_path()).map_err(OffboardError::from)?;
+                let actor = Actor {
+                    who: "hr-schedule".into(),
+                    origin: format!("collector ({})", file.display()),
+                };
+                Ok(Some((
+                    digest,
+                    import(&cfg, &mut store, &file, &actor, crate::now_ms())?,
+                )))
+            },
+        )
+        .await;
+        match outcome {
+            Ok(Ok(Some((digest, r)))) => {
+                last = Some(digest);
+                tracing::info!(
+                    file = %schedule.file.display(),
+                    scheduled = r.scheduled,
+                    unchanged = r.unchanged,
+                    errors = r.errors,
+                    "HR export imported"
+                );
+                for row in r.rows.iter().filter(|r| r.result == "error") {
+                    tracing::warn!(line = row.line, user = %row.user, detail = %row.detail, "HR export row refused");
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "HR export not imported; will try again"),
+            Err(e) => tracing::warn!(error = %e, "HR import task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(schedule.every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

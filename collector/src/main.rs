@@ -591,8 +591,13 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                     c.db_path(),
                     shutdown.clone(),
                 ));
+                let hr = tokio::spawn(holdfast_collector::hr::run_schedule(
+                    c.clone(),
+                    shutdown.clone(),
+                ));
                 holdfast_collector::ingest::serve(endpoint, state, shutdown).await;
                 let _ = forwarding.await;
+                let _ = hr.await;
                 if let Some((_, task)) = http {
                     let _ = task.await;
                 }

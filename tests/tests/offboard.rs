@@ -557,3 +557,70 @@ fn hr_import_schedules_leavers_and_reports_bad_rows_by_line() {
     assert_eq!(st["effective_ms"], 4_102_358_400_000u64 + 86_400_000);
     assert_eq!(st["devices"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn hr_export_is_imported_on_a_schedule_when_it_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("leavers.csv");
+    std::fs::write(
+        &file,
+        "email,resignation date,last working day\nlee,2026-11-20,2099-12-31\n",
+    )
+    .unwrap();
+    let mut c = Collector::configure(
+        tmp.path(),
+        &format!(
+            "[hr]\nfile = {:?}\nevery = \"1s\"\n",
+            file.display().to_string()
+        ),
+    );
+    for u in ["lee", "kim"] {
+        c.token(u);
+    }
+    c.restart();
+    let state = |u: &str| {
+        json_lines(&c.cli(&["users", "list", "--json"]))
+            .iter()
+            .find(|x| x["user"] == u)
+            .map(|x| x["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the export to apply at start",
+        Duration::from_secs(20),
+        || (state("lee") == "departing").then_some(()),
+    );
+    assert_eq!(state("kim"), "active");
+    // The unchanged file is checked every second but not imported again.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = c.proc.as_ref().unwrap().output();
+    assert_eq!(log.matches("HR export imported").count(), 1, "{log}");
+    // HR adds kim (and a row for someone unknown): the changed file is imported within a
+    // tick; the bad row is logged by line.
+    std::fs::write(
+        &file,
+        "email,resignation date,last working day\nlee,2026-11-20,2099-12-31\nkim,2026-11-21,2099-12-30\nnobody,2026-11-21,2099-12-30\n",
+    )
+    .unwrap();
+    wait_for(
+        "the changed export to apply",
+        Duration::from_secs(20),
+        || (state("kim") == "departing").then_some(()),
+    );
+    let log = wait_for(
+        "the refused row in the log",
+        Duration::from_secs(10),
+        || {
+            let log = c.proc.as_ref().unwrap().output();
+            log.contains("HR export row refused").then_some(log)
+        },
+    );
+    assert!(log.contains("line=4"), "{log}");
+    let audit = json_lines(&c.cli(&["audit", "list", "--json"]));
+    assert!(
+        audit.iter().any(|a| a["actor"] == "hr-schedule"
+            && a["target"] == "kim"
+            && a["action"] == "offboard"),
+        "{audit:?}"
+    );
+}
