@@ -285,68 +285,6 @@ pub fn import(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_in_the_forms_hr_systems_write() {
-        assert_eq!(parse_date("2026-12-01"), Some(1_796_083_200_000));
-        assert_eq!(parse_date("2026/12/01"), Some(1_796_083_200_000));
-        assert_eq!(parse_date("2026-12-01T08:00:00Z"), Some(1_796_112_000_000));
-        assert_eq!(parse_date("2026-02-30"), None);
-        assert_eq!(parse_date("next week"), None);
-        assert_eq!(parse_date(""), None);
-    }
-
-    #[test]
-    fn bad_rows_are_reported_by_line_and_good_rows_apply() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::with_data_dir(dir.path().to_path_buf());
-        let mut store = Store::open(&config.db_path()).unwrap();
-        for u in ["kim", "lee"] {
-            store.add_token(&format!("t-{u}"), u, 1, 2).unwrap();
-        }
-        let file = dir.path().join("hr.csv");
-        std::fs::write(
-            &file,
-            "Email,Resignation Date,Last Working Date\nkim@corp.example,2026-11-20,2026-12-01\nnobody@corp.example,2026-11-20,2026-12-01\nlee,2026-11-21,someday\n",
-        )
-        .unwrap();
-        let actor = Actor {
-            who: "cli:test".into(),
-            origin: "cli@here".into(),
-        };
-        let now = 1_795_305_600_000; // 2026-11-22
-        let r = import(&config, &mut store, &file, &actor, now).unwrap();
-        let got: Vec<(u64, &str)> = r.rows.iter().map(|o| (o.line, o.result.as_str())).collect();
-        assert_eq!(got, [(2, "scheduled"), (3, "error"), (4, "error")]);
-        assert!(r.rows[1]
-            .detail
-            .contains("unknown user `nobody@corp.example`"));
-        assert_eq!(
-            r.rows[2].detail,
-            "Last Working Date: `someday` is not a date (YYYY-MM-DD)"
-        );
-        let off = store.offboarding("kim").unwrap().unwrap();
-        // Effective at the end of the last working day; departing since the notice date.
-        assert_eq!(off.effective_ms, 1_796_083_200_000 + 86_400_000);
-        assert_eq!(off.notice_ms, 1_795_132_800_000);
-        // Again: nothing changes.
-        let again = import(&config, &mut store, &file, &actor, now).unwrap();
-        assert_eq!((again.scheduled, again.unchanged, again.errors), (0, 1, 2));
-        // A file without a last-day column is refused as a whole, naming what it found.
-        std::fs::write(&file, "Email,Department\nkim,Sales\n").unwrap();
-        let e = import(&config, &mut store, &file, &actor, now)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no last working day") && e.contains("Email, Department"),
-            "{e}"
-        );
-    }
-}
-
 /// Imports `schedule.file` at start and whenever its content changes (checked every
 /// `schedule.every`), until `shutdown` turns true. Outcomes are logged; bad rows by line.
 pub async fn run_schedule(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -406,5 +344,67 @@ pub async fn run_schedule(config: Config, mut shutdown: tokio::sync::watch::Rece
             _ = tokio::time::sleep(schedule.every) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_the_forms_hr_systems_write() {
+        assert_eq!(parse_date("2026-12-01"), Some(1_796_083_200_000));
+        assert_eq!(parse_date("2026/12/01"), Some(1_796_083_200_000));
+        assert_eq!(parse_date("2026-12-01T08:00:00Z"), Some(1_796_112_000_000));
+        assert_eq!(parse_date("2026-02-30"), None);
+        assert_eq!(parse_date("next week"), None);
+        assert_eq!(parse_date(""), None);
+    }
+
+    #[test]
+    fn bad_rows_are_reported_by_line_and_good_rows_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::with_data_dir(dir.path().to_path_buf());
+        let mut store = Store::open(&config.db_path()).unwrap();
+        for u in ["kim", "lee"] {
+            store.add_token(&format!("t-{u}"), u, 1, 2).unwrap();
+        }
+        let file = dir.path().join("hr.csv");
+        std::fs::write(
+            &file,
+            "Email,Resignation Date,Last Working Date\nkim@corp.example,2026-11-20,2026-12-01\nnobody@corp.example,2026-11-20,2026-12-01\nlee,2026-11-21,someday\n",
+        )
+        .unwrap();
+        let actor = Actor {
+            who: "cli:test".into(),
+            origin: "cli@here".into(),
+        };
+        let now = 1_795_305_600_000; // 2026-11-22
+        let r = import(&config, &mut store, &file, &actor, now).unwrap();
+        let got: Vec<(u64, &str)> = r.rows.iter().map(|o| (o.line, o.result.as_str())).collect();
+        assert_eq!(got, [(2, "scheduled"), (3, "error"), (4, "error")]);
+        assert!(r.rows[1]
+            .detail
+            .contains("unknown user `nobody@corp.example`"));
+        assert_eq!(
+            r.rows[2].detail,
+            "Last Working Date: `someday` is not a date (YYYY-MM-DD)"
+        );
+        let off = store.offboarding("kim").unwrap().unwrap();
+        // Effective at the end of the last working day; departing since the notice date.
+        assert_eq!(off.effective_ms, 1_796_083_200_000 + 86_400_000);
+        assert_eq!(off.notice_ms, 1_795_132_800_000);
+        // Again: nothing changes.
+        let again = import(&config, &mut store, &file, &actor, now).unwrap();
+        assert_eq!((again.scheduled, again.unchanged, again.errors), (0, 1, 2));
+        // A file without a last-day column is refused as a whole, naming what it found.
+        std::fs::write(&file, "Email,Department\nkim,Sales\n").unwrap();
+        let e = import(&config, &mut store, &file, &actor, now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no last working day") && e.contains("Email, Department"),
+            "{e}"
+        );
     }
 }
