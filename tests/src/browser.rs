@@ -84,7 +84,7 @@ impl Browser {
         b
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let r = match method {
             "GET" => self.agent.get(&url).call(),
@@ -96,7 +96,7 @@ impl Browser {
                 .send(body.unwrap_or(json!({})).to_string()),
         };
         let text = r
-            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
+            .map_err(|e| format!("webdriver {method} {path}: {e}"))?
             .into_body()
             .with_config()
             .limit(64 * 1024 * 1024)
@@ -104,12 +104,54 @@ impl Browser {
             .unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if let Some(err) = v["value"]["error"].as_str() {
-            panic!(
+            return Err(format!(
                 "webdriver {method} {path}: {err}: {}",
                 v["value"]["message"]
-            );
+            ));
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The visible text of the first element matching `css` as the page is now; `None` when
+    /// there is none, or when the page changed under the lookup (a form just submitted).
+    pub fn text_of(&self, css: &str) -> Option<String> {
+        let found = self
+            .try_call(
+                "POST",
+                &self.s("/element"),
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .ok()?;
+        let id = found[ELEMENT].as_str()?;
+        self.try_call("GET", &self.s(&format!("/element/{id}/text")), None)
+            .ok()?
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// An attribute of the first element matching `css`, as [`Browser::text_of`].
+    pub fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        let found = self
+            .try_call(
+                "POST",
+                &self.s("/element"),
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .ok()?;
+        let id = found[ELEMENT].as_str()?;
+        self.try_call(
+            "GET",
+            &self.s(&format!("/element/{id}/attribute/{name}")),
+            None,
+        )
+        .ok()?
+        .as_str()
+        .map(str::to_string)
     }
 
     fn s(&self, rest: &str) -> String {

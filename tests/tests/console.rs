@@ -68,9 +68,8 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
         "the first row to be current",
         Duration::from_secs(5),
         || {
-            b.attr(&b.find("#queue tbody tr"), "class")
-                .contains("current")
-                .then_some(())
+            b.attr_of("#queue tbody tr", "class")
+                .filter(|c| c.contains("current"))
         },
     );
     b.press("t");
@@ -82,8 +81,8 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
             .then_some(())
     });
 
-    // Open the other alert from the keyboard: j, j, o.
-    b.wait_for_text("report1700000009999.csv");
+    // Open the other alert from the keyboard: j, j, o (on the reloaded queue).
+    b.wait_for_text("status-triaged");
     b.press("j");
     b.press("j");
     b.press("o");
@@ -92,8 +91,11 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
             .ends_with(&format!("/alerts/{first_id}"))
             .then_some(())
     });
-    assert_eq!(b.text(&b.find("#records")), "240");
-    assert_eq!(b.text(&b.find("#status")), "new");
+    let records = wait_for("the alert page to load", Duration::from_secs(10), || {
+        b.text_of("#records")
+    });
+    assert_eq!(records, "240");
+    assert_eq!(b.text_of("#status").as_deref(), Some("new"));
     let html = b.source();
     assert!(html.contains("Where the file went"));
     assert!(html.contains(&first.display().to_string()));
@@ -102,13 +104,15 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
     let note = "Spoke to Ana's manager: export was for the Q3 review, not taken off-site.";
     b.type_into(&b.find("#note"), note);
     b.click(&b.find("#add-note"));
-    b.wait_for_text("Q3 review");
-    assert!(b.text(&b.find("#notes")).contains("api:soc-ana"));
+    let notes = wait_for("the note to show", Duration::from_secs(10), || {
+        b.text_of("#notes").filter(|n| n.contains("Q3 review"))
+    });
+    assert!(notes.contains("api:soc-ana"), "{notes}");
     b.click(&b.find("#btn-resolved"));
     wait_for(
         "the status to show resolved",
         Duration::from_secs(10),
-        || (b.text(&b.find("#status")) == "resolved").then_some(()),
+        || b.text_of("#status").filter(|s| s == "resolved"),
     );
     b.screenshot("03-alert-resolved");
     let stored = collector.alerts();
