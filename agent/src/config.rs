@@ -29,6 +29,9 @@ struct RawConfig {
     home: Option<String>,
     spool_max: Option<toml::Value>,
     heartbeat_ms: Option<u64>,
+    #[serde(default)]
+    poll: Vec<String>,
+    poll_ms: Option<u64>,
 }
 
 /// A validated agent configuration.
@@ -43,6 +46,10 @@ pub struct Config {
     /// Bound on the spool, in bytes.
     pub spool_max: u64,
     pub heartbeat: Duration,
+    /// Roots scanned every `poll_every` instead of watched (network shares, where the kernel
+    /// sees no remote changes); roots the kernel's watch limit leaves out join them.
+    pub poll: Vec<PathBuf>,
+    pub poll_every: Duration,
 }
 
 /// Default spool bound: weeks of ordinary activity, small next to any laptop disk.
@@ -158,6 +165,8 @@ impl Config {
             home,
             spool_max: DEFAULT_SPOOL_MAX,
             heartbeat: Duration::from_secs(15),
+            poll: Vec::new(),
+            poll_every: Duration::from_secs(30),
         }
     }
 
@@ -249,6 +258,20 @@ impl Config {
                 format!("{heartbeat_ms} is outside 200..=3600000"),
             ));
         }
+        let poll: Vec<PathBuf> = raw.poll.iter().map(|w| resolve(PathBuf::from(w))).collect();
+        if let Some(p) = poll.iter().find(|p| watch.contains(p)) {
+            return Err(invalid(
+                "poll",
+                format!("{} is both watched and polled; list it once", p.display()),
+            ));
+        }
+        let poll_ms = raw.poll_ms.unwrap_or(30_000);
+        if !(200..=86_400_000).contains(&poll_ms) {
+            return Err(invalid(
+                "poll_ms",
+                format!("{poll_ms} is outside 200..=86400000"),
+            ));
+        }
         Ok(Config {
             data_dir,
             watch,
@@ -257,6 +280,8 @@ impl Config {
             home,
             spool_max,
             heartbeat: Duration::from_millis(heartbeat_ms),
+            poll,
+            poll_every: Duration::from_millis(poll_ms),
         })
     }
 }
@@ -299,7 +324,7 @@ mod tests {
         check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
         check(
             "data_dir = \"/d\"\nwatchh = []",
-            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`"),
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`"),
         );
         check(
             "data_dir = \"/d\"\nsettle_ms = 1",
@@ -316,6 +341,14 @@ mod tests {
         check(
             "data_dir = \"/d\"\nwatch = [\"/d\"]",
             Err("/etc/hf/agent.toml: watch: the agent's data_dir cannot itself be a watched root"),
+        );
+        check(
+            "poll = [\"/srv/share\"]\nwatch = [\"/srv/share\"]",
+            Err("/etc/hf/agent.toml: poll: /srv/share is both watched and polled; list it once"),
+        );
+        check(
+            "poll_ms = 10",
+            Err("/etc/hf/agent.toml: poll_ms: 10 is outside 200..=86400000"),
         );
     }
 }

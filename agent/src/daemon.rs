@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::pipeline::{describe, is_own, Debouncer};
+use crate::rescan::Rescanner;
 use crate::spool::{Admit, Spool};
 use crate::updates::{Active, LiveEdm, LivePolicies};
 use crate::uplink::Uplink;
@@ -18,6 +19,8 @@ use tracing::{info, info_span, warn};
 
 /// Capacity of the watcher → pipeline channel.
 const WATCH_QUEUE: usize = 8192;
+/// Watch events taken per pipeline round, at most.
+const DRAIN: usize = 4096;
 /// How often the pipeline looks for settled files.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -65,6 +68,11 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
     for (root, why) in &watcher.failed {
         warn!(root = %root.display(), error = %why, "cannot watch this place");
     }
+    for root in &watcher.limited {
+        warn!(root = %root.display(), "the kernel's watch limit is reached: this place is scanned every {}s instead", config.poll_every.as_secs());
+    }
+    let mut polled = config.poll.clone();
+    polled.extend(watcher.limited.iter().cloned());
     let roots: Vec<String> = watcher
         .roots
         .iter()
@@ -98,35 +106,76 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         let stop = stop.clone();
         let data_dir = config.data_dir.clone();
         let settle = config.settle;
+        let watched = watcher.roots.clone();
+        let failed: Vec<std::path::PathBuf> =
+            watcher.failed.iter().map(|(p, _)| p.clone()).collect();
+        let poll_every = config.poll_every;
+        let rewatch = watcher.rewatch_handle();
         std::thread::Builder::new()
             .name("holdfast-pipeline".into())
             .spawn(move || -> anyhow::Result<()> {
                 let mut debouncer = Debouncer::new(settle);
+                // What is already there, indexed before anything else (events queue meanwhile).
+                let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now());
+                let mut coverage = String::new();
                 while !stop.load(Ordering::Relaxed) {
-                    // Idle (nothing waiting to settle): sleep until the next event, so an idle
-                    // agent does not wake up at all. Dropping the watcher ends the wait.
-                    let received = if debouncer.is_empty() {
-                        rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected)
-                    } else {
-                        rx.recv_timeout(TICK)
+                    let now = Instant::now();
+                    let cov = serde_json::to_string(&rescanner.coverage()).unwrap_or_default();
+                    if cov != coverage {
+                        spool.set_meta("coverage", &cov)?;
+                        coverage = cov;
+                    }
+                    // Idle (nothing waiting to settle, nothing to poll): sleep until the next
+                    // event, so an idle agent does not wake up at all. Dropping the watcher
+                    // ends the wait.
+                    let wait = match (debouncer.is_empty(), rescanner.next_wake(now)) {
+                        (true, None) => None,
+                        (true, Some(w)) => Some(w),
+                        (false, None) => Some(TICK),
+                        (false, Some(w)) => Some(w.min(TICK)),
+                    };
+                    let received = match wait {
+                        None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+                        Some(w) => rx.recv_timeout(w),
                     };
                     match received {
                         Ok(ev) => {
                             let mut next = Some(ev);
-                            // Take everything already queued before looking for settled files.
+                            // Take what is queued (up to a bound, so that files settle and
+                            // get read even while a burst goes on) before looking for
+                            // settled files.
+                            let mut taken = 0;
                             while let Some(ev) = next {
                                 if !own_event(&ev, &data_dir) {
-                                    debouncer.observe(ev, Instant::now());
+                                    for ev in rescanner.expand(ev) {
+                                        debouncer.observe(ev, Instant::now());
+                                    }
                                 }
-                                next = rx.try_recv().ok();
+                                taken += 1;
+                                next = if taken < DRAIN { rx.try_recv().ok() } else { None };
                             }
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
+                    if debouncer.dropped > 0 {
+                        // Changes dropped for want of room are found again by a rescan.
+                        rescanner.request_rescan();
+                    }
+                    let found = rescanner.due(Instant::now());
+                    if let Some(roots) = rescanner.take_renewal() {
+                        rewatch.renew(roots);
+                    }
+                    if !found.is_empty() {
+                        info!(files = found.len(), "rescan found changes the watcher did not report");
+                    }
+                    for ev in found {
+                        debouncer.observe(ev, Instant::now());
+                    }
                     let mut batch: Vec<(i64, EventBody)> = debouncer
                         .take_notices()
                         .into_iter()
+                        .chain(rescanner.take_notices())
                         .map(|b| (crate::clock::now_ms(), b))
                         .collect();
                     let due = debouncer.due(Instant::now());
@@ -135,6 +184,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         for ready in due {
                             let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
                             if let Some(body) = describe(&ready, &set, edm.matcher()) {
+                                rescanner.record(&body);
                                 batch.push((crate::clock::now_ms(), body));
                             }
                         }
@@ -210,7 +260,8 @@ fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
         | WatchEvent::MovedFrom(p)
         | WatchEvent::MovedTo(p)
         | WatchEvent::Removed(p) => is_own(p, data_dir),
+        WatchEvent::DirAppeared(p) => is_own(p, data_dir),
         WatchEvent::Renamed { to, .. } => is_own(to, data_dir),
-        WatchEvent::Overflow | WatchEvent::Error(_) => false,
+        WatchEvent::Overflow | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => false,
     }
 }

@@ -352,6 +352,7 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         "last_update_error": Some(meta("last_update_error")).filter(|s| !s.is_empty()),
         "last_order": Some(meta("last_order")).filter(|s| !s.is_empty()),
         "last_order_error": Some(meta("last_order_error")).filter(|s| !s.is_empty()),
+        "coverage": serde_json::from_str::<serde_json::Value>(&meta("coverage")).ok(),
     });
     if json {
         println!("{v}");
@@ -379,6 +380,22 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
             println!("order error {e}");
         }
         println!("watching    {}", meta("watching").replace('\n', ", "));
+        let c = &v["coverage"];
+        if c.is_object() {
+            println!(
+                "coverage    {} root(s) watched, {} polled, {} failed; {} folders, {} files indexed{}",
+                c["watched_roots"],
+                c["polled_roots"],
+                c["failed_roots"],
+                c["dirs"],
+                c["files"],
+                if c["limit_reached"] == true {
+                    "; the kernel's watch limit was reached: some places are scanned, not watched"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

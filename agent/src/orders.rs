@@ -220,7 +220,11 @@ impl Executor {
         };
         let mut files = Vec::new();
         for root in &roots {
-            walk(root, &self.data_dir, 0, &mut files);
+            files.extend(walk(
+                root,
+                &self.data_dir,
+                MAX_WALK - files.len().min(MAX_WALK),
+            ));
         }
         if files.len() >= MAX_WALK {
             fail(
@@ -363,8 +367,7 @@ impl Executor {
                 continue;
             };
             let (files, bytes) = if meta.is_dir() {
-                let mut all = Vec::new();
-                walk(&path, &self.data_dir, 0, &mut all);
+                let all = walk(&path, &self.data_dir, MAX_WALK);
                 let bytes = all
                     .iter()
                     .filter_map(|f| std::fs::symlink_metadata(f).ok())
@@ -475,31 +478,17 @@ impl Executor {
 }
 
 /// Regular files under `dir` (no symlinks followed, the agent's own data skipped), bounded.
-fn walk(dir: &Path, skip: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if depth > MAX_DEPTH || out.len() >= MAX_WALK || dir.starts_with(skip) {
-        return;
-    }
-    let Ok(meta) = std::fs::symlink_metadata(dir) else {
-        return;
+/// The files under `root`, at most `max` of them.
+fn walk(root: &Path, skip: &Path, max: usize) -> Vec<PathBuf> {
+    let limits = crate::tree::Limits {
+        max_files: max,
+        max_depth: MAX_DEPTH,
     };
-    if meta.is_file() {
-        out.push(dir.to_path_buf());
-        return;
-    }
-    if !meta.is_dir() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    children.sort();
-    for c in children {
-        walk(&c, skip, depth + 1, out);
-        if out.len() >= MAX_WALK {
-            return;
-        }
-    }
+    crate::tree::walk(root, skip, limits)
+        .files
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {

@@ -123,7 +123,8 @@ impl Debouncer {
                 }
             }
             WatchEvent::Overflow => self.overflows += 1,
-            WatchEvent::Error(_) => {}
+            // Expanded by the rescanner before they get here.
+            WatchEvent::DirAppeared(_) | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => {}
         }
     }
 
@@ -190,7 +191,7 @@ impl Debouncer {
         if self.overflows > 0 {
             out.push(EventBody::Notice(AgentNotice {
                 kind: "watch_overflow".into(),
-                message: "the kernel's file-event queue overflowed; changes may have been missed"
+                message: "the kernel's file-event queue overflowed; the watched places were rescanned to recover what changed"
                     .into(),
                 count: std::mem::take(&mut self.overflows),
                 counts: Default::default(),

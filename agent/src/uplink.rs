@@ -250,6 +250,9 @@ impl Uplink {
             time_ms: now_ms(),
             spool_backlog: spool.backlog()?,
             edm_version: self.edm.current().map(|a| a.version).unwrap_or_default(),
+            coverage: spool
+                .meta("coverage")?
+                .and_then(|c| serde_json::from_str(&c).ok()),
         };
         let (through_seq, renew, updates, edm, orders) = match exchange(conn, &hello).await? {
             Message::Sync {

@@ -22,8 +22,14 @@ pub enum WatchEvent {
     Renamed { from: PathBuf, to: PathBuf },
     /// Deleted.
     Removed(PathBuf),
+    /// A directory appeared (created or moved in): the files already in it may predate
+    /// its watch, so it needs a scan.
+    DirAppeared(PathBuf),
     /// The kernel queue overflowed: events were lost and the roots need a rescan.
     Overflow,
+    /// The kernel's limit on watches was reached at this path: what lies under it is not
+    /// watched and must be polled.
+    LimitReached(PathBuf),
     /// The watcher reported an error.
     Error(String),
 }
@@ -39,13 +45,16 @@ pub enum WatchError {
     NoRoots(String),
 }
 
-/// A running watcher; dropping it stops watching.
+/// A running watcher; dropping it (and its [`Rewatch`] handles) stops watching.
 pub struct Watcher {
-    _inner: notify::RecommendedWatcher,
+    inner: std::sync::Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
     /// Roots actually watched.
     pub roots: Vec<PathBuf>,
     /// Roots that could not be watched, with the reason.
     pub failed: Vec<(PathBuf, String)>,
+    /// Roots only partly watched because the kernel's watch limit was reached: they must be
+    /// polled.
+    pub limited: Vec<PathBuf>,
 }
 
 fn convert(ev: notify::Event) -> Vec<WatchEvent> {
@@ -54,7 +63,7 @@ fn convert(ev: notify::Event) -> Vec<WatchEvent> {
         return vec![WatchEvent::Overflow];
     }
     match ev.kind {
-        EventKind::Create(CreateKind::Folder) => vec![],
+        EventKind::Create(CreateKind::Folder) => paths.map(WatchEvent::DirAppeared).collect(),
         EventKind::Create(_) => paths.map(WatchEvent::Created).collect(),
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => match (paths.next(), paths.next())
         {
@@ -83,6 +92,11 @@ pub fn start(roots: &[PathBuf], tx: SyncSender<WatchEvent>) -> Result<Watcher, W
     let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let evs = match res {
             Ok(ev) => convert(ev),
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                vec![WatchEvent::LimitReached(
+                    e.paths.first().cloned().unwrap_or_default(),
+                )]
+            }
             Err(e) => vec![WatchEvent::Error(e.to_string())],
         };
         for ev in evs {
@@ -95,13 +109,18 @@ pub fn start(roots: &[PathBuf], tx: SyncSender<WatchEvent>) -> Result<Watcher, W
     .map_err(WatchError::Start)?;
     let mut ok = Vec::new();
     let mut failed = Vec::new();
+    let mut limited = Vec::new();
     for root in roots {
         match inner.watch(root, RecursiveMode::Recursive) {
             Ok(()) => ok.push(root.clone()),
+            // Partly watched: the watches added so far stay; the rest is polled.
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                limited.push(root.clone())
+            }
             Err(e) => failed.push((root.clone(), e.to_string())),
         }
     }
-    if ok.is_empty() {
+    if ok.is_empty() && limited.is_empty() {
         let why = failed
             .iter()
             .map(|(p, e)| format!("{}: {e}", p.display()))
@@ -110,10 +129,45 @@ pub fn start(roots: &[PathBuf], tx: SyncSender<WatchEvent>) -> Result<Watcher, W
         return Err(WatchError::NoRoots(why));
     }
     Ok(Watcher {
-        _inner: inner,
+        inner: std::sync::Arc::new(std::sync::Mutex::new(inner)),
         roots: ok,
         failed,
+        limited,
     })
+}
+
+impl Watcher {
+    /// A handle that can renew the watches from another thread.
+    pub fn rewatch_handle(&self) -> Rewatch {
+        Rewatch(std::sync::Arc::downgrade(&self.inner))
+    }
+}
+
+/// Renews recursive watches after the kernel dropped events: folders created while events
+/// were being lost were never watched, and walking the roots again adds them.
+#[derive(Clone)]
+pub struct Rewatch(std::sync::Weak<std::sync::Mutex<notify::RecommendedWatcher>>);
+
+impl Rewatch {
+    /// Renews the watches on `roots` on a thread of its own: notify answers a watch request
+    /// from its event thread, which may be waiting for the caller to drain the channel.
+    pub fn renew(&self, roots: Vec<PathBuf>) {
+        let weak = self.0.clone();
+        let spawned = std::thread::Builder::new()
+            .name("holdfast-rewatch".into())
+            .spawn(move || {
+                let Some(inner) = weak.upgrade() else { return };
+                let Ok(mut w) = inner.lock() else { return };
+                for root in roots {
+                    if let Err(e) = w.watch(&root, RecursiveMode::Recursive) {
+                        tracing::warn!(root = %root.display(), error = %e, "renewing the watch failed");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the rewatch thread");
+        }
+    }
 }
 
 /// A bounded channel for watch events.

@@ -343,6 +343,7 @@ async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
                 policy_version: String::new(),
                 clock_skew_ms: None,
                 offline_since_ms: None,
+                coverage: None,
             };
             enroll(&state, token_secret, csr_der, facts).await
         }
@@ -521,9 +522,11 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     time_ms,
                     spool_backlog,
                     edm_version,
+                    coverage,
                 } => {
                     let now = crate::now_ms();
                     let beat = Beat {
+                        coverage,
                         agent_version,
                         hostname,
                         os,

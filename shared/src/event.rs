@@ -159,6 +159,33 @@ pub struct AgentNotice {
     pub counts: BTreeMap<String, u64>,
 }
 
+/// What an agent watches, polls and knows of, as it reports in heartbeats: a device
+/// watching less than its policy asks shows here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Roots watched through the kernel.
+    #[serde(default)]
+    pub watched_roots: u32,
+    /// Roots scanned periodically instead (configured, or left out by the watch limit).
+    #[serde(default)]
+    pub polled_roots: u32,
+    /// Roots that could not be watched or scanned at all (missing, no permission).
+    #[serde(default)]
+    pub failed_roots: u32,
+    /// Directories under the roots.
+    #[serde(default)]
+    pub dirs: u64,
+    /// Files in the agent's index.
+    #[serde(default)]
+    pub files: u64,
+    /// The kernel's limit on watches was reached.
+    #[serde(default)]
+    pub limit_reached: bool,
+    /// The index is full: files beyond it are not tracked for rescans.
+    #[serde(default)]
+    pub index_full: bool,
+}
+
 /// The body of an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -88,6 +88,9 @@ pub enum Message {
         /// Version of the customer set the agent matches with (empty: none).
         #[serde(default)]
         edm_version: String,
+        /// What the agent watches (absent from older agents).
+        #[serde(default)]
+        coverage: Option<crate::event::Coverage>,
     },
     /// Collector → agent, answering a heartbeat: what is committed, the collector's clock,
     /// whether to renew the certificate now, and signed updates to apply.
@@ -342,6 +345,12 @@ mod tests {
             time_ms: -1,
             spool_backlog: 7,
             edm_version: "e1".into(),
+            coverage: Some(crate::event::Coverage {
+                watched_roots: 2,
+                files: 10,
+                limit_reached: true,
+                ..Default::default()
+            }),
         });
         check(Message::Sync {
             through_seq: 9,

@@ -403,7 +403,8 @@ pub struct UserList {
 pub struct DeviceView {
     #[serde(flatten)]
     pub device: Device,
-    /// ok, never_seen, offline, revoked, cert_expiring, clock_skew or backlog.
+    /// ok, never_seen, offline, revoked, cert_expiring, clock_skew, backlog, or
+    /// partial_coverage (a place could not be watched, or the watch limit was reached).
     pub health: String,
 }
 
@@ -754,6 +755,12 @@ pub(super) fn health(d: &Device, now_ms: i64, skew_tolerance_ms: i64) -> &'stati
         "clock_skew"
     } else if d.spool_backlog.unwrap_or(0) > 10_000 {
         "backlog"
+    } else if d
+        .coverage
+        .as_ref()
+        .is_some_and(|c| c.failed_roots > 0 || c.limit_reached || c.index_full)
+    {
+        "partial_coverage"
     } else {
         "ok"
     }

@@ -88,6 +88,9 @@ pub struct Device {
     pub clock_skew_ms: Option<i64>,
     /// Set while the device is considered offline.
     pub offline_since_ms: Option<i64>,
+    /// What the agent last said it watches, polls and indexes.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub coverage: Option<holdfast_shared::event::Coverage>,
 }
 
 /// What a heartbeat reports.
@@ -102,6 +105,7 @@ pub struct Beat {
     /// Device clock minus collector clock.
     pub skew_ms: i64,
     pub backlog: u64,
+    pub coverage: Option<holdfast_shared::event::Coverage>,
 }
 
 /// A published policy bundle.
@@ -391,6 +395,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("offboardings", "notice_ms", "INTEGER"),
     ("offboardings", "raise_levels", "INTEGER NOT NULL DEFAULT 0"),
     ("alerts", "assignee", "TEXT"),
+    ("devices", "coverage", "TEXT"),
     ("alerts", "severity_rank", "INTEGER NOT NULL DEFAULT -1"),
 ];
 
@@ -504,6 +509,9 @@ impl Store {
             offline_since_ms: r.get(15)?,
             cert_issued_ms: r.get(16)?,
             cert_expires_ms: r.get(17)?,
+            coverage: r
+                .get::<_, Option<String>>(18)?
+                .and_then(|c| serde_json::from_str(&c).ok()),
         })
     }
 
@@ -512,7 +520,7 @@ impl Store {
         d.enrolled_ms, d.last_seen_ms, d.revoked_ms,
         (SELECT MAX(seq) FROM events e WHERE e.device_id = d.id), d.spool_backlog,
         d.first_seq, d.policy_version, d.clock_skew_ms, d.offline_since_ms,
-        d.cert_issued_ms, d.cert_expires_ms";
+        d.cert_issued_ms, d.cert_expires_ms, d.coverage";
 
     /// The device holding the certificate with this SHA-256 (its current one, or the one
     /// it renewed from), if any.
@@ -557,7 +565,8 @@ impl Store {
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2, spool_backlog = ?3, agent_version = ?4,
                  hostname = ?5, os = ?6, policy_version = ?7, clock_skew_ms = ?8,
-                 offline_since_ms = NULL, edm_version = ?9
+                 offline_since_ms = NULL, edm_version = ?9,
+                 coverage = COALESCE(?10, coverage)
              WHERE id = ?1",
             params![
                 device.id,
@@ -569,6 +578,9 @@ impl Store {
                 beat.policy_version.chars().take(128).collect::<String>(),
                 beat.skew_ms,
                 beat.edm_version.chars().take(64).collect::<String>(),
+                beat.coverage
+                    .as_ref()
+                    .and_then(|c| serde_json::to_string(c).ok()),
             ],
         )?;
         if let Some(since) = offline_since {
@@ -1206,6 +1218,7 @@ mod tests {
             policy_version: String::new(),
             clock_skew_ms: None,
             offline_since_ms: None,
+            coverage: None,
         }
     }
 
@@ -1461,6 +1474,11 @@ mod tests {
             edm_version: String::new(),
             skew_ms,
             backlog: 4,
+            coverage: Some(holdfast_shared::event::Coverage {
+                watched_roots: 1,
+                files: 12,
+                ..Default::default()
+            }),
         }
     }
 
@@ -1482,6 +1500,10 @@ mod tests {
                 row.spool_backlog
             ),
             ("9", "laptop", "pv", Some(1_000), Some(4))
+        );
+        assert_eq!(
+            row.coverage.map(|c| (c.watched_roots, c.files)),
+            Some((1, 12))
         );
         assert!(system_alerts(&s).is_empty());
         // Two hours ahead: flagged once, not on every heartbeat.

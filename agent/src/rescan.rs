@@ -1,0 +1,395 @@
+//! Nothing missed: a bounded index of every file under the watched places (a stamp per
+//! path hash), taken at start; a scan of each folder that appears (its files may predate its
+//! watch); a rescan against the index when the kernel dropped events; and polling of the
+//! places the kernel would not let us watch. What it finds becomes ordinary watch events for
+//! the debouncer, so a file found twice is still reported once.
+
+use crate::tree::{self, Limits, Stamp};
+use crate::watch::WatchEvent;
+use holdfast_shared::event::{AgentNotice, Coverage, EventBody};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Files indexed, at most (about 40 bytes each).
+pub const MAX_INDEX: usize = 2_000_000;
+/// One walk, at most.
+const WALK: Limits = Limits {
+    max_files: MAX_INDEX,
+    max_depth: 64,
+};
+/// Rescans after overflows, at most this often (a burst overflows again and again).
+const RESCAN_GAP: Duration = Duration::from_millis(500);
+
+fn key(path: &Path) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
+/// The file index and the places it covers.
+#[derive(Debug)]
+pub struct Rescanner {
+    index: HashMap<u64, Stamp>,
+    watched: Vec<PathBuf>,
+    polled: Vec<PathBuf>,
+    failed: Vec<PathBuf>,
+    skip: PathBuf,
+    poll_every: Duration,
+    last_poll: Instant,
+    rescan_due: bool,
+    last_rescan: Option<Instant>,
+    dirs: u64,
+    index_full: bool,
+    limit_noticed: bool,
+    limit_pending: Option<PathBuf>,
+    /// Rescans done after overflows.
+    pub rescans: u64,
+    /// A rescan ran: the watches should be renewed too (folders made while events were
+    /// lost are not watched yet).
+    renew_watches: bool,
+}
+
+impl Rescanner {
+    /// Indexes what is already there (silently: it was there before us).
+    pub fn start(
+        watched: Vec<PathBuf>,
+        polled: Vec<PathBuf>,
+        failed: Vec<PathBuf>,
+        skip: PathBuf,
+        poll_every: Duration,
+        now: Instant,
+    ) -> Rescanner {
+        let mut r = Rescanner {
+            index: HashMap::new(),
+            watched,
+            polled,
+            failed,
+            skip,
+            poll_every,
+            last_poll: now,
+            rescan_due: false,
+            last_rescan: None,
+            dirs: 0,
+            index_full: false,
+            limit_noticed: false,
+            limit_pending: None,
+            rescans: 0,
+            renew_watches: false,
+        };
+        for root in r.watched.clone().iter().chain(r.polled.clone().iter()) {
+            let w = tree::walk(root, &r.skip, WALK);
+            r.dirs += w.dirs;
+            for (p, s) in w.files {
+                r.put(&p, s);
+            }
+        }
+        r
+    }
+
+    fn put(&mut self, path: &Path, s: Stamp) {
+        if self.index.len() >= MAX_INDEX && !self.index.contains_key(&key(path)) {
+            self.index_full = true;
+            return;
+        }
+        self.index.insert(key(path), s);
+    }
+
+    /// What a walk found that the index does not know, or knows in another state.
+    fn changes(&self, walked: Vec<(PathBuf, Stamp)>) -> Vec<WatchEvent> {
+        walked
+            .into_iter()
+            .filter_map(|(p, s)| match self.index.get(&key(&p)) {
+                None => Some(WatchEvent::Created(p)),
+                Some(old) if *old != s => Some(WatchEvent::Touched(p)),
+                Some(_) => None,
+            })
+            .collect()
+    }
+
+    fn under(&self, p: &Path) -> Option<PathBuf> {
+        self.watched
+            .iter()
+            .chain(self.polled.iter())
+            .find(|r| p.starts_with(r))
+            .cloned()
+    }
+
+    /// One watch event in, the events it stands for out: a folder that appeared brings the
+    /// files already in it; an overflow schedules a rescan; a watch limit turns its root
+    /// over to polling.
+    pub fn expand(&mut self, ev: WatchEvent) -> Vec<WatchEvent> {
+        match &ev {
+            WatchEvent::DirAppeared(dir) => {
+                let w = tree::walk(dir, &self.skip, WALK);
+                self.dirs += w.dirs;
+                self.changes(w.files)
+            }
+            WatchEvent::MovedTo(p) | WatchEvent::Renamed { to: p, .. } if p.is_dir() => {
+                let w = tree::walk(p, &self.skip, WALK);
+                self.dirs += w.dirs;
+                let mut out = vec![ev.clone()];
+                out.extend(self.changes(w.files));
+                out
+            }
+            WatchEvent::Overflow => {
+                self.rescan_due = true;
+                vec![ev]
+            }
+            WatchEvent::LimitReached(at) => {
+                if let Some(root) = self.under(at) {
+                    if let Some(i) = self.watched.iter().position(|r| *r == root) {
+                        self.watched.remove(i);
+                        self.polled.push(root);
+                    }
+                }
+                self.limit_pending = Some(at.clone());
+                // What was created while watches were failing is found by the rescan.
+                self.rescan_due = true;
+                Vec::new()
+            }
+            _ => vec![ev],
+        }
+    }
+
+    /// The watched roots whose watches should be renewed now (once per rescan).
+    pub fn take_renewal(&mut self) -> Option<Vec<PathBuf>> {
+        if std::mem::take(&mut self.renew_watches) && !self.watched.is_empty() {
+            Some(self.watched.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Asks for a rescan of everything (changes were dropped for want of room).
+    pub fn request_rescan(&mut self) {
+        self.rescan_due = true;
+    }
+
+    /// Work that is due by `now`: a rescan of everything after an overflow, a poll of the
+    /// places that cannot be watched.
+    pub fn due(&mut self, now: Instant) -> Vec<WatchEvent> {
+        let mut out = Vec::new();
+        let rescan_allowed = self
+            .last_rescan
+            .is_none_or(|t| now.saturating_duration_since(t) >= RESCAN_GAP);
+        if self.rescan_due && rescan_allowed {
+            self.rescan_due = false;
+            self.last_rescan = Some(now);
+            self.rescans += 1;
+            self.renew_watches = true;
+            for root in self
+                .watched
+                .clone()
+                .iter()
+                .chain(self.polled.clone().iter())
+            {
+                let w = tree::walk(root, &self.skip, WALK);
+                out.extend(self.changes(w.files));
+            }
+            self.last_poll = now;
+        } else if !self.polled.is_empty()
+            && now.saturating_duration_since(self.last_poll) >= self.poll_every
+        {
+            self.last_poll = now;
+            for root in self.polled.clone() {
+                let w = tree::walk(&root, &self.skip, WALK);
+                out.extend(self.changes(w.files));
+            }
+        }
+        out
+    }
+
+    /// How long the pipeline may sleep before [`Rescanner::due`] has work: `None` when only
+    /// an event can create work.
+    pub fn next_wake(&self, now: Instant) -> Option<Duration> {
+        if self.rescan_due {
+            return Some(
+                RESCAN_GAP.saturating_sub(
+                    self.last_rescan
+                        .map(|t| now.saturating_duration_since(t))
+                        .unwrap_or(RESCAN_GAP),
+                ),
+            );
+        }
+        if self.polled.is_empty() {
+            return None;
+        }
+        Some(
+            self.poll_every
+                .saturating_sub(now.saturating_duration_since(self.last_poll)),
+        )
+    }
+
+    /// Notes what a described change left on disk, so later rescans skip it.
+    pub fn record(&mut self, body: &EventBody) {
+        let EventBody::File(f) = body else { return };
+        if let Some(old) = &f.old_path {
+            self.index.remove(&key(Path::new(old)));
+        }
+        let path = Path::new(&f.path);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => self.put(path, Stamp::of(&m)),
+            _ => {
+                self.index.remove(&key(path));
+            }
+        }
+    }
+
+    /// Notices to send: the watch limit (once per agent run), a full index.
+    pub fn take_notices(&mut self) -> Vec<EventBody> {
+        let mut out = Vec::new();
+        if let Some(at) = self.limit_pending.take() {
+            if !self.limit_noticed {
+                self.limit_noticed = true;
+                out.push(EventBody::Notice(AgentNotice {
+                    kind: "watch_limit".into(),
+                    message: format!(
+                        "the kernel's limit on file watches was reached at {}; {} place(s) are now scanned every {}s instead of watched",
+                        at.display(),
+                        self.polled.len(),
+                        self.poll_every.as_secs()
+                    ),
+                    count: 1,
+                    counts: Default::default(),
+                }));
+            }
+        }
+        out
+    }
+
+    /// What is watched, polled and indexed, for the status and the heartbeat.
+    pub fn coverage(&self) -> Coverage {
+        Coverage {
+            watched_roots: self.watched.len() as u32,
+            polled_roots: self.polled.len() as u32,
+            failed_roots: self.failed.len() as u32,
+            dirs: self.dirs,
+            files: self.index.len() as u64,
+            limit_reached: self.limit_noticed || self.limit_pending.is_some(),
+            index_full: self.index_full,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(evs: &[WatchEvent], root: &Path) -> Vec<String> {
+        let mut v: Vec<String> = evs
+            .iter()
+            .map(|e| match e {
+                WatchEvent::Created(p) => format!("+{}", p.strip_prefix(root).unwrap().display()),
+                WatchEvent::Touched(p) => format!("~{}", p.strip_prefix(root).unwrap().display()),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn write(root: &Path, rel: &str, body: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    #[test]
+    fn folders_that_appear_and_overflows_find_exactly_what_is_new_or_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("watched");
+        write(&root, "old.csv", "a");
+        let t0 = Instant::now();
+        let mut r = Rescanner::start(
+            vec![root.clone()],
+            vec![],
+            vec![],
+            dir.path().join("data"),
+            Duration::from_secs(30),
+            t0,
+        );
+        assert_eq!(r.coverage().files, 1);
+        // A folder appears with files already in it.
+        write(&root, "new/a/1.csv", "x");
+        write(&root, "new/a/b/2.csv", "y");
+        let got = r.expand(WatchEvent::DirAppeared(root.join("new")));
+        assert_eq!(names(&got, &root), ["+new/a/1.csv", "+new/a/b/2.csv"]);
+        // Described and recorded: a later rescan does not report them again.
+        for p in ["new/a/1.csv", "new/a/b/2.csv", "old.csv"] {
+            r.record(&EventBody::File(holdfast_shared::event::FileActivity {
+                action: holdfast_shared::event::Action::Created,
+                path: root.join(p).display().to_string(),
+                old_path: None,
+                size: None,
+                sha256: None,
+                summary: None,
+                error: None,
+                rules: vec![],
+            }));
+        }
+        // Events were lost: one new file, one changed, the rest unchanged.
+        write(&root, "lost.csv", "z");
+        write(&root, "old.csv", "changed");
+        assert_eq!(r.expand(WatchEvent::Overflow), vec![WatchEvent::Overflow]);
+        assert_eq!(r.next_wake(t0), Some(Duration::ZERO));
+        let got = r.due(t0);
+        assert_eq!(names(&got, &root), ["+lost.csv", "~old.csv"]);
+        assert_eq!(r.rescans, 1);
+        assert_eq!(
+            r.take_renewal(),
+            Some(vec![root.clone()]),
+            "watches renewed once"
+        );
+        assert_eq!(r.take_renewal(), None);
+        // A second overflow right away waits for the gap.
+        r.expand(WatchEvent::Overflow);
+        assert!(r.due(t0).is_empty());
+        assert_eq!(
+            r.due(t0 + RESCAN_GAP).len(),
+            2,
+            "not recorded yet: found again"
+        );
+    }
+
+    #[test]
+    fn a_watch_limit_turns_the_root_over_to_polling_and_says_so_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        write(&root, "a.csv", "a");
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        let mut r = Rescanner::start(
+            vec![root.clone()],
+            vec![],
+            vec![],
+            dir.path().join("d"),
+            every,
+            t0,
+        );
+        assert_eq!(r.next_wake(t0), None, "watched only: events wake us");
+        assert!(r
+            .expand(WatchEvent::LimitReached(root.join("deep/dir")))
+            .is_empty());
+        let c = r.coverage();
+        assert_eq!(
+            (c.watched_roots, c.polled_roots, c.limit_reached),
+            (0, 1, true)
+        );
+        let n = r.take_notices();
+        assert_eq!(n.len(), 1);
+        assert!(matches!(&n[0], EventBody::Notice(x) if x.kind == "watch_limit"));
+        r.expand(WatchEvent::LimitReached(root.join("other")));
+        assert!(r.take_notices().is_empty(), "once per run");
+        // Rescan now (what was created meanwhile), then polling on its period.
+        assert!(r.due(t0).is_empty());
+        write(&root, "b.csv", "b");
+        assert!(r.due(t0 + Duration::from_secs(1)).is_empty(), "not yet");
+        assert_eq!(
+            r.next_wake(t0 + Duration::from_secs(1)),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(names(&r.due(t0 + every), &root), ["+b.csv"]);
+    }
+}
