@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::mounts::MountTable;
 use crate::pipeline::{describe, is_own, Debouncer};
 use crate::rescan::Rescanner;
 use crate::spool::{Admit, Spool};
@@ -21,6 +22,8 @@ use tracing::{info, info_span, warn};
 const WATCH_QUEUE: usize = 8192;
 /// Watch events taken per pipeline round, at most.
 const DRAIN: usize = 4096;
+/// How often the mount table is read for new removable media and shares.
+const MOUNT_CHECK: Duration = Duration::from_secs(2);
 /// How often the pipeline looks for settled files.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -63,8 +66,22 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
     let spool_file = spool_path(&config);
     let spool = Spool::writer(&spool_file, config.spool_max, &identity.enrollment.user)
         .with_context(|| format!("opening spool {}", spool_file.display()))?;
+    // The watched places: the configured ones, and the cloud-sync folders of the policy that
+    // exist on this device.
+    let mut roots = config.watch.clone();
+    for c in &active.set.cloud {
+        for f in &c.folders {
+            let pattern = crate::config::expand_home(f, &config.home);
+            for d in crate::tree::existing_dirs(&pattern) {
+                if !roots.iter().any(|r| d.starts_with(r)) {
+                    info!(service = %c.name, folder = %d.display(), "watching a cloud-sync folder");
+                    roots.push(d);
+                }
+            }
+        }
+    }
     let (tx, rx) = watch::channel(WATCH_QUEUE);
-    let watcher = watch::start(&config.watch, tx)?;
+    let watcher = watch::start(&roots, tx)?;
     for (root, why) in &watcher.failed {
         warn!(root = %root.display(), error = %why, "cannot watch this place");
     }
@@ -117,6 +134,20 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                 let mut debouncer = Debouncer::new(settle);
                 // What is already there, indexed before anything else (events queue meanwhile).
                 let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now());
+                // Removable media and shares already mounted are watched (or polled) too.
+                let mut mounts = MountTable::start();
+                let mut last_mounts = Instant::now();
+                let follow = |rescanner: &mut Rescanner, added: &[(std::path::PathBuf, holdfast_shared::event::Destination)]| {
+                    for (mp, d) in added {
+                        let polled = d.kind == "network";
+                        info!(mount = %mp.display(), kind = %d.kind, name = %d.name, "new place data can leave by: now covered");
+                        rescanner.add_root(mp.clone(), polled);
+                        if !polled {
+                            rewatch.renew(vec![mp.clone()]);
+                        }
+                    }
+                };
+                follow(&mut rescanner, mounts.known());
                 let mut coverage = String::new();
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
@@ -128,12 +159,14 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     // Idle (nothing waiting to settle, nothing to poll): sleep until the next
                     // event, so an idle agent does not wake up at all. Dropping the watcher
                     // ends the wait.
+                    let mounts_due = MOUNT_CHECK.saturating_sub(now.saturating_duration_since(last_mounts));
                     let wait = match (debouncer.is_empty(), rescanner.next_wake(now)) {
-                        (true, None) => None,
-                        (true, Some(w)) => Some(w),
-                        (false, None) => Some(TICK),
-                        (false, Some(w)) => Some(w.min(TICK)),
+                        (true, None) => mounts_due,
+                        (true, Some(w)) => w.min(mounts_due),
+                        (false, None) => TICK.min(mounts_due),
+                        (false, Some(w)) => w.min(TICK).min(mounts_due),
                     };
+                    let wait = Some(wait);
                     let received = match wait {
                         None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
                         Some(w) => rx.recv_timeout(w),
@@ -157,6 +190,15 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                    if Instant::now().saturating_duration_since(last_mounts) >= MOUNT_CHECK {
+                        last_mounts = Instant::now();
+                        let changes = mounts.refresh();
+                        follow(&mut rescanner, &changes.added);
+                        for mp in &changes.removed {
+                            info!(mount = %mp.display(), "unmounted");
+                            rescanner.remove_root(mp);
+                        }
                     }
                     if debouncer.dropped > 0 {
                         // Changes dropped for want of room are found again by a rescan.
@@ -183,7 +225,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         let set = policies.current().set;
                         for ready in due {
                             let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
-                            if let Some(body) = describe(&ready, &set, edm.matcher()) {
+                            if let Some(body) = describe(&ready, &set, edm.matcher(), &mounts) {
                                 rescanner.record(&body);
                                 batch.push((crate::clock::now_ms(), body));
                             }

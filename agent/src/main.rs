@@ -224,16 +224,21 @@ fn scan(
         walk(p, &mut files);
     }
     let mut all_read = true;
+    let mounts = holdfast_agent::mounts::MountTable::start();
     for file in files {
         let shown = file.display().to_string();
         let (line, ok) = match holdfast_agent::scan::scan_file(&file, edm.clone()) {
             Ok(r) => {
                 let abs = std::path::absolute(&file).unwrap_or(file.clone());
+                let shown_abs = abs.to_string_lossy().into_owned();
+                let dest =
+                    holdfast_agent::pipeline::destination_of(&abs, &shown_abs, &set, &mounts);
                 let rules = set.evaluate(&Subject {
                     action: Action::Created,
-                    path: &abs.to_string_lossy(),
+                    path: &shown_abs,
                     summary: Some(&r.summary),
                     headers: &r.headers,
+                    destination: dest.as_ref().map(|d| d.kind.as_str()),
                 });
                 let file_name = file
                     .file_name()

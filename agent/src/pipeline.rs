@@ -208,12 +208,14 @@ pub fn describe(
     ready: &Ready,
     policies: &PolicySet,
     edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
+    mounts: &crate::mounts::MountTable,
 ) -> Option<EventBody> {
     let path = ready.path.to_string_lossy().to_string();
     let old_path = ready
         .old_path
         .as_ref()
         .map(|p| p.to_string_lossy().to_string());
+    let destination = destination_of(&ready.path, &path, policies, mounts);
     let mut activity = FileActivity {
         action: ready.action,
         path,
@@ -223,6 +225,8 @@ pub fn describe(
         summary: None,
         error: None,
         rules: Vec::new(),
+        destination: destination.map(Box::new),
+        origin: None,
     };
     let mut headers = Vec::new();
     if ready.action != Action::Deleted {
@@ -249,8 +253,30 @@ pub fn describe(
         path: &activity.path,
         summary: activity.summary.as_ref(),
         headers: &headers,
+        destination: activity.destination.as_ref().map(|d| d.kind.as_str()),
     });
     Some(EventBody::File(activity))
+}
+
+/// Where a file is, if that is a way out: removable media or a share (from the mount
+/// table), or a cloud-sync folder (from the policy).
+pub fn destination_of(
+    path: &Path,
+    shown: &str,
+    policies: &PolicySet,
+    mounts: &crate::mounts::MountTable,
+) -> Option<holdfast_shared::event::Destination> {
+    mounts.destination_of(path).or_else(|| {
+        policies
+            .cloud_of(shown)
+            .map(|name| holdfast_shared::event::Destination {
+                kind: "cloud".into(),
+                name: name.to_string(),
+                mount: None,
+                uuid: None,
+                device: None,
+            })
+    })
 }
 
 /// True for paths the agent must not report: its own data directory.
@@ -368,7 +394,8 @@ mod tests {
             path: f.clone(),
             old_path: None,
         };
-        let Some(EventBody::File(a)) = describe(&ready, &set, None) else {
+        let no_mounts = crate::mounts::MountTable::default();
+        let Some(EventBody::File(a)) = describe(&ready, &set, None, &no_mounts) else {
             panic!()
         };
         assert_eq!(a.summary.as_ref().map(|s| s.records), Some(60));
@@ -384,11 +411,12 @@ mod tests {
                 old_path: None
             },
             &set,
-            None
+            None,
+            &no_mounts
         )
         .is_none());
         std::fs::remove_file(&f).unwrap();
-        assert!(describe(&ready, &set, None).is_none());
+        assert!(describe(&ready, &set, None, &no_mounts).is_none());
         let del = describe(
             &Ready {
                 action: Action::Deleted,
@@ -397,6 +425,7 @@ mod tests {
             },
             &set,
             None,
+            &no_mounts,
         );
         assert!(matches!(
             del,

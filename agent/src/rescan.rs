@@ -153,6 +153,30 @@ impl Rescanner {
         }
     }
 
+    /// Takes on a place that appeared (a USB stick, a share): what is on it now is its
+    /// baseline; changes from now on are news. `polled` when it cannot be watched.
+    pub fn add_root(&mut self, root: PathBuf, polled: bool) {
+        if self.watched.contains(&root) || self.polled.contains(&root) {
+            return;
+        }
+        let w = tree::walk(&root, &self.skip, WALK);
+        self.dirs += w.dirs;
+        for (p, s) in w.files {
+            self.put(&p, s);
+        }
+        if polled {
+            self.polled.push(root);
+        } else {
+            self.watched.push(root);
+        }
+    }
+
+    /// Lets go of a place that went away (unmounted).
+    pub fn remove_root(&mut self, root: &Path) {
+        self.watched.retain(|r| r != root);
+        self.polled.retain(|r| r != root);
+    }
+
     /// The watched roots whose watches should be renewed now (once per rescan).
     pub fn take_renewal(&mut self) -> Option<Vec<PathBuf>> {
         if std::mem::take(&mut self.renew_watches) && !self.watched.is_empty() {
@@ -327,6 +351,8 @@ mod tests {
                 summary: None,
                 error: None,
                 rules: vec![],
+                destination: None,
+                origin: None,
             }));
         }
         // Events were lost: one new file, one changed, the rest unchanged.

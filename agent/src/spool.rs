@@ -339,6 +339,8 @@ mod tests {
             sha256: None,
             summary: None,
             error: None,
+            destination: None,
+            origin: None,
             rules: sev
                 .map(|severity| {
                     vec![RuleMatch {

@@ -80,6 +80,53 @@ pub fn walk(root: &Path, skip: &Path, limits: Limits) -> Walked {
     out
 }
 
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|i| tail.is_char_boundary(*i))
+                .any(|i| wildcard(rest, &tail[i..]))
+        }
+    }
+}
+
+/// The existing directories a folder pattern names: absolute, `*` allowed within a path
+/// segment (`/home/ana/Library/CloudStorage/OneDrive-*`). At most 64 results.
+pub fn existing_dirs(pattern: &Path) -> Vec<PathBuf> {
+    let mut found = vec![PathBuf::from("/")];
+    for seg in pattern.components().skip(1) {
+        let seg = seg.as_os_str().to_string_lossy();
+        let mut next = Vec::new();
+        for base in &found {
+            if seg.contains('*') {
+                let Ok(entries) = std::fs::read_dir(base) else {
+                    continue;
+                };
+                let mut names: Vec<PathBuf> = entries
+                    .flatten()
+                    .filter(|e| wildcard(&seg, &e.file_name().to_string_lossy()))
+                    .map(|e| e.path())
+                    .collect();
+                names.sort();
+                next.extend(names);
+            } else {
+                next.push(base.join(seg.as_ref()));
+            }
+            if next.len() >= 64 {
+                break;
+            }
+        }
+        found = next;
+    }
+    found.retain(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()));
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +150,39 @@ mod tests {
         if let Some((p, s)) = w.files.first() {
             assert_eq!(s.len, std::fs::metadata(p).unwrap().len());
         }
+    }
+
+    #[test]
+    fn folder_patterns_find_the_existing_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [
+            "CloudStorage/OneDrive-Corp",
+            "CloudStorage/OneDrive-Personal",
+            "CloudStorage/Dropbox",
+            "WeChat Files/wxid_1/FileStorage/File",
+        ] {
+            std::fs::create_dir_all(dir.path().join(p)).unwrap();
+        }
+        let got = |pat: &str| -> Vec<String> {
+            existing_dirs(&dir.path().join(pat))
+                .iter()
+                .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            got("CloudStorage/OneDrive-*"),
+            [
+                "CloudStorage/OneDrive-Corp",
+                "CloudStorage/OneDrive-Personal"
+            ]
+        );
+        assert_eq!(
+            got("WeChat Files/*/FileStorage/File"),
+            ["WeChat Files/wxid_1/FileStorage/File"]
+        );
+        assert_eq!(got("CloudStorage/Dropbox"), ["CloudStorage/Dropbox"]);
+        assert!(got("Nowhere/*").is_empty());
+        assert!(wildcard("a*b*c", "aXXbYc") && !wildcard("a*b", "ac"));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub fn seed_alerts(
                 ..Default::default()
             }),
             error: None,
+            destination: None,
+            origin: None,
             rules: vec![RuleMatch {
                 id: rule.into(),
                 severity,

@@ -266,6 +266,8 @@ mod tests {
     fn ev(seq: u64, t: i64, action: &str, path: &str, records: u64, rules: &[&str]) -> StoredEvent {
         StoredEvent {
             id: seq as i64,
+            destination: None,
+            origin: None,
             device_id: "d1".into(),
             seq,
             user: "kim".into(),

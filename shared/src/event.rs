@@ -124,6 +124,42 @@ pub struct RuleMatch {
     pub severity: Severity,
 }
 
+/// A place data leaves the device by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// `removable`, `cloud` or `network`.
+    pub kind: String,
+    /// The cloud service (`Dropbox`, `百度网盘`), or the volume's label (`KINGSTON`), or the
+    /// share (`//nas/sales`).
+    pub name: String,
+    /// Where it is mounted (removable media and shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<String>,
+    /// The file system's UUID, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The block device (`8:17`, and its serial number when the kernel knows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// The earlier sighting of the same content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Where the content was first seen.
+    pub path: String,
+    /// When (device clock, milliseconds).
+    pub time_ms: i64,
+    /// The first sighting's event sequence number on this device, when it was reported.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// `copy` (the same bytes elsewhere) or `archive` (an entry of this archive).
+    pub via: String,
+    /// For an archive: the entry holding the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+}
+
 /// File activity seen by an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileActivity {
@@ -144,6 +180,14 @@ pub struct FileActivity {
     pub error: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleMatch>,
+    /// Where the file is, when that is somewhere data leaves by: removable media, a
+    /// cloud-sync folder, a network share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Box<Destination>>,
+    /// Where this content was first seen on the device, when it was elsewhere first (a copy,
+    /// a rename, a file put into an archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Box<Origin>>,
 }
 
 /// Something the agent reports about itself (dropped events, watch trouble).
@@ -187,6 +231,9 @@ pub struct Coverage {
 }
 
 /// The body of an event.
+// Bodies are built one at a time and serialized at once; a notice's few unused bytes cost
+// nothing, and boxing the common variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventBody {

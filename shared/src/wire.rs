@@ -306,6 +306,8 @@ mod tests {
             }),
             error: None,
             rules: vec![],
+            destination: None,
+            origin: None,
         });
         SealedEvent::seal(seq, 1_700_000_000_000, "alice", GENESIS, &body).unwrap()
     }

@@ -24,6 +24,8 @@ fn event(seq: u64, path: String, records: u64) -> SealedEvent {
             ..Default::default()
         }),
         error: None,
+        destination: None,
+        origin: None,
         rules: vec![RuleMatch {
             id: "r".into(),
             severity: Severity::High,

@@ -317,6 +317,8 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
         summary: None,
         error: None,
         rules: vec![],
+        destination: None,
+        origin: None,
     });
     db.execute(
         "UPDATE spool SET body = ?1 WHERE seq = 2",

@@ -203,6 +203,12 @@ pub struct StoredEvent {
     pub old_path: Option<String>,
     /// Counts per classifier (`email`, `phone`, `edm`, ...), when the file was read.
     pub findings: std::collections::BTreeMap<String, u64>,
+    /// Removable media, cloud folder or share the file is in.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub destination: Option<holdfast_shared::event::Destination>,
+    /// The earlier sighting of the same content on the device.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub origin: Option<holdfast_shared::event::Origin>,
 }
 
 /// One connection to the collector database.
@@ -396,6 +402,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("offboardings", "raise_levels", "INTEGER NOT NULL DEFAULT 0"),
     ("alerts", "assignee", "TEXT"),
     ("devices", "coverage", "TEXT"),
+    ("events", "destination", "TEXT"),
+    ("events", "origin", "TEXT"),
     ("alerts", "severity_rank", "INTEGER NOT NULL DEFAULT -1"),
 ];
 
@@ -933,8 +941,9 @@ impl Store {
                 .map(|s| serde_json::to_string(&s.findings).unwrap_or_default());
             tx.execute(
                 "INSERT INTO events (device_id, seq, user, time_ms, received_ms, kind, action, path, old_path,
-                     size, sha256, records, findings, rules, body, hash, prev_hash, corrected_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                     size, sha256, records, findings, rules, body, hash, prev_hash, corrected_ms,
+                     destination, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                 params![
                     device.id,
                     seq,
@@ -954,6 +963,10 @@ impl Store {
                     hash.to_vec(),
                     sealed.prev_hash,
                     corrected,
+                    file.and_then(|f| f.destination.as_ref())
+                        .and_then(|d| serde_json::to_string(d).ok()),
+                    file.and_then(|f| f.origin.as_ref())
+                        .and_then(|o| serde_json::to_string(o).ok()),
                 ],
             )?;
             new += 1;
@@ -1066,13 +1079,19 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
-                    COALESCE(corrected_ms, time_ms), old_path, findings, id
+                    COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin
              FROM events WHERE {clause}"
         ))?;
         let rows = stmt.query_map(args, |r| {
             let rules: String = r.get(11)?;
             let findings: Option<String> = r.get(14)?;
             Ok(StoredEvent {
+                destination: r
+                    .get::<_, Option<String>>(16)?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
+                origin: r
+                    .get::<_, Option<String>>(17)?
+                    .and_then(|o| serde_json::from_str(&o).ok()),
                 id: r.get(15)?,
                 old_path: r.get(13)?,
                 findings: findings
@@ -1235,6 +1254,8 @@ mod tests {
                 ..Default::default()
             }),
             error: None,
+            destination: None,
+            origin: None,
             rules: rules
                 .iter()
                 .map(|(id, s)| RuleMatch {

@@ -45,6 +45,10 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "offboard.toml",
         include_str!("../../../policies/offboard.toml"),
     ),
+    (
+        "destinations.toml",
+        include_str!("../../../policies/destinations.toml"),
+    ),
 ];
 
 /// One validated rule.
@@ -63,6 +67,8 @@ pub struct Rule {
     pub recognise: Option<Recognise>,
     /// Rules this one replaces when both match (one alert per file, the most specific).
     pub supersedes: Vec<String>,
+    /// The file must be in one of these kinds of place (`removable`, `cloud`, `network`).
+    pub destinations: Vec<String>,
     /// Where the rule was defined, `file:line`.
     pub origin: String,
 }
@@ -103,10 +109,21 @@ impl Recognise {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub rules: Vec<Rule>,
+    /// Cloud-sync services and their folders (`[[cloud]]`).
+    pub cloud: Vec<CloudService>,
     /// What a device does when its user is offboarded (`[offboard]`; defaults otherwise).
     pub offboard: OffboardPlan,
     /// SHA-256 over the sources, so agent and collector can tell which version runs.
     pub version: String,
+}
+
+/// A cloud-sync service: files under its folders are uploaded off the device.
+#[derive(Debug, Clone)]
+pub struct CloudService {
+    pub name: String,
+    /// As written (`~` kept; `*` allowed in a segment): the agent watches those that exist.
+    pub folders: Vec<String>,
+    matcher: GlobSet,
 }
 
 /// The offboarding actions a policy pack configures. Paths keep their `~`: each device
@@ -174,6 +191,8 @@ pub struct Subject<'a> {
     pub summary: Option<&'a ContentSummary>,
     /// The file's column headers as [`crate::classify::record::header_key`]s (device-only).
     pub headers: &'a [String],
+    /// The kind of place the file is in (`removable`, `cloud`, `network`), if any.
+    pub destination: Option<&'a str>,
 }
 
 impl PolicySet {
@@ -210,6 +229,14 @@ impl PolicySet {
         out
     }
 
+    /// The cloud-sync service whose folder holds `path`, if any.
+    pub fn cloud_of(&self, path: &str) -> Option<&str> {
+        self.cloud
+            .iter()
+            .find(|c| c.matcher.is_match(path))
+            .map(|c| c.name.as_str())
+    }
+
     /// Looks a rule up by id.
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
@@ -219,6 +246,13 @@ impl PolicySet {
 impl Rule {
     fn matches(&self, s: &Subject<'_>) -> bool {
         if !self.actions.is_empty() && !self.actions.contains(&s.action) {
+            return false;
+        }
+        if !self.destinations.is_empty()
+            && !s
+                .destination
+                .is_some_and(|d| self.destinations.iter().any(|x| x == d))
+        {
             return false;
         }
         if let Some(paths) = &self.paths {
@@ -291,6 +325,7 @@ mod tests {
             path,
             summary: s.as_ref(),
             headers: &[],
+            destination: None,
         });
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want, "{action:?} {path}");
@@ -378,6 +413,7 @@ actions = ["deleted"]
                 path: p,
                 summary: Some(&export),
                 headers: &[],
+                destination: None,
             })
             .is_empty());
         assert!(set
@@ -386,6 +422,7 @@ actions = ["deleted"]
                 path: p,
                 summary: Some(&roster),
                 headers: &[],
+                destination: None,
             })
             .is_empty());
         assert!(set
@@ -394,8 +431,85 @@ actions = ["deleted"]
                 path: p,
                 summary: Some(&summary("csv", 0, 0)),
                 headers: &[],
+                destination: None,
             })
             .is_empty());
+    }
+
+    #[test]
+    fn destinations_and_cloud_folders() {
+        let set = PolicySet::default_pack("/home/u").unwrap();
+        let eval = |path: &str, dest: Option<&str>, s: &ContentSummary| -> Vec<String> {
+            set.evaluate(&Subject {
+                action: Action::Created,
+                path,
+                summary: Some(s),
+                headers: &[],
+                destination: dest,
+            })
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
+        };
+        let contacts = ContentSummary {
+            customer_table: true,
+            ..summary("csv", 80, 80)
+        };
+        let prices = summary("csv", 0, 0);
+        // One alert per file, the destination's.
+        assert_eq!(
+            eval("/media/u/KINGSTON/x.csv", Some("removable"), &contacts),
+            ["exfil.removable-media"]
+        );
+        assert_eq!(
+            eval("/home/u/Dropbox/x.csv", Some("cloud"), &contacts),
+            ["exfil.cloud-sync"]
+        );
+        assert_eq!(
+            eval("/mnt/sales/x.csv", Some("network"), &contacts),
+            ["exfil.network-share"]
+        );
+        assert_eq!(
+            eval("/home/u/Downloads/x.csv", None, &contacts),
+            ["crm-export.bulk-contacts"]
+        );
+        assert!(eval("/home/u/Dropbox/prices.csv", Some("cloud"), &prices).is_empty());
+        let zip = ContentSummary {
+            customer_table: true,
+            ..summary("zip", 80, 80)
+        };
+        assert_eq!(
+            eval("/home/u/Downloads/x.zip", None, &zip),
+            ["exfil.archive"]
+        );
+        // Cloud folders, `*` within one folder name.
+        assert_eq!(set.cloud_of("/home/u/Dropbox/a/b.csv"), Some("Dropbox"));
+        assert_eq!(
+            set.cloud_of("/home/u/Library/CloudStorage/OneDrive-Corp/b.csv"),
+            Some("OneDrive")
+        );
+        assert_eq!(
+            set.cloud_of(
+                "/home/u/Documents/WeChat Files/wxid_9/FileStorage/File/2026-11/客户.xlsx"
+            ),
+            Some("WeChat")
+        );
+        assert_eq!(
+            set.cloud_of("/home/u/BaiduNetdiskWorkspace/客户.csv"),
+            Some("百度网盘")
+        );
+        assert_eq!(set.cloud_of("/home/u/Downloads/b.csv"), None);
+        assert_eq!(set.cloud_of("/home/u/Dropboxx/b.csv"), None);
+        let bad = "[[rule]]\nid = \"a\"\nseverity = \"low\"\ndestinations = [\"usb\"]\n";
+        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "p.toml:4:17: rule[0].destinations: unknown destination `usb`, expected one of: removable, cloud, network");
+        let bad = "[[cloud]]\nname = \"x\"\nfolders = [\"~\"]\n";
+        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cloud[0].folders: `~` "), "{err}");
     }
 
     #[test]
@@ -417,6 +531,7 @@ actions = ["deleted"]
                 path,
                 summary: Some(s),
                 headers: &keys,
+                destination: None,
             })
             .into_iter()
             .map(|m| m.id)

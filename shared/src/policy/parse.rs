@@ -55,7 +55,20 @@ struct RawFile {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
     offboard: Option<Spanned<RawOffboard>>,
+    #[serde(default)]
+    cloud: Vec<Spanned<RawCloud>>,
 }
+
+/// `[[cloud]]`: a cloud-sync service and the folders it uploads from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    name: String,
+    folders: Vec<Spanned<String>>,
+}
+
+/// Where a rule can require a file to be.
+pub const DESTINATIONS: &[&str] = &["removable", "cloud", "network"];
 
 /// `[offboard]`: what a device does when its user is offboarded.
 #[derive(Deserialize)]
@@ -116,6 +129,8 @@ struct RawRule {
     recognise: Option<RawRecognise>,
     #[serde(default)]
     supersedes: Vec<Spanned<String>>,
+    #[serde(default)]
+    destinations: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +248,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     let mut offboard: Option<(super::OffboardPlan, String)> = None;
+    let mut cloud: Vec<super::CloudService> = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     // (file, line, column, field, id): superseded ids are checked once every file is read.
     let mut superseded: Vec<(String, usize, usize, String, String)> = Vec::new();
@@ -283,6 +299,45 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 offboard = Some((plan, format!("{file}:{line}")));
             }
         }
+        for (i, c) in raw.cloud.into_iter().enumerate() {
+            let span = c.span();
+            let c = c.into_inner();
+            let field = format!("cloud[{i}].folders");
+            if c.name.trim().is_empty() || c.folders.is_empty() {
+                cx.error(
+                    Some(span),
+                    Some(format!("cloud[{i}]")),
+                    "needs a name and at least one folder".into(),
+                );
+                continue;
+            }
+            for f in &c.folders {
+                if let Some(why) = unsafe_target(f.get_ref()) {
+                    cx.error(
+                        Some(f.span()),
+                        Some(field.clone()),
+                        format!("`{}` {why}", f.get_ref()),
+                    );
+                }
+            }
+            let under: Vec<Spanned<String>> = c
+                .folders
+                .iter()
+                .map(|f| {
+                    Spanned::new(
+                        f.span(),
+                        format!("{}/**", f.get_ref().trim_end_matches('/')),
+                    )
+                })
+                .collect();
+            if let Some(matcher) = cx.globs_with(field, &under, home, true) {
+                cloud.push(super::CloudService {
+                    name: c.name.trim().to_string(),
+                    folders: c.folders.iter().map(|f| f.get_ref().clone()).collect(),
+                    matcher,
+                });
+            }
+        }
         for (i, spanned) in raw.rule.into_iter().enumerate() {
             let rule_span = spanned.span();
             let r = spanned.into_inner();
@@ -319,6 +374,19 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                             "unknown file type `{}`, expected one of: {}",
                             t.get_ref(),
                             FILE_TYPES.join(", ")
+                        ),
+                    );
+                }
+            }
+            for d in &r.destinations {
+                if !DESTINATIONS.contains(&d.get_ref().as_str()) {
+                    cx.error(
+                        Some(d.span()),
+                        at("destinations"),
+                        format!(
+                            "unknown destination `{}`, expected one of: {}",
+                            d.get_ref(),
+                            DESTINATIONS.join(", ")
                         ),
                     );
                 }
@@ -385,6 +453,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 customer_table,
                 recognise,
                 supersedes: r.supersedes.iter().map(|s| s.get_ref().clone()).collect(),
+                destinations: r.destinations.iter().map(|d| d.get_ref().clone()).collect(),
                 origin,
             });
             for s in &r.supersedes {
@@ -422,6 +491,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     }
     Ok(PolicySet {
         rules,
+        cloud,
         offboard: offboard.map(|(plan, _)| plan).unwrap_or_default(),
         version: crate::sha256_hex(&digest_input)[..16].to_string(),
     })
@@ -486,7 +556,7 @@ mod tests {
     fn errors_point_at_the_fault() {
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"high\"\nactoins = [\"created\"]\n",
-            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`, `recognise`, `supersedes`",
+            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`, `recognise`, `supersedes`, `destinations`",
         );
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"hihg\"\n",

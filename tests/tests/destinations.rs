@@ -1,0 +1,137 @@
+//! Where customer data goes, with real processes: a removable medium mounted while the agent
+//! runs (a tmpfs under /media, mounted by the test as root) and a cloud-sync folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_tests::{corpus, wait_for, Agent, Collector};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A tmpfs mounted under /media for the test's life: to the agent, a USB stick.
+struct Stick {
+    base: PathBuf,
+    mount: PathBuf,
+}
+
+impl Stick {
+    fn mount(label: &str) -> Stick {
+        assert_eq!(
+            std::fs::metadata("/proc/self").unwrap().uid(),
+            0,
+            "mounting a removable medium needs root (CI runs as root)"
+        );
+        let base = PathBuf::from(format!("/media/holdfast-test-{}", rand::random::<u32>()));
+        let mount = base.join(label);
+        std::fs::create_dir_all(&mount).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .arg(&mount)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs at {}", mount.display());
+        Stick { base, mount }
+    }
+}
+
+impl Drop for Stick {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn events_at(c: &Collector, path: &Path) -> Vec<serde_json::Value> {
+    let p = path.display().to_string();
+    c.events().into_iter().filter(|e| e["path"] == p).collect()
+}
+
+#[test]
+fn an_export_copied_to_removable_media_is_a_critical_alert_naming_the_medium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let stick = Stick::mount("KINGSTON");
+    // The agent follows the mount table: the stick becomes a watched place.
+    wait_for("the agent to take the stick on", DEADLINE, || {
+        agent
+            .log()
+            .contains(&format!("mount={}", stick.mount.display()))
+            .then_some(())
+    });
+    let export = corpus::salesforce_contacts(5, 120);
+    let on_stick = stick.mount.join("q3-clients.csv");
+    std::fs::write(&on_stick, &export).unwrap();
+    let prices = stick.mount.join("prices.csv");
+    std::fs::write(&prices, corpus::price_list(2, 100)).unwrap();
+    let alert = wait_for("the removable-media alert", DEADLINE, || {
+        collector
+            .alerts()
+            .into_iter()
+            .find(|a| a["path"] == on_stick.display().to_string())
+    });
+    assert_eq!(alert["rule_id"], "exfil.removable-media");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["records"], 120);
+    let ev = events_at(&collector, &on_stick);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let d = &ev[0]["destination"];
+    assert_eq!(d["kind"], "removable", "{d}");
+    assert_eq!(d["name"], "KINGSTON", "{d}");
+    assert_eq!(d["mount"], stick.mount.display().to_string());
+    assert!(d["device"].as_str().is_some_and(|s| s.contains(':')), "{d}");
+    // The price list is stored, and raises nothing.
+    let p = wait_for("the price list's event", DEADLINE, || {
+        events_at(&collector, &prices).into_iter().next()
+    });
+    assert_eq!(p["records"], 0);
+    assert!(!collector
+        .alerts()
+        .iter()
+        .any(|a| a["path"] == prices.display().to_string()));
+}
+
+#[test]
+fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let mut agent = Agent::enroll(tmp.path(), &collector, "ben", "");
+    // The Dropbox folder exists before the agent starts: the policy's cloud folders that
+    // exist are watched.
+    let dropbox = agent.home().join("Dropbox");
+    std::fs::create_dir_all(dropbox.join("Clients")).unwrap();
+    agent.start();
+    wait_for("the agent to watch Dropbox", DEADLINE, || {
+        agent
+            .log()
+            .contains("watching a cloud-sync folder")
+            .then_some(())
+    });
+    let export = dropbox.join("Clients/export.csv");
+    std::fs::write(&export, corpus::salesforce_contacts(6, 90)).unwrap();
+    let prices = dropbox.join("prices.csv");
+    std::fs::write(&prices, corpus::price_list(3, 100)).unwrap();
+    let alert = wait_for("the cloud alert", DEADLINE, || {
+        collector
+            .alerts()
+            .into_iter()
+            .find(|a| a["path"] == export.display().to_string())
+    });
+    assert_eq!(alert["rule_id"], "exfil.cloud-sync");
+    assert_eq!(alert["records"], 90);
+    let ev = events_at(&collector, &export);
+    assert_eq!(ev[0]["destination"]["kind"], "cloud");
+    assert_eq!(ev[0]["destination"]["name"], "Dropbox");
+    wait_for("the price list's event", DEADLINE, || {
+        events_at(&collector, &prices).into_iter().next()
+    });
+    assert!(!collector
+        .alerts()
+        .iter()
+        .any(|a| a["path"] == prices.display().to_string()));
+}
