@@ -136,6 +136,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                 let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now());
                 // Removable media and shares already mounted are watched (or polled) too.
                 let mut mounts = MountTable::start();
+                let mut lineage = crate::lineage::Lineage::default();
                 let mut last_mounts = Instant::now();
                 let follow = |rescanner: &mut Rescanner, added: &[(std::path::PathBuf, holdfast_shared::event::Destination)]| {
                     for (mp, d) in added {
@@ -225,7 +226,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         let set = policies.current().set;
                         for ready in due {
                             let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
-                            if let Some(body) = describe(&ready, &set, edm.matcher(), &mounts) {
+                            if let Some(body) = describe(&ready, &set, edm.matcher(), &mounts, &mut lineage) {
                                 rescanner.record(&body);
                                 batch.push((crate::clock::now_ms(), body));
                             }
@@ -238,6 +239,9 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     let admits = spool.append_all(&batch)?;
                     for ((_, body), admit) in batch.iter().zip(&admits) {
                         if let EventBody::File(f) = body {
+                            if let (Admit::Stored(seq), Some(sha)) = (admit, &f.sha256) {
+                                lineage.set_seq(sha, *seq);
+                            }
                             let rules: Vec<&str> = f.rules.iter().map(|r| r.id.as_str()).collect();
                             match admit {
                                 Admit::Stored(seq) => info!(seq, path = %f.path, records = f.summary.as_ref().map(|s| s.records).unwrap_or(0), ?rules, "spooled"),

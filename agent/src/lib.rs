@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod enroll;
 pub mod identity;
+pub mod lineage;
 pub mod mounts;
 pub mod orders;
 pub mod pipeline;

@@ -239,6 +239,7 @@ fn scan(
                     summary: Some(&r.summary),
                     headers: &r.headers,
                     destination: dest.as_ref().map(|d| d.kind.as_str()),
+                    origin_records: 0,
                 });
                 let file_name = file
                     .file_name()

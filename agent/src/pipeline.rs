@@ -209,6 +209,7 @@ pub fn describe(
     policies: &PolicySet,
     edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
     mounts: &crate::mounts::MountTable,
+    lineage: &mut crate::lineage::Lineage,
 ) -> Option<EventBody> {
     let path = ready.path.to_string_lossy().to_string();
     let old_path = ready
@@ -229,6 +230,7 @@ pub fn describe(
         origin: None,
     };
     let mut headers = Vec::new();
+    let mut origin_records = 0;
     if ready.action != Action::Deleted {
         match std::fs::symlink_metadata(&ready.path) {
             Ok(m) if m.is_file() => {}
@@ -239,6 +241,15 @@ pub fn describe(
         if activity.error.is_none() {
             match scan_file(&ready.path, edm) {
                 Ok(r) => {
+                    let link = lineage.link(
+                        &r.sha256,
+                        &activity.path,
+                        crate::clock::now_ms(),
+                        r.summary.records,
+                        &r.entries,
+                    );
+                    activity.origin = link.origin.map(Box::new);
+                    origin_records = link.origin_records;
                     activity.size = Some(r.size);
                     activity.sha256 = Some(r.sha256);
                     activity.summary = Some(r.summary);
@@ -254,6 +265,7 @@ pub fn describe(
         summary: activity.summary.as_ref(),
         headers: &headers,
         destination: activity.destination.as_ref().map(|d| d.kind.as_str()),
+        origin_records,
     });
     Some(EventBody::File(activity))
 }
@@ -395,7 +407,9 @@ mod tests {
             old_path: None,
         };
         let no_mounts = crate::mounts::MountTable::default();
-        let Some(EventBody::File(a)) = describe(&ready, &set, None, &no_mounts) else {
+        let mut lineage = crate::lineage::Lineage::default();
+        let Some(EventBody::File(a)) = describe(&ready, &set, None, &no_mounts, &mut lineage)
+        else {
             panic!()
         };
         assert_eq!(a.summary.as_ref().map(|s| s.records), Some(60));
@@ -412,11 +426,12 @@ mod tests {
             },
             &set,
             None,
-            &no_mounts
+            &no_mounts,
+            &mut lineage
         )
         .is_none());
         std::fs::remove_file(&f).unwrap();
-        assert!(describe(&ready, &set, None, &no_mounts).is_none());
+        assert!(describe(&ready, &set, None, &no_mounts, &mut lineage).is_none());
         let del = describe(
             &Ready {
                 action: Action::Deleted,
@@ -426,6 +441,7 @@ mod tests {
             &set,
             None,
             &no_mounts,
+            &mut lineage,
         );
         assert!(matches!(
             del,

@@ -24,6 +24,9 @@ pub struct FileReport {
     pub reasons: Vec<String>,
     /// Column headers as header keys, for policies on the device (never sent).
     pub headers: Vec<String>,
+    /// An archive's entries holding customer records: name and SHA-256 (for lineage on the
+    /// device; never sent).
+    pub entries: Vec<(String, String)>,
 }
 
 /// Why a file could not be read.
@@ -74,6 +77,7 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
     let (mut summary, stats) = classifier.finish_explained();
     let mut reasons = stats.reasons;
     let mut headers = stats.headers;
+    let mut entries = Vec::new();
     // Archives and workbooks need to seek: a second, bounded pass over the same file.
     match summary.file_type.as_str() {
         "zip" => match archive::classify_zip(
@@ -86,6 +90,7 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
                 reasons = archive::stats_of(&r).reasons;
                 for e in r.entries.iter().filter(|e| e.summary.records > 0) {
                     reasons.push(format!("{}: {} records", e.name, e.summary.records));
+                    entries.push((e.name.clone(), e.sha256.clone()));
                 }
                 summary = r.summary;
             }
@@ -128,6 +133,7 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
         summary,
         reasons,
         headers,
+        entries,
     })
 }
 

@@ -135,3 +135,77 @@ fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not()
         .iter()
         .any(|a| a["path"] == prices.display().to_string()));
 }
+
+#[test]
+fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let stick = Stick::mount("SANDISK");
+    wait_for("the agent to take the stick on", DEADLINE, || {
+        agent
+            .log()
+            .contains(&format!("mount={}", stick.mount.display()))
+            .then_some(())
+    });
+    let export = corpus::salesforce_contacts(8, 150);
+    let original = agent.watched.join("report1700000000000.csv");
+    std::fs::write(&original, &export).unwrap();
+    wait_for("the export", DEADLINE, || {
+        events_at(&collector, &original).into_iter().next()
+    });
+    // Renamed, then zipped (under another name), then the zip copied to the stick as photos.
+    let renamed = agent.watched.join("q3-review.csv");
+    std::fs::rename(&original, &renamed).unwrap();
+    wait_for("the rename", DEADLINE, || {
+        events_at(&collector, &renamed).into_iter().next()
+    });
+    let zipped = agent.watched.join("q3.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+    w.start_file("q3-review.csv", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(&export).unwrap();
+    w.finish().unwrap();
+    wait_for("the zip", DEADLINE, || {
+        events_at(&collector, &zipped).into_iter().next()
+    });
+    let on_stick = stick.mount.join("holiday-photos.zip");
+    std::fs::copy(&zipped, &on_stick).unwrap();
+    let alert = wait_for("the stick's alert", DEADLINE, || {
+        collector
+            .alerts()
+            .into_iter()
+            .find(|a| a["path"] == on_stick.display().to_string())
+    });
+    assert_eq!(alert["rule_id"], "exfil.removable-media");
+    assert_eq!(alert["severity"], "critical");
+    // The chain: the stick's zip ← the zip made in Downloads ← the original export.
+    let api = holdfast_tests::http::Client::new(&collector.url(""))
+        .bearer(&collector.api_token("soc", "analyst"));
+    let d = api.get(&format!("/api/v1/alerts/{}", alert["id"])).json();
+    let chain: Vec<(String, String)> = d["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_string(),
+                e["origin"]["via"].as_str().unwrap_or("first").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            (zipped.display().to_string(), "archive".to_string()),
+            (original.display().to_string(), "first".to_string()),
+        ],
+        "{d}"
+    );
+    let ev = events_at(&collector, &on_stick);
+    assert_eq!(ev[0]["origin"]["path"], zipped.display().to_string());
+    assert_eq!(ev[0]["origin"]["via"], "copy");
+    let rn = events_at(&collector, &renamed);
+    assert_eq!(rn[0]["origin"]["path"], original.display().to_string());
+}

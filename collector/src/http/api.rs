@@ -332,6 +332,9 @@ pub struct AlertDetail {
     pub customers: Option<u64>,
     /// The events on the alert's file on its device, newest first: where it went.
     pub events: Vec<StoredEvent>,
+    /// Where the content came from, newest step first: the earlier sightings of the same
+    /// content (a rename, the file an archive was made of, the first export).
+    pub lineage: Vec<StoredEvent>,
     /// The user's other activity in the 7 days up to the alert, newest first.
     pub user_activity: Vec<StoredEvent>,
     /// Alerts of the same user or the same file.
@@ -570,6 +573,10 @@ pub(super) async fn detail(st: &Arc<Http>, id: i64) -> Result<AlertDetail, ApiEr
             .iter()
             .filter_map(|e| e.findings.get("edm").copied())
             .max();
+        let lineage = match events.first() {
+            Some(latest) => s.lineage(latest, 10)?,
+            None => Vec::new(),
+        };
         let week = 7 * 86_400_000;
         let mut user_activity = s.events_of_user(
             &alert.user,
@@ -581,6 +588,7 @@ pub(super) async fn detail(st: &Arc<Http>, id: i64) -> Result<AlertDetail, ApiEr
         user_activity.truncate(50);
         Ok(AlertDetail {
             customers,
+            lineage,
             events,
             user_activity,
             related: s.related_alerts(&alert, 20)?,

@@ -490,12 +490,16 @@ fn event_rows(events: &[StoredEvent]) -> String {
         };
         let _ = write!(
             s,
-            r#"<li><time>{}</time> <strong>{}</strong> {} <span class="sub">{} records on {}</span></li>"#,
+            r#"<li><time>{}</time> <strong>{}</strong> {} <span class="sub">{} records on {}{}</span></li>"#,
             fmt_ms(e.corrected_ms),
             esc(e.action.as_deref().unwrap_or(&e.kind)),
             what,
             e.records.unwrap_or(0),
-            esc(&e.device_id)
+            esc(&e.device_id),
+            match &e.destination {
+                Some(d) => format!(" · {} {}", esc(&d.kind), esc(&d.name)),
+                None => String::new(),
+            }
         );
     }
     if s.is_empty() {
@@ -576,8 +580,10 @@ fn detail_body(d: &AlertDetail, c: &Caller) -> String {
     let _ = write!(
         b,
         r#"<section aria-labelledby="where-h"><h2 id="where-h">Where the file went</h2><ol class="timeline">{}</ol></section>
+<section aria-labelledby="from-h"><h2 id="from-h">Where it came from</h2><ol class="timeline" id="lineage">{}</ol></section>
 <section aria-labelledby="act-h"><h2 id="act-h">{}'s activity, 7 days up to the alert</h2><ol class="timeline">{}</ol></section>"#,
         event_rows(&d.events),
+        event_rows(&d.lineage),
         esc(&a.user),
         event_rows(&d.user_activity)
     );

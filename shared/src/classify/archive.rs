@@ -43,6 +43,8 @@ impl Default for Limits {
 pub struct EntryReport {
     pub name: String,
     pub summary: ContentSummary,
+    /// Hex SHA-256 of the entry's bytes (for lineage on the device; never sent).
+    pub sha256: String,
 }
 
 /// What classifying an archive found.
@@ -160,6 +162,7 @@ impl Walk {
         let mut buf = vec![0u8; 64 * 1024];
         let mut head: Vec<u8> = Vec::new();
         let mut read_here = 0u64;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         // The first chunk decides the type.
         let n = match read_some(entry, &mut buf) {
             Ok(n) => n,
@@ -193,6 +196,7 @@ impl Walk {
             } else {
                 &head[..]
             };
+            sha2::Digest::update(&mut hasher, chunk);
             if let Some(c) = classifier.as_mut() {
                 c.feed(chunk);
             } else if (held.len() + chunk.len()) as u64 <= self.limits.max_nested {
@@ -229,11 +233,11 @@ impl Walk {
                 };
             }
         };
-        self.add(name, summary);
+        self.add(name, summary, hex::encode(sha2::Digest::finalize(hasher)));
         None
     }
 
-    fn add(&mut self, name: &str, s: ContentSummary) {
+    fn add(&mut self, name: &str, s: ContentSummary, sha256: String) {
         let total = &mut self.report.summary;
         total.records += s.records;
         for (k, v) in &s.findings {
@@ -249,6 +253,7 @@ impl Walk {
             self.report.entries.push(EntryReport {
                 name: name.to_string(),
                 summary: s,
+                sha256,
             });
         }
     }

@@ -193,6 +193,9 @@ pub struct Subject<'a> {
     pub headers: &'a [String],
     /// The kind of place the file is in (`removable`, `cloud`, `network`), if any.
     pub destination: Option<&'a str>,
+    /// Customer records of the content this file came from (a copy, or an archive holding
+    /// it), so a file is held to what it carries whatever it is called or packed in now.
+    pub origin_records: u64,
 }
 
 impl PolicySet {
@@ -284,7 +287,10 @@ impl Rule {
         if !self.file_types.is_empty() && !self.file_types.contains(&summary.file_type) {
             return false;
         }
-        if self.min_records.is_some_and(|min| summary.records < min) {
+        if self
+            .min_records
+            .is_some_and(|min| summary.records.max(s.origin_records) < min)
+        {
             return false;
         }
         if self
@@ -326,6 +332,7 @@ mod tests {
             summary: s.as_ref(),
             headers: &[],
             destination: None,
+            origin_records: 0,
         });
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, want, "{action:?} {path}");
@@ -414,6 +421,7 @@ actions = ["deleted"]
                 summary: Some(&export),
                 headers: &[],
                 destination: None,
+                origin_records: 0,
             })
             .is_empty());
         assert!(set
@@ -423,6 +431,7 @@ actions = ["deleted"]
                 summary: Some(&roster),
                 headers: &[],
                 destination: None,
+                origin_records: 0,
             })
             .is_empty());
         assert!(set
@@ -432,6 +441,7 @@ actions = ["deleted"]
                 summary: Some(&summary("csv", 0, 0)),
                 headers: &[],
                 destination: None,
+                origin_records: 0,
             })
             .is_empty());
     }
@@ -446,6 +456,7 @@ actions = ["deleted"]
                 summary: Some(s),
                 headers: &[],
                 destination: dest,
+                origin_records: 0,
             })
             .into_iter()
             .map(|m| m.id)
@@ -532,6 +543,7 @@ actions = ["deleted"]
                 summary: Some(s),
                 headers: &keys,
                 destination: None,
+                origin_records: 0,
             })
             .into_iter()
             .map(|m| m.id)
