@@ -21,6 +21,11 @@ const WALK: Limits = Limits {
 };
 /// Rescans after overflows, at most this often (a burst overflows again and again).
 const RESCAN_GAP: Duration = Duration::from_millis(500);
+/// A new folder is scanned again this long after it appeared: the watcher reports a folder
+/// before it has watched it, so files written in between are found only by a second look.
+const RECHECK_AFTER: Duration = Duration::from_millis(300);
+/// New folders waiting for their second look, at most; beyond, a rescan of everything.
+const MAX_RECHECK: usize = 10_000;
 
 fn key(path: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -49,6 +54,8 @@ pub struct Rescanner {
     /// A rescan ran: the watches should be renewed too (folders made while events were
     /// lost are not watched yet).
     renew_watches: bool,
+    /// New folders to look at again, and when.
+    recheck: std::collections::VecDeque<(PathBuf, Instant)>,
 }
 
 impl Rescanner {
@@ -77,15 +84,40 @@ impl Rescanner {
             limit_pending: None,
             rescans: 0,
             renew_watches: false,
+            recheck: std::collections::VecDeque::new(),
         };
         for root in r.watched.clone().iter().chain(r.polled.clone().iter()) {
-            let w = tree::walk(root, &r.skip, WALK);
-            r.dirs += w.dirs;
-            for (p, s) in w.files {
-                r.put(&p, s);
-            }
+            r.baseline(root);
         }
         r
+    }
+
+    /// Indexes what is under `root` now, silently.
+    fn baseline(&mut self, root: &Path) {
+        let skip = self.skip.clone();
+        let mut found = Vec::new();
+        let (dirs, _) = tree::visit(root, &skip, WALK, |p, s| found.push((key(&p), s)));
+        self.dirs += dirs;
+        for (k, s) in found {
+            if self.index.len() >= MAX_INDEX && !self.index.contains_key(&k) {
+                self.index_full = true;
+                continue;
+            }
+            self.index.insert(k, s);
+        }
+    }
+
+    /// What is under `root` that the index does not know, or knows in another state.
+    fn changes_under(&self, root: &Path) -> (u64, Vec<WatchEvent>) {
+        let mut out = Vec::new();
+        let (dirs, _) = tree::visit(root, &self.skip, WALK, |p, s| {
+            match self.index.get(&key(&p)) {
+                None => out.push(WatchEvent::Created(p)),
+                Some(old) if *old != s => out.push(WatchEvent::Touched(p)),
+                Some(_) => {}
+            }
+        });
+        (dirs, out)
     }
 
     fn put(&mut self, path: &Path, s: Stamp) {
@@ -94,18 +126,6 @@ impl Rescanner {
             return;
         }
         self.index.insert(key(path), s);
-    }
-
-    /// What a walk found that the index does not know, or knows in another state.
-    fn changes(&self, walked: Vec<(PathBuf, Stamp)>) -> Vec<WatchEvent> {
-        walked
-            .into_iter()
-            .filter_map(|(p, s)| match self.index.get(&key(&p)) {
-                None => Some(WatchEvent::Created(p)),
-                Some(old) if *old != s => Some(WatchEvent::Touched(p)),
-                Some(_) => None,
-            })
-            .collect()
     }
 
     fn under(&self, p: &Path) -> Option<PathBuf> {
@@ -122,15 +142,21 @@ impl Rescanner {
     pub fn expand(&mut self, ev: WatchEvent) -> Vec<WatchEvent> {
         match &ev {
             WatchEvent::DirAppeared(dir) => {
-                let w = tree::walk(dir, &self.skip, WALK);
-                self.dirs += w.dirs;
-                self.changes(w.files)
+                let (dirs, found) = self.changes_under(dir);
+                self.dirs += dirs;
+                if self.recheck.len() < MAX_RECHECK {
+                    self.recheck
+                        .push_back((dir.clone(), Instant::now() + RECHECK_AFTER));
+                } else {
+                    self.rescan_due = true;
+                }
+                found
             }
             WatchEvent::MovedTo(p) | WatchEvent::Renamed { to: p, .. } if p.is_dir() => {
-                let w = tree::walk(p, &self.skip, WALK);
-                self.dirs += w.dirs;
+                let (dirs, found) = self.changes_under(p);
+                self.dirs += dirs;
                 let mut out = vec![ev.clone()];
-                out.extend(self.changes(w.files));
+                out.extend(found);
                 out
             }
             WatchEvent::Overflow => {
@@ -159,11 +185,7 @@ impl Rescanner {
         if self.watched.contains(&root) || self.polled.contains(&root) {
             return;
         }
-        let w = tree::walk(&root, &self.skip, WALK);
-        self.dirs += w.dirs;
-        for (p, s) in w.files {
-            self.put(&p, s);
-        }
+        self.baseline(&root);
         if polled {
             self.polled.push(root);
         } else {
@@ -195,6 +217,11 @@ impl Rescanner {
     /// places that cannot be watched.
     pub fn due(&mut self, now: Instant) -> Vec<WatchEvent> {
         let mut out = Vec::new();
+        while self.recheck.front().is_some_and(|(_, t)| *t <= now) {
+            if let Some((dir, _)) = self.recheck.pop_front() {
+                out.extend(self.changes_under(&dir).1);
+            }
+        }
         let rescan_allowed = self
             .last_rescan
             .is_none_or(|t| now.saturating_duration_since(t) >= RESCAN_GAP);
@@ -209,8 +236,7 @@ impl Rescanner {
                 .iter()
                 .chain(self.polled.clone().iter())
             {
-                let w = tree::walk(root, &self.skip, WALK);
-                out.extend(self.changes(w.files));
+                out.extend(self.changes_under(root).1);
             }
             self.last_poll = now;
         } else if !self.polled.is_empty()
@@ -218,8 +244,7 @@ impl Rescanner {
         {
             self.last_poll = now;
             for root in self.polled.clone() {
-                let w = tree::walk(&root, &self.skip, WALK);
-                out.extend(self.changes(w.files));
+                out.extend(self.changes_under(&root).1);
             }
         }
         out
@@ -228,6 +253,18 @@ impl Rescanner {
     /// How long the pipeline may sleep before [`Rescanner::due`] has work: `None` when only
     /// an event can create work.
     pub fn next_wake(&self, now: Instant) -> Option<Duration> {
+        let recheck = self
+            .recheck
+            .front()
+            .map(|(_, t)| t.saturating_duration_since(now));
+        let other = self.next_other(now);
+        match (recheck, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn next_other(&self, now: Instant) -> Option<Duration> {
         if self.rescan_due {
             return Some(
                 RESCAN_GAP.saturating_sub(
@@ -377,6 +414,40 @@ mod tests {
             2,
             "not recorded yet: found again"
         );
+    }
+
+    #[test]
+    fn a_new_folder_gets_a_second_look_for_files_written_before_its_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("w");
+        std::fs::create_dir_all(&root).unwrap();
+        let t0 = Instant::now();
+        let mut r = Rescanner::start(
+            vec![root.clone()],
+            vec![],
+            vec![],
+            dir.path().join("d"),
+            Duration::from_secs(30),
+            t0,
+        );
+        write(&root, "new/first.csv", "1");
+        let got = r.expand(WatchEvent::DirAppeared(root.join("new")));
+        assert_eq!(names(&got, &root), ["+new/first.csv"]);
+        // Written after the first look, before the watcher watched the folder.
+        write(&root, "new/late.csv", "2");
+        let wake = r.next_wake(Instant::now()).unwrap();
+        assert!(wake <= RECHECK_AFTER, "{wake:?}");
+        let got = r.due(Instant::now() + RECHECK_AFTER);
+        assert_eq!(
+            names(&got, &root),
+            ["+new/first.csv", "+new/late.csv"],
+            "not recorded yet: both"
+        );
+        assert!(
+            r.due(Instant::now() + RECHECK_AFTER * 2).is_empty(),
+            "one second look"
+        );
+        assert_eq!(r.next_wake(Instant::now()), None);
     }
 
     #[test]

@@ -44,7 +44,25 @@ pub struct Walked {
 /// Lists the regular files under `root` (or `root` itself when it is a file), skipping
 /// anything under `skip`.
 pub fn walk(root: &Path, skip: &Path, limits: Limits) -> Walked {
-    let mut out = Walked::default();
+    let mut files = Vec::new();
+    let (dirs, truncated) = visit(root, skip, limits, |p, s| files.push((p, s)));
+    Walked {
+        files,
+        dirs,
+        truncated,
+    }
+}
+
+/// Like [`walk`], handing each file to `f` as it is found instead of listing them all, so a
+/// walk of a large tree holds one directory's names at a time. Returns the directories
+/// entered and whether a limit stopped the walk.
+pub fn visit(
+    root: &Path,
+    skip: &Path,
+    limits: Limits,
+    mut f: impl FnMut(PathBuf, Stamp),
+) -> (u64, bool) {
+    let (mut dirs, mut files, mut truncated) = (0u64, 0usize, false);
     let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
     while let Some((path, depth)) = stack.pop() {
         if path.starts_with(skip) {
@@ -54,30 +72,31 @@ pub fn walk(root: &Path, skip: &Path, limits: Limits) -> Walked {
             continue;
         };
         if meta.is_file() {
-            if out.files.len() >= limits.max_files {
-                out.truncated = true;
+            if files >= limits.max_files {
+                truncated = true;
                 break;
             }
-            out.files.push((path, Stamp::of(&meta)));
+            files += 1;
+            f(path, Stamp::of(&meta));
             continue;
         }
         if !meta.is_dir() {
             continue;
         }
         if depth >= limits.max_depth {
-            out.truncated = true;
+            truncated = true;
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&path) else {
             continue;
         };
-        out.dirs += 1;
+        dirs += 1;
         let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         // Reversed onto the stack, so files come out in sorted order.
         children.sort_unstable_by(|a, b| b.cmp(a));
         stack.extend(children.into_iter().map(|c| (c, depth + 1)));
     }
-    out
+    (dirs, truncated)
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters.

@@ -7,6 +7,10 @@ use crate::Actor;
 /// The statuses an alert can have, in their usual order.
 pub const STATUSES: &[&str] = &["new", "triaged", "resolved", "false_positive"];
 
+/// The statuses an alert list can filter on: those, and `merged` (folded into a correlated
+/// alert by the collector; not a status anyone sets).
+pub const FILTER_STATUSES: &[&str] = &["new", "triaged", "resolved", "false_positive", "merged"];
+
 /// Longest note, in bytes.
 pub const MAX_NOTE: usize = 4096;
 /// Longest assignee name, in bytes.

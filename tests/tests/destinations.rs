@@ -172,14 +172,41 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
     });
     let on_stick = stick.mount.join("holiday-photos.zip");
     std::fs::copy(&zipped, &on_stick).unwrap();
-    let alert = wait_for("the stick's alert", DEADLINE, || {
+    // One story, one alert: export → rename → zip → stick within the hour is a single
+    // critical sequence alert; the steps' own alerts are merged into it.
+    let alert = wait_for("the sequence alert", DEADLINE, || {
         collector
             .alerts()
             .into_iter()
-            .find(|a| a["path"] == on_stick.display().to_string())
+            .find(|a| a["rule_id"] == "holdfast.exfil_sequence")
     });
-    assert_eq!(alert["rule_id"], "exfil.removable-media");
     assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["path"], on_stick.display().to_string());
+    assert_eq!(alert["records"], 150);
+    let story = alert["detail"].as_str().unwrap();
+    for step in [
+        "exported as report1700000000000.csv",
+        "renamed to q3-review.csv",
+        "zipped into q3.zip",
+        "holiday-photos.zip onto removable SANDISK",
+    ] {
+        assert!(story.contains(step), "{story:?} lacks {step:?}");
+    }
+    let all = collector.alerts();
+    let open: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|a| a["status"] == "new" || a["status"] == "triaged")
+        .collect();
+    assert_eq!(open.len(), 1, "one open alert: {all:#?}");
+    let merged: Vec<&str> = all
+        .iter()
+        .filter(|a| a["status"] == "merged")
+        .map(|a| a["rule_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        merged.contains(&"exfil.removable-media") && merged.contains(&"exfil.archive"),
+        "{merged:?}"
+    );
     // The chain: the stick's zip ← the zip made in Downloads ← the original export.
     let api = holdfast_tests::http::Client::new(&collector.url(""))
         .bearer(&collector.api_token("soc", "analyst"));
@@ -199,6 +226,7 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
         chain,
         [
             (zipped.display().to_string(), "archive".to_string()),
+            (renamed.display().to_string(), "copy".to_string()),
             (original.display().to_string(), "first".to_string()),
         ],
         "{d}"

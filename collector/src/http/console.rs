@@ -342,6 +342,7 @@ async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
                 ("triaged", "Triaged"),
                 ("resolved", "Resolved"),
                 ("false_positive", "False positive"),
+                ("merged", "Merged"),
                 ("", "Any")
             ]
         ),

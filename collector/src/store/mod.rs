@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 
+mod correlate;
 mod offboard;
 mod triage;
 use offboard::{audit_in, audit_row};
@@ -60,6 +61,9 @@ pub mod system_rules {
     pub const CLOCK_SKEW: &str = "holdfast.clock_skew";
     /// A user touched customer files after their offboarding took effect.
     pub const OFFBOARDED_ACCESS: &str = "holdfast.offboarded_access";
+    /// An export was archived and left the device (removable media, cloud folder, share)
+    /// within the correlation window: one alert for the whole story.
+    pub const EXFIL_SEQUENCE: &str = "holdfast.exfil_sequence";
 }
 
 /// A registered device.
@@ -1034,6 +1038,7 @@ impl Store {
                     },
                 )?;
             }
+            correlate::sequence(&tx, device, seq, f, corrected)?;
         }
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1",
@@ -1077,7 +1082,18 @@ impl Store {
         clause: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        events_where_in(&self.conn, clause, args)
+    }
+}
+
+/// Stored events matching `clause` (after `WHERE`), on any connection or transaction.
+fn events_where_in(
+    conn: &Connection,
+    clause: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    {
+        let mut stmt = conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
                     COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin
              FROM events WHERE {clause}"

@@ -441,42 +441,9 @@ impl Store {
         )
     }
 
-    /// Where an event's content came from, step by step: the event its origin names (by
-    /// sequence number, or the first event at the origin's path), then that event's origin,
-    /// up to `max` steps.
+    /// Where an event's content came from, step by step (see [`super::correlate::lineage`]).
     pub fn lineage(&self, e: &StoredEvent, max: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut out: Vec<StoredEvent> = Vec::new();
-        let mut at = e.clone();
-        while out.len() < max {
-            let Some(o) = at.origin.clone() else { break };
-            let by_seq = match o.seq {
-                Some(seq) => self
-                    .events_where(
-                        "device_id = ?1 AND seq = ?2",
-                        params![at.device_id, seq as i64],
-                    )?
-                    .into_iter()
-                    .next(),
-                None => None,
-            };
-            let prev = match by_seq {
-                Some(p) => Some(p),
-                None => self
-                    .events_where(
-                        "device_id = ?1 AND path = ?2 AND seq < ?3 ORDER BY seq LIMIT 1",
-                        params![at.device_id, o.path, at.seq as i64],
-                    )?
-                    .into_iter()
-                    .next(),
-            };
-            let Some(prev) = prev else { break };
-            if out.iter().any(|x| x.id == prev.id) || prev.id == e.id {
-                break;
-            }
-            out.push(prev.clone());
-            at = prev;
-        }
-        Ok(out)
+        super::correlate::lineage(&self.conn, e, max)
     }
 
     /// The notes on an alert, oldest first.
