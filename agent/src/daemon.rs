@@ -69,15 +69,10 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
     // The watched places: the configured ones, and the cloud-sync folders of the policy that
     // exist on this device.
     let mut roots = config.watch.clone();
-    for c in &active.set.cloud {
-        for f in &c.folders {
-            let pattern = crate::config::expand_home(f, &config.home);
-            for d in crate::tree::existing_dirs(&pattern) {
-                if !roots.iter().any(|r| d.starts_with(r)) {
-                    info!(service = %c.name, folder = %d.display(), "watching a cloud-sync folder");
-                    roots.push(d);
-                }
-            }
+    for (service, d) in cloud_dirs(&active.set, &config.home) {
+        if !roots.iter().any(|r| d.starts_with(r)) {
+            info!(service = %service, folder = %d.display(), "watching a cloud-sync folder");
+            roots.push(d);
         }
     }
     let (tx, rx) = watch::channel(WATCH_QUEUE);
@@ -128,6 +123,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
             watcher.failed.iter().map(|(p, _)| p.clone()).collect();
         let poll_every = config.poll_every;
         let rewatch = watcher.rewatch_handle();
+        let home = config.home.clone();
         std::thread::Builder::new()
             .name("holdfast-pipeline".into())
             .spawn(move || -> anyhow::Result<()> {
@@ -199,6 +195,15 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         for mp in &changes.removed {
                             info!(mount = %mp.display(), "unmounted");
                             rescanner.remove_root(mp);
+                        }
+                        // Cloud-sync folders that appeared since (an app installed, a policy
+                        // update naming a new one).
+                        for (service, d) in cloud_dirs(&policies.current().set, &home) {
+                            if !rescanner.covers(&d) {
+                                info!(service = %service, folder = %d.display(), "watching a cloud-sync folder");
+                                rescanner.add_root(d.clone(), false);
+                                rewatch.renew(vec![d]);
+                            }
                         }
                     }
                     if debouncer.dropped > 0 {
@@ -297,6 +302,23 @@ impl Daemon {
         info!("agent stopped");
         Ok(())
     }
+}
+
+/// The policy's cloud-sync folders that exist on this device, with their service.
+fn cloud_dirs(
+    set: &holdfast_shared::policy::PolicySet,
+    home: &str,
+) -> Vec<(String, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for c in &set.cloud {
+        for f in &c.folders {
+            let pattern = crate::config::expand_home(f, home);
+            for d in crate::tree::existing_dirs(&pattern) {
+                out.push((c.name.clone(), d));
+            }
+        }
+    }
+    out
 }
 
 fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {

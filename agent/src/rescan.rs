@@ -193,6 +193,11 @@ impl Rescanner {
         }
     }
 
+    /// Whether `path` lies in a place already covered.
+    pub fn covers(&self, path: &Path) -> bool {
+        self.under(path).is_some()
+    }
+
     /// Lets go of a place that went away (unmounted).
     pub fn remove_root(&mut self, root: &Path) {
         self.watched.retain(|r| r != root);

@@ -134,6 +134,25 @@ fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not()
         .alerts()
         .iter()
         .any(|a| a["path"] == prices.display().to_string()));
+    // OneDrive installed while the agent runs: its folder is taken on too.
+    let onedrive = agent.home().join("OneDrive");
+    std::fs::create_dir_all(&onedrive).unwrap();
+    wait_for("the agent to watch OneDrive", DEADLINE, || {
+        agent.log().contains("service=OneDrive").then_some(())
+    });
+    let later = onedrive.join("handover.csv");
+    std::fs::write(&later, corpus::salesforce_contacts(9, 70)).unwrap();
+    let alert = wait_for("the OneDrive alert", DEADLINE, || {
+        collector
+            .alerts()
+            .into_iter()
+            .find(|a| a["path"] == later.display().to_string())
+    });
+    assert_eq!(alert["rule_id"], "exfil.cloud-sync");
+    assert_eq!(
+        events_at(&collector, &later)[0]["destination"]["name"],
+        "OneDrive"
+    );
 }
 
 #[test]
@@ -192,7 +211,15 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
     ] {
         assert!(story.contains(step), "{story:?} lacks {step:?}");
     }
-    let all = collector.alerts();
+    // (Only this test's places: the other tests' sticks are mounted on this machine too, and
+    // every agent watches every removable medium.)
+    let ours = |a: &serde_json::Value| {
+        a["path"].as_str().is_some_and(|p| {
+            p.starts_with(&agent.watched.display().to_string())
+                || p.starts_with(&stick.mount.display().to_string())
+        })
+    };
+    let all: Vec<serde_json::Value> = collector.alerts().into_iter().filter(ours).collect();
     let open: Vec<&serde_json::Value> = all
         .iter()
         .filter(|a| a["status"] == "new" || a["status"] == "triaged")
