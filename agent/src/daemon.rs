@@ -230,6 +230,12 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     if !due.is_empty() {
                         let set = policies.current().set;
                         for ready in due {
+                            // Late or repeated news of a file already reported as it is now.
+                            if matches!(ready.action, holdfast_shared::event::Action::Created | holdfast_shared::event::Action::Modified)
+                                && rescanner.unchanged(&ready.path)
+                            {
+                                continue;
+                            }
                             let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
                             if let Some(body) = describe(&ready, &set, edm.matcher(), &mounts, &mut lineage) {
                                 rescanner.record(&body);

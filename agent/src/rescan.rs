@@ -193,6 +193,17 @@ impl Rescanner {
         }
     }
 
+    /// Whether `path` is as it was when last reported (or indexed): then a late or repeated
+    /// watch event about it is not news. The kernel can deliver a file's events long after
+    /// they happened (a queue drained after a stall), and a rescan may have reported the
+    /// file meanwhile.
+    pub fn unchanged(&self, path: &Path) -> bool {
+        match (self.index.get(&key(path)), std::fs::symlink_metadata(path)) {
+            (Some(old), Ok(m)) if m.is_file() => *old == Stamp::of(&m),
+            _ => false,
+        }
+    }
+
     /// Whether `path` lies in a place already covered.
     pub fn covers(&self, path: &Path) -> bool {
         self.under(path).is_some()
@@ -377,6 +388,8 @@ mod tests {
             t0,
         );
         assert_eq!(r.coverage().files, 1);
+        assert!(r.unchanged(&root.join("old.csv")), "indexed as it is");
+        assert!(!r.unchanged(&root.join("missing.csv")));
         // A folder appears with files already in it.
         write(&root, "new/a/1.csv", "x");
         write(&root, "new/a/b/2.csv", "y");
@@ -400,6 +413,7 @@ mod tests {
         // Events were lost: one new file, one changed, the rest unchanged.
         write(&root, "lost.csv", "z");
         write(&root, "old.csv", "changed");
+        assert!(!r.unchanged(&root.join("old.csv")), "changed since");
         assert_eq!(r.expand(WatchEvent::Overflow), vec![WatchEvent::Overflow]);
         assert_eq!(r.next_wake(t0), Some(Duration::ZERO));
         let got = r.due(t0);
