@@ -125,14 +125,6 @@ pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
 /// Creates a token. `once` makes a one-time login: good for one browser session.
 pub fn create(
     store: &mut Store,
@@ -142,7 +134,7 @@ pub fn create(
     actor: &Actor,
     now_ms: i64,
 ) -> Result<Created, ApiTokenError> {
-    if !valid_name(name) {
+    if !crate::valid_name(name) {
         return Err(ApiTokenError::BadName(name.to_string()));
     }
     let role = Role::parse(role).ok_or_else(|| ApiTokenError::BadRole(role.to_string()))?;

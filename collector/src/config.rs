@@ -339,13 +339,10 @@ impl Config {
                 field: "connector",
                 message: format!("connector[{i}] ({}): {message}", c.name),
             };
-            if c.name.is_empty()
-                || !c
-                    .name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-            {
-                return Err(bad("name must be letters, digits, '-', '_' or '.'".into()));
+            if !crate::valid_name(&c.name) {
+                return Err(bad(
+                    "name must be 1 to 64 letters, digits, '-', '_' or '.'".into()
+                ));
             }
             if connectors.iter().any(|o| o.name == c.name) {
                 return Err(bad("duplicate name".into()));
@@ -423,13 +420,10 @@ impl Config {
                 field: "forward",
                 message: format!("forward[{i}] ({}): {message}", f.name),
             };
-            if f.name.is_empty()
-                || !f
-                    .name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-            {
-                return Err(bad("name must be letters, digits, '-', '_' or '.'".into()));
+            if !crate::valid_name(&f.name) {
+                return Err(bad(
+                    "name must be 1 to 64 letters, digits, '-', '_' or '.'".into()
+                ));
             }
             if forwards.iter().any(|o| o.name == f.name) {
                 return Err(bad("duplicate name".into()));

@@ -36,6 +36,16 @@ pub fn now_ms() -> i64 {
     holdfast_agent::clock::now_ms()
 }
 
+/// Whether `name` can name a connector, forwarder or API token: 1 to 64 letters, digits,
+/// `-`, `_` or `.` (safe in logs, URLs and the audit log).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// RFC 3339 (UTC, seconds) for a millisecond timestamp: the one way times are shown.
 pub fn fmt_ms(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
