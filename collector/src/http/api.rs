@@ -238,6 +238,19 @@ fn limit(q: &Query) -> usize {
     q.int("limit").unwrap_or(50) as usize
 }
 
+/// A page from `n + 1` rows fetched: the first `n`, and the cursor after the last of them
+/// when there was one more.
+fn page_of<T>(
+    mut rows: Vec<T>,
+    n: usize,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > n;
+    rows.truncate(n);
+    let next = if more { rows.last().map(cursor) } else { None };
+    (rows, next)
+}
+
 fn bad_cursor() -> ApiError {
     ApiError::BadRequest("query parameter `cursor`: not a cursor from this API".into())
 }
@@ -538,16 +551,10 @@ pub(super) async fn alert_page(st: &Arc<Http>, q: &Query) -> Result<AlertPage, A
     let (f, order, after) = alert_query(q)?;
     let n = limit(q);
     st.db(move |s| {
-        let mut alerts = s.alert_page(&f, order, after.as_ref(), n + 1)?;
-        let more = alerts.len() > n;
-        alerts.truncate(n);
-        let next_cursor = if more {
-            alerts
-                .last()
-                .map(|a| alert_cursor(order, &AlertCursor::after(a)))
-        } else {
-            None
-        };
+        let (alerts, next_cursor) =
+            page_of(s.alert_page(&f, order, after.as_ref(), n + 1)?, n, |a| {
+                alert_cursor(order, &AlertCursor::after(a))
+            });
         Ok(AlertPage {
             total: s.alert_count(&f)?,
             alerts,
@@ -850,16 +857,9 @@ async fn search_events(
     let n = limit(&q);
     let page = st
         .db(move |s| {
-            let mut events = s.event_page(&f, before, n + 1)?;
-            let more = events.len() > n;
-            events.truncate(n);
-            let next_cursor = if more {
-                events
-                    .last()
-                    .map(|e| encode_cursor(&format!("e1.{}", e.id)))
-            } else {
-                None
-            };
+            let (events, next_cursor) = page_of(s.event_page(&f, before, n + 1)?, n, |e| {
+                encode_cursor(&format!("e1.{}", e.id))
+            });
             Ok(EventPage {
                 events,
                 next_cursor,
@@ -999,16 +999,9 @@ pub(super) async fn audit_page(st: &Arc<Http>, q: &Query) -> Result<AuditPage, A
     let before = id_cursor("u1.", q.text("cursor"))?;
     let n = limit(q);
     st.db(move |s| {
-        let mut entries = s.audit_page(before, n + 1)?;
-        let more = entries.len() > n;
-        entries.truncate(n);
-        let next_cursor = if more {
-            entries
-                .last()
-                .map(|e| encode_cursor(&format!("u1.{}", e.id)))
-        } else {
-            None
-        };
+        let (entries, next_cursor) = page_of(s.audit_page(before, n + 1)?, n, |e| {
+            encode_cursor(&format!("u1.{}", e.id))
+        });
         Ok(AuditPage {
             entries,
             next_cursor,
