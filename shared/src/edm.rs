@@ -1,8 +1,8 @@
 //! Exact data match: the company's real customers as keyed, truncated fingerprints.
 //!
 //! Each identifier is normalised (emails lowercased, phones to E.164, ID numbers uppercased,
-//! card numbers to digits) and keyed with HMAC-SHA-256 under a deployment secret, then cut
-//! to a few bits. The agent holds only these fingerprints (sorted, with a bucket index), never
+//! card numbers to digits) and keyed with SipHash-2-4 under a key derived from the deployment
+//! secret (HMAC-SHA-256), then cut to a few bits. The agent holds only these fingerprints (sorted, with a bucket index), never
 //! the identifiers: it counts how many of a file's identifiers belong to real customers.
 //!
 //! How many bits each kind keeps is a security decision, not only a size one (see the threat
@@ -17,6 +17,8 @@
 use crate::classify::record::IdKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use siphasher::sip::SipHasher24;
+use std::hash::Hasher;
 
 /// Fingerprint bits for emails, ID numbers and card numbers.
 pub const STRONG_BITS: u32 = 32;
@@ -24,8 +26,12 @@ pub const STRONG_BITS: u32 = 32;
 pub const PHONE_BITS: u32 = 26;
 /// Largest set accepted (entries over all kinds).
 pub const MAX_ENTRIES: usize = 50_000_000;
+/// The fingerprint scheme sets are made with: 2 is SipHash-2-4 under a key derived from the
+/// secret (1, HMAC-SHA-256 of each identifier, cost four times as much per lookup).
+pub const SCHEME: u8 = 2;
 
-/// HMAC-SHA-256 with the key's pads hashed once, so each identifier costs two compressions.
+/// HMAC-SHA-256 with the key's pads hashed once: signatures of webhooks and the derivation of
+/// the fingerprint keys.
 #[derive(Clone)]
 pub struct Keyed {
     inner: Sha256,
@@ -64,12 +70,69 @@ impl Keyed {
         o.update(i.finalize());
         o.finalize().into()
     }
+}
+
+/// The keyed function identifiers are fingerprinted with: SipHash-2-4, a pseudo-random
+/// function made for short inputs, under a 128-bit key derived from the deployment secret.
+///
+/// Its speed is not what protects the set (the key sits beside it on the device; see the
+/// threat model): the truncation is. It is four times cheaper than HMAC-SHA-256 per
+/// identifier, which is what lets a scan with a million-customer set keep up with the disk.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    /// A key per kind ([`IdKind::ALL`] order), so kinds never share fingerprints.
+    keys: [(u64, u64); 4],
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprinter(..)")
+    }
+}
+
+impl Fingerprinter {
+    pub fn new(secret: &[u8]) -> Fingerprinter {
+        let keyed = Keyed::new(secret);
+        let keys = IdKind::ALL.map(|kind| {
+            let k = keyed.mac(&[b"holdfast edm fingerprint v2\0", kind.as_str().as_bytes()]);
+            let half = |i: usize| u64::from_le_bytes(std::array::from_fn(|j| k[i + j]));
+            (half(0), half(8))
+        });
+        Fingerprinter { keys }
+    }
+
+    fn hasher(&self, kind: IdKind) -> SipHasher24 {
+        let (k0, k1) = self.keys[kind as usize];
+        SipHasher24::new_with_keys(k0, k1)
+    }
+
+    fn cut(kind: IdKind, h: &SipHasher24) -> u32 {
+        ((h.finish() >> 32) as u32) >> (32 - bits(kind))
+    }
 
     /// The fingerprint of a normalised identifier of `kind`, cut to the kind's bits.
     pub fn fingerprint(&self, kind: IdKind, normalised: &[u8]) -> u32 {
-        let m = self.mac(&[kind.as_str().as_bytes(), b"\0", normalised]);
-        let v = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
-        v >> (32 - bits(kind))
+        let mut h = self.hasher(kind);
+        h.write(normalised);
+        Self::cut(kind, &h)
+    }
+
+    /// The fingerprint of the bytes `normalised` yields: a normal form made on the fly, a
+    /// small block at a time, with nothing to allocate or clear.
+    pub fn fingerprint_of(&self, kind: IdKind, normalised: impl Iterator<Item = u8>) -> u32 {
+        let mut h = self.hasher(kind);
+        let mut block = [0u8; 32];
+        let mut n = 0;
+        for b in normalised {
+            if n == block.len() {
+                h.write(&block);
+                n = 0;
+            }
+            block[n] = b;
+            n += 1;
+        }
+        h.write(&block[..n]);
+        Self::cut(kind, &h)
     }
 }
 
@@ -93,59 +156,156 @@ pub fn normalise(kind: IdKind, raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// One kind's fingerprints: sorted, with the start of each 16-bit bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One kind's fingerprints: a bucket per value of their top 16 bits (where each bucket
+/// starts), and in each bucket the rest of the bits, sorted. Two bytes a fingerprint, so a
+/// bucket (about 16 of them for a million customers) is one cache line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Column {
+    bits: u32,
+    index: Vec<u32>,
+    lows: Vec<u16>,
+}
+
+/// A column as stored and sent: the full fingerprints, sorted, big-endian.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WireColumn {
     #[serde(with = "serde_bytes")]
     sorted_be: Vec<u8>,
-    #[serde(skip)]
-    values: Vec<u32>,
-    #[serde(skip)]
-    index: Vec<u32>,
 }
 
 impl Column {
-    fn build(mut values: Vec<u32>, bits: u32) -> Column {
-        values.sort_unstable();
-        values.dedup();
-        let mut c = Column {
-            sorted_be: values.iter().flat_map(|v| v.to_be_bytes()).collect(),
-            values,
-            index: Vec::new(),
-        };
-        c.reindex(bits);
-        c
-    }
-
-    fn reindex(&mut self, bits: u32) {
+    /// From sorted, distinct fingerprints of `bits` bits.
+    fn build(sorted: &[u32], bits: u32) -> Column {
         let shift = bits.saturating_sub(16);
         let mut index = vec![0u32; (1 << 16) + 1];
-        for &v in &self.values {
+        for &v in sorted {
             index[(v >> shift) as usize + 1] += 1;
         }
         for i in 1..index.len() {
             index[i] += index[i - 1];
         }
-        self.index = index;
+        let mask = (1u32 << shift) - 1;
+        Column {
+            bits,
+            index,
+            lows: sorted.iter().map(|&v| (v & mask) as u16).collect(),
+        }
     }
 
-    fn contains(&self, v: u32, bits: u32) -> bool {
-        let b = (v >> bits.saturating_sub(16)) as usize;
-        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
-        self.values[lo..hi].binary_search(&v).is_ok()
+    fn len(&self) -> usize {
+        self.lows.len()
+    }
+
+    /// The fingerprints, in order.
+    fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        let shift = self.bits.saturating_sub(16);
+        self.index.windows(2).enumerate().flat_map(move |(b, w)| {
+            let bucket = self.lows.get(w[0] as usize..w[1] as usize).unwrap_or(&[]);
+            bucket
+                .iter()
+                .map(move |&low| ((b as u32) << shift) | u32::from(low))
+        })
+    }
+
+    /// The bucket of `v`: a range of `lows`.
+    fn bucket(&self, v: u32) -> (u32, u32) {
+        let b = (v >> self.bits.saturating_sub(16)) as usize;
+        match (self.index.get(b), self.index.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => (lo, hi),
+            _ => (0, 0),
+        }
+    }
+
+    /// `v`'s low part, as kept in its bucket.
+    fn low(&self, v: u32) -> u16 {
+        (v & ((1u32 << self.bits.saturating_sub(16)) - 1)) as u16
+    }
+
+    /// Whether `v`, whose bucket is `(lo, hi)`, is in the column.
+    fn holds(&self, v: u32, (lo, hi): (u32, u32)) -> bool {
+        self.lows
+            .get(lo as usize..hi as usize)
+            .is_some_and(|b| b.binary_search(&self.low(v)).is_ok())
+    }
+
+    fn contains(&self, v: u32) -> bool {
+        self.holds(v, self.bucket(v))
+    }
+
+    /// Reads the first and last entry of a bucket (see [`Matcher::resolve`]).
+    fn touch(&self, (lo, hi): (u32, u32)) -> u16 {
+        let first = self.lows.get(lo as usize).copied().unwrap_or(0);
+        let last = self
+            .lows
+            .get((hi as usize).wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        first ^ last
+    }
+}
+
+/// One identifier to look up: its kind and fingerprint, and the answer once resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub kind: IdKind,
+    pub fingerprint: u32,
+    /// Whether it is in the set (valid once `resolved`).
+    pub hit: bool,
+    /// Already answered (a spreadsheet's shared string, looked up once for the workbook).
+    pub resolved: bool,
+    /// Its bucket in the column, once [`Matcher::resolve`] has read the index.
+    bucket: (u32, u32),
+}
+
+impl Probe {
+    /// A fingerprint to look up.
+    pub fn new(kind: IdKind, fingerprint: u32) -> Probe {
+        Probe {
+            kind,
+            fingerprint,
+            hit: false,
+            resolved: false,
+            bucket: (0, 0),
+        }
+    }
+
+    /// An identifier already looked up.
+    pub fn answered(kind: IdKind, hit: bool) -> Probe {
+        Probe {
+            kind,
+            fingerprint: 0,
+            hit,
+            resolved: true,
+            bucket: (0, 0),
+        }
     }
 }
 
 /// The fingerprint set agents match against.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EdmSet {
     /// The deployment secret fingerprints are keyed with.
-    #[serde(with = "serde_bytes")]
     key: Vec<u8>,
     /// Columns in [`IdKind::ALL`] order.
     columns: Vec<Column>,
     /// Customers (rows) the set was built from.
     pub customers: u64,
+}
+
+/// A set as stored and sent.
+#[derive(Debug, Serialize, Deserialize)]
+struct Wire {
+    /// The fingerprint scheme ([`SCHEME`]); sets without it were made with scheme 1.
+    #[serde(default = "scheme_one")]
+    scheme: u8,
+    #[serde(with = "serde_bytes")]
+    key: Vec<u8>,
+    columns: Vec<WireColumn>,
+    customers: u64,
+}
+
+fn scheme_one() -> u8 {
+    1
 }
 
 /// Why a set could not be decoded.
@@ -156,7 +316,7 @@ pub struct EdmError(String);
 /// Builds a set: add identifiers, then [`EdmBuilder::finish`].
 #[derive(Debug)]
 pub struct EdmBuilder {
-    keyed: Keyed,
+    keyed: Fingerprinter,
     key: Vec<u8>,
     values: [Vec<u32>; 4],
     customers: u64,
@@ -165,7 +325,7 @@ pub struct EdmBuilder {
 impl EdmBuilder {
     pub fn new(key: &[u8]) -> EdmBuilder {
         EdmBuilder {
-            keyed: Keyed::new(key),
+            keyed: Fingerprinter::new(key),
             key: key.to_vec(),
             values: Default::default(),
             customers: 0,
@@ -192,7 +352,11 @@ impl EdmBuilder {
         let columns = IdKind::ALL
             .iter()
             .zip(self.values)
-            .map(|(&k, v)| Column::build(v, bits(k)))
+            .map(|(&k, mut v)| {
+                v.sort_unstable();
+                v.dedup();
+                Column::build(&v, bits(k))
+            })
             .collect();
         EdmSet {
             key: self.key,
@@ -206,113 +370,149 @@ impl EdmBuilder {
 #[derive(Debug, Clone)]
 pub struct Matcher {
     set: EdmSet,
-    keyed: Keyed,
+    keyed: Fingerprinter,
 }
 
 impl EdmSet {
     /// Distinct fingerprints per kind.
     pub fn len(&self, kind: IdKind) -> usize {
-        self.columns
-            .get(kind as usize)
-            .map_or(0, |c| c.values.len())
+        self.columns.get(kind as usize).map_or(0, Column::len)
     }
 
     /// The stored form.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EdmError> {
-        rmp_serde::to_vec_named(self).map_err(|e| EdmError(e.to_string()))
+        let wire = Wire {
+            scheme: SCHEME,
+            key: self.key.clone(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| WireColumn {
+                    sorted_be: c.values().flat_map(u32::to_be_bytes).collect(),
+                })
+                .collect(),
+            customers: self.customers,
+        };
+        rmp_serde::to_vec_named(&wire).map_err(|e| EdmError(e.to_string()))
     }
 
     /// Reads the stored form, checking every column is sorted and within its bits.
     pub fn from_bytes(bytes: &[u8]) -> Result<EdmSet, EdmError> {
-        let mut set: EdmSet = rmp_serde::from_slice(bytes).map_err(|e| EdmError(e.to_string()))?;
-        if set.columns.len() != IdKind::ALL.len() {
+        let wire: Wire = rmp_serde::from_slice(bytes).map_err(|e| EdmError(e.to_string()))?;
+        if wire.scheme != SCHEME {
+            return Err(EdmError(format!(
+                "made with fingerprint scheme {} but this version uses {SCHEME}: import the customer list again (`holdfast-collector edm import`)",
+                wire.scheme
+            )));
+        }
+        if wire.columns.len() != IdKind::ALL.len() {
             return Err(EdmError(format!("expected {} columns", IdKind::ALL.len())));
         }
-        let mut total = 0usize;
-        for (c, &kind) in set.columns.iter_mut().zip(IdKind::ALL.iter()) {
+        let total: usize = wire.columns.iter().map(|c| c.sorted_be.len() / 4).sum();
+        if total > MAX_ENTRIES {
+            return Err(EdmError(format!("{total} entries exceed the limit")));
+        }
+        let mut columns = Vec::with_capacity(IdKind::ALL.len());
+        for (c, &kind) in wire.columns.iter().zip(IdKind::ALL.iter()) {
             if c.sorted_be.len() % 4 != 0 {
                 return Err(EdmError("column length is not a multiple of 4".into()));
             }
-            c.values = c
+            let values: Vec<u32> = c
                 .sorted_be
                 .chunks_exact(4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            total += c.values.len();
             let max = if bits(kind) == 32 {
                 u32::MAX
             } else {
                 (1u32 << bits(kind)) - 1
             };
-            if c.values.windows(2).any(|w| w[0] >= w[1]) || c.values.iter().any(|&v| v > max) {
+            if values.windows(2).any(|w| w[0] >= w[1]) || values.iter().any(|&v| v > max) {
                 return Err(EdmError(format!(
                     "{} column is not sorted or out of range",
                     kind.as_str()
                 )));
             }
-            c.reindex(bits(kind));
+            columns.push(Column::build(&values, bits(kind)));
         }
-        if total > MAX_ENTRIES {
-            return Err(EdmError(format!("{total} entries exceed the limit")));
-        }
-        Ok(set)
+        Ok(EdmSet {
+            key: wire.key,
+            columns,
+            customers: wire.customers,
+        })
     }
 
     /// A matcher for this set.
     pub fn matcher(self) -> Matcher {
-        let keyed = Keyed::new(&self.key);
+        let keyed = Fingerprinter::new(&self.key);
         Matcher { set: self, keyed }
     }
 }
 
 impl Matcher {
     /// True when the (validated, not yet normalised) identifier's fingerprint is in the set.
+    pub fn matches(&self, kind: IdKind, raw: &[u8]) -> bool {
+        self.fingerprint(kind, raw)
+            .is_some_and(|fp| self.column(kind).contains(fp))
+    }
+
+    fn column(&self, kind: IdKind) -> &Column {
+        static EMPTY: Column = Column {
+            bits: STRONG_BITS,
+            index: Vec::new(),
+            lows: Vec::new(),
+        };
+        self.set.columns.get(kind as usize).unwrap_or(&EMPTY)
+    }
+
+    /// The fingerprint of an identifier already in its normal form ([`normalise`]); `None`
+    /// when the set holds no identifier of that kind.
+    pub fn fingerprint_normal(&self, kind: IdKind, normal: &[u8]) -> Option<u32> {
+        (self.column(kind).len() > 0).then(|| self.keyed.fingerprint(kind, normal))
+    }
+
+    /// The fingerprint of an identifier that passed its kind's validator, normalised on the
+    /// way; `None` when the set holds no identifier of that kind or it does not normalise.
+    /// (An email is not validated again: the caller did, and a string that is not an address
+    /// has the same small chance of a false match as an address that is not a customer.)
     ///
     /// The hot path of every scan with a set: normalises into a stack buffer, no allocation.
-    pub fn matches(&self, kind: IdKind, raw: &[u8]) -> bool {
-        let col = &self.set.columns[kind as usize];
-        if col.values.is_empty() {
-            return false;
+    pub fn fingerprint(&self, kind: IdKind, raw: &[u8]) -> Option<u32> {
+        if self.column(kind).len() == 0 {
+            return None;
         }
         let t = raw.trim_ascii();
-        let mut buf = [0u8; 320];
-        let n = match kind {
+        let k = &self.keyed;
+        Some(match kind {
             IdKind::Phone => {
                 let mut p = [0u8; 40];
-                match crate::classify::phone_e164_into(t, &mut p) {
-                    Some(n) => {
-                        buf[..n].copy_from_slice(&p[..n]);
-                        n
-                    }
-                    None => return false,
-                }
+                let n = crate::classify::phone_e164_into(t, &mut p)?;
+                k.fingerprint(kind, p.get(..n)?)
             }
-            IdKind::Email | IdKind::CnId => {
-                if t.len() > buf.len() || (kind == IdKind::Email && !crate::classify::is_email(t)) {
-                    return false;
-                }
-                for (o, b) in buf.iter_mut().zip(t) {
-                    *o = if kind == IdKind::Email {
-                        b.to_ascii_lowercase()
-                    } else {
-                        b.to_ascii_uppercase()
-                    };
-                }
-                t.len()
-            }
-            IdKind::Card => {
-                let mut n = 0;
-                for &b in t.iter().filter(|b| b.is_ascii_digit()) {
-                    if n == buf.len() {
-                        return false;
-                    }
-                    buf[n] = b;
-                    n += 1;
-                }
-                n
-            }
-        };
-        col.contains(self.keyed.fingerprint(kind, &buf[..n]), bits(kind))
+            IdKind::Email => k.fingerprint_of(kind, t.iter().map(u8::to_ascii_lowercase)),
+            IdKind::CnId => k.fingerprint_of(kind, t.iter().map(u8::to_ascii_uppercase)),
+            IdKind::Card => k.fingerprint_of(kind, t.iter().copied().filter(u8::is_ascii_digit)),
+        })
+    }
+
+    /// Answers every unresolved probe, in three passes over them: read each one's bucket
+    /// bounds in the index, then touch each bucket, then search it. The loads of one pass do
+    /// not depend on one another, so the processor has many cache misses in flight at once
+    /// instead of waiting for each in turn: a scan streams far more data through the cache
+    /// than the set, so the set is seldom all cached.
+    pub fn resolve(&self, probes: &mut [Probe]) {
+        for p in probes.iter_mut().filter(|p| !p.resolved) {
+            p.bucket = self.column(p.kind).bucket(p.fingerprint);
+        }
+        let mut warm = 0u16;
+        for p in probes.iter().filter(|p| !p.resolved) {
+            warm ^= self.column(p.kind).touch(p.bucket);
+        }
+        std::hint::black_box(warm);
+        for p in probes.iter_mut().filter(|p| !p.resolved) {
+            p.hit = self.column(p.kind).holds(p.fingerprint, p.bucket);
+            p.resolved = true;
+        }
     }
 
     /// Probability that an identifier of `kind` not in the list matches anyway.

@@ -2,13 +2,17 @@
 # Classification throughput and peak RSS with every classifier and a 1,000,000-customer
 # exact-data-match set: a 200 MiB CSV export and a ~50 MB XLSX export (release build).
 # Usage: tests/bench/classify.sh [RUNS]   (from the repository root)
+# HOLDFAST_BENCH_DIR=DIR keeps the generated files in DIR and reuses them on the next run.
 set -euo pipefail
 runs=${1:-5}
 cargo build --release -q -p holdfast-agent -p holdfast-collector
 B=$PWD/target/release
-d=$(mktemp -d)
-trap 'rm -rf "$d"' EXIT
-python3 - "$d" <<'PY'
+if [ -n "${HOLDFAST_BENCH_DIR:-}" ]; then
+  d=$HOLDFAST_BENCH_DIR; mkdir -p "$d"
+else
+  d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+fi
+[ -f "$d/export.xlsx" ] || python3 - "$d" <<'PY'
 import sys, os, zipfile, random
 d = sys.argv[1]
 random.seed(7)
@@ -46,6 +50,7 @@ with zipfile.ZipFile(f'{d}/export.xlsx', 'w', zipfile.ZIP_DEFLATED) as z:
             w.write(f'<row r="{r}"><c r="A{r}" t="s"><v>{4+2*i}</v></c><c r="B{r}" t="inlineStr"><is><t>Contact {i}</t></is></c><c r="C{r}" t="s"><v>{5+2*i}</v></c><c r="D{r}"><v>139{i:08d}</v></c></row>'.encode())
         w.write(b'</sheetData></worksheet>')
 PY
+rm -rf "$d/c"
 "$B/holdfast-collector" token create --user bench --data-dir "$d/c" > /dev/null 2>&1
 "$B/holdfast-collector" edm import "$d/customers.csv" --columns email,mobile --out "$d/set.edm" --data-dir "$d/c" | head -1
 for f in export.csv export.xlsx; do

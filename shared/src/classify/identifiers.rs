@@ -85,7 +85,7 @@ fn phone_parts(field: &[u8]) -> Option<PhoneParts> {
     let mut digits = [0u8; 32];
     let mut n = 0usize;
     let mut separators = 0usize;
-    let mut groups = [0usize; 16];
+    let mut groups = [0u8; 16];
     let mut ngroups = 0usize;
     let mut run = 0usize;
     let (mut has_dot, mut has_paren) = (false, false);
@@ -113,13 +113,13 @@ fn phone_parts(field: &[u8]) -> Option<PhoneParts> {
             if ngroups == groups.len() {
                 return None;
             }
-            groups[ngroups] = run;
+            groups[ngroups] = run as u8;
             ngroups += 1;
             run = 0;
         }
     }
     if run > 0 && ngroups < groups.len() {
-        groups[ngroups] = run;
+        groups[ngroups] = run as u8;
         ngroups += 1;
     }
     let groups = &groups[..ngroups];
@@ -180,7 +180,7 @@ fn phone_parts(field: &[u8]) -> Option<PhoneParts> {
         if groups.first() == Some(&2) && (9..=10).contains(&n) {
             return parts("+886", 1); // Taiwan landline, 0X-XXXX-XXXX
         }
-        if cn_landline_after_zero(&d[1..], groups.first().copied()) {
+        if cn_landline_after_zero(&d[1..], groups.first().map(|&g| usize::from(g))) {
             return parts("+86", 1);
         }
         return if (9..=11).contains(&n) {

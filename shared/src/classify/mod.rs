@@ -10,6 +10,7 @@ pub mod archive;
 mod decode;
 mod identifiers;
 mod json;
+mod matching;
 pub mod record;
 mod table;
 mod vcard;

@@ -3,7 +3,8 @@
 //! validates each field as an identifier, counts records holding at least one, and decides
 //! whether the whole looks like a customer table.
 
-use super::identifiers::{is_card, is_cn_id, is_email, is_phone};
+use super::identifiers::{is_card, is_cn_id, is_email, phone_e164_into};
+use super::matching::{Lookup, RowMatches};
 use crate::edm::Matcher;
 use std::sync::Arc;
 
@@ -35,20 +36,29 @@ impl IdKind {
 
 /// Which identifier a field is, if any. Checked most specific first.
 pub fn classify_field(f: &[u8]) -> Option<IdKind> {
+    identify(f, &mut [0; 40]).map(|(kind, _)| kind)
+}
+
+/// Like [`classify_field`], and a phone number's normal form (E.164) written to `phone` on
+/// the way, with its length: validating a number and normalising it are the same work.
+pub fn identify(f: &[u8], phone: &mut [u8; 40]) -> Option<(IdKind, usize)> {
     if f.len() < 6 {
         return None;
     }
     if f.contains(&b'@') {
-        return is_email(f).then_some(IdKind::Email);
+        return is_email(f).then_some((IdKind::Email, 0));
+    }
+    // ID, card and phone numbers all start with a digit or one of these: a name, a company,
+    // a city (most fields of a table) is settled here without running their validators.
+    if !matches!(f[0], b'0'..=b'9' | b'+' | b'(' | b'-' | b'.' | b' ') {
+        return None;
     }
     if is_cn_id(f) {
-        Some(IdKind::CnId)
+        Some((IdKind::CnId, 0))
     } else if is_card(f) {
-        Some(IdKind::Card)
-    } else if is_phone(f) {
-        Some(IdKind::Phone)
+        Some((IdKind::Card, 0))
     } else {
-        None
+        phone_e164_into(f, phone).map(|n| (IdKind::Phone, n))
     }
 }
 
@@ -260,14 +270,8 @@ pub struct Records {
     header_decided: bool,
     columns: Vec<Column>,
     stats: RecordStats,
-    edm: Option<Arc<Matcher>>,
-    row_strong: bool,
-    row_weak: bool,
-    row_phone_lookups: u64,
-    strong_rows: u64,
-    weak_rows: u64,
-    /// Phone lookups made in rows without a strong hit: the base for chance matches.
-    weak_lookups: u64,
+    /// Rows holding real customers, when a customer set is in use.
+    matches: Option<RowMatches>,
 }
 
 impl Records {
@@ -301,45 +305,41 @@ impl Records {
             header_decided: !tabular,
             columns: Vec::new(),
             stats: RecordStats::default(),
-            edm: None,
-            row_strong: false,
-            row_weak: false,
-            row_phone_lookups: 0,
-            strong_rows: 0,
-            weak_rows: 0,
-            weak_lookups: 0,
+            matches: None,
         }
     }
 
     /// The customer set in use, if any.
     pub fn edm(&self) -> Option<&Arc<Matcher>> {
-        self.edm.as_ref()
+        self.matches.as_ref().map(RowMatches::matcher)
     }
 
     /// Also counts rows holding the company's real customers.
     pub fn with_edm(mut self, edm: Option<Arc<Matcher>>) -> Records {
-        self.edm = edm;
+        self.matches = edm.map(RowMatches::new);
         self
     }
 
     /// One field of the current record, in column order (tables).
     pub fn field(&mut self, text: &[u8]) {
         let f = text.trim_ascii();
-        self.field_with(
-            f,
-            if f.is_empty() {
-                None
-            } else {
-                classify_field(f)
-            },
-            None,
-        );
+        let mut phone = [0u8; 40];
+        match identify(f, &mut phone) {
+            Some((IdKind::Phone, n)) => {
+                self.field_id(f, Some(IdKind::Phone), Lookup::Normal(&phone[..n]))
+            }
+            id => self.field_id(f, id.map(|(kind, _)| kind), Lookup::Field),
+        }
     }
 
     /// One field whose identifier kind (and, with a set, customer match) is already known:
     /// a spreadsheet's shared string, classified once. `text` is used for the header decision
     /// only; pass a placeholder when the text itself was not kept.
     pub fn field_with(&mut self, text: &[u8], kind: Option<IdKind>, edm_hit: Option<bool>) {
+        self.field_id(text, kind, edm_hit.map_or(Lookup::Field, Lookup::Known));
+    }
+
+    fn field_id(&mut self, text: &[u8], kind: Option<IdKind>, lookup: Lookup<'_>) {
         let col = self.col.min(MAX_COLUMNS - 1);
         self.col += 1;
         let f = text.trim_ascii();
@@ -369,7 +369,7 @@ impl Records {
                 self.row_texty += 1;
             }
         }
-        self.count(col, kind, f, edm_hit);
+        self.count(col, kind, f, lookup);
     }
 
     /// A named field of the current entry (JSON key, vCard property).
@@ -391,30 +391,27 @@ impl Records {
                 self.stats.roles.push(r);
             }
         }
-        self.count(MAX_COLUMNS - 1, classify_field(f), f, None);
+        self.count(MAX_COLUMNS - 1, classify_field(f), f, Lookup::Field);
     }
 
-    fn count(&mut self, col: usize, kind: Option<IdKind>, f: &[u8], edm_hit: Option<bool>) {
-        let kind = kind.or_else(|| {
+    fn count(&mut self, col: usize, kind: Option<IdKind>, f: &[u8], lookup: Lookup<'_>) {
+        let (kind, f) = match kind {
+            Some(kind) => (kind, f),
             // Free text: an address inside "Ada Lee <ada@example.com>".
-            (f.len() > 6 && f.contains(&b'@'))
-                .then(|| {
-                    f.split(|b| b.is_ascii_whitespace() || b"<>;,()\"'".contains(b))
-                        .any(|w| is_email(w.strip_suffix(b".").unwrap_or(w)))
-                })
-                .filter(|&found| found)
-                .map(|_| IdKind::Email)
-        });
-        let Some(kind) = kind else { return };
-        // A row already known to be a customer needs no more lookups.
-        if let Some(m) = self.edm.as_ref().filter(|_| !self.row_strong) {
-            let hit = edm_hit.unwrap_or_else(|| m.matches(kind, f));
-            if kind == IdKind::Phone {
-                self.row_phone_lookups += 1;
-                self.row_weak |= hit;
-            } else {
-                self.row_strong |= hit;
+            None if f.len() > 6 && f.contains(&b'@') => {
+                let found = f
+                    .split(|b| b.is_ascii_whitespace() || b"<>;,()\"'".contains(b))
+                    .map(|w| w.strip_suffix(b".").unwrap_or(w))
+                    .find(|w| is_email(w));
+                match found {
+                    Some(w) => (IdKind::Email, w),
+                    None => return,
+                }
             }
+            None => return,
+        };
+        if let Some(m) = self.matches.as_mut() {
+            m.add(kind, f, lookup);
         }
         let k = kind as usize;
         self.row_ids[k] = true;
@@ -456,6 +453,10 @@ impl Records {
                     }
                 }
                 self.stats.headers = std::mem::take(&mut self.first_row_keys);
+                // The header's own lookups (an address written in a column name) do not count.
+                if let Some(m) = self.matches.as_mut() {
+                    m.drop_row();
+                }
                 self.reset_row();
                 return;
             }
@@ -466,19 +467,13 @@ impl Records {
         if self.row_ids.iter().any(|&b| b) {
             self.stats.records += 1;
         }
-        if self.row_strong {
-            self.strong_rows += 1;
-        } else {
-            self.weak_lookups += self.row_phone_lookups;
-            self.weak_rows += u64::from(self.row_weak);
+        if let Some(m) = self.matches.as_mut() {
+            m.end_row();
         }
         self.reset_row();
     }
 
     fn reset_row(&mut self) {
-        self.row_strong = false;
-        self.row_weak = false;
-        self.row_phone_lookups = 0;
         self.col = 0;
         self.row_ids = [false; 4];
         self.row_nonempty = false;
@@ -495,19 +490,21 @@ impl Records {
     pub fn finish(mut self) -> RecordStats {
         self.end_record();
         let mut s = std::mem::take(&mut self.stats);
-        if let Some(m) = &self.edm {
+        if let Some(rm) = self.matches.take() {
+            let m = Arc::clone(rm.matcher());
+            let c = rm.finish();
             // Phone-only hits count only beyond what chance gives (4 standard deviations).
-            let expected = self.weak_lookups as f64 * m.false_match_rate(IdKind::Phone);
-            let excess = self.weak_rows as f64 - expected;
+            let expected = c.weak_lookups as f64 * m.false_match_rate(IdKind::Phone);
+            let excess = c.weak_rows as f64 - expected;
             let weak = if excess > 4.0 * expected.sqrt() + 2.0 {
                 excess.round() as u64
             } else {
                 0
             };
-            s.edm = self.strong_rows + weak;
+            s.edm = c.strong_rows + weak;
             s.reasons.push(format!(
                 "exact data match: {} rows hold real customers ({} by email/ID/card, {} by phone beyond the {:.1} expected by chance)",
-                s.edm, self.strong_rows, weak, expected
+                s.edm, c.strong_rows, weak, expected
             ));
         }
         if s.records == 0 {
