@@ -32,6 +32,20 @@ struct RawConfig {
     #[serde(default)]
     poll: Vec<String>,
     poll_ms: Option<u64>,
+    reads: Option<String>,
+}
+
+/// How the agent monitors reads of the customer-data folders of the bulk-read rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMonitoring {
+    /// fanotify when the agent has the privilege, else inotify's open events.
+    Auto,
+    /// fanotify or nothing: the agent does not start without it.
+    Fanotify,
+    /// inotify's open events only (no process identity; watched places only).
+    Inotify,
+    /// No read monitoring.
+    Off,
 }
 
 /// A validated agent configuration.
@@ -50,6 +64,7 @@ pub struct Config {
     /// sees no remote changes); roots the kernel's watch limit leaves out join them.
     pub poll: Vec<PathBuf>,
     pub poll_every: Duration,
+    pub reads: ReadMonitoring,
 }
 
 /// Default spool bound: weeks of ordinary activity, small next to any laptop disk.
@@ -167,6 +182,7 @@ impl Config {
             heartbeat: Duration::from_secs(15),
             poll: Vec::new(),
             poll_every: Duration::from_secs(30),
+            reads: ReadMonitoring::Auto,
         }
     }
 
@@ -272,6 +288,18 @@ impl Config {
                 format!("{poll_ms} is outside 200..=86400000"),
             ));
         }
+        let reads = match raw.reads.as_deref() {
+            None | Some("auto") => ReadMonitoring::Auto,
+            Some("fanotify") => ReadMonitoring::Fanotify,
+            Some("inotify") => ReadMonitoring::Inotify,
+            Some("off") => ReadMonitoring::Off,
+            Some(other) => {
+                return Err(invalid(
+                    "reads",
+                    format!("`{other}` is not one of auto, fanotify, inotify, off"),
+                ))
+            }
+        };
         Ok(Config {
             data_dir,
             watch,
@@ -282,6 +310,7 @@ impl Config {
             heartbeat: Duration::from_millis(heartbeat_ms),
             poll,
             poll_every: Duration::from_millis(poll_ms),
+            reads,
         })
     }
 }
@@ -324,7 +353,7 @@ mod tests {
         check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
         check(
             "data_dir = \"/d\"\nwatchh = []",
-            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`"),
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`"),
         );
         check(
             "data_dir = \"/d\"\nsettle_ms = 1",

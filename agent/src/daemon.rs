@@ -12,6 +12,7 @@ use crate::uplink::Uplink;
 use crate::watch::{self, WatchEvent};
 use anyhow::Context;
 use holdfast_shared::event::EventBody;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,16 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         }
     }
     let (tx, rx) = watch::channel(WATCH_QUEUE);
-    let watcher = watch::start(&roots, tx)?;
+    let started = crate::reads::Reads::start(
+        config.reads,
+        &active.set,
+        &identity.enrollment.user,
+        tx.clone(),
+    )?;
+    let watcher = watch::start(&roots, tx, started.opens)?;
+    let mut reads = started.reads;
+    spool.set_meta("reads", &reads.status)?;
+    info!(reads = %reads.status, "read monitoring");
     for (root, why) in &watcher.failed {
         warn!(root = %root.display(), error = %why, "cannot watch this place");
     }
@@ -148,7 +158,9 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                 let mut coverage = String::new();
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
-                    let cov = serde_json::to_string(&rescanner.coverage()).unwrap_or_default();
+                    let mut cov = rescanner.coverage();
+                    cov.reads.clone_from(&reads.status);
+                    let cov = serde_json::to_string(&cov).unwrap_or_default();
                     if cov != coverage {
                         spool.set_meta("coverage", &cov)?;
                         coverage = cov;
@@ -168,6 +180,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
                         Some(w) => rx.recv_timeout(w),
                     };
+                    let mut read_bodies: Vec<EventBody> = Vec::new();
                     match received {
                         Ok(ev) => {
                             let mut next = Some(ev);
@@ -176,7 +189,11 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                             // settled files.
                             let mut taken = 0;
                             while let Some(ev) = next {
-                                if !own_event(&ev, &data_dir) {
+                                if own_event(&ev, &data_dir) {
+                                } else if matches!(ev, WatchEvent::Read(_) | WatchEvent::Opened(_)) {
+                                    let set = policies.current().set;
+                                    read_bodies.extend(reads.observe(ev, &set, |p| debouncer.is_pending(p)));
+                                } else {
                                     for ev in rescanner.expand(ev) {
                                         debouncer.observe(ev, Instant::now());
                                     }
@@ -224,6 +241,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         .take_notices()
                         .into_iter()
                         .chain(rescanner.take_notices())
+                        .chain(read_bodies)
                         .map(|b| (crate::clock::now_ms(), b))
                         .collect();
                     let due = debouncer.due(Instant::now());
@@ -237,6 +255,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                                 continue;
                             }
                             let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
+                            reads.agent_read(&ready.path);
                             if let Some(body) = describe(&ready, &set, edm.matcher(), &mounts, &mut lineage) {
                                 rescanner.record(&body);
                                 batch.push((crate::clock::now_ms(), body));
@@ -336,6 +355,8 @@ fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
         | WatchEvent::Removed(p) => is_own(p, data_dir),
         WatchEvent::DirAppeared(p) => is_own(p, data_dir),
         WatchEvent::Renamed { to, .. } => is_own(to, data_dir),
+        WatchEvent::Opened(p) => is_own(p, data_dir),
+        WatchEvent::Read(o) => is_own(Path::new(&o.path), data_dir),
         WatchEvent::Overflow | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => false,
     }
 }

@@ -9,6 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod enroll;
+#[cfg(target_os = "linux")]
+pub mod fanotify;
 pub mod identity;
 pub mod lineage;
 pub mod mounts;
@@ -16,6 +18,7 @@ pub mod orders;
 pub mod pipeline;
 pub mod policy_files;
 pub mod process;
+pub mod reads;
 pub mod rescan;
 pub mod scan;
 pub mod spool;

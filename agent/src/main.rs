@@ -359,6 +359,7 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         "last_order": Some(meta("last_order")).filter(|s| !s.is_empty()),
         "last_order_error": Some(meta("last_order_error")).filter(|s| !s.is_empty()),
         "coverage": serde_json::from_str::<serde_json::Value>(&meta("coverage")).ok(),
+        "reads": Some(meta("reads")).filter(|s| !s.is_empty()),
     });
     if json {
         println!("{v}");
@@ -386,6 +387,7 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
             println!("order error {e}");
         }
         println!("watching    {}", meta("watching").replace('\n', ", "));
+        println!("reads       {}", v["reads"].as_str().unwrap_or("unknown"));
         let c = &v["coverage"];
         if c.is_object() {
             println!(

@@ -57,6 +57,11 @@ impl Debouncer {
         }
     }
 
+    /// Whether `path` has a change waiting to settle (it is being written).
+    pub fn is_pending(&self, path: &Path) -> bool {
+        self.pending.contains_key(path)
+    }
+
     /// Files waiting to settle.
     pub fn len(&self) -> usize {
         self.pending.len() + self.moved_out.len()
@@ -124,7 +129,11 @@ impl Debouncer {
             }
             WatchEvent::Overflow => self.overflows += 1,
             // Expanded by the rescanner before they get here.
-            WatchEvent::DirAppeared(_) | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => {}
+            WatchEvent::DirAppeared(_)
+            | WatchEvent::LimitReached(_)
+            | WatchEvent::Error(_)
+            | WatchEvent::Opened(_)
+            | WatchEvent::Read(_) => {}
         }
     }
 
@@ -228,6 +237,8 @@ pub fn describe(
         rules: Vec::new(),
         destination: destination.map(Box::new),
         origin: None,
+        process: None,
+        bulk: None,
     };
     let mut headers = Vec::new();
     let mut origin_records = 0;

@@ -346,6 +346,7 @@ impl Rescanner {
             files: self.index.len() as u64,
             limit_reached: self.limit_noticed || self.limit_pending.is_some(),
             index_full: self.index_full,
+            reads: String::new(),
         }
     }
 }
@@ -408,6 +409,8 @@ mod tests {
                 rules: vec![],
                 destination: None,
                 origin: None,
+                process: None,
+                bulk: None,
             }));
         }
         // Events were lost: one new file, one changed, the rest unchanged.

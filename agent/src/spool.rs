@@ -341,6 +341,8 @@ mod tests {
             error: None,
             destination: None,
             origin: None,
+            process: None,
+            bulk: None,
             rules: sev
                 .map(|severity| {
                     vec![RuleMatch {

@@ -32,6 +32,18 @@ pub enum WatchEvent {
     LimitReached(PathBuf),
     /// The watcher reported an error.
     Error(String),
+    /// A file was opened (inotify: no word of who opened it). Sent only when the watcher was
+    /// started with [`Opens::Report`], the fallback of read monitoring.
+    Opened(PathBuf),
+    /// A file was opened, and by whom (read monitoring through fanotify).
+    Read(holdfast_shared::reads::Open),
+}
+
+/// Whether the watcher reports opens (read monitoring's fallback when fanotify is denied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opens {
+    Report,
+    Ignore,
 }
 
 /// Why watching could not start.
@@ -57,7 +69,7 @@ pub struct Watcher {
     pub limited: Vec<PathBuf>,
 }
 
-fn convert(ev: notify::Event) -> Vec<WatchEvent> {
+fn convert(ev: notify::Event, opens: Opens) -> Vec<WatchEvent> {
     let mut paths = ev.paths.into_iter();
     if ev.attrs.flag() == Some(notify::event::Flag::Rescan) {
         return vec![WatchEvent::Overflow];
@@ -81,6 +93,10 @@ fn convert(ev: notify::Event) -> Vec<WatchEvent> {
         EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
             paths.map(WatchEvent::Touched).collect()
         }
+        EventKind::Access(notify::event::AccessKind::Open(_)) if opens == Opens::Report => paths
+            .filter(|p| !p.is_dir())
+            .map(WatchEvent::Opened)
+            .collect(),
         EventKind::Remove(notify::event::RemoveKind::Folder) => vec![],
         EventKind::Remove(_) => paths.map(WatchEvent::Removed).collect(),
         _ => vec![],
@@ -88,10 +104,14 @@ fn convert(ev: notify::Event) -> Vec<WatchEvent> {
 }
 
 /// Starts watching `roots` recursively, sending events into `tx`.
-pub fn start(roots: &[PathBuf], tx: SyncSender<WatchEvent>) -> Result<Watcher, WatchError> {
+pub fn start(
+    roots: &[PathBuf],
+    tx: SyncSender<WatchEvent>,
+    opens: Opens,
+) -> Result<Watcher, WatchError> {
     let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let evs = match res {
-            Ok(ev) => convert(ev),
+            Ok(ev) => convert(ev, opens),
             Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
                 vec![WatchEvent::LimitReached(
                     e.paths.first().cloned().unwrap_or_default(),

@@ -72,6 +72,8 @@ pub fn seed_alerts(
             error: None,
             destination: None,
             origin: None,
+            process: None,
+            bulk: None,
             rules: vec![RuleMatch {
                 id: rule.into(),
                 severity,

@@ -268,6 +268,7 @@ mod tests {
             id: seq as i64,
             destination: None,
             origin: None,
+            process: None,
             device_id: "d1".into(),
             seq,
             user: "kim".into(),

@@ -160,6 +160,34 @@ pub struct Origin {
     pub entry: Option<String>,
 }
 
+/// The process that opened a file (read monitoring through fanotify).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    /// Real user id; absent when the platform did not say (the inotify fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The uid's user name, when the device knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The executable's path, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+}
+
+/// Many customer files opened in a short time by one process or one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRead {
+    /// Distinct files opened within the window.
+    pub files: u64,
+    /// The window, in seconds.
+    pub within_s: u64,
+    /// `process` or `user`: who the files were counted for.
+    pub by: String,
+    /// The customer-data folder of the rule the files are under.
+    pub folder: String,
+}
+
 /// File activity seen by an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileActivity {
@@ -188,6 +216,12 @@ pub struct FileActivity {
     /// a rename, a file put into an archive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Box<Origin>>,
+    /// Who opened the file, for opens seen by read monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<Process>>,
+    /// Set on the open that crossed a bulk-read rule's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<Box<BulkRead>>,
 }
 
 /// Something the agent reports about itself (dropped events, watch trouble).
@@ -228,6 +262,9 @@ pub struct Coverage {
     /// The index is full: files beyond it are not tracked for rescans.
     #[serde(default)]
     pub index_full: bool,
+    /// How reads are monitored (`fanotify: …`, `inotify fallback: …`, `off (…)`).
+    #[serde(default)]
+    pub reads: String,
 }
 
 /// The body of an event.

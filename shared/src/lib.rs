@@ -8,6 +8,7 @@ pub mod edm;
 pub mod event;
 pub mod order;
 pub mod policy;
+pub mod reads;
 pub mod signed;
 pub mod token;
 pub mod wire;

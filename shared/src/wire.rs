@@ -308,6 +308,8 @@ mod tests {
             rules: vec![],
             destination: None,
             origin: None,
+            process: None,
+            bulk: None,
         });
         SealedEvent::seal(seq, 1_700_000_000_000, "alice", GENESIS, &body).unwrap()
     }

@@ -26,6 +26,8 @@ fn event(seq: u64, path: String, records: u64) -> SealedEvent {
         error: None,
         destination: None,
         origin: None,
+        process: None,
+        bulk: None,
         rules: vec![RuleMatch {
             id: "r".into(),
             severity: Severity::High,

@@ -319,6 +319,8 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
         rules: vec![],
         destination: None,
         origin: None,
+        process: None,
+        bulk: None,
     });
     db.execute(
         "UPDATE spool SET body = ?1 WHERE seq = 2",

@@ -213,6 +213,10 @@ pub struct StoredEvent {
     /// The earlier sighting of the same content on the device.
     #[schemars(with = "Option<serde_json::Value>")]
     pub origin: Option<holdfast_shared::event::Origin>,
+    /// Who opened the file (pid, uid, user, executable), for opens seen by read monitoring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub process: Option<holdfast_shared::event::Process>,
 }
 
 /// One connection to the collector database.
@@ -408,6 +412,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("devices", "coverage", "TEXT"),
     ("events", "destination", "TEXT"),
     ("events", "origin", "TEXT"),
+    ("events", "process", "TEXT"),
     ("alerts", "severity_rank", "INTEGER NOT NULL DEFAULT -1"),
 ];
 
@@ -946,8 +951,8 @@ impl Store {
             tx.execute(
                 "INSERT INTO events (device_id, seq, user, time_ms, received_ms, kind, action, path, old_path,
                      size, sha256, records, findings, rules, body, hash, prev_hash, corrected_ms,
-                     destination, origin)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                     destination, origin, process)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                 params![
                     device.id,
                     seq,
@@ -971,6 +976,8 @@ impl Store {
                         .and_then(|d| serde_json::to_string(d).ok()),
                     file.and_then(|f| f.origin.as_ref())
                         .and_then(|o| serde_json::to_string(o).ok()),
+                    file.and_then(|f| f.process.as_ref())
+                        .and_then(|p| serde_json::to_string(p).ok()),
                 ],
             )?;
             new += 1;
@@ -1021,6 +1028,10 @@ impl Store {
                 )?;
             }
             let raise = departing(corrected);
+            let bulk_detail = f
+                .bulk
+                .as_ref()
+                .map(|b| bulk_read_detail(b, f.process.as_deref()));
             for m in &f.rules {
                 upsert_alert(
                     &tx,
@@ -1034,7 +1045,7 @@ impl Store {
                         records: f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64,
                         time_ms: corrected,
                         seq,
-                        detail: "",
+                        detail: bulk_detail.as_deref().unwrap_or(""),
                     },
                 )?;
             }
@@ -1095,7 +1106,8 @@ fn events_where_in(
     {
         let mut stmt = conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
-                    COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin
+                    COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin,
+                    process
              FROM events WHERE {clause}"
         ))?;
         let rows = stmt.query_map(args, |r| {
@@ -1108,6 +1120,9 @@ fn events_where_in(
                 origin: r
                     .get::<_, Option<String>>(17)?
                     .and_then(|o| serde_json::from_str(&o).ok()),
+                process: r
+                    .get::<_, Option<String>>(18)?
+                    .and_then(|p| serde_json::from_str(&p).ok()),
                 id: r.get(15)?,
                 old_path: r.get(13)?,
                 findings: findings
@@ -1146,6 +1161,38 @@ fn stored_hash(
             |r| r.get(0),
         )
         .optional()?)
+}
+
+/// What a bulk-read alert says: who opened how many customer files, where, how fast.
+fn bulk_read_detail(
+    b: &holdfast_shared::event::BulkRead,
+    p: Option<&holdfast_shared::event::Process>,
+) -> String {
+    let who = match p {
+        // The inotify fallback: the platform said a file was opened, not by whom.
+        Some(p) if p.pid == 0 && p.exe.is_none() => format!(
+            "a program of {} (which one is unknown: the device monitors reads without fanotify)",
+            p.user.as_deref().unwrap_or("the device's user")
+        ),
+        Some(p) => {
+            let exe = p.exe.as_deref().unwrap_or("an unknown program");
+            let uid = p.uid.map(|u| format!(", uid {u}")).unwrap_or_default();
+            let user = p
+                .user
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default();
+            format!("{exe} (pid {}{uid}{user})", p.pid)
+        }
+        None => "the device's user".to_string(),
+    };
+    format!(
+        "{who} opened {} customer files under {} within {} (counted by {})",
+        b.files,
+        b.folder,
+        span(b.within_s.saturating_mul(1000).min(i64::MAX as u64) as i64),
+        b.by
+    )
 }
 
 /// A system alert about a device (no file path).
@@ -1272,6 +1319,8 @@ mod tests {
             error: None,
             destination: None,
             origin: None,
+            process: None,
+            bulk: None,
             rules: rules
                 .iter()
                 .map(|(id, s)| RuleMatch {

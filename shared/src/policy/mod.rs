@@ -49,6 +49,7 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "destinations.toml",
         include_str!("../../../policies/destinations.toml"),
     ),
+    ("reads.toml", include_str!("../../../policies/reads.toml")),
 ];
 
 /// One validated rule.
@@ -111,10 +112,69 @@ pub struct PolicySet {
     pub rules: Vec<Rule>,
     /// Cloud-sync services and their folders (`[[cloud]]`).
     pub cloud: Vec<CloudService>,
+    /// Bulk-read rules (`[[bulk_read]]`): their folders are where opens are monitored.
+    pub bulk_reads: Vec<BulkReadRule>,
     /// What a device does when its user is offboarded (`[offboard]`; defaults otherwise).
     pub offboard: OffboardPlan,
     /// SHA-256 over the sources, so agent and collector can tell which version runs.
     pub version: String,
+}
+
+/// Who a bulk-read rule counts opened files for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadsBy {
+    /// One process (pid and executable).
+    Process,
+    /// One user (uid), whatever programs they use.
+    User,
+}
+
+impl ReadsBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadsBy::Process => "process",
+            ReadsBy::User => "user",
+        }
+    }
+}
+
+/// `[[bulk_read]]`: more than `min_files` distinct customer files (under `folders`) opened
+/// within `within` by one process or one user, not counting excluded executables (indexers,
+/// backup software, antivirus).
+#[derive(Debug, Clone)]
+pub struct BulkReadRule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    /// As written (`~` kept).
+    pub folders: Vec<String>,
+    /// With `~` expanded, without a trailing `/`.
+    pub expanded: Vec<String>,
+    pub min_files: u64,
+    pub within: std::time::Duration,
+    pub by: ReadsBy,
+    exclude: Option<GlobSet>,
+}
+
+impl BulkReadRule {
+    /// The folder (expanded) `path` is under, if any.
+    pub fn folder_of(&self, path: &str) -> Option<&str> {
+        self.expanded
+            .iter()
+            .find(|f| {
+                path.strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .map(String::as_str)
+    }
+
+    /// Whether opens by this executable are not counted.
+    pub fn excludes(&self, exe: Option<&str>) -> bool {
+        match (exe, &self.exclude) {
+            (Some(e), Some(g)) => g.is_match(e),
+            _ => false,
+        }
+    }
 }
 
 /// A cloud-sync service: files under its folders are uploaded off the device.

@@ -57,7 +57,31 @@ struct RawFile {
     offboard: Option<Spanned<RawOffboard>>,
     #[serde(default)]
     cloud: Vec<Spanned<RawCloud>>,
+    #[serde(default)]
+    bulk_read: Vec<Spanned<RawBulkRead>>,
 }
+
+/// `[[bulk_read]]`: many customer files opened in a short time by one process or user.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBulkRead {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    severity: Severity,
+    folders: Vec<Spanned<String>>,
+    min_files: Spanned<u64>,
+    within: Spanned<String>,
+    #[serde(default)]
+    by: Option<Spanned<String>>,
+    #[serde(default)]
+    exclude_executables: Vec<Spanned<String>>,
+}
+
+/// Longest window a bulk-read rule may count over (the agent keeps its opens that long).
+const MAX_BULK_WINDOW: std::time::Duration = std::time::Duration::from_secs(86_400);
+/// Most files a bulk-read rule may wait for (the agent keeps one entry per file).
+const MAX_BULK_FILES: u64 = 100_000;
 
 /// `[[cloud]]`: a cloud-sync service and the folders it uploads from.
 #[derive(Deserialize)]
@@ -83,6 +107,16 @@ struct RawOffboard {
     #[serde(default)]
     purge: Vec<Spanned<String>>,
     departing_raise: Option<u8>,
+}
+
+/// What a rule id may be made of.
+const ID_RULE: &str = "must be non-empty and use only letters, digits, '.', '_' and '-'";
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// Why a folder cannot be an offboarding target; `None` when it can. Deleting or locking
@@ -172,6 +206,29 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Checks a rule id (its characters, and that no rule of any kind has it yet) and
+    /// records where it is defined, `file:line` of `at`; returns it trimmed.
+    fn claim_id(
+        &mut self,
+        id: &Spanned<String>,
+        field: String,
+        at: usize,
+        seen: &mut HashMap<String, String>,
+    ) -> (String, String) {
+        let trimmed = id.get_ref().trim().to_string();
+        if !valid_id(&trimmed) {
+            self.error(Some(id.span()), Some(field.clone()), ID_RULE.into());
+        }
+        let origin = format!("{}:{}", self.file, line_col(self.src, at).0);
+        if let Some(first) = seen.get(&trimmed) {
+            let message = format!("duplicate rule id `{trimmed}` (first defined at {first})");
+            self.error(Some(id.span()), Some(field), message);
+        } else {
+            seen.insert(trimmed.clone(), origin.clone());
+        }
+        (trimmed, origin)
+    }
+
     fn error(&mut self, span: Option<Range<usize>>, field: Option<String>, message: String) {
         let (line, column) = line_col(self.src, span.map(|s| s.start).unwrap_or(0));
         self.errors.push(PolicyError {
@@ -249,6 +306,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     let mut rules = Vec::new();
     let mut offboard: Option<(super::OffboardPlan, String)> = None;
     let mut cloud: Vec<super::CloudService> = Vec::new();
+    let mut bulk_reads: Vec<super::BulkReadRule> = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     // (file, line, column, field, id): superseded ids are checked once every file is read.
     let mut superseded: Vec<(String, usize, usize, String, String)> = Vec::new();
@@ -338,33 +396,97 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 });
             }
         }
+        for (i, spanned) in raw.bulk_read.into_iter().enumerate() {
+            let span = spanned.span();
+            let r = spanned.into_inner();
+            let at = |f: &str| Some(format!("bulk_read[{i}].{f}"));
+            let (id, _) = cx.claim_id(&r.id, format!("bulk_read[{i}].id"), span.start, &mut seen);
+            if r.folders.is_empty() {
+                cx.error(
+                    Some(span.clone()),
+                    at("folders"),
+                    "needs at least one folder".into(),
+                );
+            }
+            for f in &r.folders {
+                if let Some(why) = unsafe_target(f.get_ref()) {
+                    cx.error(
+                        Some(f.span()),
+                        at("folders"),
+                        format!("`{}` {why}", f.get_ref()),
+                    );
+                }
+            }
+            let min_files = *r.min_files.get_ref();
+            if !(2..=MAX_BULK_FILES).contains(&min_files) {
+                cx.error(
+                    Some(r.min_files.span()),
+                    at("min_files"),
+                    format!("must be between 2 and {MAX_BULK_FILES}"),
+                );
+            }
+            let within = match humantime::parse_duration(r.within.get_ref()) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) && d <= MAX_BULK_WINDOW => d,
+                Ok(_) => {
+                    cx.error(
+                        Some(r.within.span()),
+                        at("within"),
+                        "must be between 1s and 24h".into(),
+                    );
+                    MAX_BULK_WINDOW
+                }
+                Err(e) => {
+                    cx.error(
+                        Some(r.within.span()),
+                        at("within"),
+                        format!("`{}` is not a duration like `10m`: {e}", r.within.get_ref()),
+                    );
+                    MAX_BULK_WINDOW
+                }
+            };
+            let by = match r.by.as_ref().map(|b| b.get_ref().as_str()) {
+                None | Some("process") => super::ReadsBy::Process,
+                Some("user") => super::ReadsBy::User,
+                Some(other) => {
+                    cx.error(
+                        r.by.as_ref().map(Spanned::span),
+                        at("by"),
+                        format!("unknown `{other}`, expected `process` or `user`"),
+                    );
+                    super::ReadsBy::Process
+                }
+            };
+            let exclude = cx.globs(
+                format!("bulk_read[{i}].exclude_executables"),
+                &r.exclude_executables,
+                home,
+            );
+            bulk_reads.push(super::BulkReadRule {
+                id,
+                description: r.description,
+                severity: r.severity,
+                folders: r.folders.iter().map(|f| f.get_ref().clone()).collect(),
+                expanded: r
+                    .folders
+                    .iter()
+                    .map(|f| {
+                        expand_home(f.get_ref(), home)
+                            .trim_end_matches('/')
+                            .to_string()
+                    })
+                    .collect(),
+                min_files,
+                within,
+                by,
+                exclude,
+            });
+        }
         for (i, spanned) in raw.rule.into_iter().enumerate() {
             let rule_span = spanned.span();
             let r = spanned.into_inner();
             let at = |f: &str| Some(format!("rule[{i}].{f}"));
-            let id = r.id.get_ref().trim().to_string();
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                cx.error(
-                    Some(r.id.span()),
-                    at("id"),
-                    "must be non-empty and use only letters, digits, '.', '_' and '-'".into(),
-                );
-            }
-            let (line, _) = line_col(src, rule_span.start);
-            let origin = format!("{file}:{line}");
-            if let Some(first) = seen.get(&id) {
-                cx.error(
-                    Some(r.id.span()),
-                    at("id"),
-                    format!("duplicate rule id `{id}` (first defined at {first})"),
-                );
-            } else {
-                seen.insert(id.clone(), origin.clone());
-            }
+            let (id, origin) =
+                cx.claim_id(&r.id, format!("rule[{i}].id"), rule_span.start, &mut seen);
             for t in &r.file_types {
                 if !FILE_TYPES.contains(&t.get_ref().as_str()) {
                     cx.error(
@@ -492,6 +614,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     Ok(PolicySet {
         rules,
         cloud,
+        bulk_reads,
         offboard: offboard.map(|(plan, _)| plan).unwrap_or_default(),
         version: crate::sha256_hex(&digest_input)[..16].to_string(),
     })
@@ -550,6 +673,44 @@ mod tests {
             twice,
             "b.toml:2:1: offboard: [offboard] is already defined at a.toml:1"
         );
+    }
+
+    #[test]
+    fn bulk_read_rules_are_validated() {
+        let head = "[[bulk_read]]\nid = \"r\"\nseverity = \"high\"\nfolders = [\"/srv/c\"]\n";
+        check(
+            &format!("{head}min_files = 1\nwithin = \"10m\"\n"),
+            "p.toml:5:13: bulk_read[0].min_files: must be between 2 and 100000",
+        );
+        check(
+            &format!("{head}min_files = 50\nwithin = \"48h\"\n"),
+            "p.toml:6:10: bulk_read[0].within: must be between 1s and 24h",
+        );
+        check(
+            &format!("{head}min_files = 50\nwithin = \"1h\"\nby = \"host\"\n"),
+            "p.toml:7:6: bulk_read[0].by: unknown `host`, expected `process` or `user`",
+        );
+        check(
+            &format!(
+                "{head}min_files = 50\nwithin = \"1h\"\n[[rule]]\nid = \"r\"\nseverity = \"low\"\n"
+            ),
+            "p.toml:8:6: rule[0].id: duplicate rule id `r` (first defined at p.toml:1)",
+        );
+        let ok = PolicySet::compile(
+            &[(
+                "p.toml",
+                &format!(
+                    "{head}min_files = 50\nwithin = \"1h\"\nexclude_executables = [\"*/clamd\"]\n"
+                ),
+            )],
+            "/home/u",
+        )
+        .unwrap();
+        let r = &ok.bulk_reads[0];
+        assert_eq!(r.folder_of("/srv/c/x/a.csv"), Some("/srv/c"));
+        assert_eq!(r.folder_of("/srv/cx/a.csv"), None);
+        assert!(r.excludes(Some("/usr/sbin/clamd")));
+        assert!(!r.excludes(Some("/usr/bin/cat")));
     }
 
     #[test]

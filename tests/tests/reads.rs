@@ -1,0 +1,200 @@
+//! Read monitoring with real processes: a program that reads 50 customer files in a row is
+//! a bulk-read alert naming its executable and uid (fanotify, as root in CI); indexers and
+//! backup tools named in the policy count for nothing; without fanotify the agent falls back
+//! to inotify's open events and says so in its status and to the collector.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_tests::{corpus, run_ok, wait_for, Agent, Collector};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A customer folder of `n` exports and a policy whose bulk-read rule watches it.
+fn customer_folder(root: &Path, folder: &Path, n: usize) -> (PathBuf, Vec<PathBuf>) {
+    std::fs::create_dir_all(folder).unwrap();
+    let files: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            let f = folder.join(format!("account-{i:03}.csv"));
+            std::fs::write(&f, corpus::salesforce_contacts(i as u64, 20)).unwrap();
+            f
+        })
+        .collect();
+    let policies = root.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("reads.toml"),
+        format!(
+            r#"[[bulk_read]]
+id = "reads.bulk-test"
+description = "Fifty customer files read by one program within ten minutes"
+severity = "high"
+folders = [{:?}]
+min_files = 50
+within = "10m"
+exclude_executables = ["*/sha256sum"]
+"#,
+            folder.display().to_string()
+        ),
+    )
+    .unwrap();
+    (policies, files)
+}
+
+fn status(agent: &Agent) -> serde_json::Value {
+    let out = run_ok(
+        "holdfast-agent",
+        &[
+            "status",
+            "--json",
+            "--config",
+            &agent.config.display().to_string(),
+        ],
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+fn bulk_alerts(c: &Collector) -> Vec<serde_json::Value> {
+    c.alerts()
+        .into_iter()
+        .filter(|a| a["rule_id"] == "reads.bulk-test")
+        .collect()
+}
+
+#[test]
+fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
+    assert_eq!(
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap(),
+        0,
+        "fanotify needs CAP_SYS_ADMIN (CI runs as root)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // Readable by `nobody`, who will do the reading.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let collector = Collector::start(tmp.path());
+    let folder = tmp.path().join("share/customers");
+    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
+    let mut agent = Agent::enroll(
+        tmp.path(),
+        &collector,
+        "rui",
+        &format!("policies = {:?}\n", policies.display().to_string()),
+    );
+    agent.start();
+    let s = status(&agent);
+    let reads = s["reads"].as_str().unwrap_or_default().to_string();
+    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+
+    // An excluded program (a checksum tool standing in for a backup) reads them all.
+    let mut args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let out = std::process::Command::new("/usr/bin/sha256sum")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Then `cat`, as nobody, reads 55 of them.
+    args.truncate(55);
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/cat",
+        ])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let alert = wait_for("the bulk-read alert", DEADLINE, || {
+        bulk_alerts(&collector).pop()
+    });
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(detail.starts_with("/usr/bin/cat (pid "), "{detail}");
+    assert!(
+        detail.contains("uid 65534") && detail.contains("(nobody)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("opened 50 customer files under"),
+        "{detail}"
+    );
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(bulk_alerts(&collector).len(), 1, "one alert per window");
+
+    // Every file cat read is reported once, with its reader; sha256sum's reads are not.
+    let opened = wait_for("all 55 reads", DEADLINE, || {
+        let evs: Vec<serde_json::Value> = collector
+            .events()
+            .into_iter()
+            .filter(|e| e["action"] == "opened")
+            .collect();
+        (evs.len() >= 55).then_some(evs)
+    });
+    assert_eq!(opened.len(), 55, "exactly one event per file read by cat");
+    for e in &opened {
+        assert_eq!(e["process"]["exe"], "/usr/bin/cat", "{e}");
+        assert_eq!(e["process"]["uid"], 65534, "{e}");
+        assert_eq!(e["process"]["user"], "nobody", "{e}");
+    }
+}
+
+#[test]
+fn without_fanotify_the_agent_falls_back_to_inotify_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    // The folder must be watched for inotify to see its opens: under the agent's Downloads.
+    let folder = tmp.path().join("home-lea/Downloads/customers");
+    let (policies, files) = customer_folder(tmp.path(), &folder, 50);
+    let mut agent = Agent::enroll(
+        tmp.path(),
+        &collector,
+        "lea",
+        &format!(
+            "policies = {:?}\nreads = \"inotify\"\n",
+            policies.display().to_string()
+        ),
+    );
+    agent.start();
+    let reads = status(&agent)["reads"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reads.starts_with("inotify fallback:")
+            && reads.contains("without the process, uid or executable"),
+        "{reads}"
+    );
+    // The collector sees the device's read monitoring in its coverage.
+    let cov = wait_for("the device's coverage", DEADLINE, || {
+        collector
+            .devices()
+            .into_iter()
+            .find_map(|d| d["coverage"]["reads"].as_str().map(str::to_string))
+            .filter(|r| !r.is_empty())
+    });
+    assert!(cov.starts_with("inotify fallback:"), "{cov}");
+    // Give the agent's start-up scan its time, then read every file.
+    std::thread::sleep(Duration::from_secs(1));
+    let out = std::process::Command::new("/usr/bin/cat")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let alert = wait_for("the bulk-read alert", DEADLINE, || {
+        bulk_alerts(&collector).pop()
+    });
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("a program of lea (which one is unknown"),
+        "{detail}"
+    );
+    assert!(detail.contains("opened 50 customer files"), "{detail}");
+}
