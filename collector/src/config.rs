@@ -38,6 +38,16 @@ struct RawConfig {
     #[serde(default)]
     forward: Vec<RawForward>,
     hr: Option<RawHr>,
+    correlation: Option<RawCorrelation>,
+}
+
+/// `[correlation]`: how ingest ties events together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCorrelation {
+    window: Option<String>,
+    volume_factor: Option<u32>,
+    volume_min_records: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +174,8 @@ pub struct Config {
     pub forwards: Vec<Forward>,
     /// The HR export imported on a schedule, if any.
     pub hr: Option<HrSchedule>,
+    /// How ingest correlates (`[correlation]`).
+    pub correlation: crate::store::correlate::Correlation,
 }
 
 /// The default console/API address.
@@ -230,6 +242,7 @@ impl Config {
             session_ttl: DEFAULT_SESSION_TTL,
             forwards: Vec::new(),
             hr: None,
+            correlation: crate::store::correlate::Correlation::default(),
         }
     }
 
@@ -468,6 +481,29 @@ impl Config {
                 )?,
             }),
         };
+        let mut correlation = crate::store::correlate::Correlation::default();
+        if let Some(c) = raw.correlation {
+            let window = duration(
+                "correlation.window",
+                c.window,
+                Duration::from_secs(3600),
+                Duration::from_secs(60),
+            )?;
+            correlation.window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            if let Some(f) = c.volume_factor {
+                if !(2..=1000).contains(&f) {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        field: "correlation.volume_factor",
+                        message: format!("{f} is outside 2..=1000"),
+                    });
+                }
+                correlation.volume_factor = f;
+            }
+            if let Some(m) = c.volume_min_records {
+                correlation.volume_min_records = m;
+            }
+        }
         Ok(Config {
             data_dir,
             listen,
@@ -481,6 +517,7 @@ impl Config {
             session_ttl,
             forwards,
             hr,
+            correlation,
         })
     }
 }
@@ -542,7 +579,28 @@ mod tests {
             "listen = \"nope\"",
             Err("/etc/c.toml: listen: `nope` is not an IP:PORT socket address"),
         );
-        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`, `forward`, `hr`"));
+        check("lisen = \"x\"", Err("/etc/c.toml:1:1: unknown field `lisen`, expected one of `data_dir`, `listen`, `server_names`, `cert_lifetime`, `offline_after`, `skew_tolerance`, `max_events_per_sec`, `connector`, `http_listen`, `session_ttl`, `forward`, `hr`, `correlation`"));
+        check(
+            "[correlation]\nvolume_factor = 1",
+            Err("/etc/c.toml: correlation.volume_factor: 1 is outside 2..=1000"),
+        );
+        check(
+            "[correlation]\nwindow = \"5s\"",
+            Err("/etc/c.toml: correlation.window: `5s` is shorter than the minimum of 1m"),
+        );
+        let c = Config::parse(
+            Path::new("/etc/c.toml"),
+            "[correlation]\nwindow = \"2h\"\nvolume_factor = 5\nvolume_min_records = 200\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.correlation,
+            crate::store::correlate::Correlation {
+                window_ms: 7_200_000,
+                volume_factor: 5,
+                volume_min_records: 200
+            }
+        );
         check(
             "http_listen = \"0.0.0.0:7480\"",
             Err("/etc/c.toml: http_listen: `0.0.0.0:7480` is not a loopback address: the console speaks plain HTTP, so serve it on 127.0.0.1 or ::1 and put a TLS reverse proxy in front"),

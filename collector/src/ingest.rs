@@ -684,7 +684,8 @@ pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<Sta
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         }
     })?;
-    let store = Store::open(&config.db_path())?;
+    let mut store = Store::open(&config.db_path())?;
+    store.set_correlation(config.correlation);
     let cfg = server_config(&ca, &config.server_names)?;
     let reset_key = crate::pki::reset_key(&config.data_dir)?;
     let endpoint = bind(cfg, config.listen, &reset_key)?;

@@ -18,6 +18,7 @@ pub mod pki;
 pub mod policies;
 pub mod quickstart;
 pub mod report;
+pub mod risk;
 pub mod store;
 pub mod tokens;
 pub mod triage;

@@ -832,21 +832,31 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         Command::Users {
             command: ListCommand::List { json, limit, at },
         } => {
-            let users = open_store(&at.config()?)?.users(holdfast_collector::now_ms())?;
+            let store = open_store(&at.config()?)?;
+            let users = holdfast_collector::risk::users(&store, holdfast_collector::now_ms())?;
             let users: Vec<_> = users.into_iter().take(limit).collect();
             if json {
                 print_json_lines(&users)?;
             } else if users.is_empty() {
                 println!("no users");
             } else {
-                println!("{:<24} {:>7}  {:<11} EFFECTIVE", "USER", "DEVICES", "STATE");
+                println!(
+                    "{:<24} {:>4}  {:>7}  {:<11} {:<20} WHY",
+                    "USER", "RISK", "DEVICES", "STATE", "EFFECTIVE"
+                );
                 for u in &users {
                     println!(
-                        "{:<24} {:>7}  {:<11} {}",
+                        "{:<24} {:>4}  {:>7}  {:<11} {:<20} {}",
                         u.user,
+                        u.score,
                         u.devices,
                         u.state.to_uppercase(),
-                        u.effective_ms.map(fmt_ms).unwrap_or_else(|| "-".into())
+                        u.effective_ms.map(fmt_ms).unwrap_or_else(|| "-".into()),
+                        if u.signals.is_empty() {
+                            "-".to_string()
+                        } else {
+                            u.signals.join("; ")
+                        }
                     );
                 }
             }

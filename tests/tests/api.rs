@@ -281,6 +281,8 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert_eq!(ana["departing"], false);
     assert_eq!(ana["alerts_30d"]["high"], 1);
     assert_eq!(ana["records_30d"], 240);
+    assert_eq!(ana["score"], 10, "{ana}");
+    assert_eq!(ana["signals"][0], "alerts in 30 days: 1 high", "{ana}");
     check_error(
         &w.it.get("/api/v1/users?state=gone"),
         400,

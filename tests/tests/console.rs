@@ -153,6 +153,10 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
     b.goto(&collector.url("/users"));
     let html = b.wait_for_text("Offboard");
     assert!(html.contains(">ana<"), "ana listed");
+    assert!(
+        html.contains(r#"<th scope="col">Risk</th>"#) && html.contains("alerts in 30 days: "),
+        "the users page shows each user's risk and why"
+    );
     b.goto(&collector.url("/devices"));
     b.wait_for_text("health-ok");
     b.screenshot("05-devices");

@@ -6,9 +6,10 @@ use super::auth::Caller;
 use super::params::{Kind, Param, Query};
 use super::{ApiError, Http};
 use crate::api_tokens::Cap;
+use crate::risk::UserRisk;
 use crate::store::{
-    Alert, AlertChange, AlertCursor, AlertFilter, AlertOrder, ApiToken, AuditEntry, BySeverity,
-    Device, EventFilter, Note, StoredEvent,
+    Alert, AlertChange, AlertCursor, AlertFilter, AlertOrder, ApiToken, AuditEntry, Device,
+    EventFilter, Note, StoredEvent,
 };
 use crate::triage::STATUSES;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -171,7 +172,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "post", path: "/api/v1/alerts/bulk", cap: Some(Cap::Triage), summary: "Set the status of many alerts.", params: &[], body: Some(schema::<BulkUpdate>), ok: 200, response: schema::<BulkResult>, route: || post(bulk_update) },
     Endpoint { method: "get", path: "/api/v1/alerts/{id}", cap: Some(Cap::Read), summary: "One alert with its events, the user's recent activity, related alerts and notes.", params: &[], body: None, ok: 200, response: schema::<AlertDetail>, route: || get(alert_detail) },
     Endpoint { method: "patch", path: "/api/v1/alerts/{id}", cap: Some(Cap::Triage), summary: "Change an alert's status (new → triaged → resolved or false_positive), assignee, or add a note.", params: &[], body: Some(schema::<AlertPatch>), ok: 200, response: schema::<Alert>, route: || patch(update_alert) },
-    Endpoint { method: "get", path: "/api/v1/users", cap: Some(Cap::Read), summary: "Users with their risk: alerts by severity and customer records exported in the last 30 days, and the departing flag.", params: USER_PARAMS, body: None, ok: 200, response: schema::<UserList>, route: || get(list_users) },
+    Endpoint { method: "get", path: "/api/v1/users", cap: Some(Cap::Read), summary: "Users, riskiest first: a 0–100 risk score and the signals behind it (alerts, exfiltration sequences, volume spikes against the user's own baseline, bulk reads, notice given), alerts by severity and customer records of the last 30 days, and the departing flag.", params: USER_PARAMS, body: None, ok: 200, response: schema::<UserList>, route: || get(list_users) },
     Endpoint { method: "get", path: "/api/v1/users/{user}", cap: Some(Cap::Read), summary: "One user's risk summary.", params: &[], body: None, ok: 200, response: schema::<UserRisk>, route: || get(one_user) },
     Endpoint { method: "get", path: "/api/v1/devices", cap: Some(Cap::Read), summary: "Devices: health, last seen, agent and policy versions.", params: &[], body: None, ok: 200, response: schema::<DeviceList>, route: || get(list_devices) },
     Endpoint { method: "post", path: "/api/v1/devices/{id}/revoke", cap: Some(Cap::Offboard), summary: "Revoke a device's certificate (idempotent).", params: &[], body: None, ok: 200, response: schema::<DeviceView>, route: || post(revoke_device) },
@@ -388,24 +389,6 @@ pub struct BulkResult {
 pub struct BulkFailure {
     pub id: i64,
     pub error: String,
-}
-
-/// A user and their risk.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct UserRisk {
-    pub user: String,
-    pub devices: u64,
-    /// active, departing, offboarded or restored.
-    pub state: String,
-    /// Notice given and not yet effective.
-    pub departing: bool,
-    pub effective_ms: Option<i64>,
-    pub notice_ms: Option<i64>,
-    /// Alerts last seen in the last 30 days, by severity.
-    pub alerts_30d: BySeverity,
-    /// Customer records in files that matched a rule, last 30 days.
-    pub records_30d: u64,
-    pub last_activity_ms: Option<i64>,
 }
 
 /// Users, riskiest first.
@@ -704,36 +687,7 @@ async fn bulk_update(
 
 /// Every user with their risk, riskiest first.
 pub(super) async fn users(st: &Arc<Http>) -> Result<Vec<UserRisk>, ApiError> {
-    st.db(|s| {
-        let now = crate::now_ms();
-        let since = now - 30 * 86_400_000;
-        let alerts = s.alerts_by_user_severity(since)?;
-        let records = s.records_by_user(since)?;
-        let mut out: Vec<UserRisk> = s
-            .users(now)?
-            .into_iter()
-            .map(|u| {
-                let (records_30d, last) = records.get(&u.user).copied().unwrap_or((0, 0));
-                UserRisk {
-                    departing: u.state == "departing",
-                    alerts_30d: alerts.get(&u.user).copied().unwrap_or_default(),
-                    records_30d,
-                    last_activity_ms: (last > 0).then_some(last),
-                    devices: u.devices,
-                    state: u.state,
-                    effective_ms: u.effective_ms,
-                    notice_ms: u.notice_ms,
-                    user: u.user,
-                }
-            })
-            .collect();
-        out.sort_by_key(|u| {
-            let a = u.alerts_30d;
-            std::cmp::Reverse((u.departing, a.critical, a.high, u.records_30d, a.medium))
-        });
-        Ok(out)
-    })
-    .await
+    st.db(|s| Ok(crate::risk::users(s, crate::now_ms())?)).await
 }
 
 async fn list_users(State(st): St, RawQuery(raw): RawQuery) -> Result<Json<UserList>, ApiError> {

@@ -682,7 +682,7 @@ async fn users_page(State(st): St, who: Who) -> Response {
     };
     let can_offboard = c.role.can(Cap::Offboard);
     let mut b = String::from(
-        r#"<h1>Users</h1><table><thead><tr><th scope="col">User</th><th scope="col">State</th><th scope="col">Devices</th><th scope="col">Alerts, 30 days (critical / high / medium / low)</th><th scope="col">Customer records exported, 30 days</th><th scope="col">Last activity</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#,
+        r#"<h1>Users</h1><p>Riskiest first: the score (0–100) adds up the last 30 days' alerts, exfiltration sequences, volume spikes against the user's own baseline, bulk reads, and notice given.</p><table><thead><tr><th scope="col">User</th><th scope="col">Risk</th><th scope="col">Why</th><th scope="col">State</th><th scope="col">Devices</th><th scope="col">Alerts, 30 days (critical / high / medium / low)</th><th scope="col">Customer records exported, 30 days</th><th scope="col">Last activity</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#,
     );
     for u in &users {
         let state = if u.departing {
@@ -706,8 +706,10 @@ async fn users_page(State(st): St, who: Who) -> Response {
         let a = u.alerts_30d;
         let _ = write!(
             b,
-            r#"<tr><td>{}</td><td>{state}</td><td>{}</td><td>{} / {} / {} / {}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="risk">{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{} / {} / {} / {}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
             esc(&u.user),
+            u.score,
+            esc(&u.signals.join("; ")),
             u.devices,
             a.critical,
             a.high,

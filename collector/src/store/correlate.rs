@@ -1,16 +1,42 @@
-//! Correlation on ingest: an export that is archived and then leaves the device (removable
-//! media, a cloud-sync folder, a share) within an hour becomes one critical alert telling the
-//! whole story, `holdfast.exfil_sequence`, and the alerts of its steps are merged into it.
-//! Lineage (each event's `origin`, followed back through the device's events) is what ties
-//! the steps together, whatever the files are called.
+//! Correlation on ingest. An export that is archived and then leaves the device (removable
+//! media, a cloud-sync folder, a share) within the window (an hour by default) becomes one
+//! critical alert telling the whole story, `holdfast.exfil_sequence`, and the alerts of its
+//! steps are merged into it. Lineage (each event's `origin`, followed back through the
+//! device's events) is what ties the steps together, whatever the files are called. And a
+//! user who handles far more customer records in a day than their own 30-day average
+//! (ten times, by default) raises `holdfast.volume_spike`.
 
 use super::{events_where_in, system_rules, upsert_alert, Hit, StoreError, StoredEvent};
 use crate::fmt_ms;
 use holdfast_shared::event::{FileActivity, Severity};
 use rusqlite::{params, Connection};
 
-/// Longest time from the export to its leaving the device, for one story.
-pub const WINDOW_MS: i64 = 3_600_000;
+/// How ingest correlates: collector.toml `[correlation]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Correlation {
+    /// Longest time from the export to its leaving the device, for one story.
+    pub window_ms: i64,
+    /// A day's customer records this many times the user's daily average is a spike.
+    pub volume_factor: u32,
+    /// Fewer records than this in a day are never a spike, whatever the average.
+    pub volume_min_records: u64,
+}
+
+impl Default for Correlation {
+    fn default() -> Correlation {
+        Correlation {
+            window_ms: 3_600_000,
+            volume_factor: 10,
+            volume_min_records: 1_000,
+        }
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+/// Days of history the volume baseline averages over.
+const BASELINE_DAYS: i64 = 30;
+/// Days of history a user needs before their volume is judged.
+const BASELINE_MIN_DAYS: i64 = 7;
 /// Steps followed back, at most.
 const MAX_STEPS: usize = 10;
 
@@ -82,6 +108,7 @@ pub(super) fn sequence(
     seq: i64,
     f: &FileActivity,
     time_ms: i64,
+    c: &Correlation,
 ) -> Result<(), StoreError> {
     let Some(dest) = &f.destination else {
         return Ok(());
@@ -103,7 +130,7 @@ pub(super) fn sequence(
         .chain(chain.iter())
         .any(|e| e.origin.as_ref().is_some_and(|o| o.via == "archive"));
     let exported = !root.rules.is_empty();
-    if !(archived && exported && time_ms.saturating_sub(root.corrected_ms) <= WINDOW_MS) {
+    if !(archived && exported && time_ms.saturating_sub(root.corrected_ms) <= c.window_ms) {
         return Ok(());
     }
     let mut steps: Vec<String> = chain
@@ -164,5 +191,72 @@ pub(super) fn sequence(
             params![device.id, p, system_rules::EXFIL_SEQUENCE],
         )?;
     }
+    Ok(())
+}
+
+/// Raises (or updates) the user's volume alert when `f`, just stored, brings the customer
+/// records they handled in the last 24 hours (files that matched a rule) to `volume_factor`
+/// times their daily average over the 30 days before, and at least `volume_min_records`.
+/// A user with less than a week of history is not judged.
+pub(super) fn volume(
+    tx: &Connection,
+    device: &super::Device,
+    seq: i64,
+    f: &FileActivity,
+    time_ms: i64,
+    c: &Correlation,
+) -> Result<(), StoreError> {
+    let records = f.summary.as_ref().map_or(0, |s| s.records);
+    if f.rules.is_empty() || records == 0 {
+        return Ok(());
+    }
+    let sum = |from: i64, to: i64| -> Result<i64, StoreError> {
+        Ok(tx.query_row(
+            "SELECT COALESCE(SUM(records), 0) FROM events
+             WHERE user = ?1 AND corrected_ms > ?2 AND corrected_ms <= ?3 AND rules != '[]'",
+            params![device.user, from, to],
+            |r| r.get(0),
+        )?)
+    };
+    let day_start = time_ms - DAY_MS;
+    let today = sum(day_start, time_ms)?;
+    if (today as u64) < c.volume_min_records {
+        return Ok(());
+    }
+    let first: Option<i64> = tx.query_row(
+        "SELECT MIN(corrected_ms) FROM events WHERE user = ?1 AND corrected_ms > ?2",
+        params![device.user, day_start - BASELINE_DAYS * DAY_MS],
+        |r| r.get(0),
+    )?;
+    let Some(first) = first else { return Ok(()) };
+    let days = ((day_start - first) / DAY_MS).min(BASELINE_DAYS);
+    if days < BASELINE_MIN_DAYS {
+        return Ok(());
+    }
+    let history = sum(day_start - days * DAY_MS, day_start)?;
+    let average = history as f64 / days as f64;
+    if (today as f64) < f64::from(c.volume_factor) * average.max(1.0) {
+        return Ok(());
+    }
+    let times = today as f64 / average.max(1.0);
+    let detail = format!(
+        "{today} customer records handled in the 24 hours to {}, {times:.0}× the daily average of the {days} days before ({average:.0})",
+        fmt_ms(time_ms)
+    );
+    upsert_alert(
+        tx,
+        &Hit {
+            rule_id: system_rules::VOLUME_SPIKE,
+            severity: Severity::High,
+            user: &device.user,
+            device_id: &device.id,
+            path: "",
+            sha256: None,
+            records: today,
+            time_ms,
+            seq,
+            detail: &detail,
+        },
+    )?;
     Ok(())
 }

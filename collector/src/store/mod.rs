@@ -10,14 +10,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 
-mod correlate;
+pub mod correlate;
 mod offboard;
 mod triage;
 use offboard::{audit_in, audit_row};
 pub use offboard::{AuditEntry, ConnectorRun, NewOrder, OffboardRow, OrderRow, UserRow};
 pub use triage::{
     AlertChange, AlertCursor, AlertFilter, AlertOrder, ApiToken, BySeverity, EventFilter, Note,
-    Session,
+    RiskSignals, Session,
 };
 
 /// Why a storage operation failed.
@@ -64,6 +64,8 @@ pub mod system_rules {
     /// An export was archived and left the device (removable media, cloud folder, share)
     /// within the correlation window: one alert for the whole story.
     pub const EXFIL_SEQUENCE: &str = "holdfast.exfil_sequence";
+    /// A user handled far more customer records in a day than their own 30-day average.
+    pub const VOLUME_SPIKE: &str = "holdfast.volume_spike";
 }
 
 /// A registered device.
@@ -222,6 +224,7 @@ pub struct StoredEvent {
 /// One connection to the collector database.
 pub struct Store {
     conn: Connection,
+    correlation: correlate::Correlation,
 }
 
 const SCHEMA: &str = "
@@ -424,6 +427,7 @@ CREATE INDEX IF NOT EXISTS alerts_by_severity ON alerts (severity_rank DESC, las
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (last_seen_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS alerts_by_user ON alerts (user, last_seen_ms);
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user, time_ms);
+CREATE INDEX IF NOT EXISTS events_by_user_corrected ON events (user, corrected_ms);
 ";
 
 impl Store {
@@ -448,7 +452,10 @@ impl Store {
             }
         }
         conn.execute_batch(INDEXES)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            correlation: correlate::Correlation::default(),
+        })
     }
 
     /// Records a new enrollment token (only the secret's hash is stored).
@@ -1049,7 +1056,8 @@ impl Store {
                     },
                 )?;
             }
-            correlate::sequence(&tx, device, seq, f, corrected)?;
+            correlate::sequence(&tx, device, seq, f, corrected, &self.correlation)?;
+            correlate::volume(&tx, device, seq, f, corrected, &self.correlation)?;
         }
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1",
@@ -1057,6 +1065,11 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(new)
+    }
+
+    /// Sets how ingest correlates (collector.toml `[correlation]`).
+    pub fn set_correlation(&mut self, c: correlate::Correlation) {
+        self.correlation = c;
     }
 
     /// Alerts, most severe and newest first.
@@ -1383,6 +1396,76 @@ mod tests {
             s.redeem_token("nope", "d4", 1).unwrap(),
             Err(TokenRefusal::Unknown)
         );
+    }
+
+    /// A user who handles ten times their own daily average of customer records in a day
+    /// raises one volume alert; a user with less than a week of history is not judged.
+    #[test]
+    fn a_day_ten_times_the_users_own_average_is_a_volume_spike() {
+        let (_dir, mut s, d) = open_with_device();
+        const DAY: i64 = 86_400_000;
+        let t0 = 1_700_000_000_000i64;
+        // One 200-record export a day for 20 days, then eleven in one morning.
+        let mut times: Vec<i64> = (0..20).map(|day| t0 + day * DAY).collect();
+        times.extend((0..11).map(|i| t0 + 21 * DAY + i * 60_000));
+        let mut prev = GENESIS;
+        let mut batch = Vec::new();
+        for (i, t) in times.iter().enumerate() {
+            let body = file_body(&format!("/exports/{i}.csv"), &[("r", Severity::Low)]);
+            let e = SealedEvent::seal(i as u64 + 1, *t, "ada", prev, &body).unwrap();
+            prev = e.hash();
+            batch.push(e);
+        }
+        // Before the eleven, nothing; after them, one alert with the day's total.
+        s.ingest(&d, &batch[..20], t0 + 20 * DAY).unwrap();
+        let spikes = |s: &Store| -> Vec<Alert> {
+            s.alerts(100)
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.rule_id == system_rules::VOLUME_SPIKE)
+                .collect()
+        };
+        assert!(spikes(&s).is_empty());
+        s.ingest(&d, &batch[20..], t0 + 22 * DAY).unwrap();
+        let v = spikes(&s);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].records, 2200);
+        assert_eq!(v[0].severity, "high");
+        assert!(
+            v[0].detail
+                .starts_with("2200 customer records handled in the 24 hours to")
+                && v[0]
+                    .detail
+                    .contains("12× the daily average of the 20 days before (190)"),
+            "{}",
+            v[0].detail
+        );
+        // The user's risk shows it.
+        let risk = crate::risk::users(&s, t0 + 22 * DAY).unwrap();
+        let ada = risk.iter().find(|u| u.user == "ada").unwrap();
+        assert!(ada.score >= 30, "{ada:?}");
+        assert!(
+            ada.signals.iter().any(|s| s
+                .starts_with("1 volume spike(s) against their own 30-day baseline (up to 2200")),
+            "{ada:?}"
+        );
+
+        // The same morning for a user seen only three days: not judged.
+        let (_dir2, mut s2, d2) = open_with_device();
+        let mut prev = GENESIS;
+        let mut batch = Vec::new();
+        let times: Vec<i64> = (0..3)
+            .map(|day| t0 + day * DAY)
+            .chain((0..11).map(|i| t0 + 4 * DAY + i * 60_000))
+            .collect();
+        for (i, t) in times.iter().enumerate() {
+            let body = file_body(&format!("/exports/{i}.csv"), &[("r", Severity::Low)]);
+            let e = SealedEvent::seal(i as u64 + 1, *t, "ada", prev, &body).unwrap();
+            prev = e.hash();
+            batch.push(e);
+        }
+        s2.ingest(&d2, &batch, t0 + 5 * DAY).unwrap();
+        assert!(spikes(&s2).is_empty());
     }
 
     #[test]

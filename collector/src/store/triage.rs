@@ -96,6 +96,17 @@ pub struct AlertChange {
     pub note: Option<String>,
 }
 
+/// What feeds one user's risk (see [`Store::risk_signals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RiskSignals {
+    pub alerts: BySeverity,
+    pub sequences: u64,
+    pub volume_spikes: u64,
+    /// The most records handled in one day of a spike.
+    pub volume_max: u64,
+    pub bulk_reads: u64,
+}
+
 /// Alerts by severity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BySeverity {
@@ -535,6 +546,53 @@ impl Store {
         for row in rows {
             let (user, severity, n) = row?;
             out.entry(user).or_default().add(&severity, n as u64);
+        }
+        Ok(out)
+    }
+
+    /// What feeds each user's risk since `since_ms`: alerts by severity (false positives and
+    /// steps merged into a sequence left out), export → archive → way-out sequences, volume
+    /// spikes (with the largest day), and bulk reads of customer files.
+    pub fn risk_signals(
+        &self,
+        since_ms: i64,
+    ) -> Result<std::collections::BTreeMap<String, RiskSignals>, StoreError> {
+        let mut out = std::collections::BTreeMap::<String, RiskSignals>::new();
+        let mut st = self.conn.prepare(
+            "SELECT user, severity, rule_id, COUNT(*), MAX(records) FROM alerts
+             WHERE last_seen_ms >= ?1 AND status NOT IN ('false_positive', 'merged')
+             GROUP BY user, severity, rule_id",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?.max(0) as u64,
+                r.get::<_, i64>(4)?.max(0) as u64,
+            ))
+        })?;
+        for row in rows {
+            let (user, severity, rule, n, records) = row?;
+            let s = out.entry(user).or_default();
+            s.alerts.add(&severity, n);
+            if rule == super::system_rules::EXFIL_SEQUENCE {
+                s.sequences += n;
+            } else if rule == super::system_rules::VOLUME_SPIKE {
+                s.volume_spikes += n;
+                s.volume_max = s.volume_max.max(records);
+            }
+        }
+        let mut st = self.conn.prepare(
+            "SELECT user, COUNT(*) FROM events
+             WHERE action = 'opened' AND rules != '[]' AND corrected_ms >= ?1 GROUP BY user",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })?;
+        for row in rows {
+            let (user, n) = row?;
+            out.entry(user).or_default().bulk_reads = n;
         }
         Ok(out)
     }
