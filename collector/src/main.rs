@@ -1059,9 +1059,11 @@ fn policy_check(dir: &Path) -> anyhow::Result<ExitCode> {
     match holdfast_agent::policy_files::load(Some(dir), "~") {
         Ok(set) => {
             println!(
-                "{}: {} rule(s) OK (version {})",
+                "{}: {} rule(s), {} bulk-read rule(s), {} cloud service(s) OK (version {})",
                 dir.display(),
                 set.rules.len(),
+                set.bulk_reads.len(),
+                set.cloud.len(),
                 set.version
             );
             Ok(ExitCode::SUCCESS)

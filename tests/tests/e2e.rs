@@ -356,7 +356,14 @@ fn policy_typo_is_reported_with_file_line_and_column() {
         "holdfast-collector",
         &["policy", "check", &shipped.display().to_string()],
     );
-    assert!(ok.contains("rule(s) OK"), "{ok}");
+    assert!(
+        ok.contains(" bulk-read rule(s), ") && ok.contains(" cloud service(s) OK (version "),
+        "{ok}"
+    );
+    assert!(
+        !ok.contains(" 0 bulk-read"),
+        "the shipped pack monitors reads: {ok}"
+    );
 }
 
 #[test]
