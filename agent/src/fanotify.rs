@@ -10,7 +10,9 @@
 //! fanotify needs `CAP_SYS_ADMIN`. Each directory under the folders gets a mark for opens of
 //! its files (an inode mark, like an inotify watch, so only these folders wake the agent, not
 //! every open on the machine); the folders are walked again every [`REMARK`] for new
-//! directories and for folders that appear (a share mounted later). Without the privilege,
+//! directories and for folders that appear (a share mounted later). A walk again lists only
+//! the directories whose modification time moved since they were last listed (a new
+//! subdirectory moves its parent's), so an unchanged tree costs one `stat` per directory. Without the privilege,
 //! [`start`] fails and the agent falls back to inotify's open events (see `daemon`).
 
 use crate::watch::WatchEvent;
@@ -19,13 +21,15 @@ use holdfast_shared::reads::Open;
 use nix::fcntl::AT_FDCWD;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often the folders are walked again for new directories.
 pub const REMARK: Duration = Duration::from_secs(30);
@@ -33,6 +37,9 @@ pub const REMARK: Duration = Duration::from_secs(30);
 pub const MAX_MARKS: usize = 200_000;
 /// Most readers remembered between their open and their close.
 pub const MAX_PROCESSES: usize = 4096;
+/// A directory modified more recently than this before it was listed is listed again on the
+/// next walk: a subdirectory made in the same clock tick would not move its modification time.
+const RACY: Duration = Duration::from_secs(2);
 
 /// Why read monitoring through fanotify could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,19 +79,8 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
     )
     .map_err(ReadsError::Unavailable)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let marked = Arc::new(AtomicU64::new(0));
-    let mut m = Monitor {
-        fan,
-        folders,
-        marked_dirs: HashSet::new(),
-        users: HashMap::new(),
-        processes: HashMap::new(),
-        own_pid: std::process::id(),
-        tx,
-        dropped: dropped.clone(),
-        marked: marked.clone(),
-    };
+    let mut m = Monitor::new(fan, folders, tx);
+    let (dropped, marked) = (m.dropped.clone(), m.marked.clone());
     m.remark();
     let s = stop.clone();
     let thread = std::thread::Builder::new()
@@ -102,7 +98,10 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
 struct Monitor {
     fan: Fanotify,
     folders: Vec<PathBuf>,
-    marked_dirs: HashSet<PathBuf>,
+    /// Every directory marked, with what its last listing found.
+    dirs: HashMap<PathBuf, Dir>,
+    /// Walks so far.
+    walks: u64,
     /// uid → user name, as the device knows it.
     users: HashMap<u32, Option<String>>,
     /// pid → who it was when it last opened a file here.
@@ -113,7 +112,35 @@ struct Monitor {
     marked: Arc<AtomicU64>,
 }
 
+/// What the walks know of one marked directory.
+struct Dir {
+    /// Device and inode: a directory removed and made again under the same name is a new
+    /// inode and needs a mark of its own.
+    id: (u64, u64),
+    /// Its modification time when it was last listed, unless that was too recent to trust.
+    listed_at: Option<SystemTime>,
+    /// The names of its subdirectories at that listing.
+    subdirs: Vec<OsString>,
+    /// The last walk that reached it.
+    seen: u64,
+}
+
 impl Monitor {
+    fn new(fan: Fanotify, folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Monitor {
+        Monitor {
+            fan,
+            folders,
+            dirs: HashMap::new(),
+            walks: 0,
+            users: HashMap::new(),
+            processes: HashMap::new(),
+            own_pid: std::process::id(),
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            marked: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     fn run(mut self, stop: &AtomicBool) {
         let mut last_mark = Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -210,49 +237,77 @@ impl Monitor {
         }
     }
 
-    /// Marks every directory under the folders not marked yet.
-    fn remark(&mut self) {
-        let mut stack: Vec<PathBuf> = self
-            .folders
-            .iter()
-            .filter(|f| f.is_dir())
-            .cloned()
-            .collect();
+    /// Marks every directory under the folders not marked yet; returns how many directories
+    /// it had to list (the others had not changed since their last listing).
+    fn remark(&mut self) -> usize {
+        self.walks += 1;
+        let walk = self.walks;
+        let mut listed = 0;
+        // A folder may be a symbolic link (to a share): it is followed, and so is its mark.
+        // Below it only real directories are descended into (`file_type` does not follow).
+        let mut stack: Vec<PathBuf> = self.folders.clone();
         while let Some(dir) = stack.pop() {
-            if self.marked_dirs.len() >= MAX_MARKS {
-                break;
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
             }
-            if !self.marked_dirs.contains(&dir) {
-                match self.fan.mark(
-                    MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_DONT_FOLLOW,
-                    MaskFlags::FAN_OPEN
-                        | MaskFlags::FAN_CLOSE_NOWRITE
-                        | MaskFlags::FAN_EVENT_ON_CHILD,
-                    AT_FDCWD,
-                    Some(dir.as_path()),
-                ) {
-                    Ok(()) => {
-                        self.marked_dirs.insert(dir.clone());
+            let id = (meta.dev(), meta.ino());
+            let mtime = meta.modified().ok();
+            match self.dirs.get_mut(&dir) {
+                Some(d) if d.id == id => {
+                    d.seen = walk;
+                    if d.listed_at.is_some() && d.listed_at == mtime {
+                        stack.extend(d.subdirs.iter().map(|n| dir.join(n)));
+                        continue;
                     }
-                    Err(e) => {
+                }
+                _ => {
+                    if self.dirs.len() >= MAX_MARKS && !self.dirs.contains_key(&dir) {
+                        continue;
+                    }
+                    if let Err(e) = self.fan.mark(
+                        MarkFlags::FAN_MARK_ADD,
+                        MaskFlags::FAN_OPEN
+                            | MaskFlags::FAN_CLOSE_NOWRITE
+                            | MaskFlags::FAN_EVENT_ON_CHILD,
+                        AT_FDCWD,
+                        Some(dir.as_path()),
+                    ) {
                         tracing::debug!(dir = %dir.display(), error = %e, "cannot mark folder");
                         continue;
                     }
                 }
             }
+            // Read the clock before listing: what is made during the listing is newer.
+            let now = SystemTime::now();
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(e.path());
-                }
-            }
+            listed += 1;
+            let subdirs: Vec<OsString> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name())
+                .collect();
+            stack.extend(subdirs.iter().map(|n| dir.join(n)));
+            let settled = mtime.filter(|m| now.duration_since(*m).is_ok_and(|age| age >= RACY));
+            self.dirs.insert(
+                dir,
+                Dir {
+                    id,
+                    listed_at: settled,
+                    subdirs,
+                    seen: walk,
+                },
+            );
         }
-        // Folders that went away (a share unmounted) are marked again when they return.
-        self.marked_dirs.retain(|d| Path::new(d).is_dir());
-        self.marked
-            .store(self.marked_dirs.len() as u64, Ordering::Relaxed);
+        // Directories no walk reaches any more (removed, moved away, a share unmounted) are
+        // forgotten, and marked again if they come back.
+        self.dirs.retain(|_, d| d.seen == walk);
+        self.marked.store(self.dirs.len() as u64, Ordering::Relaxed);
+        listed
     }
 }
 
@@ -303,6 +358,56 @@ mod tests {
         let sh = std::fs::canonicalize("/bin/sh").unwrap();
         assert_eq!(open.process.exe.as_deref(), Some(sh.to_str().unwrap()));
         assert_eq!(open.process.uid, Some(0));
+    }
+
+    /// A second walk of an unchanged tree lists nothing; a new subdirectory deep down is
+    /// found and marked by listing only its parent (and itself); a directory modified just
+    /// before its listing is listed again until its time has settled.
+    #[test]
+    fn walks_list_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let age = |dirs: &[&str]| {
+            let old = SystemTime::now() - Duration::from_secs(3600);
+            for d in dirs {
+                let f = std::fs::File::open(root.join(d)).unwrap();
+                f.set_modified(old).unwrap();
+            }
+        };
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        std::fs::create_dir_all(root.join("x")).unwrap();
+        age(&["", "a", "a/b", "a/b/c", "x"]);
+        let Ok(fan) = Fanotify::init(InitFlags::FAN_CLASS_NOTIF, EventFFlags::O_RDONLY) else {
+            return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
+        };
+        let (tx, _rx) = std::sync::mpsc::sync_channel(16);
+        let mut m = Monitor::new(fan, vec![root.clone(), root.join("later")], tx);
+        let check = |m: &mut Monitor, listed: usize, marked: u64| {
+            assert_eq!(
+                (m.remark(), m.marked.load(Ordering::Relaxed)),
+                (listed, marked)
+            );
+        };
+        check(&mut m, 5, 5);
+        check(&mut m, 0, 5);
+        std::fs::create_dir(root.join("a/b/c/new")).unwrap();
+        age(&["a/b/c", "a/b/c/new"]);
+        check(&mut m, 2, 6);
+        check(&mut m, 0, 6);
+        std::fs::create_dir(root.join("a/b/c/racy")).unwrap();
+        check(&mut m, 2, 7);
+        check(&mut m, 2, 7);
+        age(&["a/b/c", "a/b/c/racy"]);
+        check(&mut m, 2, 7);
+        check(&mut m, 0, 7);
+        std::fs::remove_dir_all(root.join("x")).unwrap();
+        age(&[""]);
+        check(&mut m, 1, 6);
+        std::fs::create_dir(root.join("later")).unwrap();
+        age(&["", "later"]);
+        // The root moved too (it holds `later`).
+        check(&mut m, 2, 7);
+        check(&mut m, 0, 7);
     }
 
     #[test]

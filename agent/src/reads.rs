@@ -46,11 +46,14 @@ impl Reads {
         user: &str,
         tx: SyncSender<WatchEvent>,
     ) -> anyhow::Result<Started> {
-        let folders: Vec<PathBuf> = set
-            .bulk_reads
-            .iter()
-            .flat_map(|r| r.expanded.iter().map(PathBuf::from))
-            .collect();
+        // Rules share folders (one per process, one per user): each is marked once.
+        let mut folders: Vec<PathBuf> = Vec::new();
+        for f in set.bulk_reads.iter().flat_map(|r| r.expanded.iter()) {
+            let f = PathBuf::from(f);
+            if !folders.contains(&f) {
+                folders.push(f);
+            }
+        }
         let mut reads = Reads {
             status: String::new(),
             fallback: false,
