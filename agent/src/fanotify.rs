@@ -10,7 +10,9 @@
 //! fanotify needs `CAP_SYS_ADMIN`. Each directory under the folders gets a mark for opens of
 //! its files (an inode mark, like an inotify watch, so only these folders wake the agent, not
 //! every open on the machine); the folders are walked again every [`REMARK`] for new
-//! directories and for folders that appear (a share mounted later). A walk again lists only
+//! directories and for folders that appear (a share mounted later). A second group, reporting
+//! by file id, wakes the walk as soon as a directory is made or moved in under the folders, so
+//! a new folder is marked within milliseconds, not [`REMARK`]. A walk again lists only
 //! the directories whose modification time moved since they were last listed (a new
 //! subdirectory moves its parent's), so an unchanged tree costs one `stat` per directory. Without the privilege,
 //! [`start`] fails and the agent falls back to inotify's open events (see `daemon`).
@@ -40,6 +42,8 @@ pub const MAX_PROCESSES: usize = 4096;
 /// A directory modified more recently than this before it was listed is listed again on the
 /// next walk: a subdirectory made in the same clock tick would not move its modification time.
 const RACY: Duration = Duration::from_secs(2);
+/// The shortest time between two walks that new directories ask for.
+const WALK_GAP: Duration = Duration::from_millis(100);
 
 /// Why read monitoring through fanotify could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub struct ReadMonitor {
     pub dropped: Arc<AtomicU64>,
     /// Directories marked so far.
     pub marked: Arc<AtomicU64>,
+    /// Whether new directories are marked as soon as they are made (else at the next walk).
+    pub new_folders_at_once: bool,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -78,8 +84,21 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
         EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
     )
     .map_err(ReadsError::Unavailable)?;
+    // Directory events come only to groups that report file ids (Linux 5.1).
+    let dirs_fan = Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF
+            | InitFlags::FAN_CLOEXEC
+            | InitFlags::FAN_NONBLOCK
+            | InitFlags::from_bits_retain(nix::libc::FAN_REPORT_FID),
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+    )
+    .inspect_err(|e| {
+        tracing::info!(error = %e, "no fanotify directory events: new folders are marked by the periodic walk");
+    })
+    .ok();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut m = Monitor::new(fan, folders, tx);
+    let new_folders_at_once = dirs_fan.is_some();
+    let mut m = Monitor::new(fan, dirs_fan, folders, tx);
     let (dropped, marked) = (m.dropped.clone(), m.marked.clone());
     m.remark();
     let s = stop.clone();
@@ -91,12 +110,17 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
         stop,
         dropped,
         marked,
+        new_folders_at_once,
         thread: Some(thread),
     })
 }
 
 struct Monitor {
     fan: Fanotify,
+    /// A second group, reporting by file id (no descriptors), that only says a directory was
+    /// made or moved in under a marked one, so the walk marks it at once rather than within
+    /// [`REMARK`]. `None` where the kernel or the file system cannot report by file id.
+    dirs_fan: Option<Fanotify>,
     folders: Vec<PathBuf>,
     /// Every directory marked, with what its last listing found.
     dirs: HashMap<PathBuf, Dir>,
@@ -126,9 +150,15 @@ struct Dir {
 }
 
 impl Monitor {
-    fn new(fan: Fanotify, folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Monitor {
+    fn new(
+        fan: Fanotify,
+        dirs_fan: Option<Fanotify>,
+        folders: Vec<PathBuf>,
+        tx: SyncSender<WatchEvent>,
+    ) -> Monitor {
         Monitor {
             fan,
+            dirs_fan,
             folders,
             dirs: HashMap::new(),
             walks: 0,
@@ -142,72 +172,116 @@ impl Monitor {
     }
 
     fn run(mut self, stop: &AtomicBool) {
-        let mut last_mark = Instant::now();
+        let mut last_walk = Instant::now();
+        // When a directory made under the folders asks for a walk.
+        let mut walk_due: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            if last_mark.elapsed() >= REMARK {
+            let now = Instant::now();
+            if walk_due.is_some_and(|d| now >= d) || now.duration_since(last_walk) >= REMARK {
                 self.remark();
-                last_mark = Instant::now();
+                last_walk = Instant::now();
+                walk_due = None;
             }
-            let ready = {
-                let mut fds = [PollFd::new(self.fan.as_fd(), PollFlags::POLLIN)];
-                poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0)
+            let wait_ms = walk_due.map_or(1000, |d| {
+                d.saturating_duration_since(now).as_millis().clamp(1, 1000) as u16
+            });
+            let (reads, dirs) = {
+                let mut fds = vec![PollFd::new(self.fan.as_fd(), PollFlags::POLLIN)];
+                if let Some(d) = &self.dirs_fan {
+                    fds.push(PollFd::new(d.as_fd(), PollFlags::POLLIN));
+                }
+                let ready = poll(&mut fds, PollTimeout::from(wait_ms)).unwrap_or(0) > 0;
+                let readable = |f: &PollFd| {
+                    ready && f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
+                };
+                (readable(&fds[0]), fds.get(1).is_some_and(readable))
             };
-            if ready <= 0 {
-                continue;
+            if dirs && self.new_directories() {
+                // At once, unless a walk has just run: a tree being unpacked is walked at most
+                // every WALK_GAP, not once per directory.
+                walk_due.get_or_insert(last_walk + WALK_GAP);
             }
-            let events = match self.fan.read_events() {
-                Ok(evs) => evs,
-                Err(nix::errno::Errno::EAGAIN) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading fanotify events");
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            for ev in events {
-                let pid = u32::try_from(ev.pid()).unwrap_or(0);
-                if pid == self.own_pid {
-                    continue;
-                }
-                let Some(fd) = ev.fd() else {
-                    // The kernel's queue overflowed: opens were lost.
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                if ev.mask().contains(MaskFlags::FAN_OPEN) {
-                    let p = self.process(pid);
-                    if p.exe.is_some() {
-                        if self.processes.len() >= MAX_PROCESSES {
-                            self.processes.clear();
-                        }
-                        self.processes.insert(pid, p);
-                    }
-                }
-                if !ev.mask().contains(MaskFlags::FAN_CLOSE_NOWRITE) {
-                    continue;
-                }
-                let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                else {
-                    continue;
-                };
-                let process = match self.processes.get(&pid) {
-                    Some(p) => p.clone(),
-                    None => self.process(pid),
-                };
-                let open = Open {
-                    path: path.display().to_string(),
-                    process,
-                    time_ms: crate::clock::now_ms(),
-                };
-                match self.tx.try_send(WatchEvent::Read(open)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
+            if reads && !self.reads() {
+                return;
             }
         }
+    }
+
+    /// Drains the new-directory group; true when a directory was made or moved in under the
+    /// folders (or the group's queue overflowed, which may have hidden one).
+    fn new_directories(&mut self) -> bool {
+        let Some(fan) = &self.dirs_fan else {
+            return false;
+        };
+        let mut found = false;
+        for _ in 0..64 {
+            match fan.read_events() {
+                Ok(evs) if !evs.is_empty() => {
+                    found |= evs.iter().any(|e| {
+                        e.mask()
+                            .intersects(MaskFlags::FAN_ONDIR | MaskFlags::FAN_Q_OVERFLOW)
+                    });
+                }
+                _ => break,
+            }
+        }
+        found
+    }
+
+    /// Handles the opens and reads waiting; false once the agent has stopped listening.
+    fn reads(&mut self) -> bool {
+        let events = match self.fan.read_events() {
+            Ok(evs) => evs,
+            Err(nix::errno::Errno::EAGAIN) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading fanotify events");
+                std::thread::sleep(Duration::from_millis(100));
+                return true;
+            }
+        };
+        for ev in events {
+            let pid = u32::try_from(ev.pid()).unwrap_or(0);
+            if pid == self.own_pid {
+                continue;
+            }
+            let Some(fd) = ev.fd() else {
+                // The kernel's queue overflowed: opens were lost.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if ev.mask().contains(MaskFlags::FAN_OPEN) {
+                let p = self.process(pid);
+                if p.exe.is_some() {
+                    if self.processes.len() >= MAX_PROCESSES {
+                        self.processes.clear();
+                    }
+                    self.processes.insert(pid, p);
+                }
+            }
+            if !ev.mask().contains(MaskFlags::FAN_CLOSE_NOWRITE) {
+                continue;
+            }
+            let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+                continue;
+            };
+            let process = match self.processes.get(&pid) {
+                Some(p) => p.clone(),
+                None => self.process(pid),
+            };
+            let open = Open {
+                path: path.display().to_string(),
+                process,
+                time_ms: crate::clock::now_ms(),
+            };
+            match self.tx.try_send(WatchEvent::Read(open)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        true
     }
 
     /// Who `pid` is: uid from `/proc/PID/status`, the executable's path, the user's name.
@@ -278,6 +352,18 @@ impl Monitor {
                         tracing::debug!(dir = %dir.display(), error = %e, "cannot mark folder");
                         continue;
                     }
+                    if let Some(d) = &self.dirs_fan {
+                        // Some file systems cannot report file ids (FUSE, some network ones):
+                        // their new directories wait for the periodic walk.
+                        if let Err(e) = d.mark(
+                            MarkFlags::FAN_MARK_ADD,
+                            MaskFlags::FAN_CREATE | MaskFlags::FAN_MOVED_TO | MaskFlags::FAN_ONDIR,
+                            AT_FDCWD,
+                            Some(dir.as_path()),
+                        ) {
+                            tracing::debug!(dir = %dir.display(), error = %e, "no directory events");
+                        }
+                    }
                 }
             }
             // Read the clock before listing: what is made during the listing is newer.
@@ -323,6 +409,7 @@ fn real_uid(status: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// As root, another process's read of a file in a marked folder arrives with its reader;
     /// without the privilege, starting says why.
@@ -341,20 +428,7 @@ mod tests {
             }
         };
         assert_eq!(m.marked.load(Ordering::Relaxed), 2);
-        // A reader that is still there when the agent looks it up (one that exits within
-        // microseconds of its open may be reported without its executable).
-        let ok = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg("read -r line < \"$0\"; sleep 1")
-            .arg(&f)
-            .output()
-            .unwrap();
-        assert!(ok.status.success());
-        let ev = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        let WatchEvent::Read(open) = ev else {
-            panic!("{ev:?}")
-        };
-        assert_eq!(open.path, f.display().to_string());
+        let open = read_with_sh(&f, &rx);
         let sh = std::fs::canonicalize("/bin/sh").unwrap();
         assert_eq!(open.process.exe.as_deref(), Some(sh.to_str().unwrap()));
         assert_eq!(open.process.uid, Some(0));
@@ -381,7 +455,7 @@ mod tests {
             return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
         };
         let (tx, _rx) = std::sync::mpsc::sync_channel(16);
-        let mut m = Monitor::new(fan, vec![root.clone(), root.join("later")], tx);
+        let mut m = Monitor::new(fan, None, vec![root.clone(), root.join("later")], tx);
         let check = |m: &mut Monitor, listed: usize, marked: u64| {
             assert_eq!(
                 (m.remark(), m.marked.load(Ordering::Relaxed)),
@@ -408,6 +482,46 @@ mod tests {
         // The root moved too (it holds `later`).
         check(&mut m, 2, 7);
         check(&mut m, 0, 7);
+    }
+
+    /// A folder made under a marked one (two levels at once, as `mkdir -p` does) is marked
+    /// within moments, not at the next periodic walk: a read in it arrives.
+    #[test]
+    fn reads_in_a_new_folder_arrive_without_waiting_for_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let Ok(m) = start(vec![dir.path().to_path_buf()], tx) else {
+            return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
+        };
+        assert_eq!(m.marked.load(Ordering::Relaxed), 1);
+        let f = dir.path().join("new/deeper/a.csv");
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "email\nada@example.com\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while m.marked.load(Ordering::Relaxed) < 3 {
+            assert!(Instant::now() < deadline, "the new folders were not marked");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        read_with_sh(&f, &rx);
+    }
+
+    /// Reads the first line of `f` with `/bin/sh` and returns the read the monitor reported.
+    /// The reader stays a second, so the agent finds it when it looks it up (one that exits
+    /// within microseconds of its open may be reported without its executable).
+    fn read_with_sh(f: &Path, rx: &std::sync::mpsc::Receiver<WatchEvent>) -> Open {
+        let ok = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("read -r line < \"$0\"; sleep 1")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(ok.status.success());
+        let ev = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let WatchEvent::Read(open) = ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(open.path, f.display().to_string());
+        open
     }
 
     #[test]

@@ -86,13 +86,19 @@ impl Reads {
             _ => match fanotify(folders, tx) {
                 Ok(m) => {
                     #[cfg(target_os = "linux")]
+                    let new_folders = if m.new_folders_at_once {
+                        "new folders marked as they appear"
+                    } else {
+                        "new folders marked within 30 s (no fanotify directory events)"
+                    };
+                    #[cfg(target_os = "linux")]
                     {
                         reads._monitor = Some(m);
                     }
                     #[cfg(not(target_os = "linux"))]
-                    let _ = m;
+                    let (_, new_folders) = (m, "");
                     reads.status = format!(
-                        "fanotify: reads under {listed}, with pid, uid, user and executable"
+                        "fanotify: reads under {listed}, with pid, uid, user and executable; {new_folders}"
                     );
                     return Ok(Started {
                         reads,
