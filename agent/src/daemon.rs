@@ -213,9 +213,15 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                             info!(mount = %mp.display(), "unmounted");
                             rescanner.remove_root(mp);
                         }
+                        // Read monitoring follows the policy's bulk-read folders.
+                        let set = policies.current().set;
+                        if reads.follow(&set) {
+                            spool.set_meta("reads", &reads.status)?;
+                            info!(reads = %reads.status, "read monitoring follows the policy");
+                        }
                         // Cloud-sync folders that appeared since (an app installed, a policy
                         // update naming a new one).
-                        for (service, d) in cloud_dirs(&policies.current().set, &home) {
+                        for (service, d) in cloud_dirs(&set, &home) {
                             if !rescanner.covers(&d) {
                                 info!(service = %service, folder = %d.display(), "watching a cloud-sync folder");
                                 rescanner.add_root(d.clone(), false);

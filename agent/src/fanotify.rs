@@ -30,7 +30,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often the folders are walked again for new directories.
@@ -42,6 +42,14 @@ pub const MAX_PROCESSES: usize = 4096;
 /// A directory modified more recently than this before it was listed is listed again on the
 /// next walk: a subdirectory made in the same clock tick would not move its modification time.
 const RACY: Duration = Duration::from_secs(2);
+/// What a directory's mark asks of the read group: opens and no-write closes of its files.
+const READS: MaskFlags = MaskFlags::FAN_OPEN
+    .union(MaskFlags::FAN_CLOSE_NOWRITE)
+    .union(MaskFlags::FAN_EVENT_ON_CHILD);
+/// What it asks of the new-directory group: directories made or moved in.
+const NEW_DIRS: MaskFlags = MaskFlags::FAN_CREATE
+    .union(MaskFlags::FAN_MOVED_TO)
+    .union(MaskFlags::FAN_ONDIR);
 /// The shortest time between two walks that new directories ask for.
 const WALK_GAP: Duration = Duration::from_millis(100);
 
@@ -59,13 +67,30 @@ pub enum ReadsError {
 /// A running monitor; dropping it stops the thread within a second.
 pub struct ReadMonitor {
     stop: Arc<AtomicBool>,
+    /// Folders to monitor from now on, taken up by the thread within a second.
+    next_folders: Arc<Mutex<Option<Vec<PathBuf>>>>,
     /// Opens dropped because the watch channel was full.
     pub dropped: Arc<AtomicU64>,
     /// Directories marked so far.
     pub marked: Arc<AtomicU64>,
-    /// Whether new directories are marked as soon as they are made (else at the next walk).
-    pub new_folders_at_once: bool,
+    new_folders_at_once: bool,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadMonitor {
+    /// Whether new directories are marked as soon as they are made (else at the next walk).
+    pub fn new_folders_at_once(&self) -> bool {
+        self.new_folders_at_once
+    }
+
+    /// Monitors `folders` from now on (a policy update): new ones are marked within a second,
+    /// directories no folder covers any more are unmarked.
+    pub fn set_folders(&self, folders: Vec<PathBuf>) {
+        *self
+            .next_folders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(folders);
+    }
 }
 
 impl Drop for ReadMonitor {
@@ -97,17 +122,19 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
     })
     .ok();
     let stop = Arc::new(AtomicBool::new(false));
+    let next_folders = Arc::new(Mutex::new(None));
     let new_folders_at_once = dirs_fan.is_some();
     let mut m = Monitor::new(fan, dirs_fan, folders, tx);
     let (dropped, marked) = (m.dropped.clone(), m.marked.clone());
     m.remark();
-    let s = stop.clone();
+    let (s, next) = (stop.clone(), next_folders.clone());
     let thread = std::thread::Builder::new()
         .name("holdfast-reads".into())
-        .spawn(move || m.run(&s))
+        .spawn(move || m.run(&s, &next))
         .map_err(ReadsError::Thread)?;
     Ok(ReadMonitor {
         stop,
+        next_folders,
         dropped,
         marked,
         new_folders_at_once,
@@ -171,11 +198,19 @@ impl Monitor {
         }
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    fn run(mut self, stop: &AtomicBool, next_folders: &Mutex<Option<Vec<PathBuf>>>) {
         let mut last_walk = Instant::now();
         // When a directory made under the folders asks for a walk.
         let mut walk_due: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
+            let next = next_folders
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(folders) = next {
+                self.folders = folders;
+                walk_due = Some(Instant::now());
+            }
             let now = Instant::now();
             if walk_due.is_some_and(|d| now >= d) || now.duration_since(last_walk) >= REMARK {
                 self.remark();
@@ -343,9 +378,7 @@ impl Monitor {
                     }
                     if let Err(e) = self.fan.mark(
                         MarkFlags::FAN_MARK_ADD,
-                        MaskFlags::FAN_OPEN
-                            | MaskFlags::FAN_CLOSE_NOWRITE
-                            | MaskFlags::FAN_EVENT_ON_CHILD,
+                        READS,
                         AT_FDCWD,
                         Some(dir.as_path()),
                     ) {
@@ -357,7 +390,7 @@ impl Monitor {
                         // their new directories wait for the periodic walk.
                         if let Err(e) = d.mark(
                             MarkFlags::FAN_MARK_ADD,
-                            MaskFlags::FAN_CREATE | MaskFlags::FAN_MOVED_TO | MaskFlags::FAN_ONDIR,
+                            NEW_DIRS,
                             AT_FDCWD,
                             Some(dir.as_path()),
                         ) {
@@ -389,9 +422,35 @@ impl Monitor {
                 },
             );
         }
-        // Directories no walk reaches any more (removed, moved away, a share unmounted) are
-        // forgotten, and marked again if they come back.
-        self.dirs.retain(|_, d| d.seen == walk);
+        // Directories no walk reaches any more (removed, moved away, a share unmounted, a
+        // folder dropped from the policy) are unmarked where they still are, forgotten, and
+        // marked again if they come back.
+        let gone: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|(_, d)| d.seen != walk)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for dir in gone {
+            self.dirs.remove(&dir);
+            if !dir.is_dir() {
+                continue; // its marks went with it
+            }
+            let _ = self.fan.mark(
+                MarkFlags::FAN_MARK_REMOVE,
+                READS,
+                AT_FDCWD,
+                Some(dir.as_path()),
+            );
+            if let Some(d) = &self.dirs_fan {
+                let _ = d.mark(
+                    MarkFlags::FAN_MARK_REMOVE,
+                    NEW_DIRS,
+                    AT_FDCWD,
+                    Some(dir.as_path()),
+                );
+            }
+        }
         self.marked.store(self.dirs.len() as u64, Ordering::Relaxed);
         listed
     }
@@ -503,6 +562,40 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         read_with_sh(&f, &rx);
+    }
+
+    /// A policy update moves the monitoring: the old folder's reads stop, the new one's come.
+    #[test]
+    fn new_folders_replace_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+        std::fs::create_dir_all(old.join("sub")).unwrap();
+        std::fs::create_dir_all(new.join("sub/deeper")).unwrap();
+        for d in [&old, &new] {
+            std::fs::write(d.join("sub/a.csv"), "email\nada@example.com\n").unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let Ok(m) = start(vec![old.clone()], tx) else {
+            return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
+        };
+        read_with_sh(&old.join("sub/a.csv"), &rx);
+        assert_eq!(m.marked.load(Ordering::Relaxed), 2);
+        m.set_folders(vec![new.clone(), dir.path().join("missing")]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while m.marked.load(Ordering::Relaxed) != 3 {
+            assert!(Instant::now() < deadline, "the new folders were not marked");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A read under the old folder is no longer reported: the first read to arrive is
+        // the one under the new folder.
+        let gone = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("read -r line < \"$0\"")
+            .arg(old.join("sub/a.csv"))
+            .status()
+            .unwrap();
+        assert!(gone.success());
+        read_with_sh(&new.join("sub/a.csv"), &rx);
     }
 
     /// Reads the first line of `f` with `/bin/sh` and returns the read the monitor reported.

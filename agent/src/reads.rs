@@ -22,12 +22,39 @@ const MAX_OWN_READS: usize = 10_000;
 pub struct Reads {
     /// What the agent's status says about it.
     pub status: String,
-    fallback: bool,
+    via: Via,
+    /// The bulk-read folders of the policy in force.
+    folders: Vec<PathBuf>,
     user: String,
     judge: BulkReads,
     own_reads: HashMap<PathBuf, Instant>,
-    #[cfg(target_os = "linux")]
-    _monitor: Option<crate::fanotify::ReadMonitor>,
+}
+
+/// How reads are monitored.
+enum Via {
+    /// Not at all: `reads = "off"` in the agent's configuration.
+    Off,
+    /// fanotify, with the reader of each read.
+    Fanotify(Fan),
+    /// The watcher's open events, without the reader; why not fanotify.
+    Inotify(String),
+}
+
+#[cfg(target_os = "linux")]
+use crate::fanotify::ReadMonitor as Fan;
+
+/// Elsewhere there is no fanotify (Windows and macOS get their own monitors).
+#[cfg(not(target_os = "linux"))]
+enum Fan {}
+
+#[cfg(not(target_os = "linux"))]
+impl Fan {
+    fn set_folders(&self, _: Vec<PathBuf>) {
+        match *self {}
+    }
+    fn new_folders_at_once(&self) -> bool {
+        match *self {}
+    }
 }
 
 /// What [`Reads::start`] needs the watcher to do.
@@ -36,95 +63,106 @@ pub struct Started {
     pub opens: Opens,
 }
 
+/// The folders of the bulk-read rules of `set`, each once (rules share them: one counts per
+/// process, one per user).
+fn folders_of(set: &PolicySet) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for f in set.bulk_reads.iter().flat_map(|r| r.expanded.iter()) {
+        let f = PathBuf::from(f);
+        if !folders.contains(&f) {
+            folders.push(f);
+        }
+    }
+    folders
+}
+
 impl Reads {
     /// Starts read monitoring for the bulk-read rules of `set`, as `mode` asks: fanotify when
     /// it can (or must), else the watcher's open events. Fails only when fanotify is
-    /// required and denied.
+    /// required and denied. Unless it is off, monitoring starts even when the policy has no
+    /// bulk-read rule yet, so that a policy update bringing some takes effect at once.
     pub fn start(
         mode: ReadMonitoring,
         set: &PolicySet,
         user: &str,
         tx: SyncSender<WatchEvent>,
     ) -> anyhow::Result<Started> {
-        // Rules share folders (one per process, one per user): each is marked once.
-        let mut folders: Vec<PathBuf> = Vec::new();
-        for f in set.bulk_reads.iter().flat_map(|r| r.expanded.iter()) {
-            let f = PathBuf::from(f);
-            if !folders.contains(&f) {
-                folders.push(f);
+        let folders = folders_of(set);
+        let via = match mode {
+            ReadMonitoring::Off => Via::Off,
+            ReadMonitoring::Inotify => {
+                Via::Inotify("reads = \"inotify\" in the agent's configuration".to_string())
             }
-        }
+            _ => match fanotify(folders.clone(), tx) {
+                Ok(m) => Via::Fanotify(m),
+                Err(e) if mode == ReadMonitoring::Fanotify => {
+                    return Err(anyhow::anyhow!("read monitoring: {e}"))
+                }
+                Err(e) => Via::Inotify(e.to_string()),
+            },
+        };
+        let opens = match via {
+            Via::Inotify(_) => Opens::Report,
+            _ => Opens::Ignore,
+        };
         let mut reads = Reads {
             status: String::new(),
-            fallback: false,
+            via,
+            folders,
             user: user.to_string(),
             judge: BulkReads::default(),
             own_reads: HashMap::new(),
-            #[cfg(target_os = "linux")]
-            _monitor: None,
         };
-        if folders.is_empty() || mode == ReadMonitoring::Off {
-            reads.status = if mode == ReadMonitoring::Off {
-                "off (reads = \"off\" in the agent's configuration)".into()
-            } else {
-                "off (no bulk_read rule in the policy)".into()
-            };
-            return Ok(Started {
-                reads,
-                opens: Opens::Ignore,
-            });
+        reads.status = reads.describe();
+        if matches!(reads.via, Via::Inotify(_)) && !reads.folders.is_empty() {
+            tracing::warn!(status = %reads.status, "read monitoring without process identity");
         }
-        let listed = folders
+        Ok(Started { reads, opens })
+    }
+
+    /// Follows the policy in force: when its bulk-read folders changed, monitors the new
+    /// ones from now on. True when the status changed with them.
+    pub fn follow(&mut self, set: &PolicySet) -> bool {
+        let folders = folders_of(set);
+        if matches!(self.via, Via::Off) || folders == self.folders {
+            return false;
+        }
+        if let Via::Fanotify(m) = &self.via {
+            m.set_folders(folders.clone());
+        }
+        self.folders = folders;
+        self.status = self.describe();
+        true
+    }
+
+    /// The status line.
+    fn describe(&self) -> String {
+        let listed = self
+            .folders
             .iter()
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let why_not = match mode {
-            ReadMonitoring::Inotify => {
-                "reads = \"inotify\" in the agent's configuration".to_string()
+        match &self.via {
+            Via::Off => "off (reads = \"off\" in the agent's configuration)".into(),
+            _ if self.folders.is_empty() => "off (no bulk_read rule in the policy)".into(),
+            Via::Fanotify(m) => {
+                let new_folders = if m.new_folders_at_once() {
+                    "new folders marked as they appear"
+                } else {
+                    "new folders marked within 30 s (no fanotify directory events)"
+                };
+                format!("fanotify: reads under {listed}, with pid, uid, user and executable; {new_folders}")
             }
-            _ => match fanotify(folders, tx) {
-                Ok(m) => {
-                    #[cfg(target_os = "linux")]
-                    let new_folders = if m.new_folders_at_once {
-                        "new folders marked as they appear"
-                    } else {
-                        "new folders marked within 30 s (no fanotify directory events)"
-                    };
-                    #[cfg(target_os = "linux")]
-                    {
-                        reads._monitor = Some(m);
-                    }
-                    #[cfg(not(target_os = "linux"))]
-                    let (_, new_folders) = (m, "");
-                    reads.status = format!(
-                        "fanotify: reads under {listed}, with pid, uid, user and executable; {new_folders}"
-                    );
-                    return Ok(Started {
-                        reads,
-                        opens: Opens::Ignore,
-                    });
-                }
-                Err(e) if mode == ReadMonitoring::Fanotify => {
-                    return Err(anyhow::anyhow!("read monitoring: {e}"))
-                }
-                Err(e) => e.to_string(),
-            },
-        };
-        reads.fallback = true;
-        reads.status = format!(
-            "inotify fallback: opens under {listed} only where they are also watched, without the process, uid or executable ({why_not})"
-        );
-        tracing::warn!(status = %reads.status, "read monitoring without process identity");
-        Ok(Started {
-            reads,
-            opens: Opens::Report,
-        })
+            Via::Inotify(why_not) => format!(
+                "inotify fallback: opens under {listed} only where they are also watched, without the process, uid or executable ({why_not})"
+            ),
+        }
     }
 
     /// Notes that the agent itself read `path` (to classify it).
     pub fn agent_read(&mut self, path: &Path) {
-        if !self.fallback {
+        if !matches!(self.via, Via::Inotify(_)) {
             return;
         }
         if self.own_reads.len() >= MAX_OWN_READS {
@@ -145,8 +183,8 @@ impl Reads {
         busy: impl Fn(&Path) -> bool,
     ) -> Vec<EventBody> {
         let open = match ev {
-            WatchEvent::Read(open) if !self.fallback => open,
-            WatchEvent::Opened(path) if self.fallback => {
+            WatchEvent::Read(open) if matches!(self.via, Via::Fanotify(_)) => open,
+            WatchEvent::Opened(path) if matches!(self.via, Via::Inotify(_)) => {
                 let own = self
                     .own_reads
                     .get(&path)
@@ -175,12 +213,11 @@ impl Reads {
 fn fanotify(
     folders: Vec<PathBuf>,
     tx: SyncSender<WatchEvent>,
-) -> Result<crate::fanotify::ReadMonitor, crate::fanotify::ReadsError> {
+) -> Result<Fan, crate::fanotify::ReadsError> {
     crate::fanotify::start(folders, tx)
 }
 
-/// Elsewhere there is no fanotify (Windows and macOS get their own monitors).
 #[cfg(not(target_os = "linux"))]
-fn fanotify(_folders: Vec<PathBuf>, _tx: SyncSender<WatchEvent>) -> Result<(), String> {
+fn fanotify(_folders: Vec<PathBuf>, _tx: SyncSender<WatchEvent>) -> Result<Fan, String> {
     Err("fanotify exists only on Linux".into())
 }

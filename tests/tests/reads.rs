@@ -1,7 +1,8 @@
 //! Read monitoring with real processes: a program that reads 50 customer files in a row is
 //! a bulk-read alert naming its executable and uid (fanotify, as root in CI); indexers and
-//! backup tools named in the policy count for nothing; without fanotify the agent falls back
-//! to inotify's open events and says so in its status and to the collector.
+//! backup tools named in the policy count for nothing; a policy published on the collector
+//! moves the monitoring on a running agent; without fanotify the agent falls back to
+//! inotify's open events and says so in its status and to the collector.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_tests::{corpus, run_ok, wait_for, Agent, Collector};
@@ -42,7 +43,8 @@ exclude_executables = ["*/sha256sum"]
     (policies, files)
 }
 
-fn status(agent: &Agent) -> serde_json::Value {
+/// The `reads` line of the agent's status.
+fn reads_status(agent: &Agent) -> String {
     let out = run_ok(
         "holdfast-agent",
         &[
@@ -52,52 +54,33 @@ fn status(agent: &Agent) -> serde_json::Value {
             &agent.config.display().to_string(),
         ],
     );
-    serde_json::from_str(&out).unwrap()
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    s["reads"].as_str().unwrap_or_default().to_string()
 }
 
-fn bulk_alerts(c: &Collector) -> Vec<serde_json::Value> {
-    c.alerts()
-        .into_iter()
-        .filter(|a| a["rule_id"] == "reads.bulk-test")
-        .collect()
-}
-
-#[test]
-fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
-    assert_eq!(
-        std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .unwrap(),
-        0,
-        "fanotify needs CAP_SYS_ADMIN (CI runs as root)"
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    // Readable by `nobody`, who will do the reading.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let collector = Collector::start(tmp.path());
-    let folder = tmp.path().join("share/customers");
-    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
+/// An agent of `user` running with the policies in `policies` and `extra` configuration;
+/// with its read-monitoring status.
+fn start_agent(
+    tmp: &Path,
+    collector: &Collector,
+    user: &str,
+    policies: &Path,
+    extra: &str,
+) -> (Agent, String) {
     let mut agent = Agent::enroll(
-        tmp.path(),
-        &collector,
-        "rui",
-        &format!("policies = {:?}\n", policies.display().to_string()),
+        tmp,
+        collector,
+        user,
+        &format!("policies = {:?}\n{extra}", policies.display().to_string()),
     );
     agent.start();
-    let s = status(&agent);
-    let reads = s["reads"].as_str().unwrap_or_default().to_string();
-    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+    let reads = reads_status(&agent);
+    (agent, reads)
+}
 
-    // An excluded program (a checksum tool standing in for a backup) reads them all.
-    let mut args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let out = std::process::Command::new("/usr/bin/sha256sum")
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    // Then one program, as nobody, reads 55 of them (a Python one-liner: it stays a moment
-    // after, as any real copying tool does, so the agent finds its executable).
-    args.truncate(55);
+/// Reads `files` with one Python process running as `nobody`; returns the executable's path.
+/// It stays a moment after, as any real copying tool does, so the agent finds its executable.
+fn read_as_nobody(files: &[PathBuf]) -> String {
     let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
     let python = python.to_str().unwrap();
     let out = std::process::Command::new("setpriv")
@@ -109,7 +92,7 @@ fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
             "-c",
         ])
         .arg("import sys, time\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\ntime.sleep(1)")
-        .args(&args)
+        .args(files)
         .output()
         .unwrap();
     assert!(
@@ -117,6 +100,49 @@ fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    python.to_string()
+}
+
+/// A temporary folder for a test that needs root (fanotify), readable by `nobody`, who will
+/// do the reading.
+fn root_tempdir() -> tempfile::TempDir {
+    assert_eq!(
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap(),
+        0,
+        "fanotify needs CAP_SYS_ADMIN (CI runs as root)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
+}
+
+fn bulk_alerts(c: &Collector) -> Vec<serde_json::Value> {
+    c.alerts()
+        .into_iter()
+        .filter(|a| a["rule_id"] == "reads.bulk-test")
+        .collect()
+}
+
+#[test]
+fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
+    let tmp = root_tempdir();
+    let collector = Collector::start(tmp.path());
+    let folder = tmp.path().join("share/customers");
+    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
+    let (_agent, reads) = start_agent(tmp.path(), &collector, "rui", &policies, "");
+    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+
+    // An excluded program (a checksum tool standing in for a backup) reads them all.
+    let out = std::process::Command::new("/usr/bin/sha256sum")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Then one program, as nobody, reads 55 of them.
+    let python = read_as_nobody(&files[..55]);
+    let python = python.as_str();
 
     let alert = wait_for("the bulk-read alert", DEADLINE, || {
         bulk_alerts(&collector).pop()
@@ -159,6 +185,45 @@ fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
     }
 }
 
+/// A policy published on the collector that names a new customer folder is monitored by the
+/// running agent at once: no restart.
+#[test]
+fn a_published_policy_moves_read_monitoring_without_a_restart() {
+    let tmp = root_tempdir();
+    let collector = Collector::start(tmp.path());
+    let (policies, _) = customer_folder(tmp.path(), &tmp.path().join("old-share"), 0);
+    let (agent, reads) = start_agent(
+        tmp.path(),
+        &collector,
+        "rui",
+        &policies,
+        "heartbeat_ms = 300\n",
+    );
+    assert!(
+        reads.contains("old-share") && reads.starts_with("fanotify"),
+        "{reads}"
+    );
+
+    let folder = tmp.path().join("new-share/customers");
+    let (published, files) = customer_folder(&tmp.path().join("published"), &folder, 55);
+    collector.cli(&["policy", "publish", &published.display().to_string()]);
+    let reads = wait_for("the agent to monitor the new folder", DEADLINE, || {
+        let r = reads_status(&agent);
+        r.contains("new-share").then_some(r)
+    });
+    assert!(!reads.contains("old-share"), "{reads}");
+    // The monitor takes the new marks within a second or so of the policy's arrival: a
+    // reader each time (each counts on its own) until one of them is caught.
+    let mut python = String::new();
+    let alert = wait_for("the bulk-read alert", DEADLINE, || {
+        python = read_as_nobody(&files);
+        bulk_alerts(&collector).pop()
+    });
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("{python} (pid ")), "{detail}");
+    assert!(detail.contains(&folder.display().to_string()), "{detail}");
+}
+
 #[test]
 fn without_fanotify_the_agent_falls_back_to_inotify_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
@@ -166,20 +231,13 @@ fn without_fanotify_the_agent_falls_back_to_inotify_and_says_so() {
     // The folder must be watched for inotify to see its opens: under the agent's Downloads.
     let folder = tmp.path().join("home-lea/Downloads/customers");
     let (policies, files) = customer_folder(tmp.path(), &folder, 50);
-    let mut agent = Agent::enroll(
+    let (_agent, reads) = start_agent(
         tmp.path(),
         &collector,
         "lea",
-        &format!(
-            "policies = {:?}\nreads = \"inotify\"\n",
-            policies.display().to_string()
-        ),
+        &policies,
+        "reads = \"inotify\"\n",
     );
-    agent.start();
-    let reads = status(&agent)["reads"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     assert!(
         reads.starts_with("inotify fallback:")
             && reads.contains("without the process, uid or executable"),
