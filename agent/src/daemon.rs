@@ -142,7 +142,13 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                 let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now());
                 // Removable media and shares already mounted are watched (or polled) too.
                 let mut mounts = MountTable::start();
-                let mut lineage = crate::lineage::Lineage::default();
+                // Lineage outlives the agent: the first sightings kept in the spool.
+                let mut lineage = crate::lineage::Lineage::restore(
+                    spool.sightings(crate::lineage::MAX_SIGHTINGS).unwrap_or_else(|e| {
+                        warn!(error = %e, "cannot read the lineage memory: starting without it");
+                        Vec::new()
+                    }),
+                );
                 let mut last_mounts = Instant::now();
                 let follow = |rescanner: &mut Rescanner, added: &[(std::path::PathBuf, holdfast_shared::event::Destination)]| {
                     for (mp, d) in added {
@@ -284,6 +290,9 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                                 Admit::Dropped => warn!(path = %f.path, ?rules, "spool full: event counted as dropped"),
                             }
                         }
+                    }
+                    if let Err(e) = spool.keep_sightings(&lineage.take_fresh(), crate::lineage::MAX_SIGHTINGS) {
+                        warn!(error = %e, "cannot keep the lineage memory: copies made after a restart will not link back");
                     }
                     wake.notify_one();
                 }

@@ -1,7 +1,10 @@
 //! Lineage by content: a bounded memory of where customer content was first seen on this
 //! device (SHA-256 → path, time, records, event seq). When the same bytes turn up elsewhere
 //! (a copy, a rename, a move to a USB stick) or inside an archive, the new event links back
-//! to that first sighting, and the collector follows the links into a chain.
+//! to that first sighting, and the collector follows the links into a chain. The memory
+//! outlives the agent: new sightings are handed to the spool ([`Lineage::take_fresh`]) and
+//! given back at start ([`Lineage::restore`]), so a copy made after a reboot still links to
+//! the export it came from.
 
 use holdfast_shared::event::Origin;
 use std::collections::{HashMap, VecDeque};
@@ -9,12 +12,17 @@ use std::collections::{HashMap, VecDeque};
 /// Sightings kept, at most (the oldest is forgotten first); about 200 bytes each.
 pub const MAX_SIGHTINGS: usize = 50_000;
 
-#[derive(Debug, Clone)]
-struct Sighting {
-    path: String,
-    time_ms: i64,
-    records: u64,
-    seq: Option<u64>,
+/// Where some customer content was first seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The content's SHA-256, hex.
+    pub sha256: String,
+    pub path: String,
+    pub time_ms: i64,
+    /// Customer records it held.
+    pub records: u64,
+    /// The sequence number of its event, once spooled.
+    pub seq: Option<u64>,
 }
 
 /// What [`Lineage::link`] found.
@@ -33,9 +41,42 @@ pub struct Link {
 pub struct Lineage {
     seen: HashMap<String, Sighting>,
     order: VecDeque<String>,
+    /// First sightings not yet handed to the spool (the newest [`MAX_SIGHTINGS`]).
+    fresh: VecDeque<String>,
 }
 
 impl Lineage {
+    /// The memory as the spool kept it, oldest first (the newest [`MAX_SIGHTINGS`] kept).
+    pub fn restore(sightings: Vec<Sighting>) -> Lineage {
+        let mut l = Lineage::default();
+        for s in sightings {
+            l.remember(s);
+        }
+        l
+    }
+
+    /// The first sightings made since the last call, with their sequence numbers as known
+    /// now: for the spool to keep.
+    pub fn take_fresh(&mut self) -> Vec<Sighting> {
+        std::mem::take(&mut self.fresh)
+            .into_iter()
+            .filter_map(|sha| self.seen.get(&sha).cloned())
+            .collect()
+    }
+
+    fn remember(&mut self, s: Sighting) {
+        if self.seen.contains_key(&s.sha256) {
+            return;
+        }
+        if self.order.len() >= MAX_SIGHTINGS {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(s.sha256.clone());
+        self.seen.insert(s.sha256.clone(), s);
+    }
+
     /// Links a file just read to where its content was first seen, and remembers it when it
     /// is the first sighting of customer content. `entries` are an archive's customer entries
     /// (name, SHA-256).
@@ -76,21 +117,17 @@ impl Lineage {
             }
         }
         if !self.seen.contains_key(sha256) && (records > 0 || link.origin.is_some()) {
-            if self.order.len() >= MAX_SIGHTINGS {
-                if let Some(old) = self.order.pop_front() {
-                    self.seen.remove(&old);
-                }
+            self.remember(Sighting {
+                sha256: sha256.to_string(),
+                path: path.to_string(),
+                time_ms,
+                records: records.max(link.origin_records),
+                seq: None,
+            });
+            if self.fresh.len() >= MAX_SIGHTINGS {
+                self.fresh.pop_front();
             }
-            self.seen.insert(
-                sha256.to_string(),
-                Sighting {
-                    path: path.to_string(),
-                    time_ms,
-                    records: records.max(link.origin_records),
-                    seq: None,
-                },
-            );
-            self.order.push_back(sha256.to_string());
+            self.fresh.push_back(sha256.to_string());
             link.first = true;
         }
         link
@@ -147,6 +184,36 @@ mod tests {
         assert!(!other.first, "content without customers is not remembered");
     }
 
+    /// What the spool is handed (each new sighting once, with its seq) is what a restarted
+    /// agent links to.
+    #[test]
+    fn the_memory_handed_to_the_spool_survives_a_restart() {
+        let mut l = Lineage::default();
+        l.link("aa", "/d/export.csv", 100, 240, &[]);
+        l.link("bb", "/d/notes.txt", 150, 0, &[]);
+        l.set_seq("aa", 7);
+        let kept = l.take_fresh();
+        assert_eq!(
+            kept,
+            vec![Sighting {
+                sha256: "aa".into(),
+                path: "/d/export.csv".into(),
+                time_ms: 100,
+                records: 240,
+                seq: Some(7),
+            }]
+        );
+        assert_eq!(l.take_fresh(), vec![], "handed over once");
+        l.link("aa", "/d/copy.csv", 200, 240, &[]);
+        assert_eq!(l.take_fresh(), vec![], "a copy is not a first sighting");
+
+        let mut after = Lineage::restore(kept);
+        let copy = after.link("aa", "/media/KINGSTON/c.csv", 300, 240, &[]);
+        check(&copy, Some(("/d/export.csv", "copy", None)), 240);
+        assert_eq!(copy.origin.as_ref().unwrap().seq, Some(7));
+        assert_eq!(copy.origin.as_ref().unwrap().time_ms, 100);
+    }
+
     #[test]
     fn the_memory_is_bounded() {
         let mut l = Lineage::default();
@@ -154,6 +221,11 @@ mod tests {
             l.link(&format!("{i:x}"), &format!("/f{i}"), 0, 1, &[]);
         }
         assert_eq!(l.seen.len(), MAX_SIGHTINGS);
+        assert_eq!(
+            l.take_fresh().len(),
+            MAX_SIGHTINGS,
+            "the hand-over is bounded too"
+        );
         assert!(
             l.link("0", "/elsewhere", 0, 1, &[]).origin.is_none(),
             "the oldest was forgotten"

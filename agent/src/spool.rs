@@ -1,6 +1,7 @@
 //! The local spool: every event is sealed here (sequence number, hash chain) and written to
 //! SQLite (WAL, synchronous=FULL) before it is sent, and leaves only when the collector has
-//! acknowledged its commit. The only module that touches the spool database.
+//! acknowledged its commit. The only module that touches the spool database, which also keeps
+//! the agent's status values and its lineage memory (first sightings of customer content).
 //!
 //! The spool is bounded in bytes. As it fills, low-value events are refused first (low and
 //! rule-less events above 80 %, medium above 90 %, everything at 100 %), so high-severity
@@ -8,6 +9,7 @@
 //! number, so the chain has no hole; what was refused is counted by kind and reported, exactly,
 //! in one `spool_dropped` notice once the collector's acknowledgements have made room again.
 
+use crate::lineage::Sighting;
 use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, Severity, GENESIS};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -113,7 +115,14 @@ impl Spool {
                  body BLOB NOT NULL,
                  size INTEGER NOT NULL
              );
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS lineage (
+                 sha256 TEXT NOT NULL UNIQUE,
+                 path TEXT NOT NULL,
+                 time_ms INTEGER NOT NULL,
+                 records INTEGER NOT NULL,
+                 seq INTEGER
+             );",
         )?;
         Ok(Spool {
             conn,
@@ -314,6 +323,58 @@ impl Spool {
     pub fn meta(&self, key: &str) -> Result<Option<String>, SpoolError> {
         meta_get(&self.conn, key)
     }
+
+    /// Keeps first sightings of customer content for the agent's next start, the newest
+    /// `keep` of them (a content already kept keeps its first sighting).
+    pub fn keep_sightings(&self, sightings: &[Sighting], keep: usize) -> Result<(), SpoolError> {
+        if sightings.is_empty() {
+            return Ok(());
+        }
+        let tx = self.immediate()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO lineage (sha256, path, time_ms, records, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for s in sightings {
+                insert.execute(params![
+                    s.sha256,
+                    s.path,
+                    s.time_ms,
+                    i64::try_from(s.records).unwrap_or(i64::MAX),
+                    s.seq.and_then(|q| i64::try_from(q).ok()),
+                ])?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM lineage WHERE rowid <= (SELECT max(rowid) FROM lineage) - ?1",
+            params![i64::try_from(keep).unwrap_or(i64::MAX)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The first sightings kept, oldest first: the newest `keep`.
+    pub fn sightings(&self, keep: usize) -> Result<Vec<Sighting>, SpoolError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sha256, path, time_ms, records, seq FROM lineage ORDER BY rowid DESC LIMIT ?1",
+        )?;
+        let mut rows = stmt
+            .query_map(params![i64::try_from(keep).unwrap_or(i64::MAX)], |r| {
+                Ok(Sighting {
+                    sha256: r.get(0)?,
+                    path: r.get(1)?,
+                    time_ms: r.get(2)?,
+                    records: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    seq: r
+                        .get::<_, Option<i64>>(4)?
+                        .and_then(|q| u64::try_from(q).ok()),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.reverse();
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +413,34 @@ mod tests {
                 })
                 .unwrap_or_default(),
         })
+    }
+
+    /// Sightings kept are given back oldest first across a reopen, a content kept once
+    /// keeps its first sighting, and only the newest `keep` stay.
+    #[test]
+    fn sightings_are_kept_bounded_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SPOOL_FILE);
+        let sighting = |i: u64| Sighting {
+            sha256: format!("{i:064x}"),
+            path: format!("/home/ana/Downloads/export-{i}.csv"),
+            time_ms: 1_700_000_000_000 + i as i64,
+            records: 100 + i,
+            seq: i.is_multiple_of(2).then_some(i),
+        };
+        let spool = Spool::open(&path).unwrap();
+        let first: Vec<Sighting> = (0..3).map(sighting).collect();
+        spool.keep_sightings(&first, 4).unwrap();
+        let mut again = sighting(1);
+        again.path = "/elsewhere/copy.csv".into();
+        spool
+            .keep_sightings(&[again, sighting(3), sighting(4)], 4)
+            .unwrap();
+        drop(spool);
+        let spool = Spool::open(&path).unwrap();
+        let kept = spool.sightings(4).unwrap();
+        assert_eq!(kept, (1..5).map(sighting).collect::<Vec<_>>());
+        assert_eq!(spool.sightings(2).unwrap(), vec![sighting(3), sighting(4)]);
     }
 
     fn stored(a: Admit) -> u64 {

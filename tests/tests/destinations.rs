@@ -264,3 +264,27 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
     let rn = events_at(&collector, &renamed);
     assert_eq!(rn[0]["origin"]["path"], original.display().to_string());
 }
+
+/// The lineage memory outlives the agent: a copy made after a restart (a reboot, an update)
+/// still links back to the export it came from.
+#[test]
+fn a_copy_made_after_an_agent_restart_links_back_to_the_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "dan");
+    let original = agent.watched.join("contacts-export.csv");
+    std::fs::write(&original, corpus::salesforce_contacts(12, 80)).unwrap();
+    let first = wait_for("the export's event", DEADLINE, || {
+        events_at(&collector, &original).into_iter().next()
+    });
+    agent.stop();
+    agent.start();
+    let copy = agent.watched.join("for-my-next-job.csv");
+    std::fs::copy(&original, &copy).unwrap();
+    let ev = wait_for("the copy's event", DEADLINE, || {
+        events_at(&collector, &copy).into_iter().next()
+    });
+    assert_eq!(ev["origin"]["path"], original.display().to_string(), "{ev}");
+    assert_eq!(ev["origin"]["via"], "copy", "{ev}");
+    assert_eq!(ev["origin"]["seq"], first["seq"], "{ev}");
+}
