@@ -373,6 +373,9 @@ pub struct Agent {
     pub proc: Option<Proc>,
     /// Environment for every start (e.g. a skewed clock).
     pub env: Vec<(String, String)>,
+    /// A program (with its arguments) the daemon is started through, e.g. `setpriv` dropping
+    /// a capability; empty to start it directly.
+    pub launcher: Vec<String>,
 }
 
 impl Agent {
@@ -431,6 +434,7 @@ impl Agent {
             config,
             proc: None,
             env: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 
@@ -445,12 +449,16 @@ impl Agent {
     /// Starts the daemon and waits until it watches.
     pub fn start(&mut self) {
         let log = self.data_dir.join(format!("run-{}.log", rand_suffix()));
-        let p = Proc::spawn_env(
-            "holdfast-agent",
-            &["run", "--config", &self.config.display().to_string()],
-            log,
-            &self.env,
-        );
+        let config = self.config.display().to_string();
+        let agent = bin("holdfast-agent").display().to_string();
+        let run = [agent.as_str(), "run", "--config", &config];
+        let p = match self.launcher.split_first() {
+            None => Proc::spawn_full(&bin("holdfast-agent"), &run[1..], log, &self.env),
+            Some((launcher, with)) => {
+                let args: Vec<&str> = with.iter().map(String::as_str).chain(run).collect();
+                Proc::spawn_full(Path::new(launcher), &args, log, &self.env)
+            }
+        };
         wait_for("agent to run", Duration::from_secs(30), || {
             p.output().contains("agent running").then_some(())
         });
