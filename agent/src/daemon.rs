@@ -91,7 +91,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         warn!(root = %root.display(), error = %why, "cannot watch this place");
     }
     for root in &watcher.limited {
-        warn!(root = %root.display(), "the kernel's watch limit is reached: this place is scanned every {}s instead", config.poll_every.as_secs());
+        warn!(root = %root.display(), "the kernel's watch limit is reached: this place is scanned every {} instead", humantime::format_duration(config.poll_every));
     }
     let mut polled = config.poll.clone();
     polled.extend(watcher.limited.iter().cloned());
@@ -129,6 +129,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         let data_dir = config.data_dir.clone();
         let settle = config.settle;
         let watched = watcher.roots.clone();
+        let limited = watcher.limited.clone();
         let failed: Vec<std::path::PathBuf> =
             watcher.failed.iter().map(|(p, _)| p.clone()).collect();
         let poll_every = config.poll_every;
@@ -140,6 +141,11 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                 let mut debouncer = Debouncer::new(settle);
                 // What is already there, indexed before anything else (events queue meanwhile).
                 let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now());
+                // A limit hit while the watches were first set up is news like one hit later:
+                // a notice to the collector, and the coverage says so.
+                for root in limited {
+                    rescanner.expand(WatchEvent::LimitReached(root));
+                }
                 // Removable media and shares already mounted are watched (or polled) too.
                 let mut mounts = MountTable::start();
                 // Lineage outlives the agent: the first sightings kept in the spool.

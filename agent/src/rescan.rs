@@ -323,10 +323,10 @@ impl Rescanner {
                 out.push(EventBody::Notice(AgentNotice {
                     kind: "watch_limit".into(),
                     message: format!(
-                        "the kernel's limit on file watches was reached at {}; {} place(s) are now scanned every {}s instead of watched",
+                        "the kernel's limit on file watches was reached at {}; {} place(s) are now scanned every {} instead of watched",
                         at.display(),
                         self.polled.len(),
-                        self.poll_every.as_secs()
+                        humantime::format_duration(self.poll_every)
                     ),
                     count: 1,
                     counts: Default::default(),
