@@ -926,6 +926,17 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 print_json_lines(&events)?;
             } else {
                 for e in &events {
+                    if let Some(message) = &e.message {
+                        println!(
+                            "{}  {}#{}  {}  {}  {message}",
+                            fmt_ms(e.time_ms),
+                            e.device_id,
+                            e.seq,
+                            e.user,
+                            e.kind
+                        );
+                        continue;
+                    }
                     println!(
                         "{}  {}#{}  {}  {}  {}  records={}  rules={}",
                         fmt_ms(e.time_ms),

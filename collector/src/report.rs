@@ -269,6 +269,7 @@ mod tests {
             destination: None,
             origin: None,
             process: None,
+            message: None,
             device_id: "d1".into(),
             seq,
             user: "kim".into(),

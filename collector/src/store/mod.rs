@@ -219,6 +219,9 @@ pub struct StoredEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub process: Option<holdfast_shared::event::Process>,
+    /// What an agent's notice says, in plain words (`watch_limit`, `watch_overflow`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One connection to the collector database.
@@ -1120,7 +1123,7 @@ fn events_where_in(
         let mut stmt = conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
                     COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin,
-                    process
+                    process, CASE WHEN kind NOT IN ('file', 'undecodable') THEN body END
              FROM events WHERE {clause}"
         ))?;
         let rows = stmt.query_map(args, |r| {
@@ -1136,6 +1139,12 @@ fn events_where_in(
                 process: r
                     .get::<_, Option<String>>(18)?
                     .and_then(|p| serde_json::from_str(&p).ok()),
+                message: r.get::<_, Option<Vec<u8>>>(19)?.and_then(
+                    |b| match EventBody::from_bytes(&b) {
+                        Ok(EventBody::Notice(n)) => Some(n.message),
+                        _ => None,
+                    },
+                ),
                 id: r.get(15)?,
                 old_path: r.get(13)?,
                 findings: findings
