@@ -171,3 +171,90 @@ fn a_polled_place_is_covered_and_the_collector_sees_the_coverage() {
     });
     assert_eq!(device["coverage"]["watched_roots"], 1);
 }
+
+/// The kernel's watch limit, for real: the agent runs in a user namespace of its own whose
+/// `user.max_inotify_watches` is 30 (the machine's own limit, and every other test's agent,
+/// untouched), under a Downloads of 60 folders. It must say so as an event and in its status,
+/// show as partly covered on the collector, and still find an export written deep inside by
+/// scanning what it could not watch.
+#[test]
+fn an_exhausted_watch_limit_is_reported_and_what_is_left_is_polled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let mut agent = Agent::enroll(
+        tmp.path(),
+        &collector,
+        "wen",
+        "poll_ms = 500\nheartbeat_ms = 500",
+    );
+    for d in 0..60 {
+        std::fs::create_dir_all(agent.watched.join(format!("clients/c{d:02}"))).unwrap();
+    }
+    agent.launcher = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        "echo 30 > /proc/sys/user/max_inotify_watches && exec \"$@\"",
+        "limited",
+    ]
+    .map(String::from)
+    .to_vec();
+    agent.start();
+    let notice = wait_for("the watch-limit notice", Duration::from_secs(30), || {
+        collector
+            .events()
+            .into_iter()
+            .find(|e| e["kind"] == "watch_limit")
+    });
+    let message = notice["message"].as_str().unwrap();
+    assert!(
+        message.contains("limit on file watches was reached")
+            && message.contains("scanned every 500ms instead of watched"),
+        "{notice}"
+    );
+    let status = agent.status();
+    assert_eq!(status["coverage"]["limit_reached"], true, "{status}");
+    assert!(
+        status["coverage"]["polled_roots"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    // Written after the limit was hit, in a folder the agent may well not be watching.
+    let deep = agent.watched.join("clients/c59/q4/customers.csv");
+    std::fs::create_dir_all(deep.parent().unwrap()).unwrap();
+    std::fs::write(&deep, corpus::salesforce_contacts(4, 75)).unwrap();
+    let alert = wait_for("the export's alert", Duration::from_secs(30), || {
+        collector
+            .alerts()
+            .into_iter()
+            .find(|a| a["path"] == deep.display().to_string())
+    });
+    assert_eq!(alert["records"], 75);
+    let events_for_it = collector
+        .events()
+        .into_iter()
+        .filter(|e| e["path"] == deep.display().to_string())
+        .count();
+    assert_eq!(events_for_it, 1, "found once, whichever way");
+    // The collector shows the device as watching less than its policy asks.
+    let api = holdfast_tests::http::Client::new(&collector.url(""))
+        .bearer(&collector.api_token("soc", "analyst"));
+    let device = wait_for(
+        "partial coverage at the collector",
+        Duration::from_secs(30),
+        || {
+            api.get("/api/v1/devices").json()["devices"]
+                .as_array()
+                .and_then(|ds| ds.first().cloned())
+                .filter(|d| d["health"] == "partial_coverage")
+        },
+    );
+    assert_eq!(device["coverage"]["limit_reached"], true, "{device}");
+    // And says why in plain words, in the CLI's event list too.
+    let listed = collector.cli(&["events", "list"]);
+    assert!(
+        listed.contains("watch_limit  the kernel's limit on file watches was reached"),
+        "{listed}"
+    );
+}
