@@ -203,12 +203,32 @@ fn why(
     if !rule.file_types.is_empty() {
         parts.push(format!("type {}", r.summary.file_type));
     }
-    format!(
-        "{} ({}): {}",
-        rule.id,
-        rule.severity.as_str(),
-        parts.join("; ")
-    )
+    let mut severity = rule.severity.as_str().to_string();
+    let subject = holdfast_shared::policy::Subject {
+        action: holdfast_shared::event::Action::Created,
+        path: file_name,
+        summary: Some(&r.summary),
+        headers: &r.headers,
+        destination: None,
+        origin_records: 0,
+    };
+    if let Some(e) = rule.escalation(&subject) {
+        let mut reached = Vec::new();
+        if let Some(min) = e.min_records {
+            reached.push(format!("{} records >= {min}", r.summary.records));
+        }
+        for (k, min) in &e.min_findings {
+            let n = r.summary.findings.get(k).copied().unwrap_or(0);
+            reached.push(format!("{k} {n} >= {min}"));
+        }
+        severity = format!(
+            "{}, raised from {} because {}",
+            e.severity.as_str(),
+            rule.severity.as_str(),
+            reached.join(" and ")
+        );
+    }
+    format!("{} ({severity}): {}", rule.id, parts.join("; "))
 }
 
 fn scan(

@@ -23,6 +23,14 @@
 //! ```
 //!
 //! A rule may list `supersedes = ["other.rule"]`: when both match, only it is reported.
+//! It may also raise its own severity with the content, so that one recognised export is one
+//! alert at the right severity:
+//!
+//! ```toml
+//! [[rule.escalate]]
+//! severity = "critical"                  # above the rule's own
+//! min_records = 5000                     # and/or min_findings = { edm = 20 }
+//! ```
 //!
 //! Errors name the file, line, column and field at fault. Unknown fields are errors, so a
 //! typo never silently disables a rule.
@@ -70,8 +78,18 @@ pub struct Rule {
     pub supersedes: Vec<String>,
     /// The file must be in one of these kinds of place (`removable`, `cloud`, `network`).
     pub destinations: Vec<String>,
+    /// Higher severities once the content reaches their thresholds (`[[rule.escalate]]`).
+    pub escalate: Vec<Escalation>,
     /// Where the rule was defined, `file:line`.
     pub origin: String,
+}
+
+/// A severity a matched rule rises to when the content also reaches these thresholds.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    pub severity: Severity,
+    pub min_records: Option<u64>,
+    pub min_findings: BTreeMap<String, u64>,
 }
 
 /// How a rule recognises a product's export: by file name, or by its header set.
@@ -278,7 +296,7 @@ impl PolicySet {
             .filter(|r| r.matches(subject))
             .map(|r| RuleMatch {
                 id: r.id.clone(),
-                severity: r.severity,
+                severity: r.escalation(subject).map_or(r.severity, |e| e.severity),
             })
             .collect();
         let replaced: Vec<&str> = self
@@ -307,6 +325,15 @@ impl PolicySet {
 }
 
 impl Rule {
+    /// The highest escalation whose thresholds `s` reaches (for a rule that matched).
+    pub fn escalation(&self, s: &Subject<'_>) -> Option<&Escalation> {
+        let summary = s.summary?;
+        self.escalate
+            .iter()
+            .filter(|e| reaches(e.min_records, &e.min_findings, summary, s.origin_records))
+            .max_by_key(|e| e.severity)
+    }
+
     fn matches(&self, s: &Subject<'_>) -> bool {
         if !self.actions.is_empty() && !self.actions.contains(&s.action) {
             return false;
@@ -348,21 +375,32 @@ impl Rule {
             return false;
         }
         if self
-            .min_records
-            .is_some_and(|min| summary.records.max(s.origin_records) < min)
-        {
-            return false;
-        }
-        if self
             .customer_table
             .is_some_and(|want| summary.customer_table != want)
         {
             return false;
         }
-        self.min_findings
+        reaches(
+            self.min_records,
+            &self.min_findings,
+            summary,
+            s.origin_records,
+        )
+    }
+}
+
+/// Whether the content reaches a record minimum (the file's own records or those of the
+/// content it came from) and every per-classifier minimum.
+fn reaches(
+    min_records: Option<u64>,
+    min_findings: &BTreeMap<String, u64>,
+    summary: &ContentSummary,
+    origin_records: u64,
+) -> bool {
+    min_records.is_none_or(|min| summary.records.max(origin_records) >= min)
+        && min_findings
             .iter()
             .all(|(k, min)| summary.findings.get(k).copied().unwrap_or(0) >= *min)
-    }
 }
 
 #[cfg(test)]
@@ -506,6 +544,113 @@ actions = ["deleted"]
             .is_empty());
     }
 
+    /// The default pack gives one alert per file, whose severity follows the content: a
+    /// recognised export names its CRM and is critical as a whole customer base or when it
+    /// holds real customers, wherever it is and whatever else would have matched.
+    #[test]
+    fn the_default_pack_gives_one_alert_per_file_at_the_contents_severity() {
+        let set = PolicySet::default_pack("/home/u").unwrap();
+        let check =
+            |path: &str, dest: Option<&str>, records: u64, edm: u64, want: (&str, Severity)| {
+                let mut s = ContentSummary {
+                    customer_table: true,
+                    ..summary("csv", records, records)
+                };
+                s.findings.insert("edm".into(), edm);
+                let got: Vec<(String, Severity)> = set
+                    .evaluate(&Subject {
+                        action: Action::Created,
+                        path,
+                        summary: Some(&s),
+                        headers: &[],
+                        destination: dest,
+                        origin_records: 0,
+                    })
+                    .into_iter()
+                    .map(|m| (m.id, m.severity))
+                    .collect();
+                assert_eq!(
+                    got,
+                    [(want.0.to_string(), want.1)],
+                    "{path} {records} records, edm {edm}"
+                );
+            };
+        let sf = "/home/u/Downloads/report1700000000000.csv";
+        check(sf, None, 300, 0, ("crm-export.salesforce", Severity::High));
+        check(
+            sf,
+            None,
+            6000,
+            0,
+            ("crm-export.salesforce", Severity::Critical),
+        );
+        check(
+            sf,
+            None,
+            300,
+            25,
+            ("crm-export.salesforce", Severity::Critical),
+        );
+        let any = "/home/u/Downloads/list.csv";
+        check(
+            any,
+            None,
+            300,
+            0,
+            ("crm-export.bulk-contacts", Severity::High),
+        );
+        check(
+            any,
+            None,
+            6000,
+            0,
+            ("crm-export.mass-contacts", Severity::Critical),
+        );
+        check(
+            any,
+            None,
+            300,
+            25,
+            ("customer-data.real-customers", Severity::Critical),
+        );
+        let cloud = "/home/u/Dropbox/report1700000000000.csv";
+        check(
+            cloud,
+            Some("cloud"),
+            300,
+            0,
+            ("exfil.cloud-sync", Severity::High),
+        );
+        check(
+            cloud,
+            Some("cloud"),
+            6000,
+            0,
+            ("exfil.cloud-sync", Severity::Critical),
+        );
+        check(
+            cloud,
+            Some("cloud"),
+            300,
+            25,
+            ("exfil.cloud-sync", Severity::Critical),
+        );
+        check(
+            "/mnt/sales/list.csv",
+            Some("network"),
+            6000,
+            0,
+            ("exfil.network-share", Severity::Critical),
+        );
+        check(
+            "/media/u/KINGSTON/list.csv",
+            Some("removable"),
+            300,
+            0,
+            ("exfil.removable-media", Severity::Critical),
+        );
+    }
+
     #[test]
     fn destinations_and_cloud_folders() {
         let set = PolicySet::default_pack("/home/u").unwrap();
@@ -581,6 +726,57 @@ actions = ["deleted"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("cloud[0].folders: `~` "), "{err}");
+    }
+
+    #[test]
+    fn a_rule_escalates_with_its_content_to_its_highest_tier_reached() {
+        let src = "[[rule]]\nid = \"crm\"\nseverity = \"high\"\n[rule.content]\nmin_records = 50\n\
+                   [[rule.escalate]]\nseverity = \"critical\"\nmin_records = 5000\n\
+                   [[rule.escalate]]\nseverity = \"critical\"\nmin_findings = { edm = 20 }\n";
+        let set = PolicySet::compile(&[("p.toml", src)], "/h").unwrap();
+        let severity = |records: u64, edm: u64, origin_records: u64| {
+            let mut s = summary("csv", records, records);
+            s.findings.insert("edm".into(), edm);
+            set.evaluate(&Subject {
+                action: Action::Created,
+                path: "/d/x.csv",
+                summary: Some(&s),
+                headers: &[],
+                destination: None,
+                origin_records,
+            })
+            .into_iter()
+            .map(|m| (m.id, m.severity))
+            .collect::<Vec<_>>()
+        };
+        let crm = |sev| vec![("crm".to_string(), sev)];
+        assert_eq!(severity(49, 0, 0), vec![]);
+        assert_eq!(severity(50, 0, 0), crm(Severity::High));
+        assert_eq!(severity(4999, 19, 0), crm(Severity::High));
+        assert_eq!(severity(5000, 0, 0), crm(Severity::Critical));
+        assert_eq!(severity(60, 20, 0), crm(Severity::Critical));
+        // A copy of a 6,000-record export is held to its origin's records.
+        assert_eq!(severity(60, 0, 6000), crm(Severity::Critical));
+        // Tiers are checked: thresholds needed, and only upwards, errors pointing at them.
+        for (bad, want) in [
+            (
+                "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"critical\"\n",
+                "p.toml:4:1: rule[0].escalate[0]: needs min_records or min_findings",
+            ),
+            (
+                "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"medium\"\nmin_records = 5\n",
+                "p.toml:5:12: rule[0].escalate[0].severity: `medium` is not above the rule's own `high`",
+            ),
+            (
+                "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"critical\"\nmin_findings = { emd = 1 }\n",
+                "p.toml:6:18: rule[0].escalate[0].min_findings: unknown classifier `emd`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted",
+            ),
+        ] {
+            let err = PolicySet::compile(&[("p.toml", bad)], "/h")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, want);
+        }
     }
 
     #[test]

@@ -165,6 +165,18 @@ struct RawRule {
     supersedes: Vec<Spanned<String>>,
     #[serde(default)]
     destinations: Vec<Spanned<String>>,
+    #[serde(default)]
+    escalate: Vec<Spanned<RawEscalate>>,
+}
+
+/// `[[rule.escalate]]`: a higher severity once the content reaches these thresholds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalate {
+    severity: Spanned<Severity>,
+    min_records: Option<u64>,
+    #[serde(default)]
+    min_findings: BTreeMap<Spanned<String>, u64>,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +250,30 @@ impl Ctx<'_> {
             field,
             message,
         });
+    }
+
+    /// A `min_findings` table, each classifier name checked.
+    fn findings(
+        &mut self,
+        field: String,
+        raw: BTreeMap<Spanned<String>, u64>,
+    ) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in raw {
+            if !CLASSIFIERS.contains(&k.get_ref().as_str()) {
+                self.error(
+                    Some(k.span()),
+                    Some(field.clone()),
+                    format!(
+                        "unknown classifier `{}`, expected one of: {}",
+                        k.get_ref(),
+                        CLASSIFIERS.join(", ")
+                    ),
+                );
+            }
+            out.insert(k.into_inner(), v);
+        }
+        out
     }
 
     fn globs(&mut self, field: String, raw: &[Spanned<String>], home: &str) -> Option<GlobSet> {
@@ -547,20 +583,37 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
             if let Some(c) = r.content {
                 min_records = c.min_records;
                 customer_table = c.customer_table;
-                for (k, v) in c.min_findings {
-                    if !CLASSIFIERS.contains(&k.get_ref().as_str()) {
-                        cx.error(
-                            Some(k.span()),
-                            at("content.min_findings"),
-                            format!(
-                                "unknown classifier `{}`, expected one of: {}",
-                                k.get_ref(),
-                                CLASSIFIERS.join(", ")
-                            ),
-                        );
-                    }
-                    min_findings.insert(k.into_inner(), v);
+                min_findings =
+                    cx.findings(format!("rule[{i}].content.min_findings"), c.min_findings);
+            }
+            let mut escalate = Vec::new();
+            for (j, e) in r.escalate.into_iter().enumerate() {
+                let span = e.span();
+                let e = e.into_inner();
+                let field = format!("rule[{i}].escalate[{j}]");
+                if e.min_records.is_none() && e.min_findings.is_empty() {
+                    cx.error(
+                        Some(span),
+                        Some(field.clone()),
+                        "needs min_records or min_findings".into(),
+                    );
                 }
+                if *e.severity.get_ref() <= r.severity {
+                    cx.error(
+                        Some(e.severity.span()),
+                        Some(format!("{field}.severity")),
+                        format!(
+                            "`{}` is not above the rule's own `{}`",
+                            e.severity.get_ref().as_str(),
+                            r.severity.as_str()
+                        ),
+                    );
+                }
+                escalate.push(super::Escalation {
+                    severity: e.severity.into_inner(),
+                    min_records: e.min_records,
+                    min_findings: cx.findings(format!("{field}.min_findings"), e.min_findings),
+                });
             }
             rules.push(Rule {
                 id,
@@ -576,6 +629,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 recognise,
                 supersedes: r.supersedes.iter().map(|s| s.get_ref().clone()).collect(),
                 destinations: r.destinations.iter().map(|d| d.get_ref().clone()).collect(),
+                escalate,
                 origin,
             });
             for s in &r.supersedes {
@@ -717,7 +771,7 @@ mod tests {
     fn errors_point_at_the_fault() {
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"high\"\nactoins = [\"created\"]\n",
-            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`, `recognise`, `supersedes`, `destinations`",
+            "p.toml:4:1: unknown field `actoins`, expected one of `id`, `description`, `severity`, `actions`, `file_types`, `paths`, `exclude_paths`, `content`, `recognise`, `supersedes`, `destinations`, `escalate`",
         );
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"hihg\"\n",
