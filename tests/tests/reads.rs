@@ -125,6 +125,32 @@ fn bulk_alerts(c: &Collector) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The read monitoring a device reports in its coverage, once the collector has it.
+fn coverage_reads(collector: &Collector) -> String {
+    wait_for("the device's coverage", DEADLINE, || {
+        collector
+            .devices()
+            .into_iter()
+            .find_map(|d| d["coverage"]["reads"].as_str().map(str::to_string))
+            .filter(|r| !r.is_empty())
+    })
+}
+
+/// Gives the agent's start-up scan its time, reads every file with `cat`, and returns the
+/// detail of the bulk-read alert that follows.
+fn cat_until_alerted(collector: &Collector, files: &[PathBuf]) -> String {
+    std::thread::sleep(Duration::from_secs(1));
+    let out = std::process::Command::new("/usr/bin/cat")
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let alert = wait_for("the bulk-read alert", DEADLINE, || {
+        bulk_alerts(collector).pop()
+    });
+    alert["detail"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
     let tmp = root_tempdir();
@@ -252,25 +278,9 @@ fn without_fanotify_the_agent_falls_back_to_inotify_and_says_so() {
         "{reads}"
     );
     // The collector sees the device's read monitoring in its coverage.
-    let cov = wait_for("the device's coverage", DEADLINE, || {
-        collector
-            .devices()
-            .into_iter()
-            .find_map(|d| d["coverage"]["reads"].as_str().map(str::to_string))
-            .filter(|r| !r.is_empty())
-    });
+    let cov = coverage_reads(&collector);
     assert!(cov.starts_with("inotify fallback:"), "{cov}");
-    // Give the agent's start-up scan its time, then read every file.
-    std::thread::sleep(Duration::from_secs(1));
-    let out = std::process::Command::new("/usr/bin/cat")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let alert = wait_for("the bulk-read alert", DEADLINE, || {
-        bulk_alerts(&collector).pop()
-    });
-    let detail = alert["detail"].as_str().unwrap();
+    let detail = cat_until_alerted(&collector, &files);
     assert!(
         detail.starts_with("a program of lea (which one is unknown"),
         "{detail}"
@@ -313,25 +323,10 @@ fn an_agent_without_cap_sys_admin_falls_back_by_itself_and_says_why() {
         "{}",
         agent.log()
     );
-    let cov = wait_for("the device's coverage", DEADLINE, || {
-        collector
-            .devices()
-            .into_iter()
-            .find_map(|d| d["coverage"]["reads"].as_str().map(str::to_string))
-            .filter(|r| !r.is_empty())
-    });
+    let cov = coverage_reads(&collector);
     assert!(cov.contains("CAP_SYS_ADMIN"), "{cov}");
     // The fallback still catches the bulk read, without naming the program.
-    std::thread::sleep(Duration::from_secs(1));
-    let out = std::process::Command::new("/usr/bin/cat")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let alert = wait_for("the bulk-read alert", DEADLINE, || {
-        bulk_alerts(&collector).pop()
-    });
-    let detail = alert["detail"].as_str().unwrap();
+    let detail = cat_until_alerted(&collector, &files);
     assert!(
         detail.starts_with("a program of kai (which one is unknown"),
         "{detail}"
