@@ -649,6 +649,34 @@ actions = ["deleted"]
             0,
             ("exfil.removable-media", Severity::Critical),
         );
+        // A recognised export hidden under another extension: the disguise's alert alone.
+        let hidden = |records: u64, edm: u64| {
+            let mut s = ContentSummary {
+                customer_table: true,
+                ..summary("text", records, records)
+            };
+            s.findings.insert("edm".into(), edm);
+            s.findings.insert("disguised".into(), 1);
+            set.evaluate(&Subject {
+                action: Action::Created,
+                path: "/home/u/Downloads/report1700000000000.jpg",
+                summary: Some(&s),
+                headers: &["accountowner".to_string()],
+                destination: None,
+                origin_records: 0,
+            })
+            .into_iter()
+            .map(|m| (m.id, m.severity))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            hidden(300, 0),
+            [("customer-data.disguised".to_string(), Severity::High)]
+        );
+        assert_eq!(
+            hidden(300, 25),
+            [("customer-data.disguised".to_string(), Severity::Critical)]
+        );
     }
 
     #[test]
