@@ -4,9 +4,10 @@
 //! over the folder's DACL (saved as SDDL, replaced by SYSTEM and Administrators only, put
 //! back), a macOS build adds and removes `chmod +a` deny entries. `orders.rs` only calls them.
 
+use crate::safe_fs::{self, FsError, Stat};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::MetadataExt;
 
 /// A path's access as it was before it was taken away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,39 +45,41 @@ pub fn running_as_admin() -> bool {
 }
 
 /// The access to record before taking it away.
-pub fn snapshot(meta: &std::fs::Metadata) -> Saved {
+pub fn snapshot(st: &Stat) -> Saved {
     Saved {
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mode: meta.mode() & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+        mode: st.mode & 0o7777,
     }
 }
 
-/// Takes access to `path` away from everyone but an administrator (or, without the rights
-/// for that, from everyone but its owner's own undoing).
-pub fn take_away(path: &Path) -> std::io::Result<Taken> {
+/// Takes access to the open file or folder `fd` away from everyone but an administrator
+/// (or, without the rights for that, from everyone but its owner's own undoing). By
+/// descriptor: whatever the user does to its name meanwhile, this is the file changed.
+pub fn take_away(fd: BorrowedFd<'_>) -> Result<Taken, FsError> {
     if running_as_admin() {
-        std::os::unix::fs::chown(path, Some(0), Some(0))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        safe_fs::set_owner_mode(fd, 0, 0, 0o700)?;
         Ok(Taken::AdminOnly)
     } else {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000))?;
+        safe_fs::set_mode(fd, 0o000)?;
         Ok(Taken::ModeOnly)
     }
 }
 
-/// Gives `path` its recorded access back.
-pub fn give_back(path: &Path, saved: &Saved) -> std::io::Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(saved.mode))?;
+/// Gives the open file or folder `fd` its recorded access back.
+pub fn give_back(fd: BorrowedFd<'_>, saved: &Saved) -> Result<(), FsError> {
     if running_as_admin() {
-        std::os::unix::fs::chown(path, Some(saved.uid), Some(saved.gid))?;
+        safe_fs::set_owner_mode(fd, saved.uid, saved.gid, saved.mode)
+    } else {
+        safe_fs::set_mode(fd, saved.mode)
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn taking_away_and_giving_back_round_trips_the_mode() {
@@ -84,9 +87,10 @@ mod tests {
         let p = dir.path().join("customers");
         std::fs::create_dir(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o750)).unwrap();
-        let saved = snapshot(&std::fs::metadata(&p).unwrap());
+        let fd = safe_fs::open_dir(&p).unwrap();
+        let saved = snapshot(&safe_fs::stat(fd.as_fd()).unwrap());
         assert_eq!(saved.mode, 0o750);
-        let taken = take_away(&p).unwrap();
+        let taken = take_away(fd.as_fd()).unwrap();
         let mode = std::fs::metadata(&p).unwrap().mode() & 0o7777;
         match taken {
             Taken::AdminOnly => {
@@ -94,7 +98,7 @@ mod tests {
             }
             Taken::ModeOnly => assert_eq!(mode, 0),
         }
-        give_back(&p, &saved).unwrap();
+        give_back(fd.as_fd(), &saved).unwrap();
         let m = std::fs::metadata(&p).unwrap();
         assert_eq!(
             (m.mode() & 0o7777, m.uid(), m.gid()),

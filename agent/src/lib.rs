@@ -2,7 +2,8 @@
 //! wires these modules together, and the collector's `quickstart` embeds the same daemon.
 //!
 //! Each I/O edge sits behind one module: `watch` (notify), `spool` (SQLite), `uplink`
-//! (QUIC), `clock` (time), `scan` (reading files). Decisions come from `holdfast-shared`.
+//! (QUIC), `clock` (time), `safe_fs` (every operation on the user's files, by descriptor), `scan`
+//! (reading one file). Decisions come from `holdfast-shared`.
 
 pub mod access;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod policy_files;
 pub mod process;
 pub mod reads;
 pub mod rescan;
+pub mod safe_fs;
 pub mod scan;
 pub mod spool;
 pub mod tls;

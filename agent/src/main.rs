@@ -30,9 +30,19 @@ enum Command {
         /// Collector address, HOST:PORT.
         #[arg(long)]
         collector: String,
-        /// The token from `holdfast-collector token create`.
+        /// File holding the token from `holdfast-collector token create` (`-` reads it from
+        /// standard input). Preferred: a token on the command line is visible to every
+        /// local user in the process list.
+        #[arg(
+            long,
+            value_name = "PATH",
+            required_unless_present = "token",
+            conflicts_with = "token"
+        )]
+        token_file: Option<PathBuf>,
+        /// The token itself (visible in the process list; prefer --token-file).
         #[arg(long)]
-        token: String,
+        token: Option<String>,
         /// Agent config file (its data_dir receives the identity).
         #[arg(long, conflicts_with = "data_dir")]
         config: Option<PathBuf>,
@@ -102,15 +112,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// The enrollment token from a file, or from standard input for `-`: its first line,
+/// trimmed, at most 4 KiB read.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let limit = 4096;
+    let read = if path == Path::new("-") {
+        std::io::stdin().take(limit).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_string(&mut text))
+    };
+    read.with_context(|| format!("--token-file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("--token-file {}: no token in it", path.display());
+    }
+    Ok(token)
+}
+
 fn real_main(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Enroll {
             collector,
+            token_file,
             token,
             config,
             data_dir,
             force,
         } => {
+            let token = match (token_file, token) {
+                (Some(path), _) => read_token(&path)?,
+                (None, Some(t)) => {
+                    eprintln!("warning: --token is visible to other local users in the process list; prefer --token-file");
+                    t
+                }
+                (None, None) => anyhow::bail!("--token-file: required"),
+            };
             let c = config_for(config.as_deref(), data_dir)?;
             let done = runtime()?.block_on(holdfast_agent::enroll::enroll(
                 &collector,
@@ -159,21 +197,26 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The files to scan under `path`: everything but folders (FIFOs, sockets and devices are
+/// listed so that their line says they were skipped), walked by descriptor without
+/// following a link.
 fn walk(path: &Path, out: &mut Vec<PathBuf>) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
-            Ok(entries) => {
-                let mut children: Vec<PathBuf> =
-                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                children.sort();
-                for c in children {
-                    walk(&c, out);
-                }
-            }
-            Err(_) => out.push(path.to_path_buf()),
-        },
-        _ => out.push(path.to_path_buf()),
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let limits = holdfast_agent::tree::Limits {
+        max_files: 10_000_000,
+        max_depth: 64,
+    };
+    let before = out.len();
+    holdfast_agent::tree::visit_all(&abs, Path::new(""), limits, |p, _| out.push(p));
+    if out.len() == before && !is_dir(&abs) {
+        // Missing or refused: its line says why.
+        out.push(abs);
     }
+}
+
+fn is_dir(p: &Path) -> bool {
+    holdfast_agent::safe_fs::stat_path(p)
+        .is_ok_and(|s| s.kind == holdfast_agent::safe_fs::Kind::Directory)
 }
 
 /// Why a matched rule matched, in words.
@@ -247,9 +290,9 @@ fn scan(
     let mounts = holdfast_agent::mounts::MountTable::start();
     for file in files {
         let shown = file.display().to_string();
-        let (line, ok) = match holdfast_agent::scan::scan_file(&file, edm.clone()) {
+        let abs = std::path::absolute(&file).unwrap_or(file.clone());
+        let (line, ok) = match holdfast_agent::scan::scan_file(&abs, edm.clone()) {
             Ok(r) => {
-                let abs = std::path::absolute(&file).unwrap_or(file.clone());
                 let shown_abs = abs.to_string_lossy().into_owned();
                 let dest =
                     holdfast_agent::pipeline::destination_of(&abs, &shown_abs, &set, &mounts);

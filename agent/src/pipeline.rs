@@ -243,10 +243,14 @@ pub fn describe(
     let mut headers = Vec::new();
     let mut origin_records = 0;
     if ready.action != Action::Deleted {
-        match std::fs::symlink_metadata(&ready.path) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => return None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // FIFOs, sockets, devices and links are never opened: the event says what it was.
+        match crate::safe_fs::stat_path(&ready.path) {
+            Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {}
+            Ok(st) if st.kind == crate::safe_fs::Kind::Directory => return None,
+            Ok(st) => {
+                activity.error = Some(crate::safe_fs::FsError::NotRegular(st.kind).to_string())
+            }
+            Err(e) if e.is_not_found() => return None,
             Err(e) => activity.error = Some(e.to_string()),
         }
         if activity.error.is_none() {

@@ -198,8 +198,10 @@ impl Rescanner {
     /// they happened (a queue drained after a stall), and a rescan may have reported the
     /// file meanwhile.
     pub fn unchanged(&self, path: &Path) -> bool {
-        match (self.index.get(&key(path)), std::fs::symlink_metadata(path)) {
-            (Some(old), Ok(m)) if m.is_file() => *old == Stamp::of(&m),
+        match (self.index.get(&key(path)), crate::safe_fs::stat_path(path)) {
+            (Some(old), Ok(st)) if st.kind == crate::safe_fs::Kind::Regular => {
+                *old == Stamp::of_stat(&st)
+            }
             _ => false,
         }
     }
@@ -306,8 +308,10 @@ impl Rescanner {
             self.index.remove(&key(Path::new(old)));
         }
         let path = Path::new(&f.path);
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_file() => self.put(path, Stamp::of(&m)),
+        match crate::safe_fs::stat_path(path) {
+            Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {
+                self.put(path, Stamp::of_stat(&st))
+            }
             _ => {
                 self.index.remove(&key(path));
             }

@@ -32,21 +32,30 @@ pub struct FileReport {
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// Opening or reading failed (missing, permission denied, I/O error).
+    /// Opening was refused (a link in the way, not a regular file, swapped while opened) or
+    /// failed (missing, permission denied).
+    #[error(transparent)]
+    Open(#[from] crate::safe_fs::FsError),
+    /// Reading failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The path is not a regular file.
-    #[error("not a regular file")]
-    NotAFile,
 }
 
-/// Hashes and classifies the file at `path`. The whole file is hashed; classification
-/// stops at its byte budget.
+/// Hashes and classifies the file at the absolute `path`, opened through
+/// [`crate::safe_fs::open_regular`] (no link followed; FIFOs, sockets and devices refused
+/// unopened). The whole file is hashed; classification stops at its byte budget.
 pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, ScanError> {
-    let mut file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(ScanError::NotAFile);
-    }
+    let opened = crate::safe_fs::open_regular(path)?;
+    scan_opened(opened.file, path, edm)
+}
+
+/// Like [`scan_file`], for a file already opened through `safe_fs`: every pass reads this
+/// descriptor, so what is classified is what was opened, whatever happens to its name.
+pub fn scan_opened(
+    mut file: std::fs::File,
+    path: &Path,
+    edm: Option<Arc<Matcher>>,
+) -> Result<FileReport, ScanError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -81,7 +90,7 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
     // Archives and workbooks need to seek: a second, bounded pass over the same file.
     match summary.file_type.as_str() {
         "zip" => match archive::classify_zip(
-            std::fs::File::open(path)?,
+            rewound(&file)?,
             "zip",
             archive::Limits::default(),
             edm.clone(),
@@ -100,7 +109,7 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
             }
         },
         "xlsx" | "xls" => {
-            let file = std::fs::File::open(path)?;
+            let file = rewound(&file)?;
             let limits = archive::Limits::default();
             let read = if summary.file_type == "xlsx" {
                 xlsx::classify_xlsx(file, limits, edm).map_err(|e| e.to_string())
@@ -137,6 +146,14 @@ pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, S
     })
 }
 
+/// A second handle on the same open file, at its start.
+fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    let mut f = file.try_clone()?;
+    f.rewind()?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,13 +172,17 @@ mod tests {
         assert_eq!(r.sha256, holdfast_shared::sha256_hex(body.as_bytes()));
         assert_eq!(r.summary.records, 1000);
         assert_eq!(r.summary.file_type, "csv");
-        assert!(matches!(
-            scan_file(dir.path(), None),
-            Err(ScanError::NotAFile) | Err(ScanError::Io(_))
-        ));
-        assert!(matches!(
-            scan_file(&dir.path().join("missing"), None),
-            Err(ScanError::Io(_))
-        ));
+        let err = |p: &Path| scan_file(p, None).err().map(|e| e.to_string());
+        assert_eq!(
+            err(dir.path()).as_deref(),
+            Some("not a regular file but a folder: skipped")
+        );
+        assert!(scan_file(&dir.path().join("missing"), None)
+            .is_err_and(|e| matches!(e, ScanError::Open(ref f) if f.is_not_found())));
+        std::os::unix::fs::symlink(&p, dir.path().join("link.csv")).unwrap();
+        assert_eq!(
+            err(&dir.path().join("link.csv")).as_deref(),
+            Some("not a regular file but a symbolic link: skipped")
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Walking directory trees, bounded and without following symlinks: the one walker behind
 //! the startup index, rescans after a lost event, polled roots, new folders, and the
-//! offboarding quarantine and purge.
+//! offboarding quarantine. Folders are opened by descriptor (`safe_fs`): no link is ever
+//! followed, not even one swapped in for a folder mid-walk.
 
+use crate::safe_fs::{self, Kind, Stat};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +31,14 @@ impl Stamp {
             ino: m.ino(),
         }
     }
+
+    pub fn of_stat(s: &Stat) -> Stamp {
+        Stamp {
+            len: s.len,
+            mtime_ns: s.mtime_ns,
+            ino: s.ino,
+        }
+    }
 }
 
 /// A walk's result.
@@ -41,8 +52,11 @@ pub struct Walked {
     pub truncated: bool,
 }
 
+/// Names listed from one folder, at most.
+const LIST_MAX: usize = 1_000_000;
+
 /// Lists the regular files under `root` (or `root` itself when it is a file), skipping
-/// anything under `skip`.
+/// the folder `skip` (the agent's own data: recognised by device and inode, not by name).
 pub fn walk(root: &Path, skip: &Path, limits: Limits) -> Walked {
     let mut files = Vec::new();
     let (dirs, truncated) = visit(root, skip, limits, |p, s| files.push((p, s)));
@@ -62,39 +76,70 @@ pub fn visit(
     limits: Limits,
     mut f: impl FnMut(PathBuf, Stamp),
 ) -> (u64, bool) {
-    let (mut dirs, mut files, mut truncated) = (0u64, 0usize, false);
-    let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
-    while let Some((path, depth)) = stack.pop() {
-        if path.starts_with(skip) {
-            continue;
+    visit_all(root, skip, limits, |p, st| {
+        if st.kind == Kind::Regular {
+            f(p, Stamp::of_stat(st));
         }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() {
+    })
+}
+
+/// Every name under `root` that is not a folder (regular files, links, FIFOs, sockets,
+/// devices: `f` sees the kind), in sorted order. Each folder is opened through
+/// `safe_fs::open_dir`, so a link swapped in for a folder is never followed, and a walk
+/// never leaves `root` through one.
+pub fn visit_all(
+    root: &Path,
+    skip: &Path,
+    limits: Limits,
+    mut f: impl FnMut(PathBuf, &Stat),
+) -> (u64, bool) {
+    let skip = safe_fs::stat_path(skip)
+        .ok()
+        .filter(|s| s.kind == Kind::Directory)
+        .map(|s| s.identity());
+    let (mut dirs, mut files, mut truncated) = (0u64, 0usize, false);
+    let Ok(top) = safe_fs::stat_path(root) else {
+        return (0, false);
+    };
+    // (path, depth, the stat of what is not a folder)
+    let mut stack: Vec<(PathBuf, usize, Option<Stat>)> = vec![(
+        root.to_path_buf(),
+        0,
+        (top.kind != Kind::Directory).then_some(top),
+    )];
+    while let Some((path, depth, leaf)) = stack.pop() {
+        if let Some(st) = leaf {
             if files >= limits.max_files {
                 truncated = true;
                 break;
             }
             files += 1;
-            f(path, Stamp::of(&meta));
-            continue;
-        }
-        if !meta.is_dir() {
+            f(path, &st);
             continue;
         }
         if depth >= limits.max_depth {
             truncated = true;
             continue;
         }
-        let Ok(entries) = std::fs::read_dir(&path) else {
+        let Ok(fd) = safe_fs::open_dir(&path) else {
+            continue;
+        };
+        if skip.is_some() && safe_fs::stat(fd.as_fd()).ok().map(|s| s.identity()) == skip {
+            continue;
+        }
+        let Ok(mut names) = safe_fs::list(fd.as_fd(), LIST_MAX) else {
             continue;
         };
         dirs += 1;
-        let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         // Reversed onto the stack, so files come out in sorted order.
-        children.sort_unstable_by(|a, b| b.cmp(a));
-        stack.extend(children.into_iter().map(|c| (c, depth + 1)));
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        for name in names {
+            let Ok(st) = safe_fs::stat_at(fd.as_fd(), &name) else {
+                continue;
+            };
+            let leaf = (st.kind != Kind::Directory).then_some(st);
+            stack.push((path.join(name), depth + 1, leaf));
+        }
     }
     (dirs, truncated)
 }
@@ -123,13 +168,15 @@ pub fn existing_dirs(pattern: &Path) -> Vec<PathBuf> {
         let mut next = Vec::new();
         for base in &found {
             if seg.contains('*') {
-                let Ok(entries) = std::fs::read_dir(base) else {
+                let Ok(listed) =
+                    safe_fs::open_dir(base).and_then(|fd| safe_fs::list(fd.as_fd(), 4096))
+                else {
                     continue;
                 };
-                let mut names: Vec<PathBuf> = entries
-                    .flatten()
-                    .filter(|e| wildcard(&seg, &e.file_name().to_string_lossy()))
-                    .map(|e| e.path())
+                let mut names: Vec<PathBuf> = listed
+                    .into_iter()
+                    .filter(|n| wildcard(&seg, &n.to_string_lossy()))
+                    .map(|n| base.join(n))
                     .collect();
                 names.sort();
                 next.extend(names);
@@ -142,7 +189,7 @@ pub fn existing_dirs(pattern: &Path) -> Vec<PathBuf> {
         }
         found = next;
     }
-    found.retain(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()));
+    found.retain(|p| safe_fs::stat_path(p).is_ok_and(|s| s.kind == Kind::Directory));
     found
 }
 

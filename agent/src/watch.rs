@@ -109,7 +109,10 @@ pub fn start(
     tx: SyncSender<WatchEvent>,
     opens: Opens,
 ) -> Result<Watcher, WatchError> {
-    let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+    // Never through a link: `~/Downloads/x -> /` must not make a root agent watch (and
+    // then read) the whole machine.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let handler = move |res: notify::Result<notify::Event>| {
         let evs = match res {
             Ok(ev) => convert(ev, opens),
             Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
@@ -125,12 +128,16 @@ pub fn start(
                 return;
             }
         }
-    })
-    .map_err(WatchError::Start)?;
+    };
+    let mut inner = notify::RecommendedWatcher::new(handler, config).map_err(WatchError::Start)?;
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     let mut limited = Vec::new();
     for root in roots {
+        if let Err(e) = crate::safe_fs::open_dir(root) {
+            failed.push((root.clone(), e.to_string()));
+            continue;
+        }
         match inner.watch(root, RecursiveMode::Recursive) {
             Ok(()) => ok.push(root.clone()),
             // Partly watched: the watches added so far stay; the rest is polled.

@@ -219,7 +219,8 @@ pub struct StoredEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub process: Option<holdfast_shared::event::Process>,
-    /// What an agent's notice says, in plain words (`watch_limit`, `watch_overflow`, ...).
+    /// What an agent's notice says, in plain words (`watch_limit`, `watch_overflow`, ...), or
+    /// why a file was not read (`not a regular file but a FIFO: skipped`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -1123,7 +1124,7 @@ fn events_where_in(
         let mut stmt = conn.prepare(&format!(
             "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
                     COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin,
-                    process, CASE WHEN kind NOT IN ('file', 'undecodable') THEN body END
+                    process, CASE WHEN kind NOT IN ('file', 'undecodable') OR (kind = 'file' AND sha256 IS NULL) THEN body END
              FROM events WHERE {clause}"
         ))?;
         let rows = stmt.query_map(args, |r| {
@@ -1142,6 +1143,7 @@ fn events_where_in(
                 message: r.get::<_, Option<Vec<u8>>>(19)?.and_then(
                     |b| match EventBody::from_bytes(&b) {
                         Ok(EventBody::Notice(n)) => Some(n.message),
+                        Ok(EventBody::File(f)) => f.error,
                         _ => None,
                     },
                 ),
