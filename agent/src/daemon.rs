@@ -172,6 +172,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     let now = Instant::now();
                     let mut cov = rescanner.coverage();
                     cov.reads.clone_from(&reads.status);
+                    (cov.reads_dropped, cov.reads_unmarked) = reads.losses();
                     let cov = serde_json::to_string(&cov).unwrap_or_default();
                     if cov != coverage {
                         spool.set_meta("coverage", &cov)?;
@@ -259,6 +260,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         .take_notices()
                         .into_iter()
                         .chain(rescanner.take_notices())
+                        .chain(reads.take_notices())
                         .chain(read_bodies)
                         .map(|b| (crate::clock::now_ms(), b))
                         .collect();

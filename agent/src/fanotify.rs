@@ -1,8 +1,9 @@
 //! The read-monitoring adapter: the only module that touches fanotify. It reports every read
 //! of a file under the customer-data folders of the bulk-read rules, with the reader's pid,
 //! uid, user name and executable, as [`WatchEvent::Read`]s on the watch channel. A read is a
-//! file opened without write access and closed again (`FAN_CLOSE_NOWRITE`): saving a file is
-//! not reading it. The reader is looked up when it opens the file (`FAN_OPEN`), since by the
+//! file opened without write access and closed again (`FAN_CLOSE_NOWRITE`), or any read of
+//! file data (`FAN_ACCESS`), so a file opened `O_RDWR` and read counts too; saving a file
+//! without reading it does not. The reader is looked up when it opens the file (`FAN_OPEN`), since by the
 //! close it may have exited; the last [`MAX_PROCESSES`] readers are remembered by pid. A
 //! reader that exits before the agent handles its first open (within a millisecond or so)
 //! is reported with its pid only.
@@ -45,6 +46,8 @@ const RACY: Duration = Duration::from_secs(2);
 /// What a directory's mark asks of the read group: opens and no-write closes of its files.
 const READS: MaskFlags = MaskFlags::FAN_OPEN
     .union(MaskFlags::FAN_CLOSE_NOWRITE)
+    .union(MaskFlags::FAN_ACCESS)
+    .union(MaskFlags::FAN_CLOSE_WRITE)
     .union(MaskFlags::FAN_EVENT_ON_CHILD);
 /// What it asks of the new-directory group: directories made or moved in.
 const NEW_DIRS: MaskFlags = MaskFlags::FAN_CREATE
@@ -73,6 +76,8 @@ pub struct ReadMonitor {
     pub dropped: Arc<AtomicU64>,
     /// Directories marked so far.
     pub marked: Arc<AtomicU64>,
+    /// Directories left unmarked by the last walk because [`MAX_MARKS`] was reached.
+    pub unmarked: Arc<AtomicU64>,
     new_folders_at_once: bool,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -125,7 +130,7 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
     let next_folders = Arc::new(Mutex::new(None));
     let new_folders_at_once = dirs_fan.is_some();
     let mut m = Monitor::new(fan, dirs_fan, folders, tx);
-    let (dropped, marked) = (m.dropped.clone(), m.marked.clone());
+    let (dropped, marked, unmarked) = (m.dropped.clone(), m.marked.clone(), m.unmarked.clone());
     m.remark();
     let (s, next) = (stop.clone(), next_folders.clone());
     let thread = std::thread::Builder::new()
@@ -137,6 +142,7 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
         next_folders,
         dropped,
         marked,
+        unmarked,
         new_folders_at_once,
         thread: Some(thread),
     })
@@ -161,6 +167,11 @@ struct Monitor {
     tx: SyncSender<WatchEvent>,
     dropped: Arc<AtomicU64>,
     marked: Arc<AtomicU64>,
+    unmarked: Arc<AtomicU64>,
+    /// (pid, device, inode) of files read since their open: one read is reported per open.
+    accessed: std::collections::HashSet<(u32, u64, u64)>,
+    /// [`MAX_MARKS`], or `HOLDFAST_READ_MARKS_MAX` (for tests of the limit).
+    max_marks: usize,
 }
 
 /// What the walks know of one marked directory.
@@ -195,6 +206,12 @@ impl Monitor {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             marked: Arc::new(AtomicU64::new(0)),
+            unmarked: Arc::new(AtomicU64::new(0)),
+            accessed: std::collections::HashSet::new(),
+            max_marks: std::env::var("HOLDFAST_READ_MARKS_MAX")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_MARKS),
         }
     }
 
@@ -293,7 +310,29 @@ impl Monitor {
                     self.processes.insert(pid, p);
                 }
             }
-            if !ev.mask().contains(MaskFlags::FAN_CLOSE_NOWRITE) {
+            // One read per open: the first data read (`FAN_ACCESS`, whatever the open's
+            // mode), or the close of a read-only open that read nothing yet.
+            let mask = ev.mask();
+            // (`st_dev` and `st_ino` are not u64 on every target.)
+            #[allow(clippy::unnecessary_cast)]
+            let key = nix::sys::stat::fstat(fd.as_fd())
+                .ok()
+                .map(|st| (pid, st.st_dev as u64, st.st_ino as u64));
+            let forward = if mask.contains(MaskFlags::FAN_ACCESS) {
+                if self.accessed.len() >= MAX_PROCESSES {
+                    self.accessed.clear();
+                }
+                key.is_none_or(|k| self.accessed.insert(k))
+            } else {
+                let had = key.is_some_and(|k| self.accessed.remove(&k));
+                mask.contains(MaskFlags::FAN_CLOSE_NOWRITE) && !had
+            };
+            if mask.intersects(MaskFlags::FAN_CLOSE_NOWRITE | MaskFlags::FAN_CLOSE_WRITE) {
+                if let Some(k) = key {
+                    self.accessed.remove(&k);
+                }
+            }
+            if !forward {
                 continue;
             }
             let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
@@ -327,6 +366,7 @@ impl Monitor {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| p.display().to_string());
+        let exe_trusted = exe.as_deref().map(|e| trusted_executable(pid, e));
         let user = uid.and_then(|u| {
             self.users
                 .entry(u)
@@ -343,6 +383,8 @@ impl Monitor {
             uid,
             user,
             exe,
+            exe_trusted,
+            exe_sha256: None,
         }
     }
 
@@ -352,6 +394,7 @@ impl Monitor {
         self.walks += 1;
         let walk = self.walks;
         let mut listed = 0;
+        let mut unmarked = 0u64;
         // A folder may be a symbolic link (to a share): it is followed, and so is its mark.
         // Below it only real directories are descended into (`file_type` does not follow).
         let mut stack: Vec<PathBuf> = self.folders.clone();
@@ -373,7 +416,8 @@ impl Monitor {
                     }
                 }
                 _ => {
-                    if self.dirs.len() >= MAX_MARKS && !self.dirs.contains_key(&dir) {
+                    if self.dirs.len() >= self.max_marks && !self.dirs.contains_key(&dir) {
+                        unmarked += 1;
                         continue;
                     }
                     if let Err(e) = self.fan.mark(
@@ -452,6 +496,7 @@ impl Monitor {
             }
         }
         self.marked.store(self.dirs.len() as u64, Ordering::Relaxed);
+        self.unmarked.store(unmarked, Ordering::Relaxed);
         listed
     }
 }
@@ -463,6 +508,19 @@ fn real_uid(status: &str) -> Option<u32> {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|u| u.parse().ok())
+}
+
+/// Whether the running binary of `pid` (the inode itself, through `/proc/PID/exe`) and the
+/// folder holding `exe` are root's and writable by nobody else: only such a program may be
+/// excluded from read monitoring, so a user's own copy of an excluded program never is.
+fn trusted_executable(pid: u32, exe: &str) -> bool {
+    let safe = |m: &std::fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
+    let binary = std::fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| safe(&m));
+    let folder = std::path::Path::new(exe)
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .is_some_and(|m| safe(&m));
+    binary && folder
 }
 
 #[cfg(test)]

@@ -28,7 +28,16 @@ pub struct Reads {
     user: String,
     judge: BulkReads,
     own_reads: HashMap<PathBuf, Instant>,
+    /// SHA-256 of executables by (device, inode, mtime), for pinned exclusions.
+    exe_hashes: HashMap<(u64, u64, i64), String>,
+    dropped_reported: u64,
+    cap_reported: bool,
 }
+
+/// Executables hashed and remembered, at most.
+const MAX_EXE_HASHES: usize = 1024;
+/// Bytes of an executable hashed, at most.
+const MAX_EXE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// How reads are monitored.
 enum Via {
@@ -112,6 +121,9 @@ impl Reads {
             user: user.to_string(),
             judge: BulkReads::default(),
             own_reads: HashMap::new(),
+            exe_hashes: HashMap::new(),
+            dropped_reported: 0,
+            cap_reported: false,
         };
         reads.status = reads.describe();
         if matches!(reads.via, Via::Inotify(_)) && !reads.folders.is_empty() {
@@ -199,13 +211,81 @@ impl Reads {
                         uid: None,
                         user: Some(self.user.clone()),
                         exe: None,
+                        exe_trusted: None,
+                        exe_sha256: None,
                     },
                     time_ms: crate::clock::now_ms(),
                 }
             }
             _ => return Vec::new(),
         };
+        let mut open = open;
+        if open.process.exe.is_some() && set.bulk_reads.iter().any(|r| r.pins_sha256()) {
+            open.process.exe_sha256 = self.exe_hash(open.process.pid);
+        }
         self.judge.observe(set, &open)
+    }
+
+    /// SHA-256 of the running binary of `pid` (read through `/proc/PID/exe`, so the inode
+    /// that runs, whatever its path now holds), cached by device, inode and mtime.
+    fn exe_hash(&mut self, pid: u32) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let exe = format!("/proc/{pid}/exe");
+        let m = std::fs::metadata(&exe).ok()?;
+        let key = (m.dev(), m.ino(), m.mtime());
+        if let Some(h) = self.exe_hashes.get(&key) {
+            return Some(h.clone());
+        }
+        let mut f = std::fs::File::open(&exe).ok()?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut (&mut f).take(MAX_EXE_BYTES), &mut h).ok()?;
+        let hex = hex::encode(h.finalize());
+        if self.exe_hashes.len() >= MAX_EXE_HASHES {
+            self.exe_hashes.clear();
+        }
+        self.exe_hashes.insert(key, hex.clone());
+        Some(hex)
+    }
+
+    /// Notices about reads the monitor could not see: lost reads (once per new batch) and
+    /// folders left unmarked by the limit on marks (once per agent run).
+    pub fn take_notices(&mut self) -> Vec<EventBody> {
+        let (dropped, unmarked) = self.losses();
+        let mut out = Vec::new();
+        if dropped > self.dropped_reported {
+            let n = dropped - self.dropped_reported;
+            self.dropped_reported = dropped;
+            out.push(EventBody::Notice(holdfast_shared::event::AgentNotice {
+                kind: "reads_dropped".into(),
+                message: format!("{n} read(s) of customer files were lost (the kernel's queue or the agent's channel was full); bulk-read counts may be low"),
+                count: n,
+                counts: Default::default(),
+            }));
+        }
+        if unmarked > 0 && !self.cap_reported {
+            self.cap_reported = true;
+            out.push(EventBody::Notice(holdfast_shared::event::AgentNotice {
+                kind: "reads_marks_cap".into(),
+                message: format!("read monitoring reached its limit of folders; {unmarked} customer folder(s) are not monitored for reads"),
+                count: unmarked,
+                counts: Default::default(),
+            }));
+        }
+        out
+    }
+
+    /// Reads lost and folders left unmarked so far.
+    pub fn losses(&self) -> (u64, u64) {
+        match &self.via {
+            #[cfg(target_os = "linux")]
+            Via::Fanotify(m) => (
+                m.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                m.unmarked.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            _ => (0, 0),
+        }
     }
 }
 

@@ -351,6 +351,8 @@ impl Rescanner {
             limit_reached: self.limit_noticed || self.limit_pending.is_some(),
             index_full: self.index_full,
             reads: String::new(),
+            reads_dropped: 0,
+            reads_unmarked: 0,
         }
     }
 }

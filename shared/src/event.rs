@@ -173,6 +173,13 @@ pub struct Process {
     /// The executable's path, when it could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// Whether the executable file is root's and nobody else can write it or its folder
+    /// (only such a program may be excluded from read monitoring); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_trusted: Option<bool>,
+    /// SHA-256 of the executable, when a policy pins exclusions to hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_sha256: Option<String>,
 }
 
 /// Many customer files opened in a short time by one process or one user.
@@ -265,6 +272,12 @@ pub struct Coverage {
     /// How reads are monitored (`fanotify: …`, `inotify fallback: …`, `off (…)`).
     #[serde(default)]
     pub reads: String,
+    /// Reads of customer files lost since the agent started (a full queue or channel).
+    #[serde(default)]
+    pub reads_dropped: u64,
+    /// Customer folders not monitored for reads because the limit on marks was reached.
+    #[serde(default)]
+    pub reads_unmarked: u64,
 }
 
 /// The body of an event.

@@ -60,7 +60,7 @@ impl BulkReads {
             let Some(folder) = rule.folder_of(&open.path) else {
                 continue;
             };
-            if rule.excludes(open.process.exe.as_deref()) {
+            if rule.excludes(&open.process) {
                 continue;
             }
             let within_ms = i64::try_from(rule.within.as_millis()).unwrap_or(i64::MAX);
@@ -185,7 +185,7 @@ severity = "high"
 folders = ["/srv/customers", "~/Customers"]
 min_files = 3
 within = "10m"
-exclude_executables = ["*/updatedb", "/usr/bin/rsync"]
+exclude_executables = ["/usr/bin/updatedb", "/usr/bin/rsync"]
 
 [[bulk_read]]
 id = "reads.user"
@@ -208,6 +208,8 @@ by = "user"
                 uid: Some(1000),
                 user: Some("ada".into()),
                 exe: Some(exe.into()),
+                exe_trusted: Some(true),
+                exe_sha256: None,
             },
             time_ms: t_s * 1000,
         }

@@ -34,7 +34,7 @@ severity = "high"
 folders = [{:?}]
 min_files = 50
 within = "10m"
-exclude_executables = ["*/sha256sum"]
+exclude_executables = ["/usr/bin/sha256sum"]
 "#,
             folder.display().to_string()
         ),
@@ -331,4 +331,118 @@ fn an_agent_without_cap_sys_admin_falls_back_by_itself_and_says_why() {
         detail.starts_with("a program of kai (which one is unknown"),
         "{detail}"
     );
+}
+
+/// Runs `script` (Python) as `nobody` over `files`, staying a second after, as a copying tool
+/// would, so the agent finds its executable.
+fn python_as_nobody(script: &str, files: &[PathBuf]) {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::fs::canonicalize("/usr/bin/python3").unwrap())
+        .arg("-c")
+        .arg(format!(
+            "import sys, time\nfor p in sys.argv[1:]:\n{script}\ntime.sleep(1)"
+        ))
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_copy_of_an_excluded_program_and_read_write_opens_are_counted() {
+    let tmp = root_tempdir();
+    let collector = Collector::start(tmp.path());
+    let folder = tmp.path().join("share/customers");
+    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
+    let (agent, reads) = start_agent(tmp.path(), &collector, "rui", &policies, "");
+    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+    // The user's own copy of the excluded checksum tool, under the same name.
+    let copy = agent.home().join("sha256sum");
+    std::fs::copy("/usr/bin/sha256sum", &copy).unwrap();
+    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut evader = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(&files[..55])
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    drop(evader.stdin.take());
+    assert!(evader.wait().unwrap().success());
+    let alert = wait_for("the copy's bulk-read alert", DEADLINE, || {
+        bulk_alerts(&collector).pop()
+    });
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("{} (pid ", copy.display())),
+        "{detail}"
+    );
+    // Opened for reading and writing, and read: counted as reads too.
+    for f in &files {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    python_as_nobody("    open(p, 'r+b').read()", &files[..55]);
+    let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
+    wait_for("the read-write bulk-read alert", DEADLINE, || {
+        bulk_alerts(&collector)
+            .into_iter()
+            .find(|a| {
+                a["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(&format!("{} (pid ", python.display())))
+            })
+            .map(|_| ())
+    });
+}
+
+#[test]
+fn folders_left_unmarked_by_the_limit_are_reported() {
+    let tmp = root_tempdir();
+    let collector = Collector::start(tmp.path());
+    let folder = tmp.path().join("share/customers");
+    let (policies, _files) = customer_folder(tmp.path(), &folder, 5);
+    for i in 0..6 {
+        std::fs::create_dir_all(folder.join(format!("region-{i}"))).unwrap();
+    }
+    let mut agent = Agent::enroll(
+        tmp.path(),
+        &collector,
+        "rui",
+        &format!(
+            "policies = {:?}\nheartbeat_ms = 300",
+            policies.display().to_string()
+        ),
+    );
+    agent
+        .env
+        .push(("HOLDFAST_READ_MARKS_MAX".into(), "3".into()));
+    agent.start();
+    let notice = wait_for("the marks-cap notice", DEADLINE, || {
+        collector
+            .events()
+            .into_iter()
+            .find(|e| e["kind"] == "reads_marks_cap")
+    });
+    let message = notice["message"].as_str().unwrap();
+    assert!(
+        message.contains("customer folder(s) are not monitored for reads"),
+        "{message}"
+    );
+    let unmarked = wait_for("the coverage's unmarked folders", DEADLINE, || {
+        collector
+            .devices()
+            .into_iter()
+            .find_map(|d| d["coverage"]["reads_unmarked"].as_u64())
+            .filter(|n| *n > 0)
+    });
+    assert!(unmarked >= 4, "7 folders, 3 marks: {unmarked}");
 }

@@ -171,7 +171,15 @@ pub struct BulkReadRule {
     pub min_files: u64,
     pub within: std::time::Duration,
     pub by: ReadsBy,
-    exclude: Option<GlobSet>,
+    exclude: Vec<ExeExclusion>,
+}
+
+/// One excluded executable of a bulk-read rule.
+#[derive(Debug, Clone)]
+pub struct ExeExclusion {
+    glob: globset::GlobMatcher,
+    /// When set, only the binary with this SHA-256 (lowercase hex) is excluded.
+    sha256: Option<String>,
 }
 
 impl BulkReadRule {
@@ -186,12 +194,27 @@ impl BulkReadRule {
             .map(String::as_str)
     }
 
-    /// Whether opens by this executable are not counted.
-    pub fn excludes(&self, exe: Option<&str>) -> bool {
-        match (exe, &self.exclude) {
-            (Some(e), Some(g)) => g.is_match(e),
-            _ => false,
+    /// Whether opens by this process are not counted: its executable's whole path matches
+    /// an exclusion, the agent did not find the file writable by anyone but root, and, where
+    /// the exclusion pins a SHA-256, the binary has it.
+    pub fn excludes(&self, p: &crate::event::Process) -> bool {
+        let Some(exe) = p.exe.as_deref() else {
+            return false;
+        };
+        if p.exe_trusted == Some(false) {
+            return false;
         }
+        self.exclude.iter().any(|x| {
+            x.glob.is_match(exe)
+                && x.sha256
+                    .as_deref()
+                    .is_none_or(|want| p.exe_sha256.as_deref() == Some(want))
+        })
+    }
+
+    /// Whether some exclusion pins a binary's SHA-256 (the agent then hashes executables).
+    pub fn pins_sha256(&self) -> bool {
+        self.exclude.iter().any(|x| x.sha256.is_some())
     }
 }
 

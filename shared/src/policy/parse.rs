@@ -75,7 +75,16 @@ struct RawBulkRead {
     #[serde(default)]
     by: Option<Spanned<String>>,
     #[serde(default)]
-    exclude_executables: Vec<Spanned<String>>,
+    exclude_executables: Vec<Spanned<RawExe>>,
+}
+
+/// An excluded executable: its whole absolute path (`*` within one folder name), or a
+/// table that also pins the binary's SHA-256.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawExe {
+    Path(String),
+    Pinned { path: String, sha256: String },
 }
 
 /// Longest window a bulk-read rule may count over (the agent keeps its opens that long).
@@ -272,6 +281,58 @@ impl Ctx<'_> {
                 );
             }
             out.insert(k.into_inner(), v);
+        }
+        out
+    }
+
+    /// Excluded executables: whole absolute paths (never `~`, never a leading `*`, which
+    /// would match a copy of the program anywhere, such as the user's own), `*` not crossing
+    /// a `/`, and an optional SHA-256 pin.
+    fn executables(&mut self, field: String, raw: &[Spanned<RawExe>]) -> Vec<super::ExeExclusion> {
+        let mut out = Vec::new();
+        for e in raw {
+            let (path, sha256) = match e.get_ref() {
+                RawExe::Path(p) => (p.as_str(), None),
+                RawExe::Pinned { path, sha256 } => (path.as_str(), Some(sha256.as_str())),
+            };
+            let bytes = path.as_bytes();
+            let absolute = path.starts_with('/')
+                || (bytes.len() > 2
+                    && bytes[0].is_ascii_alphabetic()
+                    && bytes[1] == b':'
+                    && matches!(bytes[2], b'\\' | b'/'));
+            if !absolute {
+                self.error(
+                    Some(e.span()),
+                    Some(field.clone()),
+                    format!("`{path}`: an excluded executable must be a whole absolute path such as `/usr/bin/restic` (a pattern like `*/restic` matches a copy of the program anywhere, the user's home included)"),
+                );
+                continue;
+            }
+            if let Some(h) = sha256 {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    self.error(
+                        Some(e.span()),
+                        Some(field.clone()),
+                        format!("`{path}`: sha256 must be 64 hexadecimal digits"),
+                    );
+                    continue;
+                }
+            }
+            match globset::GlobBuilder::new(path)
+                .literal_separator(true)
+                .build()
+            {
+                Ok(glob) => out.push(super::ExeExclusion {
+                    glob: glob.compile_matcher(),
+                    sha256: sha256.map(str::to_ascii_lowercase),
+                }),
+                Err(err) => self.error(
+                    Some(e.span()),
+                    Some(field.clone()),
+                    format!("`{path}`: bad pattern: {err}"),
+                ),
+            }
         }
         out
     }
@@ -492,10 +553,9 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                     super::ReadsBy::Process
                 }
             };
-            let exclude = cx.globs(
+            let exclude = cx.executables(
                 format!("bulk_read[{i}].exclude_executables"),
                 &r.exclude_executables,
-                home,
             );
             bulk_reads.push(super::BulkReadRule {
                 id,
@@ -754,8 +814,8 @@ mod tests {
             &[(
                 "p.toml",
                 &format!(
-                    "{head}min_files = 50\nwithin = \"1h\"\nexclude_executables = [\"*/clamd\"]\n"
-                ),
+                    "{head}min_files = 50\nwithin = \"1h\"\nexclude_executables = [\"/usr/sbin/clamd\", \"/opt/av/*\", {{ path = \"/usr/bin/restic\", sha256 = \"HASH\" }}]\n"
+                ).replace("HASH", &"A".repeat(64)),
             )],
             "/home/u",
         )
@@ -763,8 +823,36 @@ mod tests {
         let r = &ok.bulk_reads[0];
         assert_eq!(r.folder_of("/srv/c/x/a.csv"), Some("/srv/c"));
         assert_eq!(r.folder_of("/srv/cx/a.csv"), None);
-        assert!(r.excludes(Some("/usr/sbin/clamd")));
-        assert!(!r.excludes(Some("/usr/bin/cat")));
+        let p = |exe: &str, trusted: Option<bool>, sha: Option<&str>| crate::event::Process {
+            pid: 1,
+            uid: Some(0),
+            user: None,
+            exe: Some(exe.into()),
+            exe_trusted: trusted,
+            exe_sha256: sha.map(str::to_string),
+        };
+        let hash = "a".repeat(64);
+        assert!(r.excludes(&p("/usr/sbin/clamd", Some(true), None)));
+        assert!(r.excludes(&p("/opt/av/scan", Some(true), None)));
+        // `*` stays within its folder; a copy elsewhere, or one the user can write, is not it.
+        assert!(!r.excludes(&p("/opt/av/x/scan", Some(true), None)));
+        assert!(!r.excludes(&p("/home/u/usr/sbin/clamd", Some(true), None)));
+        assert!(!r.excludes(&p("/usr/sbin/clamd", Some(false), None)));
+        assert!(!r.excludes(&p("/usr/bin/cat", Some(true), None)));
+        // A pinned binary must have its hash.
+        assert!(r.pins_sha256());
+        assert!(r.excludes(&p("/usr/bin/restic", Some(true), Some(&hash))));
+        assert!(!r.excludes(&p("/usr/bin/restic", Some(true), Some(&"b".repeat(64)))));
+        assert!(!r.excludes(&p("/usr/bin/restic", Some(true), None)));
+        // Patterns that would match anywhere are refused, naming the field.
+        check(
+            &format!("{head}min_files = 50\nwithin = \"1h\"\nexclude_executables = [\"*/restic\"]\n"),
+            "p.toml:7:24: bulk_read[0].exclude_executables: `*/restic`: an excluded executable must be a whole absolute path such as `/usr/bin/restic` (a pattern like `*/restic` matches a copy of the program anywhere, the user's home included)",
+        );
+        check(
+            &format!("{head}min_files = 50\nwithin = \"1h\"\nexclude_executables = [{{ path = \"/usr/bin/x\", sha256 = \"12\" }}]\n"),
+            "p.toml:7:24: bulk_read[0].exclude_executables: `/usr/bin/x`: sha256 must be 64 hexadecimal digits",
+        );
     }
 
     #[test]
