@@ -105,11 +105,40 @@ pub fn post_signed(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> 
     }
 }
 
-fn command(argv: &[String], user: &str, body: &[u8], timeout: Duration) -> Attempt {
-    let args: Vec<String> = argv[1..]
+/// The program's arguments with `{user}` put in. A user name cannot become an option: an
+/// argument that would then start with `-` is refused (nothing runs), and so is a name
+/// holding a control character or a NUL.
+fn command_args(argv: &[String], user: &str) -> Result<Vec<String>, String> {
+    if user.chars().any(char::is_control) {
+        return Err("the user name holds a control character; not passed to a program".into());
+    }
+    argv[1..]
         .iter()
-        .map(|a| a.replace("{user}", user))
-        .collect();
+        .map(|a| {
+            let arg = a.replace("{user}", user);
+            if a.contains("{user}") && arg.starts_with('-') && !a.starts_with('-') {
+                Err(format!(
+                    "the user name `{user}` would become an option of {}; not run",
+                    argv[0]
+                ))
+            } else {
+                Ok(arg)
+            }
+        })
+        .collect()
+}
+
+fn command(argv: &[String], user: &str, body: &[u8], timeout: Duration) -> Attempt {
+    let args = match command_args(argv, user) {
+        Ok(a) => a,
+        Err(detail) => {
+            return Attempt {
+                ok: false,
+                code: None,
+                detail,
+            }
+        }
+    };
     let child = std::process::Command::new(&argv[0])
         .args(&args)
         .env("HOLDFAST_USER", user)
@@ -182,6 +211,26 @@ fn command(argv: &[String], user: &str, body: &[u8], timeout: Duration) -> Attem
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_name_never_becomes_an_option() {
+        let argv: Vec<String> = ["idp-disable", "--user", "{user}", "--note=left {user}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            command_args(&argv, "kim").unwrap(),
+            ["--user", "kim", "--note=left kim"]
+        );
+        let err = command_args(&argv, "--delete-all").unwrap_err();
+        assert!(err.contains("would become an option"), "{err}");
+        assert!(command_args(&argv, "kim\nx").is_err());
+        let r = command(&argv, "-rf", b"", Duration::from_secs(1));
+        assert!(
+            !r.ok && r.detail.contains("would become an option"),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn signature_is_hmac_sha256_of_the_body() {

@@ -186,6 +186,7 @@ pub fn import(
     file: &Path,
     columns: &[String],
     now_ms: i64,
+    actor: &crate::Actor,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Imported, EdmSet), ImportError> {
     let shown = file.display().to_string();
@@ -252,7 +253,7 @@ pub fn import(
             payload: bytes,
         },
     )?;
-    store.publish_edm(&version, now_ms, set.customers, &signed.to_bytes()?)?;
+    store.publish_edm(&version, now_ms, set.customers, &signed.to_bytes()?, actor)?;
     Ok((
         Imported {
             version,
@@ -286,6 +287,7 @@ mod tests {
             &list,
             &["邮箱".into(), "phone".into()],
             5,
+            &crate::Actor::test(),
             &mut |_, _| calls += 1,
         )
         .unwrap();
@@ -324,6 +326,7 @@ mod tests {
             &list,
             &["wechat".into()],
             6,
+            &crate::Actor::test(),
             &mut |_, _| {},
         )
         .unwrap_err();

@@ -367,7 +367,9 @@ mod tests {
         let config = Config::with_data_dir(dir.path().to_path_buf());
         let mut store = Store::open(&config.db_path()).unwrap();
         for u in ["kim", "lee"] {
-            store.add_token(&format!("t-{u}"), u, 1, 2).unwrap();
+            store
+                .add_token(&format!("t-{u}"), u, 1, 2, &crate::Actor::test())
+                .unwrap();
         }
         let file = dir.path().join("hr.csv");
         std::fs::write(

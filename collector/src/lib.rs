@@ -20,6 +20,7 @@ pub mod quickstart;
 pub mod report;
 pub mod risk;
 pub mod store;
+pub mod table;
 pub mod tokens;
 pub mod triage;
 
@@ -30,6 +31,36 @@ pub struct Actor {
     pub who: String,
     /// `cli@host`, `http 127.0.0.1`, `device`.
     pub origin: String,
+}
+
+impl Actor {
+    /// The operator of this CLI process: the OS user of the real uid (never an environment
+    /// variable, which anyone can set), noting the `sudo` caller beside root.
+    pub fn cli() -> Actor {
+        let uid = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid{uid}"));
+        let who = match std::env::var("SUDO_USER") {
+            Ok(by) if uid.is_root() && valid_name(&by) => format!("cli:{name} (sudo by {by})"),
+            _ => format!("cli:{name}"),
+        };
+        Actor {
+            who,
+            origin: format!("cli@{}", holdfast_agent::enroll::hostname()),
+        }
+    }
+
+    /// An actor for unit tests.
+    #[cfg(test)]
+    pub fn test() -> Actor {
+        Actor {
+            who: "cli:test".into(),
+            origin: "cli@test".into(),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch: the collector's one clock.

@@ -6,6 +6,7 @@ use holdfast_agent::process::{init_logs, runtime, shutdown_on_signal, LogFormat}
 use holdfast_collector::config::{default_data_dir, Config};
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::Store;
+use holdfast_collector::table::{escape, Align, Table};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -200,13 +201,7 @@ enum ReportFormat {
 
 /// The operator and host, for the audit log.
 fn cli_actor() -> holdfast_collector::Actor {
-    let who = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    holdfast_collector::Actor {
-        who: format!("cli:{who}"),
-        origin: format!("cli@{}", holdfast_agent::enroll::hostname()),
-    }
+    holdfast_collector::Actor::cli()
 }
 
 /// `now` or an RFC 3339 time, in milliseconds since the epoch.
@@ -226,14 +221,14 @@ fn parse_when(flag: &str, v: &str) -> anyhow::Result<i64> {
 fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
     println!(
         "{}: offboarded {} (effective {}), look-back {} days{}{}",
-        st.user,
+        escape(&st.user),
         fmt_ms(st.started_ms),
         fmt_ms(st.effective_ms),
         st.lookback_ms / 86_400_000,
         if st.reason.is_empty() {
             String::new()
         } else {
-            format!(", reason: {}", st.reason)
+            format!(", reason: {}", escape(&st.reason))
         },
         st.restored_ms
             .map(|t| format!(", RESTORED {}", fmt_ms(t)))
@@ -246,7 +241,7 @@ fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
         println!(
             "  {:<22} {:<20} {}",
             d.device_id,
-            d.hostname,
+            escape(&d.hostname),
             d.state.to_uppercase()
         );
         for o in &d.orders {
@@ -258,7 +253,7 @@ fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
                     if r.ok { "ok" } else { "FAILED" },
                     r.items,
                     r.bytes,
-                    r.detail
+                    escape(&r.detail)
                 );
             }
         }
@@ -272,7 +267,7 @@ fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
             r.attempts,
             r.last_code
                 .map_or_else(|| "-".to_string(), |c| c.to_string()),
-            r.last_detail
+            escape(&r.last_detail)
         );
     }
 }
@@ -406,6 +401,8 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything the collector writes (database, keys, certificates, logs) is its own.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     init_logs(cli.log_format);
     match real_main(cli.command) {
@@ -647,17 +644,16 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             let c = at.config()?;
             let ttl = humantime::parse_duration(&ttl)
                 .map_err(|e| anyhow::anyhow!("--ttl `{ttl}`: {e}"))?;
-            let issued = holdfast_collector::tokens::create(&c, &user, ttl)?;
+            let issued = holdfast_collector::tokens::create(&c, &user, ttl, &cli_actor())?;
             if json {
                 println!("{}", serde_json::to_string(&issued)?);
             } else {
                 println!("{}", issued.token);
                 eprintln!(
-                    "single-use token for {} expires {}; on the device run:\n  holdfast-agent enroll --collector {} --token {}",
+                    "single-use token for {} expires {}; save the line above to a file (say user.token) and on the device run:\n  holdfast-agent enroll --collector {} --token-file user.token",
                     issued.user,
                     fmt_ms(issued.expires_ms),
                     c.listen,
-                    issued.token
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -718,7 +714,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                         t.role,
                         state,
                         fmt_ms(t.created_ms),
-                        t.created_by
+                        escape(&t.created_by)
                     );
                 }
             }
@@ -746,27 +742,33 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             } else if alerts.is_empty() {
                 println!("no alerts");
             } else {
-                println!(
-                    "{:<5} {:<9} {:<8} {:<28} {:<12} {:>8}  {:<20}  PATH OR DETAIL",
-                    "ID", "SEVERITY", "STATUS", "RULE", "USER", "RECORDS", "LAST SEEN"
-                );
+                let mut t = Table::new(&[
+                    ("ID", Align::Right),
+                    ("SEVERITY", Align::Left),
+                    ("STATUS", Align::Left),
+                    ("RULE", Align::Left),
+                    ("USER", Align::Left),
+                    ("RECORDS", Align::Right),
+                    ("LAST SEEN", Align::Left),
+                    ("PATH OR DETAIL", Align::Left),
+                ]);
                 for a in &alerts {
-                    println!(
-                        "{:<5} {:<9} {:<8} {:<28} {:<12} {:>8}  {:<20}  {}",
-                        a.id,
-                        a.severity,
-                        a.status,
-                        a.rule_id,
-                        a.user,
-                        a.records,
+                    t.row(vec![
+                        a.id.to_string(),
+                        a.severity.to_string(),
+                        a.status.to_string(),
+                        a.rule_id.clone(),
+                        a.user.clone(),
+                        a.records.to_string(),
                         fmt_ms(a.last_seen_ms),
                         if a.path.is_empty() {
-                            &a.detail
+                            a.detail.clone()
                         } else {
-                            &a.path
-                        }
-                    );
+                            a.path.clone()
+                        },
+                    ]);
                 }
+                t.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -774,7 +776,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             command: DeviceCommand::Revoke { device, at },
         } => {
             let store = open_store(&at.config()?)?;
-            if !store.revoke_device(&device, holdfast_collector::now_ms())? {
+            if !store.revoke_device(&device, holdfast_collector::now_ms(), &cli_actor())? {
                 anyhow::bail!(
                     "DEVICE: no device `{device}` (see `holdfast-collector devices list`)"
                 );
@@ -804,28 +806,37 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             } else if devices.is_empty() {
                 println!("no devices");
             } else {
-                println!(
-                    "{:<22} {:<12} {:<20} {:<8} {:>8} {:<12} {:>10}  LAST SEEN",
-                    "DEVICE", "USER", "HOST", "OS", "LAST SEQ", "POLICY", "SKEW"
-                );
+                let mut t = Table::new(&[
+                    ("DEVICE", Align::Left),
+                    ("USER", Align::Left),
+                    ("HOST", Align::Left),
+                    ("OS", Align::Left),
+                    ("LAST SEQ", Align::Right),
+                    ("POLICY", Align::Left),
+                    ("SKEW", Align::Right),
+                    ("LAST SEEN", Align::Left),
+                ]);
                 for d in devices.iter().take(limit) {
-                    println!(
-                        "{:<22} {:<12} {:<20} {:<8} {:>8} {:<12} {:>10}  {}",
-                        d.id,
-                        d.user,
-                        d.hostname,
-                        d.os,
-                        d.last_seq,
-                        d.policy_version.get(..12).unwrap_or(&d.policy_version),
+                    t.row(vec![
+                        d.id.clone(),
+                        d.user.clone(),
+                        d.hostname.clone(),
+                        d.os.clone(),
+                        d.last_seq.to_string(),
+                        d.policy_version
+                            .get(..12)
+                            .unwrap_or(&d.policy_version)
+                            .to_string(),
                         d.clock_skew_ms
                             .map(|s| format!("{}s", s / 1000))
                             .unwrap_or_else(|| "-".into()),
                         match d.revoked_ms {
                             Some(t) => format!("REVOKED {}", fmt_ms(t)),
                             None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
-                        }
-                    );
+                        },
+                    ]);
                 }
+                t.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -840,25 +851,29 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             } else if users.is_empty() {
                 println!("no users");
             } else {
-                println!(
-                    "{:<24} {:>4}  {:>7}  {:<11} {:<20} WHY",
-                    "USER", "RISK", "DEVICES", "STATE", "EFFECTIVE"
-                );
+                let mut t = Table::new(&[
+                    ("USER", Align::Left),
+                    ("RISK", Align::Right),
+                    ("DEVICES", Align::Right),
+                    ("STATE", Align::Left),
+                    ("EFFECTIVE", Align::Left),
+                    ("WHY", Align::Left),
+                ]);
                 for u in &users {
-                    println!(
-                        "{:<24} {:>4}  {:>7}  {:<11} {:<20} {}",
-                        u.user,
-                        u.score,
-                        u.devices,
+                    t.row(vec![
+                        u.user.clone(),
+                        u.score.to_string(),
+                        u.devices.to_string(),
                         u.state.to_uppercase(),
                         u.effective_ms.map(fmt_ms).unwrap_or_else(|| "-".into()),
                         if u.signals.is_empty() {
                             "-".to_string()
                         } else {
                             u.signals.join("; ")
-                        }
-                    );
+                        },
+                    ]);
                 }
+                t.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -878,7 +893,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 for o in &r.rows {
-                    println!("line {:<5} {:<10} {}", o.line, o.result, o.detail);
+                    println!("line {:<5} {:<10} {}", o.line, o.result, escape(&o.detail));
                 }
                 println!(
                     "{} scheduled, {} unchanged, {} row(s) with errors",
@@ -900,21 +915,25 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             } else if log.is_empty() {
                 println!("no audit entries");
             } else {
-                println!(
-                    "{:<20}  {:<24} {:<28} {:<18} {:<24} DETAIL",
-                    "TIME", "ACTOR", "ORIGIN", "ACTION", "TARGET"
-                );
+                let mut t = Table::new(&[
+                    ("TIME", Align::Left),
+                    ("ACTOR", Align::Left),
+                    ("ORIGIN", Align::Left),
+                    ("ACTION", Align::Left),
+                    ("TARGET", Align::Left),
+                    ("DETAIL", Align::Left),
+                ]);
                 for e in &log {
-                    println!(
-                        "{:<20}  {:<24} {:<28} {:<18} {:<24} {}",
+                    t.row(vec![
                         fmt_ms(e.time_ms),
-                        e.actor,
-                        e.origin,
-                        e.action,
-                        e.target,
-                        e.detail
-                    );
+                        e.actor.clone(),
+                        e.origin.clone(),
+                        e.action.clone(),
+                        e.target.clone(),
+                        e.detail.clone(),
+                    ]);
                 }
+                t.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -932,8 +951,9 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                             fmt_ms(e.time_ms),
                             e.device_id,
                             e.seq,
-                            e.user,
-                            e.kind
+                            escape(&e.user),
+                            e.kind,
+                            message = escape(message)
                         );
                         continue;
                     }
@@ -942,9 +962,9 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                         fmt_ms(e.time_ms),
                         e.device_id,
                         e.seq,
-                        e.user,
+                        escape(&e.user),
                         e.action.as_deref().unwrap_or(&e.kind),
-                        e.path.as_deref().unwrap_or("-"),
+                        escape(e.path.as_deref().unwrap_or("-")),
                         e.records.unwrap_or(0),
                         e.rules.join(",")
                     );
@@ -974,6 +994,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 &file,
                 &columns,
                 holdfast_collector::now_ms(),
+                &cli_actor(),
                 &mut |done, total| bar.update(done, total),
             )?;
             bar.finish();
@@ -989,7 +1010,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                     r.customers, r.identifiers, r.version, r.skipped_rows
                 );
                 for s in r.skipped.iter().take(20) {
-                    println!("  line {}: {}", s.line, s.reason);
+                    println!("  line {}: {}", s.line, escape(&s.reason));
                 }
                 if r.skipped.len() > 20 {
                     println!("  … {} more (use --json for all)", r.skipped.len() - 20);
@@ -1008,6 +1029,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 &store,
                 &path,
                 holdfast_collector::now_ms(),
+                &cli_actor(),
             )?;
             if json {
                 println!("{}", serde_json::to_string(&p)?);

@@ -42,6 +42,7 @@ pub fn publish(
     store: &Store,
     path: &Path,
     now_ms: i64,
+    actor: &crate::Actor,
 ) -> Result<Published, PublishError> {
     let files = if path.is_dir() {
         read_dir(path)?
@@ -100,13 +101,16 @@ pub fn publish(
             payload: bundle.to_bytes()?,
         },
     )?;
-    let changed = store.publish_policy(&PublishedPolicy {
-        version: set.version.clone(),
-        issued_ms: now_ms,
-        published_ms: now_ms,
-        files: bundle.files.len() as u64,
-        signed: signed.to_bytes()?,
-    })?;
+    let changed = store.publish_policy(
+        &PublishedPolicy {
+            version: set.version.clone(),
+            issued_ms: now_ms,
+            published_ms: now_ms,
+            files: bundle.files.len() as u64,
+            signed: signed.to_bytes()?,
+        },
+        actor,
+    )?;
     Ok(Published {
         version: set.version,
         rules: set.rules.len(),
@@ -131,10 +135,14 @@ mod tests {
             "[[rule]]\nid = \"a\"\nseverity = \"low\"\n",
         )
         .unwrap();
-        let p = publish(&config, &store, &pdir, 10).unwrap();
+        let p = publish(&config, &store, &pdir, 10, &crate::Actor::test()).unwrap();
         assert!(p.changed);
         assert_eq!((p.rules, p.files), (1, 1));
-        assert!(!publish(&config, &store, &pdir, 20).unwrap().changed);
+        assert!(
+            !publish(&config, &store, &pdir, 20, &crate::Actor::test())
+                .unwrap()
+                .changed
+        );
         // What is stored verifies under the collector's public key, as a policy.
         let current = store.current_policy().unwrap().unwrap();
         let pk = holdfast_shared::signed::public_key(&crate::pki::signing_key(dir.path()).unwrap())
@@ -152,7 +160,9 @@ mod tests {
             "[[rule]]\nid = \"b\"\nseverity = \"loud\"\n",
         )
         .unwrap();
-        let err = publish(&config, &store, &pdir, 30).unwrap_err().to_string();
+        let err = publish(&config, &store, &pdir, 30, &crate::Actor::test())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("b.toml:3:12"), "{err}");
         assert_eq!(store.current_policy().unwrap().unwrap().version, p.version);
     }

@@ -58,7 +58,12 @@ pub async fn run(
         .unwrap_or(true);
     if enrolled_elsewhere {
         let user = std::env::var("USER").unwrap_or_else(|_| "quickstart".into());
-        let issued = crate::tokens::create(&config, &user, Duration::from_secs(600))?;
+        let issued = crate::tokens::create(
+            &config,
+            &user,
+            Duration::from_secs(600),
+            &crate::Actor::cli(),
+        )?;
         holdfast_agent::enroll::enroll(
             &collector_addr,
             &issued.token,

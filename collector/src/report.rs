@@ -185,9 +185,19 @@ pub fn build(
     }
 }
 
+/// Whether a spreadsheet would read `s` as a formula (or a DDE call): it starts, after any
+/// spaces, with `=`, `+`, `-`, `@`, `|` or their full-width forms, or with a tab, CR or LF
+/// (which some programs skip before looking).
+fn formula_like(s: &str) -> bool {
+    s.starts_with(['\t', '\r', '\n'])
+        || s.trim_start_matches(' ').starts_with([
+            '=', '+', '-', '@', '|', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+        ])
+}
+
 fn csv_field(s: &str) -> String {
     // Quote everything that needs it, and defuse spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    let s = if formula_like(s) {
         format!("'{s}")
     } else {
         s.to_string()
@@ -334,5 +344,20 @@ mod tests {
         assert!(csv.contains("handover,"));
         assert_eq!(csv_field("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+        for f in [
+            "\t=1+1",
+            "\r=1",
+            "\n@SUM(A1)",
+            "  =1",
+            "|calc",
+            "\u{ff1d}1+1",
+            "-2+3",
+        ] {
+            assert!(
+                csv_field(f).trim_start_matches('"').starts_with('\''),
+                "{f:?}"
+            );
+        }
+        assert_eq!(csv_field("report.csv"), "report.csv");
     }
 }

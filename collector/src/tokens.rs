@@ -36,10 +36,18 @@ pub struct Issued {
 }
 
 /// Issues a single-use token for `user`, valid for `ttl`.
-pub fn create(config: &Config, user: &str, ttl: Duration) -> Result<Issued, TokenCreateError> {
+pub fn create(
+    config: &Config,
+    user: &str,
+    ttl: Duration,
+    actor: &crate::Actor,
+) -> Result<Issued, TokenCreateError> {
     let user = user.trim();
     if user.is_empty() {
         return Err(TokenCreateError::User("must not be empty"));
+    }
+    if user.starts_with('-') {
+        return Err(TokenCreateError::User("must not start with `-`"));
     }
     if user.len() > 128 || user.chars().any(char::is_control) {
         return Err(TokenCreateError::User("at most 128 printable characters"));
@@ -52,7 +60,13 @@ pub fn create(config: &Config, user: &str, ttl: Duration) -> Result<Issued, Toke
     let secret = hex::encode(rand::random::<[u8; 16]>());
     let now = crate::now_ms();
     let expires_ms = now + ttl.as_millis() as i64;
-    store.add_token(&EnrollToken::secret_hash(&secret), user, now, expires_ms)?;
+    store.add_token(
+        &EnrollToken::secret_hash(&secret),
+        user,
+        now,
+        expires_ms,
+        actor,
+    )?;
     Ok(Issued {
         token: EnrollToken {
             secret,

@@ -27,7 +27,7 @@ PY
 "$B/holdfast-collector" serve --config "$d/c.toml" 2> "$d/c.log" & CP=$!
 sleep 1
 token=$("$B/holdfast-collector" token create --user bench --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token "$token" --config "$d/a.toml" > /dev/null
+"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
 "$B/holdfast-agent" run --config "$d/a.toml" 2> "$d/a.log" & AP=$!
 for _ in $(seq 1 300); do
   "$B/holdfast-agent" status --json --config "$d/a.toml" 2>/dev/null | grep -q '"files":'"$base" && break

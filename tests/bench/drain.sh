@@ -16,7 +16,7 @@ mkdir -p "$d/w"
 "$B/holdfast-collector" serve --config "$d/c.toml" 2> "$d/c.log" & CP=$!
 sleep 1
 token=$("$B/holdfast-collector" token create --user bench --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token "$token" --config "$d/a.toml" > /dev/null
+"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
 "$B/holdfast-agent" run --config "$d/a.toml" 2> "$d/a.log" & AP=$!
 sleep 2
 kill $CP; wait $CP 2>/dev/null || true; CP=

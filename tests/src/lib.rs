@@ -416,18 +416,22 @@ impl Agent {
         .expect("agent config");
         let token = collector.token(user);
         let cfg = config.display().to_string();
+        // As the README says: the token in a file, never in argv (where `ps` shows it).
+        let token_file = root.join(format!("token-{device}"));
+        std::fs::write(&token_file, format!("{token}\n")).expect("token file");
         run_ok(
             "holdfast-agent",
             &[
                 "enroll",
                 "--collector",
                 &collector.addr(),
-                "--token",
-                &token,
+                "--token-file",
+                &token_file.display().to_string(),
                 "--config",
                 &cfg,
             ],
         );
+        let _ = std::fs::remove_file(&token_file);
         Agent {
             data_dir,
             watched,

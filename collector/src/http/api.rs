@@ -766,20 +766,8 @@ async fn revoke_device(
     let key = id.clone();
     st.db(move |s| {
         let now = crate::now_ms();
-        let was = s.is_revoked(&key)?;
-        if !s.revoke_device(&key, now)? {
+        if !s.revoke_device(&key, now, &actor)? {
             return Err(ApiError::NotFound(format!("no device `{key}`")));
-        }
-        if !was {
-            s.audit(&AuditEntry {
-                id: 0,
-                time_ms: now,
-                actor: actor.who,
-                origin: actor.origin,
-                action: "device.revoke".into(),
-                target: key.clone(),
-                detail: String::new(),
-            })?;
         }
         Ok(())
     })

@@ -105,6 +105,7 @@ impl FromRequestParts<Arc<Http>> for Caller {
             .map(|s| s.trim().to_string());
         let now = crate::now_ms();
         if let Some(secret) = bearer {
+            st.login_allowed(ip)?;
             let token = st
                 .db(move |s| {
                     let t = s.api_token_by_secret(&digest(&secret))?;
@@ -115,8 +116,12 @@ impl FromRequestParts<Arc<Http>> for Caller {
                 })
                 .await?
                 // A one-time login is for the browser only.
-                .filter(|t| !t.once)
-                .ok_or(ApiError::Unauthorized)?;
+                .filter(|t| !t.once);
+            let Some(token) = token else {
+                st.login_failed(ip, "unknown, revoked or browser-only API token")
+                    .await;
+                return Err(ApiError::Unauthorized);
+            };
             let role = Role::parse(&token.role).ok_or(ApiError::Unauthorized)?;
             return Ok(Caller {
                 name: token.name,

@@ -199,6 +199,11 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let ip = peer.ip();
+    if let Err(e) = st.login_allowed(ip) {
+        let mut r = login_form(Some(&e.to_string()));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return r;
+    }
     let secret = f.token.trim().to_string();
     let ttl = st.config.session_ttl;
     let result = st
@@ -242,6 +247,8 @@ async fn login(
             r
         }
         Ok(None) => {
+            st.login_failed(ip, "console login with an unknown, revoked or spent token")
+                .await;
             let mut r = login_form(Some(
                 "That token is not valid: unknown, revoked, or a one-time login already used.",
             ));

@@ -28,6 +28,8 @@ pub struct Http {
     store: Mutex<Store>,
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// Failed logins per address (console and API alike).
+    logins: Mutex<crate::limits::LoginGuard>,
 }
 
 impl Http {
@@ -37,7 +39,41 @@ impl Http {
             store: Mutex::new(Store::open(&config.db_path())?),
             config: config.clone(),
             metrics,
+            logins: Mutex::new(crate::limits::LoginGuard::default()),
         }))
+    }
+
+    /// Refuses `ip` while it has failed too often.
+    pub fn login_allowed(&self, ip: std::net::IpAddr) -> Result<(), ApiError> {
+        let g = self
+            .logins
+            .lock()
+            .map_err(|_| ApiError::Internal("login guard".into()))?;
+        g.check(ip, std::time::Instant::now())
+            .map_err(|wait| ApiError::TooManyLogins(wait.as_secs().max(1)))
+    }
+
+    /// Counts a failed login from `ip` and writes its audit line.
+    pub async fn login_failed(self: &Arc<Self>, ip: std::net::IpAddr, how: &'static str) {
+        if let Ok(mut g) = self.logins.lock() {
+            g.failed(ip, std::time::Instant::now());
+        }
+        let audited = self
+            .db(move |s| {
+                Ok(s.audit(&crate::store::AuditEntry {
+                    id: 0,
+                    time_ms: crate::now_ms(),
+                    actor: "unknown".into(),
+                    origin: format!("http {ip}"),
+                    action: "login.failed".into(),
+                    target: String::new(),
+                    detail: how.into(),
+                })?)
+            })
+            .await;
+        if let Err(e) = audited {
+            tracing::warn!(error = %e, "cannot audit a failed login");
+        }
     }
 
     /// Runs `f` on the database on a blocking thread.
@@ -84,6 +120,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Too many failed logins from this address.
+    #[error("too many failed logins from this address; try again in {0} s")]
+    TooManyLogins(u64),
     /// Anything else: logged with details, answered with a generic message.
     #[error("internal error")]
     Internal(String),
@@ -98,6 +137,7 @@ impl ApiError {
             ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyLogins(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_logins"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -110,7 +150,13 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "request failed");
         }
         let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
-        (status, axum::Json(body)).into_response()
+        let mut r = (status, axum::Json(body)).into_response();
+        if let ApiError::TooManyLogins(wait) = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        r
     }
 }
 

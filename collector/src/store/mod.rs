@@ -437,10 +437,22 @@ CREATE INDEX IF NOT EXISTS events_by_user_corrected ON events (user, corrected_m
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::PermissionsExt;
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
+            // Events, sessions and CSRF tokens are the collector's alone.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let conn = Connection::open(path)?;
+        for file in [
+            path.to_path_buf(),
+            path.with_extension("db-wal"),
+            path.with_extension("db-shm"),
+        ] {
+            if file.exists() {
+                let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+            }
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -469,11 +481,24 @@ impl Store {
         user: &str,
         now_ms: i64,
         expires_ms: i64,
+        actor: &crate::Actor,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
             "INSERT INTO tokens (secret_sha256, user, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
             params![secret_sha256, user, now_ms, expires_ms],
         )?;
+        audit_in(
+            &tx,
+            &AuditEntry::by(
+                actor,
+                now_ms,
+                "token.create",
+                user,
+                format!("enrollment token, expires {}", fmt_ms(expires_ms)),
+            ),
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -728,14 +753,29 @@ impl Store {
 
     /// Stores a signed policy bundle as the one to distribute. Publishing the version already
     /// current changes nothing and returns `false`.
-    pub fn publish_policy(&self, p: &PublishedPolicy) -> Result<bool, StoreError> {
+    pub fn publish_policy(
+        &self,
+        p: &PublishedPolicy,
+        actor: &crate::Actor,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
         if self
             .current_policy()?
             .is_some_and(|c| c.version == p.version)
         {
             return Ok(false);
         }
-        self.conn.execute(
+        audit_in(
+            &tx,
+            &AuditEntry::by(
+                actor,
+                p.published_ms,
+                "policy.publish",
+                &p.version,
+                format!("{} file(s)", p.files),
+            ),
+        )?;
+        tx.execute(
             "INSERT INTO policy_bundles (version, issued_ms, published_ms, files, signed)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -746,6 +786,7 @@ impl Store {
                 p.signed
             ],
         )?;
+        tx.commit()?;
         Ok(true)
     }
 
@@ -757,15 +798,28 @@ impl Store {
         now_ms: i64,
         customers: u64,
         signed: &[u8],
+        actor: &crate::Actor,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
             "INSERT INTO edm_sets (version, published_ms, customers, signed) VALUES (?1, ?2, ?3, ?4)",
             params![version, now_ms, customers as i64, signed],
         )?;
-        self.conn.execute(
+        tx.execute(
             "DELETE FROM edm_sets WHERE id < (SELECT MAX(id) FROM edm_sets)",
             [],
         )?;
+        audit_in(
+            &tx,
+            &AuditEntry::by(
+                actor,
+                now_ms,
+                "edm.import",
+                version,
+                format!("{customers} customers"),
+            ),
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -816,12 +870,31 @@ impl Store {
 
     /// Revokes a device from now on. Returns `false` when no such device exists; revoking
     /// twice keeps the first revocation time.
-    pub fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let exists = self.conn.execute(
-            "UPDATE devices SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
+    /// Revokes a device (idempotent); the first revocation is audited in its transaction.
+    pub fn revoke_device(
+        &self,
+        id: &str,
+        now_ms: i64,
+        actor: &crate::Actor,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let newly = tx.execute(
+            "UPDATE devices SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
             params![id, now_ms],
         )?;
-        Ok(exists == 1)
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        if newly == 1 {
+            audit_in(
+                &tx,
+                &AuditEntry::by(actor, now_ms, "device.revoke", id, String::new()),
+            )?;
+        }
+        tx.commit()?;
+        Ok(exists)
     }
 
     /// True when the device exists and is revoked.
@@ -1392,8 +1465,10 @@ mod tests {
     fn tokens_are_single_use_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("c.db")).unwrap();
-        s.add_token("h1", "ada", 0, 100).unwrap();
-        s.add_token("h2", "bob", 0, 100).unwrap();
+        s.add_token("h1", "ada", 0, 100, &crate::Actor::test())
+            .unwrap();
+        s.add_token("h2", "bob", 0, 100, &crate::Actor::test())
+            .unwrap();
         assert_eq!(s.redeem_token("h1", "d1", 50).unwrap(), Ok("ada".into()));
         assert_eq!(
             s.redeem_token("h1", "d2", 51).unwrap(),
@@ -1500,14 +1575,14 @@ mod tests {
         assert!(system_alerts(&s).is_empty());
         assert_eq!(s.device_by_cert("ff").unwrap().map(|d| d.last_seq), Some(3));
         assert!(!s.is_revoked("dev-1").unwrap());
-        assert!(s.revoke_device("dev-1", 10).unwrap());
-        assert!(s.revoke_device("dev-1", 20).unwrap());
+        assert!(s.revoke_device("dev-1", 10, &crate::Actor::test()).unwrap());
+        assert!(s.revoke_device("dev-1", 20, &crate::Actor::test()).unwrap());
         assert!(s.is_revoked("dev-1").unwrap());
         assert_eq!(
             s.device_by_cert("ff").unwrap().and_then(|d| d.revoked_ms),
             Some(10)
         );
-        assert!(!s.revoke_device("nope", 10).unwrap());
+        assert!(!s.revoke_device("nope", 10, &crate::Actor::test()).unwrap());
     }
 
     #[test]
@@ -1770,13 +1845,13 @@ mod tests {
             files: 2,
             signed: vec![1, 2, 3],
         };
-        assert!(s.publish_policy(&p).unwrap());
-        assert!(!s.publish_policy(&p).unwrap());
+        assert!(s.publish_policy(&p, &crate::Actor::test()).unwrap());
+        assert!(!s.publish_policy(&p, &crate::Actor::test()).unwrap());
         let v2 = PublishedPolicy {
             version: "v2".into(),
             ..p.clone()
         };
-        assert!(s.publish_policy(&v2).unwrap());
+        assert!(s.publish_policy(&v2, &crate::Actor::test()).unwrap());
         assert_eq!(
             s.current_policy().unwrap().map(|c| c.version),
             Some("v2".into())

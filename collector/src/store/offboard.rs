@@ -130,6 +130,27 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
 const ORDER_COLUMNS: &str =
     "id, user, device_id, kind, created_ms, effective_ms, delivered_ms, done_ms, ok, receipts";
 
+impl AuditEntry {
+    /// A line saying `actor` did `action` to `target` at `now_ms`.
+    pub fn by(
+        actor: &crate::Actor,
+        now_ms: i64,
+        action: &str,
+        target: &str,
+        detail: String,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            time_ms: now_ms,
+            actor: actor.who.clone(),
+            origin: actor.origin.clone(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail,
+        }
+    }
+}
+
 pub(super) fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (time_ms, actor, origin, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -732,8 +753,10 @@ mod tests {
     fn users_are_known_by_device_or_token() {
         let (_d, mut s) = store();
         assert!(!s.user_known("kim").unwrap());
-        s.add_token("abc", "kim", 1, 2).unwrap();
-        s.add_token("def", "lee", 1, 2).unwrap();
+        s.add_token("abc", "kim", 1, 2, &crate::Actor::test())
+            .unwrap();
+        s.add_token("def", "lee", 1, 2, &crate::Actor::test())
+            .unwrap();
         assert!(s.user_known("kim").unwrap());
         s.start_offboarding(&row("kim", 100), &[], &[], &audit("offboard"))
             .unwrap();
