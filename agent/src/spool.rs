@@ -267,21 +267,43 @@ impl Spool {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Removes every event up to and including `through_seq` (the collector committed them),
-    /// then writes the drop report if room came back. Returns how many rows left.
-    pub fn ack(&self, through_seq: u64, now_ms: i64) -> Result<usize, SpoolError> {
+    /// Removes the events of `sent` (a batch this spool sent, whose commit the collector
+    /// acknowledged on that connection), then writes the drop report if room came back.
+    /// Nothing outside the batch is ever removed: a collector's word about other sequence
+    /// numbers (another agent on a copied identity, a spool started over) cannot delete
+    /// events it never received. Returns how many rows left.
+    pub fn ack(
+        &self,
+        sent: std::ops::RangeInclusive<u64>,
+        now_ms: i64,
+    ) -> Result<usize, SpoolError> {
+        let (from, through) = (
+            (*sent.start()).min(i64::MAX as u64) as i64,
+            (*sent.end()).min(i64::MAX as u64) as i64,
+        );
         let tx = self.immediate()?;
         let freed: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(size), 0) FROM spool WHERE seq <= ?1",
-            [through_seq as i64],
+            "SELECT COALESCE(SUM(size), 0) FROM spool WHERE seq BETWEEN ?1 AND ?2",
+            [from, through],
             |r| r.get(0),
         )?;
-        let n = tx.execute("DELETE FROM spool WHERE seq <= ?1", [through_seq as i64])?;
+        let n = tx.execute(
+            "DELETE FROM spool WHERE seq BETWEEN ?1 AND ?2",
+            [from, through],
+        )?;
         let used = meta_u64(&tx, "bytes")?.saturating_sub(freed as u64);
         meta_set(&tx, "bytes", &used.to_string())?;
         self.flush_drops(&tx, now_ms)?;
         tx.commit()?;
         Ok(n)
+    }
+
+    /// Writes the pending drop report if there is room for it (at every heartbeat).
+    pub fn report_drops(&self, now_ms: i64) -> Result<(), SpoolError> {
+        let tx = self.immediate()?;
+        self.flush_drops(&tx, now_ms)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Events waiting to be acknowledged.
@@ -464,13 +486,13 @@ mod tests {
         assert_eq!(p[1].prev_hash, p[0].hash().to_vec());
         assert_eq!(p[2].prev_hash, p[1].hash().to_vec());
         assert_eq!(p[1].open("d").unwrap().body, notice(2));
-        assert_eq!(s.ack(3, 0).unwrap(), 3);
+        assert_eq!(s.ack(0..=3, 0).unwrap(), 3);
         drop(s);
         // A restart keeps the unacknowledged tail, the chain head, and never reuses a seq.
         let s = Spool::writer(&path, u64::MAX, "u").unwrap();
         assert_eq!(s.backlog().unwrap(), 2);
         let tail = s.pending(10).unwrap();
-        s.ack(5, 0).unwrap();
+        s.ack(0..=5, 0).unwrap();
         assert_eq!((s.backlog().unwrap(), s.bytes().unwrap()), (0, 0));
         assert_eq!(stored(s.append(9, &notice(9)).unwrap()), 6);
         assert_eq!(s.pending(1).unwrap()[0].prev_hash, tail[1].hash().to_vec());
@@ -522,7 +544,7 @@ mod tests {
         let stored = 80 + kept_med + kept_high;
         assert_eq!(s.last_seq().unwrap(), stored);
         // The collector takes everything: the report follows the kept events, with the counts.
-        s.ack(stored, 500).unwrap();
+        s.ack(0..=stored, 500).unwrap();
         assert!(s.dropped().unwrap().is_empty());
         let report = s.pending(10).unwrap();
         assert_eq!(report.len(), 1);
@@ -564,10 +586,10 @@ mod tests {
         assert_eq!(kinds(&s), vec!["t"; 10]);
         assert_eq!(s.dropped().unwrap()["created/none"], 11);
         let last = s.last_seq().unwrap();
-        s.ack(last, 0).unwrap();
+        s.ack(0..=last, 0).unwrap();
         assert_eq!(kinds(&s), vec!["spool_dropped"]);
         // Acks with nothing pending write nothing more.
-        s.ack(last, 0).unwrap();
+        s.ack(0..=last, 0).unwrap();
         assert_eq!(s.backlog().unwrap(), 1);
     }
 

@@ -218,6 +218,8 @@ impl Uplink {
                 continue;
             }
             let n = batch.len();
+            let sent = batch.first().map(|e| e.seq).unwrap_or(0)
+                ..=batch.last().map(|e| e.seq).unwrap_or(0);
             match exchange(conn, &Message::EventBatch { events: batch }).await {
                 Err(UplinkError::Encode(wire::EncodeError::TooLarge(_))) if limit > 1 => {
                     limit = (limit / 2).max(1);
@@ -225,7 +227,8 @@ impl Uplink {
                 }
                 Err(e) => return Err(e),
                 Ok(Message::Ack { through_seq }) => {
-                    spool.ack(through_seq, now_ms())?;
+                    // Only what this batch carried, and only as far as the collector says.
+                    spool.ack(*sent.start()..=through_seq.min(*sent.end()), now_ms())?;
                     spool.set_meta("last_ack_ms", &now_ms().to_string())?;
                     debug!(events = n, through_seq, "batch committed");
                 }
@@ -265,8 +268,11 @@ impl Uplink {
             } => (through_seq, renew, updates, edm, orders),
             other => return Err(refused(other)),
         };
-        // Also when nothing was ever committed: the ack is where a pending drop report is written.
-        spool.ack(through_seq, now_ms())?;
+        // The heartbeat deletes nothing (a batch's own ack does): the collector's highest
+        // sequence number may be another agent's or an earlier spool's. It is where a
+        // pending drop report is written.
+        let _ = through_seq;
+        spool.report_drops(now_ms())?;
         for update in &updates {
             match crate::updates::apply(
                 update,

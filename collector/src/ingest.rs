@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tracing::{info, info_span, warn, Instrument};
 
-/// How often an idle agent connection re-checks whether its device was revoked.
-const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often every agent connection, busy or idle, re-checks whether its device was revoked
+/// (a revoked device is cut off within 2 s).
+const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Longest a request may take to arrive once its stream is open (no slow-loris streams).
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -453,10 +454,15 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
         let _connected = crate::metrics::Connected::new(state.metrics.clone());
         let device = Arc::new(device);
         let mut bucket = TokenBucket::new(state.max_events_per_sec, std::time::Instant::now());
+        // One clock for the whole connection, not a timer restarted per request: a device
+        // that sends all the time is checked as often as an idle one.
+        let mut revocation = tokio::time::interval(REVOCATION_CHECK);
+        revocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        revocation.tick().await;
         loop {
             let accepted = tokio::select! {
-                a = conn.accept_bi() => a,
-                _ = tokio::time::sleep(REVOCATION_CHECK) => {
+                biased;
+                _ = revocation.tick() => {
                     // A device revoked while connected is cut off within this period.
                     let id = device.id.clone();
                     if let Ok(true) = with_store(&state, move |s| s.is_revoked(&id)).await {
@@ -466,6 +472,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     }
                     continue;
                 }
+                a = conn.accept_bi() => a,
             };
             let (mut send, mut recv) = match accepted {
                 Ok(s) => s,

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long the stream tests wait for what the collector should show.
+const DEADLINE: Duration = Duration::from_secs(60);
+
 static TURN: Mutex<()> = Mutex::new(());
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
@@ -684,4 +687,134 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
         ],
     ));
     assert_eq!(scanned[0]["findings"]["edm"], 80);
+}
+
+/// The paths of the collector's stored events, with how often each was stored.
+fn stored_paths(c: &Collector) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for e in c.events() {
+        if let Some(p) = e["path"].as_str() {
+            *out.entry(p.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn system_alert(c: &Collector, rule: &str) -> Option<serde_json::Value> {
+    c.alerts().into_iter().find(|a| a["rule_id"] == rule)
+}
+
+#[test]
+fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path());
+    let mut a = Agent::enroll(tmp.path(), &c, "gus", "heartbeat_ms = 300");
+    a.start();
+    let first = a.write_files("first", 5);
+    wait_for("the first files", DEADLINE, || {
+        let got = stored_paths(&c);
+        first.iter().all(|p| got.contains_key(p)).then_some(())
+    });
+    // The spool is wiped (a reinstall, a disk restore): the next events start at seq 1 again,
+    // below the collector's highest sequence number for this device.
+    a.stop();
+    for f in ["spool.db", "spool.db-wal", "spool.db-shm"] {
+        let _ = std::fs::remove_file(a.data_dir.join(f));
+    }
+    a.start();
+    let second = a.write_files("second", 3);
+    let alert = wait_for("the spool-reset alert", DEADLINE, || {
+        system_alert(&c, "holdfast.spool_reset")
+    });
+    assert!(
+        alert["detail"].as_str().unwrap().contains("started over"),
+        "{alert}"
+    );
+    wait_for("every file of both spools, once", DEADLINE, || {
+        let got = stored_paths(&c);
+        first
+            .iter()
+            .chain(&second)
+            .all(|p| got.get(p) == Some(&1))
+            .then_some(())
+    });
+    // And nothing waits in the spool: the new chain's events were acknowledged, not dropped.
+    wait_for("the spool to drain", DEADLINE, || {
+        (a.status()["spool_backlog"].as_u64() == Some(0)).then_some(())
+    });
+    a.stop();
+}
+
+#[test]
+fn two_agents_on_one_identity_are_detected_and_both_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path());
+    let mut a = Agent::enroll(tmp.path(), &c, "hal", "heartbeat_ms = 300");
+    a.start();
+    let early = a.write_files("early", 2);
+    wait_for("the early files", DEADLINE, || {
+        let got = stored_paths(&c);
+        early.iter().all(|p| got.contains_key(p)).then_some(())
+    });
+    a.stop();
+    // Its whole data directory (identity, key, spool) copied to a second machine.
+    let twin_dir = tmp.path().join("agent-twin");
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a.data_dir)
+        .arg(&twin_dir)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let twin_watch = tmp.path().join("home-twin/Downloads");
+    std::fs::create_dir_all(&twin_watch).unwrap();
+    let twin_cfg = tmp.path().join("agent-twin.toml");
+    std::fs::write(
+        &twin_cfg,
+        format!(
+            "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nheartbeat_ms = 300\nhome = {:?}\n",
+            twin_dir.display().to_string(),
+            twin_watch.display().to_string(),
+            tmp.path().join("home-twin").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut twin = Agent {
+        data_dir: twin_dir,
+        watched: twin_watch,
+        config: twin_cfg,
+        proc: None,
+        env: Vec::new(),
+        launcher: Vec::new(),
+    };
+    a.start();
+    twin.start();
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for round in 0..3 {
+        mine.extend(a.write_files(&format!("mine{round}"), 2));
+        theirs.extend(twin.write_files(&format!("theirs{round}"), 2));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let alert = wait_for("the cloned-identity alert", DEADLINE, || {
+        system_alert(&c, "holdfast.identity_cloned")
+    });
+    assert_eq!(alert["severity"], "critical");
+    assert!(
+        alert["detail"]
+            .as_str()
+            .unwrap()
+            .contains("two agents are sending as this device"),
+        "{alert}"
+    );
+    wait_for("every file of both agents, once", DEADLINE, || {
+        let got = stored_paths(&c);
+        mine.iter()
+            .chain(&theirs)
+            .chain(&early)
+            .all(|p| got.get(p) == Some(&1))
+            .then_some(())
+    });
+    a.stop();
+    twin.stop();
 }

@@ -544,3 +544,37 @@ fn revoked_device_is_cut_off_within_seconds_and_refused_after() {
     let devices = holdfast_tests::json_lines(&collector.cli(&["devices", "list", "--json"]));
     assert!(devices[0]["revoked_ms"].as_i64().is_some());
 }
+
+#[test]
+fn a_busy_device_is_cut_off_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    // Heartbeats every 300 ms and a file every 200 ms: the connection is never idle.
+    let mut agent = Agent::enroll(tmp.path(), &collector, "fay", "heartbeat_ms = 300");
+    agent.start();
+    let device = agent.status()["device_id"].as_str().unwrap().to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (dir, s) = (agent.watched.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut i = 0;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::write(dir.join(format!("n{i}.txt")), format!("note {i}"));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    collector.cli(&["devices", "revoke", &device]);
+    wait_for(
+        "the busy agent to be told it is revoked",
+        Duration::from_secs(15),
+        || {
+            agent.status()["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("revoked"))
+                .then_some(())
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}

@@ -66,6 +66,13 @@ pub mod system_rules {
     pub const EXFIL_SEQUENCE: &str = "holdfast.exfil_sequence";
     /// A user handled far more customer records in a day than their own 30-day average.
     pub const VOLUME_SPIKE: &str = "holdfast.volume_spike";
+    /// The device's spool started over (a new chain at seq 1): kept as a new stream.
+    pub const SPOOL_RESET: &str = "holdfast.spool_reset";
+    /// Two different events claim one sequence number: a copied identity or a restored
+    /// snapshot; both are kept, the second as a new stream.
+    pub const CHAIN_FORKED: &str = "holdfast.chain_forked";
+    /// Two chains of one device both advance: two agents are running on one identity.
+    pub const IDENTITY_CLONED: &str = "holdfast.identity_cloned";
 }
 
 /// A registered device.
@@ -232,6 +239,13 @@ pub struct Store {
 }
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS device_streams (
+    device_id TEXT NOT NULL,
+    stream TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    since_seq INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tokens (
     secret_sha256 TEXT PRIMARY KEY,
     user TEXT NOT NULL,
@@ -413,6 +427,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("events", "corrected_ms", "INTEGER"),
     ("alerts", "detail", "TEXT NOT NULL DEFAULT ''"),
     ("devices", "edm_version", "TEXT NOT NULL DEFAULT ''"),
+    ("devices", "last_stream", "TEXT"),
     ("offboardings", "notice_ms", "INTEGER"),
     ("offboardings", "raise_levels", "INTEGER NOT NULL DEFAULT 0"),
     ("alerts", "assignee", "TEXT"),
@@ -956,9 +971,130 @@ impl Store {
         let mut sorted: Vec<&SealedEvent> = events.iter().collect();
         sorted.sort_by_key(|e| e.seq);
         let mut new = 0;
+        // The device's chains: its own, then any stream opened for a spool that started over
+        // or a second chain at the same sequence numbers.
+        let mut streams: Vec<String> = vec![device.id.clone()];
+        {
+            let mut st = tx.prepare_cached(
+                "SELECT stream FROM device_streams WHERE device_id = ?1 ORDER BY created_ms, stream",
+            )?;
+            for s in st.query_map([&device.id], |r| r.get::<_, String>(0))? {
+                streams.push(s?);
+            }
+        }
+        let mut last_stream: Option<String> = tx.query_row(
+            "SELECT last_stream FROM devices WHERE id = ?1",
+            [&device.id],
+            |r| r.get(0),
+        )?;
         for sealed in sorted {
             let seq = sealed.seq.min(i64::MAX as u64) as i64;
             let hash = sealed.hash();
+            // Sent before and stored (on any chain): nothing to do.
+            let mut known = false;
+            for s in &streams {
+                if stored_hash(&tx, s, seq)?
+                    .flatten()
+                    .is_some_and(|h| h == hash)
+                {
+                    known = true;
+                    break;
+                }
+            }
+            if known {
+                continue;
+            }
+            // Which chain it continues: the one whose newest event it links to.
+            let mut target: Option<String> = None;
+            for s in &streams {
+                let head: Option<(i64, Option<Vec<u8>>)> = tx
+                    .query_row(
+                        "SELECT seq, hash FROM events WHERE device_id = ?1 ORDER BY seq DESC LIMIT 1",
+                        [s],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((head_seq, Some(head_hash))) = head {
+                    if head_seq + 1 == seq && head_hash == sealed.prev_hash {
+                        target = Some(s.clone());
+                        break;
+                    }
+                }
+            }
+            let mut opened = false;
+            if target.is_none() && stored_hash(&tx, &device.id, seq)?.is_some() {
+                // The device's own chain already holds other content at this number: a spool
+                // that started over, or a second agent. Nothing is dropped: a new stream.
+                let stream = format!("{}~{}", device.id, streams.len() + 1);
+                let reset = seq == 1 && sealed.prev_hash == holdfast_shared::event::GENESIS;
+                tx.execute(
+                    "INSERT INTO device_streams (device_id, stream, kind, since_seq, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        device.id,
+                        stream,
+                        if reset { "reset" } else { "fork" },
+                        seq,
+                        now_ms
+                    ],
+                )?;
+                let (rule, detail) = if reset {
+                    (
+                        system_rules::SPOOL_RESET,
+                        format!("device {}: its spool started over (a new chain at seq 1); its events are kept as stream {stream}", device.id),
+                    )
+                } else {
+                    (
+                        system_rules::CHAIN_FORKED,
+                        format!("device {}: two different events claim seq {seq} (a copied identity or a restored snapshot); both are kept, the second as stream {stream}", device.id),
+                    )
+                };
+                upsert_alert(
+                    &tx,
+                    &system_hit(
+                        &device.user,
+                        &device.id,
+                        rule,
+                        Severity::High,
+                        &detail,
+                        now_ms,
+                        seq,
+                    ),
+                )?;
+                streams.push(stream.clone());
+                target = Some(stream);
+                opened = true;
+            }
+            if let Some(t) = &target {
+                if !opened && last_stream.as_deref().is_some_and(|l| l != t.as_str()) {
+                    let detail = format!(
+                        "device {}: two agents are sending as this device at once (chains {} and {t} both advance); the events of both are kept",
+                        device.id,
+                        last_stream.as_deref().unwrap_or_default()
+                    );
+                    upsert_alert(
+                        &tx,
+                        &system_hit(
+                            &device.user,
+                            &device.id,
+                            system_rules::IDENTITY_CLONED,
+                            Severity::Critical,
+                            &detail,
+                            now_ms,
+                            seq,
+                        ),
+                    )?;
+                }
+            }
+            let stream = target.unwrap_or_else(|| device.id.clone());
+            if last_stream.as_deref() != Some(stream.as_str()) {
+                tx.execute(
+                    "UPDATE devices SET last_stream = ?2 WHERE id = ?1",
+                    params![device.id, stream],
+                )?;
+                last_stream = Some(stream.clone());
+            }
+            let on_own_chain = stream == device.id;
             // Every channel alert of this event is high severity and about the device.
             let flag = |rule: &str, detail: &str| {
                 upsert_alert(
@@ -974,16 +1110,7 @@ impl Store {
                     ),
                 )
             };
-            if let Some(stored) = stored_hash(&tx, &device.id, seq)? {
-                if stored.is_some_and(|h| h != hash) {
-                    flag(
-                        system_rules::CHAIN_BROKEN,
-                        &format!("event {seq} was sent again with different content"),
-                    )?;
-                }
-                continue;
-            }
-            if seq > first_seq {
+            if on_own_chain && seq > first_seq {
                 match stored_hash(&tx, &device.id, seq - 1)? {
                     Some(Some(h)) if h != sealed.prev_hash => flag(
                         system_rules::CHAIN_BROKEN,
@@ -1038,7 +1165,7 @@ impl Store {
                      destination, origin, process)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                 params![
-                    device.id,
+                    stream,
                     seq,
                     device.user,
                     sealed.time_ms,
@@ -1674,14 +1801,15 @@ mod tests {
                 "event 4 does not link to event 3: an event was edited on the device",
             )],
         );
-        // Event 2 sent again after its ack with other content.
+        // Event 2 sent again after its ack with other content: a second chain (a restored
+        // snapshot, a copied identity), kept beside the first.
         let mut changed = good[..2].to_vec();
         changed[1].time_ms += 1;
         check_chain(
             vec![good.clone(), changed],
             &[(
-                system_rules::CHAIN_BROKEN,
-                "event 2 was sent again with different content",
+                system_rules::CHAIN_FORKED,
+                "device dev-1: two different events claim seq 2 (a copied identity or a restored snapshot); both are kept, the second as stream dev-1~2",
             )],
         );
         // Junk body: stored as undecodable and flagged.
@@ -1694,6 +1822,65 @@ mod tests {
                 "event 1 does not decode: event body: wrong msgpack marker Reserved",
             )],
         );
+    }
+
+    #[test]
+    fn a_spool_that_starts_over_and_a_second_agent_lose_nothing() {
+        let (_dir, mut s, d) = open_with_device();
+        let first = chain(
+            &(0..4)
+                .map(|i| file_body(&format!("/a{i}"), &[]))
+                .collect::<Vec<_>>(),
+        );
+        s.ingest(&d, &first, 10_000).unwrap();
+        // The spool started over: seq 1 again, a new chain. Kept as a new stream.
+        let again = chain(
+            &(0..3)
+                .map(|i| file_body(&format!("/b{i}"), &[]))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(s.ingest(&d, &again, 10_001).unwrap(), 3);
+        // Resending either changes nothing.
+        assert_eq!(s.ingest(&d, &again, 10_002).unwrap(), 0);
+        assert_eq!(s.ingest(&d, &first, 10_003).unwrap(), 0);
+        let paths: std::collections::BTreeSet<String> = s
+            .events(100)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.path)
+            .collect();
+        assert_eq!(paths.len(), 7, "{paths:?}");
+        let alerts = system_alerts(&s);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].0, system_rules::SPOOL_RESET);
+        // Both chains then advance: two agents on one identity.
+        let mut more_first = chain(
+            &(0..5)
+                .map(|i| file_body(&format!("/a{i}"), &[]))
+                .collect::<Vec<_>>(),
+        );
+        let a5 = more_first.pop().unwrap();
+        let mut more_again = chain(
+            &(0..4)
+                .map(|i| file_body(&format!("/b{i}"), &[]))
+                .collect::<Vec<_>>(),
+        );
+        let b4 = more_again.pop().unwrap();
+        assert_eq!(s.ingest(&d, &[a5], 10_004).unwrap(), 1);
+        assert_eq!(s.ingest(&d, &[b4], 10_005).unwrap(), 1);
+        let alerts = system_alerts(&s);
+        let cloned: Vec<&(String, String)> = alerts
+            .iter()
+            .filter(|(r, _)| r == system_rules::IDENTITY_CLONED)
+            .collect();
+        assert_eq!(cloned.len(), 1, "{alerts:?}");
+        assert!(
+            cloned[0]
+                .1
+                .contains("two agents are sending as this device"),
+            "{cloned:?}"
+        );
+        assert_eq!(s.events(100).unwrap().len(), 9);
     }
 
     #[test]
