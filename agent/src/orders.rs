@@ -799,6 +799,17 @@ mod tests {
         s
     }
 
+    /// An order to quarantine the watched places' customer files (10 records or more).
+    fn quarantine_order(id: &str) -> Order {
+        order(
+            id,
+            vec![OrderAction::Quarantine {
+                paths: vec![],
+                min_records: 10,
+            }],
+        )
+    }
+
     fn order(id: &str, actions: Vec<OrderAction>) -> Order {
         Order {
             id: id.into(),
@@ -1177,17 +1188,7 @@ mod tests {
                 let _ = std::fs::rename(&l2, &e2);
             }
         });
-        let r = w.x.carry_out(
-            &order(
-                "o1",
-                vec![OrderAction::Quarantine {
-                    paths: vec![],
-                    min_records: 10,
-                }],
-            ),
-            None,
-            1,
-        );
+        let r = w.x.carry_out(&quarantine_order("o1"), None, 1);
         crate::safe_fs::race::clear();
         assert_eq!(r[0].items, 0, "{r:?}");
         assert!(
@@ -1281,17 +1282,7 @@ mod tests {
         if is_root() {
             std::fs::hard_link(w.outside("secret.csv"), w.home("Downloads/linked.csv")).unwrap();
         }
-        let r = w.x.carry_out(
-            &order(
-                "o1",
-                vec![OrderAction::Quarantine {
-                    paths: vec![],
-                    min_records: 10,
-                }],
-            ),
-            None,
-            1,
-        );
+        let r = w.x.carry_out(&quarantine_order("o1"), None, 1);
         assert_eq!(r[0].items, 0, "{r:?}");
         assert!(r[0].detail.contains("FIFO"), "{r:?}");
         if is_root() {

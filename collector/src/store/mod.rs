@@ -990,6 +990,21 @@ impl Store {
         for sealed in sorted {
             let seq = sealed.seq.min(i64::MAX as u64) as i64;
             let hash = sealed.hash();
+            // Every channel alert of this event is high severity and about the device.
+            let flag = |rule: &str, detail: &str| {
+                upsert_alert(
+                    &tx,
+                    &system_hit(
+                        &device.user,
+                        &device.id,
+                        rule,
+                        Severity::High,
+                        detail,
+                        now_ms,
+                        seq,
+                    ),
+                )
+            };
             // Sent before and stored (on any chain): nothing to do.
             let mut known = false;
             for s in &streams {
@@ -1049,18 +1064,7 @@ impl Store {
                         format!("device {}: two different events claim seq {seq} (a copied identity or a restored snapshot); both are kept, the second as stream {stream}", device.id),
                     )
                 };
-                upsert_alert(
-                    &tx,
-                    &system_hit(
-                        &device.user,
-                        &device.id,
-                        rule,
-                        Severity::High,
-                        &detail,
-                        now_ms,
-                        seq,
-                    ),
-                )?;
+                flag(rule, &detail)?;
                 streams.push(stream.clone());
                 target = Some(stream);
                 opened = true;
@@ -1095,21 +1099,6 @@ impl Store {
                 last_stream = Some(stream.clone());
             }
             let on_own_chain = stream == device.id;
-            // Every channel alert of this event is high severity and about the device.
-            let flag = |rule: &str, detail: &str| {
-                upsert_alert(
-                    &tx,
-                    &system_hit(
-                        &device.user,
-                        &device.id,
-                        rule,
-                        Severity::High,
-                        detail,
-                        now_ms,
-                        seq,
-                    ),
-                )
-            };
             if on_own_chain && seq > first_seq {
                 match stored_hash(&tx, &device.id, seq - 1)? {
                     Some(Some(h)) if h != sealed.prev_hash => flag(
