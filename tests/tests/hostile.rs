@@ -394,18 +394,27 @@ fn links_in_the_watched_places_are_never_followed() {
     let mut l = Laptop::new("");
     let h = l.home().display().to_string();
     let outside = l.root("");
-    // Before the agent starts (its index walk) and after (a new folder's scan).
-    assert!(as_user(&format!("ln -s / {h}/Downloads/all")));
+    // Before the agent starts (its index walk and watches) and after (a new folder's scan).
+    // The links point at a small folder of root's, so an agent that followed them would
+    // be watching it within moments (a link to `/` would take it minutes to walk).
+    assert!(as_user(&format!(
+        "ln -s '{}' {h}/Downloads/all",
+        outside.display()
+    )));
     l.a.start();
     assert!(as_user(&format!(
         "mkdir {h}/Desktop/new && ln -s '{}' {h}/Desktop/new/x",
         outside.display()
     )));
     std::thread::sleep(Duration::from_millis(800));
-    // Root writes a customer file in the linked-to place: the agent must not see it.
+    // Root writes customer files in the linked-to place, before and after a restart (which
+    // adds every watch again): the agent must see none of them, though it has the time to.
     std::fs::write(l.root("fresh.csv"), corpus::salesforce_contacts(11, 100)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
     l.a.stop();
     l.a.start();
+    std::fs::write(l.root("fresh2.csv"), corpus::salesforce_contacts(12, 100)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
     l.export_alerts("Desktop", "salesforce_contacts.csv");
     let through: Vec<String> =
         l.c.events()
