@@ -425,3 +425,52 @@ fn links_in_the_watched_places_are_never_followed() {
     assert!(through.is_empty(), "followed a link: {through:?}");
     l.a.stop();
 }
+
+#[test]
+fn odd_names_come_back_byte_identical_and_never_collide() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if !is_root() {
+        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+        return;
+    }
+    let mut l = Laptop::new("");
+    let dl = l.home().join("Downloads");
+    // Two names that differ only in a byte that is not UTF-8 (lossy text makes them one),
+    // and a name of 255 bytes, the most a file system allows.
+    let names: Vec<Vec<u8>> = vec![
+        b"clients-\xe9.csv".to_vec(),
+        b"clients-\xe8.csv".to_vec(),
+        [vec![b'n'; 251], b".csv".to_vec()].concat(),
+    ];
+    let mut bodies = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let body = corpus::salesforce_contacts(40 + i as u64, 30);
+        std::fs::write(dl.join(OsStr::from_bytes(n)), &body).unwrap();
+        bodies.push(body);
+    }
+    chown_tree(&l.home());
+    l.a.start();
+    l.c.cli(&["offboard", "kim"]);
+    let first = l.wait_orders(1);
+    let q = receipt(&first, "quarantine");
+    assert_eq!(
+        (q["items"].as_u64(), q["ok"].as_bool()),
+        (Some(3), Some(true)),
+        "{q}"
+    );
+    for n in &names {
+        assert!(!dl.join(OsStr::from_bytes(n)).exists());
+    }
+    l.c.cli(&["offboard", "restore", "kim"]);
+    let back = l.wait_orders(2);
+    let r = receipt(&back, "restore");
+    assert_eq!(r["ok"], true, "{r}");
+    for (n, body) in names.iter().zip(&bodies) {
+        let p = dl.join(OsStr::from_bytes(n));
+        assert_eq!(&std::fs::read(&p).unwrap(), body, "{}", p.display());
+        assert_eq!(std::fs::metadata(&p).unwrap().uid(), USER);
+    }
+    l.export_alerts("Desktop", "salesforce_contacts.csv");
+    l.a.stop();
+}
