@@ -118,6 +118,17 @@ fn root_tempdir() -> tempfile::TempDir {
     tmp
 }
 
+/// A share of 60 customer files and an agent of `rui` monitoring its reads with fanotify.
+fn sixty_customer_files_under_fanotify() -> (tempfile::TempDir, Collector, Agent, Vec<PathBuf>) {
+    let tmp = root_tempdir();
+    let collector = Collector::start(tmp.path());
+    let folder = tmp.path().join("share/customers");
+    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
+    let (agent, reads) = start_agent(tmp.path(), &collector, "rui", &policies, "");
+    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+    (tmp, collector, agent, files)
+}
+
 fn bulk_alerts(c: &Collector) -> Vec<serde_json::Value> {
     c.alerts()
         .into_iter()
@@ -153,12 +164,7 @@ fn cat_until_alerted(collector: &Collector, files: &[PathBuf]) -> String {
 
 #[test]
 fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
-    let tmp = root_tempdir();
-    let collector = Collector::start(tmp.path());
-    let folder = tmp.path().join("share/customers");
-    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
-    let (_agent, reads) = start_agent(tmp.path(), &collector, "rui", &policies, "");
-    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+    let (_tmp, collector, _agent, files) = sixty_customer_files_under_fanotify();
 
     // An excluded program (a checksum tool standing in for a backup) reads them all. Like a
     // real backup daemon it outlives its reads (it reads its stdin last, held open a second):
@@ -355,12 +361,7 @@ fn python_as_nobody(script: &str, files: &[PathBuf]) {
 
 #[test]
 fn a_copy_of_an_excluded_program_and_read_write_opens_are_counted() {
-    let tmp = root_tempdir();
-    let collector = Collector::start(tmp.path());
-    let folder = tmp.path().join("share/customers");
-    let (policies, files) = customer_folder(tmp.path(), &folder, 60);
-    let (agent, reads) = start_agent(tmp.path(), &collector, "rui", &policies, "");
-    assert!(reads.starts_with("fanotify: reads under"), "{reads}");
+    let (_tmp, collector, agent, files) = sixty_customer_files_under_fanotify();
     // The user's own copy of the excluded checksum tool, under the same name.
     let copy = agent.home().join("sha256sum");
     std::fs::copy("/usr/bin/sha256sum", &copy).unwrap();
