@@ -2,6 +2,7 @@
 //! cleanly. `holdfast-agent run` and the collector's quickstart both start it here.
 
 use crate::config::Config;
+use crate::gap::{Gap, LastRun};
 use crate::identity::Identity;
 use crate::mounts::MountTable;
 use crate::pipeline::{describe, is_own, Debouncer};
@@ -27,6 +28,11 @@ const DRAIN: usize = 4096;
 const MOUNT_CHECK: Duration = Duration::from_secs(2);
 /// How often the pipeline looks for settled files.
 const TICK: Duration = Duration::from_millis(50);
+/// How often a running agent marks itself alive in the spool: a crash's gap starts at the
+/// last mark.
+const ALIVE_EVERY: Duration = Duration::from_secs(10);
+/// How long a stopping agent waits for its stop notice to be delivered.
+pub const FLUSH_WITHIN: Duration = Duration::from_secs(3);
 
 /// The spool file inside the data directory.
 pub fn spool_path(config: &Config) -> std::path::PathBuf {
@@ -67,6 +73,14 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
     let spool_file = spool_path(&config);
     let spool = Spool::writer(&spool_file, config.spool_max, &identity.enrollment.user)
         .with_context(|| format!("opening spool {}", spool_file.display()))?;
+    // How the last run ended, before this run marks itself as running.
+    let last_run = LastRun::from_meta(
+        spool.meta("alive_ms")?.as_deref(),
+        spool.meta("stopped_by")?.as_deref(),
+    );
+    let started_ms = crate::clock::now_ms();
+    spool.set_meta("alive_ms", &started_ms.to_string())?;
+    spool.set_meta("stopped_by", "")?;
     // The watched places: the configured ones, and the cloud-sync folders of the policy that
     // exist on this device.
     let mut roots = config.watch.clone();
@@ -139,8 +153,35 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
             .name("holdfast-pipeline".into())
             .spawn(move || -> anyhow::Result<()> {
                 let mut debouncer = Debouncer::new(settle);
-                // What is already there, indexed before anything else (events queue meanwhile).
-                let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now());
+                // What is already there, indexed before anything else (events queue meanwhile),
+                // against the index the last run kept: what changed while we were not running
+                // is the catch-up, reported like any change, and the gap gets its notice.
+                let saved = spool.index_load()?;
+                let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now(), saved);
+                if let Some(rows) = rescanner.take_fresh() {
+                    info!(files = rows.len(), "first start: what is here now is the baseline");
+                    spool.index_replace(&rows)?;
+                }
+                let mut gap = None;
+                if let Some(c) = rescanner.take_catch_up() {
+                    let unseen = spool.index_unseen(&c.seen)?;
+                    let mut found = c.events;
+                    found.extend(rescanner.vanished(c.truncated, unseen));
+                    info!(files = found.len(), "catching up on what changed while the agent was not running");
+                    let paths: Vec<std::path::PathBuf> = found
+                        .iter()
+                        .filter_map(|e| match e {
+                            WatchEvent::Created(p) | WatchEvent::Touched(p) | WatchEvent::Removed(p) => Some(p.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let last = last_run.clone().unwrap_or(LastRun { alive_ms: 0, stopped_by: None });
+                    gap = Some(Gap::new(last, started_ms, paths));
+                    for ev in found {
+                        debouncer.observe(ev, Instant::now());
+                    }
+                }
+                let mut last_alive = Instant::now();
                 // A limit hit while the watches were first set up is news like one hit later:
                 // a notice to the collector, and the coverage says so.
                 for root in limited {
@@ -170,6 +211,11 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                 let mut coverage = String::new();
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
+                    // The mark a crash leaves behind: the gap starts at the last one.
+                    if now.saturating_duration_since(last_alive) >= ALIVE_EVERY {
+                        spool.set_meta("alive_ms", &crate::clock::now_ms().to_string())?;
+                        last_alive = now;
+                    }
                     let mut cov = rescanner.coverage();
                     cov.reads.clone_from(&reads.status);
                     (cov.reads_dropped, cov.reads_unmarked) = reads.losses();
@@ -265,28 +311,49 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         .map(|b| (crate::clock::now_ms(), b))
                         .collect();
                     let due = debouncer.due(Instant::now());
+                    let mut index = Vec::new();
                     if !due.is_empty() {
                         let set = policies.current().set;
                         for ready in due {
                             // Late or repeated news of a file already reported as it is now.
+                            // A delete where nothing was ever known (a temporary file).
                             if matches!(ready.action, holdfast_shared::event::Action::Created | holdfast_shared::event::Action::Modified)
                                 && rescanner.unchanged(&ready.path)
+                                || ready.action == holdfast_shared::event::Action::Deleted && !rescanner.knows(&ready.path)
                             {
+                                if let Some(g) = gap.as_mut() {
+                                    g.observe(&ready.path, None);
+                                }
                                 continue;
                             }
                             let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
                             reads.agent_read(&ready.path);
-                            if let Some(body) = describe(&ready, &set, edm.matcher(), &mounts, &mut lineage) {
-                                rescanner.record(&body);
-                                batch.push((crate::clock::now_ms(), body));
+                            let described = describe(&ready, &set, edm.matcher(), &mounts, &mut lineage);
+                            // Read again but holding what was last reported (a file rewritten
+                            // as it was, a stamp not trusted): the index moves, no event.
+                            let repeat = described.as_ref().is_some_and(|d| rescanner.is_repeat(&d.body));
+                            if let Some(g) = gap.as_mut() {
+                                g.observe(&ready.path, described.as_ref().filter(|_| !repeat).map(|d| &d.body));
+                            }
+                            if let Some(d) = described {
+                                index.extend(rescanner.record(&d.body, d.stamp));
+                                if !repeat {
+                                    batch.push((crate::clock::now_ms(), d.body));
+                                }
                             }
                         }
                     }
-                    if batch.is_empty() {
+                    if let Some(notice) = gap.as_mut().and_then(|g| g.take_notice(debouncer.is_empty())) {
+                        info!("the gap while the agent was not running is caught up");
+                        batch.push((crate::clock::now_ms(), notice));
+                        gap = None;
+                    }
+                    if batch.is_empty() && index.is_empty() {
                         continue;
                     }
-                    // One transaction (one fsync) for everything that settled in this tick.
-                    let admits = spool.append_all(&batch)?;
+                    // One transaction (one fsync) for everything that settled in this tick,
+                    // with the index rows that say these files are reported.
+                    let admits = spool.seal(&batch, &index)?;
                     for ((_, body), admit) in batch.iter().zip(&admits) {
                         if let EventBody::File(f) = body {
                             if let (Admit::Stored(seq), Some(sha)) = (admit, &f.sha256) {
@@ -335,9 +402,12 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
 }
 
 impl Daemon {
-    /// Sends spooled events until `shutdown` turns true, then stops the pipeline cleanly.
+    /// Sends spooled events until `shutdown` turns true, then stops the pipeline cleanly,
+    /// seals a stop notice (what stopped us: the signal and its sender) and gives the uplink
+    /// [`FLUSH_WITHIN`] to deliver it.
     pub async fn run(self, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
-        let result = self.uplink.run(shutdown).await;
+        let mut uplink = self.uplink;
+        let result = uplink.run(shutdown).await;
         self.stop.store(true, Ordering::Relaxed);
         drop(self.watcher);
         let pipeline = self.pipeline;
@@ -347,7 +417,16 @@ impl Daemon {
             .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
         result?;
         pipeline_result?;
-        info!("agent stopped");
+        let by = crate::process::stopped_by()
+            .unwrap_or("stopped by the program that started it")
+            .to_string();
+        let spool = Spool::open(&uplink.spool_path)?;
+        spool.append(crate::clock::now_ms(), &crate::gap::stop_notice(&by))?;
+        uplink.flush(FLUSH_WITHIN).await;
+        // Last: the next start reads this as a clean stop, from now.
+        spool.set_meta("alive_ms", &crate::clock::now_ms().to_string())?;
+        spool.set_meta("stopped_by", &by)?;
+        info!(stopped_by = %by, "agent stopped");
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod enroll;
 #[cfg(target_os = "linux")]
 pub mod fanotify;
+pub mod gap;
 pub mod identity;
 pub mod lineage;
 pub mod mounts;

@@ -24,8 +24,20 @@ pub struct Ready {
     pub old_path: Option<PathBuf>,
 }
 
+/// A file that keeps changing is read anyway once it has waited this many settle times
+/// (at least [`MAX_WAIT_MIN`]): touching a file faster than it settles, then deleting it,
+/// must not keep it from being read.
+const MAX_WAIT_SETTLES: u32 = 5;
+/// The shortest such wait.
+const MAX_WAIT_MIN: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 struct Pending {
+    /// When the first change of this burst was seen.
+    first: Instant,
+    /// The order of its last rename among all renames seen (renames are read in the order
+    /// they happened).
+    renamed: u64,
     last: Instant,
     created: bool,
     old_path: Option<PathBuf>,
@@ -36,6 +48,8 @@ struct Pending {
 #[derive(Debug)]
 pub struct Debouncer {
     settle: Duration,
+    max_wait: Duration,
+    renames: u64,
     pending: HashMap<PathBuf, Pending>,
     moved_out: HashMap<PathBuf, Instant>,
     ready: Vec<Ready>,
@@ -49,6 +63,8 @@ impl Debouncer {
     pub fn new(settle: Duration) -> Debouncer {
         Debouncer {
             settle,
+            max_wait: (settle * MAX_WAIT_SETTLES).max(MAX_WAIT_MIN),
+            renames: 0,
             pending: HashMap::new(),
             moved_out: HashMap::new(),
             ready: Vec::new(),
@@ -85,6 +101,8 @@ impl Debouncer {
         self.pending.insert(
             path,
             Pending {
+                first: now,
+                renamed: 0,
                 last: now,
                 created,
                 old_path: None,
@@ -105,27 +123,61 @@ impl Debouncer {
                 let before = self.pending.remove(&from);
                 let (created, old_path) = match before {
                     // Renamed before it ever settled (a download's temporary name): the file
-                    // simply appeared under its final name.
-                    Some(p) if p.created => (true, None),
-                    Some(p) => (false, p.old_path.or(Some(from))),
+                    // simply appeared under its final name. Whatever `from` held before
+                    // this burst (a rename onto it) is gone: a delete, which the pipeline
+                    // drops when nothing was ever known there.
+                    Some(p) if p.created => {
+                        self.ready.push(Ready {
+                            action: Action::Deleted,
+                            path: from.clone(),
+                            old_path: None,
+                        });
+                        (true, None)
+                    }
+                    // Renamed on from a name it was renamed to in this burst: the
+                    // move is from its first name, and the middle name is gone too (it
+                    // may have held a known file before).
+                    Some(Pending {
+                        old_path: Some(first),
+                        ..
+                    }) => {
+                        self.ready.push(Ready {
+                            action: Action::Deleted,
+                            path: from.clone(),
+                            old_path: None,
+                        });
+                        (false, Some(first))
+                    }
+                    Some(_) => (false, Some(from)),
                     None => (false, Some(from)),
                 };
+                // Renamed away and back: no move at all.
+                let old_path = old_path.filter(|o| *o != to);
                 self.touch(to.clone(), now, false);
+                self.renames += 1;
                 if let Some(p) = self.pending.get_mut(&to) {
                     p.created = created;
                     p.old_path = old_path;
+                    p.renamed = self.renames;
                 }
             }
             WatchEvent::Removed(p) => {
-                match self.pending.remove(&p) {
-                    // Created and deleted within one burst: a temporary file, nothing to report.
-                    Some(pending) if pending.created => {}
-                    _ => self.ready.push(Ready {
+                // Even when created within this burst: it may have replaced a file known
+                // before. The pipeline drops deletes of paths it never knew (a temporary
+                // file created and deleted within one burst).
+                // Renamed here and then deleted: the name it came from is gone too.
+                if let Some(old) = self.pending.remove(&p).and_then(|x| x.old_path) {
+                    self.ready.push(Ready {
                         action: Action::Deleted,
-                        path: p,
+                        path: old,
                         old_path: None,
-                    }),
+                    });
                 }
+                self.ready.push(Ready {
+                    action: Action::Deleted,
+                    path: p,
+                    old_path: None,
+                });
             }
             WatchEvent::Overflow => self.overflows += 1,
             // Expanded by the rescanner before they get here.
@@ -139,8 +191,10 @@ impl Debouncer {
 
     /// The changes that have settled by `now`, in a stable order.
     pub fn due(&mut self, now: Instant) -> Vec<Ready> {
-        let settle = self.settle;
+        let (settle, max_wait) = (self.settle, self.max_wait);
         let quiet = |t: Instant| now.saturating_duration_since(t) >= settle;
+        let waited =
+            |p: &Pending| quiet(p.last) || now.saturating_duration_since(p.first) >= max_wait;
         let mut out = std::mem::take(&mut self.ready);
         let gone: Vec<PathBuf> = self
             .moved_out
@@ -150,7 +204,13 @@ impl Debouncer {
             .collect();
         for p in gone {
             self.moved_out.remove(&p);
-            self.pending.remove(&p);
+            if let Some(old) = self.pending.remove(&p).and_then(|x| x.old_path) {
+                out.push(Ready {
+                    action: Action::Deleted,
+                    path: old,
+                    old_path: None,
+                });
+            }
             out.push(Ready {
                 action: Action::Deleted,
                 path: p,
@@ -160,12 +220,30 @@ impl Debouncer {
         let mut settled: Vec<PathBuf> = self
             .pending
             .iter()
-            .filter(|(_, p)| quiet(p.last))
+            .filter(|(_, p)| waited(p))
             .map(|(k, _)| k.clone())
             .collect();
-        settled.sort();
+        // Renames first, in the order they happened: a rename away from a name must not undo
+        // what a new file at that name reports after it.
+        settled.sort_by_key(|p| {
+            let x = self.pending.get(p);
+            (
+                x.is_some_and(|x| x.old_path.is_none()),
+                x.map(|x| x.renamed).unwrap_or(0),
+                p.clone(),
+            )
+        });
+        let mut named = std::collections::HashSet::new();
         for path in settled {
-            if let Some(p) = self.pending.remove(&path) {
+            if let Some(mut p) = self.pending.remove(&path) {
+                // A rename from a name reported in this same round (a swap through a
+                // temporary name): that name is not gone, so this is content arriving, not
+                // a move.
+                if p.old_path.as_ref().is_some_and(|o| named.contains(o)) {
+                    p.old_path = None;
+                    p.created = true;
+                }
+                named.insert(path.clone());
                 let action = if p.old_path.is_some() {
                     Action::Renamed
                 } else if p.created {
@@ -210,6 +288,16 @@ impl Debouncer {
     }
 }
 
+/// A described change: the event, and the file as it was just before it was read (for the
+/// index: a change after that instant is news again).
+#[derive(Debug)]
+pub struct Described {
+    pub body: EventBody,
+    /// `None` for a deleted file or one that is not a regular file; untrusted
+    /// ([`crate::tree::Stamp::untrusted`]) when the file changed just before it was read.
+    pub stamp: Option<crate::tree::Stamp>,
+}
+
 /// Reads a settled change and builds its event body: hash, classification, matched rules.
 /// Returns `None` for what is not worth an event (a directory, a file gone before it
 /// could be read after a create).
@@ -219,7 +307,7 @@ pub fn describe(
     edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
     mounts: &crate::mounts::MountTable,
     lineage: &mut crate::lineage::Lineage,
-) -> Option<EventBody> {
+) -> Option<Described> {
     let path = ready.path.to_string_lossy().to_string();
     let old_path = ready
         .old_path
@@ -242,10 +330,18 @@ pub fn describe(
     };
     let mut headers = Vec::new();
     let mut origin_records = 0;
+    let mut stamp = None;
     if ready.action != Action::Deleted {
         // FIFOs, sockets, devices and links are never opened: the event says what it was.
         match crate::safe_fs::stat_path(&ready.path) {
-            Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {}
+            Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {
+                let s = crate::tree::Stamp::of_stat(&st);
+                let now_ns = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as i64)
+                    .unwrap_or(i64::MAX);
+                stamp = Some(if s.is_racy(now_ns) { s.untrusted() } else { s });
+            }
             Ok(st) if st.kind == crate::safe_fs::Kind::Directory => return None,
             Ok(st) => {
                 activity.error = Some(crate::safe_fs::FsError::NotRegular(st.kind).to_string())
@@ -282,7 +378,10 @@ pub fn describe(
         destination: activity.destination.as_ref().map(|d| d.kind.as_str()),
         origin_records,
     });
-    Some(EventBody::File(activity))
+    Some(Described {
+        body: EventBody::File(activity),
+        stamp,
+    })
 }
 
 /// Where a file is, if that is a way out: removable media or a share (from the mount
@@ -369,7 +468,10 @@ mod tests {
                     to: p("/d.csv"),
                 },
             ],
-            &[(Action::Created, "/d.csv", None)],
+            &[
+                (Action::Created, "/d.csv", None),
+                (Action::Deleted, "/d.part", None),
+            ],
         );
         // A rename of a settled file.
         check(
@@ -390,9 +492,47 @@ mod tests {
         );
         check(vec![MovedTo(p("/in"))], &[(Action::Created, "/in", None)]);
         check(vec![Removed(p("/old"))], &[(Action::Deleted, "/old", None)]);
-        // Created and deleted within a burst: nothing.
-        check(vec![Created(p("/tmp1")), Removed(p("/tmp1"))], &[]);
+        // Created and deleted within a burst: a delete (dropped by the pipeline when the
+        // index never knew the path; it may have replaced a known file).
+        check(
+            vec![Created(p("/tmp1")), Removed(p("/tmp1"))],
+            &[(Action::Deleted, "/tmp1", None)],
+        );
         check(vec![Overflow, Error("x".into())], &[]);
+    }
+
+    /// A file touched faster than it settles is read once it has waited the longest wait,
+    /// so touching it every half second and deleting it later does not hide it; the next
+    /// burst starts a new wait.
+    #[test]
+    fn a_file_that_never_settles_is_read_after_the_longest_wait() {
+        let t0 = Instant::now();
+        let settle = Duration::from_secs(1);
+        let mut d = Debouncer::new(settle);
+        let half = Duration::from_millis(500);
+        let mut read = Vec::new();
+        for i in 0..30u32 {
+            let now = t0 + half * i;
+            d.observe(
+                if i == 0 {
+                    Created(p("/x"))
+                } else {
+                    Touched(p("/x"))
+                },
+                now,
+            );
+            read.extend(d.due(now).into_iter().map(|r| (i, r.action)));
+        }
+        // 15 s of touches every 0.5 s: read at 5 s and at 10 s (and at 15 s, the last
+        // wait starting at 10.5 s is not over yet).
+        assert_eq!(read, vec![(10, Action::Created), (21, Action::Modified)]);
+        d.observe(Removed(p("/x")), t0 + half * 30);
+        let last = d.due(t0 + half * 30);
+        assert_eq!(
+            last.iter().map(|r| r.action).collect::<Vec<_>>(),
+            vec![Action::Deleted],
+            "once read, its delete is news"
+        );
     }
 
     #[test]
@@ -423,10 +563,19 @@ mod tests {
         };
         let no_mounts = crate::mounts::MountTable::default();
         let mut lineage = crate::lineage::Lineage::default();
-        let Some(EventBody::File(a)) = describe(&ready, &set, None, &no_mounts, &mut lineage)
+        let Some(Described {
+            body: EventBody::File(a),
+            stamp,
+        }) = describe(&ready, &set, None, &no_mounts, &mut lineage)
         else {
             panic!()
         };
+        let meta = std::fs::metadata(&f).unwrap();
+        let s = crate::tree::Stamp::of(&meta);
+        assert!(
+            stamp == Some(s) || stamp == Some(s.untrusted()),
+            "the file as it was read: {stamp:?}"
+        );
         assert_eq!(a.summary.as_ref().map(|s| s.records), Some(60));
         assert_eq!(
             a.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
@@ -460,11 +609,14 @@ mod tests {
         );
         assert!(matches!(
             del,
-            Some(EventBody::File(FileActivity {
-                action: Action::Deleted,
-                sha256: None,
-                ..
-            }))
+            Some(Described {
+                body: EventBody::File(FileActivity {
+                    action: Action::Deleted,
+                    sha256: None,
+                    ..
+                }),
+                stamp: None,
+            })
         ));
     }
 }

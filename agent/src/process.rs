@@ -36,28 +36,54 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+/// What stopped this process, once a stop signal arrived: the signal and, where the kernel
+/// says, the sender (e.g. `SIGTERM from pid 812 (uid 1000, /usr/bin/kill)`).
+static STOPPED_BY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What stopped this process, if a stop signal did.
+pub fn stopped_by() -> Option<&'static str> {
+    STOPPED_BY.get().map(String::as_str)
 }
 
-/// A shutdown flag that turns true on SIGINT or SIGTERM. Call inside the runtime.
+/// Names a signal and its sender for the logs and the stop notice.
+fn describe_origin(origin: &signal_hook::iterator::exfiltrator::origin::Origin) -> String {
+    let name = signal_hook::low_level::signal_name(origin.signal)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("signal {}", origin.signal));
+    match &origin.process {
+        Some(p) => {
+            let exe = std::fs::read_link(format!("/proc/{}/exe", p.pid))
+                .map(|e| format!(", {}", e.display()))
+                .unwrap_or_default();
+            format!("{name} from pid {} (uid {}{exe})", p.pid, p.uid)
+        }
+        None => format!("{name} (sender not given by the kernel)"),
+    }
+}
+
+/// A shutdown flag that turns true on SIGINT, SIGTERM or SIGHUP; [`stopped_by`] then says
+/// which signal and who sent it. Call inside the runtime.
 pub fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::{exfiltrator::origin::WithOrigin, SignalsInfo};
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = tx.send(true);
-    });
+    match SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(mut signals) => {
+            let spawned = std::thread::Builder::new()
+                .name("holdfast-signals".into())
+                .spawn(move || {
+                    if let Some(origin) = signals.forever().next() {
+                        let by = describe_origin(&origin);
+                        tracing::info!(stopped_by = %by, "stop signal");
+                        let _ = STOPPED_BY.set(by);
+                        let _ = tx.send(true);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot wait for stop signals");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for stop signals"),
+    }
     rx
 }

@@ -4,10 +4,11 @@
 //! places the kernel would not let us watch. What it finds becomes ordinary watch events for
 //! the debouncer, so a file found twice is still reported once.
 
+use crate::spool::IndexChange;
 use crate::tree::{self, Limits, Stamp};
 use crate::watch::WatchEvent;
-use holdfast_shared::event::{AgentNotice, Coverage, EventBody};
-use std::collections::HashMap;
+use holdfast_shared::event::{Action, AgentNotice, Coverage, EventBody};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,16 +28,28 @@ const RECHECK_AFTER: Duration = Duration::from_millis(300);
 /// New folders waiting for their second look, at most; beyond, a rescan of everything.
 const MAX_RECHECK: usize = 10_000;
 
-fn key(path: &Path) -> u64 {
+/// The index key of a path: a hash, so the index holds 40 bytes per file in memory.
+pub fn key(path: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     path.hash(&mut h);
     h.finish()
 }
 
+/// Eight bytes of a SHA-256 in hex, for telling "same content as last reported" in memory
+/// (0: none). The spool keeps the whole hash.
+pub fn fingerprint(sha256: Option<&str>) -> u64 {
+    sha256
+        .and_then(|h| h.get(..16))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
 /// The file index and the places it covers.
 #[derive(Debug)]
 pub struct Rescanner {
-    index: HashMap<u64, Stamp>,
+    /// Key → the file as last reported or indexed, and a fingerprint of the content last
+    /// reported (0: never read).
+    index: HashMap<u64, (Stamp, u64)>,
     watched: Vec<PathBuf>,
     polled: Vec<PathBuf>,
     failed: Vec<PathBuf>,
@@ -56,10 +69,29 @@ pub struct Rescanner {
     renew_watches: bool,
     /// New folders to look at again, and when.
     recheck: std::collections::VecDeque<(PathBuf, Instant)>,
+    /// What the start found against the index kept from the last run.
+    catch_up: Option<CatchUp>,
+    /// The first start's baseline, to be kept as the persistent index.
+    fresh: Option<Vec<IndexChange>>,
+}
+
+/// What changed on disk while the agent was not running: the start's walk against the
+/// index kept from the last run.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    /// Files created (`Created`) or changed (`Touched`) since they were last reported.
+    pub events: Vec<WatchEvent>,
+    /// Index keys of every file the walk found.
+    pub seen: HashSet<u64>,
+    /// A walk stopped at a limit: what it did not reach is not known to be deleted.
+    pub truncated: bool,
 }
 
 impl Rescanner {
-    /// Indexes what is already there (silently: it was there before us).
+    /// Indexes what is there. With `saved` (the index kept by the last run), what differs
+    /// from it is the catch-up ([`Rescanner::take_catch_up`]): created or changed while the
+    /// agent was not running. Without it (a first start), what is there is the baseline,
+    /// silently: it was there before us ([`Rescanner::take_fresh`]).
     pub fn start(
         watched: Vec<PathBuf>,
         polled: Vec<PathBuf>,
@@ -67,6 +99,7 @@ impl Rescanner {
         skip: PathBuf,
         poll_every: Duration,
         now: Instant,
+        saved: Option<HashMap<u64, (Stamp, u64)>>,
     ) -> Rescanner {
         let mut r = Rescanner {
             index: HashMap::new(),
@@ -85,25 +118,91 @@ impl Rescanner {
             rescans: 0,
             renew_watches: false,
             recheck: std::collections::VecDeque::new(),
+            catch_up: None,
+            fresh: None,
         };
-        for root in r.watched.clone().iter().chain(r.polled.clone().iter()) {
-            r.baseline(root);
+        let roots: Vec<PathBuf> = r.watched.iter().chain(r.polled.iter()).cloned().collect();
+        match saved {
+            None => {
+                let mut rows = Vec::new();
+                for root in &roots {
+                    r.baseline_into(root, Some(&mut rows));
+                }
+                r.fresh = Some(rows);
+            }
+            Some(saved) => {
+                r.index = saved;
+                let mut c = CatchUp::default();
+                for root in &roots {
+                    let (dirs, truncated) = tree::visit(root, &r.skip, WALK, |p, s| {
+                        let k = key(&p);
+                        c.seen.insert(k);
+                        match r.index.get(&k) {
+                            None => c.events.push(WatchEvent::Created(p)),
+                            Some((old, _)) if *old != s => c.events.push(WatchEvent::Touched(p)),
+                            Some(_) => {}
+                        }
+                    });
+                    r.dirs += dirs;
+                    c.truncated |= truncated;
+                }
+                r.index_full = r.index.len() >= MAX_INDEX;
+                r.catch_up = Some(c);
+            }
         }
         r
     }
 
+    /// The first start's baseline as index rows, once: the caller keeps it in the spool.
+    pub fn take_fresh(&mut self) -> Option<Vec<IndexChange>> {
+        self.fresh.take()
+    }
+
+    /// What changed while the agent was not running, once (`None` on a first start).
+    pub fn take_catch_up(&mut self) -> Option<CatchUp> {
+        self.catch_up.take()
+    }
+
+    /// Of the indexed files the start's walk did not find (`unseen`, from the spool), those
+    /// under the places walked: deleted while the agent was not running. None when a walk
+    /// was cut short by a limit.
+    pub fn vanished(&self, truncated: bool, unseen: Vec<(u64, PathBuf)>) -> Vec<WatchEvent> {
+        if truncated {
+            return Vec::new();
+        }
+        unseen
+            .into_iter()
+            .filter(|(_, p)| self.under(p).is_some())
+            .map(|(_, p)| WatchEvent::Removed(p))
+            .collect()
+    }
+
     /// Indexes what is under `root` now, silently.
     fn baseline(&mut self, root: &Path) {
+        self.baseline_into(root, None);
+    }
+
+    /// Indexes what is under `root` now, silently, and lists the rows taken in `rows`.
+    fn baseline_into(&mut self, root: &Path, mut rows: Option<&mut Vec<IndexChange>>) {
         let skip = self.skip.clone();
         let mut found = Vec::new();
-        let (dirs, _) = tree::visit(root, &skip, WALK, |p, s| found.push((key(&p), s)));
+        let (dirs, _) = tree::visit(root, &skip, WALK, |p, s| found.push((p, s)));
         self.dirs += dirs;
-        for (k, s) in found {
+        for (p, s) in found {
+            let k = key(&p);
             if self.index.len() >= MAX_INDEX && !self.index.contains_key(&k) {
                 self.index_full = true;
                 continue;
             }
-            self.index.insert(k, s);
+            self.index.insert(k, (s, 0));
+            if let Some(rows) = rows.as_deref_mut() {
+                rows.push(IndexChange::Put {
+                    key: k,
+                    path: p,
+                    stamp: s,
+                    sha256: None,
+                });
+            }
         }
     }
 
@@ -113,19 +212,11 @@ impl Rescanner {
         let (dirs, _) = tree::visit(root, &self.skip, WALK, |p, s| {
             match self.index.get(&key(&p)) {
                 None => out.push(WatchEvent::Created(p)),
-                Some(old) if *old != s => out.push(WatchEvent::Touched(p)),
+                Some((old, _)) if *old != s => out.push(WatchEvent::Touched(p)),
                 Some(_) => {}
             }
         });
         (dirs, out)
-    }
-
-    fn put(&mut self, path: &Path, s: Stamp) {
-        if self.index.len() >= MAX_INDEX && !self.index.contains_key(&key(path)) {
-            self.index_full = true;
-            return;
-        }
-        self.index.insert(key(path), s);
     }
 
     fn under(&self, p: &Path) -> Option<PathBuf> {
@@ -199,11 +290,35 @@ impl Rescanner {
     /// file meanwhile.
     pub fn unchanged(&self, path: &Path) -> bool {
         match (self.index.get(&key(path)), crate::safe_fs::stat_path(path)) {
-            (Some(old), Ok(st)) if st.kind == crate::safe_fs::Kind::Regular => {
+            (Some((old, _)), Ok(st)) if st.kind == crate::safe_fs::Kind::Regular => {
                 *old == Stamp::of_stat(&st)
             }
             _ => false,
         }
+    }
+
+    /// Whether anything is indexed at `path`: a delete there is news only then (a file
+    /// never reported nor there at the start was never known).
+    pub fn knows(&self, path: &Path) -> bool {
+        self.index.contains_key(&key(path))
+    }
+
+    /// Whether a described change only repeats what was last reported for its path: a
+    /// create or change whose content is the one last reported (a file rewritten as it
+    /// was, one read again because its stamp could not be trusted, one found again by a
+    /// catch-up). Renames and deletes are always news.
+    pub fn is_repeat(&self, body: &EventBody) -> bool {
+        let EventBody::File(f) = body else {
+            return false;
+        };
+        let fp = fingerprint(f.sha256.as_deref());
+        f.old_path.is_none()
+            && matches!(f.action, Action::Created | Action::Modified)
+            && fp != 0
+            && self
+                .index
+                .get(&key(Path::new(&f.path)))
+                .is_some_and(|(_, c)| *c == fp)
     }
 
     /// Whether `path` lies in a place already covered.
@@ -301,21 +416,38 @@ impl Rescanner {
         )
     }
 
-    /// Notes what a described change left on disk, so later rescans skip it.
-    pub fn record(&mut self, body: &EventBody) {
-        let EventBody::File(f) = body else { return };
+    /// Notes what a described change left on disk (`stamp`: the file as it was before it
+    /// was read, `None` when it is gone or not a regular file), so later rescans skip it.
+    /// Returns the same changes for the persistent index, to be sealed with the event.
+    pub fn record(&mut self, body: &EventBody, stamp: Option<Stamp>) -> Vec<IndexChange> {
+        let EventBody::File(f) = body else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
         if let Some(old) = &f.old_path {
-            self.index.remove(&key(Path::new(old)));
+            let k = key(Path::new(old));
+            self.index.remove(&k);
+            out.push(IndexChange::Remove { key: k });
         }
-        let path = Path::new(&f.path);
-        match crate::safe_fs::stat_path(path) {
-            Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {
-                self.put(path, Stamp::of_stat(&st))
+        let path = PathBuf::from(&f.path);
+        let k = key(&path);
+        match stamp {
+            Some(s) if self.index.len() < MAX_INDEX || self.index.contains_key(&k) => {
+                self.index.insert(k, (s, fingerprint(f.sha256.as_deref())));
+                out.push(IndexChange::Put {
+                    key: k,
+                    path,
+                    stamp: s,
+                    sha256: f.sha256.clone(),
+                });
             }
-            _ => {
-                self.index.remove(&key(path));
+            Some(_) => self.index_full = true,
+            None => {
+                self.index.remove(&k);
+                out.push(IndexChange::Remove { key: k });
             }
         }
+        out
     }
 
     /// Notices to send: the watch limit (once per agent run), a full index.
@@ -393,6 +525,7 @@ mod tests {
             dir.path().join("data"),
             Duration::from_secs(30),
             t0,
+            None,
         );
         assert_eq!(r.coverage().files, 1);
         assert!(r.unchanged(&root.join("old.csv")), "indexed as it is");
@@ -404,20 +537,24 @@ mod tests {
         assert_eq!(names(&got, &root), ["+new/a/1.csv", "+new/a/b/2.csv"]);
         // Described and recorded: a later rescan does not report them again.
         for p in ["new/a/1.csv", "new/a/b/2.csv", "old.csv"] {
-            r.record(&EventBody::File(holdfast_shared::event::FileActivity {
-                action: holdfast_shared::event::Action::Created,
-                path: root.join(p).display().to_string(),
-                old_path: None,
-                size: None,
-                sha256: None,
-                summary: None,
-                error: None,
-                rules: vec![],
-                destination: None,
-                origin: None,
-                process: None,
-                bulk: None,
-            }));
+            let stamp = Stamp::of(&std::fs::metadata(root.join(p)).unwrap());
+            r.record(
+                &EventBody::File(holdfast_shared::event::FileActivity {
+                    action: holdfast_shared::event::Action::Created,
+                    path: root.join(p).display().to_string(),
+                    old_path: None,
+                    size: None,
+                    sha256: None,
+                    summary: None,
+                    error: None,
+                    rules: vec![],
+                    destination: None,
+                    origin: None,
+                    process: None,
+                    bulk: None,
+                }),
+                Some(stamp),
+            );
         }
         // Events were lost: one new file, one changed, the rest unchanged.
         write(&root, "lost.csv", "z");
@@ -457,6 +594,7 @@ mod tests {
             dir.path().join("d"),
             Duration::from_secs(30),
             t0,
+            None,
         );
         write(&root, "new/first.csv", "1");
         let got = r.expand(WatchEvent::DirAppeared(root.join("new")));
@@ -492,6 +630,7 @@ mod tests {
             dir.path().join("d"),
             every,
             t0,
+            None,
         );
         assert_eq!(r.next_wake(t0), None, "watched only: events wake us");
         assert!(r
@@ -516,5 +655,267 @@ mod tests {
             Some(Duration::from_secs(9))
         );
         assert_eq!(names(&r.due(t0 + every), &root), ["+b.csv"]);
+    }
+}
+
+/// The index and its catch-up against a model: random creates, writes, renames and deletes,
+/// with crashes (whatever was not sealed is lost) and restarts (catch-up from the spool's
+/// index), checked against what must have been reported.
+#[cfg(test)]
+mod model {
+    use super::*;
+    use crate::pipeline::{describe, Debouncer};
+    use crate::spool::Spool;
+    use holdfast_shared::policy::PolicySet;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(u8),
+        Rename(u8, u8),
+        Delete(u8),
+        /// The running agent reads what settled and seals it.
+        Settle,
+        /// kill -9: pending changes are lost with the process.
+        Crash,
+        /// Start again (no-op while running).
+        Start,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..6).prop_map(Op::Write),
+            1 => (0u8..6, 0u8..6).prop_map(|(a, b)| Op::Rename(a, b)),
+            1 => (0u8..6).prop_map(Op::Delete),
+            2 => Just(Op::Settle),
+            1 => Just(Op::Crash),
+            1 => Just(Op::Start),
+        ]
+    }
+
+    /// One agent run: its index, its debouncer and the watch events it has been told.
+    struct Run {
+        rescanner: Rescanner,
+        debouncer: Debouncer,
+        queue: Vec<WatchEvent>,
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        skip: PathBuf,
+        spool_path: PathBuf,
+        run: Option<Run>,
+        writes: usize,
+        set: PolicySet,
+        /// Every sealed file event: (path, old path, SHA-256 or none for a delete).
+        sealed: Vec<(PathBuf, Option<PathBuf>, Option<String>)>,
+    }
+
+    impl World {
+        fn new() -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("Downloads");
+            std::fs::create_dir_all(&root).unwrap();
+            // Files there before the first start are the baseline, never reported.
+            std::fs::write(root.join("before.txt"), "old").unwrap();
+            World {
+                root,
+                skip: dir.path().join("data"),
+                spool_path: dir.path().join("spool.db"),
+                _dir: dir,
+                run: None,
+                writes: 0,
+                set: PolicySet::default_pack("/home/u").unwrap(),
+                sealed: Vec::new(),
+            }
+        }
+
+        fn path(&self, n: u8) -> PathBuf {
+            self.root.join(format!("f{n}.csv"))
+        }
+
+        fn tell(&mut self, evs: Vec<WatchEvent>) {
+            if let Some(run) = self.run.as_mut() {
+                run.queue.extend(evs);
+            }
+        }
+
+        fn start(&mut self) {
+            if self.run.is_some() {
+                return;
+            }
+            let spool = Spool::open(&self.spool_path).unwrap();
+            let saved = spool.index_load().unwrap();
+            let mut rescanner = Rescanner::start(
+                vec![self.root.clone()],
+                vec![],
+                vec![],
+                self.skip.clone(),
+                Duration::from_secs(30),
+                Instant::now(),
+                saved,
+            );
+            let mut queue = Vec::new();
+            if let Some(rows) = rescanner.take_fresh() {
+                spool.index_replace(&rows).unwrap();
+            }
+            if let Some(c) = rescanner.take_catch_up() {
+                let unseen = spool.index_unseen(&c.seen).unwrap();
+                queue.extend(c.events);
+                queue.extend(rescanner.vanished(c.truncated, unseen));
+            }
+            self.run = Some(Run {
+                rescanner,
+                debouncer: Debouncer::new(Duration::from_millis(10)),
+                queue,
+            });
+        }
+
+        /// What the daemon's loop does with settled changes, in one sealed transaction.
+        fn settle(&mut self) {
+            let Some(run) = self.run.as_mut() else { return };
+            let spool = Spool::open(&self.spool_path).unwrap();
+            let now = Instant::now();
+            for ev in std::mem::take(&mut run.queue) {
+                for ev in run.rescanner.expand(ev) {
+                    run.debouncer.observe(ev, now);
+                }
+            }
+            let mounts = crate::mounts::MountTable::default();
+            let mut lineage = crate::lineage::Lineage::default();
+            let (mut batch, mut index, mut sealed) = (Vec::new(), Vec::new(), Vec::new());
+            for ready in run.debouncer.due(now + Duration::from_secs(3600)) {
+                if matches!(ready.action, Action::Created | Action::Modified)
+                    && run.rescanner.unchanged(&ready.path)
+                    || ready.action == Action::Deleted && !run.rescanner.knows(&ready.path)
+                {
+                    continue;
+                }
+                let Some(d) = describe(&ready, &self.set, None, &mounts, &mut lineage) else {
+                    continue;
+                };
+                let repeat = run.rescanner.is_repeat(&d.body);
+                index.extend(run.rescanner.record(&d.body, d.stamp));
+                if repeat {
+                    continue;
+                }
+                if let EventBody::File(f) = &d.body {
+                    sealed.push((
+                        PathBuf::from(&f.path),
+                        f.old_path.as_ref().map(PathBuf::from),
+                        f.sha256.clone(),
+                    ));
+                }
+                batch.push((0, d.body));
+            }
+            spool.seal(&batch, &index).unwrap();
+            self.sealed.extend(sealed);
+        }
+
+        fn apply(&mut self, op: &Op) {
+            match op {
+                Op::Write(n) => {
+                    let p = self.path(*n);
+                    let existed = p.exists();
+                    self.writes += 1;
+                    // Distinct content each time; often the same size as the last.
+                    std::fs::write(&p, format!("name,email\nw{:04},a@b.c\n", self.writes)).unwrap();
+                    let mut evs = vec![WatchEvent::Touched(p.clone())];
+                    if !existed {
+                        evs.insert(0, WatchEvent::Created(p));
+                    }
+                    self.tell(evs);
+                }
+                Op::Rename(a, b) => {
+                    let (from, to) = (self.path(*a), self.path(*b));
+                    if a == b || !from.exists() {
+                        return;
+                    }
+                    std::fs::rename(&from, &to).unwrap();
+                    self.tell(vec![
+                        WatchEvent::MovedFrom(from.clone()),
+                        WatchEvent::MovedTo(to.clone()),
+                        WatchEvent::Renamed { from, to },
+                    ]);
+                }
+                Op::Delete(n) => {
+                    let p = self.path(*n);
+                    if std::fs::remove_file(&p).is_ok() {
+                        self.tell(vec![WatchEvent::Removed(p)]);
+                    }
+                }
+                Op::Settle => self.settle(),
+                Op::Crash => self.run = None,
+                Op::Start => self.start(),
+            }
+        }
+
+        /// What each path's reports say it holds now: its last report's content, `None`
+        /// when it was last reported deleted or renamed away.
+        fn reported(&self) -> HashMap<PathBuf, Option<String>> {
+            let mut now = HashMap::new();
+            for (path, old, sha) in &self.sealed {
+                if let Some(old) = old {
+                    now.insert(old.clone(), None);
+                }
+                now.insert(path.clone(), sha.clone());
+            }
+            now
+        }
+    }
+
+    fn sha_of(p: &Path) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever happened, once the agent is running and has settled: every file is
+        /// reported as it is (path and SHA-256), every file gone is reported gone, the
+        /// baseline is never reported, and no report repeats the one before it for its path.
+        #[test]
+        fn every_change_is_reported_once_across_crashes_and_restarts(
+            ops in proptest::collection::vec(op(), 1..40)
+        ) {
+            let mut w = World::new();
+            w.start();
+            for op in &ops {
+                w.apply(op);
+            }
+            w.start();
+            w.settle();
+            let reported = w.reported();
+            let mut on_disk = HashMap::new();
+            for n in 0..6u8 {
+                let p = w.path(n);
+                if p.exists() {
+                    on_disk.insert(p.clone(), sha_of(&p));
+                }
+            }
+            for (p, sha) in &on_disk {
+                let got = reported.get(p).cloned().flatten();
+                prop_assert_eq!(got.as_ref(), Some(sha), "{} as it is", p.display());
+            }
+            for (p, sha) in &reported {
+                if !on_disk.contains_key(p) {
+                    prop_assert!(sha.is_none(), "{} is gone but was last reported as {:?}", p.display(), sha);
+                }
+            }
+            prop_assert!(!reported.contains_key(&w.root.join("before.txt")), "the baseline is not news");
+            // No report repeats its path's previous one.
+            let mut last: HashMap<&PathBuf, &Option<String>> = HashMap::new();
+            for (path, old, sha) in &w.sealed {
+                if sha.is_some() {
+                    prop_assert_ne!(last.get(path).copied(), Some(sha), "{} reported twice as {:?}", path.display(), sha);
+                }
+                if let Some(old) = old {
+                    last.insert(old, &None);
+                }
+                last.insert(path, sha);
+            }
+        }
     }
 }

@@ -10,9 +10,11 @@
 //! in one `spool_dropped` notice once the collector's acknowledgements have made room again.
 
 use crate::lineage::Sighting;
+use crate::tree::Stamp;
 use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, Severity, GENESIS};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The spool's file name inside the agent's data directory.
@@ -81,6 +83,57 @@ fn fill_limit(sev: Option<Severity>) -> u64 {
     }
 }
 
+/// The persistent index as loaded: key → (stamp, content fingerprint).
+pub type SavedIndex = HashMap<u64, (Stamp, u64)>;
+
+/// One change to the persistent file index, applied with the events it goes with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexChange {
+    /// The file at `path` (whose index key is `key`) is as `stamp` says, and its content was
+    /// last reported with `sha256` (`None`: indexed, never read).
+    Put {
+        key: u64,
+        path: std::path::PathBuf,
+        stamp: Stamp,
+        sha256: Option<String>,
+    },
+    /// Nothing is indexed under `key` any more.
+    Remove { key: u64 },
+}
+
+fn apply_index(tx: &Connection, changes: &[IndexChange]) -> Result<(), SpoolError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut put = tx.prepare_cached(
+        "INSERT INTO file_index (key, path, len, mtime_ns, ino, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(key) DO UPDATE SET path = excluded.path, len = excluded.len,
+             mtime_ns = excluded.mtime_ns, ino = excluded.ino, sha256 = excluded.sha256",
+    )?;
+    let mut remove = tx.prepare_cached("DELETE FROM file_index WHERE key = ?1")?;
+    for c in changes {
+        match c {
+            IndexChange::Put {
+                key,
+                path,
+                stamp,
+                sha256,
+            } => {
+                put.execute(params![
+                    *key as i64,
+                    path.as_os_str().as_bytes(),
+                    stamp.len as i64,
+                    stamp.mtime_ns,
+                    stamp.ino as i64,
+                    sha256,
+                ])?;
+            }
+            IndexChange::Remove { key } => {
+                remove.execute([*key as i64])?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn meta_get(tx: &Connection, key: &str) -> Result<Option<String>, SpoolError> {
     Ok(tx
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -122,6 +175,14 @@ impl Spool {
                  time_ms INTEGER NOT NULL,
                  records INTEGER NOT NULL,
                  seq INTEGER
+             );
+             CREATE TABLE IF NOT EXISTS file_index (
+                 key INTEGER PRIMARY KEY,
+                 path BLOB NOT NULL,
+                 len INTEGER NOT NULL,
+                 mtime_ns INTEGER NOT NULL,
+                 ino INTEGER NOT NULL,
+                 sha256 TEXT
              );",
         )?;
         Ok(Spool {
@@ -156,12 +217,81 @@ impl Spool {
     /// Seals and stores events in one transaction (one fsync for the lot), or counts them
     /// as dropped when the spool is too full for their severity.
     pub fn append_all(&self, events: &[(i64, EventBody)]) -> Result<Vec<Admit>, SpoolError> {
+        self.seal(events, &[])
+    }
+
+    /// Like [`Spool::append_all`], and applies `index` (what the described files left on
+    /// disk) in the same transaction: after a crash the index says "reported" for exactly
+    /// the files whose events were sealed, so a restart reports each file once.
+    pub fn seal(
+        &self,
+        events: &[(i64, EventBody)],
+        index: &[IndexChange],
+    ) -> Result<Vec<Admit>, SpoolError> {
         let tx = self.immediate()?;
         let mut out = Vec::with_capacity(events.len());
         for (time_ms, body) in events {
             out.push(self.admit(&tx, *time_ms, body)?);
         }
+        apply_index(&tx, index)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// The persistent file index, or `None` when none was ever written (a first start):
+    /// key → stamp of what was last reported or indexed, and the fingerprint of the content
+    /// last reported.
+    pub fn index_load(&self) -> Result<Option<SavedIndex>, SpoolError> {
+        if meta_get(&self.conn, "index_ready")?.is_none() {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, len, mtime_ns, ino, sha256 FROM file_index")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                (
+                    Stamp {
+                        len: r.get::<_, i64>(1)? as u64,
+                        mtime_ns: r.get(2)?,
+                        ino: r.get::<_, i64>(3)? as u64,
+                    },
+                    crate::rescan::fingerprint(r.get::<_, Option<String>>(4)?.as_deref()),
+                ),
+            ))
+        })?;
+        Ok(Some(rows.collect::<Result<_, _>>()?))
+    }
+
+    /// Replaces the whole index with a baseline (the first start's walk), in one
+    /// transaction, and marks the index as kept from now on.
+    pub fn index_replace(&self, rows: &[IndexChange]) -> Result<(), SpoolError> {
+        let tx = self.immediate()?;
+        tx.execute("DELETE FROM file_index", [])?;
+        apply_index(&tx, rows)?;
+        meta_set(&tx, "index_ready", "1")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The indexed paths whose key is not in `seen`, for finding what was deleted while the
+    /// agent was not running. Streams the table: nothing but the answer is held.
+    pub fn index_unseen(
+        &self,
+        seen: &std::collections::HashSet<u64>,
+    ) -> Result<Vec<(u64, std::path::PathBuf)>, SpoolError> {
+        use std::os::unix::ffi::OsStringExt;
+        let mut stmt = self.conn.prepare("SELECT key, path FROM file_index")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let key = r.get::<_, i64>(0)? as u64;
+            if !seen.contains(&key) {
+                let path: Vec<u8> = r.get(1)?;
+                out.push((key, std::ffi::OsString::from_vec(path).into()));
+            }
+        }
         Ok(out)
     }
 

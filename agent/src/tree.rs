@@ -32,6 +32,23 @@ impl Stamp {
         }
     }
 
+    /// This stamp, marked as not to be trusted: it never equals a file's stamp, so the file
+    /// is read again at the next look. For a file read within [`RACY`] of its last change:
+    /// the kernel's file times are coarse (a few milliseconds), so a write in the same tick
+    /// as the read, of the same size, would leave the stamp as it was.
+    pub fn untrusted(self) -> Stamp {
+        Stamp {
+            mtime_ns: i64::MIN,
+            ..self
+        }
+    }
+
+    /// Whether a file with this stamp, looked at `now_ns` (wall clock), may still change
+    /// without its stamp changing.
+    pub fn is_racy(&self, now_ns: i64) -> bool {
+        now_ns.saturating_sub(self.mtime_ns) < RACY.as_nanos() as i64
+    }
+
     pub fn of_stat(s: &Stat) -> Stamp {
         Stamp {
             len: s.len,
@@ -40,6 +57,9 @@ impl Stamp {
         }
     }
 }
+
+/// How recent a change must be for a stamp not to be trusted (see [`Stamp::untrusted`]).
+pub const RACY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A walk's result.
 #[derive(Debug, Default)]

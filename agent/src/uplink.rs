@@ -128,7 +128,7 @@ enum DrainEnd {
 
 impl Uplink {
     /// Runs until `shutdown` turns true: connect, drain, wait, reconnect.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), UplinkError> {
+    pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), UplinkError> {
         let spool = Spool::open(&self.spool_path)?;
         let addr = self.identity.enrollment.collector.clone();
         let mut backoff = BACKOFF_MIN;
@@ -138,7 +138,7 @@ impl Uplink {
             }
             let cfg = crate::tls::identity_client(&self.identity)?;
             let mut drain_shutdown = shutdown.clone();
-            let this = &mut self;
+            let this = &mut *self;
             let connected = std::cell::Cell::new(false);
             let attempt = async {
                 let (endpoint, conn) = connect(&addr, cfg).await?;
@@ -207,34 +207,43 @@ impl Uplink {
                     return Ok(DrainEnd::Renewed);
                 }
             }
-            let batch = spool.pending(limit)?;
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep_until(next_heartbeat) => {}
-                    e = conn.closed() => return Err(e.into()),
-                    _ = shutdown.changed() => return Ok(DrainEnd::Shutdown),
-                }
+            if send_pending(spool, conn, &mut limit).await? {
                 continue;
             }
-            let n = batch.len();
-            let sent = batch.first().map(|e| e.seq).unwrap_or(0)
-                ..=batch.last().map(|e| e.seq).unwrap_or(0);
-            match exchange(conn, &Message::EventBatch { events: batch }).await {
-                Err(UplinkError::Encode(wire::EncodeError::TooLarge(_))) if limit > 1 => {
-                    limit = (limit / 2).max(1);
-                    continue;
-                }
-                Err(e) => return Err(e),
-                Ok(Message::Ack { through_seq }) => {
-                    // Only what this batch carried, and only as far as the collector says.
-                    spool.ack(*sent.start()..=through_seq.min(*sent.end()), now_ms())?;
-                    spool.set_meta("last_ack_ms", &now_ms().to_string())?;
-                    debug!(events = n, through_seq, "batch committed");
-                }
-                Ok(other) => return Err(refused(other)),
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_heartbeat) => {}
+                e = conn.closed() => return Err(e.into()),
+                _ = shutdown.changed() => return Ok(DrainEnd::Shutdown),
             }
-            limit = MAX_BATCH;
+        }
+    }
+
+    /// Sends what is spooled, for at most `within`: the last thing a stopping agent does, so
+    /// its stop notice reaches the collector. What does not make it stays spooled for the
+    /// next start.
+    pub async fn flush(&mut self, within: std::time::Duration) {
+        let attempt = async {
+            let spool = Spool::open(&self.spool_path)?;
+            if spool.backlog()? == 0 {
+                return Ok::<u64, UplinkError>(0);
+            }
+            let cfg = crate::tls::identity_client(&self.identity)?;
+            let (endpoint, conn) = connect(&self.identity.enrollment.collector, cfg).await?;
+            let mut limit = MAX_BATCH;
+            while send_pending(&spool, &conn, &mut limit).await? {}
+            conn.close(0u32.into(), b"bye");
+            endpoint.wait_idle().await;
+            Ok(spool.backlog()?)
+        };
+        match tokio::time::timeout(within, attempt).await {
+            Ok(Ok(0)) => info!("everything spooled was delivered before stopping"),
+            Ok(Ok(left)) => warn!(left, "events stay spooled for the next start"),
+            Ok(Err(e)) => warn!(error = %e, "cannot deliver before stopping; events stay spooled"),
+            Err(_) => warn!(
+                within = ?within,
+                "the collector did not answer in time; events stay spooled"
+            ),
         }
     }
 
@@ -470,6 +479,38 @@ pub fn retry_delay(was_connected: bool, backoff: Duration, u: f64) -> Duration {
     } else {
         backoff.mul_f64(0.5 + u)
     }
+}
+
+/// Sends one batch of what is spooled and deletes it once the collector acknowledged its
+/// commit. Returns false when nothing was waiting. A batch too large for one frame is
+/// halved (`limit`) and tried again.
+async fn send_pending(
+    spool: &Spool,
+    conn: &quinn::Connection,
+    limit: &mut usize,
+) -> Result<bool, UplinkError> {
+    let batch = spool.pending(*limit)?;
+    if batch.is_empty() {
+        return Ok(false);
+    }
+    let n = batch.len();
+    let sent = batch.first().map(|e| e.seq).unwrap_or(0)..=batch.last().map(|e| e.seq).unwrap_or(0);
+    match exchange(conn, &Message::EventBatch { events: batch }).await {
+        Err(UplinkError::Encode(wire::EncodeError::TooLarge(_))) if *limit > 1 => {
+            *limit = (*limit / 2).max(1);
+            return Ok(true);
+        }
+        Err(e) => return Err(e),
+        Ok(Message::Ack { through_seq }) => {
+            // Only what this batch carried, and only as far as the collector says.
+            spool.ack(*sent.start()..=through_seq.min(*sent.end()), now_ms())?;
+            spool.set_meta("last_ack_ms", &now_ms().to_string())?;
+            debug!(events = n, through_seq, "batch committed");
+        }
+        Ok(other) => return Err(refused(other)),
+    }
+    *limit = MAX_BATCH;
+    Ok(true)
 }
 
 fn refused(answer: Message) -> UplinkError {

@@ -345,6 +345,8 @@ async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
                 clock_skew_ms: None,
                 offline_since_ms: None,
                 coverage: None,
+                last_stop: None,
+                last_gap: None,
             };
             enroll(&state, token_secret, csr_der, facts).await
         }

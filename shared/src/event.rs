@@ -231,6 +231,16 @@ pub struct FileActivity {
     pub bulk: Option<Box<BulkRead>>,
 }
 
+/// Notice kinds the collector acts on (besides counting them).
+pub mod notice {
+    /// The agent was not running (stopped or crashed): from when to when, and what the
+    /// catch-up at its next start found (`counts`: `from_ms`, `to_ms`, `files`,
+    /// `customer_files`, `deleted`, `crashed`).
+    pub const AGENT_GAP: &str = "agent_gap";
+    /// The agent is stopping on a signal; the message names the signal and its sender.
+    pub const AGENT_STOPPED: &str = "agent_stopped";
+}
+
 /// Something the agent reports about itself (dropped events, watch trouble).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentNotice {

@@ -73,6 +73,12 @@ pub mod system_rules {
     pub const CHAIN_FORKED: &str = "holdfast.chain_forked";
     /// Two chains of one device both advance: two agents are running on one identity.
     pub const IDENTITY_CLONED: &str = "holdfast.identity_cloned";
+    /// The agent was stopped by a signal the collector did not order (someone at the
+    /// device, or its service manager).
+    pub const AGENT_STOPPED: &str = "holdfast.agent_stopped";
+    /// While the agent was not running (stopped or crashed), customer files were created
+    /// or changed: found and reported at its next start.
+    pub const COVERAGE_GAP: &str = "holdfast.coverage_gap";
 }
 
 /// A registered device.
@@ -104,6 +110,11 @@ pub struct Device {
     /// What the agent last said it watches, polls and indexes.
     #[schemars(with = "Option<serde_json::Value>")]
     pub coverage: Option<holdfast_shared::event::Coverage>,
+    /// What the agent said when it last stopped (the signal and its sender).
+    pub last_stop: Option<String>,
+    /// The agent's last gap notice: from when to when it was not running, and what changed
+    /// meanwhile.
+    pub last_gap: Option<String>,
 }
 
 /// What a heartbeat reports.
@@ -436,6 +447,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("events", "origin", "TEXT"),
     ("events", "process", "TEXT"),
     ("alerts", "severity_rank", "INTEGER NOT NULL DEFAULT -1"),
+    ("devices", "last_stop", "TEXT"),
+    ("devices", "last_gap", "TEXT"),
 ];
 
 /// Indexes over added columns (created once those exist).
@@ -580,6 +593,8 @@ impl Store {
             coverage: r
                 .get::<_, Option<String>>(18)?
                 .and_then(|c| serde_json::from_str(&c).ok()),
+            last_stop: r.get(19)?,
+            last_gap: r.get(20)?,
         })
     }
 
@@ -588,7 +603,7 @@ impl Store {
         d.enrolled_ms, d.last_seen_ms, d.revoked_ms,
         (SELECT MAX(seq) FROM events e WHERE e.device_id = d.id), d.spool_backlog,
         d.first_seq, d.policy_version, d.clock_skew_ms, d.offline_since_ms,
-        d.cert_issued_ms, d.cert_expires_ms, d.coverage";
+        d.cert_issued_ms, d.cert_expires_ms, d.coverage, d.last_stop, d.last_gap";
 
     /// The device holding the certificate with this SHA-256 (its current one, or the one
     /// it renewed from), if any.
@@ -1182,6 +1197,7 @@ impl Store {
             )?;
             new += 1;
             if let Some(EventBody::Notice(n)) = &body {
+                notice_alerts(&tx, device, n, corrected, now_ms, seq)?;
                 if n.kind == "spool_dropped" {
                     let counts = n
                         .counts
@@ -1409,6 +1425,60 @@ fn bulk_read_detail(
 }
 
 /// A system alert about a device (no file path).
+/// What the agent's stop and gap notices raise, and the device's record of them.
+fn notice_alerts(
+    tx: &Connection,
+    device: &Device,
+    n: &holdfast_shared::event::AgentNotice,
+    corrected_ms: i64,
+    now_ms: i64,
+    seq: i64,
+) -> Result<(), StoreError> {
+    let (column, rule, severity, records) = match n.kind.as_str() {
+        // Revocation is the only stop the collector orders, and a revoked agent cannot
+        // report: every stop that arrives here was not ordered.
+        holdfast_shared::event::notice::AGENT_STOPPED => (
+            "last_stop",
+            system_rules::AGENT_STOPPED,
+            Severity::Medium,
+            0,
+        ),
+        holdfast_shared::event::notice::AGENT_GAP => {
+            let customer = n.counts.get("customer_files").copied().unwrap_or(0);
+            (
+                "last_gap",
+                if customer > 0 {
+                    system_rules::COVERAGE_GAP
+                } else {
+                    ""
+                },
+                Severity::High,
+                customer,
+            )
+        }
+        _ => return Ok(()),
+    };
+    tx.execute(
+        &format!("UPDATE devices SET {column} = ?2 WHERE id = ?1"),
+        params![device.id, n.message],
+    )?;
+    if rule.is_empty() {
+        return Ok(());
+    }
+    let mut h = system_hit(
+        &device.user,
+        &device.id,
+        rule,
+        severity,
+        &n.message,
+        now_ms,
+        seq,
+    );
+    h.records = i64::try_from(records).unwrap_or(i64::MAX);
+    h.time_ms = corrected_ms;
+    upsert_alert(tx, &h)
+}
+
 fn system_hit<'a>(
     user: &'a str,
     device_id: &'a str,
@@ -1513,7 +1583,7 @@ mod tests {
             policy_version: String::new(),
             clock_skew_ms: None,
             offline_since_ms: None,
-            coverage: None,
+            ..Default::default()
         }
     }
 
@@ -1894,6 +1964,63 @@ mod tests {
             a[0].detail,
             "the agent's spool was full and it dropped 72 events (created/high=2, created/none=70)"
         );
+    }
+
+    /// A stop notice raises `agent_stopped`; a gap notice raises `coverage_gap` only when
+    /// customer files changed meanwhile; the device keeps the last of each.
+    #[test]
+    fn stop_and_gap_notices_raise_alerts_and_show_on_the_device() {
+        let notice = |kind: &str, message: &str, customer: u64| {
+            EventBody::Notice(AgentNotice {
+                kind: kind.into(),
+                message: message.into(),
+                count: 3,
+                counts: [("customer_files".to_string(), customer)]
+                    .into_iter()
+                    .collect(),
+            })
+        };
+        use holdfast_shared::event::notice::{AGENT_GAP, AGENT_STOPPED};
+        for (events, want) in [
+            (vec![notice(AGENT_GAP, "gap with nothing", 0)], vec![]),
+            (
+                vec![notice(AGENT_STOPPED, "SIGTERM from pid 9", 0)],
+                vec![(system_rules::AGENT_STOPPED, 0)],
+            ),
+            (
+                vec![
+                    notice(AGENT_STOPPED, "SIGTERM from pid 9", 0),
+                    notice(AGENT_GAP, "gap with two customer files", 2),
+                ],
+                vec![
+                    (system_rules::COVERAGE_GAP, 2),
+                    (system_rules::AGENT_STOPPED, 0),
+                ],
+            ),
+        ] {
+            let (_dir, mut s, d) = open_with_device();
+            s.ingest(&d, &chain(&events), 10).unwrap();
+            let mut got: Vec<(String, u64)> = s
+                .alerts(10)
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.rule_id, a.records))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, u64)> =
+                want.into_iter().map(|(r, n)| (r.to_string(), n)).collect();
+            want.sort();
+            assert_eq!(got, want);
+            let dev = s.devices().unwrap().remove(0);
+            let last = |kind: &str| {
+                events.iter().rev().find_map(|e| match e {
+                    EventBody::Notice(n) if n.kind == kind => Some(n.message.clone()),
+                    _ => None,
+                })
+            };
+            assert_eq!(dev.last_gap, last(AGENT_GAP));
+            assert_eq!(dev.last_stop, last(AGENT_STOPPED));
+        }
     }
 
     fn beat(skew_ms: i64) -> Beat {
