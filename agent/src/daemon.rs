@@ -176,7 +176,15 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         })
                         .collect();
                     let last = last_run.clone().unwrap_or(LastRun { alive_ms: 0, stopped_by: None });
-                    gap = Some(Gap::new(last, started_ms, paths));
+                    let g = Gap::new(last, started_ms, paths);
+                    // The last run died before it had caught up on its own gap: that gap
+                    // still gets its notice. This one is kept until its notice is sealed.
+                    let mut early = Vec::new();
+                    if let Some(n) = spool.meta("pending_gap")?.as_deref().and_then(Gap::unfinished_notice) {
+                        early.push((crate::clock::now_ms(), n));
+                    }
+                    spool.seal(&early, &[], &[("pending_gap", &g.record())])?;
+                    gap = Some(g);
                     for ev in found {
                         debouncer.observe(ev, Instant::now());
                     }
@@ -343,17 +351,19 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                             }
                         }
                     }
+                    let mut meta: &[(&str, &str)] = &[];
                     if let Some(notice) = gap.as_mut().and_then(|g| g.take_notice(debouncer.is_empty())) {
                         info!("the gap while the agent was not running is caught up");
                         batch.push((crate::clock::now_ms(), notice));
+                        meta = &[("pending_gap", "")];
                         gap = None;
                     }
-                    if batch.is_empty() && index.is_empty() {
+                    if batch.is_empty() && index.is_empty() && meta.is_empty() {
                         continue;
                     }
                     // One transaction (one fsync) for everything that settled in this tick,
                     // with the index rows that say these files are reported.
-                    let admits = spool.seal(&batch, &index)?;
+                    let admits = spool.seal(&batch, &index, meta)?;
                     for ((_, body), admit) in batch.iter().zip(&admits) {
                         if let EventBody::File(f) = body {
                             if let (Admit::Stored(seq), Some(sha)) = (admit, &f.sha256) {

@@ -66,6 +66,58 @@ impl Gap {
         }
     }
 
+    /// "the agent was not running from … to … (how it ended)".
+    fn span(&self) -> String {
+        let how = match &self.last.stopped_by {
+            Some(by) => format!("stopped: {by}"),
+            None => "it crashed or was killed".to_string(),
+        };
+        format!(
+            "the agent was not running from {} to {} ({how})",
+            rfc3339(self.last.alive_ms),
+            rfc3339(self.now_ms)
+        )
+    }
+
+    /// This gap, as kept in the spool until its notice is sealed: if the agent dies before
+    /// (a crash during the catch-up), the next start still reports it
+    /// ([`Gap::unfinished_notice`]).
+    pub fn record(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.last.alive_ms,
+            self.now_ms,
+            self.last.stopped_by.as_deref().unwrap_or("")
+        )
+    }
+
+    /// The notice for a gap whose run died before it had caught up (`record` from
+    /// [`Gap::record`]): its times and how it ended; what changed is counted by the gap
+    /// that follows, whose catch-up finds it again. `None` for a record that does not parse.
+    pub fn unfinished_notice(record: &str) -> Option<EventBody> {
+        let mut parts = record.splitn(3, '|');
+        let from: i64 = parts.next()?.parse().ok()?;
+        let to: i64 = parts.next()?.parse().ok()?;
+        let by = parts.next().unwrap_or("");
+        let mut g = Gap::new(
+            LastRun {
+                alive_ms: from,
+                stopped_by: (!by.is_empty()).then(|| by.to_string()),
+            },
+            to,
+            [],
+        );
+        let Some(EventBody::Notice(mut n)) = g.take_notice(true) else {
+            return None;
+        };
+        n.message = format!(
+            "{}; the agent stopped again before it had caught up, so what changed is counted in the next gap",
+            g.span()
+        );
+        n.counts.insert("unfinished".into(), 1);
+        Some(EventBody::Notice(n))
+    }
+
     /// A file was handled: described (`body`) or found not worth an event (`None`).
     pub fn observe(&mut self, path: &Path, body: Option<&EventBody>) {
         if !self.waiting.remove(path) {
@@ -92,10 +144,6 @@ impl Gap {
             return None;
         }
         let unread = std::mem::take(&mut self.waiting).len() as u64;
-        let how = match &self.last.stopped_by {
-            Some(by) => format!("stopped: {by}"),
-            None => "it crashed or was killed".to_string(),
-        };
         let mut counts = BTreeMap::from([
             ("from_ms".to_string(), self.last.alive_ms.max(0) as u64),
             ("to_ms".to_string(), self.now_ms.max(0) as u64),
@@ -111,9 +159,8 @@ impl Gap {
             counts.insert("unread".into(), unread);
         }
         let message = format!(
-            "the agent was not running from {} to {} ({how}): {} files created or changed meanwhile, {} with customer content, {} deleted{}",
-            rfc3339(self.last.alive_ms),
-            rfc3339(self.now_ms),
+            "{}: {} files created or changed meanwhile, {} with customer content, {} deleted{}",
+            self.span(),
             self.files,
             self.customer,
             self.deleted,
@@ -254,6 +301,36 @@ mod tests {
             true,
             Some([1, 1, 0, 1]),
         );
+    }
+
+    #[test]
+    fn a_gap_whose_run_died_before_catching_up_still_gets_its_notice() {
+        for stopped_by in [None, Some("SIGTERM from pid 4 (uid 0)")] {
+            let g = Gap::new(
+                LastRun {
+                    alive_ms: 1_000_000,
+                    stopped_by: stopped_by.map(str::to_string),
+                },
+                2_000_000,
+                [PathBuf::from("/a.csv")],
+            );
+            let Some(n) = Gap::unfinished_notice(&g.record()) else {
+                panic!("no notice")
+            };
+            let (message, c) = counts(&n);
+            assert_eq!(
+                (c["from_ms"], c["to_ms"], c["unfinished"], c["crashed"]),
+                (1_000_000, 2_000_000, 1, u64::from(stopped_by.is_none())),
+            );
+            assert!(
+                message.contains("stopped again before it had caught up"),
+                "{message}"
+            );
+            if let Some(by) = stopped_by {
+                assert!(message.contains(by), "{message}");
+            }
+        }
+        assert!(Gap::unfinished_notice("junk").is_none());
     }
 
     #[test]

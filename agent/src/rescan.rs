@@ -809,7 +809,7 @@ mod model {
                 }
                 batch.push((0, d.body));
             }
-            spool.seal(&batch, &index).unwrap();
+            spool.seal(&batch, &index, &[]).unwrap();
             self.sealed.extend(sealed);
         }
 

@@ -217,16 +217,18 @@ impl Spool {
     /// Seals and stores events in one transaction (one fsync for the lot), or counts them
     /// as dropped when the spool is too full for their severity.
     pub fn append_all(&self, events: &[(i64, EventBody)]) -> Result<Vec<Admit>, SpoolError> {
-        self.seal(events, &[])
+        self.seal(events, &[], &[])
     }
 
     /// Like [`Spool::append_all`], and applies `index` (what the described files left on
-    /// disk) in the same transaction: after a crash the index says "reported" for exactly
-    /// the files whose events were sealed, so a restart reports each file once.
+    /// disk) and `meta` (status values that go with these events) in the same transaction:
+    /// after a crash the index says "reported" for exactly the files whose events were
+    /// sealed, so a restart reports each file once.
     pub fn seal(
         &self,
         events: &[(i64, EventBody)],
         index: &[IndexChange],
+        meta: &[(&str, &str)],
     ) -> Result<Vec<Admit>, SpoolError> {
         let tx = self.immediate()?;
         let mut out = Vec::with_capacity(events.len());
@@ -234,6 +236,9 @@ impl Spool {
             out.push(self.admit(&tx, *time_ms, body)?);
         }
         apply_index(&tx, index)?;
+        for (k, v) in meta {
+            meta_set(&tx, k, v)?;
+        }
         tx.commit()?;
         Ok(out)
     }

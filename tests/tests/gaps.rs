@@ -1,0 +1,229 @@
+//! Nothing missed across stops and crashes, end to end with real processes: an agent stopped
+//! (SIGTERM) or killed (SIGKILL) while exports are written reports every one of them once at
+//! its next start, and each stop or crash shows at the collector.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_tests::{corpus, wait_for, Agent, Collector};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// File events by path: how many, and the SHA-256 of each.
+fn file_events(c: &Collector) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in c.events() {
+        if e["kind"] == "file" && e["action"] != "deleted" {
+            out.entry(e["path"].as_str().unwrap().to_string())
+                .or_default()
+                .push(e["sha256"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    out
+}
+
+fn notices(c: &Collector, kind: &str) -> Vec<serde_json::Value> {
+    c.events()
+        .into_iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+/// Writes the `i`-th export (distinct content) and returns its path and SHA-256.
+fn write_export(agent: &Agent, i: usize) -> (String, String) {
+    let body = corpus::salesforce_contacts(1000 + i as u64, 60);
+    let path = agent
+        .watched
+        .join(format!("report{:013}.csv", 1_700_000_000_000 + i));
+    std::fs::write(&path, &body).unwrap();
+    (
+        path.display().to_string(),
+        holdfast_shared::sha256_hex(&body),
+    )
+}
+
+/// Waits until every file of `want` is stored, then asserts each was reported exactly once
+/// with its content.
+fn reported_once(c: &Collector, want: &BTreeMap<String, String>) {
+    let got = wait_for("every export to be stored", DEADLINE, || {
+        let got = file_events(c);
+        want.keys().all(|p| got.contains_key(p)).then_some(got)
+    });
+    for (path, sha) in want {
+        assert_eq!(
+            got[path],
+            vec![sha.clone()],
+            "{path}: reported exactly once, with its content"
+        );
+    }
+}
+
+#[test]
+fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() {
+    let _t = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let already = write_export(&agent, 999);
+    wait_for("the first export", DEADLINE, || {
+        file_events(&collector)
+            .contains_key(&already.0)
+            .then_some(())
+    });
+
+    assert!(agent.stop(), "a clean stop");
+    // The stop notice reached the collector before the agent exited: who sent the signal.
+    let stopped = notices(&collector, "agent_stopped");
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    let message = stopped[0]["message"].as_str().unwrap();
+    assert!(message.contains("SIGTERM from pid"), "{message}");
+    let alert = collector
+        .alerts()
+        .into_iter()
+        .find(|a| a["rule_id"] == "holdfast.agent_stopped")
+        .expect("an agent_stopped alert");
+    assert_eq!(alert["severity"], "medium");
+    assert!(collector.devices()[0]["last_stop"]
+        .as_str()
+        .unwrap()
+        .contains("SIGTERM"));
+
+    let want: BTreeMap<String, String> = (0..10).map(|i| write_export(&agent, i)).collect();
+    agent.start();
+    let mut all = want.clone();
+    all.insert(already.0, already.1);
+    reported_once(&collector, &all);
+    let alerts = collector.alerts();
+    for path in want.keys() {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["path"] == path.as_str() && a["rule_id"] == "crm-export.salesforce"),
+            "{path} raised its alert"
+        );
+    }
+    // The gap is named: a clean stop, ten files, ten with customer content.
+    let gap = wait_for("the gap notice", DEADLINE, || {
+        notices(&collector, "agent_gap").into_iter().next()
+    });
+    let message = gap["message"].as_str().unwrap();
+    assert!(message.contains("stopped: SIGTERM from pid"), "{message}");
+    assert!(
+        message.contains("10 files created or changed meanwhile, 10 with customer content"),
+        "{message}"
+    );
+    let alert = collector
+        .alerts()
+        .into_iter()
+        .find(|a| a["rule_id"] == "holdfast.coverage_gap")
+        .expect("a coverage_gap alert");
+    assert_eq!(
+        (alert["severity"].as_str(), alert["records"].as_u64()),
+        (Some("high"), Some(10))
+    );
+    assert_eq!(collector.devices()[0]["last_gap"].as_str(), Some(message));
+}
+
+#[test]
+fn twenty_kill_9_cycles_during_a_burst_report_every_export_once() {
+    let _t = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    const FILES: usize = 1000;
+    const CYCLES: usize = 20;
+    let watched = agent.watched.clone();
+    // The burst: 1,000 exports over about 20 s, written by another thread while the agent
+    // is killed and started again.
+    let writer = {
+        let probe = Agent {
+            data_dir: agent.data_dir.clone(),
+            watched,
+            config: agent.config.clone(),
+            proc: None,
+            env: Vec::new(),
+            launcher: Vec::new(),
+        };
+        std::thread::spawn(move || {
+            (0..FILES)
+                .map(|i| {
+                    let out = write_export(&probe, i);
+                    std::thread::sleep(Duration::from_millis(20));
+                    out
+                })
+                .collect::<BTreeMap<String, String>>()
+        })
+    };
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..CYCLES {
+        // A random point: 0.1 to 1.1 s into the run.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(100 + rng % 1000));
+        agent.kill();
+        agent.start();
+    }
+    let want = writer.join().unwrap();
+    reported_once(&collector, &want);
+    // Every crash shows as a gap notice naming it a crash.
+    let gaps = wait_for("a gap notice for every crash", DEADLINE, || {
+        let g = notices(&collector, "agent_gap");
+        (g.len() >= CYCLES).then_some(g)
+    });
+    assert_eq!(gaps.len(), CYCLES, "one per crash");
+    for g in &gaps {
+        let m = g["message"].as_str().unwrap();
+        assert!(m.contains("it crashed or was killed"), "{m}");
+    }
+}
+
+#[test]
+fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing() {
+    let _t = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(tmp.path());
+    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    const FILES: usize = 1000;
+    const CYCLES: usize = 20;
+    let writer = {
+        let probe = Agent {
+            data_dir: agent.data_dir.clone(),
+            watched: agent.watched.clone(),
+            config: agent.config.clone(),
+            proc: None,
+            env: Vec::new(),
+            launcher: Vec::new(),
+        };
+        std::thread::spawn(move || {
+            (0..FILES)
+                .map(|i| {
+                    let out = write_export(&probe, i);
+                    std::thread::sleep(Duration::from_millis(20));
+                    out
+                })
+                .collect::<BTreeMap<String, String>>()
+        })
+    };
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..CYCLES {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(100 + rng % 1000));
+        collector.kill();
+        collector.restart();
+    }
+    let want = writer.join().unwrap();
+    reported_once(&collector, &want);
+    // The agent never stopped: no gap, no stop.
+    assert!(notices(&collector, "agent_gap").is_empty());
+    assert!(notices(&collector, "agent_stopped").is_empty());
+}
