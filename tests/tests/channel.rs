@@ -345,6 +345,10 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
         })
         .collect();
     found.sort();
+    // The stop before the tampering is reported as a stop (who sent the signal).
+    let stop = found.remove(0);
+    assert_eq!(stop.0, "holdfast.agent_stopped");
+    assert!(stop.1.contains("SIGTERM from pid"), "{stop:?}");
     assert_eq!(
         found,
         vec![

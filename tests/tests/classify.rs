@@ -140,3 +140,93 @@ fn hostile_inputs_end_in_findings_within_bounded_memory() {
     assert_eq!(v["findings"]["long_field"], 1, "{v}");
     assert_eq!(v["records"], 1);
 }
+
+/// Archives whose content cannot all be read raise the rule that says so, and an export
+/// behind a padding entry or inside a large inner archive still raises its own: the
+/// default pack, on files scanned as the agent scans them.
+#[test]
+fn archive_shapes_raise_the_rule_that_says_what_could_not_be_read() {
+    use holdfast_shared::event::Action;
+    use holdfast_shared::policy::{PolicySet, Subject};
+    use std::io::Write;
+    let zip_of = |files: &[(&str, &[u8])], method: zip::CompressionMethod| {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, data) in files {
+            w.start_file(*name, o).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    let deflated = zip::CompressionMethod::Deflated;
+    let stored = zip::CompressionMethod::Stored;
+    let export = corpus::salesforce_contacts(5, 200);
+    let mut deep = zip_of(&[("report1700000000000.csv", &export)], deflated);
+    for i in 0..3 {
+        deep = zip_of(&[(&format!("l{i}.zip"), &deep)], deflated);
+    }
+    // Password-protected: the entries' "encrypted" flag, as archivers write it.
+    let mut locked = zip_of(&[("report1700000000000.csv", &export)], deflated);
+    for i in 0..locked.len() - 10 {
+        match &locked[i..i + 4] {
+            b"PK\x03\x04" => locked[i + 6] |= 1,
+            b"PK\x01\x02" => locked[i + 8] |= 1,
+            _ => {}
+        }
+    }
+    let noise: Vec<u8> = {
+        let mut x = 88_172_645_463_325_252u64;
+        (0..33 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let big_inner = zip_of(
+        &[("video.mp4", &noise), ("report1700000000000.csv", &export)],
+        stored,
+    );
+    let big = zip_of(&[("backup.zip", &big_inner)], stored);
+    let padded = zip_of(
+        &[
+            ("padding.bin", &vec![0u8; 64 << 20]),
+            ("report1700000000000.csv", &export),
+        ],
+        deflated,
+    );
+    let set = PolicySet::default_pack("/home/u").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, bytes, want) in [
+        ("deep.zip", deep, vec!["archive.unreadable"]),
+        ("locked.zip", locked, vec!["archive.encrypted"]),
+        // An archive of customer records: the pack's archive rule.
+        ("big.zip", big, vec!["exfil.archive"]),
+        (
+            "padded.zip",
+            padded,
+            vec!["archive.zip-bomb", "exfil.archive"],
+        ),
+    ] {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let r = scan_file(&path, None).unwrap();
+        let shown = path.display().to_string();
+        let mut got: Vec<String> = set
+            .evaluate(&Subject {
+                action: Action::Created,
+                path: &shown,
+                summary: Some(&r.summary),
+                headers: &r.headers,
+                destination: None,
+                origin_records: 0,
+            })
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{name}: {:?}", r.summary);
+    }
+}

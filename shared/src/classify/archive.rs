@@ -1,6 +1,10 @@
 //! ZIP archives, nested ones included: every entry is classified as its own file and the
 //! counts add up. Limits on depth, entry count, total uncompressed bytes and compression ratio
-//! turn a zip bomb into a finding, never a hang or an allocation. Pure over any
+//! turn a zip bomb into a finding, never a hang or an allocation; an entry over a limit is
+//! skipped and the entries after it are still read. What could not be read is a finding
+//! (`encrypted`, `nested_too_deep`, `nested_too_large`, `damaged_entry`), each also counted
+//! under [`UNREADABLE`] for the rules. Nested archives up to [`Limits::max_nested`] are
+//! held in memory; larger ones are read as a stream of their entries. Pure over any
 //! `Read + Seek`: the caller opens the file.
 
 use super::{detect_type, disguise, record::RecordStats, Classifier};
@@ -9,6 +13,17 @@ use crate::event::ContentSummary;
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Seek};
 use std::sync::Arc;
+
+/// The finding counted, besides its own kind, for every part that could not be read.
+pub const UNREADABLE: &str = "unreadable";
+
+/// Finding kinds that mean "a part could not be read".
+const UNREADABLE_KINDS: [&str; 4] = [
+    "encrypted",
+    "nested_too_deep",
+    "nested_too_large",
+    "damaged_entry",
+];
 
 /// Bounds on what one archive may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +118,66 @@ pub fn classify_zip<R: Read + Seek>(
 impl Walk {
     fn finding(&mut self, kind: &str) {
         *self.findings.entry(kind.to_string()).or_insert(0) += 1;
+        if UNREADABLE_KINDS.contains(&kind) {
+            *self.findings.entry(UNREADABLE.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// A finding from one entry: a bomb entry is skipped (the archive is marked truncated)
+    /// and the walk goes on, unless the whole archive's budget is spent. Returns whether
+    /// to stop.
+    fn outcome(&mut self, kind: Option<&'static str>) -> bool {
+        let Some(kind) = kind else { return false };
+        self.finding(kind);
+        if kind == "zip_bomb" {
+            self.report.summary.truncated = true;
+        }
+        self.total > self.limits.max_total
+    }
+
+    /// Reads a nested archive too large to hold as a stream of its entries (local headers
+    /// in order; the central directory is never reached). An entry whose size the stream
+    /// does not give (written with a data descriptor) ends the stream: `nested_too_large`.
+    fn stream<R: Read>(&mut self, reader: &mut R, prefix: &str, depth: u32) {
+        loop {
+            if self.entries >= self.limits.max_entries {
+                self.finding("zip_bomb");
+                self.report.summary.truncated = true;
+                return;
+            }
+            let mut entry = match zip::read::read_zipfile_from_stream(reader) {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(zip::result::ZipError::UnsupportedArchive(m)) if encrypted_message(m) => {
+                    self.finding("encrypted");
+                    return;
+                }
+                Err(_) => {
+                    self.finding("nested_too_large");
+                    return;
+                }
+            };
+            self.entries += 1;
+            if entry.is_dir() {
+                continue;
+            }
+            if entry.encrypted() {
+                self.finding("encrypted");
+                continue;
+            }
+            let name = format!("{prefix}{}", entry.name());
+            let compressed = entry.compressed_size().max(1);
+            let outcome = self.entry(&mut entry, &name, compressed, depth);
+            if self.outcome(outcome) {
+                return;
+            }
+            // What the entry did not read (a bomb skipped) is drained, bounded by its
+            // compressed size, so the next local header is found.
+            if std::io::copy(&mut entry, &mut std::io::sink()).is_err() {
+                self.finding("damaged_entry");
+                return;
+            }
+        }
     }
 
     fn archive<R: Read + Seek>(
@@ -121,7 +196,7 @@ impl Walk {
             self.entries += 1;
             let mut entry = match zip.by_index(i) {
                 Ok(e) => e,
-                Err(zip::result::ZipError::UnsupportedArchive(m)) if m.contains("assword") => {
+                Err(zip::result::ZipError::UnsupportedArchive(m)) if encrypted_message(m) => {
                     self.finding("encrypted");
                     continue;
                 }
@@ -140,12 +215,8 @@ impl Walk {
             let name = format!("{prefix}{}", entry.name());
             let compressed = entry.compressed_size().max(1);
             let outcome = self.entry(&mut entry, &name, compressed, depth);
-            if let Some(kind) = outcome {
-                self.finding(kind);
-                if kind == "zip_bomb" {
-                    self.report.summary.truncated = true;
-                    return Ok(());
-                }
+            if self.outcome(outcome) {
+                return Ok(());
             }
         }
         Ok(())
@@ -201,6 +272,15 @@ impl Walk {
                 c.feed(chunk);
             } else if (held.len() + chunk.len()) as u64 <= self.limits.max_nested {
                 held.extend_from_slice(chunk);
+            } else if ty == "zip" && depth < self.limits.max_depth {
+                // Too large to hold: its entries as a stream, from what is held on.
+                let mut rest = Cursor::new(std::mem::take(&mut held))
+                    .chain(Cursor::new(chunk.to_vec()))
+                    .chain(entry);
+                self.stream(&mut rest, &format!("{name}!/"), depth + 1);
+                return None;
+            } else if depth >= self.limits.max_depth {
+                return Some("nested_too_deep");
             } else {
                 return Some("nested_too_large");
             }
@@ -257,6 +337,11 @@ impl Walk {
             });
         }
     }
+}
+
+/// Whether the ZIP library refused an entry for its encryption (ZipCrypto or AES).
+fn encrypted_message(m: &str) -> bool {
+    m.contains("assword") || m.contains("ncrypt")
 }
 
 fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -345,7 +430,7 @@ mod tests {
                 max_depth: 2,
                 ..Limits::default()
             },
-            (0, false, &[("nested_too_deep", 1)]),
+            (0, false, &[("nested_too_deep", 1), ("unreadable", 1)]),
         );
         // A disguised entry.
         check(
@@ -380,5 +465,101 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    fn stored_zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, data) in files {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Marks every entry as encrypted (general-purpose flag bit 0, in the local and central
+    /// headers), as a password-protecting archiver writes it.
+    fn encrypted(mut zip: Vec<u8>) -> Vec<u8> {
+        for i in 0..zip.len().saturating_sub(10) {
+            match &zip[i..i + 4] {
+                b"PK\x03\x04" => zip[i + 6] |= 1,
+                b"PK\x01\x02" => zip[i + 8] |= 1,
+                _ => {}
+            }
+        }
+        zip
+    }
+
+    /// Bytes that do not compress (a seeded xorshift).
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The shapes that used to hide an export: each gives its records where they can be
+    /// read, and a finding saying what could not.
+    #[test]
+    fn every_shape_gives_its_records_or_says_what_could_not_be_read() {
+        let export = contacts(200);
+        // Nested 4 deep (the outer archive is depth 1, the limit 3): a finding.
+        let mut z = zip_of(&[("export.csv", &export)]);
+        for level in 0..3 {
+            z = zip_of(&[(&format!("level{level}.zip"), &z)]);
+        }
+        check(
+            z,
+            Limits::default(),
+            (0, false, &[("nested_too_deep", 1), ("unreadable", 1)]),
+        );
+        // Nested 3 deep: read.
+        let mut z = zip_of(&[("export.csv", &export)]);
+        for level in 0..2 {
+            z = zip_of(&[(&format!("level{level}.zip"), &z)]);
+        }
+        check(z, Limits::default(), (200, true, &[]));
+        // Password-protected: a finding per entry, the plain entries still read.
+        check(
+            encrypted(zip_of(&[("export.csv", &export), ("more.csv", &export)])),
+            Limits::default(),
+            (0, false, &[("encrypted", 2), ("unreadable", 2)]),
+        );
+        // An inner archive over the in-memory limit (32 MiB): read as a stream, the export
+        // after 33 MiB of incompressible video found.
+        let inner = stored_zip_of(&[("video.mp4", &noise(33 << 20)), ("export.csv", &export)]);
+        check(
+            stored_zip_of(&[("backup.zip", &inner)]),
+            Limits::default(),
+            (200, true, &[]),
+        );
+        // ...and one deeper than the limit while streamed is still a finding.
+        check(
+            stored_zip_of(&[("backup.zip", &inner)]),
+            Limits {
+                max_depth: 1,
+                ..Limits::default()
+            },
+            (0, false, &[("nested_too_deep", 1), ("unreadable", 1)]),
+        );
+        // A padding entry first: it is a bomb finding, and the export after it still counts.
+        let zeros = vec![0u8; 64 << 20];
+        let padded = zip_of(&[("padding.bin", &zeros), ("export.csv", &export)]);
+        let r = classify_zip(Cursor::new(padded), "zip", Limits::default(), None).unwrap();
+        assert_eq!(
+            (
+                r.summary.records,
+                r.summary.customer_table,
+                r.summary.truncated
+            ),
+            (200, true, true)
+        );
+        assert_eq!(r.summary.findings.get("zip_bomb"), Some(&1));
     }
 }

@@ -2,6 +2,11 @@
 //! read once and reduced to one byte per string (which identifier it is, if any), keeping the
 //! text of only the first strings (where headers are); then each sheet's XML is streamed row
 //! by row into [`Records`]. Memory: one byte per distinct string (capped) plus fixed buffers.
+//!
+//! Every part is read through [`Part`], which bounds its size and its compression ratio. A
+//! part that breaks off (malformed XML, a bomb) keeps what was read before it, and an
+//! undefined entity keeps its text as written: each is a finding, never the loss of the
+//! workbook.
 
 use super::archive::Limits;
 use super::record::{classify_field, IdKind, RecordStats, Records};
@@ -25,9 +30,6 @@ pub enum XlsxError {
     /// The ZIP container is unreadable.
     #[error("not a readable XLSX (ZIP): {0}")]
     Zip(#[from] zip::result::ZipError),
-    /// A part's XML is malformed.
-    #[error("malformed XLSX part {part}: {message}")]
-    Xml { part: String, message: String },
     /// The ZIP holds no worksheet.
     #[error("no worksheet in this workbook")]
     NoSheet,
@@ -52,6 +54,92 @@ fn code_kind(c: u8) -> Option<IdKind> {
 pub(super) struct SharedStrings {
     kinds: Vec<u8>,
     texts: Vec<String>,
+}
+
+/// What went wrong in a workbook's parts without stopping it, as finding counts.
+#[derive(Debug, Default)]
+struct Faults {
+    /// Text with an entity XML does not define (`&foo;`): kept as written.
+    undefined_entity: u64,
+    /// Parts whose XML broke off: what came before is kept.
+    damaged_part: u64,
+    /// Parts that expanded beyond the ratio or size limit: read up to it.
+    zip_bomb: u64,
+}
+
+impl Faults {
+    /// A text node's content: unescaped, or as written when an entity is undefined.
+    fn text<'a>(&mut self, t: &'a quick_xml::events::BytesText<'a>) -> std::borrow::Cow<'a, [u8]> {
+        match t.unescape() {
+            Ok(std::borrow::Cow::Borrowed(s)) => std::borrow::Cow::Borrowed(s.as_bytes()),
+            Ok(std::borrow::Cow::Owned(s)) => std::borrow::Cow::Owned(s.into_bytes()),
+            Err(_) => {
+                self.undefined_entity += 1;
+                std::borrow::Cow::Borrowed(t.as_ref())
+            }
+        }
+    }
+
+    fn into_findings(self, summary: &mut ContentSummary) {
+        for (k, v) in [
+            ("undefined_entity", self.undefined_entity),
+            ("damaged_part", self.damaged_part),
+            ("zip_bomb", self.zip_bomb),
+        ] {
+            if v > 0 {
+                *summary.findings.entry(k.into()).or_insert(0) += v;
+            }
+        }
+        if self.damaged_part > 0 {
+            *summary
+                .findings
+                .entry(super::archive::UNREADABLE.into())
+                .or_insert(0) += self.damaged_part;
+        }
+        if self.zip_bomb > 0 {
+            summary.truncated = true;
+        }
+    }
+}
+
+/// One part of the workbook, read with its bounds: at most `max_total` bytes, and no more
+/// than `max_ratio` times its compressed size once past 1 MiB. At a bound it ends (as if
+/// the part ended there) and says so in `tripped`.
+struct Part<R> {
+    inner: R,
+    read: u64,
+    compressed: u64,
+    limits: Limits,
+    tripped: bool,
+}
+
+impl<R: Read> Part<R> {
+    fn new(inner: R, compressed: u64, limits: Limits) -> Part<R> {
+        Part {
+            inner,
+            read: 0,
+            compressed: compressed.max(1),
+            limits,
+            tripped: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Part<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.tripped {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limits.max_total
+            || (self.read > (1 << 20) && self.read / self.compressed > self.limits.max_ratio)
+        {
+            self.tripped = true;
+            return Ok(0);
+        }
+        Ok(n)
+    }
 }
 
 impl SharedStrings {
@@ -93,39 +181,38 @@ impl SharedStrings {
     }
 }
 
-fn xml_err(part: &str, e: impl std::fmt::Display) -> XlsxError {
-    XlsxError::Xml {
-        part: part.to_string(),
-        message: e.to_string(),
-    }
-}
-
 fn shared_strings<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     limits: Limits,
     edm: Option<&Matcher>,
-) -> Result<SharedStrings, XlsxError> {
+    faults: &mut Faults,
+) -> SharedStrings {
     let mut out = SharedStrings::default();
-    let part = "xl/sharedStrings.xml";
-    let Ok(file) = zip.by_name(part) else {
-        return Ok(out);
+    let Ok(file) = zip.by_name("xl/sharedStrings.xml") else {
+        return out;
     };
-    let mut xml = quick_xml::Reader::from_reader(BufReader::new(file.take(limits.max_total)));
+    let compressed = file.compressed_size();
+    let mut xml =
+        quick_xml::Reader::from_reader(BufReader::new(Part::new(file, compressed, limits)));
     let mut buf = Vec::new();
     let mut text: Vec<u8> = Vec::new();
     let mut in_t = false;
     loop {
-        match xml
-            .read_event_into(&mut buf)
-            .map_err(|e| xml_err(part, e))?
-        {
+        let event = match xml.read_event_into(&mut buf) {
+            Ok(e) => e,
+            Err(_) => {
+                faults.damaged_part += 1;
+                break;
+            }
+        };
+        match event {
             Event::Start(e) if e.local_name().as_ref() == b"si" => text.clear(),
             Event::Start(e) if e.local_name().as_ref() == b"t" => in_t = true,
             Event::End(e) if e.local_name().as_ref() == b"t" => in_t = false,
             Event::Text(t) if in_t => {
-                let raw = t.unescape().map_err(|e| xml_err(part, e))?;
+                let raw = faults.text(&t);
                 let room = MAX_FIELD.saturating_sub(text.len());
-                text.extend_from_slice(&raw.as_bytes()[..raw.len().min(room)]);
+                text.extend_from_slice(&raw[..raw.len().min(room)]);
             }
             Event::End(e) if e.local_name().as_ref() == b"si" => out.push(&text, edm),
             Event::Eof => break,
@@ -133,7 +220,10 @@ fn shared_strings<R: Read + Seek>(
         }
         buf.clear();
     }
-    Ok(out)
+    if xml.get_ref().get_ref().tripped {
+        faults.zip_bomb += 1;
+    }
+    out
 }
 
 /// `C12` → column index 2.
@@ -160,7 +250,8 @@ pub fn classify_xlsx<R: Read + Seek>(
     edm: Option<Arc<Matcher>>,
 ) -> Result<(ContentSummary, RecordStats), XlsxError> {
     let mut zip = zip::ZipArchive::new(reader)?;
-    let strings = shared_strings(&mut zip, limits, edm.as_deref())?;
+    let mut faults = Faults::default();
+    let strings = shared_strings(&mut zip, limits, edm.as_deref(), &mut faults);
     let mut sheets: Vec<String> = zip
         .file_names()
         .filter(|n| n.starts_with("xl/worksheets/") && n.ends_with(".xml"))
@@ -171,24 +262,29 @@ pub fn classify_xlsx<R: Read + Seek>(
         return Err(XlsxError::NoSheet);
     }
     let mut total = RecordStats::default();
-    let mut truncated = sheets.len() > MAX_SHEETS;
+    let truncated = sheets.len() > MAX_SHEETS;
     for part in sheets.iter().take(MAX_SHEETS) {
         let file = zip.by_name(part)?;
-        let size = file.size();
-        let s = sheet(file.take(limits.max_total), part, &strings, edm.clone())?;
-        truncated |= size > limits.max_total;
+        let compressed = file.compressed_size();
+        let s = sheet(
+            Part::new(file, compressed, limits),
+            &strings,
+            edm.clone(),
+            &mut faults,
+        );
         total.absorb(s, part);
     }
-    let summary = super::summarize("xlsx", &total, truncated, None);
+    let mut summary = super::summarize("xlsx", &total, truncated, None);
+    faults.into_findings(&mut summary);
     Ok((summary, total))
 }
 
-fn sheet(
-    file: impl Read,
-    part: &str,
+fn sheet<R: Read>(
+    file: Part<R>,
     strings: &SharedStrings,
     edm: Option<Arc<Matcher>>,
-) -> Result<RecordStats, XlsxError> {
+    faults: &mut Faults,
+) -> RecordStats {
     let mut rec = Records::table().with_edm(edm);
     let mut xml = quick_xml::Reader::from_reader(BufReader::new(file));
     let mut buf = Vec::new();
@@ -197,10 +293,14 @@ fn sheet(
     let mut in_value = false;
     let mut in_row = false;
     loop {
-        match xml
-            .read_event_into(&mut buf)
-            .map_err(|e| xml_err(part, e))?
-        {
+        let event = match xml.read_event_into(&mut buf) {
+            Ok(e) => e,
+            Err(_) => {
+                faults.damaged_part += 1;
+                break;
+            }
+        };
+        match event {
             Event::Start(e) if e.local_name().as_ref() == b"row" => {
                 in_row = true;
             }
@@ -228,9 +328,9 @@ fn sheet(
             Event::Start(e) if matches!(e.local_name().as_ref(), b"v" | b"t") => in_value = true,
             Event::End(e) if matches!(e.local_name().as_ref(), b"v" | b"t") => in_value = false,
             Event::Text(t) if in_value => {
-                let raw = t.unescape().map_err(|e| xml_err(part, e))?;
+                let raw = faults.text(&t);
                 let room = MAX_FIELD.saturating_sub(value.len());
-                value.extend_from_slice(&raw.as_bytes()[..raw.len().min(room)]);
+                value.extend_from_slice(&raw[..raw.len().min(room)]);
             }
             Event::End(e) if e.local_name().as_ref() == b"c" => {
                 if cell_type == b"s" {
@@ -254,7 +354,10 @@ fn sheet(
         }
         buf.clear();
     }
-    Ok(rec.finish())
+    if xml.get_ref().get_ref().tripped {
+        faults.zip_bomb += 1;
+    }
+    rec.finish()
 }
 
 /// `13800138000.0` or `1.3800138E10` as Excel stores numbers → digits where it is a whole
@@ -266,7 +369,7 @@ fn strip_float(v: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Cursor, Write};
+    use std::io::{Cursor, Read, Write};
 
     /// A minimal workbook: shared strings plus one sheet of (cell type, value) rows.
     fn workbook(shared: &[&str], rows: &[Vec<(&str, &str)>]) -> Vec<u8> {
@@ -343,5 +446,58 @@ mod tests {
         let m = Arc::new(b.finish().matcher());
         let (s, _) = classify_xlsx(Cursor::new(book), Limits::default(), Some(m)).unwrap();
         assert_eq!(s.findings.get("edm"), Some(&1));
+    }
+
+    /// An undefined entity keeps its text as written and the rest of the sheet is read; a
+    /// sheet whose XML breaks off keeps the rows before; a sheet that is a bomb is read up to
+    /// the ratio limit. Each is a finding.
+    #[test]
+    fn faults_in_a_part_are_findings_and_the_rest_is_read() {
+        let mut rows = vec![vec![("inline", "Name"), ("inline", "Email")]];
+        let names: Vec<(String, String)> = (0..60)
+            .map(|i| (format!("Person {i}"), format!("p{i}@example.com")))
+            .collect();
+        for (n, e) in &names {
+            rows.push(vec![("inline", n.as_str()), ("inline", e.as_str())]);
+        }
+        // One cell with an entity the XML never defines.
+        rows[5][0].1 = "Smith &amp; Sons &nbsp;";
+        let book = workbook(&[], &rows);
+        let (s, _) = classify_xlsx(Cursor::new(book), Limits::default(), None).unwrap();
+        assert_eq!((s.records, s.customer_table), (60, true));
+        assert_eq!(s.findings.get("undefined_entity"), Some(&1));
+        // The sheet's XML breaks off after row 31.
+        let mut broken = workbook(&[], &rows);
+        let book = {
+            let mut r = zip::ZipArchive::new(Cursor::new(std::mem::take(&mut broken))).unwrap();
+            let mut xml = String::new();
+            r.by_name("xl/worksheets/sheet1.xml")
+                .unwrap()
+                .read_to_string(&mut xml)
+                .unwrap();
+            let cut = xml.find("<row r=\"32\">").unwrap();
+            let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+            let o = zip::write::SimpleFileOptions::default();
+            w.start_file("xl/worksheets/sheet1.xml", o).unwrap();
+            w.write_all(&xml.as_bytes()[..cut]).unwrap();
+            w.write_all(b"<row r=\"32\"><c><v>1</row>").unwrap();
+            w.finish().unwrap().into_inner()
+        };
+        let (s, _) = classify_xlsx(Cursor::new(book), Limits::default(), None).unwrap();
+        assert_eq!(s.records, 30, "the rows before the break");
+        assert_eq!(s.findings.get("damaged_part"), Some(&1));
+        assert_eq!(s.findings.get("unreadable"), Some(&1));
+        // A sheet of 64 MiB of padding whitespace: read to the ratio limit, then a finding.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("xl/worksheets/sheet1.xml", o).unwrap();
+        w.write_all(b"<worksheet><sheetData>").unwrap();
+        w.write_all(&vec![b' '; 64 << 20]).unwrap();
+        w.write_all(b"</sheetData></worksheet>").unwrap();
+        let bomb = w.finish().unwrap().into_inner();
+        let (s, _) = classify_xlsx(Cursor::new(bomb), Limits::default(), None).unwrap();
+        assert_eq!(s.findings.get("zip_bomb"), Some(&1));
+        assert!(s.truncated);
     }
 }
