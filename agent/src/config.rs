@@ -9,6 +9,10 @@
 //! home = "/home/alice"                      # optional; `~` in paths and policies
 //! spool_max = "256MiB"                      # bound on events waiting to be sent
 //! heartbeat_ms = 15000                      # liveness and policy check period
+//! workers = 2                               # files read at once (a slow lane is one more)
+//! large_file = "32MiB"                      # files this large are read in the slow lane
+//! read_limit = "2GiB"                       # bytes hashed and classified per file
+//! cpu_limit_ms = 30000                      # CPU time per file
 //! ```
 
 use serde::Deserialize;
@@ -33,6 +37,10 @@ struct RawConfig {
     poll: Vec<String>,
     poll_ms: Option<u64>,
     reads: Option<String>,
+    workers: Option<u64>,
+    large_file: Option<toml::Value>,
+    read_limit: Option<toml::Value>,
+    cpu_limit_ms: Option<u64>,
 }
 
 /// How the agent monitors reads of the customer-data folders of the bulk-read rules.
@@ -65,6 +73,8 @@ pub struct Config {
     pub poll: Vec<PathBuf>,
     pub poll_every: Duration,
     pub reads: ReadMonitoring,
+    /// How files are read: workers, the slow lane, byte and CPU limits.
+    pub reading: crate::workers::Reading,
 }
 
 /// Default spool bound: weeks of ordinary activity, small next to any laptop disk.
@@ -183,6 +193,7 @@ impl Config {
             poll: Vec::new(),
             poll_every: Duration::from_secs(30),
             reads: ReadMonitoring::Auto,
+            reading: crate::workers::Reading::default(),
         }
     }
 
@@ -300,7 +311,42 @@ impl Config {
                 ))
             }
         };
+        let defaults_reading = crate::workers::Reading::default();
+        let workers = raw.workers.unwrap_or(defaults_reading.workers as u64);
+        if !(1..=16).contains(&workers) {
+            return Err(invalid("workers", format!("{workers} is outside 1..=16")));
+        }
+        let size_or = |field: &'static str, v: &Option<toml::Value>, default: u64| match v {
+            None => Ok(default),
+            Some(v) => parse_size(v).map_err(|m| invalid(field, m)),
+        };
+        let large_file = size_or("large_file", &raw.large_file, defaults_reading.large_file)?;
+        let read_limit = size_or("read_limit", &raw.read_limit, defaults_reading.max_bytes)?;
+        if read_limit < 1 << 20 {
+            return Err(invalid(
+                "read_limit",
+                format!("{read_limit} bytes is below the minimum of 1MiB"),
+            ));
+        }
+        let cpu_limit_ms = raw
+            .cpu_limit_ms
+            .unwrap_or(defaults_reading.max_cpu.as_millis() as u64);
+        if !(100..=3_600_000).contains(&cpu_limit_ms) {
+            return Err(invalid(
+                "cpu_limit_ms",
+                format!("{cpu_limit_ms} is outside 100..=3600000"),
+            ));
+        }
+        let max_cpu = Duration::from_millis(cpu_limit_ms);
+        let reading = crate::workers::Reading {
+            workers: workers as usize,
+            large_file,
+            max_bytes: read_limit,
+            max_cpu,
+            fast_cpu: defaults_reading.fast_cpu.min(max_cpu),
+        };
         Ok(Config {
+            reading,
             data_dir,
             watch,
             policies: raw.policies.map(resolve),
@@ -353,7 +399,7 @@ mod tests {
         check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
         check(
             "data_dir = \"/d\"\nwatchh = []",
-            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`"),
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`, `workers`, `large_file`, `read_limit`, `cpu_limit_ms`"),
         );
         check(
             "data_dir = \"/d\"\nsettle_ms = 1",
@@ -378,6 +424,34 @@ mod tests {
         check(
             "poll_ms = 10",
             Err("/etc/hf/agent.toml: poll_ms: 10 is outside 200..=86400000"),
+        );
+        // How files are read.
+        let c = Config::parse(
+            Path::new("/a.toml"),
+            "workers = 4\nlarge_file = \"8MiB\"\nread_limit = \"1GiB\"\ncpu_limit_ms = 5000",
+        )
+        .unwrap();
+        assert_eq!(
+            c.reading,
+            crate::workers::Reading {
+                workers: 4,
+                large_file: 8 << 20,
+                max_bytes: 1 << 30,
+                max_cpu: Duration::from_secs(5),
+                fast_cpu: Duration::from_millis(500),
+            }
+        );
+        check(
+            "workers = 0",
+            Err("/etc/hf/agent.toml: workers: 0 is outside 1..=16"),
+        );
+        check(
+            "read_limit = \"4KiB\"",
+            Err("/etc/hf/agent.toml: read_limit: 4096 bytes is below the minimum of 1MiB"),
+        );
+        check(
+            "cpu_limit_ms = 10",
+            Err("/etc/hf/agent.toml: cpu_limit_ms: 10 is outside 100..=3600000"),
         );
     }
 }

@@ -5,12 +5,13 @@ use crate::config::Config;
 use crate::gap::{Gap, LastRun};
 use crate::identity::Identity;
 use crate::mounts::MountTable;
-use crate::pipeline::{describe, is_own, Debouncer};
+use crate::pipeline::{finish, is_own, Debouncer, Ready};
 use crate::rescan::Rescanner;
 use crate::spool::{Admit, Spool};
 use crate::updates::{Active, LiveEdm, LivePolicies};
 use crate::uplink::Uplink;
 use crate::watch::{self, WatchEvent};
+use crate::workers::Job;
 use anyhow::Context;
 use holdfast_shared::event::EventBody;
 use std::path::Path;
@@ -142,6 +143,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         let stop = stop.clone();
         let data_dir = config.data_dir.clone();
         let settle = config.settle;
+        let reading_limits = config.reading;
         let watched = watcher.roots.clone();
         let limited = watcher.limited.clone();
         let failed: Vec<std::path::PathBuf> =
@@ -190,6 +192,10 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     }
                 }
                 let mut last_alive = Instant::now();
+                // The readers, and the changes they hold or that wait for them.
+                let mut pool = crate::workers::Pool::start(reading_limits).context("starting the readers")?;
+                let mut reading: std::collections::HashSet<std::path::PathBuf> = Default::default();
+                let mut deferred: Vec<Ready> = Vec::new();
                 // A limit hit while the watches were first set up is news like one hit later:
                 // a notice to the collector, and the coverage says so.
                 for root in limited {
@@ -236,7 +242,8 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     // event, so an idle agent does not wake up at all. Dropping the watcher
                     // ends the wait.
                     let mounts_due = MOUNT_CHECK.saturating_sub(now.saturating_duration_since(last_mounts));
-                    let wait = match (debouncer.is_empty(), rescanner.next_wake(now)) {
+                    let quiet = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
+                    let wait = match (quiet, rescanner.next_wake(now)) {
                         (true, None) => mounts_due,
                         (true, Some(w)) => w.min(mounts_due),
                         (false, None) => TICK.min(mounts_due),
@@ -318,41 +325,72 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                         .chain(read_bodies)
                         .map(|b| (crate::clock::now_ms(), b))
                         .collect();
-                    let due = debouncer.due(Instant::now());
+                    // Settled changes go to the readers (a change whose path is being read
+                    // waits for that read); deletes need no reading. What was read is
+                    // finished here, in the order it comes back.
                     let mut index = Vec::new();
-                    if !due.is_empty() {
-                        let set = policies.current().set;
-                        for ready in due {
-                            // Late or repeated news of a file already reported as it is now.
-                            // A delete where nothing was ever known (a temporary file).
-                            if matches!(ready.action, holdfast_shared::event::Action::Created | holdfast_shared::event::Action::Modified)
-                                && rescanner.unchanged(&ready.path)
-                                || ready.action == holdfast_shared::event::Action::Deleted && !rescanner.knows(&ready.path)
-                            {
-                                if let Some(g) = gap.as_mut() {
-                                    g.observe(&ready.path, None);
-                                }
-                                continue;
-                            }
-                            let _span = info_span!("file", path = %ready.path.display(), action = ready.action.as_str()).entered();
-                            reads.agent_read(&ready.path);
-                            let described = describe(&ready, &set, edm.matcher(), &mounts, &mut lineage);
-                            // Read again but holding what was last reported (a file rewritten
-                            // as it was, a stamp not trusted): the index moves, no event.
-                            let repeat = described.as_ref().is_some_and(|d| rescanner.is_repeat(&d.body));
+                    let mut finished: Vec<(Ready, Option<crate::pipeline::Described>)> = Vec::new();
+                    let work: Vec<Ready> = deferred.drain(..).chain(debouncer.due(Instant::now())).collect();
+                    for ready in work {
+                        let busy = |p: &std::path::Path| reading.contains(p);
+                        if busy(&ready.path) || ready.old_path.as_deref().is_some_and(busy) {
+                            deferred.push(ready);
+                            continue;
+                        }
+                        // Late or repeated news of a file already reported as it is now.
+                        // A delete where nothing was ever known (a temporary file).
+                        if matches!(ready.action, holdfast_shared::event::Action::Created | holdfast_shared::event::Action::Modified)
+                            && rescanner.unchanged(&ready.path)
+                            || ready.action == holdfast_shared::event::Action::Deleted && !rescanner.knows(&ready.path)
+                        {
                             if let Some(g) = gap.as_mut() {
-                                g.observe(&ready.path, described.as_ref().filter(|_| !repeat).map(|d| &d.body));
+                                g.observe(&ready.path, None);
                             }
-                            if let Some(d) = described {
-                                index.extend(rescanner.record(&d.body, d.stamp));
-                                if !repeat {
-                                    batch.push((crate::clock::now_ms(), d.body));
-                                }
+                            continue;
+                        }
+                        if ready.action == holdfast_shared::event::Action::Deleted {
+                            let set = policies.current().set;
+                            let read = crate::pipeline::FileRead { stamp: None, outcome: crate::pipeline::ReadOutcome::Deleted };
+                            let d = finish(&ready, read, &set, &mounts, &mut lineage);
+                            finished.push((ready, d));
+                            continue;
+                        }
+                        reads.agent_read(&ready.path);
+                        let path = ready.path.clone();
+                        match pool.submit(Job { ready, edm: edm.matcher() }) {
+                            Ok(()) => {
+                                reading.insert(path);
+                            }
+                            Err(job) => deferred.push(job.ready),
+                        }
+                    }
+                    let done = pool.take_done();
+                    if !done.is_empty() {
+                        let set = policies.current().set;
+                        for d in done {
+                            reading.remove(&d.ready.path);
+                            let _span = info_span!("file", path = %d.ready.path.display(), action = d.ready.action.as_str()).entered();
+                            let described = finish(&d.ready, d.read, &set, &mounts, &mut lineage);
+                            finished.push((d.ready, described));
+                        }
+                    }
+                    for (ready, described) in finished {
+                        // Read again but holding what was last reported (a file rewritten
+                        // as it was, a stamp not trusted): the index moves, no event.
+                        let repeat = described.as_ref().is_some_and(|d| rescanner.is_repeat(&d.body));
+                        if let Some(g) = gap.as_mut() {
+                            g.observe(&ready.path, described.as_ref().filter(|_| !repeat).map(|d| &d.body));
+                        }
+                        if let Some(d) = described {
+                            index.extend(rescanner.record(&d.body, d.stamp));
+                            if !repeat {
+                                batch.push((crate::clock::now_ms(), d.body));
                             }
                         }
                     }
                     let mut meta: &[(&str, &str)] = &[];
-                    if let Some(notice) = gap.as_mut().and_then(|g| g.take_notice(debouncer.is_empty())) {
+                    let idle = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
+                    if let Some(notice) = gap.as_mut().and_then(|g| g.take_notice(idle)) {
                         info!("the gap while the agent was not running is caught up");
                         batch.push((crate::clock::now_ms(), notice));
                         meta = &[("pending_gap", "")];

@@ -30,6 +30,7 @@ pub mod tree;
 pub mod updates;
 pub mod uplink;
 pub mod watch;
+pub mod workers;
 
 /// The agent's version, reported to the collector.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

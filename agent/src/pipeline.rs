@@ -4,7 +4,6 @@
 //! [`Debouncer`] is a pure state machine over events and an `Instant` passed in, so its
 //! behaviour is tested without a file system.
 
-use crate::scan::scan_file;
 use crate::watch::WatchEvent;
 use holdfast_shared::event::{Action, AgentNotice, EventBody, FileActivity};
 use holdfast_shared::policy::{PolicySet, Subject};
@@ -153,6 +152,17 @@ impl Debouncer {
                 };
                 // Renamed away and back: no move at all.
                 let old_path = old_path.filter(|o| *o != to);
+                // Renamed onto a name that an earlier rename of this burst filled: that
+                // earlier file is gone (replaced), and so is the name it came from.
+                if let Some(replaced) = self.pending.get(&to).and_then(|p| p.old_path.clone()) {
+                    if Some(&replaced) != old_path.as_ref() {
+                        self.ready.push(Ready {
+                            action: Action::Deleted,
+                            path: replaced,
+                            old_path: None,
+                        });
+                    }
+                }
                 self.touch(to.clone(), now, false);
                 self.renames += 1;
                 if let Some(p) = self.pending.get_mut(&to) {
@@ -298,13 +308,89 @@ pub struct Described {
     pub stamp: Option<crate::tree::Stamp>,
 }
 
-/// Reads a settled change and builds its event body: hash, classification, matched rules.
-/// Returns `None` for what is not worth an event (a directory, a file gone before it
-/// could be read after a create).
-pub fn describe(
+/// What reading a settled change found, before any policy: the part of describing a
+/// change that costs (hashing, classifying), done by a worker of [`crate::workers`].
+#[derive(Debug)]
+pub struct FileRead {
+    /// The file as it was just before it was read (see [`Described::stamp`]).
+    pub stamp: Option<crate::tree::Stamp>,
+    pub outcome: ReadOutcome,
+}
+
+/// How reading a change ended.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// A delete: nothing to read.
+    Deleted,
+    /// Not worth an event: a directory, or a file gone before it could be read.
+    Skip,
+    /// Not read, and why (a FIFO, permission denied): the event says so.
+    Failed(String),
+    /// Read (whole, or up to a limit the summary names).
+    Scanned(Box<crate::scan::FileReport>),
+}
+
+/// Reads a settled change within `limits`: its stamp first, then its content through
+/// `safe_fs` (FIFOs, sockets, devices and links are never opened).
+pub fn read_change(
     ready: &Ready,
-    policies: &PolicySet,
     edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
+    limits: crate::scan::ScanLimits,
+) -> FileRead {
+    if ready.action == Action::Deleted {
+        return FileRead {
+            stamp: None,
+            outcome: ReadOutcome::Deleted,
+        };
+    }
+    let failed = |why: String| FileRead {
+        stamp: None,
+        outcome: ReadOutcome::Failed(why),
+    };
+    let stamp = match crate::safe_fs::stat_path(&ready.path) {
+        Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {
+            let s = crate::tree::Stamp::of_stat(&st);
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(i64::MAX);
+            if s.is_racy(now_ns) {
+                s.untrusted()
+            } else {
+                s
+            }
+        }
+        Ok(st) if st.kind == crate::safe_fs::Kind::Directory => {
+            return FileRead {
+                stamp: None,
+                outcome: ReadOutcome::Skip,
+            }
+        }
+        Ok(st) => return failed(crate::safe_fs::FsError::NotRegular(st.kind).to_string()),
+        Err(e) if e.is_not_found() => {
+            return FileRead {
+                stamp: None,
+                outcome: ReadOutcome::Skip,
+            }
+        }
+        Err(e) => return failed(e.to_string()),
+    };
+    let outcome = match crate::scan::scan_file_with(&ready.path, edm, limits) {
+        Ok(r) => ReadOutcome::Scanned(Box::new(r)),
+        Err(e) => ReadOutcome::Failed(e.to_string()),
+    };
+    FileRead {
+        stamp: Some(stamp),
+        outcome,
+    }
+}
+
+/// Builds a change's event body from what was read: lineage, destination, matched rules.
+/// Cheap; done in order on the pipeline thread. `None` for what is not worth an event.
+pub fn finish(
+    ready: &Ready,
+    read: FileRead,
+    policies: &PolicySet,
     mounts: &crate::mounts::MountTable,
     lineage: &mut crate::lineage::Lineage,
 ) -> Option<Described> {
@@ -330,44 +416,27 @@ pub fn describe(
     };
     let mut headers = Vec::new();
     let mut origin_records = 0;
-    let mut stamp = None;
-    if ready.action != Action::Deleted {
-        // FIFOs, sockets, devices and links are never opened: the event says what it was.
-        match crate::safe_fs::stat_path(&ready.path) {
-            Ok(st) if st.kind == crate::safe_fs::Kind::Regular => {
-                let s = crate::tree::Stamp::of_stat(&st);
-                let now_ns = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as i64)
-                    .unwrap_or(i64::MAX);
-                stamp = Some(if s.is_racy(now_ns) { s.untrusted() } else { s });
+    match read.outcome {
+        ReadOutcome::Skip => return None,
+        ReadOutcome::Deleted => {}
+        ReadOutcome::Failed(why) => activity.error = Some(why),
+        ReadOutcome::Scanned(r) => {
+            // A file read only in part has no known hash: no lineage, no content identity.
+            if r.complete {
+                let link = lineage.link(
+                    &r.sha256,
+                    &activity.path,
+                    crate::clock::now_ms(),
+                    r.summary.records,
+                    &r.entries,
+                );
+                activity.origin = link.origin.map(Box::new);
+                origin_records = link.origin_records;
+                activity.sha256 = Some(r.sha256);
             }
-            Ok(st) if st.kind == crate::safe_fs::Kind::Directory => return None,
-            Ok(st) => {
-                activity.error = Some(crate::safe_fs::FsError::NotRegular(st.kind).to_string())
-            }
-            Err(e) if e.is_not_found() => return None,
-            Err(e) => activity.error = Some(e.to_string()),
-        }
-        if activity.error.is_none() {
-            match scan_file(&ready.path, edm) {
-                Ok(r) => {
-                    let link = lineage.link(
-                        &r.sha256,
-                        &activity.path,
-                        crate::clock::now_ms(),
-                        r.summary.records,
-                        &r.entries,
-                    );
-                    activity.origin = link.origin.map(Box::new);
-                    origin_records = link.origin_records;
-                    activity.size = Some(r.size);
-                    activity.sha256 = Some(r.sha256);
-                    activity.summary = Some(r.summary);
-                    headers = r.headers;
-                }
-                Err(e) => activity.error = Some(e.to_string()),
-            }
+            activity.size = Some(r.size);
+            activity.summary = Some(r.summary);
+            headers = r.headers;
         }
     }
     activity.rules = policies.evaluate(&Subject {
@@ -380,8 +449,22 @@ pub fn describe(
     });
     Some(Described {
         body: EventBody::File(activity),
-        stamp,
+        stamp: read.stamp,
     })
+}
+
+/// Reads a settled change and builds its event body: hash, classification, matched rules
+/// ([`read_change`] then [`finish`], with the default limits). Returns `None` for what is
+/// not worth an event (a directory, a file gone before it could be read after a create).
+pub fn describe(
+    ready: &Ready,
+    policies: &PolicySet,
+    edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
+    mounts: &crate::mounts::MountTable,
+    lineage: &mut crate::lineage::Lineage,
+) -> Option<Described> {
+    let read = read_change(ready, edm, crate::scan::ScanLimits::default());
+    finish(ready, read, policies, mounts, lineage)
 }
 
 /// Where a file is, if that is a way out: removable media or a share (from the mount

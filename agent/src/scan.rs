@@ -1,5 +1,6 @@
 //! Reading one file: stream it once, hashing and classifying in the same pass, with a
-//! fixed-size buffer. Used by `holdfast-agent scan` and by the daemon.
+//! fixed-size buffer, up to [`ScanLimits`] (bytes, and a cancel flag the worker pool raises
+//! at the CPU limit). Used by `holdfast-agent scan` and by the daemon.
 
 use holdfast_shared::classify::{
     archive, detect_type, disguise, xls, xlsx, Classifier, DEFAULT_BYTE_BUDGET,
@@ -14,11 +15,41 @@ use std::sync::Arc;
 /// Read buffer size.
 const CHUNK: usize = 256 * 1024;
 
+/// Bytes read from one file at most, by default: an export of any realistic size is read
+/// whole; a 16 GiB disk image or a 1 TiB sparse file is not.
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
+/// The finding for a file read only up to [`ScanLimits::max_bytes`].
+pub const BYTE_LIMIT: &str = "byte_limit";
+
+/// How much one file's reading may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanLimits {
+    /// Bytes hashed and classified at most; beyond, the verdict is truncated (`byte_limit`)
+    /// and the file's hash is not known.
+    pub max_bytes: u64,
+    /// Raised when the file has used its CPU time: reading stops (`cpu_limit`).
+    pub cancel: Option<archive::Cancel>,
+}
+
+impl Default for ScanLimits {
+    fn default() -> Self {
+        ScanLimits {
+            max_bytes: DEFAULT_MAX_BYTES,
+            cancel: None,
+        }
+    }
+}
+
 /// What reading a file produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileReport {
+    /// The file's size (what was read, when a limit stopped the reading, is less).
     pub size: u64,
+    /// SHA-256 of what was read: the whole file when `complete`.
     pub sha256: String,
+    /// The whole file was read (no limit stopped it).
+    pub complete: bool,
     pub summary: ContentSummary,
     /// Why the classifiers decided as they did (for `scan --explain`; never sent).
     pub reasons: Vec<String>,
@@ -45,16 +76,35 @@ pub enum ScanError {
 /// [`crate::safe_fs::open_regular`] (no link followed; FIFOs, sockets and devices refused
 /// unopened). The whole file is hashed; classification stops at its byte budget.
 pub fn scan_file(path: &Path, edm: Option<Arc<Matcher>>) -> Result<FileReport, ScanError> {
+    scan_file_with(path, edm, ScanLimits::default())
+}
+
+/// [`scan_file`] within `limits`.
+pub fn scan_file_with(
+    path: &Path,
+    edm: Option<Arc<Matcher>>,
+    limits: ScanLimits,
+) -> Result<FileReport, ScanError> {
     let opened = crate::safe_fs::open_regular(path)?;
-    scan_opened(opened.file, path, edm)
+    scan_opened_with(opened.file, path, edm, limits)
 }
 
 /// Like [`scan_file`], for a file already opened through `safe_fs`: every pass reads this
 /// descriptor, so what is classified is what was opened, whatever happens to its name.
 pub fn scan_opened(
+    file: std::fs::File,
+    path: &Path,
+    edm: Option<Arc<Matcher>>,
+) -> Result<FileReport, ScanError> {
+    scan_opened_with(file, path, edm, ScanLimits::default())
+}
+
+/// [`scan_opened`] within `limits`.
+pub fn scan_opened_with(
     mut file: std::fs::File,
     path: &Path,
     edm: Option<Arc<Matcher>>,
+    limits: ScanLimits,
 ) -> Result<FileReport, ScanError> {
     let name = path
         .file_name()
@@ -64,8 +114,18 @@ pub fn scan_opened(
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut classifier: Option<Classifier> = None;
+    let mut stopped_by: Option<&str> = None;
     loop {
-        let n = match file.read(&mut buf) {
+        if size >= limits.max_bytes {
+            stopped_by = Some(BYTE_LIMIT);
+            break;
+        }
+        if limits.cancel.is_some_and(archive::Cancel::raised) {
+            stopped_by = Some(archive::CPU_LIMIT);
+            break;
+        }
+        let want = CHUNK.min(usize::try_from(limits.max_bytes - size).unwrap_or(CHUNK));
+        let n = match file.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -87,14 +147,14 @@ pub fn scan_opened(
     let mut reasons = stats.reasons;
     let mut headers = stats.headers;
     let mut entries = Vec::new();
+    let archive_limits = archive::Limits {
+        cancel: limits.cancel,
+        ..archive::Limits::default()
+    };
     // Archives and workbooks need to seek: a second, bounded pass over the same file.
     match summary.file_type.as_str() {
-        "zip" => match archive::classify_zip(
-            rewound(&file)?,
-            "zip",
-            archive::Limits::default(),
-            edm.clone(),
-        ) {
+        _ if stopped_by.is_some() => {}
+        "zip" => match archive::classify_zip(rewound(&file)?, "zip", archive_limits, edm.clone()) {
             Ok(r) => {
                 reasons = archive::stats_of(&r).reasons;
                 for e in r.entries.iter().filter(|e| e.summary.records > 0) {
@@ -110,7 +170,7 @@ pub fn scan_opened(
         },
         "xlsx" | "xls" => {
             let file = rewound(&file)?;
-            let limits = archive::Limits::default();
+            let limits = archive_limits;
             let read = if summary.file_type == "xlsx" {
                 xlsx::classify_xlsx(file, limits, edm).map_err(|e| e.to_string())
             } else {
@@ -131,6 +191,16 @@ pub fn scan_opened(
         }
         _ => {}
     }
+    if let Some(why) = stopped_by {
+        summary.truncated = true;
+        summary.findings.insert(why.into(), 1);
+        reasons.push(match why {
+            BYTE_LIMIT => format!("read the first {size} bytes only: the byte limit"),
+            _ => format!("stopped after {size} bytes: the CPU limit"),
+        });
+        // The size is the file's, not what was read.
+        size = file.metadata().map(|m| m.len()).unwrap_or(size);
+    }
     summary.disguised = disguise(&name, &summary.file_type);
     if let Some(d) = &summary.disguised {
         summary.findings.insert("disguised".into(), 1);
@@ -139,6 +209,7 @@ pub fn scan_opened(
     Ok(FileReport {
         size,
         sha256: hex::encode(hasher.finalize()),
+        complete: stopped_by.is_none(),
         summary,
         reasons,
         headers,
@@ -172,6 +243,33 @@ mod tests {
         assert_eq!(r.sha256, holdfast_shared::sha256_hex(body.as_bytes()));
         assert_eq!(r.summary.records, 1000);
         assert_eq!(r.summary.file_type, "csv");
+        assert!(r.complete);
+        // A byte limit: the first 4 KiB read, the verdict says so, the hash is not the file's.
+        let limited = scan_file_with(
+            &p,
+            None,
+            ScanLimits {
+                max_bytes: 4096,
+                cancel: None,
+            },
+        )
+        .unwrap();
+        assert_eq!((limited.size, limited.complete), (body.len() as u64, false));
+        assert!(limited.summary.truncated);
+        assert_eq!(limited.summary.findings.get(BYTE_LIMIT), Some(&1));
+        // A raised cancel flag: nothing more is read.
+        static RAISED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        let cancelled = scan_file_with(
+            &p,
+            None,
+            ScanLimits {
+                max_bytes: u64::MAX,
+                cancel: Some(archive::Cancel(&RAISED)),
+            },
+        )
+        .unwrap();
+        assert!(!cancelled.complete);
+        assert_eq!(cancelled.summary.findings.get(archive::CPU_LIMIT), Some(&1));
         let err = |p: &Path| scan_file(p, None).err().map(|e| e.to_string());
         assert_eq!(
             err(dir.path()).as_deref(),

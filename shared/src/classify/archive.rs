@@ -39,7 +39,41 @@ pub struct Limits {
     pub max_ratio: u64,
     /// Largest nested archive or spreadsheet held in memory to be opened.
     pub max_nested: u64,
+    /// Raised from outside when the work has used its time (the agent's CPU limit): the
+    /// readers look at it between records, entries and chunks and stop, keeping what they
+    /// found, with a `cpu_limit` finding.
+    pub cancel: Option<Cancel>,
 }
+
+/// A flag raised from outside to stop a classification (see [`Limits::cancel`]). Only read
+/// here: the crate keeps no clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Cancel(pub &'static std::sync::atomic::AtomicBool);
+
+impl Cancel {
+    /// Whether the work must stop now.
+    pub fn raised(self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Cancel) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Cancel {}
+
+impl Limits {
+    /// Whether the work must stop now (the cancel flag is raised).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(Cancel::raised)
+    }
+}
+
+/// The finding for work stopped by [`Limits::cancel`].
+pub const CPU_LIMIT: &str = "cpu_limit";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -49,6 +83,7 @@ impl Default for Limits {
             max_total: 1 << 30,
             max_ratio: 200,
             max_nested: 32 << 20,
+            cancel: None,
         }
     }
 }
@@ -123,6 +158,18 @@ impl Walk {
         }
     }
 
+    /// Whether the cancel flag stopped the walk (noted once, as `cpu_limit`).
+    fn stopped(&mut self) -> bool {
+        if !self.limits.cancelled() {
+            return false;
+        }
+        if !self.findings.contains_key(CPU_LIMIT) {
+            self.findings.insert(CPU_LIMIT.into(), 1);
+            self.report.summary.truncated = true;
+        }
+        true
+    }
+
     /// A finding from one entry: a bomb entry is skipped (the archive is marked truncated)
     /// and the walk goes on, unless the whole archive's budget is spent. Returns whether
     /// to stop.
@@ -140,6 +187,9 @@ impl Walk {
     /// does not give (written with a data descriptor) ends the stream: `nested_too_large`.
     fn stream<R: Read>(&mut self, reader: &mut R, prefix: &str, depth: u32) {
         loop {
+            if self.stopped() {
+                return;
+            }
             if self.entries >= self.limits.max_entries {
                 self.finding("zip_bomb");
                 self.report.summary.truncated = true;
@@ -188,6 +238,9 @@ impl Walk {
     ) -> Result<(), ArchiveError> {
         let mut zip = zip::ZipArchive::new(reader)?;
         for i in 0..zip.len() {
+            if self.stopped() {
+                return Ok(());
+            }
             if self.entries >= self.limits.max_entries {
                 self.finding("zip_bomb");
                 self.report.summary.truncated = true;
@@ -285,6 +338,9 @@ impl Walk {
                 return Some("nested_too_large");
             }
             head.clear();
+            if self.stopped() {
+                return None;
+            }
             chunk_len = match read_some(entry, &mut buf) {
                 Ok(n) => n,
                 Err(_) => return Some("damaged_entry"),

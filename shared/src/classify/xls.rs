@@ -656,8 +656,14 @@ pub fn classify_xls<R: Read + Seek>(
     let mut truncated = false;
     let mut encrypted = false;
     let mut field = Vec::with_capacity(MAX_FIELD);
+    let mut cancelled = false;
     loop {
         if biff.read > limits.max_total {
+            truncated = true;
+            break;
+        }
+        if limits.cancelled() {
+            cancelled = true;
             truncated = true;
             break;
         }
@@ -796,6 +802,10 @@ pub fn classify_xls<R: Read + Seek>(
     if encrypted {
         summary.findings.insert("encrypted".into(), 1);
         total.reasons.push("workbook is password-protected".into());
+    }
+    if cancelled {
+        summary.findings.insert(super::archive::CPU_LIMIT.into(), 1);
+        total.reasons.push("stopped at the CPU limit".into());
     }
     Ok((summary, total))
 }

@@ -65,6 +65,8 @@ struct Faults {
     damaged_part: u64,
     /// Parts that expanded beyond the ratio or size limit: read up to it.
     zip_bomb: u64,
+    /// The cancel flag stopped the reading.
+    cancelled: bool,
 }
 
 impl Faults {
@@ -99,6 +101,19 @@ impl Faults {
         if self.zip_bomb > 0 {
             summary.truncated = true;
         }
+        if self.cancelled {
+            summary.findings.insert(super::archive::CPU_LIMIT.into(), 1);
+            summary.truncated = true;
+        }
+    }
+
+    /// Whether to stop now: looked at every 256 XML events.
+    fn stop(&mut self, events: &mut u32, limits: &Limits) -> bool {
+        *events = events.wrapping_add(1);
+        if (*events).is_multiple_of(256) && limits.cancelled() {
+            self.cancelled = true;
+        }
+        self.cancelled
     }
 }
 
@@ -197,7 +212,11 @@ fn shared_strings<R: Read + Seek>(
     let mut buf = Vec::new();
     let mut text: Vec<u8> = Vec::new();
     let mut in_t = false;
+    let mut events = 0u32;
     loop {
+        if faults.stop(&mut events, &limits) {
+            break;
+        }
         let event = match xml.read_event_into(&mut buf) {
             Ok(e) => e,
             Err(_) => {
@@ -264,6 +283,9 @@ pub fn classify_xlsx<R: Read + Seek>(
     let mut total = RecordStats::default();
     let truncated = sheets.len() > MAX_SHEETS;
     for part in sheets.iter().take(MAX_SHEETS) {
+        if faults.cancelled {
+            break;
+        }
         let file = zip.by_name(part)?;
         let compressed = file.compressed_size();
         let s = sheet(
@@ -292,7 +314,12 @@ fn sheet<R: Read>(
     let mut cell_type: Vec<u8> = Vec::new();
     let mut in_value = false;
     let mut in_row = false;
+    let limits = xml.get_ref().get_ref().limits;
+    let mut events = 0u32;
     loop {
+        if faults.stop(&mut events, &limits) {
+            break;
+        }
         let event = match xml.read_event_into(&mut buf) {
             Ok(e) => e,
             Err(_) => {

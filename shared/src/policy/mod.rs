@@ -820,7 +820,7 @@ actions = ["deleted"]
             ),
             (
                 "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"critical\"\nmin_findings = { emd = 1 }\n",
-                "p.toml:6:18: rule[0].escalate[0].min_findings: unknown classifier `emd`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted, nested_too_deep, nested_too_large, damaged_entry, damaged_part, undefined_entity, unreadable",
+                "p.toml:6:18: rule[0].escalate[0].min_findings: unknown classifier `emd`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted, nested_too_deep, nested_too_large, damaged_entry, damaged_part, undefined_entity, unreadable, cpu_limit, byte_limit",
             ),
         ] {
             let err = PolicySet::compile(&[("p.toml", bad)], "/h")

@@ -224,6 +224,8 @@ const CLASSIFIERS: &[&str] = &[
     "damaged_part",
     "undefined_entity",
     "unreadable",
+    "cpu_limit",
+    "byte_limit",
 ];
 
 struct Ctx<'a> {
@@ -889,7 +891,7 @@ mod tests {
         );
         check(
             "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[rule.content]\nmin_findings = { emial = 3 }\n",
-            "p.toml:5:18: rule[0].content.min_findings: unknown classifier `emial`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted, nested_too_deep, nested_too_large, damaged_entry, damaged_part, undefined_entity, unreadable",
+            "p.toml:5:18: rule[0].content.min_findings: unknown classifier `emial`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted, nested_too_deep, nested_too_large, damaged_entry, damaged_part, undefined_entity, unreadable, cpu_limit, byte_limit",
         );
         check(
             "[[rule]\n",
