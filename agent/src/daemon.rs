@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::gap::{Gap, LastRun};
+use crate::health::Health;
 use crate::identity::Identity;
 use crate::mounts::MountTable;
 use crate::pipeline::{finish, is_own, Debouncer, Ready};
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch as tokio_watch, Notify};
-use tracing::{info, info_span, warn};
+use tracing::{error, info, info_span, warn};
 
 /// Capacity of the watcher → pipeline channel.
 const WATCH_QUEUE: usize = 8192;
@@ -99,7 +100,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         tx.clone(),
     )?;
     let watcher = watch::start(&roots, tx, started.opens)?;
-    let mut reads = started.reads;
+    let reads = started.reads;
     spool.set_meta("reads", &reads.status)?;
     info!(reads = %reads.status, "read monitoring");
     for (root, why) in &watcher.failed {
@@ -131,294 +132,42 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
 
     let wake = Arc::new(Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
+    let health = Health::default();
     let edm = LiveEdm::default();
     if let Some(saved) = crate::updates::load_saved_edm(&config.data_dir, &identity) {
         spool.set_meta("edm_version", &saved.version)?;
         edm.replace_loaded(saved);
     }
     let pipeline = {
-        let policies = policies.clone();
-        let edm = edm.clone();
-        let wake = wake.clone();
-        let stop = stop.clone();
-        let data_dir = config.data_dir.clone();
-        let settle = config.settle;
-        let reading_limits = config.reading;
-        let watched = watcher.roots.clone();
-        let limited = watcher.limited.clone();
-        let failed: Vec<std::path::PathBuf> =
-            watcher.failed.iter().map(|(p, _)| p.clone()).collect();
-        let poll_every = config.poll_every;
-        let rewatch = watcher.rewatch_handle();
-        let home = config.home.clone();
+        let mut stage = PipelineStage {
+            rx,
+            spool_file: spool_file.clone(),
+            spool_max: config.spool_max,
+            user: identity.enrollment.user.clone(),
+            policies: policies.clone(),
+            edm: edm.clone(),
+            wake: wake.clone(),
+            stop: stop.clone(),
+            data_dir: config.data_dir.clone(),
+            settle: config.settle,
+            reading: config.reading,
+            watched: watcher.roots.clone(),
+            polled,
+            failed: watcher.failed.iter().map(|(p, _)| p.clone()).collect(),
+            limited: watcher.limited.clone(),
+            poll_every: config.poll_every,
+            rewatch: watcher.rewatch_handle(),
+            home: config.home.clone(),
+            reads,
+            last_run,
+            started_ms,
+            health: health.clone(),
+        };
+        drop(spool);
         std::thread::Builder::new()
             .name("holdfast-pipeline".into())
             .spawn(move || -> anyhow::Result<()> {
-                let mut debouncer = Debouncer::new(settle);
-                // What is already there, indexed before anything else (events queue meanwhile),
-                // against the index the last run kept: what changed while we were not running
-                // is the catch-up, reported like any change, and the gap gets its notice.
-                let saved = spool.index_load()?;
-                let mut rescanner = Rescanner::start(watched, polled, failed, data_dir.clone(), poll_every, Instant::now(), saved);
-                if let Some(rows) = rescanner.take_fresh() {
-                    info!(files = rows.len(), "first start: what is here now is the baseline");
-                    spool.index_replace(&rows)?;
-                }
-                let mut gap = None;
-                if let Some(c) = rescanner.take_catch_up() {
-                    let unseen = spool.index_unseen(&c.seen)?;
-                    let mut found = c.events;
-                    found.extend(rescanner.vanished(c.truncated, unseen));
-                    info!(files = found.len(), "catching up on what changed while the agent was not running");
-                    let paths: Vec<std::path::PathBuf> = found
-                        .iter()
-                        .filter_map(|e| match e {
-                            WatchEvent::Created(p) | WatchEvent::Touched(p) | WatchEvent::Removed(p) => Some(p.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    let last = last_run.clone().unwrap_or(LastRun { alive_ms: 0, stopped_by: None });
-                    let g = Gap::new(last, started_ms, paths);
-                    // The last run died before it had caught up on its own gap: that gap
-                    // still gets its notice. This one is kept until its notice is sealed.
-                    let mut early = Vec::new();
-                    if let Some(n) = spool.meta("pending_gap")?.as_deref().and_then(Gap::unfinished_notice) {
-                        early.push((crate::clock::now_ms(), n));
-                    }
-                    spool.seal(&early, &[], &[("pending_gap", &g.record())])?;
-                    gap = Some(g);
-                    for ev in found {
-                        debouncer.observe(ev, Instant::now());
-                    }
-                }
-                let mut last_alive = Instant::now();
-                // The readers, and the changes they hold or that wait for them.
-                let mut pool = crate::workers::Pool::start(reading_limits).context("starting the readers")?;
-                let mut reading: std::collections::HashSet<std::path::PathBuf> = Default::default();
-                let mut deferred: Vec<Ready> = Vec::new();
-                // A limit hit while the watches were first set up is news like one hit later:
-                // a notice to the collector, and the coverage says so.
-                for root in limited {
-                    rescanner.expand(WatchEvent::LimitReached(root));
-                }
-                // Removable media and shares already mounted are watched (or polled) too.
-                let mut mounts = MountTable::start();
-                // Lineage outlives the agent: the first sightings kept in the spool.
-                let mut lineage = crate::lineage::Lineage::restore(
-                    spool.sightings(crate::lineage::MAX_SIGHTINGS).unwrap_or_else(|e| {
-                        warn!(error = %e, "cannot read the lineage memory: starting without it");
-                        Vec::new()
-                    }),
-                );
-                let mut last_mounts = Instant::now();
-                let follow = |rescanner: &mut Rescanner, added: &[(std::path::PathBuf, holdfast_shared::event::Destination)]| {
-                    for (mp, d) in added {
-                        let polled = d.kind == "network";
-                        info!(mount = %mp.display(), kind = %d.kind, name = %d.name, "new place data can leave by: now covered");
-                        rescanner.add_root(mp.clone(), polled);
-                        if !polled {
-                            rewatch.renew(vec![mp.clone()]);
-                        }
-                    }
-                };
-                follow(&mut rescanner, mounts.known());
-                let mut coverage = String::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let now = Instant::now();
-                    // The mark a crash leaves behind: the gap starts at the last one.
-                    if now.saturating_duration_since(last_alive) >= ALIVE_EVERY {
-                        spool.set_meta("alive_ms", &crate::clock::now_ms().to_string())?;
-                        last_alive = now;
-                    }
-                    let mut cov = rescanner.coverage();
-                    cov.reads.clone_from(&reads.status);
-                    (cov.reads_dropped, cov.reads_unmarked) = reads.losses();
-                    let cov = serde_json::to_string(&cov).unwrap_or_default();
-                    if cov != coverage {
-                        spool.set_meta("coverage", &cov)?;
-                        coverage = cov;
-                    }
-                    // Idle (nothing waiting to settle, nothing to poll): sleep until the next
-                    // event, so an idle agent does not wake up at all. Dropping the watcher
-                    // ends the wait.
-                    let mounts_due = MOUNT_CHECK.saturating_sub(now.saturating_duration_since(last_mounts));
-                    let quiet = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
-                    let wait = match (quiet, rescanner.next_wake(now)) {
-                        (true, None) => mounts_due,
-                        (true, Some(w)) => w.min(mounts_due),
-                        (false, None) => TICK.min(mounts_due),
-                        (false, Some(w)) => w.min(TICK).min(mounts_due),
-                    };
-                    let wait = Some(wait);
-                    let received = match wait {
-                        None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
-                        Some(w) => rx.recv_timeout(w),
-                    };
-                    let mut read_bodies: Vec<EventBody> = Vec::new();
-                    match received {
-                        Ok(ev) => {
-                            let mut next = Some(ev);
-                            // Take what is queued (up to a bound, so that files settle and
-                            // get read even while a burst goes on) before looking for
-                            // settled files.
-                            let mut taken = 0;
-                            while let Some(ev) = next {
-                                if own_event(&ev, &data_dir) {
-                                } else if matches!(ev, WatchEvent::Read(_) | WatchEvent::Opened(_)) {
-                                    let set = policies.current().set;
-                                    read_bodies.extend(reads.observe(ev, &set, |p| debouncer.is_pending(p)));
-                                } else {
-                                    for ev in rescanner.expand(ev) {
-                                        debouncer.observe(ev, Instant::now());
-                                    }
-                                }
-                                taken += 1;
-                                next = if taken < DRAIN { rx.try_recv().ok() } else { None };
-                            }
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                    if Instant::now().saturating_duration_since(last_mounts) >= MOUNT_CHECK {
-                        last_mounts = Instant::now();
-                        let changes = mounts.refresh();
-                        follow(&mut rescanner, &changes.added);
-                        for mp in &changes.removed {
-                            info!(mount = %mp.display(), "unmounted");
-                            rescanner.remove_root(mp);
-                        }
-                        // Read monitoring follows the policy's bulk-read folders.
-                        let set = policies.current().set;
-                        if reads.follow(&set) {
-                            spool.set_meta("reads", &reads.status)?;
-                            info!(reads = %reads.status, "read monitoring follows the policy");
-                        }
-                        // Cloud-sync folders that appeared since (an app installed, a policy
-                        // update naming a new one).
-                        for (service, d) in cloud_dirs(&set, &home) {
-                            if !rescanner.covers(&d) {
-                                info!(service = %service, folder = %d.display(), "watching a cloud-sync folder");
-                                rescanner.add_root(d.clone(), false);
-                                rewatch.renew(vec![d]);
-                            }
-                        }
-                    }
-                    if debouncer.dropped > 0 {
-                        // Changes dropped for want of room are found again by a rescan.
-                        rescanner.request_rescan();
-                    }
-                    let found = rescanner.due(Instant::now());
-                    if let Some(roots) = rescanner.take_renewal() {
-                        rewatch.renew(roots);
-                    }
-                    if !found.is_empty() {
-                        info!(files = found.len(), "rescan found changes the watcher did not report");
-                    }
-                    for ev in found {
-                        debouncer.observe(ev, Instant::now());
-                    }
-                    let mut batch: Vec<(i64, EventBody)> = debouncer
-                        .take_notices()
-                        .into_iter()
-                        .chain(rescanner.take_notices())
-                        .chain(reads.take_notices())
-                        .chain(read_bodies)
-                        .map(|b| (crate::clock::now_ms(), b))
-                        .collect();
-                    // Settled changes go to the readers (a change whose path is being read
-                    // waits for that read); deletes need no reading. What was read is
-                    // finished here, in the order it comes back.
-                    let mut index = Vec::new();
-                    let mut finished: Vec<(Ready, Option<crate::pipeline::Described>)> = Vec::new();
-                    let work: Vec<Ready> = deferred.drain(..).chain(debouncer.due(Instant::now())).collect();
-                    for ready in work {
-                        let busy = |p: &std::path::Path| reading.contains(p);
-                        if busy(&ready.path) || ready.old_path.as_deref().is_some_and(busy) {
-                            deferred.push(ready);
-                            continue;
-                        }
-                        // Late or repeated news of a file already reported as it is now.
-                        // A delete where nothing was ever known (a temporary file).
-                        if matches!(ready.action, holdfast_shared::event::Action::Created | holdfast_shared::event::Action::Modified)
-                            && rescanner.unchanged(&ready.path)
-                            || ready.action == holdfast_shared::event::Action::Deleted && !rescanner.knows(&ready.path)
-                        {
-                            if let Some(g) = gap.as_mut() {
-                                g.observe(&ready.path, None);
-                            }
-                            continue;
-                        }
-                        if ready.action == holdfast_shared::event::Action::Deleted {
-                            let set = policies.current().set;
-                            let read = crate::pipeline::FileRead { stamp: None, outcome: crate::pipeline::ReadOutcome::Deleted };
-                            let d = finish(&ready, read, &set, &mounts, &mut lineage);
-                            finished.push((ready, d));
-                            continue;
-                        }
-                        reads.agent_read(&ready.path);
-                        let path = ready.path.clone();
-                        match pool.submit(Job { ready, edm: edm.matcher() }) {
-                            Ok(()) => {
-                                reading.insert(path);
-                            }
-                            Err(job) => deferred.push(job.ready),
-                        }
-                    }
-                    let done = pool.take_done();
-                    if !done.is_empty() {
-                        let set = policies.current().set;
-                        for d in done {
-                            reading.remove(&d.ready.path);
-                            let _span = info_span!("file", path = %d.ready.path.display(), action = d.ready.action.as_str()).entered();
-                            let described = finish(&d.ready, d.read, &set, &mounts, &mut lineage);
-                            finished.push((d.ready, described));
-                        }
-                    }
-                    for (ready, described) in finished {
-                        // Read again but holding what was last reported (a file rewritten
-                        // as it was, a stamp not trusted): the index moves, no event.
-                        let repeat = described.as_ref().is_some_and(|d| rescanner.is_repeat(&d.body));
-                        if let Some(g) = gap.as_mut() {
-                            g.observe(&ready.path, described.as_ref().filter(|_| !repeat).map(|d| &d.body));
-                        }
-                        if let Some(d) = described {
-                            index.extend(rescanner.record(&d.body, d.stamp));
-                            if !repeat {
-                                batch.push((crate::clock::now_ms(), d.body));
-                            }
-                        }
-                    }
-                    let mut meta: &[(&str, &str)] = &[];
-                    let idle = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
-                    if let Some(notice) = gap.as_mut().and_then(|g| g.take_notice(idle)) {
-                        info!("the gap while the agent was not running is caught up");
-                        batch.push((crate::clock::now_ms(), notice));
-                        meta = &[("pending_gap", "")];
-                        gap = None;
-                    }
-                    if batch.is_empty() && index.is_empty() && meta.is_empty() {
-                        continue;
-                    }
-                    // One transaction (one fsync) for everything that settled in this tick,
-                    // with the index rows that say these files are reported.
-                    let admits = spool.seal(&batch, &index, meta)?;
-                    for ((_, body), admit) in batch.iter().zip(&admits) {
-                        if let EventBody::File(f) = body {
-                            if let (Admit::Stored(seq), Some(sha)) = (admit, &f.sha256) {
-                                lineage.set_seq(sha, *seq);
-                            }
-                            let rules: Vec<&str> = f.rules.iter().map(|r| r.id.as_str()).collect();
-                            match admit {
-                                Admit::Stored(seq) => info!(seq, path = %f.path, records = f.summary.as_ref().map(|s| s.records).unwrap_or(0), ?rules, "spooled"),
-                                Admit::Dropped => warn!(path = %f.path, ?rules, "spool full: event counted as dropped"),
-                            }
-                        }
-                    }
-                    if let Err(e) = spool.keep_sightings(&lineage.take_fresh(), crate::lineage::MAX_SIGHTINGS) {
-                        warn!(error = %e, "cannot keep the lineage memory: copies made after a restart will not link back");
-                    }
-                    wake.notify_one();
-                }
+                stage.supervise();
                 Ok(())
             })
             .context("starting the pipeline thread")?
@@ -439,6 +188,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
             watch: config.watch.clone(),
         },
         refused_orders: Default::default(),
+        health: health.clone(),
     };
     Ok(Daemon {
         roots: watcher.roots.clone(),
@@ -455,7 +205,28 @@ impl Daemon {
     /// [`FLUSH_WITHIN`] to deliver it.
     pub async fn run(self, shutdown: tokio_watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut uplink = self.uplink;
-        let result = uplink.run(shutdown).await;
+        // Supervised: a failed uplink (its spool unusable) is reported and started again
+        // with backoff until the agent stops.
+        let mut backoff = RESTART_MIN;
+        loop {
+            match uplink.run(shutdown.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let why = e.to_string();
+                    error!(error = %why, retry_in = ?backoff, "the uplink failed; starting it again");
+                    uplink.health.fail("uplink", why);
+                    let mut s = shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = s.changed() => break,
+                    }
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(RESTART_MAX);
+                }
+            }
+        }
         self.stop.store(true, Ordering::Relaxed);
         drop(self.watcher);
         let pipeline = self.pipeline;
@@ -463,7 +234,6 @@ impl Daemon {
             .await
             .context("joining the pipeline")?
             .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
-        result?;
         pipeline_result?;
         let by = crate::process::stopped_by()
             .unwrap_or("stopped by the program that started it")
@@ -475,6 +245,439 @@ impl Daemon {
         spool.set_meta("alive_ms", &crate::clock::now_ms().to_string())?;
         spool.set_meta("stopped_by", &by)?;
         info!(stopped_by = %by, "agent stopped");
+        Ok(())
+    }
+}
+
+/// Everything the pipeline needs to (re)start: a run that fails is started again from
+/// these, and its catch-up against the persistent index finds what changed meanwhile.
+struct PipelineStage {
+    rx: std::sync::mpsc::Receiver<WatchEvent>,
+    spool_file: std::path::PathBuf,
+    spool_max: u64,
+    user: String,
+    policies: LivePolicies,
+    edm: LiveEdm,
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    data_dir: std::path::PathBuf,
+    settle: Duration,
+    reading: crate::workers::Reading,
+    watched: Vec<std::path::PathBuf>,
+    polled: Vec<std::path::PathBuf>,
+    failed: Vec<std::path::PathBuf>,
+    limited: Vec<std::path::PathBuf>,
+    poll_every: Duration,
+    rewatch: watch::Rewatch,
+    home: String,
+    reads: crate::reads::Reads,
+    /// How the run before this one ended (the last process, or the last failed run).
+    last_run: Option<LastRun>,
+    started_ms: i64,
+    health: Health,
+}
+
+/// The first wait before a failed stage is started again; it doubles up to [`RESTART_MAX`].
+const RESTART_MIN: Duration = Duration::from_millis(500);
+/// The longest wait between restarts of a failing stage.
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
+/// Sleeps `d`, waking early when `stop` is raised. Returns whether to go on.
+fn nap(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(
+            Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())),
+        );
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+impl PipelineStage {
+    /// Runs the pipeline until the agent stops; a failed run is reported (health
+    /// `degraded`, a log line) and started again with backoff. Nothing exits silently.
+    fn supervise(&mut self) {
+        let mut backoff = RESTART_MIN;
+        loop {
+            match self.run() {
+                Ok(()) => return,
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    error!(error = %why, retry_in = ?backoff, "the pipeline failed; starting it again");
+                    self.health.fail("pipeline", why.clone());
+                    self.last_run = Some(LastRun {
+                        alive_ms: crate::clock::now_ms(),
+                        stopped_by: Some(format!("the pipeline failed ({why})")),
+                    });
+                    if !nap(backoff, &self.stop) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(RESTART_MAX);
+                }
+            }
+        }
+    }
+
+    /// One run of the pipeline, from its catch-up until the agent stops or a stage fails.
+    fn run(&mut self) -> anyhow::Result<()> {
+        let PipelineStage {
+            rx,
+            spool_file,
+            spool_max,
+            user,
+            policies,
+            edm,
+            wake,
+            stop,
+            data_dir,
+            settle,
+            reading,
+            watched,
+            polled,
+            failed,
+            limited,
+            poll_every,
+            rewatch,
+            home,
+            reads,
+            last_run,
+            started_ms,
+            health,
+        } = self;
+        let spool = Spool::writer(spool_file, *spool_max, user)
+            .with_context(|| format!("opening spool {}", spool_file.display()))?;
+        // A write, so a spool that cannot take one fails the run here.
+        spool.set_meta("alive_ms", &crate::clock::now_ms().to_string())?;
+        health.ok("pipeline");
+        let mut debouncer = Debouncer::new(*settle);
+        // What is already there, indexed before anything else (events queue meanwhile),
+        // against the index the last run kept: what changed while we were not running
+        // is the catch-up, reported like any change, and the gap gets its notice.
+        let saved = spool.index_load()?;
+        let mut rescanner = Rescanner::start(
+            watched.clone(),
+            polled.clone(),
+            failed.clone(),
+            data_dir.clone(),
+            *poll_every,
+            Instant::now(),
+            saved,
+        );
+        if let Some(rows) = rescanner.take_fresh() {
+            info!(
+                files = rows.len(),
+                "first start: what is here now is the baseline"
+            );
+            spool.index_replace(&rows)?;
+        }
+        let mut gap = None;
+        if let Some(c) = rescanner.take_catch_up() {
+            let unseen = spool.index_unseen(&c.seen)?;
+            let mut found = c.events;
+            found.extend(rescanner.vanished(c.truncated, unseen));
+            info!(
+                files = found.len(),
+                "catching up on what changed while the agent was not running"
+            );
+            let paths: Vec<std::path::PathBuf> = found
+                .iter()
+                .filter_map(|e| match e {
+                    WatchEvent::Created(p) | WatchEvent::Touched(p) | WatchEvent::Removed(p) => {
+                        Some(p.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let last = last_run.clone().unwrap_or(LastRun {
+                alive_ms: 0,
+                stopped_by: None,
+            });
+            let g = Gap::new(last, *started_ms, paths);
+            // The last run died before it had caught up on its own gap: that gap
+            // still gets its notice. This one is kept until its notice is sealed.
+            let mut early = Vec::new();
+            if let Some(n) = spool
+                .meta("pending_gap")?
+                .as_deref()
+                .and_then(Gap::unfinished_notice)
+            {
+                early.push((crate::clock::now_ms(), n));
+            }
+            spool.seal(&early, &[], &[("pending_gap", &g.record())])?;
+            gap = Some(g);
+            for ev in found {
+                debouncer.observe(ev, Instant::now());
+            }
+        }
+        let mut last_alive = Instant::now();
+        // The readers, and the changes they hold or that wait for them.
+        let mut pool = crate::workers::Pool::start(*reading).context("starting the readers")?;
+        let mut reading: std::collections::HashSet<std::path::PathBuf> = Default::default();
+        let mut deferred: Vec<Ready> = Vec::new();
+        // A limit hit while the watches were first set up is news like one hit later:
+        // a notice to the collector, and the coverage says so.
+        for root in limited.clone() {
+            rescanner.expand(WatchEvent::LimitReached(root));
+        }
+        // Removable media and shares already mounted are watched (or polled) too.
+        let mut mounts = MountTable::start();
+        // Lineage outlives the agent: the first sightings kept in the spool.
+        let mut lineage = crate::lineage::Lineage::restore(
+            spool
+                .sightings(crate::lineage::MAX_SIGHTINGS)
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "cannot read the lineage memory: starting without it");
+                    Vec::new()
+                }),
+        );
+        let mut last_mounts = Instant::now();
+        let follow =
+            |rescanner: &mut Rescanner,
+             added: &[(std::path::PathBuf, holdfast_shared::event::Destination)]| {
+                for (mp, d) in added {
+                    let polled = d.kind == "network";
+                    info!(mount = %mp.display(), kind = %d.kind, name = %d.name, "new place data can leave by: now covered");
+                    rescanner.add_root(mp.clone(), polled);
+                    if !polled {
+                        rewatch.renew(vec![mp.clone()]);
+                    }
+                }
+            };
+        follow(&mut rescanner, mounts.known());
+        let mut coverage = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            // The mark a crash leaves behind: the gap starts at the last one.
+            if now.saturating_duration_since(last_alive) >= ALIVE_EVERY {
+                spool.set_meta("alive_ms", &crate::clock::now_ms().to_string())?;
+                last_alive = now;
+            }
+            let mut cov = rescanner.coverage();
+            cov.reads.clone_from(&reads.status);
+            (cov.reads_dropped, cov.reads_unmarked) = reads.losses();
+            let cov = serde_json::to_string(&cov).unwrap_or_default();
+            if cov != coverage {
+                spool.set_meta("coverage", &cov)?;
+                coverage = cov;
+            }
+            // Idle (nothing waiting to settle, nothing to poll): sleep until the next
+            // event, so an idle agent does not wake up at all. Dropping the watcher
+            // ends the wait.
+            let mounts_due = MOUNT_CHECK.saturating_sub(now.saturating_duration_since(last_mounts));
+            let quiet = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
+            let wait = match (quiet, rescanner.next_wake(now)) {
+                (true, None) => mounts_due,
+                (true, Some(w)) => w.min(mounts_due),
+                (false, None) => TICK.min(mounts_due),
+                (false, Some(w)) => w.min(TICK).min(mounts_due),
+            };
+            let wait = Some(wait);
+            let received = match wait {
+                None => rx
+                    .recv()
+                    .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+                Some(w) => rx.recv_timeout(w),
+            };
+            let mut read_bodies: Vec<EventBody> = Vec::new();
+            match received {
+                Ok(ev) => {
+                    let mut next = Some(ev);
+                    // Take what is queued (up to a bound, so that files settle and
+                    // get read even while a burst goes on) before looking for
+                    // settled files.
+                    let mut taken = 0;
+                    while let Some(ev) = next {
+                        if own_event(&ev, data_dir) {
+                        } else if matches!(ev, WatchEvent::Read(_) | WatchEvent::Opened(_)) {
+                            let set = policies.current().set;
+                            read_bodies
+                                .extend(reads.observe(ev, &set, |p| debouncer.is_pending(p)));
+                        } else {
+                            for ev in rescanner.expand(ev) {
+                                debouncer.observe(ev, Instant::now());
+                            }
+                        }
+                        taken += 1;
+                        next = if taken < DRAIN {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now().saturating_duration_since(last_mounts) >= MOUNT_CHECK {
+                last_mounts = Instant::now();
+                let changes = mounts.refresh();
+                follow(&mut rescanner, &changes.added);
+                for mp in &changes.removed {
+                    info!(mount = %mp.display(), "unmounted");
+                    rescanner.remove_root(mp);
+                }
+                // Read monitoring follows the policy's bulk-read folders.
+                let set = policies.current().set;
+                if reads.follow(&set) {
+                    spool.set_meta("reads", &reads.status)?;
+                    info!(reads = %reads.status, "read monitoring follows the policy");
+                }
+                // Cloud-sync folders that appeared since (an app installed, a policy
+                // update naming a new one).
+                for (service, d) in cloud_dirs(&set, home) {
+                    if !rescanner.covers(&d) {
+                        info!(service = %service, folder = %d.display(), "watching a cloud-sync folder");
+                        rescanner.add_root(d.clone(), false);
+                        rewatch.renew(vec![d]);
+                    }
+                }
+            }
+            if debouncer.dropped > 0 {
+                // Changes dropped for want of room are found again by a rescan.
+                rescanner.request_rescan();
+            }
+            let found = rescanner.due(Instant::now());
+            if let Some(roots) = rescanner.take_renewal() {
+                rewatch.renew(roots);
+            }
+            if !found.is_empty() {
+                info!(
+                    files = found.len(),
+                    "rescan found changes the watcher did not report"
+                );
+            }
+            for ev in found {
+                debouncer.observe(ev, Instant::now());
+            }
+            let mut batch: Vec<(i64, EventBody)> = debouncer
+                .take_notices()
+                .into_iter()
+                .chain(rescanner.take_notices())
+                .chain(reads.take_notices())
+                .chain(read_bodies)
+                .map(|b| (crate::clock::now_ms(), b))
+                .collect();
+            // Settled changes go to the readers (a change whose path is being read
+            // waits for that read); deletes need no reading. What was read is
+            // finished here, in the order it comes back.
+            let mut index = Vec::new();
+            let mut finished: Vec<(Ready, Option<crate::pipeline::Described>)> = Vec::new();
+            let work: Vec<Ready> = deferred
+                .drain(..)
+                .chain(debouncer.due(Instant::now()))
+                .collect();
+            for ready in work {
+                let busy = |p: &std::path::Path| reading.contains(p);
+                if busy(&ready.path) || ready.old_path.as_deref().is_some_and(busy) {
+                    deferred.push(ready);
+                    continue;
+                }
+                // Late or repeated news of a file already reported as it is now.
+                // A delete where nothing was ever known (a temporary file).
+                if matches!(
+                    ready.action,
+                    holdfast_shared::event::Action::Created
+                        | holdfast_shared::event::Action::Modified
+                ) && rescanner.unchanged(&ready.path)
+                    || ready.action == holdfast_shared::event::Action::Deleted
+                        && !rescanner.knows(&ready.path)
+                {
+                    if let Some(g) = gap.as_mut() {
+                        g.observe(&ready.path, None);
+                    }
+                    continue;
+                }
+                if ready.action == holdfast_shared::event::Action::Deleted {
+                    let set = policies.current().set;
+                    let read = crate::pipeline::FileRead {
+                        stamp: None,
+                        outcome: crate::pipeline::ReadOutcome::Deleted,
+                    };
+                    let d = finish(&ready, read, &set, &mounts, &mut lineage);
+                    finished.push((ready, d));
+                    continue;
+                }
+                reads.agent_read(&ready.path);
+                let path = ready.path.clone();
+                match pool.submit(Job {
+                    ready,
+                    edm: edm.matcher(),
+                }) {
+                    Ok(()) => {
+                        reading.insert(path);
+                    }
+                    Err(job) => deferred.push(job.ready),
+                }
+            }
+            let done = pool.take_done();
+            if !done.is_empty() {
+                let set = policies.current().set;
+                for d in done {
+                    reading.remove(&d.ready.path);
+                    let _span = info_span!("file", path = %d.ready.path.display(), action = d.ready.action.as_str()).entered();
+                    let described = finish(&d.ready, d.read, &set, &mounts, &mut lineage);
+                    finished.push((d.ready, described));
+                }
+            }
+            for (ready, described) in finished {
+                // Read again but holding what was last reported (a file rewritten
+                // as it was, a stamp not trusted): the index moves, no event.
+                let repeat = described
+                    .as_ref()
+                    .is_some_and(|d| rescanner.is_repeat(&d.body));
+                if let Some(g) = gap.as_mut() {
+                    g.observe(
+                        &ready.path,
+                        described.as_ref().filter(|_| !repeat).map(|d| &d.body),
+                    );
+                }
+                if let Some(d) = described {
+                    index.extend(rescanner.record(&d.body, d.stamp));
+                    if !repeat {
+                        batch.push((crate::clock::now_ms(), d.body));
+                    }
+                }
+            }
+            let mut meta: &[(&str, &str)] = &[];
+            let idle = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
+            if let Some(notice) = gap.as_mut().and_then(|g| g.take_notice(idle)) {
+                info!("the gap while the agent was not running is caught up");
+                batch.push((crate::clock::now_ms(), notice));
+                meta = &[("pending_gap", "")];
+                gap = None;
+            }
+            if batch.is_empty() && index.is_empty() && meta.is_empty() {
+                continue;
+            }
+            // One transaction (one fsync) for everything that settled in this tick,
+            // with the index rows that say these files are reported.
+            let admits = spool.seal(&batch, &index, meta)?;
+            for ((_, body), admit) in batch.iter().zip(&admits) {
+                if let EventBody::File(f) = body {
+                    if let (Admit::Stored(seq), Some(sha)) = (admit, &f.sha256) {
+                        lineage.set_seq(sha, *seq);
+                    }
+                    let rules: Vec<&str> = f.rules.iter().map(|r| r.id.as_str()).collect();
+                    match admit {
+                        Admit::Stored(seq) => {
+                            info!(seq, path = %f.path, records = f.summary.as_ref().map(|s| s.records).unwrap_or(0), ?rules, "spooled")
+                        }
+                        Admit::Dropped => {
+                            warn!(path = %f.path, ?rules, "spool full: event counted as dropped")
+                        }
+                    }
+                }
+            }
+            if let Err(e) =
+                spool.keep_sightings(&lineage.take_fresh(), crate::lineage::MAX_SIGHTINGS)
+            {
+                warn!(error = %e, "cannot keep the lineage memory: copies made after a restart will not link back");
+            }
+            wake.notify_one();
+        }
         Ok(())
     }
 }

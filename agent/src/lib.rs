@@ -13,6 +13,7 @@ pub mod enroll;
 #[cfg(target_os = "linux")]
 pub mod fanotify;
 pub mod gap;
+pub mod health;
 pub mod identity;
 pub mod lineage;
 pub mod mounts;

@@ -423,6 +423,7 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         "last_order_error": Some(meta("last_order_error")).filter(|s| !s.is_empty()),
         "coverage": serde_json::from_str::<serde_json::Value>(&meta("coverage")).ok(),
         "reads": Some(meta("reads")).filter(|s| !s.is_empty()),
+        "health": meta("health").lines().collect::<Vec<_>>(),
     });
     if json {
         println!("{v}");
@@ -443,6 +444,12 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
             v["policy_source"].as_str().unwrap_or("unknown")
         );
         println!("last error  {}", v["last_error"].as_str().unwrap_or("none"));
+        let health = meta("health");
+        if health.is_empty() {
+            println!("health      ok (as of the last heartbeat)");
+        } else {
+            println!("health      degraded: {}", health.replace('\n', "; "));
+        }
         if let Some(o) = v["last_order"].as_str() {
             println!("last order  {o}");
         }

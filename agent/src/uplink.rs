@@ -117,6 +117,8 @@ pub struct Uplink {
     pub orders: crate::orders::Executor,
     /// Hashes of order envelopes already refused (logged once, not at every heartbeat).
     pub refused_orders: std::collections::HashSet<String>,
+    /// The stages' failures, sent in every heartbeat.
+    pub health: crate::health::Health,
 }
 
 /// Why a drain ended without an error.
@@ -144,8 +146,10 @@ impl Uplink {
                 let (endpoint, conn) = connect(&addr, cfg).await?;
                 connected.set(true);
                 info!(collector = %addr, "connected to collector");
-                spool.set_meta("last_connected_ms", &now_ms().to_string())?;
-                spool.set_meta("last_error", "")?;
+                // Status values: a spool that takes no writes must not stop the heartbeats
+                // that report it.
+                let _ = spool.set_meta("last_connected_ms", &now_ms().to_string());
+                let _ = spool.set_meta("last_error", "");
                 let result = this.drain(&spool, &conn, &mut drain_shutdown).await;
                 conn.close(0u32.into(), b"bye");
                 endpoint.wait_idle().await;
@@ -265,7 +269,10 @@ impl Uplink {
             coverage: spool
                 .meta("coverage")?
                 .and_then(|c| serde_json::from_str(&c).ok()),
+            health: self.health.problems(),
         };
+        // A heartbeat answered means the uplink works: its own failure is over.
+        self.health.ok("uplink");
         let (through_seq, renew, updates, edm, orders) = match exchange(conn, &hello).await? {
             Message::Sync {
                 through_seq,
@@ -281,7 +288,10 @@ impl Uplink {
         // sequence number may be another agent's or an earlier spool's. It is where a
         // pending drop report is written.
         let _ = through_seq;
-        spool.report_drops(now_ms())?;
+        if let Err(e) = spool.report_drops(now_ms()) {
+            warn!(error = %e, "cannot write the drop report now; it stays pending");
+        }
+        let _ = spool.set_meta("health", &self.health.problems().join("\n"));
         for update in &updates {
             match crate::updates::apply(
                 update,

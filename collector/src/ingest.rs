@@ -347,6 +347,7 @@ async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
                 coverage: None,
                 last_stop: None,
                 last_gap: None,
+                health: String::new(),
             };
             enroll(&state, token_secret, csr_der, facts).await
         }
@@ -532,10 +533,16 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     spool_backlog,
                     edm_version,
                     coverage,
+                    health,
                 } => {
                     let now = crate::now_ms();
                     let beat = Beat {
                         coverage,
+                        health: health
+                            .into_iter()
+                            .take(16)
+                            .map(|h| h.chars().take(500).collect())
+                            .collect(),
                         agent_version,
                         hostname,
                         os,

@@ -91,6 +91,9 @@ pub enum Message {
         /// What the agent watches (absent from older agents).
         #[serde(default)]
         coverage: Option<crate::event::Coverage>,
+        /// The agent's stages that are failing, as `stage: reason` (empty: healthy).
+        #[serde(default)]
+        health: Vec<String>,
     },
     /// Collector → agent, answering a heartbeat: what is committed, the collector's clock,
     /// whether to renew the certificate now, and signed updates to apply.
@@ -355,6 +358,7 @@ mod tests {
                 limit_reached: true,
                 ..Default::default()
             }),
+            health: vec!["pipeline: spool database: readonly".into()],
         });
         check(Message::Sync {
             through_seq: 9,

@@ -76,6 +76,8 @@ pub mod system_rules {
     /// The agent was stopped by a signal the collector did not order (someone at the
     /// device, or its service manager).
     pub const AGENT_STOPPED: &str = "holdfast.agent_stopped";
+    /// A stage of the agent failed and is being restarted (its heartbeat says which and why).
+    pub const AGENT_DEGRADED: &str = "holdfast.agent_degraded";
     /// While the agent was not running (stopped or crashed), customer files were created
     /// or changed: found and reported at its next start.
     pub const COVERAGE_GAP: &str = "holdfast.coverage_gap";
@@ -115,6 +117,8 @@ pub struct Device {
     /// The agent's last gap notice: from when to when it was not running, and what changed
     /// meanwhile.
     pub last_gap: Option<String>,
+    /// `ok`, or `degraded: ` and the failing stages as the last heartbeat gave them.
+    pub health: String,
 }
 
 /// What a heartbeat reports.
@@ -130,6 +134,8 @@ pub struct Beat {
     pub skew_ms: i64,
     pub backlog: u64,
     pub coverage: Option<holdfast_shared::event::Coverage>,
+    /// The agent's failing stages, as `stage: reason` (empty: healthy).
+    pub health: Vec<String>,
 }
 
 /// A published policy bundle.
@@ -449,6 +455,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("alerts", "severity_rank", "INTEGER NOT NULL DEFAULT -1"),
     ("devices", "last_stop", "TEXT"),
     ("devices", "last_gap", "TEXT"),
+    ("devices", "health", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 /// Indexes over added columns (created once those exist).
@@ -595,6 +602,10 @@ impl Store {
                 .and_then(|c| serde_json::from_str(&c).ok()),
             last_stop: r.get(19)?,
             last_gap: r.get(20)?,
+            health: match r.get::<_, String>(21)? {
+                h if h.is_empty() => "ok".into(),
+                h => format!("degraded: {h}"),
+            },
         })
     }
 
@@ -603,7 +614,7 @@ impl Store {
         d.enrolled_ms, d.last_seen_ms, d.revoked_ms,
         (SELECT MAX(seq) FROM events e WHERE e.device_id = d.id), d.spool_backlog,
         d.first_seq, d.policy_version, d.clock_skew_ms, d.offline_since_ms,
-        d.cert_issued_ms, d.cert_expires_ms, d.coverage, d.last_stop, d.last_gap";
+        d.cert_issued_ms, d.cert_expires_ms, d.coverage, d.last_stop, d.last_gap, d.health";
 
     /// The device holding the certificate with this SHA-256 (its current one, or the one
     /// it renewed from), if any.
@@ -640,11 +651,46 @@ impl Store {
         skew_tolerance_ms: i64,
     ) -> Result<u64, StoreError> {
         let tx = self.conn.transaction()?;
-        let (prev_skew, offline_since): (Option<i64>, Option<i64>) = tx.query_row(
-            "SELECT clock_skew_ms, offline_since_ms FROM devices WHERE id = ?1",
-            [&device.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (prev_skew, offline_since, prev_health): (Option<i64>, Option<i64>, String) = tx
+            .query_row(
+                "SELECT clock_skew_ms, offline_since_ms, health FROM devices WHERE id = ?1",
+                [&device.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+        let health = beat.health.join("; ");
+        if health != prev_health {
+            tx.execute(
+                "UPDATE devices SET health = ?2 WHERE id = ?1",
+                params![device.id, health],
+            )?;
+            if !health.is_empty() {
+                // One open alert per device while it is degraded; a new reason updates it.
+                let detail = format!("the agent is degraded: {health}");
+                upsert_alert(
+                    &tx,
+                    &system_hit(
+                        &device.user,
+                        &device.id,
+                        system_rules::AGENT_DEGRADED,
+                        Severity::High,
+                        &detail,
+                        now_ms,
+                        0,
+                    ),
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE alerts SET detail = detail || ?3, last_seen_ms = ?2
+                     WHERE rule_id = ?1 AND device_id = ?4 AND status IN ('new', 'triaged')",
+                    params![
+                        system_rules::AGENT_DEGRADED,
+                        now_ms,
+                        format!("; recovered at {}", fmt_ms(now_ms)),
+                        device.id
+                    ],
+                )?;
+            }
+        }
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2, spool_backlog = ?3, agent_version = ?4,
                  hostname = ?5, os = ?6, policy_version = ?7, clock_skew_ms = ?8,
@@ -2037,7 +2083,34 @@ mod tests {
                 files: 12,
                 ..Default::default()
             }),
+            health: Vec::new(),
         }
+    }
+
+    /// A heartbeat naming failing stages shows the device degraded and raises one alert;
+    /// a healthy one shows it ok and notes the recovery on that alert.
+    #[test]
+    fn degraded_heartbeats_alert_once_and_recovery_is_noted() {
+        let (_dir, mut s, d) = open_with_device();
+        let degraded = Beat {
+            health: vec!["pipeline: spool database: disk I/O error".into()],
+            ..beat(0)
+        };
+        for (t, b) in [(10, &degraded), (20, &degraded)] {
+            s.heartbeat(&d, b, t, 60_000).unwrap();
+        }
+        let dev = s.devices().unwrap().remove(0);
+        assert_eq!(
+            dev.health,
+            "degraded: pipeline: spool database: disk I/O error"
+        );
+        let alerts = s.alerts(10).unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].rule_id, system_rules::AGENT_DEGRADED);
+        s.heartbeat(&d, &beat(0), 30, 60_000).unwrap();
+        assert_eq!(s.devices().unwrap()[0].health, "ok");
+        let a = s.alerts(10).unwrap().remove(0);
+        assert!(a.detail.contains("; recovered at"), "{}", a.detail);
     }
 
     #[test]
