@@ -70,6 +70,14 @@ pub struct HrSchedule {
 struct RawForward {
     name: String,
     syslog: Option<String>,
+    /// Syslog over TLS (RFC 5425): `IP:PORT`, with `ca_file` (the receiver's CA, PEM),
+    /// optional `server_name` (default: the IP) and `cert_file` + `key_file` (a client
+    /// certificate, when the receiver asks for one).
+    syslog_tls: Option<String>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
     webhook: Option<String>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
@@ -81,6 +89,14 @@ struct RawForward {
 pub enum ForwardTarget {
     /// RFC 5424 messages over TCP, octet-counted (RFC 6587).
     Syslog { addr: SocketAddr },
+    /// The same over TLS (RFC 5425): the receiver must present a certificate for
+    /// `server_name` from the CA in `ca_pem`; `client` is our certificate and key (PEM).
+    SyslogTls {
+        addr: SocketAddr,
+        server_name: String,
+        ca_pem: Vec<u8>,
+        client: Option<(Vec<u8>, Vec<u8>)>,
+    },
     /// A JSON POST per alert, signed like connectors.
     Webhook { url: String, secret: Vec<u8> },
 }
@@ -89,6 +105,10 @@ impl std::fmt::Debug for ForwardTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ForwardTarget::Syslog { addr } => write!(f, "Syslog({addr})"),
+            // Never print the key.
+            ForwardTarget::SyslogTls {
+                addr, server_name, ..
+            } => write!(f, "SyslogTls({addr}, {server_name})"),
             // Never print the secret.
             ForwardTarget::Webhook { url, .. } => write!(f, "Webhook({url})"),
         }
@@ -441,17 +461,51 @@ impl Config {
             if forwards.iter().any(|o| o.name == f.name) {
                 return Err(bad("duplicate name".into()));
             }
-            let target = match (&f.syslog, &f.webhook) {
-                (Some(a), None) => ForwardTarget::Syslog {
+            let file = |p: &PathBuf, what: &str| {
+                let p = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base.join(p)
+                };
+                std::fs::read(&p).map_err(|e| bad(format!("{what} {}: {e}", p.display())))
+            };
+            let target = match (&f.syslog, &f.syslog_tls, &f.webhook) {
+                (Some(a), None, None) => ForwardTarget::Syslog {
                     addr: a
                         .parse()
                         .map_err(|_| bad(format!("syslog `{a}` is not an IP:PORT address")))?,
                 },
-                (None, Some(url)) => ForwardTarget::Webhook {
+                (None, Some(a), None) => {
+                    let addr: SocketAddr = a
+                        .parse()
+                        .map_err(|_| bad(format!("syslog_tls `{a}` is not an IP:PORT address")))?;
+                    let ca = f.ca_file.as_ref().ok_or_else(|| {
+                        bad("syslog_tls needs `ca_file` (the receiver's CA, PEM)".into())
+                    })?;
+                    let client = match (&f.cert_file, &f.key_file) {
+                        (Some(c), Some(k)) => Some((file(c, "cert_file")?, file(k, "key_file")?)),
+                        (None, None) => None,
+                        _ => return Err(bad("`cert_file` and `key_file` go together".into())),
+                    };
+                    ForwardTarget::SyslogTls {
+                        addr,
+                        server_name: f
+                            .server_name
+                            .clone()
+                            .unwrap_or_else(|| addr.ip().to_string()),
+                        ca_pem: file(ca, "ca_file")?,
+                        client,
+                    }
+                }
+                (None, None, Some(url)) => ForwardTarget::Webhook {
                     url: url.clone(),
                     secret: webhook_secret(&base, url, &f.secret, &f.secret_file).map_err(bad)?,
                 },
-                _ => return Err(bad("needs exactly one of `syslog` or `webhook`".into())),
+                _ => {
+                    return Err(bad(
+                        "needs exactly one of `syslog`, `syslog_tls` or `webhook`".into(),
+                    ))
+                }
             };
             let min = f.min_severity.as_deref().unwrap_or("high");
             let min_severity = holdfast_shared::event::Severity::parse(min).ok_or_else(|| {
@@ -701,7 +755,7 @@ mod tests {
         );
         bad(
             "[[forward]]\nname = \"siem\"\n",
-            "/c.toml: forward: forward[0] (siem): needs exactly one of `syslog` or `webhook`",
+            "/c.toml: forward: forward[0] (siem): needs exactly one of `syslog`, `syslog_tls` or `webhook`",
         );
     }
 }

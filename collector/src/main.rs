@@ -586,6 +586,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 let forwarding = tokio::spawn(holdfast_collector::forward::run(
                     c.forwards.clone(),
                     c.db_path(),
+                    state.metrics.clone(),
                     shutdown.clone(),
                 ));
                 let hr = tokio::spawn(holdfast_collector::hr::run_schedule(

@@ -18,6 +18,8 @@ pub struct Metrics {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// Per forwarder: alerts delivered and failed rounds since start.
+    forwards: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 /// Counts one open agent connection for as long as it lives.
@@ -43,6 +45,8 @@ pub struct Snapshot {
     /// Per device: the spool backlog its agent last reported.
     pub backlogs: Vec<(String, u64)>,
     pub devices: u64,
+    /// Per forwarder: alert changes past its cursor (not yet confirmed delivered).
+    pub forward_lags: Vec<(String, i64)>,
 }
 
 impl Metrics {
@@ -59,6 +63,15 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A forwarder's round delivered `delivered` alerts, or failed.
+    pub fn forwarded(&self, name: &str, delivered: usize, failed: bool) {
+        if let Ok(mut m) = self.forwards.lock() {
+            let e = m.entry(name.to_string()).or_default();
+            e.0 += delivered as u64;
+            e.1 += u64::from(failed);
+        }
     }
 
     /// An agent connection was authenticated (`+1`) or closed (`-1`).
@@ -155,6 +168,34 @@ impl Metrics {
             "Time from a batch's arrival to its commit.",
             rows,
         );
+        let forwards = self.forwards.lock().map(|m| m.clone()).unwrap_or_default();
+        block(
+            "holdfast_forward_lag_alerts",
+            "gauge",
+            "Alert changes a forwarder has not yet delivered (confirmed).",
+            s.forward_lags
+                .iter()
+                .map(|(n, l)| format!("{{forwarder=\"{}\"}} {l}", label(n)))
+                .collect(),
+        );
+        block(
+            "holdfast_forward_delivered_total",
+            "counter",
+            "Alerts a forwarder delivered since the collector started (resends included).",
+            forwards
+                .iter()
+                .map(|(n, (d, _))| format!("{{forwarder=\"{}\"}} {d}", label(n)))
+                .collect(),
+        );
+        block(
+            "holdfast_forward_failures_total",
+            "counter",
+            "Forwarding rounds that failed (unreachable, refused, closed before confirmed).",
+            forwards
+                .iter()
+                .map(|(n, (_, f))| format!("{{forwarder=\"{}\"}} {f}", label(n)))
+                .collect(),
+        );
         out
     }
 }
@@ -194,7 +235,26 @@ mod tests {
             },
             backlogs: vec![("dev-\"1\"".into(), 7), ("dev-2".into(), 3)],
             devices: 2,
+            forward_lags: vec![("siem".into(), 12)],
         });
+        m.forwarded("siem", 3, false);
+        m.forwarded("siem", 0, true);
+        let text = format!(
+            "{text}{}",
+            m.render(&Snapshot {
+                forward_lags: vec![("siem".into(), 12)],
+                ..Snapshot::default()
+            })
+        );
+        check(&text, "holdfast_forward_lag_alerts{forwarder=\"siem\"} 12");
+        check(
+            &text,
+            "holdfast_forward_delivered_total{forwarder=\"siem\"} 3",
+        );
+        check(
+            &text,
+            "holdfast_forward_failures_total{forwarder=\"siem\"} 1",
+        );
         check(&text, "holdfast_events_ingested_total 8");
         check(&text, "holdfast_agents_connected 1");
         check(&text, "holdfast_open_alerts{severity=\"high\"} 2");

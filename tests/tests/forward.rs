@@ -146,7 +146,10 @@ fn alerts_reach_syslog_and_a_webhook_by_severity_once_each_across_a_restart() {
         "{critical}"
     );
 
-    // A crash and restart replay nothing: the cursors are durable.
+    // A crash and restart replay nothing once deliveries are confirmed (a syslog write is
+    // confirmed when its connection is still open 300 ms later; a crash inside that window
+    // resends: at least once). The cursors are durable.
+    std::thread::sleep(Duration::from_secs(1));
     let (before_syslog, before_hook) =
         (syslog.messages().len(), hook.requests.lock().unwrap().len());
     collector.kill();

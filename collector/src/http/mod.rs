@@ -246,6 +246,7 @@ async fn metrics(
                     .map(|d| (d.id.clone(), d.spool_backlog.unwrap_or(0)))
                     .collect(),
                 devices: devices.len() as u64,
+                forward_lags: s.forward_lags()?,
             })
         })
         .await?;

@@ -189,21 +189,26 @@ const ALERT_COLUMNS: &str = "id, rule_id, severity, status, user, device_id, pat
     event_count, first_seen_ms, last_seen_ms, detail, assignee";
 
 fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    alert_row_at(r, 0)
+}
+
+/// [`alert_row`] for columns that start at index `at` of the row.
+fn alert_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Alert> {
     Ok(Alert {
-        id: r.get(0)?,
-        rule_id: r.get(1)?,
-        severity: r.get(2)?,
-        status: r.get(3)?,
-        user: r.get(4)?,
-        device_id: r.get(5)?,
-        path: r.get(6)?,
-        sha256: r.get(7)?,
-        records: r.get::<_, i64>(8)?.max(0) as u64,
-        event_count: r.get::<_, i64>(9)?.max(0) as u64,
-        first_seen_ms: r.get(10)?,
-        last_seen_ms: r.get(11)?,
-        detail: r.get(12)?,
-        assignee: r.get(13)?,
+        id: r.get(at)?,
+        rule_id: r.get(at + 1)?,
+        severity: r.get(at + 2)?,
+        status: r.get(at + 3)?,
+        user: r.get(at + 4)?,
+        device_id: r.get(at + 5)?,
+        path: r.get(at + 6)?,
+        sha256: r.get(at + 7)?,
+        records: r.get::<_, i64>(at + 8)?.max(0) as u64,
+        event_count: r.get::<_, i64>(at + 9)?.max(0) as u64,
+        first_seen_ms: r.get(at + 10)?,
+        last_seen_ms: r.get(at + 11)?,
+        detail: r.get(at + 12)?,
+        assignee: r.get(at + 13)?,
     })
 }
 
@@ -456,6 +461,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("devices", "last_stop", "TEXT"),
     ("devices", "last_gap", "TEXT"),
     ("devices", "health", "TEXT NOT NULL DEFAULT ''"),
+    ("alerts", "version", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Indexes over added columns (created once those exist).
@@ -467,6 +473,21 @@ CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (last_seen_ms DESC, id DESC)
 CREATE INDEX IF NOT EXISTS alerts_by_user ON alerts (user, last_seen_ms);
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user, time_ms);
 CREATE INDEX IF NOT EXISTS events_by_user_corrected ON events (user, corrected_ms);
+UPDATE alerts SET version = id WHERE version = 0;
+CREATE INDEX IF NOT EXISTS alerts_by_version ON alerts (version);
+-- Every insert and every change of an alert gives it the next version: forwarders follow
+-- versions, so escalations and status changes reach them, whatever statement made them.
+CREATE TRIGGER IF NOT EXISTS alerts_version_insert AFTER INSERT ON alerts
+BEGIN
+    UPDATE alerts SET version = (SELECT COALESCE(MAX(version), 0) + 1 FROM alerts)
+    WHERE id = NEW.id;
+END;
+CREATE TRIGGER IF NOT EXISTS alerts_version_update AFTER UPDATE ON alerts
+WHEN NEW.version = OLD.version
+BEGIN
+    UPDATE alerts SET version = (SELECT COALESCE(MAX(version), 0) + 1 FROM alerts)
+    WHERE id = NEW.id;
+END;
 ";
 
 impl Store {

@@ -2,7 +2,7 @@
 //! alert status, assignee and notes, per-user risk, event search, the audit log by pages, and
 //! the cursors of SIEM forwarders.
 
-use super::{alert_row, audit_in, AuditEntry, Store, StoreError, ALERT_COLUMNS};
+use super::{alert_row, alert_row_at, audit_in, AuditEntry, Store, StoreError, ALERT_COLUMNS};
 use super::{Alert, StoredEvent};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
@@ -682,39 +682,58 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Alerts raised after alert `after_id`, oldest first (what a forwarder has not sent).
-    pub fn alerts_after(&self, after_id: i64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+    /// Alerts raised or changed (new events, escalation, status, assignee) after
+    /// `after_version`, oldest change first, each with its version: what a forwarder has not
+    /// sent yet.
+    pub fn alerts_changed_after(
+        &self,
+        after_version: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Alert)>, StoreError> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT version, {ALERT_COLUMNS} FROM alerts WHERE version > ?1 ORDER BY version LIMIT ?2"
         ))?;
-        let rows = st.query_map(params![after_id, limit as i64], alert_row)?;
+        let rows = st.query_map(params![after_version, limit as i64], |r| {
+            let version: i64 = r.get(0)?;
+            Ok((version, alert_row_at(r, 1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The last alert a forwarder delivered; a new forwarder starts at the newest alert, so
-    /// that adding one does not replay history.
+    /// The alert version a forwarder delivered through; a new forwarder starts at the
+    /// newest, so that adding one does not replay history.
     pub fn forward_cursor(&self, name: &str) -> Result<i64, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "INSERT OR IGNORE INTO forward_cursors (name, last_alert_id)
-             VALUES (?1, (SELECT COALESCE(MAX(id), 0) FROM alerts))",
+             VALUES (?1, (SELECT COALESCE(MAX(version), 0) FROM alerts))",
             [name],
         )?;
-        let id = tx.query_row(
+        let v = tx.query_row(
             "SELECT last_alert_id FROM forward_cursors WHERE name = ?1",
             [name],
             |r| r.get(0),
         )?;
         tx.commit()?;
-        Ok(id)
+        Ok(v)
     }
 
-    /// Moves a forwarder's cursor on after a delivery.
-    pub fn set_forward_cursor(&self, name: &str, last_alert_id: i64) -> Result<(), StoreError> {
+    /// Moves a forwarder's cursor on after a confirmed delivery.
+    pub fn set_forward_cursor(&self, name: &str, version: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE forward_cursors SET last_alert_id = MAX(last_alert_id, ?2) WHERE name = ?1",
-            params![name, last_alert_id],
+            params![name, version],
         )?;
         Ok(())
+    }
+
+    /// Each forwarder's lag: alert changes past its cursor (by name).
+    pub fn forward_lags(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT f.name, (SELECT COUNT(*) FROM alerts a WHERE a.version > f.last_alert_id)
+             FROM forward_cursors f ORDER BY f.name",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
