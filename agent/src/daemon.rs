@@ -417,6 +417,9 @@ impl PipelineStage {
         let mut pool = crate::workers::Pool::start(*reading).context("starting the readers")?;
         let mut reading: std::collections::HashSet<std::path::PathBuf> = Default::default();
         let mut deferred: Vec<Ready> = Vec::new();
+        // Descriptors of files that just appeared, so one deleted before it settles can
+        // still be read.
+        let mut held = crate::pipeline::Held::default();
         // A limit hit while the watches were first set up is news like one hit later:
         // a notice to the collector, and the coverage says so.
         for root in limited.clone() {
@@ -497,6 +500,7 @@ impl PipelineStage {
                                 .extend(reads.observe(ev, &set, |p| debouncer.is_pending(p)));
                         } else {
                             for ev in rescanner.expand(ev) {
+                                held.note(&ev);
                                 debouncer.observe(ev, Instant::now());
                             }
                         }
@@ -576,6 +580,27 @@ impl PipelineStage {
                     continue;
                 }
                 // Late or repeated news of a file already reported as it is now.
+                // A file created and deleted before it settled: read what it held through
+                // the descriptor taken when it appeared; reported if that was customer data.
+                if ready.action == holdfast_shared::event::Action::Deleted
+                    && !rescanner.knows(&ready.path)
+                {
+                    if let Some(file) = held.take(&ready.path) {
+                        let path = ready.path.clone();
+                        match pool.submit(Job {
+                            ready,
+                            edm: edm.matcher(),
+                            file: Some(file),
+                        }) {
+                            Ok(()) => {
+                                reading.insert(path);
+                            }
+                            Err(job) => deferred.push(job.ready),
+                        }
+                        continue;
+                    }
+                }
+                held.take(&ready.path);
                 // A delete where nothing was ever known (a temporary file).
                 if matches!(
                     ready.action,
@@ -605,6 +630,7 @@ impl PipelineStage {
                 match pool.submit(Job {
                     ready,
                     edm: edm.matcher(),
+                    file: None,
                 }) {
                     Ok(()) => {
                         reading.insert(path);
@@ -618,6 +644,32 @@ impl PipelineStage {
                 for d in done {
                     reading.remove(&d.ready.path);
                     let _span = info_span!("file", path = %d.ready.path.display(), action = d.ready.action.as_str()).entered();
+                    if d.ready.action == holdfast_shared::event::Action::Deleted {
+                        // Read through the descriptor held since it appeared: a create (with
+                        // what it held) and the delete, when it held customer data.
+                        let created = Ready {
+                            action: holdfast_shared::event::Action::Created,
+                            path: d.ready.path.clone(),
+                            old_path: None,
+                        };
+                        let described = finish(&created, d.read, &set, &mounts, &mut lineage);
+                        if described
+                            .as_ref()
+                            .is_some_and(|x| crate::gap::customer(&x.body))
+                        {
+                            info!("deleted before it settled, but it held customer data: reported");
+                            let gone = crate::pipeline::FileRead {
+                                stamp: None,
+                                outcome: crate::pipeline::ReadOutcome::Deleted,
+                            };
+                            let deleted = finish(&d.ready, gone, &set, &mounts, &mut lineage);
+                            finished.push((created, described));
+                            finished.push((d.ready, deleted));
+                        } else if let Some(g) = gap.as_mut() {
+                            g.observe(&d.ready.path, None);
+                        }
+                        continue;
+                    }
                     let described = finish(&d.ready, d.read, &set, &mounts, &mut lineage);
                     finished.push((d.ready, described));
                 }

@@ -43,7 +43,7 @@ pub struct Gap {
 }
 
 /// Customer content: records found, or a rule matched.
-fn customer(body: &EventBody) -> bool {
+pub fn customer(body: &EventBody) -> bool {
     match body {
         EventBody::File(f) => {
             f.summary.as_ref().is_some_and(|s| s.records > 0) || !f.rules.is_empty()

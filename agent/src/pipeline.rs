@@ -308,6 +308,42 @@ pub struct Described {
     pub stamp: Option<crate::tree::Stamp>,
 }
 
+/// Files that appeared and have not settled, held open (at most [`MAX_HELD`]), so that one
+/// deleted before it settles can still be read: the descriptor keeps its content alive.
+/// Opened through `safe_fs` (a link, a FIFO or a device is never held).
+#[derive(Debug, Default)]
+pub struct Held(HashMap<PathBuf, std::fs::File>);
+
+/// Descriptors held at most: a burst of new files holds the first ones.
+pub const MAX_HELD: usize = 256;
+
+impl Held {
+    /// Takes a watch event into account: a new file is opened and held, a rename moves its
+    /// descriptor with it.
+    pub fn note(&mut self, ev: &WatchEvent) {
+        match ev {
+            WatchEvent::Created(p) | WatchEvent::MovedTo(p)
+                if self.0.len() < MAX_HELD && !self.0.contains_key(p) =>
+            {
+                if let Ok(opened) = crate::safe_fs::open_regular(p) {
+                    self.0.insert(p.clone(), opened.file);
+                }
+            }
+            WatchEvent::Renamed { from, to } => {
+                if let Some(f) = self.0.remove(from) {
+                    self.0.insert(to.clone(), f);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The descriptor held for `path`, released from the hold.
+    pub fn take(&mut self, path: &Path) -> Option<std::fs::File> {
+        self.0.remove(path)
+    }
+}
+
 /// What reading a settled change found, before any policy: the part of describing a
 /// change that costs (hashing, classifying), done by a worker of [`crate::workers`].
 #[derive(Debug)]
@@ -336,7 +372,19 @@ pub fn read_change(
     ready: &Ready,
     edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
     limits: crate::scan::ScanLimits,
+    held: Option<std::fs::File>,
 ) -> FileRead {
+    // Deleted, but held open since it appeared: what it held is read from the descriptor.
+    if let Some(file) = held {
+        let outcome = match crate::scan::scan_opened_with(file, &ready.path, edm, limits) {
+            Ok(r) => ReadOutcome::Scanned(Box::new(r)),
+            Err(e) => ReadOutcome::Failed(e.to_string()),
+        };
+        return FileRead {
+            stamp: None,
+            outcome,
+        };
+    }
     if ready.action == Action::Deleted {
         return FileRead {
             stamp: None,
@@ -463,7 +511,7 @@ pub fn describe(
     mounts: &crate::mounts::MountTable,
     lineage: &mut crate::lineage::Lineage,
 ) -> Option<Described> {
-    let read = read_change(ready, edm, crate::scan::ScanLimits::default());
+    let read = read_change(ready, edm, crate::scan::ScanLimits::default(), None);
     finish(ready, read, policies, mounts, lineage)
 }
 

@@ -48,10 +48,12 @@ impl Default for Reading {
     }
 }
 
-/// A change to read, with the customer set to match against.
+/// A change to read, with the customer set to match against (and, for a file deleted
+/// before it settled, the descriptor held since it appeared).
 pub struct Job {
     pub ready: Ready,
     pub edm: Option<Arc<Matcher>>,
+    pub file: Option<std::fs::File>,
 }
 
 /// A change read.
@@ -190,7 +192,7 @@ impl Pool {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok(job) = job else { return };
+                    let Ok(mut job) = job else { return };
                     if closing.load(Ordering::Relaxed) {
                         return;
                     }
@@ -200,6 +202,13 @@ impl Pool {
                     };
                     let _span = info_span!("read", path = %job.ready.path.display(), lane = ?lane).entered();
                     slot.begin(tid, budget);
+                    // A held descriptor can be read twice (a job moved to the slow lane
+                    // starts again): each read gets its own, rewound.
+                    let held = job.file.as_ref().and_then(|f| {
+                        let mut again = f.try_clone().ok()?;
+                        std::io::Seek::rewind(&mut again).ok()?;
+                        Some(again)
+                    });
                     let read = read_change(
                         &job.ready,
                         job.edm.clone(),
@@ -207,7 +216,11 @@ impl Pool {
                             max_bytes: reading.max_bytes,
                             cancel: Some(Cancel(slot.flag)),
                         },
+                        held,
                     );
+                    if lane == Lane::Slow {
+                        job.file = None;
+                    }
                     let overran = slot.end();
                     // Slow in an ordinary lane: read again, from the start, in the slow lane
                     // with the whole budget (when it has room; else the verdict stands).
@@ -347,7 +360,8 @@ mod tests {
             assert!(pool
                 .submit(Job {
                     ready: ready(p.clone()),
-                    edm: None
+                    edm: None,
+                    file: None,
                 })
                 .is_ok());
         }
@@ -390,7 +404,8 @@ mod tests {
         assert!(pool
             .submit(Job {
                 ready: ready(big),
-                edm: None
+                edm: None,
+                file: None,
             })
             .is_ok());
         let done = pool.wait_done(Duration::from_secs(60)).unwrap();

@@ -227,3 +227,63 @@ fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing(
     assert!(notices(&collector, "agent_gap").is_empty());
     assert!(notices(&collector, "agent_stopped").is_empty());
 }
+
+/// Timing cannot hide an export: one written and deleted before it settles is still read
+/// (through the descriptor taken when it appeared) and reported, created then deleted; one
+/// touched every half second and then deleted is read after the longest wait. A plain
+/// temporary file created and deleted the same way is not reported.
+#[test]
+fn exports_deleted_before_they_settle_or_kept_busy_are_still_reported() {
+    let _t = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path());
+    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let quick = agent.watched.join("report1700000000001.csv");
+    let body = corpus::salesforce_contacts(11, 80);
+    std::fs::write(&quick, &body).unwrap();
+    let temp = agent.watched.join("scratch.tmp");
+    std::fs::write(&temp, b"nothing to see").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::remove_file(&quick).unwrap();
+    std::fs::remove_file(&temp).unwrap();
+    // Kept busy: rewritten every 0.5 s for 8 s (the settle time is 0.3 s), then deleted.
+    let busy = agent.watched.join("report1700000000002.csv");
+    for i in 0..16 {
+        std::fs::write(&busy, corpus::salesforce_contacts(20 + i, 80)).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::remove_file(&busy).unwrap();
+    let (quick_s, busy_s) = (quick.display().to_string(), busy.display().to_string());
+    let events = wait_for("both exports and their deletes", DEADLINE, || {
+        let ev = collector.events();
+        let has =
+            |p: &str, action: &str| ev.iter().any(|e| e["path"] == p && e["action"] == action);
+        (has(&quick_s, "created") && has(&quick_s, "deleted") && has(&busy_s, "deleted"))
+            .then_some(ev)
+    });
+    let created = events
+        .iter()
+        .find(|e| e["path"] == quick_s.as_str() && e["action"] == "created")
+        .unwrap();
+    assert_eq!(created["sha256"], holdfast_shared::sha256_hex(&body));
+    assert_eq!(created["records"], 80);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["path"] == busy_s.as_str() && e["records"] == 80),
+        "the busy export was read while it was being rewritten"
+    );
+    assert!(
+        !events.iter().any(|e| e["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("scratch.tmp"))),
+        "a temporary file is not news"
+    );
+    let alerts = collector.alerts();
+    for p in [&quick_s, &busy_s] {
+        assert!(
+            alerts.iter().any(|a| a["path"] == p.as_str()),
+            "{p} raised its alert: {alerts:?}"
+        );
+    }
+}
