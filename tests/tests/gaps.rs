@@ -29,6 +29,41 @@ fn file_events(c: &Collector) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// [`write_export_in`] the agent's watched folder.
+fn write_export(agent: &Agent, i: usize) -> (String, String) {
+    write_export_in(&agent.watched, i)
+}
+
+/// The burst the kill tests run against: `files` exports into `dir`, one every 20 ms, on a
+/// thread of their own; joined, it gives each export's path and SHA-256.
+fn burst(
+    dir: std::path::PathBuf,
+    files: usize,
+) -> std::thread::JoinHandle<BTreeMap<String, String>> {
+    std::thread::spawn(move || {
+        (0..files)
+            .map(|i| {
+                let out = write_export_in(&dir, i);
+                std::thread::sleep(Duration::from_millis(20));
+                out
+            })
+            .collect()
+    })
+}
+
+/// `cycles` pauses of 0.1 to 1.1 s, from `seed` (a xorshift): random kill points that a
+/// failing run can replay.
+fn pauses(mut seed: u64, cycles: usize) -> Vec<Duration> {
+    (0..cycles)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            Duration::from_millis(100 + seed % 1000)
+        })
+        .collect()
+}
+
 fn notices(c: &Collector, kind: &str) -> Vec<serde_json::Value> {
     c.events()
         .into_iter()
@@ -36,12 +71,10 @@ fn notices(c: &Collector, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Writes the `i`-th export (distinct content) and returns its path and SHA-256.
-fn write_export(agent: &Agent, i: usize) -> (String, String) {
+/// Writes the `i`-th export (distinct content) into `dir` and returns its path and SHA-256.
+fn write_export_in(dir: &std::path::Path, i: usize) -> (String, String) {
     let body = corpus::salesforce_contacts(1000 + i as u64, 60);
-    let path = agent
-        .watched
-        .join(format!("report{:013}.csv", 1_700_000_000_000 + i));
+    let path = dir.join(format!("report{:013}.csv", 1_700_000_000_000 + i));
     std::fs::write(&path, &body).unwrap();
     (
         path.display().to_string(),
@@ -139,35 +172,10 @@ fn twenty_kill_9_cycles_during_a_burst_report_every_export_once() {
     let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
     const FILES: usize = 1000;
     const CYCLES: usize = 20;
-    let watched = agent.watched.clone();
-    // The burst: 1,000 exports over about 20 s, written by another thread while the agent
-    // is killed and started again.
-    let writer = {
-        let probe = Agent {
-            data_dir: agent.data_dir.clone(),
-            watched,
-            config: agent.config.clone(),
-            proc: None,
-            env: Vec::new(),
-            launcher: Vec::new(),
-        };
-        std::thread::spawn(move || {
-            (0..FILES)
-                .map(|i| {
-                    let out = write_export(&probe, i);
-                    std::thread::sleep(Duration::from_millis(20));
-                    out
-                })
-                .collect::<BTreeMap<String, String>>()
-        })
-    };
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..CYCLES {
-        // A random point: 0.1 to 1.1 s into the run.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(100 + rng % 1000));
+    // The burst: 1,000 exports over about 20 s while the agent is killed and started again.
+    let writer = burst(agent.watched.clone(), FILES);
+    for pause in pauses(0x2545_f491_4f6c_dd1d, CYCLES) {
+        std::thread::sleep(pause);
         agent.kill();
         agent.start();
     }
@@ -193,31 +201,9 @@ fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing(
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
     const FILES: usize = 1000;
     const CYCLES: usize = 20;
-    let writer = {
-        let probe = Agent {
-            data_dir: agent.data_dir.clone(),
-            watched: agent.watched.clone(),
-            config: agent.config.clone(),
-            proc: None,
-            env: Vec::new(),
-            launcher: Vec::new(),
-        };
-        std::thread::spawn(move || {
-            (0..FILES)
-                .map(|i| {
-                    let out = write_export(&probe, i);
-                    std::thread::sleep(Duration::from_millis(20));
-                    out
-                })
-                .collect::<BTreeMap<String, String>>()
-        })
-    };
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    for _ in 0..CYCLES {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(100 + rng % 1000));
+    let writer = burst(agent.watched.clone(), FILES);
+    for pause in pauses(0x9e37_79b9_7f4a_7c15, CYCLES) {
+        std::thread::sleep(pause);
         collector.kill();
         collector.restart();
     }

@@ -107,6 +107,13 @@ impl Faults {
         }
     }
 
+    /// A part read to its end: a bound it hit is a `zip_bomb` finding.
+    fn part_done<R>(&mut self, xml: &quick_xml::Reader<BufReader<Part<R>>>) {
+        if xml.get_ref().get_ref().tripped {
+            self.zip_bomb += 1;
+        }
+    }
+
     /// Whether to stop now: looked at every 256 XML events.
     fn stop(&mut self, events: &mut u32, limits: &Limits) -> bool {
         *events = events.wrapping_add(1);
@@ -114,6 +121,28 @@ impl Faults {
             self.cancelled = true;
         }
         self.cancelled
+    }
+}
+
+/// The next XML event of a part, or `None` when the part ends: at its end, where its XML
+/// breaks off (`damaged_part`), or when the cancel flag is raised.
+fn next_event<'b, R: Read>(
+    xml: &mut quick_xml::Reader<BufReader<Part<R>>>,
+    buf: &'b mut Vec<u8>,
+    faults: &mut Faults,
+    events: &mut u32,
+) -> Option<Event<'b>> {
+    let limits = xml.get_ref().get_ref().limits;
+    if faults.stop(events, &limits) {
+        return None;
+    }
+    match xml.read_event_into(buf) {
+        Ok(Event::Eof) => None,
+        Ok(e) => Some(e),
+        Err(_) => {
+            faults.damaged_part += 1;
+            None
+        }
     }
 }
 
@@ -214,15 +243,8 @@ fn shared_strings<R: Read + Seek>(
     let mut in_t = false;
     let mut events = 0u32;
     loop {
-        if faults.stop(&mut events, &limits) {
+        let Some(event) = next_event(&mut xml, &mut buf, faults, &mut events) else {
             break;
-        }
-        let event = match xml.read_event_into(&mut buf) {
-            Ok(e) => e,
-            Err(_) => {
-                faults.damaged_part += 1;
-                break;
-            }
         };
         match event {
             Event::Start(e) if e.local_name().as_ref() == b"si" => text.clear(),
@@ -234,14 +256,11 @@ fn shared_strings<R: Read + Seek>(
                 text.extend_from_slice(&raw[..raw.len().min(room)]);
             }
             Event::End(e) if e.local_name().as_ref() == b"si" => out.push(&text, edm),
-            Event::Eof => break,
             _ => {}
         }
         buf.clear();
     }
-    if xml.get_ref().get_ref().tripped {
-        faults.zip_bomb += 1;
-    }
+    faults.part_done(&xml);
     out
 }
 
@@ -314,18 +333,10 @@ fn sheet<R: Read>(
     let mut cell_type: Vec<u8> = Vec::new();
     let mut in_value = false;
     let mut in_row = false;
-    let limits = xml.get_ref().get_ref().limits;
     let mut events = 0u32;
     loop {
-        if faults.stop(&mut events, &limits) {
+        let Some(event) = next_event(&mut xml, &mut buf, faults, &mut events) else {
             break;
-        }
-        let event = match xml.read_event_into(&mut buf) {
-            Ok(e) => e,
-            Err(_) => {
-                faults.damaged_part += 1;
-                break;
-            }
         };
         match event {
             Event::Start(e) if e.local_name().as_ref() == b"row" => {
@@ -376,14 +387,11 @@ fn sheet<R: Read>(
                     rec.field(text);
                 }
             }
-            Event::Eof => break,
             _ => {}
         }
         buf.clear();
     }
-    if xml.get_ref().get_ref().tripped {
-        faults.zip_bomb += 1;
-    }
+    faults.part_done(&xml);
     rec.finish()
 }
 
