@@ -291,7 +291,13 @@ fn scan(
     for file in files {
         let shown = file.display().to_string();
         let abs = std::path::absolute(&file).unwrap_or(file.clone());
-        let (line, ok) = match holdfast_agent::scan::scan_file(&abs, edm.clone()) {
+        // Offline, on the admin's word: the whole file, whatever its size (the daemon's
+        // byte and CPU limits are for files nobody asked about).
+        let whole = holdfast_agent::scan::ScanLimits {
+            max_bytes: u64::MAX,
+            cancel: None,
+        };
+        let (line, ok) = match holdfast_agent::scan::scan_file_with(&abs, edm.clone(), whole) {
             Ok(r) => {
                 let shown_abs = abs.to_string_lossy().into_owned();
                 let dest =
@@ -328,7 +334,7 @@ fn scan(
                     .collect();
                 if json {
                     let mut v = serde_json::json!({
-                        "path": shown, "sha256": r.sha256, "size": r.size,
+                        "path": shown, "sha256": r.complete.then_some(&r.sha256), "size": r.size,
                         "file_type": r.summary.file_type, "records": r.summary.records,
                         "findings": r.summary.findings, "truncated": r.summary.truncated,
                         "customer_table": r.summary.customer_table,
