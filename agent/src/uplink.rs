@@ -312,7 +312,20 @@ impl Uplink {
                 }
             }
         }
-        if let Some(offer) = edm {
+        // A set refused once for what it is (too large, a bad signature) is not fetched
+        // again: the next version is.
+        let refused_before = |offer: &wire::EdmOffer| {
+            spool
+                .meta("edm_refused")
+                .ok()
+                .flatten()
+                .is_some_and(|v| v == offer.version)
+        };
+        if let Some(offer) = edm.filter(|o| !refused_before(o)) {
+            let refuse = |why: &str| {
+                let _ = spool.set_meta("edm_refused", &offer.version);
+                let _ = spool.set_meta("last_update_error", why);
+            };
             match self.fetch_edm(conn, &offer).await {
                 Ok(bytes) => match crate::updates::apply_edm(
                     &bytes,
@@ -326,10 +339,14 @@ impl Uplink {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        warn!(error = %e, "customer set refused; keeping the last good one");
-                        spool.set_meta("last_update_error", &e.to_string())?;
+                        warn!(error = %e, version = %offer.version, "customer set refused; keeping the last good one, and not fetching this version again");
+                        refuse(&e.to_string());
                     }
                 },
+                Err(UplinkError::Refused { code, message }) if code == "edm_too_large" => {
+                    warn!(%code, %message, version = %offer.version, "customer set refused; not fetching this version again");
+                    refuse(&message);
+                }
                 Err(UplinkError::Refused { code, message }) => {
                     warn!(%code, %message, "customer set not fetched");
                     spool.set_meta("last_update_error", &message)?;

@@ -822,3 +822,37 @@ fn two_agents_on_one_identity_are_detected_and_both_kept() {
     a.stop();
     twin.stop();
 }
+
+/// A customer set the agent refuses (here: over the 4 MiB signed-body cap, about 1.05 M
+/// identifiers) is refused once, not fetched again at every heartbeat; the refusal shows in
+/// `status`.
+#[test]
+fn a_refused_customer_set_is_not_fetched_again_at_every_heartbeat() {
+    let _t = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path());
+    let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
+    a.start();
+    let list = tmp.path().join("customers.csv");
+    let mut text = String::from("Company,Email,Phone\n");
+    for i in 0..600_000 {
+        text.push_str(&format!("Client {i},client{i}@example.com,139{i:08}\n"));
+    }
+    std::fs::write(&list, text).unwrap();
+    c.cli(&[
+        "edm",
+        "import",
+        &list.display().to_string(),
+        "--columns",
+        "email,phone",
+        "--json",
+    ]);
+    let error = wait_for("the refusal", LONG, || {
+        a.status()["last_update_error"].as_str().map(str::to_string)
+    });
+    // Ten heartbeats later, still one refusal in the log.
+    std::thread::sleep(Duration::from_secs(3));
+    let refusals = a.log().matches("customer set refused").count();
+    assert_eq!(refusals, 1, "refused once: {error}");
+    assert!(a.status()["edm_version"].is_null(), "no set applied");
+}

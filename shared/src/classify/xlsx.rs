@@ -242,10 +242,7 @@ fn shared_strings<R: Read + Seek>(
     let mut text: Vec<u8> = Vec::new();
     let mut in_t = false;
     let mut events = 0u32;
-    loop {
-        let Some(event) = next_event(&mut xml, &mut buf, faults, &mut events) else {
-            break;
-        };
+    while let Some(event) = next_event(&mut xml, &mut buf, faults, &mut events) {
         match event {
             Event::Start(e) if e.local_name().as_ref() == b"si" => text.clear(),
             Event::Start(e) if e.local_name().as_ref() == b"t" => in_t = true,
@@ -334,10 +331,7 @@ fn sheet<R: Read>(
     let mut in_value = false;
     let mut in_row = false;
     let mut events = 0u32;
-    loop {
-        let Some(event) = next_event(&mut xml, &mut buf, faults, &mut events) else {
-            break;
-        };
+    while let Some(event) = next_event(&mut xml, &mut buf, faults, &mut events) {
         match event {
             Event::Start(e) if e.local_name().as_ref() == b"row" => {
                 in_row = true;
