@@ -593,19 +593,17 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     }
                 }
                 Message::EdmChunkRequest { version, offset } => {
-                    match with_store(&state, |s| s.current_edm()).await {
-                        Ok(Some((current, bytes))) if current == version => {
-                            let total = bytes.len() as u64;
-                            let from = offset.min(total) as usize;
-                            let to = (from + wire::EDM_CHUNK).min(bytes.len());
-                            Message::EdmChunk {
-                                version,
-                                offset,
-                                total,
-                                bytes: bytes[from..to].to_vec(),
-                            }
-                        }
-                        Ok(_) => error("edm_changed", "that customer set is no longer current"),
+                    let v = version.clone();
+                    match with_store(&state, move |s| s.edm_chunk(&v, offset, wire::EDM_CHUNK))
+                        .await
+                    {
+                        Ok(Some((total, bytes))) => Message::EdmChunk {
+                            version,
+                            offset,
+                            total,
+                            bytes,
+                        },
+                        Ok(None) => error("edm_changed", "that customer set is no longer current"),
                         Err(e) => {
                             warn!(error = %e, "edm store error");
                             error("internal", "store error")

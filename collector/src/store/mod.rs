@@ -932,6 +932,43 @@ impl Store {
             .optional()?)
     }
 
+    /// A piece of the current customer set: up to `max` bytes from `offset`, and the set's
+    /// size, read with SQLite's incremental blob I/O so the set is never loaded whole.
+    /// `None` when `version` is not the current set.
+    pub fn edm_chunk(
+        &self,
+        version: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        use std::io::{Read, Seek};
+        let current: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, version FROM edm_sets ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, current)) = current else {
+            return Ok(None);
+        };
+        if current != version {
+            return Ok(None);
+        }
+        let mut blob = self
+            .conn
+            .blob_open(rusqlite::MAIN_DB, "edm_sets", "signed", id, true)?;
+        let total = blob.len() as u64;
+        let from = offset.min(total);
+        let n = (total - from).min(max as u64) as usize;
+        let mut out = vec![0u8; n];
+        let io = |e: std::io::Error| StoreError::Encode(format!("reading the customer set: {e}"));
+        blob.seek(std::io::SeekFrom::Start(from)).map_err(io)?;
+        blob.read_exact(&mut out).map_err(io)?;
+        Ok(Some((total, out)))
+    }
+
     /// The current customer set's version and size, without its bytes.
     pub fn current_edm_info(&self) -> Result<Option<(String, u64)>, StoreError> {
         Ok(self
@@ -2030,6 +2067,41 @@ mod tests {
         assert_eq!(
             a[0].detail,
             "the agent's spool was full and it dropped 72 events (created/high=2, created/none=70)"
+        );
+    }
+
+    /// Pieces of the customer set come from the stored bytes at their offsets, for the
+    /// current version only.
+    #[test]
+    fn customer_set_pieces_are_read_at_their_offsets() {
+        let (_dir, s, _d) = open_with_device();
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        s.publish_edm("v1", 1, 3, &bytes, &crate::Actor::cli())
+            .unwrap();
+        for (offset, max) in [
+            (0u64, 4096usize),
+            (4096, 4096),
+            (8192, 4096),
+            (9999, 10),
+            (20_000, 10),
+        ] {
+            let (total, got) = s.edm_chunk("v1", offset, max).unwrap().unwrap();
+            assert_eq!(total, 10_000);
+            let from = (offset as usize).min(bytes.len());
+            let to = (from + max).min(bytes.len());
+            assert_eq!(got, bytes[from..to], "offset {offset}");
+        }
+        assert_eq!(
+            s.edm_chunk("v0", 0, 10).unwrap(),
+            None,
+            "not the current set"
+        );
+        s.publish_edm("v2", 2, 3, b"new", &crate::Actor::cli())
+            .unwrap();
+        assert_eq!(s.edm_chunk("v1", 0, 10).unwrap(), None, "replaced");
+        assert_eq!(
+            s.edm_chunk("v2", 0, 10).unwrap(),
+            Some((3, b"new".to_vec()))
         );
     }
 
