@@ -1061,7 +1061,12 @@ impl Store {
         events: &[SealedEvent],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock first, waiting on the busy timeout. A deferred
+        // transaction that read before another connection (a forwarder, the API, a second
+        // process) wrote would fail at its first write instead of waiting.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (first_seq, skew): (i64, Option<i64>) = tx.query_row(
             "SELECT first_seq, clock_skew_ms FROM devices WHERE id = ?1",
             [&device.id],

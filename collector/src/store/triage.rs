@@ -703,7 +703,10 @@ impl Store {
     /// The alert version a forwarder delivered through; a new forwarder starts at the
     /// newest, so that adding one does not replay history.
     pub fn forward_cursor(&self, name: &str) -> Result<i64, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         tx.execute(
             "INSERT OR IGNORE INTO forward_cursors (name, last_alert_id)
              VALUES (?1, (SELECT COALESCE(MAX(version), 0) FROM alerts))",
