@@ -615,23 +615,19 @@ fn junk_udp(c: &Collector, a: &Agent) {
     assert_eq!(stored.len(), paths.len());
 }
 
-#[test]
-fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
-    let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
-    a.start();
-    // A master list big enough that its signed set spans two frames.
-    let list = tmp.path().join("customers.csv");
+/// Writes a master list of `n` customers (an email and a mobile each, then one broken row)
+/// under `dir` and imports it with `edm import` (the set also written to `dir/set.edm`);
+/// returns the import's JSON report.
+fn import_customers(c: &Collector, dir: &std::path::Path, n: usize) -> serde_json::Value {
+    let list = dir.join("customers.csv");
     let mut text = String::from("Company,Email,Phone\n");
-    for i in 0..300_000 {
+    for i in 0..n {
         text.push_str(&format!("Client {i},client{i}@example.com,139{i:08}\n"));
     }
     text.push_str("Broken,not-an-email,12\n");
     std::fs::write(&list, text).unwrap();
-    let out = tmp.path().join("set.edm");
-    let imported: serde_json::Value = serde_json::from_str(
+    let out = dir.join("set.edm");
+    serde_json::from_str(
         c.cli(&[
             "edm",
             "import",
@@ -644,7 +640,18 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
         ])
         .trim(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
+    let _t = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path());
+    let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
+    a.start();
+    // A master list big enough that its signed set spans two frames.
+    let imported = import_customers(&c, tmp.path(), 300_000);
     assert_eq!(imported["customers"], 300_000);
     assert_eq!(imported["skipped_rows"], 1);
     assert_eq!(imported["skipped"][0]["line"], 300_002);
@@ -686,7 +693,7 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
             "scan",
             "--json",
             "--edm",
-            &out.display().to_string(),
+            &tmp.path().join("set.edm").display().to_string(),
             &path.display().to_string(),
         ],
     ));
@@ -833,20 +840,7 @@ fn a_refused_customer_set_is_not_fetched_again_at_every_heartbeat() {
     let c = Collector::start(tmp.path());
     let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
     a.start();
-    let list = tmp.path().join("customers.csv");
-    let mut text = String::from("Company,Email,Phone\n");
-    for i in 0..600_000 {
-        text.push_str(&format!("Client {i},client{i}@example.com,139{i:08}\n"));
-    }
-    std::fs::write(&list, text).unwrap();
-    c.cli(&[
-        "edm",
-        "import",
-        &list.display().to_string(),
-        "--columns",
-        "email,phone",
-        "--json",
-    ]);
+    import_customers(&c, tmp.path(), 600_000);
     let error = wait_for("the refusal", LONG, || {
         a.status()["last_update_error"].as_str().map(str::to_string)
     });

@@ -182,17 +182,47 @@ impl Walk {
         self.total > self.limits.max_total
     }
 
+    /// Whether another entry may be looked at: not cancelled, and under the entry limit
+    /// (past it, the archive is a bomb).
+    fn room_for_entry(&mut self) -> bool {
+        if self.stopped() {
+            return false;
+        }
+        if self.entries >= self.limits.max_entries {
+            self.finding("zip_bomb");
+            self.report.summary.truncated = true;
+            return false;
+        }
+        true
+    }
+
+    /// Classifies one entry as opened, whichever way (a folder is skipped, an encrypted
+    /// entry is a finding). Returns whether to stop the whole archive.
+    fn opened<R: Read>(
+        &mut self,
+        entry: &mut zip::read::ZipFile<'_, R>,
+        prefix: &str,
+        depth: u32,
+    ) -> bool {
+        if entry.is_dir() {
+            return false;
+        }
+        if entry.encrypted() {
+            self.finding("encrypted");
+            return false;
+        }
+        let name = format!("{prefix}{}", entry.name());
+        let compressed = entry.compressed_size().max(1);
+        let outcome = self.entry(entry, &name, compressed, depth);
+        self.outcome(outcome)
+    }
+
     /// Reads a nested archive too large to hold as a stream of its entries (local headers
     /// in order; the central directory is never reached). An entry whose size the stream
     /// does not give (written with a data descriptor) ends the stream: `nested_too_large`.
     fn stream<R: Read>(&mut self, reader: &mut R, prefix: &str, depth: u32) {
         loop {
-            if self.stopped() {
-                return;
-            }
-            if self.entries >= self.limits.max_entries {
-                self.finding("zip_bomb");
-                self.report.summary.truncated = true;
+            if !self.room_for_entry() {
                 return;
             }
             let mut entry = match zip::read::read_zipfile_from_stream(reader) {
@@ -208,17 +238,7 @@ impl Walk {
                 }
             };
             self.entries += 1;
-            if entry.is_dir() {
-                continue;
-            }
-            if entry.encrypted() {
-                self.finding("encrypted");
-                continue;
-            }
-            let name = format!("{prefix}{}", entry.name());
-            let compressed = entry.compressed_size().max(1);
-            let outcome = self.entry(&mut entry, &name, compressed, depth);
-            if self.outcome(outcome) {
+            if self.opened(&mut entry, prefix, depth) {
                 return;
             }
             // What the entry did not read (a bomb skipped) is drained, bounded by its
@@ -238,12 +258,7 @@ impl Walk {
     ) -> Result<(), ArchiveError> {
         let mut zip = zip::ZipArchive::new(reader)?;
         for i in 0..zip.len() {
-            if self.stopped() {
-                return Ok(());
-            }
-            if self.entries >= self.limits.max_entries {
-                self.finding("zip_bomb");
-                self.report.summary.truncated = true;
+            if !self.room_for_entry() {
                 return Ok(());
             }
             self.entries += 1;
@@ -258,17 +273,7 @@ impl Walk {
                     continue;
                 }
             };
-            if entry.is_dir() {
-                continue;
-            }
-            if entry.encrypted() {
-                self.finding("encrypted");
-                continue;
-            }
-            let name = format!("{prefix}{}", entry.name());
-            let compressed = entry.compressed_size().max(1);
-            let outcome = self.entry(&mut entry, &name, compressed, depth);
-            if self.outcome(outcome) {
+            if self.opened(&mut entry, prefix, depth) {
                 return Ok(());
             }
         }
