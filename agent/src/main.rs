@@ -179,13 +179,11 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let matcher = match edm {
                 None => None,
-                Some(p) => {
-                    let bytes =
-                        std::fs::read(&p).with_context(|| format!("--edm {}", p.display()))?;
-                    let set = holdfast_shared::edm::EdmSet::from_bytes(&bytes)
-                        .with_context(|| format!("--edm {}", p.display()))?;
-                    Some(std::sync::Arc::new(set.matcher()))
-                }
+                Some(p) => Some(
+                    holdfast_agent::updates::read_held_file(&p)
+                        .with_context(|| format!("--edm {}", p.display()))?
+                        .matcher,
+                ),
             };
             scan(&paths, policies.as_deref(), json, explain, matcher)
         }
@@ -424,6 +422,7 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
         "policy_version": Some(meta("policy_version")).filter(|s| !s.is_empty()),
         "policy_source": Some(meta("policy_source")).filter(|s| !s.is_empty()),
         "edm_version": Some(meta("edm_version")).filter(|s| !s.is_empty()),
+        "edm_fetching": Some(meta("edm_fetching")).filter(|s| !s.is_empty()),
         "last_update_error": Some(meta("last_update_error")).filter(|s| !s.is_empty()),
         "last_order": Some(meta("last_order")).filter(|s| !s.is_empty()),
         "last_order_error": Some(meta("last_order_error")).filter(|s| !s.is_empty()),
@@ -449,6 +448,17 @@ fn status(c: &Config, json: bool) -> anyhow::Result<ExitCode> {
             v["policy_version"].as_str().unwrap_or("unknown"),
             v["policy_source"].as_str().unwrap_or("unknown")
         );
+        println!(
+            "customers   {}{}",
+            v["edm_version"].as_str().unwrap_or("no customer set"),
+            v["edm_fetching"]
+                .as_str()
+                .map(|f| format!(" (fetching {f})"))
+                .unwrap_or_default()
+        );
+        if let Some(e) = v["last_update_error"].as_str() {
+            println!("update error {e}");
+        }
         println!("last error  {}", v["last_error"].as_str().unwrap_or("none"));
         let health = meta("health");
         if health.is_empty() {

@@ -65,6 +65,24 @@ pub enum UplinkError {
     Renew(String),
 }
 
+/// Longest a heartbeat spends fetching customer-set pieces before it goes on with events.
+const FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one heartbeat's customer-set fetch came to.
+#[derive(Debug)]
+enum Fetched {
+    /// The set is whole and in force.
+    Applied(String),
+    /// Nothing to fetch: the set in force is this one or newer.
+    Nothing,
+    /// Out of time; the next heartbeat resumes.
+    Paused,
+    /// Refused for what it is; this version is not fetched again.
+    Refused(String),
+    /// Failed for now (a piece that did not match, the set replaced meanwhile, a disk error).
+    Later(String),
+}
+
 /// Resolves `HOST:PORT` and connects with `cfg`, returning the endpoint and connection.
 pub async fn connect(
     addr: &str,
@@ -322,36 +340,23 @@ impl Uplink {
                 .is_some_and(|v| v == offer.version)
         };
         if let Some(offer) = edm.filter(|o| !refused_before(o)) {
-            let refuse = |why: &str| {
-                let _ = spool.set_meta("edm_refused", &offer.version);
-                let _ = spool.set_meta("last_update_error", why);
-            };
-            match self.fetch_edm(conn, &offer).await {
-                Ok(bytes) => match crate::updates::apply_edm(
-                    &bytes,
-                    &self.identity,
-                    &self.data_dir,
-                    &self.edm,
-                ) {
-                    Ok(Some(v)) => {
-                        spool.set_meta("edm_version", &v)?;
-                        spool.set_meta("last_update_error", "")?;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        warn!(error = %e, version = %offer.version, "customer set refused; keeping the last good one, and not fetching this version again");
-                        refuse(&e.to_string());
-                    }
-                },
-                Err(UplinkError::Refused { code, message }) if code == "edm_too_large" => {
-                    warn!(%code, %message, version = %offer.version, "customer set refused; not fetching this version again");
-                    refuse(&message);
+            match self.fetch_edm(spool, conn, &offer).await? {
+                Fetched::Applied(v) => {
+                    spool.set_meta("edm_version", &v)?;
+                    spool.set_meta("edm_fetching", "")?;
+                    spool.set_meta("last_update_error", "")?;
                 }
-                Err(UplinkError::Refused { code, message }) => {
-                    warn!(%code, %message, "customer set not fetched");
-                    spool.set_meta("last_update_error", &message)?;
+                Fetched::Nothing | Fetched::Paused => {}
+                Fetched::Refused(why) => {
+                    warn!(error = %why, version = %offer.version, "customer set refused; keeping the last good one, and not fetching this version again");
+                    spool.set_meta("edm_refused", &offer.version)?;
+                    spool.set_meta("edm_fetching", "")?;
+                    spool.set_meta("last_update_error", &why)?;
                 }
-                Err(e) => return Err(e),
+                Fetched::Later(why) => {
+                    warn!(error = %why, version = %offer.version, "customer set not fetched; retrying at a later heartbeat");
+                    spool.set_meta("last_update_error", &why)?;
+                }
             }
         }
         for env in &orders {
@@ -413,53 +418,77 @@ impl Uplink {
         }
     }
 
-    /// Fetches a customer set in frame-sized pieces, bounded by [`wire::MAX_EDM`].
+    /// Fetches the pieces of an offered customer set that are not held yet, each checked
+    /// against the signed manifest, for at most [`FETCH_BUDGET`] per heartbeat (events wait
+    /// meanwhile); the rest follows at the next heartbeats. Applies the set once whole.
     async fn fetch_edm(
         &self,
+        spool: &Spool,
         conn: &quinn::Connection,
         offer: &wire::EdmOffer,
-    ) -> Result<Vec<u8>, UplinkError> {
-        if offer.size > wire::MAX_EDM {
-            return Err(UplinkError::Refused {
-                code: "edm_too_large".into(),
-                message: format!(
-                    "customer set of {} bytes exceeds the {}-byte limit",
-                    offer.size,
-                    wire::MAX_EDM
-                ),
-            });
+    ) -> Result<Fetched, UplinkError> {
+        let Some(manifest) = &offer.manifest else {
+            return Ok(Fetched::Refused(
+                "the collector offers a customer set without a signed manifest (a collector older than this agent)".into(),
+            ));
+        };
+        let mut fetch = match crate::updates::EdmFetch::begin(
+            &self.data_dir,
+            manifest,
+            &self.identity,
+            &self.edm,
+        ) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(Fetched::Nothing),
+            Err(e) if e.is_final() => return Ok(Fetched::Refused(e.to_string())),
+            Err(e) => return Ok(Fetched::Later(e.to_string())),
+        };
+        let (held, pieces) = fetch.resumed();
+        if held > 0 {
+            info!(version = %fetch.version(), held, pieces, "resuming the customer set where it stopped");
         }
-        let mut out: Vec<u8> = Vec::with_capacity(offer.size as usize);
-        while (out.len() as u64) < offer.size {
+        let deadline = std::time::Instant::now() + FETCH_BUDGET;
+        while let Some(offset) = fetch.next_offset() {
+            if std::time::Instant::now() >= deadline {
+                let (held, pieces) = fetch.progress();
+                spool.set_meta(
+                    "edm_fetching",
+                    &format!("{}: {held} of {pieces} pieces", fetch.version()),
+                )?;
+                info!(version = %fetch.version(), held, pieces, "customer set fetch continues at the next heartbeat");
+                return Ok(Fetched::Paused);
+            }
             let ask = Message::EdmChunkRequest {
-                version: offer.version.clone(),
-                offset: out.len() as u64,
+                version: fetch.version().to_string(),
+                offset,
             };
             match exchange(conn, &ask).await? {
                 Message::EdmChunk {
                     version,
-                    offset,
+                    offset: at,
                     total,
                     bytes,
-                } if version == offer.version
-                    && offset == out.len() as u64
-                    && total == offer.size
-                    && !bytes.is_empty() =>
-                {
-                    let room = (offer.size - out.len() as u64) as usize;
-                    out.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                } if version == fetch.version() && at == offset && total == fetch.size() => {
+                    if let Err(e) = fetch.accept(&bytes) {
+                        return Ok(Fetched::Later(e.to_string()));
+                    }
                 }
                 Message::EdmChunk { .. } => {
-                    return Err(UplinkError::Refused {
-                        code: "edm_changed".into(),
-                        message: "the customer set changed while it was fetched; retrying later"
-                            .into(),
-                    })
+                    return Ok(Fetched::Later(
+                        "the customer set changed while it was fetched".into(),
+                    ))
                 }
+                Message::Error { message, .. } => return Ok(Fetched::Later(message)),
                 other => return Err(refused(other)),
             }
         }
-        Ok(out)
+        let (data_dir, live) = (self.data_dir.clone(), self.edm.clone());
+        match tokio::task::spawn_blocking(move || fetch.finish(&data_dir, &live)).await {
+            Ok(Ok(v)) => Ok(Fetched::Applied(v)),
+            Ok(Err(e)) if e.is_final() => Ok(Fetched::Refused(e.to_string())),
+            Ok(Err(e)) => Ok(Fetched::Later(e.to_string())),
+            Err(e) => Ok(Fetched::Later(e.to_string())),
+        }
     }
 
     /// Asks for a new certificate for the same key and saves it.

@@ -4,11 +4,14 @@
 //! The identifiers themselves are never stored or sent.
 
 use crate::config::Config;
+use crate::store::NewCustomerSet;
 use crate::store::{Store, StoreError};
 use holdfast_shared::classify::record::{classify_field, header_key, header_role};
 use holdfast_shared::classify::{RowSink, TableReader, TextDecoder};
-use holdfast_shared::edm::{EdmBuilder, EdmSet};
-use holdfast_shared::signed::{kind, SignError, Signed, SignedBody};
+use holdfast_shared::edm::manifest::{held_header, version_of, Manifest};
+use holdfast_shared::edm::EdmBuilder;
+use holdfast_shared::signed::SignError;
+use holdfast_shared::wire;
 use std::io::Read;
 use std::path::Path;
 
@@ -188,7 +191,7 @@ pub fn import(
     now_ms: i64,
     actor: &crate::Actor,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<(Imported, EdmSet), ImportError> {
+) -> Result<(Imported, Held), ImportError> {
     let shown = file.display().to_string();
     let io = |source| ImportError::Io {
         path: shown.clone(),
@@ -242,18 +245,25 @@ pub fn import(
         return Err(ImportError::Nothing(shown));
     }
     let set = builder.finish();
-    let bytes = set.to_bytes()?;
-    let version = holdfast_shared::sha256_hex(&bytes)[..16].to_string();
-    let signed = Signed::sign(
+    let payload = set.to_bytes()?;
+    let version = version_of(&payload);
+    let manifest = Manifest::of(&payload, wire::EDM_CHUNK as u32, set.customers);
+    let signed = manifest.sign(
         &crate::pki::signing_key(&config.data_dir)?,
-        &SignedBody {
-            kind: kind::EDM.into(),
-            version: version.clone(),
-            issued_ms: now_ms,
-            payload: bytes,
-        },
+        &version,
+        now_ms,
     )?;
-    store.publish_edm(&version, now_ms, set.customers, &signed.to_bytes()?, actor)?;
+    store.publish_edm(
+        &NewCustomerSet {
+            version: &version,
+            customers: set.customers,
+            piece: manifest.piece,
+            manifest: &signed.to_bytes()?,
+            payload: &payload,
+        },
+        now_ms,
+        actor,
+    )?;
     Ok((
         Imported {
             version,
@@ -263,8 +273,25 @@ pub fn import(
             skipped,
             columns: columns.to_vec(),
         },
-        set,
+        Held {
+            header: held_header(&signed)?,
+            payload,
+        },
     ))
+}
+
+/// A set as an agent keeps it: the signed manifest, then the set (what `edm import --out`
+/// writes, and `holdfast-agent scan --edm` reads).
+#[derive(Debug)]
+pub struct Held {
+    pub header: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Held {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [self.header.as_slice(), &self.payload].concat()
+    }
 }
 
 #[cfg(test)]
@@ -281,7 +308,7 @@ mod tests {
         let text = "客户名称,邮箱,手机\n甲公司,a@example.cn,138 0013 8000\n乙公司,,not a phone\n丙公司,c@example.cn,\n,,\n丁公司,d@@bad,13912345678\n";
         std::fs::write(&list, encoding_rs::GBK.encode(text).0).unwrap();
         let mut calls = 0;
-        let (r, set) = import(
+        let (r, held) = import(
             &config,
             &store,
             &list,
@@ -306,19 +333,34 @@ mod tests {
                 },
             ]
         );
+        // Stored as the current set, with a manifest signed under the collector's key that
+        // names every piece; the held file reads back through it.
+        let info = store.current_edm_info().unwrap().unwrap();
+        assert_eq!(
+            (info.version.as_str(), info.customers),
+            (r.version.as_str(), 3)
+        );
+        assert_eq!(info.size, held.payload.len() as u64);
+        let pk = holdfast_shared::signed::public_key(&crate::pki::signing_key(dir.path()).unwrap())
+            .unwrap();
+        let signed = holdfast_shared::signed::Signed::from_bytes(&info.manifest).unwrap();
+        let offered = Manifest::open(&signed, &pk).unwrap();
+        assert_eq!((offered.version, offered.issued_ms), (r.version.clone(), 5));
+        let (total, first) = store.edm_chunk(&r.version, 0, 1 << 20).unwrap().unwrap();
+        assert_eq!(total, info.size);
+        assert!(offered.manifest.matches(0, &first));
+        let file = held.to_bytes();
+        let mut r2 = &file[..];
+        let (head, _) = holdfast_shared::edm::manifest::read_held_header(&mut r2).unwrap();
+        assert_eq!(head, signed);
+        let set = holdfast_shared::edm::EdmSet::from_reader(
+            &mut holdfast_shared::edm::manifest::Pieces::new(r2, &offered.manifest),
+        )
+        .unwrap();
         let m = set.matcher();
         assert!(m.matches(IdKind::Phone, b"+8613800138000"));
         assert!(m.matches(IdKind::Email, b"C@example.cn"));
-        // Stored signed, as the current set.
-        let (version, signed) = store.current_edm().unwrap().unwrap();
-        assert_eq!(version, r.version);
-        let pk = holdfast_shared::signed::public_key(&crate::pki::signing_key(dir.path()).unwrap())
-            .unwrap();
-        let body = Signed::from_bytes(&signed)
-            .unwrap()
-            .verify(&pk, kind::EDM)
-            .unwrap();
-        assert_eq!(EdmSet::from_bytes(&body.payload).unwrap(), m.set().clone());
+        assert!(!m.matches(IdKind::Email, b"b@example.cn"));
         // A missing column is named with what the header has.
         let err = import(
             &config,

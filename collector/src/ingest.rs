@@ -574,9 +574,13 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                                 .and_then(|p| Signed::from_bytes(&p.signed).ok())
                                 .into_iter()
                                 .collect();
-                            let edm = edm
-                                .filter(|(v, _)| *v != edm_version)
-                                .map(|(version, size)| wire::EdmOffer { version, size });
+                            let edm = edm.filter(|e| e.version != edm_version).and_then(|e| {
+                                Some(wire::EdmOffer {
+                                    version: e.version,
+                                    size: e.size,
+                                    manifest: Some(Signed::from_bytes(&e.manifest).ok()?),
+                                })
+                            });
                             Message::Sync {
                                 through_seq,
                                 time_ms: now,
@@ -597,12 +601,15 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     match with_store(&state, move |s| s.edm_chunk(&v, offset, wire::EDM_CHUNK))
                         .await
                     {
-                        Ok(Some((total, bytes))) => Message::EdmChunk {
-                            version,
-                            offset,
-                            total,
-                            bytes,
-                        },
+                        Ok(Some((total, bytes))) => {
+                            state.metrics.edm_served(bytes.len());
+                            Message::EdmChunk {
+                                version,
+                                offset,
+                                total,
+                                bytes,
+                            }
+                        }
                         Ok(None) => error("edm_changed", "that customer set is no longer current"),
                         Err(e) => {
                             warn!(error = %e, "edm store error");
@@ -700,6 +707,9 @@ pub fn start(config: &crate::config::Config) -> Result<(quinn::Endpoint, Arc<Sta
     })?;
     let mut store = Store::open(&config.db_path())?;
     store.set_correlation(config.correlation);
+    if store.legacy_edm_sets()? > 0 && store.current_edm_info()?.is_none() {
+        warn!("the stored customer set is in a format this version no longer sends; import the customer list again (`holdfast-collector edm import`)");
+    }
     let cfg = server_config(&ca, &config.server_names)?;
     let reset_key = crate::pki::reset_key(&config.data_dir)?;
     let endpoint = bind(cfg, config.listen, &reset_key)?;

@@ -367,7 +367,8 @@ enum EdmCommand {
         /// Columns holding identifiers, by header name or role, e.g. `email,phone`.
         #[arg(long, value_delimiter = ',', required = true)]
         columns: Vec<String>,
-        /// Also write the fingerprint set here, for `holdfast-agent scan --edm`.
+        /// Also write the set as agents hold it (signed manifest, then the fingerprints), for
+        /// `holdfast-agent scan --edm`.
         #[arg(long)]
         out: Option<PathBuf>,
         /// One JSON object: counts and every skipped row.
@@ -989,7 +990,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             let c = at.config()?;
             let store = open_store(&c)?;
             let mut bar = Progress::new(&format!("importing {}", file.display()));
-            let (r, set) = holdfast_collector::edm::import(
+            let (r, held) = holdfast_collector::edm::import(
                 &c,
                 &store,
                 &file,
@@ -1000,7 +1001,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             )?;
             bar.finish();
             if let Some(out) = out {
-                holdfast_agent::identity::write_file_atomic(&out, &set.to_bytes()?, 0o600)
+                holdfast_agent::identity::write_file_atomic(&out, &held.to_bytes(), 0o600)
                     .with_context(|| format!("--out {}", out.display()))?;
             }
             if json {

@@ -18,6 +18,8 @@ pub struct Metrics {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// Bytes of customer-set pieces sent to agents.
+    edm_bytes: AtomicU64,
     /// Per forwarder: alerts delivered and failed rounds since start.
     forwards: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
@@ -74,6 +76,11 @@ impl Metrics {
         }
     }
 
+    /// A piece of `bytes` bytes of the customer set was sent to an agent.
+    pub fn edm_served(&self, bytes: usize) {
+        self.edm_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// An agent connection was authenticated (`+1`) or closed (`-1`).
     pub fn connected(&self, delta: i64) {
         self.connected.fetch_add(delta, Ordering::Relaxed);
@@ -104,6 +111,12 @@ impl Metrics {
             "counter",
             "Event batches committed since the collector started.",
             vec![format!(" {}", self.batches.load(Ordering::Relaxed))],
+        );
+        block(
+            "holdfast_edm_bytes_served_total",
+            "counter",
+            "Bytes of customer-set pieces sent to agents since the collector started.",
+            vec![format!(" {}", self.edm_bytes.load(Ordering::Relaxed))],
         );
         let a = s.open_alerts;
         block(
@@ -223,6 +236,8 @@ mod tests {
         let m = Metrics::default();
         m.batch(3, std::time::Duration::from_millis(2));
         m.batch(5, std::time::Duration::from_millis(30));
+        m.edm_served(4096);
+        m.edm_served(100);
         m.connected(1);
         m.connected(1);
         m.connected(-1);
@@ -247,6 +262,7 @@ mod tests {
             })
         );
         check(&text, "holdfast_forward_lag_alerts{forwarder=\"siem\"} 12");
+        check(&text, "holdfast_edm_bytes_served_total 4196");
         check(
             &text,
             "holdfast_forward_delivered_total{forwarder=\"siem\"} 3",

@@ -16,6 +16,8 @@ pub const MAX_SIGNED: usize = crate::wire::MAX_FRAME;
 pub mod kind {
     pub const POLICY: &str = "policy";
     pub const EDM: &str = "edm";
+    /// The manifest of a customer set's pieces ([`crate::edm::manifest::Manifest`]).
+    pub const EDM_MANIFEST: &str = "edm-manifest";
     pub const ORDER: &str = "order";
 }
 

@@ -144,11 +144,15 @@ pub enum Message {
     Error { code: String, message: String },
 }
 
-/// A customer set on offer: its version and size in bytes.
+/// A customer set on offer: its version, size in bytes, and the signed manifest of its
+/// pieces ([`crate::edm::manifest::Manifest`]; absent from collectors before it, whose
+/// offers an agent does not take).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdmOffer {
     pub version: String,
     pub size: u64,
+    #[serde(default)]
+    pub manifest: Option<Signed>,
 }
 
 /// Largest piece of a customer set in one frame.
@@ -371,6 +375,10 @@ mod tests {
             edm: Some(EdmOffer {
                 version: "e2".into(),
                 size: 10,
+                manifest: Some(Signed {
+                    body: b"manifest".to_vec(),
+                    signature: vec![7; 64],
+                }),
             }),
             orders: vec![Signed {
                 body: vec![4],

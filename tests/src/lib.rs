@@ -308,6 +308,13 @@ impl Collector {
         format!("http://127.0.0.1:{}{path}", self.http_port)
     }
 
+    /// The value of an unlabelled `/metrics` sample, e.g. `holdfast_edm_bytes_served_total`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let body = http::Client::new(&self.url("")).get("/metrics").body;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// A new API token with `role`, named `name`.
     pub fn api_token(&self, name: &str, role: &str) -> String {
         self.cli(&["api-token", "create", "--name", name, "--role", role])

@@ -643,28 +643,48 @@ fn import_customers(c: &Collector, dir: &std::path::Path, n: usize) -> serde_jso
     .unwrap()
 }
 
+/// How long the held file's header is (magic, length, signed manifest).
+fn held_header_len(held: &[u8]) -> usize {
+    12 + u32::from_be_bytes([held[8], held[9], held[10], held[11]]) as usize
+}
+
+/// A set over the old 4 MiB signed-body cap (1.2 M identifiers, three 2 MiB pieces) reaches
+/// the agent piece by piece. An interrupted fetch resumes: a good first piece already in
+/// `edm.partial` is not fetched again, a corrupted second one is. A restart loads the held
+/// set and fetches nothing. Real customers in an export are counted, online and offline.
 #[test]
 fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
+    const PIECE: usize = 2 * 1024 * 1024;
     let _t = turn();
     let tmp = tempfile::tempdir().unwrap();
     let c = Collector::start(tmp.path());
     let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
-    a.start();
-    // A master list big enough that its signed set spans two frames.
-    let imported = import_customers(&c, tmp.path(), 300_000);
-    assert_eq!(imported["customers"], 300_000);
+    let imported = import_customers(&c, tmp.path(), 600_000);
+    assert_eq!(imported["customers"], 600_000);
+    assert_eq!(imported["identifiers"], 1_200_000);
     assert_eq!(imported["skipped_rows"], 1);
-    assert_eq!(imported["skipped"][0]["line"], 300_002);
+    assert_eq!(imported["skipped"][0]["line"], 600_002);
     let version = imported["version"].as_str().unwrap().to_string();
+    // A fetch that stopped after the first piece, with the second torn by a bad disk.
+    let held = std::fs::read(tmp.path().join("set.edm")).unwrap();
+    let head = held_header_len(&held);
+    let size = (held.len() - head) as f64;
+    assert!(size > 4.0 * 1024.0 * 1024.0 && size <= 3.0 * PIECE as f64, "{size}");
+    let mut partial = held[..head + 2 * PIECE].to_vec();
+    partial[head + PIECE + 17] ^= 0x40;
+    std::fs::write(a.data_dir.join("edm.partial"), &partial).unwrap();
+    a.start();
     wait_for("the agent to hold the set", LONG, || {
         (a.status()["edm_version"] == version.as_str()).then_some(())
     });
-    assert!(
-        std::fs::metadata(a.data_dir.join("edm.signed"))
-            .unwrap()
-            .len()
-            > 2 * 1024 * 1024
+    assert_eq!(
+        c.metric("holdfast_edm_bytes_served_total"),
+        Some(size - PIECE as f64),
+        "the first piece came from edm.partial"
     );
+    assert!(a.log().contains("resuming the customer set where it stopped"));
+    assert_eq!(std::fs::read(a.data_dir.join("edm.held")).unwrap(), held);
+    assert!(!a.data_dir.join("edm.partial").exists());
     // An export: 80 real customers, 40 strangers.
     let mut export = String::from("Account Name,Email,Phone\n");
     for i in 0..80 {
@@ -686,7 +706,23 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
     });
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["records"], 120);
-    // The same count offline, with the exported set.
+    // A restart loads the held set and fetches nothing more.
+    a.stop();
+    let restarted = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    a.start();
+    wait_for("the restarted agent to connect", SHORT, || {
+        (a.status()["last_connected_ms"].as_i64()? >= restarted).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500)); // five heartbeats
+    assert_eq!(a.status()["edm_version"], version.as_str());
+    assert_eq!(
+        c.metric("holdfast_edm_bytes_served_total"),
+        Some(size - PIECE as f64)
+    );
+    // The same count offline, with the set `edm import --out` wrote.
     let scanned = holdfast_tests::json_lines(&holdfast_tests::run_ok(
         "holdfast-agent",
         &[
@@ -830,9 +866,9 @@ fn two_agents_on_one_identity_are_detected_and_both_kept() {
     twin.stop();
 }
 
-/// A customer set the agent refuses (here: over the 4 MiB signed-body cap, about 1.05 M
-/// identifiers) is refused once, not fetched again at every heartbeat; the refusal shows in
-/// `status`.
+/// A customer set the agent refuses (here: signed with a key other than the one pinned at
+/// enrollment, as a replaced or impostor collector would) is refused once and not fetched
+/// again at every heartbeat; the refusal shows in `status`.
 #[test]
 fn a_refused_customer_set_is_not_fetched_again_at_every_heartbeat() {
     let _t = turn();
@@ -840,13 +876,22 @@ fn a_refused_customer_set_is_not_fetched_again_at_every_heartbeat() {
     let c = Collector::start(tmp.path());
     let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
     a.start();
-    import_customers(&c, tmp.path(), 600_000);
+    // The collector's signing key is replaced after the agent pinned the old one.
+    let key = c.dir.join("signing.key");
+    std::fs::remove_file(&key).unwrap();
+    import_customers(&c, tmp.path(), 1000);
+    assert!(key.exists(), "a new signing key");
     let error = wait_for("the refusal", LONG, || {
         a.status()["last_update_error"].as_str().map(str::to_string)
     });
-    // Ten heartbeats later, still one refusal in the log.
+    assert_eq!(
+        error,
+        "customer set manifest refused: signature does not verify"
+    );
+    // Ten heartbeats later, still one refusal in the log and nothing fetched.
     std::thread::sleep(Duration::from_secs(3));
     let refusals = a.log().matches("customer set refused").count();
     assert_eq!(refusals, 1, "refused once: {error}");
     assert!(a.status()["edm_version"].is_null(), "no set applied");
+    assert_eq!(c.metric("holdfast_edm_bytes_served_total"), Some(0.0));
 }

@@ -138,6 +138,28 @@ pub struct Beat {
     pub health: Vec<String>,
 }
 
+/// A customer set to publish: its stored form and the signed manifest of its pieces.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCustomerSet<'a> {
+    pub version: &'a str,
+    pub customers: u64,
+    /// Bytes per piece, as the manifest says.
+    pub piece: u32,
+    /// The signed manifest (a `Signed` in stored form).
+    pub manifest: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// The current customer set, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerSetInfo {
+    pub version: String,
+    pub size: u64,
+    pub customers: u64,
+    /// The signed manifest (a `Signed` in stored form), offered to agents.
+    pub manifest: Vec<u8>,
+}
+
 /// A published policy bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PublishedPolicy {
@@ -343,6 +365,15 @@ CREATE TABLE IF NOT EXISTS edm_sets (
     published_ms INTEGER NOT NULL,
     customers INTEGER NOT NULL,
     signed BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS customer_sets (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    published_ms INTEGER NOT NULL,
+    customers INTEGER NOT NULL,
+    piece INTEGER NOT NULL,
+    manifest BLOB NOT NULL,
+    payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS offboardings (
     user TEXT PRIMARY KEY,
@@ -887,54 +918,58 @@ impl Store {
         Ok(true)
     }
 
-    /// Stores a signed customer fingerprint set as the current one (older ones are dropped:
-    /// sets are large and only the newest is ever sent).
+    /// Stores a customer fingerprint set and its signed manifest as the current one (older
+    /// ones are dropped: sets are large and only the newest is ever sent).
     pub fn publish_edm(
         &self,
-        version: &str,
+        set: &NewCustomerSet<'_>,
         now_ms: i64,
-        customers: u64,
-        signed: &[u8],
         actor: &crate::Actor,
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            "INSERT INTO edm_sets (version, published_ms, customers, signed) VALUES (?1, ?2, ?3, ?4)",
-            params![version, now_ms, customers as i64, signed],
+            "INSERT INTO customer_sets (version, published_ms, customers, piece, manifest, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                set.version,
+                now_ms,
+                set.customers as i64,
+                set.piece,
+                set.manifest,
+                set.payload
+            ],
         )?;
         tx.execute(
-            "DELETE FROM edm_sets WHERE id < (SELECT MAX(id) FROM edm_sets)",
+            "DELETE FROM customer_sets WHERE id < (SELECT MAX(id) FROM customer_sets)",
             [],
         )?;
+        tx.execute("DELETE FROM edm_sets", [])?;
         audit_in(
             &tx,
             &AuditEntry::by(
                 actor,
                 now_ms,
                 "edm.import",
-                version,
-                format!("{customers} customers"),
+                set.version,
+                format!("{} customers", set.customers),
             ),
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// The current customer set: `(version, signed bytes)`.
-    pub fn current_edm(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    /// Sets stored by versions before the signed manifest (format 2), which agents can no
+    /// longer take: the list must be imported again.
+    pub fn legacy_edm_sets(&self) -> Result<u64, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT version, signed FROM edm_sets ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+            .query_row("SELECT COUNT(*) FROM edm_sets", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
-    /// A piece of the current customer set: up to `max` bytes from `offset`, and the set's
-    /// size, read with SQLite's incremental blob I/O so the set is never loaded whole.
-    /// `None` when `version` is not the current set.
+    /// A piece of the current customer set: the piece from `offset` (at most `max` bytes),
+    /// and the set's size, read with SQLite's incremental blob I/O so the set is never loaded
+    /// whole. `None` when `version` is not the current set.
     pub fn edm_chunk(
         &self,
         version: &str,
@@ -942,26 +977,26 @@ impl Store {
         max: usize,
     ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         use std::io::{Read, Seek};
-        let current: Option<(i64, String)> = self
+        let current: Option<(i64, String, i64)> = self
             .conn
             .query_row(
-                "SELECT id, version FROM edm_sets ORDER BY id DESC LIMIT 1",
+                "SELECT id, version, piece FROM customer_sets ORDER BY id DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((id, current)) = current else {
+        let Some((id, current, piece)) = current else {
             return Ok(None);
         };
         if current != version {
             return Ok(None);
         }
-        let mut blob = self
-            .conn
-            .blob_open(rusqlite::MAIN_DB, "edm_sets", "signed", id, true)?;
+        let mut blob =
+            self.conn
+                .blob_open(rusqlite::MAIN_DB, "customer_sets", "payload", id, true)?;
         let total = blob.len() as u64;
         let from = offset.min(total);
-        let n = (total - from).min(max as u64) as usize;
+        let n = (total - from).min(max as u64).min(piece.max(1) as u64) as usize;
         let mut out = vec![0u8; n];
         let io = |e: std::io::Error| StoreError::Encode(format!("reading the customer set: {e}"));
         blob.seek(std::io::SeekFrom::Start(from)).map_err(io)?;
@@ -969,14 +1004,22 @@ impl Store {
         Ok(Some((total, out)))
     }
 
-    /// The current customer set's version and size, without its bytes.
-    pub fn current_edm_info(&self) -> Result<Option<(String, u64)>, StoreError> {
+    /// The current customer set's version, size and signed manifest, without its bytes.
+    pub fn current_edm_info(&self) -> Result<Option<CustomerSetInfo>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT version, length(signed) FROM edm_sets ORDER BY id DESC LIMIT 1",
+                "SELECT version, length(payload), customers, manifest FROM customer_sets
+                 ORDER BY id DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+                |r| {
+                    Ok(CustomerSetInfo {
+                        version: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        customers: r.get::<_, i64>(2)? as u64,
+                        manifest: r.get(3)?,
+                    })
+                },
             )
             .optional()?)
     }
@@ -2075,39 +2118,52 @@ mod tests {
         );
     }
 
-    /// Pieces of the customer set come from the stored bytes at their offsets, for the
-    /// current version only.
+    /// Pieces of the customer set come from the stored bytes at their offsets, never longer
+    /// than the set's piece, for the current version only; its manifest is offered with it.
     #[test]
     fn customer_set_pieces_are_read_at_their_offsets() {
         let (_dir, s, _d) = open_with_device();
         let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        s.publish_edm("v1", 1, 3, &bytes, &crate::Actor::cli())
+        let set = |version, payload| NewCustomerSet {
+            version,
+            customers: 3,
+            piece: 4096,
+            manifest: b"signed manifest",
+            payload,
+        };
+        s.publish_edm(&set("v1", &bytes), 1, &crate::Actor::cli())
             .unwrap();
-        for (offset, max) in [
-            (0u64, 4096usize),
-            (4096, 4096),
-            (8192, 4096),
-            (9999, 10),
-            (20_000, 10),
+        for (offset, max, want) in [
+            (0u64, 1 << 20, 0..4096),
+            (4096, 4096, 4096..8192),
+            (8192, 1 << 20, 8192..10_000),
+            (9999, 10, 9999..10_000),
+            (20_000, 10, 10_000..10_000),
+            (100, 10, 100..110),
         ] {
             let (total, got) = s.edm_chunk("v1", offset, max).unwrap().unwrap();
             assert_eq!(total, 10_000);
-            let from = (offset as usize).min(bytes.len());
-            let to = (from + max).min(bytes.len());
-            assert_eq!(got, bytes[from..to], "offset {offset}");
+            assert_eq!(got, bytes[want], "offset {offset}");
         }
         assert_eq!(
             s.edm_chunk("v0", 0, 10).unwrap(),
             None,
             "not the current set"
         );
-        s.publish_edm("v2", 2, 3, b"new", &crate::Actor::cli())
+        let info = s.current_edm_info().unwrap().unwrap();
+        assert_eq!(
+            (info.version.as_str(), info.size, info.customers),
+            ("v1", 10_000, 3)
+        );
+        assert_eq!(info.manifest, b"signed manifest");
+        s.publish_edm(&set("v2", b"new"), 2, &crate::Actor::cli())
             .unwrap();
         assert_eq!(s.edm_chunk("v1", 0, 10).unwrap(), None, "replaced");
         assert_eq!(
             s.edm_chunk("v2", 0, 10).unwrap(),
             Some((3, b"new".to_vec()))
         );
+        assert_eq!(s.legacy_edm_sets().unwrap(), 0);
     }
 
     /// A stop notice raises `agent_stopped`; a gap notice raises `coverage_gap` only when

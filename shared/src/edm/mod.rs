@@ -14,8 +14,9 @@
 //! therefore weak evidence on its own, and phone-only matches are counted as the excess over
 //! what chance would give, never one by one.
 
+pub mod manifest;
+
 use crate::classify::record::IdKind;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
@@ -166,32 +167,60 @@ struct Column {
     lows: Vec<u16>,
 }
 
-/// A column as stored and sent: the full fingerprints, sorted, big-endian.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct WireColumn {
-    #[serde(with = "serde_bytes")]
-    sorted_be: Vec<u8>,
+/// Builds a column from fingerprints given in increasing order, one at a time, so a set is
+/// read from a stream without its values ever held twice.
+struct ColumnBuilder {
+    kind: IdKind,
+    counts: Vec<u32>,
+    lows: Vec<u16>,
+    last: Option<u32>,
 }
 
-impl Column {
-    /// From sorted, distinct fingerprints of `bits` bits.
-    fn build(sorted: &[u32], bits: u32) -> Column {
-        let shift = bits.saturating_sub(16);
-        let mut index = vec![0u32; (1 << 16) + 1];
-        for &v in sorted {
-            index[(v >> shift) as usize + 1] += 1;
-        }
-        for i in 1..index.len() {
-            index[i] += index[i - 1];
-        }
-        let mask = (1u32 << shift) - 1;
-        Column {
-            bits,
-            index,
-            lows: sorted.iter().map(|&v| (v & mask) as u16).collect(),
+impl ColumnBuilder {
+    fn new(kind: IdKind, capacity: usize) -> ColumnBuilder {
+        ColumnBuilder {
+            kind,
+            counts: vec![0u32; (1 << 16) + 1],
+            lows: Vec::with_capacity(capacity),
+            last: None,
         }
     }
 
+    fn shift(&self) -> u32 {
+        bits(self.kind).saturating_sub(16)
+    }
+
+    /// Adds the next fingerprint; it must be larger than the last and within the kind's bits.
+    fn push(&mut self, v: u32) -> Result<(), EdmError> {
+        let max = u32::MAX >> (32 - bits(self.kind));
+        if v > max || self.last.is_some_and(|l| l >= v) {
+            return Err(EdmError(format!(
+                "{} column is not sorted or out of range",
+                self.kind.as_str()
+            )));
+        }
+        self.last = Some(v);
+        let shift = self.shift();
+        if let Some(c) = self.counts.get_mut((v >> shift) as usize + 1) {
+            *c += 1;
+        }
+        self.lows.push((v & ((1u32 << shift) - 1)) as u16);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Column {
+        for i in 1..self.counts.len() {
+            self.counts[i] += self.counts[i - 1];
+        }
+        Column {
+            bits: bits(self.kind),
+            index: self.counts,
+            lows: self.lows,
+        }
+    }
+}
+
+impl Column {
     fn len(&self) -> usize {
         self.lows.len()
     }
@@ -282,7 +311,7 @@ impl Probe {
 }
 
 /// The fingerprint set agents match against.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct EdmSet {
     /// The deployment secret fingerprints are keyed with.
     key: Vec<u8>,
@@ -292,20 +321,28 @@ pub struct EdmSet {
     pub customers: u64,
 }
 
-/// A set as stored and sent.
-#[derive(Debug, Serialize, Deserialize)]
-struct Wire {
-    /// The fingerprint scheme ([`SCHEME`]); sets without it were made with scheme 1.
-    #[serde(default = "scheme_one")]
-    scheme: u8,
-    #[serde(with = "serde_bytes")]
-    key: Vec<u8>,
-    columns: Vec<WireColumn>,
-    customers: u64,
+impl std::fmt::Debug for EdmSet {
+    /// Counts only: a set is millions of fingerprints, and its key is the deployment secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lens: Vec<usize> = self.columns.iter().map(Column::len).collect();
+        f.debug_struct("EdmSet")
+            .field("customers", &self.customers)
+            .field("fingerprints", &lens)
+            .finish_non_exhaustive()
+    }
 }
 
-fn scheme_one() -> u8 {
-    1
+/// The first bytes of a set's stored form (format 3: flat, streamable).
+pub const MAGIC: &[u8; 8] = b"HFEDMSET";
+/// Longest deployment secret a set carries.
+const MAX_KEY: usize = 1024;
+
+/// Fills `buf` from `r`; a short read names the part that was cut off.
+fn read(r: &mut impl std::io::Read, buf: &mut [u8], part: &str) -> Result<(), EdmError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => EdmError(format!("cut off in the {part}")),
+        _ => EdmError(format!("reading the {part}: {e}")),
+    })
 }
 
 /// Why a set could not be decoded.
@@ -355,7 +392,12 @@ impl EdmBuilder {
             .map(|(&k, mut v)| {
                 v.sort_unstable();
                 v.dedup();
-                Column::build(&v, bits(k))
+                let mut c = ColumnBuilder::new(k, v.len());
+                for x in v {
+                    // Sorted, distinct and cut to the kind's bits: cannot fail.
+                    let _ = c.push(x);
+                }
+                c.finish()
             })
             .collect();
         EdmSet {
@@ -379,66 +421,101 @@ impl EdmSet {
         self.columns.get(kind as usize).map_or(0, Column::len)
     }
 
-    /// The stored form.
+    /// The stored form: [`MAGIC`], the scheme, the key, the customer count and each
+    /// column's length, then every column's fingerprints in increasing order (big-endian
+    /// `u32`). A flat layout, so [`EdmSet::from_reader`] reads it as a stream.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EdmError> {
-        let wire = Wire {
-            scheme: SCHEME,
-            key: self.key.clone(),
-            columns: self
-                .columns
-                .iter()
-                .map(|c| WireColumn {
-                    sorted_be: c.values().flat_map(u32::to_be_bytes).collect(),
-                })
-                .collect(),
-            customers: self.customers,
-        };
-        rmp_serde::to_vec_named(&wire).map_err(|e| EdmError(e.to_string()))
+        let key_len = u16::try_from(self.key.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX_KEY)
+            .ok_or_else(|| EdmError("the deployment secret is too long".into()))?;
+        let entries: usize = self.columns.iter().map(Column::len).sum();
+        let mut out = Vec::with_capacity(64 + self.key.len() + 4 * entries);
+        out.extend_from_slice(MAGIC);
+        out.push(SCHEME);
+        out.extend_from_slice(&key_len.to_be_bytes());
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.customers.to_be_bytes());
+        for c in &self.columns {
+            out.extend_from_slice(&(c.len() as u64).to_be_bytes());
+        }
+        for c in &self.columns {
+            for v in c.values() {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        Ok(out)
     }
 
     /// Reads the stored form, checking every column is sorted and within its bits.
     pub fn from_bytes(bytes: &[u8]) -> Result<EdmSet, EdmError> {
-        let wire: Wire = rmp_serde::from_slice(bytes).map_err(|e| EdmError(e.to_string()))?;
-        if wire.scheme != SCHEME {
+        let mut r = bytes;
+        let set = EdmSet::from_reader(&mut r)?;
+        if !r.is_empty() {
+            return Err(EdmError(format!("{} bytes after the last column", r.len())));
+        }
+        Ok(set)
+    }
+
+    /// Reads the stored form from a stream, building the columns as it goes: what it holds
+    /// at the end is the set itself (two bytes a fingerprint) plus a 64 KiB buffer. It reads
+    /// exactly the set's bytes, in blocks; wrap a file in a `BufReader`.
+    pub fn from_reader(r: &mut impl std::io::Read) -> Result<EdmSet, EdmError> {
+        let mut magic = [0u8; MAGIC.len()];
+        read(r, &mut magic, "header")?;
+        if magic != *MAGIC {
+            return Err(EdmError(
+                "not a customer set of this version (an older set is imported again with `holdfast-collector edm import`)".into(),
+            ));
+        }
+        let mut scheme = [0u8; 1];
+        read(r, &mut scheme, "header")?;
+        if scheme[0] != SCHEME {
             return Err(EdmError(format!(
                 "made with fingerprint scheme {} but this version uses {SCHEME}: import the customer list again (`holdfast-collector edm import`)",
-                wire.scheme
+                scheme[0]
             )));
         }
-        if wire.columns.len() != IdKind::ALL.len() {
-            return Err(EdmError(format!("expected {} columns", IdKind::ALL.len())));
+        let mut len = [0u8; 2];
+        read(r, &mut len, "header")?;
+        let key_len = usize::from(u16::from_be_bytes(len));
+        if key_len > MAX_KEY {
+            return Err(EdmError(format!("a {key_len}-byte key is too long")));
         }
-        let total: usize = wire.columns.iter().map(|c| c.sorted_be.len() / 4).sum();
-        if total > MAX_ENTRIES {
+        let mut key = vec![0u8; key_len];
+        read(r, &mut key, "key")?;
+        let mut word = [0u8; 8];
+        read(r, &mut word, "header")?;
+        let customers = u64::from_be_bytes(word);
+        let mut lens = [0u64; 4];
+        for l in &mut lens {
+            read(r, &mut word, "header")?;
+            *l = u64::from_be_bytes(word);
+        }
+        let total = lens.iter().fold(0u64, |a, &l| a.saturating_add(l));
+        if total > MAX_ENTRIES as u64 {
             return Err(EdmError(format!("{total} entries exceed the limit")));
         }
         let mut columns = Vec::with_capacity(IdKind::ALL.len());
-        for (c, &kind) in wire.columns.iter().zip(IdKind::ALL.iter()) {
-            if c.sorted_be.len() % 4 != 0 {
-                return Err(EdmError("column length is not a multiple of 4".into()));
+        let mut block = vec![0u8; 64 * 1024];
+        for (&kind, &n) in IdKind::ALL.iter().zip(lens.iter()) {
+            let mut c = ColumnBuilder::new(kind, n as usize);
+            let mut left = n as usize * 4;
+            while left > 0 {
+                let take = left.min(block.len());
+                let buf = block.get_mut(..take).unwrap_or_default();
+                read(r, buf, kind.as_str())?;
+                for b in buf.chunks_exact(4) {
+                    c.push(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))?;
+                }
+                left -= take;
             }
-            let values: Vec<u32> = c
-                .sorted_be
-                .chunks_exact(4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            let max = if bits(kind) == 32 {
-                u32::MAX
-            } else {
-                (1u32 << bits(kind)) - 1
-            };
-            if values.windows(2).any(|w| w[0] >= w[1]) || values.iter().any(|&v| v > max) {
-                return Err(EdmError(format!(
-                    "{} column is not sorted or out of range",
-                    kind.as_str()
-                )));
-            }
-            columns.push(Column::build(&values, bits(kind)));
+            columns.push(c.finish());
         }
         Ok(EdmSet {
-            key: wire.key,
+            key,
             columns,
-            customers: wire.customers,
+            customers,
         })
     }
 
@@ -584,6 +661,51 @@ mod tests {
         let other = set_of(b"k2", &[], &[]);
         assert!(!other.matches(IdKind::Email, b"ada.lee@example.com"));
         assert!(EdmSet::from_bytes(b"\xc1").is_err());
+    }
+
+    /// The stored form reads back as the same set, from bytes or a stream, and every way it
+    /// can be wrong is named.
+    #[test]
+    fn the_stored_form_round_trips_and_its_faults_are_named() {
+        let m = set_of(b"k", &["a@x.cn", "b@x.cn", "c@x.cn"], &["13800138000"]);
+        let bytes = m.set().to_bytes().unwrap();
+        assert_eq!(&bytes[..8], MAGIC);
+        let back = EdmSet::from_reader(&mut &bytes[..]).unwrap();
+        assert_eq!(&back, m.set());
+        assert_eq!((back.len(IdKind::Email), back.len(IdKind::Phone)), (3, 1));
+        let err = |b: &[u8]| EdmSet::from_bytes(b).unwrap_err().to_string();
+        // The email column starts after magic, scheme, key length, key, customers, lengths.
+        let emails = 8 + 1 + 2 + 1 + 8 + 32;
+        let mut unsorted = bytes.clone();
+        unsorted.copy_within(emails..emails + 4, emails + 4);
+        assert_eq!(
+            err(&unsorted),
+            "EDM set: email column is not sorted or out of range"
+        );
+        let mut phone_too_wide = bytes.clone();
+        let phones = emails + 12;
+        phone_too_wide[phones] = 0xff;
+        assert_eq!(
+            err(&phone_too_wide),
+            "EDM set: phone column is not sorted or out of range"
+        );
+        assert_eq!(
+            err(&bytes[..bytes.len() - 1]),
+            "EDM set: cut off in the phone"
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(err(&longer), "EDM set: 1 bytes after the last column");
+        let mut scheme_one = bytes.clone();
+        scheme_one[8] = 1;
+        assert!(err(&scheme_one).contains("fingerprint scheme 1"));
+        // A set in the MessagePack form of earlier versions.
+        assert!(
+            err(b"\x84\xa6scheme\x02").starts_with("EDM set: not a customer set of this version")
+        );
+        let mut huge = bytes.clone();
+        huge[emails - 32..emails - 24].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(err(&huge).ends_with("entries exceed the limit"));
     }
 
     /// The false-match rate is what the bit counts promise: measured on 200,000 identifiers
