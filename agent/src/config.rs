@@ -13,6 +13,7 @@
 //! large_file = "32MiB"                      # files this large are read in the slow lane
 //! read_limit = "2GiB"                       # bytes hashed and classified per file
 //! cpu_limit_ms = 30000                      # CPU time per file
+//! archive_depth = 3                         # archives in archives read this deep (1..=8)
 //! ```
 
 use serde::Deserialize;
@@ -41,6 +42,7 @@ struct RawConfig {
     large_file: Option<toml::Value>,
     read_limit: Option<toml::Value>,
     cpu_limit_ms: Option<u64>,
+    archive_depth: Option<u32>,
 }
 
 /// How the agent monitors reads of the customer-data folders of the bulk-read rules.
@@ -338,12 +340,20 @@ impl Config {
             ));
         }
         let max_cpu = Duration::from_millis(cpu_limit_ms);
+        let archive_depth = raw.archive_depth.unwrap_or(defaults_reading.archive_depth);
+        if !(1..=8).contains(&archive_depth) {
+            return Err(invalid(
+                "archive_depth",
+                format!("{archive_depth} is outside 1..=8"),
+            ));
+        }
         let reading = crate::workers::Reading {
             workers: workers as usize,
             large_file,
             max_bytes: read_limit,
             max_cpu,
             fast_cpu: defaults_reading.fast_cpu.min(max_cpu),
+            archive_depth,
         };
         Ok(Config {
             reading,
@@ -399,7 +409,7 @@ mod tests {
         check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
         check(
             "data_dir = \"/d\"\nwatchh = []",
-            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`, `workers`, `large_file`, `read_limit`, `cpu_limit_ms`"),
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`, `workers`, `large_file`, `read_limit`, `cpu_limit_ms`, `archive_depth`"),
         );
         check(
             "data_dir = \"/d\"\nsettle_ms = 1",
@@ -428,7 +438,7 @@ mod tests {
         // How files are read.
         let c = Config::parse(
             Path::new("/a.toml"),
-            "workers = 4\nlarge_file = \"8MiB\"\nread_limit = \"1GiB\"\ncpu_limit_ms = 5000",
+            "workers = 4\nlarge_file = \"8MiB\"\nread_limit = \"1GiB\"\ncpu_limit_ms = 5000\narchive_depth = 5",
         )
         .unwrap();
         assert_eq!(
@@ -439,7 +449,12 @@ mod tests {
                 max_bytes: 1 << 30,
                 max_cpu: Duration::from_secs(5),
                 fast_cpu: Duration::from_millis(500),
+                archive_depth: 5,
             }
+        );
+        check(
+            "archive_depth = 0",
+            Err("/etc/hf/agent.toml: archive_depth: 0 is outside 1..=8"),
         );
         check(
             "workers = 0",

@@ -93,11 +93,13 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         }
     }
     let (tx, rx) = watch::channel(WATCH_QUEUE);
+    let health = Health::default();
     let started = crate::reads::Reads::start(
         config.reads,
         &active.set,
         &identity.enrollment.user,
         tx.clone(),
+        health.clone(),
     )?;
     let watcher = watch::start(&roots, tx, started.opens)?;
     let reads = started.reads;
@@ -132,7 +134,6 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
 
     let wake = Arc::new(Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let health = Health::default();
     let edm = LiveEdm::default();
     if let Some(saved) = crate::updates::load_saved_edm(&config.data_dir, &identity) {
         spool.set_meta("edm_version", &saved.version)?;
@@ -302,7 +303,15 @@ impl PipelineStage {
     fn supervise(&mut self) {
         let mut backoff = RESTART_MIN;
         loop {
-            match self.run() {
+            // A panic is a failure like any other: reported and started again.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()))
+                .unwrap_or_else(|p| {
+                    Err(anyhow::anyhow!(
+                        "panicked: {}",
+                        crate::health::panic_message(p.as_ref())
+                    ))
+                });
+            match run {
                 Ok(()) => return,
                 Err(e) => {
                     let why = format!("{e:#}");

@@ -67,6 +67,9 @@ pub enum ReadsError {
     Thread(std::io::Error),
 }
 
+/// Failed reads of the queue in a row after which the monitor reports itself degraded.
+const READ_ERRORS: u32 = 10;
+
 /// A running monitor; dropping it stops the thread within a second.
 pub struct ReadMonitor {
     stop: Arc<AtomicBool>,
@@ -108,7 +111,11 @@ impl Drop for ReadMonitor {
 }
 
 /// Starts monitoring opens under `folders` (which need not exist yet).
-pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMonitor, ReadsError> {
+pub fn start(
+    folders: Vec<PathBuf>,
+    tx: SyncSender<WatchEvent>,
+    health: crate::health::Health,
+) -> Result<ReadMonitor, ReadsError> {
     let fan = Fanotify::init(
         InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC | InitFlags::FAN_NONBLOCK,
         EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
@@ -130,12 +137,23 @@ pub fn start(folders: Vec<PathBuf>, tx: SyncSender<WatchEvent>) -> Result<ReadMo
     let next_folders = Arc::new(Mutex::new(None));
     let new_folders_at_once = dirs_fan.is_some();
     let mut m = Monitor::new(fan, dirs_fan, folders, tx);
+    m.health = health.clone();
     let (dropped, marked, unmarked) = (m.dropped.clone(), m.marked.clone(), m.unmarked.clone());
     m.remark();
     let (s, next) = (stop.clone(), next_folders.clone());
     let thread = std::thread::Builder::new()
         .name("holdfast-reads".into())
-        .spawn(move || m.run(&s, &next))
+        .spawn(move || {
+            // Supervised: a panic is reported as `reads` and the monitor starts again, its
+            // folders marked afresh.
+            let mut first = true;
+            crate::health::keep_running("reads", &health, &s, || {
+                if !std::mem::take(&mut first) {
+                    m.remark();
+                }
+                m.run(&s, &next)
+            })
+        })
         .map_err(ReadsError::Thread)?;
     Ok(ReadMonitor {
         stop,
@@ -172,6 +190,10 @@ struct Monitor {
     accessed: std::collections::HashSet<(u32, u64, u64)>,
     /// [`MAX_MARKS`], or `HOLDFAST_READ_MARKS_MAX` (for tests of the limit).
     max_marks: usize,
+    /// Where the monitor's failures show (`reads`).
+    health: crate::health::Health,
+    /// Reads of the queue that failed in a row.
+    read_errors: u32,
 }
 
 /// What the walks know of one marked directory.
@@ -212,10 +234,12 @@ impl Monitor {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MAX_MARKS),
+            health: crate::health::Health::default(),
+            read_errors: 0,
         }
     }
 
-    fn run(mut self, stop: &AtomicBool, next_folders: &Mutex<Option<Vec<PathBuf>>>) {
+    fn run(&mut self, stop: &AtomicBool, next_folders: &Mutex<Option<Vec<PathBuf>>>) {
         let mut last_walk = Instant::now();
         // When a directory made under the folders asks for a walk.
         let mut walk_due: Option<Instant> = None;
@@ -256,6 +280,9 @@ impl Monitor {
             if reads && !self.reads() {
                 return;
             }
+            if self.read_errors == 0 {
+                self.health.ok("reads");
+            }
         }
     }
 
@@ -287,10 +314,16 @@ impl Monitor {
             Err(nix::errno::Errno::EAGAIN) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "reading fanotify events");
+                self.read_errors += 1;
+                if self.read_errors == READ_ERRORS {
+                    self.health
+                        .fail("reads", format!("reading fanotify events: {e}"));
+                }
                 std::thread::sleep(Duration::from_millis(100));
                 return true;
             }
         };
+        self.read_errors = 0;
         for ev in events {
             let pid = u32::try_from(ev.pid()).unwrap_or(0);
             if pid == self.own_pid {
@@ -537,7 +570,7 @@ mod tests {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, "email\nada@example.com\n").unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let m = match start(vec![dir.path().to_path_buf()], tx) {
+        let m = match start(vec![dir.path().to_path_buf()], tx, Default::default()) {
             Ok(m) => m,
             Err(e) => {
                 assert!(e.to_string().contains("CAP_SYS_ADMIN"), "{e}");
@@ -607,7 +640,7 @@ mod tests {
     fn reads_in_a_new_folder_arrive_without_waiting_for_the_walk() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let Ok(m) = start(vec![dir.path().to_path_buf()], tx) else {
+        let Ok(m) = start(vec![dir.path().to_path_buf()], tx, Default::default()) else {
             return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
         };
         assert_eq!(m.marked.load(Ordering::Relaxed), 1);
@@ -633,7 +666,7 @@ mod tests {
             std::fs::write(d.join("sub/a.csv"), "email\nada@example.com\n").unwrap();
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let Ok(m) = start(vec![old.clone()], tx) else {
+        let Ok(m) = start(vec![old.clone()], tx, Default::default()) else {
             return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
         };
         read_with_sh(&old.join("sub/a.csv"), &rx);

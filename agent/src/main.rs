@@ -293,7 +293,7 @@ fn scan(
         // byte and CPU limits are for files nobody asked about).
         let whole = holdfast_agent::scan::ScanLimits {
             max_bytes: u64::MAX,
-            cancel: None,
+            ..Default::default()
         };
         let (line, ok) = match holdfast_agent::scan::scan_file_with(&abs, edm.clone(), whole) {
             Ok(r) => {

@@ -95,6 +95,7 @@ impl Reads {
         set: &PolicySet,
         user: &str,
         tx: SyncSender<WatchEvent>,
+        health: crate::health::Health,
     ) -> anyhow::Result<Started> {
         let folders = folders_of(set);
         let via = match mode {
@@ -102,7 +103,7 @@ impl Reads {
             ReadMonitoring::Inotify => {
                 Via::Inotify("reads = \"inotify\" in the agent's configuration".to_string())
             }
-            _ => match fanotify(folders.clone(), tx) {
+            _ => match fanotify(folders.clone(), tx, health) {
                 Ok(m) => Via::Fanotify(m),
                 Err(e) if mode == ReadMonitoring::Fanotify => {
                     return Err(anyhow::anyhow!("read monitoring: {e}"))
@@ -293,11 +294,16 @@ impl Reads {
 fn fanotify(
     folders: Vec<PathBuf>,
     tx: SyncSender<WatchEvent>,
+    health: crate::health::Health,
 ) -> Result<Fan, crate::fanotify::ReadsError> {
-    crate::fanotify::start(folders, tx)
+    crate::fanotify::start(folders, tx, health)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn fanotify(_folders: Vec<PathBuf>, _tx: SyncSender<WatchEvent>) -> Result<Fan, String> {
+fn fanotify(
+    _folders: Vec<PathBuf>,
+    _tx: SyncSender<WatchEvent>,
+    _health: crate::health::Health,
+) -> Result<Fan, String> {
     Err("fanotify exists only on Linux".into())
 }

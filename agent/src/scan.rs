@@ -30,6 +30,9 @@ pub struct ScanLimits {
     pub max_bytes: u64,
     /// Raised when the file has used its CPU time: reading stops (`cpu_limit`).
     pub cancel: Option<archive::Cancel>,
+    /// Archives inside archives read up to this depth (the file itself is 1); deeper ones are
+    /// the finding `nested_too_deep`.
+    pub archive_depth: u32,
 }
 
 impl Default for ScanLimits {
@@ -37,6 +40,7 @@ impl Default for ScanLimits {
         ScanLimits {
             max_bytes: DEFAULT_MAX_BYTES,
             cancel: None,
+            archive_depth: archive::Limits::default().max_depth,
         }
     }
 }
@@ -149,6 +153,7 @@ pub fn scan_opened_with(
     let mut entries = Vec::new();
     let archive_limits = archive::Limits {
         cancel: limits.cancel,
+        max_depth: limits.archive_depth,
         ..archive::Limits::default()
     };
     // Archives and workbooks need to seek: a second, bounded pass over the same file.
@@ -250,7 +255,7 @@ mod tests {
             None,
             ScanLimits {
                 max_bytes: 4096,
-                cancel: None,
+                ..ScanLimits::default()
             },
         )
         .unwrap();
@@ -265,6 +270,7 @@ mod tests {
             ScanLimits {
                 max_bytes: u64::MAX,
                 cancel: Some(archive::Cancel(&RAISED)),
+                ..ScanLimits::default()
             },
         )
         .unwrap();

@@ -517,7 +517,10 @@ mod tests {
         drop(f);
         // Interrupted: the next start keeps the two good pieces, and drops a torn third.
         let partial = dir.path().join(EDM_PARTIAL);
-        let mut torn = std::fs::OpenOptions::new().append(true).open(&partial).unwrap();
+        let mut torn = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&partial)
+            .unwrap();
         torn.write_all(&payload[8192..9000]).unwrap();
         let mut f = EdmFetch::begin(dir.path(), &manifest, &id, &live)
             .unwrap()
@@ -525,10 +528,16 @@ mod tests {
         assert_eq!(f.resumed(), (2, 5));
         assert_eq!(f.next_offset(), Some(8192));
         feed(&mut f, &payload, u64::MAX);
-        assert_eq!(f.finish(dir.path(), &live).unwrap(), manifest_version(&manifest));
+        assert_eq!(
+            f.finish(dir.path(), &live).unwrap(),
+            manifest_version(&manifest)
+        );
         assert!(!partial.exists());
         let m = live.matcher().unwrap();
-        assert!(m.matches(holdfast_shared::classify::record::IdKind::Email, b"c42@example.com"));
+        assert!(m.matches(
+            holdfast_shared::classify::record::IdKind::Email,
+            b"c42@example.com"
+        ));
         // Held: nothing to fetch again, not even an older set; a restart loads it.
         assert!(EdmFetch::begin(dir.path(), &manifest, &id, &live)
             .unwrap()
@@ -538,7 +547,10 @@ mod tests {
             .unwrap()
             .is_none());
         let saved = load_saved_edm(dir.path(), &id).unwrap();
-        assert_eq!((saved.version, saved.customers), (manifest_version(&manifest), 5000));
+        assert_eq!(
+            (saved.version, saved.customers),
+            (manifest_version(&manifest), 5000)
+        );
         // Another key's manifest is refused for good.
         let (_, forged) = customer_set(&other, 10, 99);
         let e = EdmFetch::begin(dir.path(), &forged, &id, &live).unwrap_err();

@@ -276,6 +276,7 @@ impl Uplink {
         spool: &Spool,
         conn: &quinn::Connection,
     ) -> Result<bool, UplinkError> {
+        let health = self.health.problems();
         let hello = Message::Heartbeat {
             agent_version: crate::VERSION.into(),
             hostname: crate::enroll::hostname(),
@@ -287,7 +288,7 @@ impl Uplink {
             coverage: spool
                 .meta("coverage")?
                 .and_then(|c| serde_json::from_str(&c).ok()),
-            health: self.health.problems(),
+            health: health.clone(),
         };
         // A heartbeat answered means the uplink works: its own failure is over.
         self.health.ok("uplink");
@@ -302,6 +303,7 @@ impl Uplink {
             } => (through_seq, renew, updates, edm, orders),
             other => return Err(refused(other)),
         };
+        self.health.delivered(&health);
         // The heartbeat deletes nothing (a batch's own ack does): the collector's highest
         // sequence number may be another agent's or an earlier spool's. It is where a
         // pending drop report is written.

@@ -34,6 +34,8 @@ pub struct Reading {
     pub max_cpu: Duration,
     /// CPU time a file may use in an ordinary lane before it moves to the slow lane.
     pub fast_cpu: Duration,
+    /// Archives inside archives read up to this depth.
+    pub archive_depth: u32,
 }
 
 impl Default for Reading {
@@ -44,6 +46,7 @@ impl Default for Reading {
             max_bytes: crate::scan::DEFAULT_MAX_BYTES,
             max_cpu: Duration::from_secs(30),
             fast_cpu: Duration::from_millis(500),
+            archive_depth: crate::scan::ScanLimits::default().archive_depth,
         }
     }
 }
@@ -215,6 +218,7 @@ impl Pool {
                         crate::scan::ScanLimits {
                             max_bytes: reading.max_bytes,
                             cancel: Some(Cancel(slot.flag)),
+                            archive_depth: reading.archive_depth,
                         },
                         held,
                     );
@@ -398,6 +402,7 @@ mod tests {
             max_bytes: u64::MAX,
             max_cpu: Duration::from_millis(300),
             fast_cpu: Duration::from_millis(100),
+            ..Reading::default()
         })
         .unwrap();
         let t = Instant::now();

@@ -669,7 +669,10 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
     let held = std::fs::read(tmp.path().join("set.edm")).unwrap();
     let head = held_header_len(&held);
     let size = (held.len() - head) as f64;
-    assert!(size > 4.0 * 1024.0 * 1024.0 && size <= 3.0 * PIECE as f64, "{size}");
+    assert!(
+        size > 4.0 * 1024.0 * 1024.0 && size <= 3.0 * PIECE as f64,
+        "{size}"
+    );
     let mut partial = held[..head + 2 * PIECE].to_vec();
     partial[head + PIECE + 17] ^= 0x40;
     std::fs::write(a.data_dir.join("edm.partial"), &partial).unwrap();
@@ -682,7 +685,9 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
         Some(size - PIECE as f64),
         "the first piece came from edm.partial"
     );
-    assert!(a.log().contains("resuming the customer set where it stopped"));
+    assert!(a
+        .log()
+        .contains("resuming the customer set where it stopped"));
     assert_eq!(std::fs::read(a.data_dir.join("edm.held")).unwrap(), held);
     assert!(!a.data_dir.join("edm.partial").exists());
     // An export: 80 real customers, 40 strangers.

@@ -229,4 +229,13 @@ fn archive_shapes_raise_the_rule_that_says_what_could_not_be_read() {
         got.sort();
         assert_eq!(got, want, "{name}: {:?}", r.summary);
     }
+    // With `archive_depth = 4` the same four-deep archive is read through.
+    let deeper = holdfast_agent::scan::ScanLimits {
+        archive_depth: 4,
+        ..Default::default()
+    };
+    let r =
+        holdfast_agent::scan::scan_file_with(&tmp.path().join("deep.zip"), None, deeper).unwrap();
+    assert_eq!(r.summary.records, 200, "{:?}", r.summary);
+    assert_eq!(r.summary.findings.get("nested_too_deep"), None);
 }
