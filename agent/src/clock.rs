@@ -1,4 +1,5 @@
-//! The agent's one clock: everything that needs "now" asks here (and tests can pass values).
+//! The agent's one clock: everything in the agent that needs "now" asks here (and tests can
+//! pass values).
 //!
 //! `HOLDFAST_CLOCK_SKEW_MS` shifts the reported time, so end-to-end tests can run an agent
 //! whose clock is hours off without root. It changes nothing a local admin could not do by
@@ -17,11 +18,8 @@ fn skew_ms() -> i64 {
     })
 }
 
-/// Milliseconds since the Unix epoch; 0 if the system clock is before 1970.
+/// Milliseconds since the Unix epoch, as the agent reports them (shifted by the test-only
+/// skew); 0 if the system clock is before 1970.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-        .saturating_add(skew_ms())
+    holdfast_io::clock::now_ms().saturating_add(skew_ms())
 }

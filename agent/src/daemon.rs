@@ -64,7 +64,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         Some(a) => a,
         None => Active {
             set: Arc::new(
-                crate::policy_files::load(config.policies.as_deref(), &config.home)
+                holdfast_io::policy_files::load(config.policies.as_deref(), &config.home)
                     .with_context(|| "loading policies")?,
             ),
             source: "local",
@@ -236,7 +236,7 @@ impl Daemon {
             .context("joining the pipeline")?
             .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
         pipeline_result?;
-        let by = crate::process::stopped_by()
+        let by = holdfast_io::process::stopped_by()
             .unwrap_or("stopped by the program that started it")
             .to_string();
         let spool = Spool::open(&uplink.spool_path)?;

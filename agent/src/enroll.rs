@@ -47,16 +47,6 @@ pub struct Enrolled {
     pub user: String,
 }
 
-/// The machine's host name, best effort.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Enrolls this device with the collector at `collector` (`HOST:PORT`), saving the identity
 /// in `data_dir`. With `force`, an existing enrollment is replaced.
 pub async fn enroll(
@@ -78,7 +68,7 @@ pub async fn enroll(
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, hostname());
+        .push(rcgen::DnType::CommonName, holdfast_io::host::hostname());
     let csr = params.serialize_request(&key)?;
     // Events of this identity start after anything an earlier enrollment spooled here.
     std::fs::create_dir_all(data_dir).map_err(|e| EnrollError::Spool(e.to_string()))?;
@@ -93,7 +83,7 @@ pub async fn enroll(
         &Message::EnrollRequest {
             token_secret: token.secret.clone(),
             csr_der: csr.der().to_vec(),
-            hostname: hostname(),
+            hostname: holdfast_io::host::hostname(),
             os: std::env::consts::OS.to_string(),
             agent_version: crate::VERSION.to_string(),
             first_seq,

@@ -2,8 +2,8 @@
 //! device certificate, collector CA and the enrollment facts. The only module that reads
 //! or writes those files.
 
+use holdfast_io::fs::{read_pem, to_pem, write_file_atomic};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const KEY_FILE: &str = "device.key";
@@ -56,6 +56,9 @@ pub enum IdentityError {
     /// A file is there but is not what it should be.
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// A certificate or key file could not be read.
+    #[error(transparent)]
+    Pem(#[from] holdfast_io::fs::PemError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
@@ -63,53 +66,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with the given Unix mode.
-/// Collector and agent both write their secrets through here.
-pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-}
-
-/// PEM-encodes DER bytes under `label`.
-pub fn to_pem(label: &str, der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new(label, der.to_vec()))
-}
-
-/// Reads the first PEM block of `path`, which must carry `label`.
-pub fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, IdentityError> {
-    let text = std::fs::read(path).map_err(io_err(path))?;
-    let block = pem::parse(text).map_err(|e| IdentityError::Corrupt {
-        path: path.to_path_buf(),
-        message: format!("not PEM: {e}"),
-    })?;
-    if block.tag() != label {
-        return Err(IdentityError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!("expected a {label} block, found {}", block.tag()),
-        });
-    }
-    Ok(block.into_contents())
 }
 
 impl Identity {

@@ -19,8 +19,6 @@ pub mod lineage;
 pub mod mounts;
 pub mod orders;
 pub mod pipeline;
-pub mod policy_files;
-pub mod process;
 pub mod reads;
 pub mod rescan;
 pub mod safe_fs;

@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use holdfast_agent::config::{default_home, Config};
 use holdfast_agent::identity::Identity;
-use holdfast_agent::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
 use holdfast_agent::spool::Spool;
+use holdfast_io::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
 use holdfast_shared::event::Action;
 use holdfast_shared::policy::{PolicySet, Subject};
 use std::path::{Path, PathBuf};
@@ -279,7 +279,7 @@ fn scan(
     explain: bool,
     edm: Option<std::sync::Arc<holdfast_shared::edm::Matcher>>,
 ) -> anyhow::Result<ExitCode> {
-    let set: PolicySet = holdfast_agent::policy_files::load(policies, &default_home())?;
+    let set: PolicySet = holdfast_io::policy_files::load(policies, &default_home())?;
     let mut files = Vec::new();
     for p in paths {
         walk(p, &mut files);

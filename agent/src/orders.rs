@@ -23,8 +23,9 @@
 //! could remove; quarantined names are numbers, unique across reruns, and the original
 //! path is kept as bytes, so long and non-UTF-8 names come back byte-identical.
 
-use crate::identity::{write_file_atomic, Identity};
+use crate::identity::Identity;
 use crate::safe_fs::{self, FsError, Kind};
+use holdfast_io::fs::write_file_atomic;
 use holdfast_shared::edm::Matcher;
 use holdfast_shared::order::{ActionReceipt, Order, OrderAction, OrderError};
 use holdfast_shared::signed::{kind, Signed, VerifyError};

@@ -6,7 +6,8 @@
 //! once whole. The only module that reads or writes `policy.signed`, `edm.partial` and
 //! `edm.held`.
 
-use crate::identity::{write_file_atomic, Identity};
+use crate::identity::Identity;
+use holdfast_io::fs::write_file_atomic;
 use holdfast_shared::edm::manifest::{
     held_header, read_held_header, verified_prefix, Manifest, ManifestError, Offered, Pieces,
 };

@@ -5,8 +5,8 @@
 use crate::clock::now_ms;
 use crate::identity::Identity;
 use crate::spool::{Spool, SpoolError};
-use crate::tls::TlsError;
 use crate::updates::{LiveEdm, LivePolicies};
+use holdfast_io::tls::TlsError;
 use holdfast_shared::wire::{self, Message, MAX_BATCH};
 use rand::Rng;
 use std::net::SocketAddr;
@@ -279,7 +279,7 @@ impl Uplink {
         let health = self.health.problems();
         let hello = Message::Heartbeat {
             agent_version: crate::VERSION.into(),
-            hostname: crate::enroll::hostname(),
+            hostname: holdfast_io::host::hostname(),
             os: std::env::consts::OS.into(),
             policy_version: self.policies.current().set.version.clone(),
             time_ms: now_ms(),
@@ -502,7 +502,7 @@ impl Uplink {
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, crate::enroll::hostname());
+            .push(rcgen::DnType::CommonName, holdfast_io::host::hostname());
         let csr = params
             .serialize_request(&key)
             .map_err(|e| UplinkError::Renew(e.to_string()))?;

@@ -175,7 +175,7 @@ pub fn secret(data_dir: &Path) -> Result<Vec<u8>, crate::pki::PkiError> {
         source,
     };
     if !path.exists() {
-        holdfast_agent::identity::write_file_atomic(&path, &rand::random::<[u8; 32]>(), 0o600)
+        holdfast_io::fs::write_file_atomic(&path, &rand::random::<[u8; 32]>(), 0o600)
             .map_err(io)?;
     }
     std::fs::read(&path).map_err(io)

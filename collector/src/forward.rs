@@ -215,7 +215,7 @@ fn tls_config(
     for c in ca {
         roots.add(c).map_err(|e| bad(format!("ca_file: {e}")))?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(holdfast_agent::tls::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(holdfast_io::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(e.to_string()))?
         .with_root_certificates(roots);
@@ -427,7 +427,7 @@ pub async fn run(
     if forwards.is_empty() {
         return;
     }
-    let hostname = holdfast_agent::enroll::hostname();
+    let hostname = holdfast_io::host::hostname();
     let mut senders: Vec<Sender> = forwards.into_iter().map(Sender::new).collect();
     let store = match Store::open(&db_path) {
         Ok(s) => std::sync::Arc::new(std::sync::Mutex::new(s)),

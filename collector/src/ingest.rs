@@ -26,7 +26,7 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub enum ServeError {
     /// TLS configuration failed.
     #[error(transparent)]
-    Tls(#[from] holdfast_agent::tls::TlsError),
+    Tls(#[from] holdfast_io::tls::TlsError),
     /// Issuing the server certificate failed.
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
@@ -60,22 +60,22 @@ pub struct State {
 /// verified against our CA (optional at the TLS layer, so the enrollment ALPN can work;
 /// required for the agent ALPN by [`handle`]).
 pub fn server_config(ca: &Ca, names: &[String]) -> Result<quinn::ServerConfig, ServeError> {
-    let provider = holdfast_agent::tls::provider();
+    let provider = holdfast_io::tls::provider();
     let (cert, key) = ca.server_cert(names)?;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(ca.cert_der.clone()))
-        .map_err(holdfast_agent::tls::TlsError::from)?;
+        .map_err(holdfast_io::tls::TlsError::from)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
     )
     .allow_unauthenticated()
     .build()
-    .map_err(holdfast_agent::tls::TlsError::from)?;
+    .map_err(holdfast_io::tls::TlsError::from)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(holdfast_agent::tls::TlsError::from)?
+        .map_err(holdfast_io::tls::TlsError::from)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(
             vec![
@@ -84,12 +84,12 @@ pub fn server_config(ca: &Ca, names: &[String]) -> Result<quinn::ServerConfig, S
             ],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
         )
-        .map_err(holdfast_agent::tls::TlsError::from)?;
+        .map_err(holdfast_io::tls::TlsError::from)?;
     tls.alpn_protocols = vec![wire::ALPN_AGENT.to_vec(), wire::ALPN_ENROLL.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(holdfast_agent::tls::TlsError::from)?;
+        .map_err(holdfast_io::tls::TlsError::from)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(holdfast_agent::tls::transport());
+    cfg.transport_config(holdfast_io::tls::transport());
     Ok(cfg)
 }
 

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod offboard;
 pub mod pki;
 pub mod policies;
+#[cfg(feature = "quickstart")]
 pub mod quickstart;
 pub mod report;
 pub mod risk;
@@ -49,7 +50,7 @@ impl Actor {
         };
         Actor {
             who,
-            origin: format!("cli@{}", holdfast_agent::enroll::hostname()),
+            origin: format!("cli@{}", holdfast_io::host::hostname()),
         }
     }
 
@@ -65,7 +66,7 @@ impl Actor {
 
 /// Milliseconds since the Unix epoch: the collector's one clock.
 pub fn now_ms() -> i64 {
-    holdfast_agent::clock::now_ms()
+    holdfast_io::clock::now_ms()
 }
 
 /// Whether `name` can name a connector, forwarder or API token: 1 to 64 letters, digits,

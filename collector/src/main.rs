@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use holdfast_agent::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
 use holdfast_collector::config::{default_data_dir, Config};
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::Store;
 use holdfast_collector::table::{escape, Align, Table};
+use holdfast_io::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -51,6 +51,7 @@ enum Command {
         config: PathBuf,
     },
     /// Collector + local agent + instructions, all on loopback.
+    #[cfg(feature = "quickstart")]
     Quickstart {
         /// Data directory (default: the user's data dir, holdfast/quickstart).
         #[arg(long)]
@@ -605,6 +606,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "quickstart")]
         Command::Quickstart {
             data_dir,
             listen,
@@ -1001,7 +1003,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             )?;
             bar.finish();
             if let Some(out) = out {
-                holdfast_agent::identity::write_file_atomic(&out, &held.to_bytes(), 0o600)
+                holdfast_io::fs::write_file_atomic(&out, &held.to_bytes(), 0o600)
                     .with_context(|| format!("--out {}", out.display()))?;
             }
             if json {
@@ -1091,7 +1093,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn policy_check(dir: &Path) -> anyhow::Result<ExitCode> {
-    match holdfast_agent::policy_files::load(Some(dir), "~") {
+    match holdfast_io::policy_files::load(Some(dir), "~") {
         Ok(set) => {
             println!(
                 "{}: {} rule(s), {} bulk-read rule(s), {} cloud service(s) OK (version {})",

@@ -2,7 +2,7 @@
 //! the server certificate and device certificates from agents' CSRs. The only module that
 //! holds the CA key.
 
-use holdfast_agent::identity::{read_pem, to_pem, write_file_atomic, IdentityError};
+use holdfast_io::fs::{read_pem, to_pem, write_file_atomic, PemError};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 pub enum PkiError {
     /// Reading or writing key material failed.
     #[error(transparent)]
-    Files(#[from] IdentityError),
+    Files(#[from] PemError),
     /// A key file could not be written.
     #[error("{path}: {source}")]
     Io {

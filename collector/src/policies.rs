@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::store::{PublishedPolicy, Store, StoreError};
-use holdfast_agent::policy_files::{read_dir, PolicyLoadError, MAX_POLICY_FILE};
+use holdfast_io::policy_files::{read_path, PolicyLoadError};
 use holdfast_shared::policy::PolicySet;
 use holdfast_shared::signed::{kind, PolicyBundle, SignError, Signed, SignedBody};
 use std::path::Path;
@@ -44,28 +44,7 @@ pub fn publish(
     now_ms: i64,
     actor: &crate::Actor,
 ) -> Result<Published, PublishError> {
-    let files = if path.is_dir() {
-        read_dir(path)?
-    } else {
-        let io = |source| PolicyLoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_POLICY_FILE {
-            return Err(PolicyLoadError::TooLarge {
-                path: path.to_path_buf(),
-                size,
-            }
-            .into());
-        }
-        let src = String::from_utf8(std::fs::read(path).map_err(io)?).map_err(|_| {
-            PolicyLoadError::NotUtf8 {
-                path: path.to_path_buf(),
-            }
-        })?;
-        vec![(path.display().to_string(), src)]
-    };
+    let files = read_path(path)?;
     // Validate with the names the user knows, then ship bare file names: the agent compiles
     // the bundle under the same names, so both sides compute the same version.
     let shown: Vec<(&str, &str)> = files

@@ -1,7 +1,5 @@
-//! Process plumbing shared by both binaries (the collector links this crate): log setup,
-//! the async runtime, and waiting for SIGINT/SIGTERM.
-
-use anyhow::Context;
+//! Process plumbing shared by both binaries: log setup, the async runtime, and waiting for
+//! SIGINT/SIGTERM/SIGHUP with the sender's identity.
 
 /// Log format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,12 +26,12 @@ pub fn init_logs(format: LogFormat) {
 }
 
 /// A multi-threaded runtime with two workers: enough for an agent or a small collector.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")
+        .map_err(|e| std::io::Error::new(e.kind(), format!("starting the async runtime: {e}")))
 }
 
 /// What stopped this process, once a stop signal arrived: the signal and, where the kernel

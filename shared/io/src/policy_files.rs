@@ -1,5 +1,5 @@
-//! Reading policy files from a directory (the only place policy files are read from disk);
-//! parsing and validation are `holdfast_shared::policy`'s.
+//! Reading policy files from disk (the only place they are read, by the agent and the
+//! collector alike); parsing and validation are `holdfast_shared::policy`'s.
 
 use holdfast_shared::policy::{PolicyErrors, PolicySet, DEFAULT_PACK};
 use std::path::{Path, PathBuf};
@@ -47,18 +47,36 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, PolicyLoadError> {
             path: dir.to_path_buf(),
         });
     }
-    let mut out = Vec::with_capacity(names.len());
-    for path in names {
-        let size = std::fs::metadata(&path).map_err(io(&path))?.len();
-        if size > MAX_POLICY_FILE {
-            return Err(PolicyLoadError::TooLarge { path, size });
-        }
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let src = String::from_utf8(bytes)
-            .map_err(|_| PolicyLoadError::NotUtf8 { path: path.clone() })?;
-        out.push((path.display().to_string(), src));
+    names.iter().map(|p| read_file(p)).collect()
+}
+
+/// Reads one policy file, bounded by [`MAX_POLICY_FILE`], as `(display path, source)`.
+pub fn read_file(path: &Path) -> Result<(String, String), PolicyLoadError> {
+    let io = |source| PolicyLoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_POLICY_FILE {
+        return Err(PolicyLoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
     }
-    Ok(out)
+    let bytes = std::fs::read(path).map_err(io)?;
+    let src = String::from_utf8(bytes).map_err(|_| PolicyLoadError::NotUtf8 {
+        path: path.to_path_buf(),
+    })?;
+    Ok((path.display().to_string(), src))
+}
+
+/// The policy files at `path`: every `*.toml` of a directory, or the one file.
+pub fn read_path(path: &Path) -> Result<Vec<(String, String)>, PolicyLoadError> {
+    if path.is_dir() {
+        read_dir(path)
+    } else {
+        Ok(vec![read_file(path)?])
+    }
 }
 
 /// Loads and compiles the policies in `dir`, or the built-in default pack when `dir` is `None`.

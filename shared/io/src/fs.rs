@@ -1,0 +1,100 @@
+//! Files both binaries write and read: secrets and certificates written atomically with a
+//! mode, and PEM blocks read back with their label checked.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why a PEM file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// It is not PEM, or its first block has another label.
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with the given Unix mode.
+/// Collector and agent both write their secrets through here.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// PEM-encodes DER bytes under `label`.
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der.to_vec()))
+}
+
+/// Reads the first PEM block of `path`, which must carry `label`.
+pub fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, PemError> {
+    let text = std::fs::read(path).map_err(|source| PemError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |message| PemError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let block = pem::parse(text).map_err(|e| corrupt(format!("not PEM: {e}")))?;
+    if block.tag() != label {
+        return Err(corrupt(format!(
+            "expected a {label} block, found {}",
+            block.tag()
+        )));
+    }
+    Ok(block.into_contents())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_keep_their_mode_and_pem_labels_are_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sub/key.pem");
+        write_file_atomic(&key, to_pem("PRIVATE KEY", b"\x01\x02").as_bytes(), 0o600).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(read_pem(&key, "PRIVATE KEY").unwrap(), b"\x01\x02");
+        let wrong = read_pem(&key, "CERTIFICATE").unwrap_err().to_string();
+        assert!(
+            wrong.ends_with("expected a CERTIFICATE block, found PRIVATE KEY"),
+            "{wrong}"
+        );
+        std::fs::write(&key, "junk").unwrap();
+        assert!(read_pem(&key, "PRIVATE KEY")
+            .unwrap_err()
+            .to_string()
+            .contains("not PEM"));
+        assert!(matches!(
+            read_pem(&dir.path().join("none"), "X"),
+            Err(PemError::Io { .. })
+        ));
+    }
+}
