@@ -4,7 +4,7 @@
 //! places the kernel would not let us watch. What it finds becomes ordinary watch events for
 //! the debouncer, so a file found twice is still reported once.
 
-use crate::spool::IndexChange;
+use crate::spool::{fingerprint, IndexChange};
 use crate::tree::{self, Limits, Stamp};
 use crate::watch::WatchEvent;
 use holdfast_shared::event::{Action, AgentNotice, Coverage, EventBody};
@@ -33,15 +33,6 @@ pub fn key(path: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     path.hash(&mut h);
     h.finish()
-}
-
-/// Eight bytes of a SHA-256 in hex, for telling "same content as last reported" in memory
-/// (0: none). The spool keeps the whole hash.
-pub fn fingerprint(sha256: Option<&str>) -> u64 {
-    sha256
-        .and_then(|h| h.get(..16))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
 }
 
 /// The file index and the places it covers.

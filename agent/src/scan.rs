@@ -2,6 +2,7 @@
 //! fixed-size buffer, up to [`ScanLimits`] (bytes, and a cancel flag the worker pool raises
 //! at the CPU limit). Used by `holdfast-agent scan` and by the daemon.
 
+use holdfast_shared::classify::limits::{Cancel, Limits, CPU_LIMIT};
 use holdfast_shared::classify::{
     archive, detect_type, disguise, xls, xlsx, Classifier, DEFAULT_BYTE_BUDGET,
 };
@@ -29,7 +30,7 @@ pub struct ScanLimits {
     /// and the file's hash is not known.
     pub max_bytes: u64,
     /// Raised when the file has used its CPU time: reading stops (`cpu_limit`).
-    pub cancel: Option<archive::Cancel>,
+    pub cancel: Option<Cancel>,
     /// Archives inside archives read up to this depth (the file itself is 1); deeper ones are
     /// the finding `nested_too_deep`.
     pub archive_depth: u32,
@@ -40,7 +41,7 @@ impl Default for ScanLimits {
         ScanLimits {
             max_bytes: DEFAULT_MAX_BYTES,
             cancel: None,
-            archive_depth: archive::Limits::default().max_depth,
+            archive_depth: Limits::default().max_depth,
         }
     }
 }
@@ -124,8 +125,8 @@ pub fn scan_opened_with(
             stopped_by = Some(BYTE_LIMIT);
             break;
         }
-        if limits.cancel.is_some_and(archive::Cancel::raised) {
-            stopped_by = Some(archive::CPU_LIMIT);
+        if limits.cancel.is_some_and(Cancel::raised) {
+            stopped_by = Some(CPU_LIMIT);
             break;
         }
         let want = CHUNK.min(usize::try_from(limits.max_bytes - size).unwrap_or(CHUNK));
@@ -151,10 +152,10 @@ pub fn scan_opened_with(
     let mut reasons = stats.reasons;
     let mut headers = stats.headers;
     let mut entries = Vec::new();
-    let archive_limits = archive::Limits {
+    let archive_limits = Limits {
         cancel: limits.cancel,
         max_depth: limits.archive_depth,
-        ..archive::Limits::default()
+        ..Limits::default()
     };
     // Archives and workbooks need to seek: a second, bounded pass over the same file.
     match summary.file_type.as_str() {
@@ -269,13 +270,13 @@ mod tests {
             None,
             ScanLimits {
                 max_bytes: u64::MAX,
-                cancel: Some(archive::Cancel(&RAISED)),
+                cancel: Some(Cancel(&RAISED)),
                 ..ScanLimits::default()
             },
         )
         .unwrap();
         assert!(!cancelled.complete);
-        assert_eq!(cancelled.summary.findings.get(archive::CPU_LIMIT), Some(&1));
+        assert_eq!(cancelled.summary.findings.get(CPU_LIMIT), Some(&1));
         let err = |p: &Path| scan_file(p, None).err().map(|e| e.to_string());
         assert_eq!(
             err(dir.path()).as_deref(),

@@ -86,6 +86,15 @@ fn fill_limit(sev: Option<Severity>) -> u64 {
 /// The persistent index as loaded: key → (stamp, content fingerprint).
 pub type SavedIndex = HashMap<u64, (Stamp, u64)>;
 
+/// Eight bytes of a SHA-256 in hex, for telling "same content as last reported" in memory
+/// (0: none). The spool keeps the whole hash.
+pub fn fingerprint(sha256: Option<&str>) -> u64 {
+    sha256
+        .and_then(|h| h.get(..16))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
 /// One change to the persistent file index, applied with the events it goes with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexChange {
@@ -262,7 +271,7 @@ impl Spool {
                         mtime_ns: r.get(2)?,
                         ino: r.get::<_, i64>(3)? as u64,
                     },
-                    crate::rescan::fingerprint(r.get::<_, Option<String>>(4)?.as_deref()),
+                    fingerprint(r.get::<_, Option<String>>(4)?.as_deref()),
                 ),
             ))
         })?;

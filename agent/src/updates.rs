@@ -474,7 +474,7 @@ mod tests {
         let mut b = holdfast_shared::edm::EdmBuilder::new(b"secret");
         for i in 0..n {
             b.add(
-                holdfast_shared::classify::record::IdKind::Email,
+                holdfast_shared::ident::IdKind::Email,
                 format!("c{i}@example.com").as_bytes(),
             );
             b.customer();
@@ -535,10 +535,7 @@ mod tests {
         );
         assert!(!partial.exists());
         let m = live.matcher().unwrap();
-        assert!(m.matches(
-            holdfast_shared::classify::record::IdKind::Email,
-            b"c42@example.com"
-        ));
+        assert!(m.matches(holdfast_shared::ident::IdKind::Email, b"c42@example.com"));
         // Held: nothing to fetch again, not even an older set; a restart loads it.
         assert!(EdmFetch::begin(dir.path(), &manifest, &id, &live)
             .unwrap()

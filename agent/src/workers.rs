@@ -6,7 +6,7 @@
 //! file has used its budget. Queues are bounded; a full queue hands the job back.
 
 use crate::pipeline::{read_change, FileRead, Ready};
-use holdfast_shared::classify::archive::Cancel;
+use holdfast_shared::classify::limits::Cancel;
 use holdfast_shared::edm::Matcher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -337,8 +337,7 @@ mod tests {
         let before = thread_ticks(tid).unwrap();
         let t = Instant::now();
         let mut x = 0u64;
-        while thread_ticks(tid).unwrap() - before < 20 && t.elapsed() < Duration::from_secs(30)
-        {
+        while thread_ticks(tid).unwrap() - before < 20 && t.elapsed() < Duration::from_secs(30) {
             for _ in 0..10_000 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             }
@@ -428,7 +427,7 @@ mod tests {
         assert_eq!(
             r.summary
                 .findings
-                .get(holdfast_shared::classify::archive::CPU_LIMIT),
+                .get(holdfast_shared::classify::limits::CPU_LIMIT),
             Some(&1)
         );
         // Moved to the slow lane after its first share, stopped at the whole budget: well

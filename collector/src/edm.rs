@@ -6,10 +6,11 @@
 use crate::config::Config;
 use crate::store::NewCustomerSet;
 use crate::store::{Store, StoreError};
-use holdfast_shared::classify::record::{classify_field, header_key, header_role};
+use holdfast_shared::classify::record::{header_key, header_role};
 use holdfast_shared::classify::{RowSink, TableReader, TextDecoder};
 use holdfast_shared::edm::manifest::{held_header, version_of, Manifest};
 use holdfast_shared::edm::EdmBuilder;
+use holdfast_shared::ident::classify_field;
 use holdfast_shared::signed::SignError;
 use holdfast_shared::wire;
 use std::io::Read;
@@ -297,7 +298,7 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdfast_shared::classify::record::IdKind;
+    use holdfast_shared::ident::IdKind;
 
     #[test]
     fn imports_reports_bad_rows_and_publishes_a_signed_set() {

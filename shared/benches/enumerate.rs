@@ -7,8 +7,8 @@
 //! the 7 × 10⁹ mobile numbers would take and return (see the threat model in
 //! ARCHITECTURE.md).
 
-use holdfast_shared::classify::record::IdKind;
 use holdfast_shared::edm::{EdmBuilder, Probe};
+use holdfast_shared::ident::IdKind;
 use std::time::Instant;
 
 /// Valid mainland mobiles: 13x–19x, 11 digits (about 7 × 10⁹).

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod edm;
 pub mod event;
+pub mod ident;
 pub mod order;
 pub mod policy;
 pub mod reads;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// Domain separation: a Holdfast signature can never be confused with another protocol's.
 const CONTEXT: &[u8] = b"holdfast-signed-v1\0";
-/// Largest signed body accepted (it arrives inside one frame anyway).
-pub const MAX_SIGNED: usize = crate::wire::MAX_FRAME;
+/// Largest signed body accepted: 4 MiB, the size of a wire frame it travels in.
+pub const MAX_SIGNED: usize = 4 * 1024 * 1024;
 
 /// What a signed body is for. An agent checks the kind, so a policy signature is never
 /// accepted as an order.

@@ -295,6 +295,11 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_body_fits_the_frame_it_travels_in() {
+        assert_eq!(crate::signed::MAX_SIGNED, MAX_FRAME);
+    }
     use crate::event::{Action, ContentSummary, EventBody, FileActivity, GENESIS};
 
     fn sample_event(seq: u64) -> SealedEvent {

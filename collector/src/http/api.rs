@@ -3,6 +3,7 @@
 //! OpenAPI document is generated from it.
 
 use super::auth::Caller;
+use super::endpoint::{schema, Endpoint};
 use super::params::{Kind, Param, Query};
 use super::{ApiError, Http};
 use crate::api_tokens::Cap;
@@ -16,35 +17,14 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, MethodRouter};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use base64::Engine;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 type St = State<Arc<Http>>;
-type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
-
-/// One API operation.
-pub struct Endpoint {
-    pub method: &'static str,
-    pub path: &'static str,
-    /// What the caller's role must allow; `None`: public.
-    pub cap: Option<Cap>,
-    pub summary: &'static str,
-    pub params: &'static [Param],
-    pub body: Option<SchemaFn>,
-    /// The success status and body.
-    pub ok: u16,
-    pub response: SchemaFn,
-    route: fn() -> MethodRouter<Arc<Http>>,
-}
-
-fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
-    g.subschema_for::<T>()
-}
-
 const SEVERITIES: &[&str] = &["critical", "high", "medium", "low"];
 const LIMIT: Param = Param {
     name: "limit",
@@ -482,7 +462,14 @@ pub struct Revoked {
 // ----- handlers -----
 
 async fn openapi() -> Json<serde_json::Value> {
-    Json(super::openapi::document())
+    Json(openapi_document())
+}
+
+/// The OpenAPI document of [`ENDPOINTS`], built once.
+fn openapi_document() -> serde_json::Value {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| super::openapi::document(ENDPOINTS))
+        .clone()
 }
 
 async fn me(c: MaybeCaller) -> Result<Json<Me>, ApiError> {

@@ -6,6 +6,7 @@
 mod api;
 mod auth;
 mod console;
+mod endpoint;
 mod openapi;
 mod params;
 

@@ -6,8 +6,8 @@
 //! [`Matcher::resolve`]), and a row's phone numbers are fingerprinted only when none of its
 //! emails, ID or card numbers matched, since such a row counts as a customer either way.
 
-use super::record::IdKind;
 use crate::edm::{Matcher, Probe};
+use crate::ident::IdKind;
 use std::sync::Arc;
 
 /// Identifiers waiting before a batch is looked up (at the end of a row).
@@ -99,8 +99,7 @@ impl RowMatches {
                 Lookup::Normal(n) => normal_phone(n),
                 Lookup::Field => {
                     let mut p = [0u8; 40];
-                    crate::classify::phone_e164_into(f, &mut p)
-                        .and_then(|n| normal_phone(p.get(..n)?))
+                    crate::ident::phone_e164_into(f, &mut p).and_then(|n| normal_phone(p.get(..n)?))
                 }
             };
             // A set without phones answers nothing; an unparsable number cannot match.

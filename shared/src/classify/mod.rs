@@ -8,8 +8,8 @@
 
 pub mod archive;
 mod decode;
-mod identifiers;
 mod json;
+pub mod limits;
 mod matching;
 pub mod record;
 mod table;
@@ -18,7 +18,6 @@ pub mod xls;
 pub mod xlsx;
 
 pub use decode::{Encoding, TextDecoder};
-pub use identifiers::{is_card, is_cn_id, is_email, is_phone, phone_e164, phone_e164_into};
 pub use record::{RecordStats, Records};
 pub use table::{RowSink, TableReader, MAX_FIELD};
 
@@ -260,7 +259,7 @@ pub fn summarize(
     encoding: Option<String>,
 ) -> ContentSummary {
     let mut findings = BTreeMap::new();
-    for kind in record::IdKind::ALL {
+    for kind in crate::ident::IdKind::ALL {
         let n = stats.ids[kind as usize];
         if n > 0 {
             findings.insert(kind.as_str().to_string(), n);

@@ -3,64 +3,13 @@
 //! validates each field as an identifier, counts records holding at least one, and decides
 //! whether the whole looks like a customer table.
 
-use super::identifiers::{is_card, is_cn_id, is_email, phone_e164_into};
 use super::matching::{Lookup, RowMatches};
 use crate::edm::Matcher;
+use crate::ident::{classify_field, identify, is_email, IdKind};
 use std::sync::Arc;
 
 /// Columns tracked individually; wider tables fold the rest into the last.
 const MAX_COLUMNS: usize = 256;
-
-/// A customer identifier found in one field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    Email,
-    Phone,
-    CnId,
-    Card,
-}
-
-impl IdKind {
-    pub const ALL: [IdKind; 4] = [IdKind::Email, IdKind::Phone, IdKind::CnId, IdKind::Card];
-
-    /// The classifier name used in summaries and policies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdKind::Email => "email",
-            IdKind::Phone => "phone",
-            IdKind::CnId => "cn_id",
-            IdKind::Card => "card",
-        }
-    }
-}
-
-/// Which identifier a field is, if any. Checked most specific first.
-pub fn classify_field(f: &[u8]) -> Option<IdKind> {
-    identify(f, &mut [0; 40]).map(|(kind, _)| kind)
-}
-
-/// Like [`classify_field`], and a phone number's normal form (E.164) written to `phone` on
-/// the way, with its length: validating a number and normalising it are the same work.
-pub fn identify(f: &[u8], phone: &mut [u8; 40]) -> Option<(IdKind, usize)> {
-    if f.len() < 6 {
-        return None;
-    }
-    if f.contains(&b'@') {
-        return is_email(f).then_some((IdKind::Email, 0));
-    }
-    // ID, card and phone numbers all start with a digit or one of these: a name, a company,
-    // a city (most fields of a table) is settled here without running their validators.
-    if !matches!(f[0], b'0'..=b'9' | b'+' | b'(' | b'-' | b'.' | b' ') {
-        return None;
-    }
-    if is_cn_id(f) {
-        Some((IdKind::CnId, 0))
-    } else if is_card(f) {
-        Some((IdKind::Card, 0))
-    } else {
-        phone_e164_into(f, phone).map(|n| (IdKind::Phone, n))
-    }
-}
 
 /// What a column header says the column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -8,7 +8,7 @@
 //! Nothing is ever loaded whole, and every chain walk is bounded by the file's sector count,
 //! so a looping or truncated file ends in an error, not a hang.
 
-use super::archive::Limits;
+use super::limits::Limits;
 use super::record::{RecordStats, Records};
 use super::table::MAX_FIELD;
 use super::xlsx::SharedStrings;
@@ -804,7 +804,7 @@ pub fn classify_xls<R: Read + Seek>(
         total.reasons.push("workbook is password-protected".into());
     }
     if cancelled {
-        summary.findings.insert(super::archive::CPU_LIMIT.into(), 1);
+        summary.findings.insert(super::limits::CPU_LIMIT.into(), 1);
         total.reasons.push("stopped at the CPU limit".into());
     }
     Ok((summary, total))
@@ -1077,7 +1077,7 @@ pub mod write {
 mod tests {
     use super::write::{compound, workbook_stream, xls, Cell};
     use super::*;
-    use crate::classify::record::IdKind;
+    use crate::ident::IdKind;
     use std::io::Cursor;
 
     fn t(s: &str) -> Cell {

@@ -8,11 +8,12 @@
 //! undefined entity keeps its text as written: each is a finding, never the loss of the
 //! workbook.
 
-use super::archive::Limits;
-use super::record::{classify_field, IdKind, RecordStats, Records};
+use super::limits::Limits;
+use super::record::{RecordStats, Records};
 use super::table::MAX_FIELD;
 use crate::edm::Matcher;
 use crate::event::ContentSummary;
+use crate::ident::{classify_field, IdKind};
 use quick_xml::events::Event;
 use std::io::{BufReader, Read, Seek};
 use std::sync::Arc;
@@ -95,14 +96,14 @@ impl Faults {
         if self.damaged_part > 0 {
             *summary
                 .findings
-                .entry(super::archive::UNREADABLE.into())
+                .entry(super::limits::UNREADABLE.into())
                 .or_insert(0) += self.damaged_part;
         }
         if self.zip_bomb > 0 {
             summary.truncated = true;
         }
         if self.cancelled {
-            summary.findings.insert(super::archive::CPU_LIMIT.into(), 1);
+            summary.findings.insert(super::limits::CPU_LIMIT.into(), 1);
             summary.truncated = true;
         }
     }

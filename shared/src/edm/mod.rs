@@ -16,7 +16,7 @@
 
 pub mod manifest;
 
-use crate::classify::record::IdKind;
+use crate::ident::IdKind;
 use sha2::{Digest, Sha256};
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
@@ -149,11 +149,12 @@ pub fn bits(kind: IdKind) -> u32 {
 pub fn normalise(kind: IdKind, raw: &[u8]) -> Option<Vec<u8>> {
     let t = raw.trim_ascii();
     match kind {
-        IdKind::Email => crate::classify::is_email(t).then(|| t.to_ascii_lowercase()),
-        IdKind::Phone => crate::classify::phone_e164(t).map(String::into_bytes),
-        IdKind::CnId => crate::classify::is_cn_id(t).then(|| t.to_ascii_uppercase()),
-        IdKind::Card => crate::classify::is_card(t)
-            .then(|| t.iter().copied().filter(u8::is_ascii_digit).collect()),
+        IdKind::Email => crate::ident::is_email(t).then(|| t.to_ascii_lowercase()),
+        IdKind::Phone => crate::ident::phone_e164(t).map(String::into_bytes),
+        IdKind::CnId => crate::ident::is_cn_id(t).then(|| t.to_ascii_uppercase()),
+        IdKind::Card => {
+            crate::ident::is_card(t).then(|| t.iter().copied().filter(u8::is_ascii_digit).collect())
+        }
     }
 }
 
@@ -563,7 +564,7 @@ impl Matcher {
         Some(match kind {
             IdKind::Phone => {
                 let mut p = [0u8; 40];
-                let n = crate::classify::phone_e164_into(t, &mut p)?;
+                let n = crate::ident::phone_e164_into(t, &mut p)?;
                 k.fingerprint(kind, p.get(..n)?)
             }
             IdKind::Email => k.fingerprint_of(kind, t.iter().map(u8::to_ascii_lowercase)),
