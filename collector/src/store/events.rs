@@ -1,0 +1,155 @@
+//! Events as stored, and the queries over them (newest first, by user and time).
+
+use super::{Store, StoreError};
+use holdfast_shared::event::EventBody;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// A stored event as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct StoredEvent {
+    /// The collector's row id: the order events were stored in.
+    pub id: i64,
+    pub device_id: String,
+    pub seq: u64,
+    pub user: String,
+    /// The device's timestamp, as sent.
+    pub time_ms: i64,
+    /// The collector's clock when the event was stored.
+    pub received_ms: i64,
+    /// Device time corrected by the device's measured clock skew (never after `received_ms`):
+    /// what look-back windows use.
+    pub corrected_ms: i64,
+    pub kind: String,
+    pub action: Option<String>,
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub records: Option<u64>,
+    pub rules: Vec<String>,
+    /// The path a rename came from.
+    pub old_path: Option<String>,
+    /// Counts per classifier (`email`, `phone`, `edm`, ...), when the file was read.
+    pub findings: std::collections::BTreeMap<String, u64>,
+    /// Removable media, cloud folder or share the file is in.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub destination: Option<holdfast_shared::event::Destination>,
+    /// The earlier sighting of the same content on the device.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub origin: Option<holdfast_shared::event::Origin>,
+    /// Who opened the file (pid, uid, user, executable), for opens seen by read monitoring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub process: Option<holdfast_shared::event::Process>,
+    /// What an agent's notice says, in plain words (`watch_limit`, `watch_overflow`, ...), or
+    /// why a file was not read (`not a regular file but a FIFO: skipped`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Store {
+    /// Events, newest first.
+    pub fn events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events_where(
+            "1 ORDER BY received_ms DESC, id DESC LIMIT ?1",
+            params![limit as i64],
+        )
+    }
+
+    /// A user's events whose skew-corrected time is within `from_ms..=to_ms`, oldest first
+    /// (at most `limit`).
+    pub fn events_of_user(
+        &self,
+        user: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events_where(
+            "user = ?1 AND COALESCE(corrected_ms, time_ms) BETWEEN ?2 AND ?3
+             ORDER BY COALESCE(corrected_ms, time_ms), device_id, seq LIMIT ?4",
+            params![user, from_ms, to_ms, limit as i64],
+        )
+    }
+
+    pub(super) fn events_where(
+        &self,
+        clause: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        events_where_in(&self.conn, clause, args)
+    }
+}
+
+/// Stored events matching `clause` (after `WHERE`), on any connection or transaction.
+pub(super) fn events_where_in(
+    conn: &Connection,
+    clause: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT device_id, seq, user, time_ms, received_ms, kind, action, path, sha256, size, records, rules,
+                    COALESCE(corrected_ms, time_ms), old_path, findings, id, destination, origin,
+                    process, CASE WHEN kind NOT IN ('file', 'undecodable') OR (kind = 'file' AND sha256 IS NULL) THEN body END
+             FROM events WHERE {clause}"
+        ))?;
+        let rows = stmt.query_map(args, |r| {
+            let rules: String = r.get(11)?;
+            let findings: Option<String> = r.get(14)?;
+            Ok(StoredEvent {
+                destination: r
+                    .get::<_, Option<String>>(16)?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
+                origin: r
+                    .get::<_, Option<String>>(17)?
+                    .and_then(|o| serde_json::from_str(&o).ok()),
+                process: r
+                    .get::<_, Option<String>>(18)?
+                    .and_then(|p| serde_json::from_str(&p).ok()),
+                message: r.get::<_, Option<Vec<u8>>>(19)?.and_then(
+                    |b| match EventBody::from_bytes(&b) {
+                        Ok(EventBody::Notice(n)) => Some(n.message),
+                        Ok(EventBody::File(f)) => f.error,
+                        _ => None,
+                    },
+                ),
+                id: r.get(15)?,
+                old_path: r.get(13)?,
+                findings: findings
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or_default(),
+                device_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                user: r.get(2)?,
+                time_ms: r.get(3)?,
+                received_ms: r.get(4)?,
+                corrected_ms: r.get(12)?,
+                kind: r.get(5)?,
+                action: r.get(6)?,
+                path: r.get(7)?,
+                sha256: r.get(8)?,
+                size: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+                records: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+                rules: serde_json::from_str(&rules).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The stored hash of a device's event: `None` when there is no such event, `Some(None)`
+/// for an event stored before hashes were kept.
+pub(super) fn stored_hash(
+    tx: &Connection,
+    device_id: &str,
+    seq: i64,
+) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT hash FROM events WHERE device_id = ?1 AND seq = ?2",
+            params![device_id, seq],
+            |r| r.get(0),
+        )
+        .optional()?)
+}

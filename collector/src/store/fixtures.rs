@@ -1,0 +1,109 @@
+//! Test fixtures for the store's modules: a device, event bodies, a correctly chained run
+//! of events, an opened store with its device, the system alerts, a heartbeat.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use holdfast_shared::event::{Action, ContentSummary, FileActivity, RuleMatch, GENESIS};
+use holdfast_shared::event::{EventBody, SealedEvent, Severity};
+
+pub fn device() -> Device {
+    Device {
+        id: "dev-1".into(),
+        user: "ada".into(),
+        hostname: "h".into(),
+        os: "linux".into(),
+        agent_version: "0".into(),
+        cert_sha256: "ff".into(),
+        cert_serial: "01".into(),
+        cert_issued_ms: 0,
+        cert_expires_ms: 90,
+        enrolled_ms: 1,
+        last_seen_ms: None,
+        revoked_ms: None,
+        last_seq: 0,
+        spool_backlog: None,
+        first_seq: 1,
+        policy_version: String::new(),
+        clock_skew_ms: None,
+        offline_since_ms: None,
+        ..Default::default()
+    }
+}
+
+pub fn file_body(path: &str, rules: &[(&str, Severity)]) -> EventBody {
+    EventBody::File(FileActivity {
+        action: Action::Created,
+        path: path.into(),
+        old_path: None,
+        size: Some(10),
+        sha256: Some("ab".repeat(32)),
+        summary: Some(ContentSummary {
+            file_type: "csv".into(),
+            records: 200,
+            ..Default::default()
+        }),
+        error: None,
+        destination: None,
+        origin: None,
+        process: None,
+        bulk: None,
+        rules: rules
+            .iter()
+            .map(|(id, s)| RuleMatch {
+                id: (*id).into(),
+                severity: *s,
+            })
+            .collect(),
+    })
+}
+
+/// A correctly chained run of events, seq 1..=n, as an agent would send them.
+pub fn chain(bodies: &[EventBody]) -> Vec<SealedEvent> {
+    let mut prev = GENESIS;
+    let mut out = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let e = SealedEvent::seal(seq, seq as i64 * 1000, "ada", prev, b).unwrap();
+        prev = e.hash();
+        out.push(e);
+    }
+    out
+}
+
+pub fn open_with_device() -> (tempfile::TempDir, Store, Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("c.db")).unwrap();
+    let d = device();
+    s.add_device(&d).unwrap();
+    (dir, s, d)
+}
+
+pub fn system_alerts(s: &Store) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = s
+        .alerts(100)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.rule_id.starts_with("holdfast."))
+        .map(|a| (a.rule_id, a.detail))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn beat(skew_ms: i64) -> Beat {
+    Beat {
+        agent_version: "9".into(),
+        hostname: "laptop".into(),
+        os: "linux".into(),
+        policy_version: "pv".into(),
+        edm_version: String::new(),
+        skew_ms,
+        backlog: 4,
+        coverage: Some(holdfast_shared::event::Coverage {
+            watched_roots: 1,
+            files: 12,
+            ..Default::default()
+        }),
+        health: Vec::new(),
+    }
+}
