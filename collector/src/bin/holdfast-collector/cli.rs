@@ -1,0 +1,122 @@
+//! What every command shares: where the data is (`--config`/`--data-dir`), who acts, time
+//! flags, the progress bar, `--json` lines, opening the store, and the listing subcommand.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use holdfast_collector::config::{default_data_dir, Config};
+use holdfast_collector::store::Store;
+use std::path::PathBuf;
+
+/// Where the collector's data lives, for admin commands.
+#[derive(Args, Clone)]
+pub(crate) struct Where {
+    /// Collector config file (its data_dir is used).
+    #[arg(long, conflicts_with = "data_dir")]
+    config: Option<PathBuf>,
+    /// Collector data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// The operator and host, for the audit log.
+pub(crate) fn cli_actor() -> holdfast_collector::Actor {
+    holdfast_collector::Actor::cli()
+}
+
+/// `now` or an RFC 3339 time, in milliseconds since the epoch.
+pub(crate) fn parse_when(flag: &str, v: &str) -> anyhow::Result<i64> {
+    if v == "now" {
+        return Ok(holdfast_collector::now_ms());
+    }
+    let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{flag} `{v}`: expected `now` or a time like 2026-12-01T18:00:00Z ({e})"
+            )
+        })?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+pub(crate) struct Progress {
+    label: String,
+    tty: bool,
+    last: std::time::Instant,
+}
+
+/// `--json` output of every listing: one object per line.
+pub(crate) fn print_json_lines<T: serde::Serialize>(items: &[T]) -> anyhow::Result<()> {
+    for item in items {
+        println!("{}", serde_json::to_string(item)?);
+    }
+    Ok(())
+}
+
+pub(crate) fn open_store(c: &Config) -> anyhow::Result<Store> {
+    let p = c.db_path();
+    if !p.is_file() {
+        anyhow::bail!(
+            "{}: no collector database here (wrong --data-dir or --config?)",
+            p.display()
+        );
+    }
+    Store::open(&p).with_context(|| format!("opening {}", p.display()))
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ListCommand {
+    /// List, newest and most severe first.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+impl Where {
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
+        Ok(match (&self.config, &self.data_dir) {
+            (Some(c), _) => Config::load(c)?,
+            (None, Some(d)) => Config::with_data_dir(d.clone()),
+            (None, None) => Config::with_data_dir(default_data_dir()),
+        })
+    }
+}
+
+impl Progress {
+    pub(crate) fn new(label: &str) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            label: label.to_string(),
+            tty: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn update(&mut self, done: u64, total: u64) {
+        if !self.tty || self.last.elapsed() < std::time::Duration::from_millis(100) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        let filled = (pct / 4) as usize;
+        eprint!(
+            "\r{} [{}{}] {pct:>3}% {} / {} MiB",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(25 - filled.min(25)),
+            done >> 20,
+            total >> 20
+        );
+    }
+
+    pub(crate) fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}

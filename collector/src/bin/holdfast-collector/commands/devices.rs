@@ -1,0 +1,108 @@
+//! `holdfast-collector devices`: list and revoke devices.
+
+use crate::cli::{cli_actor, open_store, print_json_lines, Where};
+use clap::Subcommand;
+use holdfast_collector::fmt_ms;
+use holdfast_collector::table::{Align, Table};
+use std::process::ExitCode;
+
+/// The flags and subcommands of `devices`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: DeviceCommand,
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// List, most recently seen first.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Refuse this device from now on; an open connection is closed within seconds.
+    Revoke {
+        /// The device id (see `devices list`).
+        device: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    match args {
+        Args {
+            command: DeviceCommand::Revoke { device, at },
+        } => {
+            let store = open_store(&at.config()?)?;
+            if !store.revoke_device(&device, holdfast_collector::now_ms(), &cli_actor())? {
+                anyhow::bail!(
+                    "DEVICE: no device `{device}` (see `holdfast-collector devices list`)"
+                );
+            }
+            println!("device {device} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+        Args {
+            command: DeviceCommand::List { json, limit, at },
+        } => {
+            let store = open_store(&at.config()?)?;
+            let devices = store.devices()?;
+            let published = store.current_policy()?.map(|p| p.version);
+            if json {
+                // Each device, plus whether it runs another policy than the published one.
+                let rows = devices
+                    .iter()
+                    .take(limit)
+                    .map(|d| {
+                        let mut v = serde_json::to_value(d)?;
+                        v["policy_stale"] =
+                            serde_json::json!(published.as_ref().map(|p| *p != d.policy_version));
+                        Ok(v)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                print_json_lines(&rows)?;
+            } else if devices.is_empty() {
+                println!("no devices");
+            } else {
+                let mut t = Table::new(&[
+                    ("DEVICE", Align::Left),
+                    ("USER", Align::Left),
+                    ("HOST", Align::Left),
+                    ("OS", Align::Left),
+                    ("LAST SEQ", Align::Right),
+                    ("POLICY", Align::Left),
+                    ("SKEW", Align::Right),
+                    ("LAST SEEN", Align::Left),
+                ]);
+                for d in devices.iter().take(limit) {
+                    t.row(vec![
+                        d.id.clone(),
+                        d.user.clone(),
+                        d.hostname.clone(),
+                        d.os.clone(),
+                        d.last_seq.to_string(),
+                        d.policy_version
+                            .get(..12)
+                            .unwrap_or(&d.policy_version)
+                            .to_string(),
+                        d.clock_skew_ms
+                            .map(|s| format!("{}s", s / 1000))
+                            .unwrap_or_else(|| "-".into()),
+                        match d.revoked_ms {
+                            Some(t) => format!("REVOKED {}", fmt_ms(t)),
+                            None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                        },
+                    ]);
+                }
+                t.print();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

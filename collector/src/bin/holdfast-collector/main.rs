@@ -1,0 +1,91 @@
+//! `holdfast-collector`: flag parsing and wiring only; the work is in the library. One
+//! module per command (`commands/<name>.rs`: its `Args` and its `exec`), what they share in
+//! `cli.rs`, and every table through the library's one printer (`table::Table`).
+
+mod cli;
+mod commands;
+
+use clap::{Parser, Subcommand};
+use holdfast_io::process::{init_logs, LogFormat};
+use std::process::ExitCode;
+
+/// Holdfast collector: receives agents' events over QUIC (mutual TLS), stores them in
+/// SQLite, raises alerts, and issues enrollment tokens.
+#[derive(Parser)]
+#[command(name = "holdfast-collector", version)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector server.
+    Serve(commands::serve::Args),
+    /// Collector + local agent + instructions, all on loopback.
+    #[cfg(feature = "quickstart")]
+    Quickstart(commands::quickstart::Args),
+    /// Enrollment tokens.
+    Token(commands::token::Args),
+    /// API tokens for the HTTP API and the web console, each with a role: analyst (triage),
+    /// it_admin (devices, offboarding), auditor (read-only with the audit log), admin.
+    ApiToken(commands::api_token::Args),
+    /// Alerts.
+    Alerts(commands::alerts::Args),
+    /// Enrolled devices.
+    Devices(commands::devices::Args),
+    /// Stored events.
+    Events(commands::events::Args),
+    /// Users (who enrolled a device or got a token): devices, and active / departing /
+    /// offboarded / restored.
+    Users(commands::users::Args),
+    /// HR exports: who resigned and their last working day.
+    Hr(commands::hr::Args),
+    /// The append-only audit log: who did what, when, from where.
+    Audit(commands::audit::Args),
+    /// Policy files.
+    Policy(commands::policy::Args),
+    /// Exact data match: the company's real customers, as keyed fingerprints.
+    Edm(commands::edm::Args),
+    /// Offboard a leaver: every device of USER gets a signed order (quarantine customer
+    /// files, strip access, purge CRM caches, as the policy's [offboard] says), carried out at
+    /// the effective time or when the device next connects. Idempotent.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Offboard(commands::offboard::Args),
+}
+
+fn main() -> ExitCode {
+    // Everything the collector writes (database, keys, certificates, logs) is its own.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match real_main(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => commands::serve::exec(args),
+        #[cfg(feature = "quickstart")]
+        Command::Quickstart(args) => commands::quickstart::exec(args),
+        Command::Token(args) => commands::token::exec(args),
+        Command::ApiToken(args) => commands::api_token::exec(args),
+        Command::Alerts(args) => commands::alerts::exec(args),
+        Command::Devices(args) => commands::devices::exec(args),
+        Command::Events(args) => commands::events::exec(args),
+        Command::Users(args) => commands::users::exec(args),
+        Command::Hr(args) => commands::hr::exec(args),
+        Command::Audit(args) => commands::audit::exec(args),
+        Command::Policy(args) => commands::policy::exec(args),
+        Command::Edm(args) => commands::edm::exec(args),
+        Command::Offboard(args) => commands::offboard::exec(args),
+    }
+}
