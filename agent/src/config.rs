@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Largest config file accepted.
-const MAX_CONFIG: u64 = 256 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,23 +114,9 @@ pub fn parse_size(v: &toml::Value) -> Result<u64, String> {
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The file is larger than the limit.
-    #[error("{path}: config file larger than {MAX_CONFIG} bytes")]
-    TooLarge { path: PathBuf },
-    /// TOML syntax or an unknown/mistyped field.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    /// The file could not be read, or is not TOML of the config's shape.
+    #[error(transparent)]
+    File(#[from] holdfast_io::config_file::ConfigFileError),
     /// A value is out of range or inconsistent.
     #[error("{path}: {field}: {message}")]
     Invalid {
@@ -201,31 +186,13 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let io = |source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_CONFIG {
-            return Err(ConfigError::TooLarge {
-                path: path.to_path_buf(),
-            });
-        }
-        let src = std::fs::read_to_string(path).map_err(io)?;
+        let src = holdfast_io::config_file::read(path)?;
         Config::parse(path, &src)
     }
 
     /// Validates config text; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| {
-            let (line, column, message) = holdfast_shared::policy::locate(src, &e);
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
-        })?;
+        let raw: RawConfig = holdfast_io::config_file::parse(path, src)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let defaults = Config::defaults();
         let home = raw.home.unwrap_or(defaults.home);

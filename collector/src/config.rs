@@ -212,20 +212,10 @@ pub const DEFAULT_MAX_EVENTS_PER_SEC: u32 = 20_000;
 /// Why a collector config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// TOML syntax, or an unknown or mistyped field.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    /// The file could not be read (or is over 256 KiB), or is not TOML of the config's
+    /// shape.
+    #[error(transparent)]
+    File(#[from] holdfast_io::config_file::ConfigFileError),
     /// A value is invalid.
     #[error("{path}: {field}: {message}")]
     Invalid {
@@ -273,24 +263,13 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let src = holdfast_io::config_file::read(path)?;
         Config::parse(path, &src)
     }
 
     /// Validates config text.
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| {
-            let (line, column, message) = holdfast_shared::policy::locate(src, &e);
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
-        })?;
+        let raw: RawConfig = holdfast_io::config_file::parse(path, src)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let data_dir = match raw.data_dir {
             Some(d) if d.is_absolute() => d,

@@ -254,7 +254,9 @@ fn an_exhausted_watch_limit_is_reported_and_what_is_left_is_polled() {
     // And says why in plain words, in the CLI's event list too.
     let listed = collector.cli(&["events", "list"]);
     assert!(
-        listed.contains("watch_limit  the kernel's limit on file watches was reached"),
+        listed.lines().any(|l| l.contains("watch_limit")
+            && l.contains("the kernel's limit on file watches was reached")),
         "{listed}"
     );
+    assert!(listed.starts_with("TIME "), "a header row: {listed}");
 }

@@ -7,6 +7,7 @@
 //! collector does not link the agent for it.
 
 pub mod clock;
+pub mod config_file;
 pub mod fs;
 pub mod host;
 pub mod policy_files;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use holdfast_collector::config::{default_data_dir, Config};
 use holdfast_collector::store::Store;
+use holdfast_collector::table::{Align, Table};
 use std::path::PathBuf;
 
 /// Where the collector's data lives, for admin commands.
@@ -44,6 +45,30 @@ pub(crate) struct Progress {
     last: std::time::Instant,
 }
 
+/// Every listing's output: with `--json` one object per line, else one table through the
+/// library's printer (header row first), or `empty` when there is nothing to list.
+pub(crate) fn print_list<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    empty: &str,
+    columns: &[(&'static str, Align)],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if json {
+        print_json_lines(items)
+    } else if items.is_empty() {
+        println!("{empty}");
+        Ok(())
+    } else {
+        let mut t = Table::new(columns);
+        for item in items {
+            t.row(row(item));
+        }
+        t.print();
+        Ok(())
+    }
+}
+
 /// `--json` output of every listing: one object per line.
 pub(crate) fn print_json_lines<T: serde::Serialize>(items: &[T]) -> anyhow::Result<()> {
     for item in items {
@@ -75,6 +100,21 @@ pub(crate) enum ListCommand {
         #[command(flatten)]
         at: Where,
     },
+}
+
+/// The flags of every listing command (`alerts`, `events`, `users`, `audit`).
+#[derive(Args)]
+pub(crate) struct ListArgs {
+    #[command(subcommand)]
+    pub command: ListCommand,
+}
+
+impl ListArgs {
+    /// `--json`, `--limit`, and where the data is.
+    pub(crate) fn parts(self) -> (bool, usize, Where) {
+        let ListCommand::List { json, limit, at } = self.command;
+        (json, limit, at)
+    }
 }
 
 impl Where {

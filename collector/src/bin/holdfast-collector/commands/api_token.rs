@@ -1,9 +1,9 @@
 //! `holdfast-collector api-token`: API tokens and their roles.
 
-use crate::cli::{cli_actor, open_store, print_json_lines, Where};
+use crate::cli::{cli_actor, open_store, print_list, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::escape;
+use holdfast_collector::table::Align;
 use std::process::ExitCode;
 
 /// The flags and subcommands of `api-token`.
@@ -89,25 +89,27 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             command: ApiTokenCommand::List { json, at },
         } => {
             let tokens = open_store(&at.config()?)?.api_tokens()?;
-            if json {
-                print_json_lines(&tokens)?;
-            } else {
-                for t in &tokens {
-                    let state = match (t.revoked_ms, t.used_ms) {
-                        (Some(r), _) => format!("revoked {}", fmt_ms(r)),
-                        (None, Some(u)) => format!("spent {}", fmt_ms(u)),
-                        (None, None) => "live".into(),
-                    };
-                    println!(
-                        "{:<24} {:<9} {:<28} created {} by {}",
-                        t.name,
-                        t.role,
-                        state,
-                        fmt_ms(t.created_ms),
-                        escape(&t.created_by)
-                    );
-                }
-            }
+            let columns = [
+                ("NAME", Align::Left),
+                ("ROLE", Align::Left),
+                ("STATE", Align::Left),
+                ("CREATED", Align::Left),
+                ("BY", Align::Left),
+            ];
+            print_list(&tokens, json, "no API tokens", &columns, |t| {
+                let state = match (t.revoked_ms, t.used_ms) {
+                    (Some(r), _) => format!("revoked {}", fmt_ms(r)),
+                    (None, Some(u)) => format!("spent {}", fmt_ms(u)),
+                    (None, None) => "live".into(),
+                };
+                vec![
+                    t.name.clone(),
+                    t.role.to_string(),
+                    state,
+                    fmt_ms(t.created_ms),
+                    t.created_by.clone(),
+                ]
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Args {

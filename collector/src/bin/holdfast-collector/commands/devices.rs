@@ -1,9 +1,9 @@
 //! `holdfast-collector devices`: list and revoke devices.
 
-use crate::cli::{cli_actor, open_store, print_json_lines, Where};
+use crate::cli::{cli_actor, open_store, print_json_lines, print_list, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::{Align, Table};
+use holdfast_collector::table::Align;
 use std::process::ExitCode;
 
 /// The flags and subcommands of `devices`.
@@ -67,10 +67,8 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 print_json_lines(&rows)?;
-            } else if devices.is_empty() {
-                println!("no devices");
             } else {
-                let mut t = Table::new(&[
+                let columns = [
                     ("DEVICE", Align::Left),
                     ("USER", Align::Left),
                     ("HOST", Align::Left),
@@ -79,9 +77,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                     ("POLICY", Align::Left),
                     ("SKEW", Align::Right),
                     ("LAST SEEN", Align::Left),
-                ]);
-                for d in devices.iter().take(limit) {
-                    t.row(vec![
+                ];
+                let shown = &devices[..devices.len().min(limit)];
+                print_list(shown, false, "no devices", &columns, |d| {
+                    vec![
                         d.id.clone(),
                         d.user.clone(),
                         d.hostname.clone(),
@@ -98,9 +97,8 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                             Some(t) => format!("REVOKED {}", fmt_ms(t)),
                             None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
                         },
-                    ]);
-                }
-                t.print();
+                    ]
+                })?;
             }
             Ok(ExitCode::SUCCESS)
         }
