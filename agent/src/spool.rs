@@ -544,6 +544,9 @@ impl Spool {
 }
 
 #[cfg(test)]
+mod model;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use holdfast_shared::event::{Action, FileActivity, RuleMatch};
