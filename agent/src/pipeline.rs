@@ -109,6 +109,14 @@ impl Debouncer {
         );
     }
 
+    /// Whether the file `name` held before this burst was renamed away in it (a pending move
+    /// names it as where it came from).
+    fn moved_away(&self, name: &Path) -> bool {
+        self.pending
+            .values()
+            .any(|q| q.old_path.as_deref() == Some(name))
+    }
+
     /// Takes one watch event into account.
     pub fn observe(&mut self, ev: WatchEvent, now: Instant) {
         match ev {
@@ -120,17 +128,24 @@ impl Debouncer {
             WatchEvent::Renamed { from, to } => {
                 self.moved_out.remove(&from);
                 let before = self.pending.remove(&from);
+                // A move continues the burst it is part of: it is read within `max_wait` of
+                // that burst's first change, however often it is renamed meanwhile.
+                let burst_began = before.as_ref().map(|p| p.first);
                 let (created, old_path) = match before {
                     // Renamed before it ever settled (a download's temporary name): the file
                     // simply appeared under its final name. Whatever `from` held before
                     // this burst (a rename onto it) is gone: a delete, which the pipeline
                     // drops when nothing was ever known there.
                     Some(p) if p.created => {
-                        self.ready.push(Ready {
-                            action: Action::Deleted,
-                            path: from.clone(),
-                            old_path: None,
-                        });
+                        // Unless what `from` held was itself moved away in this burst: it
+                        // lives on under the name it went to, reported as that move.
+                        if !self.moved_away(&from) {
+                            self.ready.push(Ready {
+                                action: Action::Deleted,
+                                path: from.clone(),
+                                old_path: None,
+                            });
+                        }
                         (true, None)
                     }
                     // Renamed on from a name it was renamed to in this burst: the
@@ -140,11 +155,13 @@ impl Debouncer {
                         old_path: Some(first),
                         ..
                     }) => {
-                        self.ready.push(Ready {
-                            action: Action::Deleted,
-                            path: from.clone(),
-                            old_path: None,
-                        });
+                        if !self.moved_away(&from) {
+                            self.ready.push(Ready {
+                                action: Action::Deleted,
+                                path: from.clone(),
+                                old_path: None,
+                            });
+                        }
                         (false, Some(first))
                     }
                     Some(_) => (false, Some(from)),
@@ -169,6 +186,9 @@ impl Debouncer {
                     p.created = created;
                     p.old_path = old_path;
                     p.renamed = self.renames;
+                    if let Some(first) = burst_began {
+                        p.first = p.first.min(first);
+                    }
                 }
             }
             WatchEvent::Removed(p) => {
@@ -183,11 +203,15 @@ impl Debouncer {
                         old_path: None,
                     });
                 }
-                self.ready.push(Ready {
-                    action: Action::Deleted,
-                    path: p,
-                    old_path: None,
-                });
+                // What the name held before this burst was moved away (and is reported as
+                // that move): only a file of this burst is gone, which was never reported.
+                if !self.moved_away(&p) {
+                    self.ready.push(Ready {
+                        action: Action::Deleted,
+                        path: p,
+                        old_path: None,
+                    });
+                }
             }
             WatchEvent::Overflow => self.overflows += 1,
             // Expanded by the rescanner before they get here.
@@ -227,10 +251,24 @@ impl Debouncer {
                 old_path: None,
             });
         }
+        // A name whose earlier file was moved away in a move still settling waits for it:
+        // the move is reported first, then what came to the name after it. Never past
+        // `max_wait` from its own first change, though: a chain of renames kept busy must not
+        // hold a file back for ever.
+        let moving_from: std::collections::HashSet<PathBuf> = self
+            .pending
+            .values()
+            .filter(|p| !waited(p))
+            .filter_map(|p| p.old_path.clone())
+            .collect();
         let mut settled: Vec<PathBuf> = self
             .pending
             .iter()
-            .filter(|(_, p)| waited(p))
+            .filter(|(k, p)| {
+                waited(p)
+                    && (!moving_from.contains(*k)
+                        || now.saturating_duration_since(p.first) >= max_wait)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         // Renames first, in the order they happened: a rename away from a name must not undo
@@ -542,6 +580,9 @@ pub fn is_own(path: &Path, data_dir: &Path) -> bool {
 }
 
 #[cfg(test)]
+mod model;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use WatchEvent::*;
@@ -664,6 +705,41 @@ mod tests {
             vec![Action::Deleted],
             "once read, its delete is news"
         );
+    }
+
+    /// Renaming a file back and forth while it is written does not restart its wait: it is
+    /// read within the longest wait of its first change, under the name it has then.
+    #[test]
+    fn renaming_a_busy_file_does_not_restart_its_wait() {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(Duration::from_secs(1));
+        let half = Duration::from_millis(500);
+        d.observe(Created(p("/x.part")), t0);
+        let mut read = Vec::new();
+        for i in 1..20u32 {
+            let now = t0 + half * i;
+            let (from, to) = if i % 2 == 1 {
+                ("/x.part", "/x")
+            } else {
+                ("/x", "/x.part")
+            };
+            d.observe(
+                Renamed {
+                    from: p(from),
+                    to: p(to),
+                },
+                now,
+            );
+            d.observe(Touched(p(to)), now);
+            read.extend(
+                d.due(now)
+                    .into_iter()
+                    .filter(|r| r.action != Action::Deleted)
+                    .map(|r| (i, r.action, r.path)),
+            );
+        }
+        // Read at 5 s (the tenth half second), as created: the renames did not reset it.
+        assert_eq!(read.first(), Some(&(10, Action::Created, p("/x.part"))));
     }
 
     #[test]
