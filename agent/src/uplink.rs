@@ -7,7 +7,8 @@ use crate::identity::Identity;
 use crate::spool::{Spool, SpoolError};
 use crate::updates::{LiveEdm, LivePolicies};
 use holdfast_io::tls::TlsError;
-use holdfast_shared::wire::{self, Message, MAX_BATCH};
+use holdfast_shared::session::{AgentSession, Step, Timing};
+use holdfast_shared::wire::{self, Message};
 use rand::Rng;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,14 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
-
-/// Backoff bounds between connection attempts.
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// After an established connection is lost, the first retry is spread uniformly over this
-/// window: a collector restarting under 10,000 agents sees them return over seconds, not at
-/// once.
-const RECONNECT_SPREAD: Duration = Duration::from_secs(3);
 
 /// Why talking to the collector failed.
 #[derive(Debug, thiserror::Error)]
@@ -139,106 +132,101 @@ pub struct Uplink {
     pub health: crate::health::Health,
 }
 
-/// Why a drain ended without an error.
-enum DrainEnd {
-    Shutdown,
-    /// The certificate was renewed: reconnect at once with the new one.
-    Renewed,
-}
-
 impl Uplink {
-    /// Runs until `shutdown` turns true: connect, drain, wait, reconnect.
+    /// Runs until `shutdown` turns true. What to do when (connect, back off, heartbeat, send
+    /// a batch of what size, delete what was acknowledged, reconnect after a renewal) is
+    /// decided by the sans-IO [`AgentSession`]; this is its driver over QUIC and the spool.
     pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), UplinkError> {
         let spool = Spool::open(&self.spool_path)?;
         let addr = self.identity.enrollment.collector.clone();
-        let mut backoff = BACKOFF_MIN;
+        let mut session = AgentSession::new(
+            Timing::with_heartbeat(self.heartbeat.as_millis() as u64),
+            now_ms(),
+        );
+        let mut link: Option<(quinn::Endpoint, quinn::Connection)> = None;
         loop {
             if *shutdown.borrow() {
-                return Ok(());
+                break;
             }
-            let cfg = crate::tls::identity_client(&self.identity)?;
-            let mut drain_shutdown = shutdown.clone();
-            let this = &mut *self;
-            let connected = std::cell::Cell::new(false);
-            let attempt = async {
-                let (endpoint, conn) = connect(&addr, cfg).await?;
-                connected.set(true);
-                info!(collector = %addr, "connected to collector");
-                // Status values: a spool that takes no writes must not stop the heartbeats
-                // that report it.
-                let _ = spool.set_meta("last_connected_ms", &now_ms().to_string());
-                let _ = spool.set_meta("last_error", "");
-                let result = this.drain(&spool, &conn, &mut drain_shutdown).await;
-                conn.close(0u32.into(), b"bye");
-                endpoint.wait_idle().await;
-                result
-            };
-            let result = tokio::select! {
-                r = attempt => r,
-                _ = shutdown.changed() => return Ok(()),
-            };
-            match result {
-                Ok(DrainEnd::Shutdown) => return Ok(()),
-                Ok(DrainEnd::Renewed) => {
-                    backoff = BACKOFF_MIN;
-                    continue;
+            let step = session.poll(now_ms());
+            let result = match (step, &link) {
+                (Step::Connect, _) => {
+                    let cfg = crate::tls::identity_client(&self.identity)?;
+                    let attempt = tokio::select! {
+                        r = connect(&addr, cfg) => r,
+                        _ = shutdown.changed() => break,
+                    };
+                    attempt.map(|(endpoint, conn)| {
+                        info!(collector = %addr, "connected to collector");
+                        // Status values: a spool that takes no writes must not stop the
+                        // heartbeats that report it.
+                        let _ = spool.set_meta("last_connected_ms", &now_ms().to_string());
+                        let _ = spool.set_meta("last_error", "");
+                        session.connected(now_ms());
+                        link = Some((endpoint, conn));
+                    })
                 }
-                Err(e) => {
-                    warn!(error = %e, "uplink interrupted; events stay spooled");
-                    let _ = spool.set_meta("last_error", &e.to_string());
-                    if matches!(e, UplinkError::Spool(_)) {
-                        return Err(e);
+                (Step::Heartbeat, Some((_, conn))) => {
+                    let conn = conn.clone();
+                    // A stop does not wait for a collector that may never answer.
+                    let answered = tokio::select! {
+                        r = self.heartbeat_once(&spool, &conn) => r,
+                        _ = shutdown.changed() => break,
+                    };
+                    match answered {
+                        Ok(renewed) => {
+                            if renewed {
+                                close(link.take()).await;
+                            }
+                            session.synced(now_ms(), renewed);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     }
                 }
-            }
-            if connected.get() {
-                backoff = BACKOFF_MIN;
-            }
-            let delay = retry_delay(
-                connected.get(),
-                backoff,
-                rand::thread_rng().gen_range(0.0..1.0),
-            );
-            if !connected.get() {
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => return Ok(()),
-            }
-        }
-    }
-
-    /// Heartbeats first, then sends batches until the spool is empty, then waits for more
-    /// or for the next heartbeat.
-    async fn drain(
-        &mut self,
-        spool: &Spool,
-        conn: &quinn::Connection,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<DrainEnd, UplinkError> {
-        let mut limit = MAX_BATCH;
-        let mut next_heartbeat = tokio::time::Instant::now();
-        loop {
-            if *shutdown.borrow() {
-                return Ok(DrainEnd::Shutdown);
-            }
-            if tokio::time::Instant::now() >= next_heartbeat {
-                next_heartbeat = tokio::time::Instant::now() + self.heartbeat;
-                if self.heartbeat_once(spool, conn).await? {
-                    return Ok(DrainEnd::Renewed);
+                (Step::SendBatch { limit }, Some((_, conn))) => {
+                    let conn = conn.clone();
+                    tokio::select! {
+                        r = send_batch(&spool, &conn, &mut session, limit) => r,
+                        _ = shutdown.changed() => break,
+                    }
                 }
-            }
-            if send_pending(spool, conn, &mut limit).await? {
-                continue;
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep_until(next_heartbeat) => {}
-                e = conn.closed() => return Err(e.into()),
-                _ = shutdown.changed() => return Ok(DrainEnd::Shutdown),
+                (Step::WaitUntil(t), Some((_, conn))) => {
+                    let until = tokio::time::Instant::now()
+                        + Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
+                    tokio::select! {
+                        _ = self.wake.notified() => { session.spooled(); Ok(()) }
+                        _ = tokio::time::sleep_until(until) => Ok(()),
+                        e = conn.closed() => Err(e.into()),
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                (Step::WaitUntil(t), None) => {
+                    let wait = Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => Ok(()),
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                // The session says "connected" only after `connected()`: a step that needs a
+                // connection without one means it was just closed (a renewal).
+                (Step::Heartbeat | Step::SendBatch { .. }, None) => {
+                    session.lost(now_ms(), rand::thread_rng().gen_range(0.0..1.0));
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "uplink interrupted; events stay spooled");
+                let _ = spool.set_meta("last_error", &e.to_string());
+                close(link.take()).await;
+                if matches!(e, UplinkError::Spool(_)) {
+                    return Err(e);
+                }
+                session.lost(now_ms(), rand::thread_rng().gen_range(0.0..1.0));
             }
         }
+        close(link.take()).await;
+        Ok(())
     }
 
     /// Sends what is spooled, for at most `within`: the last thing a stopping agent does, so
@@ -252,10 +240,14 @@ impl Uplink {
             }
             let cfg = crate::tls::identity_client(&self.identity)?;
             let (endpoint, conn) = connect(&self.identity.enrollment.collector, cfg).await?;
-            let mut limit = MAX_BATCH;
-            while send_pending(&spool, &conn, &mut limit).await? {}
-            conn.close(0u32.into(), b"bye");
-            endpoint.wait_idle().await;
+            let mut session = AgentSession::new(Timing::with_heartbeat(u64::MAX >> 2), now_ms());
+            session.connected(now_ms());
+            // Batches only: the heartbeat the session asks for first is skipped.
+            let _ = session.poll(now_ms());
+            while let Step::SendBatch { limit } = session.poll(now_ms()) {
+                send_batch(&spool, &conn, &mut session, limit).await?;
+            }
+            close(Some((endpoint, conn))).await;
             Ok(spool.backlog()?)
         };
         match tokio::time::timeout(within, attempt).await {
@@ -529,46 +521,51 @@ impl Uplink {
 /// The wait before the next connection attempt, for a uniform draw `u` in 0..1. Right after
 /// an established connection was lost, the wait is spread over [`RECONNECT_SPREAD`] (a
 /// collector restart cuts every agent off at once); after a failed attempt it is `backoff`
-/// scaled by 0.5..1.5, so agents cut off together do not come back together.
-pub fn retry_delay(was_connected: bool, backoff: Duration, u: f64) -> Duration {
-    let u = u.clamp(0.0, 1.0);
-    if was_connected {
-        RECONNECT_SPREAD.mul_f64(u)
-    } else {
-        backoff.mul_f64(0.5 + u)
+/// Closes a connection politely and gives the peer a moment to hear it: at most 500 ms,
+/// since a collector that is gone never answers and a stopping agent must not wait for its
+/// idle timeout.
+async fn close(link: Option<(quinn::Endpoint, quinn::Connection)>) {
+    if let Some((endpoint, conn)) = link {
+        conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
     }
 }
 
-/// Sends one batch of what is spooled and deletes it once the collector acknowledged its
-/// commit. Returns false when nothing was waiting. A batch too large for one frame is
-/// halved (`limit`) and tried again.
-async fn send_pending(
+/// Sends one batch of at most `limit` spooled events and deletes what the collector
+/// acknowledged having committed, as the session allows (only the batch's own events).
+async fn send_batch(
     spool: &Spool,
     conn: &quinn::Connection,
-    limit: &mut usize,
-) -> Result<bool, UplinkError> {
-    let batch = spool.pending(*limit)?;
-    if batch.is_empty() {
-        return Ok(false);
-    }
+    session: &mut AgentSession,
+    limit: usize,
+) -> Result<(), UplinkError> {
+    let batch = spool.pending(limit)?;
+    let (Some(first), Some(last)) = (batch.first().map(|e| e.seq), batch.last().map(|e| e.seq))
+    else {
+        session.idle();
+        return Ok(());
+    };
     let n = batch.len();
-    let sent = batch.first().map(|e| e.seq).unwrap_or(0)..=batch.last().map(|e| e.seq).unwrap_or(0);
+    session.sent(first, last);
     match exchange(conn, &Message::EventBatch { events: batch }).await {
-        Err(UplinkError::Encode(wire::EncodeError::TooLarge(_))) if *limit > 1 => {
-            *limit = (*limit / 2).max(1);
-            return Ok(true);
+        Err(UplinkError::Encode(wire::EncodeError::TooLarge(size))) => {
+            if session.too_large() {
+                Ok(())
+            } else {
+                Err(UplinkError::Encode(wire::EncodeError::TooLarge(size)))
+            }
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
         Ok(Message::Ack { through_seq }) => {
-            // Only what this batch carried, and only as far as the collector says.
-            spool.ack(*sent.start()..=through_seq.min(*sent.end()), now_ms())?;
+            if let Some(done) = session.acked(through_seq) {
+                spool.ack(done, now_ms())?;
+            }
             spool.set_meta("last_ack_ms", &now_ms().to_string())?;
             debug!(events = n, through_seq, "batch committed");
+            Ok(())
         }
-        Ok(other) => return Err(refused(other)),
+        Ok(other) => Err(refused(other)),
     }
-    *limit = MAX_BATCH;
-    Ok(true)
 }
 
 fn refused(answer: Message) -> UplinkError {
@@ -578,38 +575,5 @@ fn refused(answer: Message) -> UplinkError {
             code: "unexpected".into(),
             message: format!("unexpected answer {:?}", std::mem::discriminant(&other)),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// 10,000 agents cut off by one collector restart: how many retry in the busiest 100 ms,
-    /// for evenly spread draws (what a uniform random source gives on average).
-    fn busiest_100ms(was_connected: bool, backoff: Duration) -> usize {
-        let mut buckets = std::collections::BTreeMap::new();
-        for i in 0..10_000 {
-            let d = retry_delay(was_connected, backoff, (i as f64 + 0.5) / 10_000.0);
-            *buckets.entry(d.as_millis() / 100).or_insert(0usize) += 1;
-        }
-        buckets.values().copied().max().unwrap_or(0)
-    }
-
-    #[test]
-    fn a_restart_under_10000_agents_is_not_a_herd() {
-        // Spread over 3 s: no 100 ms window sees more than ~3.4 % of the fleet.
-        assert!(busiest_100ms(true, BACKOFF_MIN) <= 340);
-        // Later failures spread over a window as wide as the backoff itself.
-        assert!(busiest_100ms(false, Duration::from_secs(8)) <= 130);
-        assert_eq!(
-            retry_delay(false, Duration::from_secs(2), 0.0),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            retry_delay(false, Duration::from_secs(2), 7.0),
-            Duration::from_secs(3)
-        );
-        assert_eq!(retry_delay(true, BACKOFF_MAX, 1.0), RECONNECT_SPREAD);
     }
 }

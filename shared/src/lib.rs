@@ -10,6 +10,7 @@ pub mod ident;
 pub mod order;
 pub mod policy;
 pub mod reads;
+pub mod session;
 pub mod signed;
 pub mod token;
 pub mod wire;
