@@ -56,12 +56,12 @@ pub enum ForwardError {
 }
 
 /// The syslog severity for an alert severity.
-fn syslog_severity(s: &str) -> u8 {
+fn syslog_severity(s: Severity) -> u8 {
     match s {
-        "critical" => 2,
-        "high" => 3,
-        "medium" => 4,
-        _ => 5,
+        Severity::Critical => 2,
+        Severity::High => 3,
+        Severity::Medium => 4,
+        Severity::Low => 5,
     }
 }
 
@@ -93,15 +93,15 @@ fn header_field(v: &str, max: usize) -> String {
 
 /// One alert as an RFC 5424 message (no framing).
 pub fn rfc5424(a: &Alert, version: i64, hostname: &str, now_ms: i64) -> String {
-    let pri = FACILITY * 8 + syslog_severity(&a.severity);
+    let pri = FACILITY * 8 + syslog_severity(a.severity);
     let t = std::time::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64);
     let ts = humantime::format_rfc3339_millis(t);
     let mut sd = format!(
         "[{SD_ID} id=\"{}\" version=\"{version}\" rule=\"{}\" severity=\"{}\" status=\"{}\" user=\"{}\" device=\"{}\" records=\"{}\" events=\"{}\"",
         a.id,
         sd_value(&a.rule_id),
-        sd_value(&a.severity),
-        sd_value(&a.status),
+        sd_value(a.severity.as_str()),
+        sd_value(a.status.as_str()),
         sd_value(&a.user),
         sd_value(&a.device_id),
         a.records,
@@ -123,7 +123,7 @@ pub fn rfc5424(a: &Alert, version: i64, hostname: &str, now_ms: i64) -> String {
     format!(
         "<{pri}>1 {ts} {} holdfast-collector - alert {sd} \u{feff}{} alert {}: {}: {}",
         header_field(hostname, 255),
-        a.severity,
+        a.severity.as_str(),
         a.rule_id,
         a.user,
         what
@@ -138,8 +138,8 @@ pub fn frame(msg: &str) -> Vec<u8> {
 }
 
 /// Whether a forwarder with `min` takes an alert of `severity`.
-pub fn wanted(min: Severity, severity: &str) -> bool {
-    Severity::parse(severity).is_some_and(|s| s >= min)
+pub fn wanted(min: Severity, severity: Severity) -> bool {
+    severity >= min
 }
 
 /// An open syslog connection, plain or TLS.
@@ -400,7 +400,7 @@ impl Sender {
         };
         let wanted: Vec<(i64, Alert)> = changed
             .into_iter()
-            .filter(|(_, a)| wanted(self.forward.min_severity, &a.severity))
+            .filter(|(_, a)| wanted(self.forward.min_severity, a.severity))
             .collect();
         if wanted.is_empty() {
             store.set_forward_cursor(&name, last)?;
@@ -493,13 +493,14 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AlertStatus;
 
-    fn alert(severity: &str, path: &str) -> Alert {
+    fn alert(severity: Severity, path: &str) -> Alert {
         Alert {
             id: 7,
             rule_id: "crm-export.salesforce".into(),
-            severity: severity.into(),
-            status: "new".into(),
+            severity,
+            status: AlertStatus::New,
             user: "ana".into(),
             device_id: "dev-1".into(),
             path: path.into(),
@@ -524,13 +525,17 @@ mod tests {
     #[test]
     fn messages_follow_rfc5424_with_escaped_structured_data() {
         check(
-            &alert("high", "/home/ana/Downloads/report.csv"),
+            &alert(Severity::High, "/home/ana/Downloads/report.csv"),
             "<35>1 2023-11-14T22:13:20.123Z collector1 holdfast-collector - alert [holdfast@32473 id=\"7\" version=\"12\" rule=\"crm-export.salesforce\" severity=\"high\"",
             &["records=\"240\"", "path=\"/home/ana/Downloads/report.csv\"]", "\u{feff}high alert crm-export.salesforce: ana: 240 customer records"],
         );
-        check(&alert("critical", ""), "<34>1 ", &["agent silent for 2h"]);
         check(
-            &alert("low", "/a\"b]c\\d"),
+            &alert(Severity::Critical, ""),
+            "<34>1 ",
+            &["agent silent for 2h"],
+        );
+        check(
+            &alert(Severity::Low, "/a\"b]c\\d"),
             "<37>1 ",
             &["path=\"/a\\\"b\\]c\\\\d\"]"],
         );
@@ -539,9 +544,9 @@ mod tests {
 
     #[test]
     fn severity_threshold_is_inclusive() {
-        assert!(wanted(Severity::High, "high"));
-        assert!(wanted(Severity::High, "critical"));
-        assert!(!wanted(Severity::High, "medium"));
-        assert!(!wanted(Severity::Low, "bogus"));
+        assert!(wanted(Severity::High, Severity::High));
+        assert!(wanted(Severity::High, Severity::Critical));
+        assert!(!wanted(Severity::High, Severity::Medium));
+        assert!(wanted(Severity::Low, Severity::Low));
     }
 }

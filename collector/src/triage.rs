@@ -1,7 +1,7 @@
 //! Alert triage: which status an alert may move to, assignees and notes; every change is
 //! written with its audit line in one transaction.
 
-use crate::store::{Alert, AlertChange, Store, StoreError};
+use crate::store::{Alert, AlertChange, AlertStatus, Store, StoreError};
 use crate::Actor;
 
 /// The statuses an alert can have, in their usual order.
@@ -47,15 +47,16 @@ pub enum TriageError {
 /// Whether an alert may move from `from` to `to`: new → triaged → resolved or
 /// false_positive, any open alert straight to a verdict, and a verdict back to triaged
 /// (reopened). Staying put is allowed and changes nothing.
-pub fn allowed(from: &str, to: &str) -> bool {
+pub fn allowed(from: AlertStatus, to: AlertStatus) -> bool {
+    use AlertStatus::{FalsePositive, New, Resolved, Triaged};
     from == to
         || matches!(
             (from, to),
-            ("new", "triaged" | "resolved" | "false_positive")
-                | ("triaged", "resolved" | "false_positive")
-                | ("resolved" | "false_positive", "triaged")
-                | ("resolved", "false_positive")
-                | ("false_positive", "resolved")
+            (New, Triaged | Resolved | FalsePositive)
+                | (Triaged, Resolved | FalsePositive)
+                | (Resolved | FalsePositive, Triaged)
+                | (Resolved, FalsePositive)
+                | (FalsePositive, Resolved)
         )
 }
 
@@ -73,19 +74,19 @@ pub fn change(
     }
     let alert = store.alert(id)?.ok_or(TriageError::NotFound(id))?;
     let mut effective = AlertChange::default();
-    if let Some(to) = &change.status {
-        if !STATUSES.contains(&to.as_str()) {
-            return Err(TriageError::BadStatus(to.clone()));
-        }
-        if !allowed(&alert.status, to) {
+    if let Some(asked) = &change.status {
+        let to = AlertStatus::parse(asked)
+            .filter(|s| *s != AlertStatus::Merged)
+            .ok_or_else(|| TriageError::BadStatus(asked.clone()))?;
+        if !allowed(alert.status, to) {
             return Err(TriageError::Transition {
                 id,
-                from: alert.status.clone(),
-                to: to.clone(),
+                from: alert.status.to_string(),
+                to: to.to_string(),
             });
         }
-        if *to != alert.status {
-            effective.status = Some(to.clone());
+        if to != alert.status {
+            effective.status = Some(asked.clone());
         }
     }
     if let Some(assignee) = &change.assignee {
@@ -129,7 +130,8 @@ mod tests {
     use super::*;
 
     fn check(from: &str, to: &str, want: bool) {
-        assert_eq!(allowed(from, to), want, "{from} -> {to}");
+        let status = |s| AlertStatus::parse(s).unwrap();
+        assert_eq!(allowed(status(from), status(to)), want, "{from} -> {to}");
     }
 
     #[test]
@@ -143,6 +145,16 @@ mod tests {
         check("false_positive", "new", false);
         check("resolved", "triaged", true);
         check("resolved", "resolved", true);
-        check("new", "bogus", false);
+        // Only the collector merges; an unknown name is refused before any move is weighed.
+        check("new", "merged", false);
+        check("triaged", "merged", false);
+        assert_eq!(AlertStatus::parse("bogus"), None);
+        // The API's lists of names are the enum's.
+        let names: Vec<&str> = AlertStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(FILTER_STATUSES, names.as_slice());
+        assert_eq!(STATUSES, &names[..4]);
+        assert!(AlertStatus::ALL
+            .iter()
+            .all(|s| AlertStatus::parse(s.as_str()) == Some(*s)));
     }
 }

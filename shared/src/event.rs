@@ -13,6 +13,12 @@ pub enum Severity {
     Critical,
 }
 
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Severity {
     /// The lowercase name used in policy files, the CLI and JSON.
     pub fn as_str(self) -> &'static str {

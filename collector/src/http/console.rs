@@ -293,7 +293,7 @@ fn alert_row(a: &Alert, i: usize) -> String {
         r#"<tr data-id="{id}" data-index="{i}"><td><input type="checkbox" name="ids" value="{id}" form="bulk" aria-label="Select alert {id}"></td>
 <td>{sev}</td><td><a href="/alerts/{id}">{file}</a><div class="sub">{rule}</div></td><td>{user}</td><td>{records}</td><td><span class="status status-{status}">{status}</span></td><td>{seen}</td></tr>"#,
         id = a.id,
-        sev = sev(&a.severity),
+        sev = sev(a.severity.as_str()),
         file = esc(if a.path.is_empty() {
             &a.detail
         } else {
@@ -302,7 +302,7 @@ fn alert_row(a: &Alert, i: usize) -> String {
         rule = esc(&a.rule_id),
         user = esc(&a.user),
         records = a.records,
-        status = esc(&a.status),
+        status = esc(a.status.as_str()),
         seen = fmt_ms(a.last_seen_ms),
     )
 }
@@ -528,13 +528,13 @@ fn detail_body(d: &AlertDetail, c: &Caller) -> String {
 <dt>Customer records</dt><dd id="records">{records}</dd><dt>Real customers (exact match)</dt><dd>{customers}</dd>
 <dt>User</dt><dd>{user}</dd><dt>Device</dt><dd>{device}</dd><dt>Rule</dt><dd>{rule}</dd>
 <dt>Seen</dt><dd>{first} – {last} ({n} events)</dd><dt>Assignee</dt><dd>{assignee}</dd>{detail}</dl>"#,
-        sev(&a.severity),
+        sev(a.severity.as_str()),
         esc(if a.path.is_empty() {
             &a.rule_id
         } else {
             file_name(&a.path)
         }),
-        st = esc(&a.status),
+        st = esc(a.status.as_str()),
         path = esc(&a.path),
         sha = esc(a.sha256.as_deref().unwrap_or("–")),
         records = a.records,
@@ -600,14 +600,14 @@ fn detail_body(d: &AlertDetail, c: &Caller) -> String {
         let _ = write!(
             b,
             r#"<li>{} <a href="/alerts/{}">{}</a> · {} · {}</li>"#,
-            sev(&r.severity),
+            sev(r.severity.as_str()),
             r.id,
             esc(if r.path.is_empty() {
                 &r.rule_id
             } else {
                 file_name(&r.path)
             }),
-            esc(&r.status),
+            esc(r.status.as_str()),
             fmt_ms(r.last_seen_ms)
         );
     }

@@ -60,13 +60,80 @@ pub(super) struct Hit<'a> {
     pub(super) detail: &'a str,
 }
 
+/// Where an alert stands in triage.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// Raised, not yet looked at.
+    New,
+    /// Someone is on it.
+    Triaged,
+    /// Dealt with.
+    Resolved,
+    /// Not what it looked like.
+    FalsePositive,
+    /// Folded into a correlated alert by the collector (no one sets it).
+    Merged,
+}
+
+impl AlertStatus {
+    /// Every status, in their usual order.
+    pub const ALL: [AlertStatus; 5] = [
+        AlertStatus::New,
+        AlertStatus::Triaged,
+        AlertStatus::Resolved,
+        AlertStatus::FalsePositive,
+        AlertStatus::Merged,
+    ];
+
+    /// The name stored, sent and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::New => "new",
+            AlertStatus::Triaged => "triaged",
+            AlertStatus::Resolved => "resolved",
+            AlertStatus::FalsePositive => "false_positive",
+            AlertStatus::Merged => "merged",
+        }
+    }
+
+    /// Parses a stored or given name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<AlertStatus> {
+        AlertStatus::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Whether the alert still wants attention (new or triaged).
+    pub fn is_open(self) -> bool {
+        matches!(self, AlertStatus::New | AlertStatus::Triaged)
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An alert as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Alert {
     pub id: i64,
     pub rule_id: String,
-    pub severity: String,
-    pub status: String,
+    #[schemars(with = "String")]
+    pub severity: Severity,
+    pub status: AlertStatus,
     pub user: String,
     pub device_id: String,
     pub path: String,
@@ -79,6 +146,23 @@ pub struct Alert {
     pub detail: String,
     /// Who is working on it.
     pub assignee: Option<String>,
+}
+
+/// A text column read as one of its names (a severity, a status); a name it does not know is
+/// a conversion error naming the column, never a panic.
+fn typed<T>(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+    parse: impl Fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(at)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            at,
+            rusqlite::types::Type::Text,
+            format!("unknown value `{text}`").into(),
+        )
+    })
 }
 
 /// The columns [`alert_row`] reads, in order.
@@ -95,8 +179,8 @@ pub(super) fn alert_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result
     Ok(Alert {
         id: r.get(at)?,
         rule_id: r.get(at + 1)?,
-        severity: r.get(at + 2)?,
-        status: r.get(at + 3)?,
+        severity: typed(r, at + 2, Severity::parse)?,
+        status: typed(r, at + 3, AlertStatus::parse)?,
         user: r.get(at + 4)?,
         device_id: r.get(at + 5)?,
         path: r.get(at + 6)?,
@@ -233,11 +317,6 @@ pub(super) fn upsert_alert(tx: &Connection, h: &Hit<'_>) -> Result<(), StoreErro
 pub(super) fn span(ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs((ms.max(0) / 1000) as u64))
         .to_string()
-}
-
-/// The rank of a stored severity name (unknown names rank lowest).
-pub(super) fn severity_rank_of(s: &str) -> i64 {
-    Severity::parse(s).map(severity_rank).unwrap_or(0)
 }
 
 pub(super) fn severity_rank(s: Severity) -> i64 {

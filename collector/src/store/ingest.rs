@@ -415,7 +415,7 @@ mod tests {
         let v = spikes(&s);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].records, 2200);
-        assert_eq!(v[0].severity, "high");
+        assert_eq!(v[0].severity, Severity::High);
         assert!(
             v[0].detail
                 .starts_with("2200 customer records handled in the 24 hours to")
@@ -522,7 +522,7 @@ mod tests {
             .alerts(10)
             .unwrap()
             .into_iter()
-            .map(|a| (a.path, a.rule_id, a.severity))
+            .map(|a| (a.path, a.rule_id, a.severity.as_str().to_string()))
             .collect();
         got.sort();
         let want: Vec<(String, String, String)> = [

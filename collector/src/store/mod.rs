@@ -20,10 +20,10 @@ mod tokens;
 mod triage;
 mod updates;
 use alerts::{
-    alert_row, alert_row_at, notice_alerts, severity_rank_of, span, system_hit, upsert_alert, Hit,
+    alert_row, alert_row_at, notice_alerts, severity_rank, span, system_hit, upsert_alert, Hit,
     ALERT_COLUMNS,
 };
-pub use alerts::{system_rules, Alert};
+pub use alerts::{system_rules, Alert, AlertStatus};
 pub use devices::{Beat, Device};
 pub use events::StoredEvent;
 use events::{events_where_in, stored_hash};

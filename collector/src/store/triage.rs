@@ -71,7 +71,7 @@ impl AlertCursor {
     /// The cursor just past `a`.
     pub fn after(a: &Alert) -> AlertCursor {
         AlertCursor {
-            rank: super::severity_rank_of(&a.severity),
+            rank: super::severity_rank(a.severity),
             last_seen_ms: a.last_seen_ms,
             id: a.id,
         }
