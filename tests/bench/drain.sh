@@ -4,20 +4,15 @@
 # Usage: tests/bench/drain.sh [N]   (from the repository root; default N = 20000)
 set -euo pipefail
 n=${1:-20000}
-cargo build --release -q -p holdfast-agent -p holdfast-collector
-B=$PWD/target/release
-d=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-CP=; AP=
-trap 'kill $AP $CP 2>/dev/null || true; rm -rf "$d"' EXIT
-printf 'data_dir = "%s/c"\nlisten = "127.0.0.1:%s"\n' "$d" "$port" > "$d/c.toml"
-printf 'data_dir = "%s/a"\nwatch = ["%s/w"]\nsettle_ms = 300\n' "$d" "$d" > "$d/a.toml"
+. "$(dirname "$0")/lib.sh"
+bench_init
+collector_config
+agent_config "watch = [\"$d/w\"]\nsettle_ms = 300\n"
 mkdir -p "$d/w"
-"$B/holdfast-collector" serve --config "$d/c.toml" 2> "$d/c.log" & CP=$!
+start_collector
 sleep 1
-token=$("$B/holdfast-collector" token create --user bench --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
-"$B/holdfast-agent" run --config "$d/a.toml" 2> "$d/a.log" & AP=$!
+enroll_agent bench
+start_agent
 sleep 2
 kill $CP; wait $CP 2>/dev/null || true; CP=
 status() { "$B/holdfast-agent" status --json --config "$d/a.toml" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['$1'])"; }

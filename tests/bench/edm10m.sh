@@ -8,14 +8,10 @@
 # Usage: tests/bench/edm10m.sh [CUSTOMERS]   (default 10000000)
 set -euo pipefail
 n=${1:-10000000}
-cargo build --release -q -p holdfast-agent -p holdfast-collector
-B=$PWD/target/release
-d=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-AP=; CP=
-trap 'kill $AP $CP 2>/dev/null; rm -rf "$d"' EXIT
-printf 'data_dir = "%s/c"\nlisten = "127.0.0.1:%s"\nhttp_listen = "off"\n' "$d" "$port" > "$d/c.toml"
-printf 'data_dir = "%s/a"\nwatch = ["%s/w"]\nheartbeat_ms = 1000\n' "$d" "$d" > "$d/a.toml"
+. "$(dirname "$0")/lib.sh"
+bench_init
+collector_config
+agent_config "watch = [\"$d/w\"]\nheartbeat_ms = 1000\n"
 mkdir -p "$d/w"
 python3 - "$d" "$n" <<'PY'
 import random, sys
@@ -37,11 +33,10 @@ with open(f"{d}/export.csv", "w") as f:
         f.write(f"Stranger {k},someone{k}@elsewhere.example.org,+1 415 555 {k:04d}\n")
 PY
 echo "master list: $n customers, $(du -m "$d/customers.csv" | cut -f1) MiB"
-"$B/holdfast-collector" serve --config "$d/c.toml" 2> "$d/c.log" & CP=$!
+start_collector
 sleep 1
-token=$("$B/holdfast-collector" token create --user bench --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
-"$B/holdfast-agent" run --config "$d/a.toml" 2> "$d/a.log" & AP=$!
+enroll_agent bench
+start_agent
 sleep 3
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 echo "agent before the set: VmRSS $(( $(kib $AP VmRSS) / 1024 )) MiB; collector VmRSS $(( $(kib $CP VmRSS) / 1024 )) MiB"

@@ -8,15 +8,12 @@ set -euo pipefail
 secs=${1:-60}
 files=${2:-10000}
 mode=${3:-}
-cargo build --release -q -p holdfast-agent -p holdfast-collector
-B=$PWD/target/release
-d=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-trap 'kill $AP $CP 2>/dev/null; rm -rf "$d"' EXIT
-printf 'data_dir = "%s/c"\nlisten = "127.0.0.1:%s"\nhttp_listen = "off"\n' "$d" "$port" > "$d/c.toml"
+. "$(dirname "$0")/lib.sh"
+bench_init
+collector_config
 w=$d/w
 [ "$mode" = customers ] && w=$d/Customers
-printf 'data_dir = "%s/a"\nwatch = ["%s"]\nhome = "%s"\n' "$d" "$w" "$d" > "$d/a.toml"
+agent_config "watch = [\"$w\"]\nhome = \"$d\"\n"
 python3 - "$w" "$files" <<'PY'
 import os, sys
 root, n = sys.argv[1], int(sys.argv[2])
@@ -27,11 +24,10 @@ for i in range(n):
     with open(os.path.join(d, f"f{i}.txt"), "w") as f:
         f.write("x\n")
 PY
-"$B/holdfast-collector" serve --config "$d/c.toml" 2> "$d/c.log" & CP=$!
+start_collector
 sleep 1
-token=$("$B/holdfast-collector" token create --user bench --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
-"$B/holdfast-agent" run --config "$d/a.toml" 2> "$d/a.log" & AP=$!
+enroll_agent bench
+start_agent
 # Until the start-up index is taken and the agent is connected.
 for _ in $(seq 1 120); do
   "$B/holdfast-agent" status --json --config "$d/a.toml" 2>/dev/null | grep -q '"files":'"$files" && break

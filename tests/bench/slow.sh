@@ -6,19 +6,15 @@
 # Usage: tests/bench/slow.sh [RUNS]   (default 5)
 set -euo pipefail
 runs=${1:-5}
-cargo build --release -q -p holdfast-agent -p holdfast-collector
-B=$PWD/target/release
-d=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-trap 'kill $AP $CP 2>/dev/null; rm -rf "$d"' EXIT
-printf 'data_dir = "%s/c"\nlisten = "127.0.0.1:%s"\nhttp_listen = "off"\n' "$d" "$port" > "$d/c.toml"
-printf 'data_dir = "%s/a"\nwatch = ["%s/w"]\n' "$d" "$d" > "$d/a.toml"
+. "$(dirname "$0")/lib.sh"
+bench_init
+collector_config
+agent_config "watch = [\"$d/w\"]\n"
 mkdir -p "$d/w" "$d/src"
-"$B/holdfast-collector" serve --config "$d/c.toml" 2> "$d/c.log" & CP=$!
+start_collector
 sleep 1
-token=$("$B/holdfast-collector" token create --user bench --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
-"$B/holdfast-agent" run --config "$d/a.toml" 2> "$d/a.log" & AP=$!
+enroll_agent bench
+start_agent
 sleep 2
 python3 - "$d/src" <<'PY'
 import random, sys, zipfile

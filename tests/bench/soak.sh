@@ -8,21 +8,16 @@
 set -euo pipefail
 cycles=${1:-1000}
 rate=${2:-20}
-cargo build --release -q -p holdfast-agent -p holdfast-collector
-B=$PWD/target/release
-d=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-AP=""; CP=""; WP=""
+. "$(dirname "$0")/lib.sh"
+bench_init
+WP=""
 trap 'kill -9 $AP $CP $WP 2>/dev/null; rm -rf "$d"' EXIT
-printf 'data_dir = "%s/c"\nlisten = "127.0.0.1:%s"\nhttp_listen = "off"\nmax_events_per_sec = 1000000\n' "$d" "$port" > "$d/c.toml"
-printf 'data_dir = "%s/a"\nwatch = ["%s/w"]\nsettle_ms = 300\n' "$d" "$d" > "$d/a.toml"
+collector_config "max_events_per_sec = 1000000\n"
+agent_config "watch = [\"$d/w\"]\nsettle_ms = 300\n"
 mkdir -p "$d/w"
-start_collector() { "$B/holdfast-collector" serve --config "$d/c.toml" 2>> "$d/c.log" & CP=$!; }
-start_agent() { "$B/holdfast-agent" run --config "$d/a.toml" 2>> "$d/a.log" & AP=$!; }
 start_collector
 sleep 1
-token=$("$B/holdfast-collector" token create --user soak --config "$d/c.toml" 2>/dev/null)
-"$B/holdfast-agent" enroll --collector "127.0.0.1:$port" --token-file - --config "$d/a.toml" > /dev/null <<<"$token"
+enroll_agent soak
 start_agent
 sleep 1
 # The writer: RATE exports a second until told to stop, each recorded as "path sha256".
