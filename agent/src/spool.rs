@@ -543,13 +543,40 @@ impl Spool {
     }
 }
 
+/// A created file's event, its rule of severity `sev` (none: no rule): for the spool's tests
+/// and its model.
+#[cfg(test)]
+fn created_file(path: String, size: u64, sev: Option<Severity>) -> EventBody {
+    use holdfast_shared::event::{Action, FileActivity, RuleMatch};
+    EventBody::File(FileActivity {
+        action: Action::Created,
+        path,
+        old_path: None,
+        size: Some(size),
+        sha256: None,
+        summary: None,
+        error: None,
+        destination: None,
+        origin: None,
+        process: None,
+        bulk: None,
+        rules: sev
+            .map(|severity| {
+                vec![RuleMatch {
+                    id: "r".into(),
+                    severity,
+                }]
+            })
+            .unwrap_or_default(),
+    })
+}
+
 #[cfg(test)]
 mod model;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdfast_shared::event::{Action, FileActivity, RuleMatch};
 
     fn notice(n: u64) -> EventBody {
         EventBody::Notice(AgentNotice {
@@ -561,27 +588,7 @@ mod tests {
     }
 
     fn file(n: u64, sev: Option<Severity>) -> EventBody {
-        EventBody::File(FileActivity {
-            action: Action::Created,
-            path: format!("/f{n:06}"),
-            old_path: None,
-            size: Some(n),
-            sha256: None,
-            summary: None,
-            error: None,
-            destination: None,
-            origin: None,
-            process: None,
-            bulk: None,
-            rules: sev
-                .map(|severity| {
-                    vec![RuleMatch {
-                        id: "r".into(),
-                        severity,
-                    }]
-                })
-                .unwrap_or_default(),
-        })
+        created_file(format!("/f{n:06}"), n, sev)
     }
 
     /// Sightings kept are given back oldest first across a reopen, a content kept once

@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use holdfast_shared::event::{Action, FileActivity, RuleMatch};
 use proptest::prelude::*;
 
 const MAX_BYTES: u64 = 6_000;
@@ -53,27 +52,11 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn body(step: &Step, n: usize) -> EventBody {
     match step {
-        Step::File { sev, len } => EventBody::File(FileActivity {
-            action: Action::Created,
-            path: format!("/home/ada/{n}-{}", "x".repeat(*len)),
-            old_path: None,
-            size: Some(*len as u64),
-            sha256: None,
-            summary: None,
-            error: None,
-            destination: None,
-            origin: None,
-            process: None,
-            bulk: None,
-            rules: sev
-                .map(|severity| {
-                    vec![RuleMatch {
-                        id: "r".into(),
-                        severity,
-                    }]
-                })
-                .unwrap_or_default(),
-        }),
+        Step::File { sev, len } => created_file(
+            format!("/home/ada/{n}-{}", "x".repeat(*len)),
+            *len as u64,
+            *sev,
+        ),
         _ => EventBody::Notice(AgentNotice {
             kind: "t".into(),
             message: "n".repeat(match step {
