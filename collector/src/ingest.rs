@@ -3,10 +3,11 @@
 //! event batches and acknowledges them only after the commit, answers heartbeats with signed
 //! updates and certificate renewals, and flags devices that fall silent.
 
-use crate::limits::TokenBucket;
 use crate::pki::Ca;
-use crate::store::{Beat, Device, Store, StoreError, TokenRefusal};
-use holdfast_shared::signed::Signed;
+use crate::store::{Device, Store, StoreError, TokenRefusal};
+use holdfast_shared::session::collector::{
+    self as session, error, Cert, CollectorSession, Current, Decision, Outcome, Work,
+};
 use holdfast_shared::token::EnrollToken;
 use holdfast_shared::wire::{self, close, Message};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -15,9 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tracing::{info, info_span, warn, Instrument};
 
-/// How often every agent connection, busy or idle, re-checks whether its device was revoked
-/// (a revoked device is cut off within 2 s).
-const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Longest a request may take to arrive once its stream is open (no slow-loris streams).
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -291,13 +289,6 @@ async fn reply(send: &mut quinn::SendStream, msg: &Message) {
     }
 }
 
-fn error(code: &str, message: impl Into<String>) -> Message {
-    Message::Error {
-        code: code.into(),
-        message: message.into(),
-    }
-}
-
 /// Runs blocking store work off the async threads.
 async fn with_store<T: Send + 'static>(
     state: &Arc<State>,
@@ -316,46 +307,18 @@ async fn enroll_conn(conn: quinn::Connection, state: Arc<State>) {
     let Ok((mut send, mut recv)) = conn.accept_bi().await else {
         return;
     };
-    let answer = match read_request(&mut recv).await {
-        Ok(Message::EnrollRequest {
-            token_secret,
-            csr_der,
-            hostname,
-            os,
-            agent_version,
-            first_seq,
-        }) => {
+    let answer = match session::enrollment(read_request(&mut recv).await) {
+        Ok(e) => {
             let facts = Device {
-                id: String::new(),
-                user: String::new(),
-                hostname: hostname.chars().take(255).collect(),
-                os: os.chars().take(64).collect(),
-                agent_version: agent_version.chars().take(64).collect(),
-                cert_sha256: String::new(),
-                cert_serial: String::new(),
-                cert_issued_ms: 0,
-                cert_expires_ms: 0,
-                enrolled_ms: 0,
-                last_seen_ms: None,
-                revoked_ms: None,
-                last_seq: 0,
-                spool_backlog: None,
-                first_seq: first_seq.clamp(1, i64::MAX as u64),
-                policy_version: String::new(),
-                clock_skew_ms: None,
-                offline_since_ms: None,
-                coverage: None,
-                last_stop: None,
-                last_gap: None,
-                health: String::new(),
+                hostname: e.hostname,
+                os: e.os,
+                agent_version: e.agent_version,
+                first_seq: e.first_seq,
+                ..Device::default()
             };
-            enroll(&state, token_secret, csr_der, facts).await
+            enroll(&state, e.token_secret, e.csr_der, facts).await
         }
-        Ok(_) => error(
-            "protocol",
-            "only enrollment is allowed without a device certificate",
-        ),
-        Err(e) => error("bad_frame", e),
+        Err(refusal) => *refusal,
     };
     reply(&mut send, &answer).await;
     // Let the agent read the answer and close.
@@ -455,22 +418,24 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
     async move {
         info!("agent connected");
         let _connected = crate::metrics::Connected::new(state.metrics.clone());
+        let cert = Cert {
+            presented_is_current: fp == device.cert_sha256,
+            issued_ms: device.cert_issued_ms,
+            expires_ms: device.cert_expires_ms,
+        };
+        let mut session = CollectorSession::new(cert, state.max_events_per_sec, crate::now_ms());
         let device = Arc::new(device);
-        let mut bucket = TokenBucket::new(state.max_events_per_sec, std::time::Instant::now());
-        // One clock for the whole connection, not a timer restarted per request: a device
-        // that sends all the time is checked as often as an idle one.
-        let mut revocation = tokio::time::interval(REVOCATION_CHECK);
-        revocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        revocation.tick().await;
         loop {
+            let check_in = session.next_check_ms().saturating_sub(crate::now_ms()).max(0) as u64;
             let accepted = tokio::select! {
                 biased;
-                _ = revocation.tick() => {
-                    // A device revoked while connected is cut off within this period.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(check_in)) => {
+                    // A device revoked while connected is cut off within the check period.
                     let id = device.id.clone();
-                    if let Ok(true) = with_store(&state, move |s| s.is_revoked(&id)).await {
+                    let revoked = matches!(with_store(&state, move |s| s.is_revoked(&id)).await, Ok(true));
+                    if let Some((code, reason)) = session.checked(crate::now_ms(), revoked) {
                         warn!("device revoked; closing its connection");
-                        conn.close(close::REVOKED.into(), b"device revoked");
+                        conn.close(code.into(), reason.as_bytes());
                         return;
                     }
                     continue;
@@ -484,164 +449,22 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                     return;
                 }
             };
-            let msg = match read_request(&mut recv).await {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(error = %e, "bad frame; closing");
-                    reply(&mut send, &error("bad_frame", e)).await;
-                    conn.close(close::PROTOCOL.into(), b"bad frame");
+            let request = read_request(&mut recv).await;
+            let answer = match session.request(request, crate::now_ms()) {
+                Decision::Close { answer, code, reason } => {
+                    warn!(reason, "closing the connection");
+                    reply(&mut send, &answer).await;
+                    conn.close(code.into(), reason.as_bytes());
                     return;
                 }
-            };
-            let answer = match msg {
-                Message::EventBatch { events } => {
-                    if events.len() > wire::MAX_BATCH * 4 {
-                        reply(&mut send, &error("bad_batch", "batch too large")).await;
-                        conn.close(close::PROTOCOL.into(), b"bad batch");
-                        return;
+                Decision::Do { work, at_ms } => {
+                    // Over its rate, an agent waits for its answer: backpressure, not loss.
+                    let wait = at_ms.saturating_sub(crate::now_ms());
+                    if wait > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
                     }
-                    // Over its rate, an agent waits for its ack: backpressure, not loss.
-                    let wait = bucket.take(events.len() as u64, std::time::Instant::now());
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
-                    let through = events.iter().map(|e| e.seq).max().unwrap_or(0);
-                    let n = events.len();
-                    let d = device.clone();
-                    let arrived = std::time::Instant::now();
-                    match with_store(&state, move |s| s.ingest(&d, &events, crate::now_ms())).await
-                    {
-                        Ok(new) => {
-                            state.metrics.batch(new as u64, arrived.elapsed());
-                            info!(events = n, new, through_seq = through, "batch committed");
-                            Message::Ack {
-                                through_seq: through,
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "ingest failed; agent will resend");
-                            error("internal", "could not store the batch")
-                        }
-                    }
-                }
-                Message::Heartbeat {
-                    agent_version,
-                    hostname,
-                    os,
-                    policy_version,
-                    time_ms,
-                    spool_backlog,
-                    edm_version,
-                    coverage,
-                    health,
-                } => {
-                    let now = crate::now_ms();
-                    let beat = Beat {
-                        coverage,
-                        health: health
-                            .into_iter()
-                            .take(16)
-                            .map(|h| h.chars().take(500).collect())
-                            .collect(),
-                        agent_version,
-                        hostname,
-                        os,
-                        policy_version: policy_version.clone(),
-                        edm_version: edm_version.clone(),
-                        skew_ms: time_ms.saturating_sub(now),
-                        backlog: spool_backlog,
-                    };
-                    let d = device.clone();
-                    let tolerance = state.skew_tolerance.as_millis() as i64;
-                    let renew = renew_due(&device, &fp, now);
-                    let result = with_store(&state, move |s| {
-                        let seq = s.heartbeat(&d, &beat, now, tolerance)?;
-                        let orders = s.orders_due(&d.id, now)?;
-                        Ok((seq, s.current_policy()?, s.current_edm_info()?, orders))
-                    })
-                    .await;
-                    match result {
-                        Ok((through_seq, policy, edm, orders)) => {
-                            let orders: Vec<Signed> = orders
-                                .iter()
-                                .filter_map(|b| Signed::from_bytes(b).ok())
-                                .collect();
-                            if !orders.is_empty() {
-                                info!(orders = orders.len(), "revocation orders delivered");
-                            }
-                            let updates = policy
-                                .filter(|p| p.version != policy_version)
-                                .and_then(|p| Signed::from_bytes(&p.signed).ok())
-                                .into_iter()
-                                .collect();
-                            let edm = edm.filter(|e| e.version != edm_version).and_then(|e| {
-                                Some(wire::EdmOffer {
-                                    version: e.version,
-                                    size: e.size,
-                                    manifest: Some(Signed::from_bytes(&e.manifest).ok()?),
-                                })
-                            });
-                            Message::Sync {
-                                through_seq,
-                                time_ms: now,
-                                renew,
-                                updates,
-                                edm,
-                                orders,
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "heartbeat store error");
-                            error("internal", "store error")
-                        }
-                    }
-                }
-                Message::EdmChunkRequest { version, offset } => {
-                    let v = version.clone();
-                    match with_store(&state, move |s| s.edm_chunk(&v, offset, wire::EDM_CHUNK))
-                        .await
-                    {
-                        Ok(Some((total, bytes))) => {
-                            state.metrics.edm_served(bytes.len());
-                            Message::EdmChunk {
-                                version,
-                                offset,
-                                total,
-                                bytes,
-                            }
-                        }
-                        Ok(None) => error("edm_changed", "that customer set is no longer current"),
-                        Err(e) => {
-                            warn!(error = %e, "edm store error");
-                            error("internal", "store error")
-                        }
-                    }
-                }
-                Message::RenewRequest { csr_der } => renew(&state, &device, &csr_der).await,
-                Message::OrderReceipt { order_id, receipts } => {
-                    let id = device.id.clone();
-                    let oid = order_id.clone();
-                    let ok = receipts.iter().all(|r| r.ok);
-                    match with_store(&state, move |s| {
-                        s.record_receipt(&id, &oid, &receipts, crate::now_ms())
-                    })
-                    .await
-                    {
-                        Ok(true) => {
-                            info!(order = %order_id, ok, "order receipt recorded");
-                            Message::ReceiptAck { order_id }
-                        }
-                        Ok(false) => error("unknown_order", "no such order for this device"),
-                        Err(e) => {
-                            warn!(error = %e, "cannot record a receipt");
-                            error("internal", "store error")
-                        }
-                    }
-                }
-                _ => {
-                    reply(&mut send, &error("protocol", "unexpected message")).await;
-                    conn.close(close::PROTOCOL.into(), b"unexpected message");
-                    return;
+                    let outcome = perform(&state, &device, work).await;
+                    session.done(outcome, crate::now_ms())
                 }
             };
             reply(&mut send, &answer).await;
@@ -651,18 +474,88 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
     .await
 }
 
-/// True when the connection's certificate should be renewed now: past two thirds of its
-/// lifetime, or it is the certificate the device already renewed from.
-fn renew_due(device: &Device, presented_sha256: &str, now_ms: i64) -> bool {
-    if presented_sha256 != device.cert_sha256 {
-        return true;
-    }
-    let life = device.cert_expires_ms - device.cert_issued_ms;
-    life > 0 && now_ms >= device.cert_issued_ms + life / 3 * 2
+/// Does the store work a request needs; every failure is logged here and answered as
+/// [`Outcome::Failed`] (the agent asks again).
+async fn perform(state: &Arc<State>, device: &Arc<Device>, work: Work) -> Outcome {
+    let d = device.clone();
+    let done = match work {
+        Work::Ingest { events } => {
+            let n = events.len();
+            let through = events.iter().map(|e| e.seq).max().unwrap_or(0);
+            let arrived = std::time::Instant::now();
+            let r = with_store(state, move |s| s.ingest(&d, &events, crate::now_ms())).await;
+            r.map(|new| {
+                state.metrics.batch(new as u64, arrived.elapsed());
+                info!(events = n, new, through_seq = through, "batch committed");
+                Outcome::Ingested { new }
+            })
+        }
+        Work::Heartbeat { beat } => {
+            let now = crate::now_ms();
+            let tolerance = state.skew_tolerance.as_millis() as i64;
+            let r = with_store(state, move |s| {
+                let through_seq = s.heartbeat(&d, &beat, now, tolerance)?;
+                let orders = s.orders_due(&d.id, now)?;
+                let policy = s.current_policy()?.map(|p| Current {
+                    version: p.version,
+                    signed: p.signed,
+                    size: 0,
+                });
+                let edm = s.current_edm_info()?.map(|e| Current {
+                    version: e.version,
+                    signed: e.manifest,
+                    size: e.size,
+                });
+                Ok(Outcome::Synced {
+                    through_seq,
+                    policy,
+                    edm,
+                    orders,
+                })
+            })
+            .await;
+            if let Ok(Outcome::Synced { orders, .. }) = &r {
+                if !orders.is_empty() {
+                    info!(orders = orders.len(), "revocation orders delivered");
+                }
+            }
+            r
+        }
+        Work::EdmChunk {
+            version,
+            offset,
+            max,
+        } => {
+            let r = with_store(state, move |s| s.edm_chunk(&version, offset, max)).await;
+            r.map(|chunk| {
+                if let Some((_, bytes)) = &chunk {
+                    state.metrics.edm_served(bytes.len());
+                }
+                Outcome::Chunk(chunk)
+            })
+        }
+        Work::Renew { csr_der } => return renew(state, device, &csr_der).await,
+        Work::Receipt { order_id, receipts } => {
+            let ok = receipts.iter().all(|r| r.ok);
+            let oid = order_id.clone();
+            let r = with_store(state, move |s| {
+                s.record_receipt(&d.id, &oid, &receipts, crate::now_ms())
+            })
+            .await;
+            if let Ok(true) = r {
+                info!(order = %order_id, ok, "order receipt recorded");
+            }
+            r.map(Outcome::Receipted)
+        }
+    };
+    done.unwrap_or_else(|e| {
+        warn!(error = %e, "store error; the agent will ask again");
+        Outcome::Failed
+    })
 }
 
 /// Signs a renewed certificate for the connected device and records it.
-async fn renew(state: &Arc<State>, device: &Device, csr_der: &[u8]) -> Message {
+async fn renew(state: &Arc<State>, device: &Device, csr_der: &[u8]) -> Outcome {
     let cert = match state.ca.sign_device(
         csr_der,
         &device.id,
@@ -670,7 +563,7 @@ async fn renew(state: &Arc<State>, device: &Device, csr_der: &[u8]) -> Message {
         state.cert_lifetime,
     ) {
         Ok(c) => c,
-        Err(e) => return error("bad_csr", e.to_string()),
+        Err(e) => return Outcome::Renewed(Err(e.to_string())),
     };
     let id = device.id.clone();
     let (sha, serial, issued, expires) = (
@@ -686,11 +579,11 @@ async fn renew(state: &Arc<State>, device: &Device, csr_der: &[u8]) -> Message {
     {
         Ok(()) => {
             info!(serial = %cert.serial_hex, expires = %crate::fmt_ms(cert.not_after_ms), "device certificate renewed");
-            Message::RenewResponse { cert_der: cert.der }
+            Outcome::Renewed(Ok(cert.der))
         }
         Err(e) => {
             warn!(error = %e, "cannot record renewal");
-            error("internal", "internal error")
+            Outcome::Failed
         }
     }
 }

@@ -47,22 +47,8 @@ pub struct Device {
     pub health: String,
 }
 
-/// What a heartbeat reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Beat {
-    pub agent_version: String,
-    pub hostname: String,
-    pub os: String,
-    pub policy_version: String,
-    /// Version of the customer set the agent matches with (empty: none).
-    pub edm_version: String,
-    /// Device clock minus collector clock.
-    pub skew_ms: i64,
-    pub backlog: u64,
-    pub coverage: Option<holdfast_shared::event::Coverage>,
-    /// The agent's failing stages, as `stage: reason` (empty: healthy).
-    pub health: Vec<String>,
-}
+/// What a heartbeat reports (the session decides what of it is kept).
+pub use holdfast_shared::session::collector::Beat;
 
 impl Store {
     /// Registers an enrolled device.
