@@ -5,6 +5,7 @@
 
 use super::api::{self, AlertDetail, OffboardBody};
 use super::auth::{Caller, COOKIE};
+use super::html::{html, Html};
 use super::params::Query;
 use super::{ApiError, Http};
 use crate::api_tokens::{digest, new_secret, Cap};
@@ -12,7 +13,7 @@ use crate::fmt_ms;
 use crate::store::{Alert, AlertChange, AuditEntry, StoredEvent};
 use axum::extract::{ConnectInfo, Form, Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -57,22 +58,6 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// HTML-escapes text for element content and quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Percent-encodes a path segment or query value.
 fn enc(s: &str) -> String {
     let mut out = String::new();
@@ -87,27 +72,28 @@ fn enc(s: &str) -> String {
 }
 
 /// A whole page: layout, navigation, and the security headers every page carries.
-fn page(title: &str, who: Option<&Caller>, body: &str) -> Response {
+fn page(title: &str, who: Option<&Caller>, body: Html) -> Response {
     let nav = match who {
         Some(c) => {
             let audit = if c.role.can(Cap::Audit) {
-                r#"<a href="/audit">Audit log</a>"#
+                html!(r#"<a href="/audit">Audit log</a>"#)
             } else {
-                ""
+                Html::default()
             };
-            format!(
+            html!(
                 r#"<nav aria-label="Main"><a href="/">Alerts</a><a href="/users">Users</a><a href="/devices">Devices</a>{audit}
 <span class="who">{} ({})</span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Log out</button></form></nav>"#,
-                esc(&c.name),
+                c.name,
                 c.role.as_str(),
-                esc(c.csrf.as_deref().unwrap_or(""))
+                c.csrf.as_deref().unwrap_or(""),
+                audit = audit,
             )
         }
-        None => String::new(),
+        None => Html::default(),
     };
     let csrf = who.and_then(|c| c.csrf.as_deref()).unwrap_or("");
-    let html = format!(
+    let html = html!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{}">
@@ -115,10 +101,12 @@ fn page(title: &str, who: Option<&Caller>, body: &str) -> Response {
 <body><header><span class="brand">Holdfast</span>{nav}</header>
 <main id="main">{body}</main>
 <script src="/static/console.js" defer></script></body></html>"#,
-        esc(csrf),
-        esc(title)
+        csrf,
+        title,
+        nav = nav,
+        body = body
     );
-    let mut r = Html(html).into_response();
+    let mut r = axum::response::Html(html.into_string()).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -147,17 +135,17 @@ fn fail(e: ApiError, who: Option<&Caller>) -> Response {
     let mut r = page(
         "Error",
         who,
-        &format!(
+        html!(
             r#"<h1>Something is wrong</h1><p role="alert" class="error">{}</p><p><a href="/">Back to alerts</a></p>"#,
-            esc(&e.to_string())
+            e.to_string()
         ),
     );
     *r.status_mut() = status;
     r
 }
 
-fn sev(s: &str) -> String {
-    format!(r#"<span class="sev sev-{0}">{0}</span>"#, esc(s))
+fn sev(s: &str) -> Html {
+    html!(r#"<span class="sev sev-{0}">{0}</span>"#, s)
 }
 
 fn file_name(p: &str) -> &str {
@@ -173,18 +161,19 @@ struct LoginForm {
 
 fn login_form(error: Option<&str>) -> Response {
     let err = error
-        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, esc(e)))
+        .map(|e| html!(r#"<p role="alert" class="error">{}</p>"#, e))
         .unwrap_or_default();
     page(
         "Log in",
         None,
-        &format!(
+        html!(
             r#"<h1>Log in</h1>{err}
 <form method="post" action="/login" class="login">
 <label for="token">API token or one-time login</label>
 <input id="token" name="token" type="password" autocomplete="off" required autofocus>
 <button type="submit">Log in</button></form>
-<p class="hint">Create one with <code>holdfast-collector api-token create --name NAME --role analyst</code>.</p>"#
+<p class="hint">Create one with <code>holdfast-collector api-token create --name NAME --role analyst</code>.</p>"#,
+            err = err
         ),
     )
 }
@@ -288,33 +277,44 @@ async fn logout(State(st): St, who: Who, Form(f): Form<CsrfForm>) -> Response {
 
 // ----- alert queue -----
 
-fn alert_row(a: &Alert, i: usize) -> String {
-    format!(
+fn alert_row(a: &Alert, i: usize) -> Html {
+    html!(
         r#"<tr data-id="{id}" data-index="{i}"><td><input type="checkbox" name="ids" value="{id}" form="bulk" aria-label="Select alert {id}"></td>
 <td>{sev}</td><td><a href="/alerts/{id}">{file}</a><div class="sub">{rule}</div></td><td>{user}</td><td>{records}</td><td><span class="status status-{status}">{status}</span></td><td>{seen}</td></tr>"#,
         id = a.id,
+        i = i,
         sev = sev(a.severity.as_str()),
-        file = esc(if a.path.is_empty() {
+        file = if a.path.is_empty() {
             &a.detail
         } else {
             file_name(&a.path)
-        }),
-        rule = esc(&a.rule_id),
-        user = esc(&a.user),
+        },
+        rule = a.rule_id,
+        user = a.user,
         records = a.records,
-        status = esc(a.status.as_str()),
+        status = a.status.as_str(),
         seen = fmt_ms(a.last_seen_ms),
     )
 }
 
-fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> String {
-    let mut s = format!(r#"<label>{label} <select name="{name}">"#);
-    for (v, text) in options {
-        let sel = if *v == current { " selected" } else { "" };
-        let _ = write!(s, r#"<option value="{v}"{sel}>{text}</option>"#);
-    }
-    s.push_str("</select></label>");
-    s
+fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> Html {
+    let options: Html = options
+        .iter()
+        .map(|(v, text)| {
+            let sel = if *v == current {
+                html!(" selected")
+            } else {
+                Html::default()
+            };
+            html!(r#"<option value="{}"{}>{}</option>"#, v, sel, text)
+        })
+        .collect();
+    html!(
+        r#"<label>{} <select name="{}">{}</select></label>"#,
+        label,
+        name,
+        options
+    )
 }
 
 async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
@@ -333,9 +333,7 @@ async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
         Err(e) => return fail(e, Some(&c)),
     };
     let status = q.list("status").join(",");
-    let mut body = String::new();
-    let _ = write!(
-        body,
+    let mut body = html!(
         r#"<h1>Alerts <span class="count">{} matching</span></h1>
 <form method="get" action="/" class="filters" role="search">{}{}<label>User <input name="user" value="{}"></label><label>Rule <input name="rule" value="{}"></label>{}<button type="submit">Filter</button></form>"#,
         p.total,
@@ -366,8 +364,8 @@ async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
                 ("low", "Low")
             ]
         ),
-        esc(&q.text("user").unwrap_or_default()),
-        esc(&q.text("rule").unwrap_or_default()),
+        q.text("user").unwrap_or_default(),
+        q.text("rule").unwrap_or_default(),
         select(
             "sort",
             "Order",
@@ -379,22 +377,21 @@ async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
         ),
     );
     let back = format!("/?{raw}");
-    let _ = write!(
-        body,
+    body.push(html!(
         r#"<form method="post" action="/alerts/bulk" id="bulk" class="bulk"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="back" value="{}">
 <span>Selected:</span><button type="submit" name="status" value="triaged">Triage (t)</button><button type="submit" name="status" value="resolved">Resolve (r)</button><button type="submit" name="status" value="false_positive">False positive (f)</button></form>
 <p class="hint">Keys: <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>x</kbd> select, <kbd>o</kbd> open, <kbd>t</kbd> triage, <kbd>r</kbd> resolve, <kbd>f</kbd> false positive.</p>"#,
-        esc(c.csrf.as_deref().unwrap_or("")),
-        esc(&back)
-    );
+        c.csrf.as_deref().unwrap_or(""),
+        back
+    ));
     if p.alerts.is_empty() {
-        body.push_str(r#"<p class="empty">No alerts match.</p>"#);
+        body.push(html!(r#"<p class="empty">No alerts match.</p>"#));
     } else {
-        body.push_str(r#"<table class="queue" id="queue"><caption class="sr-only">Alerts</caption><thead><tr><th scope="col"><span class="sr-only">Select</span></th><th scope="col">Severity</th><th scope="col">File / rule</th><th scope="col">User</th><th scope="col">Records</th><th scope="col">Status</th><th scope="col">Last seen</th></tr></thead><tbody>"#);
+        body.push(html!(r#"<table class="queue" id="queue"><caption class="sr-only">Alerts</caption><thead><tr><th scope="col"><span class="sr-only">Select</span></th><th scope="col">Severity</th><th scope="col">File / rule</th><th scope="col">User</th><th scope="col">Records</th><th scope="col">Status</th><th scope="col">Last seen</th></tr></thead><tbody>"#));
         for (i, a) in p.alerts.iter().enumerate() {
-            body.push_str(&alert_row(a, i));
+            body.push(alert_row(a, i));
         }
-        body.push_str("</tbody></table>");
+        body.push(html!("</tbody></table>"));
     }
     if let Some(next) = &p.next_cursor {
         let mut params: Vec<String> = raw
@@ -403,13 +400,12 @@ async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
             .map(str::to_string)
             .collect();
         params.push(format!("cursor={}", enc(next)));
-        let _ = write!(
-            body,
+        body.push(html!(
             r#"<p><a href="/?{}" rel="next">Next page</a></p>"#,
-            esc(&params.join("&"))
-        );
+            params.join("&")
+        ));
     }
-    page("Alerts", Some(&c), &body)
+    page("Alerts", Some(&c), body)
 }
 
 fn api_alert_params() -> &'static [super::params::Param] {
@@ -488,40 +484,37 @@ async fn bulk(State(st): St, who: Who, body: String) -> Response {
 
 // ----- alert detail -----
 
-fn event_rows(events: &[StoredEvent]) -> String {
-    let mut s = String::new();
+fn event_rows(events: &[StoredEvent]) -> Html {
+    let mut s = Html::default();
     for e in events {
         let what = match (&e.old_path, &e.path) {
-            (Some(from), Some(to)) => format!("{} → {}", esc(from), esc(to)),
-            (None, Some(p)) => esc(p),
-            _ => esc(&e.kind),
+            (Some(from), Some(to)) => html!("{} → {}", from, to),
+            (None, Some(p)) => Html::text(p),
+            _ => Html::text(&e.kind),
         };
-        let _ = write!(
-            s,
+        s.push(html!(
             r#"<li><time>{}</time> <strong>{}</strong> {} <span class="sub">{} records on {}{}</span></li>"#,
             fmt_ms(e.corrected_ms),
-            esc(e.action.as_deref().unwrap_or(&e.kind)),
+            e.action.as_deref().unwrap_or(&e.kind),
             what,
             e.records.unwrap_or(0),
-            esc(&e.device_id),
+            e.device_id,
             match &e.destination {
-                Some(d) => format!(" · {} {}", esc(&d.kind), esc(&d.name)),
-                None => String::new(),
+                Some(d) => html!(" · {} {}", d.kind, d.name),
+                None => Html::default(),
             }
-        );
+        ));
     }
     if s.is_empty() {
-        s.push_str("<li>None.</li>");
+        s.push(html!("<li>None.</li>"));
     }
     s
 }
 
-fn detail_body(d: &AlertDetail, c: &Caller) -> String {
+fn detail_body(d: &AlertDetail, c: &Caller) -> Html {
     let a = &d.alert;
-    let csrf = esc(c.csrf.as_deref().unwrap_or(""));
-    let mut b = String::new();
-    let _ = write!(
-        b,
+    let csrf = c.csrf.as_deref().unwrap_or("");
+    let mut b = html!(
         r#"<p><a href="/">← Alerts</a></p><h1>{} {}</h1>
 <dl class="facts"><dt>Status</dt><dd><span class="status status-{st}" id="status">{st}</span></dd>
 <dt>File</dt><dd>{path}</dd><dt>SHA-256</dt><dd><code>{sha}</code></dd>
@@ -529,35 +522,34 @@ fn detail_body(d: &AlertDetail, c: &Caller) -> String {
 <dt>User</dt><dd>{user}</dd><dt>Device</dt><dd>{device}</dd><dt>Rule</dt><dd>{rule}</dd>
 <dt>Seen</dt><dd>{first} – {last} ({n} events)</dd><dt>Assignee</dt><dd>{assignee}</dd>{detail}</dl>"#,
         sev(a.severity.as_str()),
-        esc(if a.path.is_empty() {
+        if a.path.is_empty() {
             &a.rule_id
         } else {
             file_name(&a.path)
-        }),
-        st = esc(a.status.as_str()),
-        path = esc(&a.path),
-        sha = esc(a.sha256.as_deref().unwrap_or("–")),
+        },
+        st = a.status.as_str(),
+        path = a.path,
+        sha = a.sha256.as_deref().unwrap_or("–"),
         records = a.records,
         customers = d
             .customers
             .map(|n| n.to_string())
             .unwrap_or_else(|| "–".into()),
-        user = esc(&a.user),
-        device = esc(&a.device_id),
-        rule = esc(&a.rule_id),
+        user = a.user,
+        device = a.device_id,
+        rule = a.rule_id,
         first = fmt_ms(a.first_seen_ms),
         last = fmt_ms(a.last_seen_ms),
         n = a.event_count,
-        assignee = esc(a.assignee.as_deref().unwrap_or("nobody")),
+        assignee = a.assignee.as_deref().unwrap_or("nobody"),
         detail = if a.detail.is_empty() {
-            String::new()
+            Html::default()
         } else {
-            format!("<dt>Detail</dt><dd>{}</dd>", esc(&a.detail))
+            html!("<dt>Detail</dt><dd>{}</dd>", a.detail)
         },
     );
     if c.role.can(Cap::Triage) {
-        let _ = write!(
-            b,
+        b.push(html!(
             r#"<section aria-labelledby="triage-h"><h2 id="triage-h">Triage</h2>
 <form method="post" action="/alerts/{id}" class="actions"><input type="hidden" name="csrf" value="{csrf}">
 <button type="submit" name="status" value="triaged" id="btn-triaged">Triage</button>
@@ -568,53 +560,55 @@ fn detail_body(d: &AlertDetail, c: &Caller) -> String {
 <form method="post" action="/alerts/{id}" class="note"><input type="hidden" name="csrf" value="{csrf}">
 <label for="note">Note</label><textarea id="note" name="note" rows="3" required maxlength="4096"></textarea><button type="submit" id="add-note">Add note</button></form></section>"#,
             id = a.id,
-            assignee = esc(a.assignee.as_deref().unwrap_or("")),
-        );
+            csrf = csrf,
+            assignee = a.assignee.as_deref().unwrap_or(""),
+        ));
     }
-    b.push_str(r#"<section aria-labelledby="notes-h"><h2 id="notes-h">Notes</h2><ul class="notes" id="notes">"#);
+    b.push(html!(
+        r#"<section aria-labelledby="notes-h"><h2 id="notes-h">Notes</h2><ul class="notes" id="notes">"#
+    ));
     for n in &d.notes {
-        let _ = write!(
-            b,
+        b.push(html!(
             r#"<li><time>{}</time> <strong>{}</strong>: {}</li>"#,
             fmt_ms(n.time_ms),
-            esc(&n.author),
-            esc(&n.text)
-        );
+            n.author,
+            n.text
+        ));
     }
     if d.notes.is_empty() {
-        b.push_str("<li>No notes yet.</li>");
+        b.push(html!("<li>No notes yet.</li>"));
     }
-    b.push_str("</ul></section>");
-    let _ = write!(
-        b,
+    b.push(html!("</ul></section>"));
+    b.push(html!(
         r#"<section aria-labelledby="where-h"><h2 id="where-h">Where the file went</h2><ol class="timeline">{}</ol></section>
 <section aria-labelledby="from-h"><h2 id="from-h">Where it came from</h2><ol class="timeline" id="lineage">{}</ol></section>
 <section aria-labelledby="act-h"><h2 id="act-h">{}'s activity, 7 days up to the alert</h2><ol class="timeline">{}</ol></section>"#,
         event_rows(&d.events),
         event_rows(&d.lineage),
-        esc(&a.user),
+        a.user,
         event_rows(&d.user_activity)
-    );
-    b.push_str(r#"<section aria-labelledby="rel-h"><h2 id="rel-h">Related alerts</h2><ul>"#);
+    ));
+    b.push(html!(
+        r#"<section aria-labelledby="rel-h"><h2 id="rel-h">Related alerts</h2><ul>"#
+    ));
     for r in &d.related {
-        let _ = write!(
-            b,
+        b.push(html!(
             r#"<li>{} <a href="/alerts/{}">{}</a> · {} · {}</li>"#,
             sev(r.severity.as_str()),
             r.id,
-            esc(if r.path.is_empty() {
+            if r.path.is_empty() {
                 &r.rule_id
             } else {
                 file_name(&r.path)
-            }),
-            esc(r.status.as_str()),
+            },
+            r.status.as_str(),
             fmt_ms(r.last_seen_ms)
-        );
+        ));
     }
     if d.related.is_empty() {
-        b.push_str("<li>None.</li>");
+        b.push(html!("<li>None.</li>"));
     }
-    b.push_str("</ul></section>");
+    b.push(html!("</ul></section>"));
     b
 }
 
@@ -635,7 +629,7 @@ async fn alert_page(State(st): St, who: Who, Path(id): Path<String>) -> Response
     page(
         &format!("Alert {}", d.alert.id),
         Some(&c),
-        &detail_body(&d, &c),
+        detail_body(&d, &c),
     )
 }
 
@@ -688,35 +682,34 @@ async fn users_page(State(st): St, who: Who) -> Response {
         Err(e) => return fail(e, Some(&c)),
     };
     let can_offboard = c.role.can(Cap::Offboard);
-    let mut b = String::from(
-        r#"<h1>Users</h1><p>Riskiest first: the score (0–100) adds up the last 30 days' alerts, exfiltration sequences, volume spikes against the user's own baseline, bulk reads, and notice given.</p><table><thead><tr><th scope="col">User</th><th scope="col">Risk</th><th scope="col">Why</th><th scope="col">State</th><th scope="col">Devices</th><th scope="col">Alerts, 30 days (critical / high / medium / low)</th><th scope="col">Customer records exported, 30 days</th><th scope="col">Last activity</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#,
+    let mut b = html!(
+        r#"<h1>Users</h1><p>Riskiest first: the score (0–100) adds up the last 30 days' alerts, exfiltration sequences, volume spikes against the user's own baseline, bulk reads, and notice given.</p><table><thead><tr><th scope="col">User</th><th scope="col">Risk</th><th scope="col">Why</th><th scope="col">State</th><th scope="col">Devices</th><th scope="col">Alerts, 30 days (critical / high / medium / low)</th><th scope="col">Customer records exported, 30 days</th><th scope="col">Last activity</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#
     );
     for u in &users {
         let state = if u.departing {
-            format!(
+            html!(
                 r#"<span class="flag">departing</span> until {}"#,
                 u.effective_ms.map(fmt_ms).unwrap_or_default()
             )
         } else {
-            esc(&u.state)
+            Html::text(&u.state)
         };
         let action = if can_offboard && matches!(u.state.as_str(), "active" | "restored") {
-            format!(
+            html!(
                 r#"<form method="post" action="/users/{}/offboard" class="inline offboard" data-user="{}"><input type="hidden" name="csrf" value="{}"><button type="submit">Offboard</button></form>"#,
                 enc(&u.user),
-                esc(&u.user),
-                esc(c.csrf.as_deref().unwrap_or(""))
+                u.user,
+                c.csrf.as_deref().unwrap_or("")
             )
         } else {
-            String::new()
+            Html::default()
         };
         let a = u.alerts_30d;
-        let _ = write!(
-            b,
+        b.push(html!(
             r#"<tr><td>{}</td><td class="risk">{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{} / {} / {} / {}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
-            esc(&u.user),
+            u.user,
             u.score,
-            esc(&u.signals.join("; ")),
+            u.signals.join("; "),
             u.devices,
             a.critical,
             a.high,
@@ -724,10 +717,12 @@ async fn users_page(State(st): St, who: Who) -> Response {
             a.low,
             u.records_30d,
             u.last_activity_ms.map(fmt_ms).unwrap_or_else(|| "–".into()),
-        );
+            state = state,
+            action = action,
+        ));
     }
-    b.push_str("</tbody></table>");
-    page("Users", Some(&c), &b)
+    b.push(html!("</tbody></table>"));
+    page("Users", Some(&c), b)
 }
 
 async fn offboard(
@@ -771,31 +766,30 @@ async fn devices_page(State(st): St, who: Who) -> Response {
         Ok(d) => d,
         Err(e) => return fail(e, Some(&c)),
     };
-    let mut b = String::from(
-        r#"<h1>Devices</h1><table><thead><tr><th scope="col">Device</th><th scope="col">User</th><th scope="col">Health</th><th scope="col">Last seen</th><th scope="col">Agent</th><th scope="col">Policy</th><th scope="col">Spool backlog</th><th scope="col">Certificate expires</th></tr></thead><tbody>"#,
+    let mut b = html!(
+        r#"<h1>Devices</h1><table><thead><tr><th scope="col">Device</th><th scope="col">User</th><th scope="col">Health</th><th scope="col">Last seen</th><th scope="col">Agent</th><th scope="col">Policy</th><th scope="col">Spool backlog</th><th scope="col">Certificate expires</th></tr></thead><tbody>"#
     );
     for v in &devices {
         let d = &v.device;
-        let _ = write!(
-            b,
+        b.push(html!(
             r#"<tr><td>{}<div class="sub">{}</div></td><td>{}</td><td><span class="health health-{h}">{h}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&d.hostname),
-            esc(&d.id),
-            esc(&d.user),
+            d.hostname,
+            d.id,
+            d.user,
             d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
-            esc(&d.agent_version),
-            esc(if d.policy_version.is_empty() {
+            d.agent_version,
+            if d.policy_version.is_empty() {
                 "local"
             } else {
                 &d.policy_version
-            }),
+            },
             d.spool_backlog.unwrap_or(0),
             fmt_ms(d.cert_expires_ms),
-            h = esc(&v.health),
-        );
+            h = v.health,
+        ));
     }
-    b.push_str("</tbody></table>");
-    page("Devices", Some(&c), &b)
+    b.push(html!("</tbody></table>"));
+    page("Devices", Some(&c), b)
 }
 
 async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
@@ -820,50 +814,73 @@ async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Respons
         Ok(p) => p,
         Err(e) => return fail(e, Some(&c)),
     };
-    let mut b = String::from(
-        r#"<h1>Audit log</h1><table id="audit"><thead><tr><th scope="col">Time</th><th scope="col">Who</th><th scope="col">From</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Detail</th></tr></thead><tbody>"#,
+    let mut b = html!(
+        r#"<h1>Audit log</h1><table id="audit"><thead><tr><th scope="col">Time</th><th scope="col">Who</th><th scope="col">From</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Detail</th></tr></thead><tbody>"#
     );
     for e in &p.entries {
-        let _ = write!(
-            b,
+        b.push(html!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             fmt_ms(e.time_ms),
-            esc(&e.actor),
-            esc(&e.origin),
-            esc(&e.action),
-            esc(&e.target),
-            esc(&e.detail)
-        );
+            e.actor,
+            e.origin,
+            e.action,
+            e.target,
+            e.detail
+        ));
     }
-    b.push_str("</tbody></table>");
+    b.push(html!("</tbody></table>"));
     if let Some(next) = &p.next_cursor {
-        let _ = write!(
-            b,
+        b.push(html!(
             r#"<p><a href="/audit?cursor={}" rel="next">Older</a></p>"#,
             enc(next)
-        );
+        ));
     }
-    page("Audit log", Some(&c), &b)
+    page("Audit log", Some(&c), b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(input: &str, want: &str) {
-        assert_eq!(esc(input), want);
-    }
-
     #[test]
-    fn escapes_markup_and_keeps_redirects_local() {
-        check(
-            "<script>\"x\"&'y'</script>",
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;",
-        );
-        check("客户名单.csv", "客户名单.csv");
+    fn keeps_redirects_local_and_percent_encodes_path_segments() {
         assert_eq!(local("/?status=new", "/"), "/?status=new");
         assert_eq!(local("//evil.example/", "/"), "/");
         assert_eq!(local("https://evil.example/", "/"), "/");
         assert_eq!(enc("a b/ü"), "a%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn what_an_alert_carries_reaches_the_page_escaped() {
+        let hostile = "<img src=x onerror=alert(1)>\"'&";
+        let alert = Alert {
+            id: 7,
+            rule_id: hostile.into(),
+            severity: holdfast_shared::event::Severity::High,
+            status: crate::store::AlertStatus::New,
+            user: hostile.into(),
+            device_id: hostile.into(),
+            path: format!("/home/u/{hostile}"),
+            sha256: None,
+            records: 3,
+            event_count: 1,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            detail: hostile.into(),
+            assignee: Some(hostile.into()),
+        };
+        let row = alert_row(&alert, 0).into_string();
+        assert!(!row.contains("<img"), "{row}");
+        assert_eq!(
+            row.matches("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;")
+                .count(),
+            3
+        );
+        assert!(
+            row.contains(r#"<a href="/alerts/7">"#),
+            "markup itself is kept: {row}"
+        );
+        let sel = select("status", hostile, hostile, &[(hostile, hostile)]).into_string();
+        assert!(!sel.contains("<img") && sel.contains(" selected"), "{sel}");
     }
 }

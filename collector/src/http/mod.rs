@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod console;
 mod endpoint;
+mod html;
 mod openapi;
 mod params;
 
