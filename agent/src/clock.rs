@@ -5,6 +5,7 @@
 //! whose clock is hours off without root. It changes nothing a local admin could not do by
 //! setting the system clock, and the collector flags the skew either way.
 
+use holdfast_shared::time::UnixMs;
 use std::sync::OnceLock;
 
 /// The test-only clock offset, read once.
@@ -20,6 +21,6 @@ fn skew_ms() -> i64 {
 
 /// Milliseconds since the Unix epoch, as the agent reports them (shifted by the test-only
 /// skew); 0 if the system clock is before 1970.
-pub fn now_ms() -> i64 {
-    holdfast_io::clock::now_ms().saturating_add(skew_ms())
+pub fn now_ms() -> UnixMs {
+    holdfast_io::clock::now_ms() + skew_ms()
 }

@@ -15,6 +15,7 @@ use crate::watch::{self, WatchEvent};
 use crate::workers::Job;
 use anyhow::Context;
 use holdfast_shared::event::EventBody;
+use holdfast_shared::time::UnixMs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
                     .with_context(|| "loading policies")?,
             ),
             source: "local",
-            issued_ms: 0,
+            issued_ms: UnixMs(0),
         },
     };
     let policies = LivePolicies::new(active.clone());
@@ -274,7 +275,7 @@ struct PipelineStage {
     reads: crate::reads::Reads,
     /// How the run before this one ended (the last process, or the last failed run).
     last_run: Option<LastRun>,
-    started_ms: i64,
+    started_ms: UnixMs,
     health: Health,
 }
 
@@ -401,7 +402,7 @@ impl PipelineStage {
                 })
                 .collect();
             let last = last_run.clone().unwrap_or(LastRun {
-                alive_ms: 0,
+                alive_ms: UnixMs(0),
                 stopped_by: None,
             });
             let g = Gap::new(last, *started_ms, paths);
@@ -565,7 +566,7 @@ impl PipelineStage {
             for ev in found {
                 debouncer.observe(ev, Instant::now());
             }
-            let mut batch: Vec<(i64, EventBody)> = debouncer
+            let mut batch: Vec<(UnixMs, EventBody)> = debouncer
                 .take_notices()
                 .into_iter()
                 .chain(rescanner.take_notices())

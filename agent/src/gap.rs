@@ -4,6 +4,7 @@
 //! event bodies and times passed in; the daemon feeds it.
 
 use holdfast_shared::event::{Action, AgentNotice, EventBody};
+use holdfast_shared::time::UnixMs;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use holdfast_shared::event::notice::{AGENT_GAP, AGENT_STOPPED};
 pub struct LastRun {
     /// The last time the last run was known to be running (its final write when it
     /// stopped cleanly, its last periodic mark when it crashed).
-    pub alive_ms: i64,
+    pub alive_ms: UnixMs,
     /// What stopped it, when it stopped cleanly; `None`: it crashed or was killed.
     pub stopped_by: Option<String>,
 }
@@ -35,7 +36,7 @@ impl LastRun {
 #[derive(Debug)]
 pub struct Gap {
     last: LastRun,
-    now_ms: i64,
+    now_ms: UnixMs,
     waiting: HashSet<PathBuf>,
     files: u64,
     customer: u64,
@@ -55,7 +56,7 @@ pub fn customer(body: &EventBody) -> bool {
 impl Gap {
     /// A gap from `last` to `now_ms`, whose catch-up found `paths` (created, changed or
     /// deleted meanwhile).
-    pub fn new(last: LastRun, now_ms: i64, paths: impl IntoIterator<Item = PathBuf>) -> Gap {
+    pub fn new(last: LastRun, now_ms: UnixMs, paths: impl IntoIterator<Item = PathBuf>) -> Gap {
         Gap {
             last,
             now_ms,
@@ -74,8 +75,8 @@ impl Gap {
         };
         format!(
             "the agent was not running from {} to {} ({how})",
-            rfc3339(self.last.alive_ms),
-            rfc3339(self.now_ms)
+            self.last.alive_ms.rfc3339(),
+            self.now_ms.rfc3339()
         )
     }
 
@@ -101,10 +102,10 @@ impl Gap {
         let by = parts.next().unwrap_or("");
         let mut g = Gap::new(
             LastRun {
-                alive_ms: from,
+                alive_ms: UnixMs(from),
                 stopped_by: (!by.is_empty()).then(|| by.to_string()),
             },
-            to,
+            UnixMs(to),
             [],
         );
         let Some(EventBody::Notice(mut n)) = g.take_notice(true) else {
@@ -145,8 +146,8 @@ impl Gap {
         }
         let unread = std::mem::take(&mut self.waiting).len() as u64;
         let mut counts = BTreeMap::from([
-            ("from_ms".to_string(), self.last.alive_ms.max(0) as u64),
-            ("to_ms".to_string(), self.now_ms.max(0) as u64),
+            ("from_ms".to_string(), self.last.alive_ms.ms().max(0) as u64),
+            ("to_ms".to_string(), self.now_ms.ms().max(0) as u64),
             ("files".to_string(), self.files),
             ("customer_files".to_string(), self.customer),
             ("deleted".to_string(), self.deleted),
@@ -177,11 +178,6 @@ impl Gap {
             counts,
         }))
     }
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The notice sent before the agent exits on a signal.
@@ -236,12 +232,12 @@ mod tests {
         want: Option<[u64; 4]>,
     ) {
         let last = LastRun {
-            alive_ms: 1_000_000,
+            alive_ms: UnixMs(1_000_000),
             stopped_by: stopped_by.map(str::to_string),
         };
         let mut g = Gap::new(
             last,
-            2_000_000,
+            UnixMs(2_000_000),
             handled.iter().map(|(p, _)| PathBuf::from(p)),
         );
         for (p, how) in handled {
@@ -308,10 +304,10 @@ mod tests {
         for stopped_by in [None, Some("SIGTERM from pid 4 (uid 0)")] {
             let g = Gap::new(
                 LastRun {
-                    alive_ms: 1_000_000,
+                    alive_ms: UnixMs(1_000_000),
                     stopped_by: stopped_by.map(str::to_string),
                 },
-                2_000_000,
+                UnixMs(2_000_000),
                 [PathBuf::from("/a.csv")],
             );
             let Some(n) = Gap::unfinished_notice(&g.record()) else {
@@ -339,14 +335,14 @@ mod tests {
         assert_eq!(
             LastRun::from_meta(Some("12"), Some("")),
             Some(LastRun {
-                alive_ms: 12,
+                alive_ms: UnixMs(12),
                 stopped_by: None
             })
         );
         assert_eq!(
             LastRun::from_meta(Some("12"), Some("SIGTERM")),
             Some(LastRun {
-                alive_ms: 12,
+                alive_ms: UnixMs(12),
                 stopped_by: Some("SIGTERM".into())
             })
         );

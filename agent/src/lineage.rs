@@ -7,6 +7,7 @@
 //! the export it came from.
 
 use holdfast_shared::event::Origin;
+use holdfast_shared::time::UnixMs;
 use std::collections::{HashMap, VecDeque};
 
 /// Sightings kept, at most (the oldest is forgotten first); about 200 bytes each.
@@ -18,7 +19,7 @@ pub struct Sighting {
     /// The content's SHA-256, hex.
     pub sha256: String,
     pub path: String,
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     /// Customer records it held.
     pub records: u64,
     /// The sequence number of its event, once spooled.
@@ -84,7 +85,7 @@ impl Lineage {
         &mut self,
         sha256: &str,
         path: &str,
-        time_ms: i64,
+        time_ms: UnixMs,
         records: u64,
         entries: &[(String, String)],
     ) -> Link {
@@ -157,17 +158,17 @@ mod tests {
     #[test]
     fn copies_renames_and_archives_link_back_to_the_first_sighting() {
         let mut l = Lineage::default();
-        let first = l.link("aa", "/d/export.csv", 100, 240, &[]);
+        let first = l.link("aa", "/d/export.csv", UnixMs(100), 240, &[]);
         check(&first, None, 0);
         assert!(first.first);
         l.set_seq("aa", 7);
         // The same bytes elsewhere: a rename or a copy.
-        let renamed = l.link("aa", "/d/clients.csv", 200, 240, &[]);
+        let renamed = l.link("aa", "/d/clients.csv", UnixMs(200), 240, &[]);
         check(&renamed, Some(("/d/export.csv", "copy", None)), 240);
         assert_eq!(renamed.origin.as_ref().unwrap().seq, Some(7));
         // Zipped: the entry's hash links back; the zip becomes a sighting of its own.
         let entries = vec![("clients.csv".to_string(), "aa".to_string())];
-        let zip = l.link("zz", "/d/clients.zip", 300, 240, &entries);
+        let zip = l.link("zz", "/d/clients.zip", UnixMs(300), 240, &entries);
         check(
             &zip,
             Some(("/d/export.csv", "archive", Some("clients.csv"))),
@@ -175,11 +176,15 @@ mod tests {
         );
         assert!(zip.first);
         // The zip copied to a stick links to the zip.
-        let usb = l.link("zz", "/media/KINGSTON/q3.zip", 400, 0, &[]);
+        let usb = l.link("zz", "/media/KINGSTON/q3.zip", UnixMs(400), 0, &[]);
         check(&usb, Some(("/d/clients.zip", "copy", None)), 240);
         // Rewriting the same file is not a copy; content never seen is not linked.
-        check(&l.link("aa", "/d/export.csv", 500, 240, &[]), None, 0);
-        let other = l.link("bb", "/d/notes.txt", 600, 0, &[]);
+        check(
+            &l.link("aa", "/d/export.csv", UnixMs(500), 240, &[]),
+            None,
+            0,
+        );
+        let other = l.link("bb", "/d/notes.txt", UnixMs(600), 0, &[]);
         check(&other, None, 0);
         assert!(!other.first, "content without customers is not remembered");
     }
@@ -189,8 +194,8 @@ mod tests {
     #[test]
     fn the_memory_handed_to_the_spool_survives_a_restart() {
         let mut l = Lineage::default();
-        l.link("aa", "/d/export.csv", 100, 240, &[]);
-        l.link("bb", "/d/notes.txt", 150, 0, &[]);
+        l.link("aa", "/d/export.csv", UnixMs(100), 240, &[]);
+        l.link("bb", "/d/notes.txt", UnixMs(150), 0, &[]);
         l.set_seq("aa", 7);
         let kept = l.take_fresh();
         assert_eq!(
@@ -198,27 +203,27 @@ mod tests {
             vec![Sighting {
                 sha256: "aa".into(),
                 path: "/d/export.csv".into(),
-                time_ms: 100,
+                time_ms: UnixMs(100),
                 records: 240,
                 seq: Some(7),
             }]
         );
         assert_eq!(l.take_fresh(), vec![], "handed over once");
-        l.link("aa", "/d/copy.csv", 200, 240, &[]);
+        l.link("aa", "/d/copy.csv", UnixMs(200), 240, &[]);
         assert_eq!(l.take_fresh(), vec![], "a copy is not a first sighting");
 
         let mut after = Lineage::restore(kept);
-        let copy = after.link("aa", "/media/KINGSTON/c.csv", 300, 240, &[]);
+        let copy = after.link("aa", "/media/KINGSTON/c.csv", UnixMs(300), 240, &[]);
         check(&copy, Some(("/d/export.csv", "copy", None)), 240);
         assert_eq!(copy.origin.as_ref().unwrap().seq, Some(7));
-        assert_eq!(copy.origin.as_ref().unwrap().time_ms, 100);
+        assert_eq!(copy.origin.as_ref().unwrap().time_ms, UnixMs(100));
     }
 
     #[test]
     fn the_memory_is_bounded() {
         let mut l = Lineage::default();
         for i in 0..MAX_SIGHTINGS + 10 {
-            l.link(&format!("{i:x}"), &format!("/f{i}"), 0, 1, &[]);
+            l.link(&format!("{i:x}"), &format!("/f{i}"), UnixMs(0), 1, &[]);
         }
         assert_eq!(l.seen.len(), MAX_SIGHTINGS);
         assert_eq!(
@@ -227,7 +232,9 @@ mod tests {
             "the hand-over is bounded too"
         );
         assert!(
-            l.link("0", "/elsewhere", 0, 1, &[]).origin.is_none(),
+            l.link("0", "/elsewhere", UnixMs(0), 1, &[])
+                .origin
+                .is_none(),
             "the oldest was forgotten"
         );
     }

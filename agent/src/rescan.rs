@@ -658,6 +658,7 @@ mod model {
     use crate::pipeline::{describe, Debouncer};
     use crate::spool::Spool;
     use holdfast_shared::policy::PolicySet;
+    use holdfast_shared::time::UnixMs;
     use proptest::prelude::*;
 
     #[derive(Debug, Clone)]
@@ -798,7 +799,7 @@ mod model {
                         f.sha256.clone(),
                     ));
                 }
-                batch.push((0, d.body));
+                batch.push((UnixMs(0), d.body));
             }
             spool.seal(&batch, &index, &[]).unwrap();
             self.sealed.extend(sealed);

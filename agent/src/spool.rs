@@ -12,6 +12,7 @@
 use crate::lineage::Sighting;
 use crate::tree::Stamp;
 use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, Severity, GENESIS};
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -219,13 +220,13 @@ impl Spool {
     }
 
     /// Appends one event; see [`Spool::append_all`].
-    pub fn append(&self, time_ms: i64, body: &EventBody) -> Result<Admit, SpoolError> {
+    pub fn append(&self, time_ms: UnixMs, body: &EventBody) -> Result<Admit, SpoolError> {
         Ok(self.append_all(&[(time_ms, body.clone())])?[0])
     }
 
     /// Seals and stores events in one transaction (one fsync for the lot), or counts them
     /// as dropped when the spool is too full for their severity.
-    pub fn append_all(&self, events: &[(i64, EventBody)]) -> Result<Vec<Admit>, SpoolError> {
+    pub fn append_all(&self, events: &[(UnixMs, EventBody)]) -> Result<Vec<Admit>, SpoolError> {
         self.seal(events, &[], &[])
     }
 
@@ -235,7 +236,7 @@ impl Spool {
     /// sealed, so a restart reports each file once.
     pub fn seal(
         &self,
-        events: &[(i64, EventBody)],
+        events: &[(UnixMs, EventBody)],
         index: &[IndexChange],
         meta: &[(&str, &str)],
     ) -> Result<Vec<Admit>, SpoolError> {
@@ -309,7 +310,12 @@ impl Spool {
         Ok(out)
     }
 
-    fn admit(&self, tx: &Connection, time_ms: i64, body: &EventBody) -> Result<Admit, SpoolError> {
+    fn admit(
+        &self,
+        tx: &Connection,
+        time_ms: UnixMs,
+        body: &EventBody,
+    ) -> Result<Admit, SpoolError> {
         let blob = body
             .to_bytes()
             .map_err(|e| SpoolError::Encode(e.to_string()))?;
@@ -365,7 +371,7 @@ impl Spool {
     /// (below the lowest fill limit), so the report never displaces a kept event. Only `ack`
     /// calls it: appends never free room, and a report written while the spool is still full
     /// would split one episode into many.
-    fn flush_drops(&self, tx: &Connection, now_ms: i64) -> Result<(), SpoolError> {
+    fn flush_drops(&self, tx: &Connection, now_ms: UnixMs) -> Result<(), SpoolError> {
         let dropped = self.dropped_in(tx)?;
         if dropped.is_empty() {
             return Ok(());
@@ -419,7 +425,7 @@ impl Spool {
     pub fn ack(
         &self,
         sent: std::ops::RangeInclusive<u64>,
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> Result<usize, SpoolError> {
         let (from, through) = (
             (*sent.start()).min(i64::MAX as u64) as i64,
@@ -443,7 +449,7 @@ impl Spool {
     }
 
     /// Writes the pending drop report if there is room for it (at every heartbeat).
-    pub fn report_drops(&self, now_ms: i64) -> Result<(), SpoolError> {
+    pub fn report_drops(&self, now_ms: UnixMs) -> Result<(), SpoolError> {
         let tx = self.immediate()?;
         self.flush_drops(&tx, now_ms)?;
         tx.commit()?;
@@ -600,7 +606,7 @@ mod tests {
         let sighting = |i: u64| Sighting {
             sha256: format!("{i:064x}"),
             path: format!("/home/ana/Downloads/export-{i}.csv"),
-            time_ms: 1_700_000_000_000 + i as i64,
+            time_ms: UnixMs(1_700_000_000_000 + i as i64),
             records: 100 + i,
             seq: i.is_multiple_of(2).then_some(i),
         };
@@ -632,7 +638,7 @@ mod tests {
         let path = dir.path().join("spool.db");
         let s = Spool::writer(&path, u64::MAX, "u").unwrap();
         for n in 1..=5 {
-            assert_eq!(stored(s.append(n as i64, &notice(n)).unwrap()), n);
+            assert_eq!(stored(s.append(UnixMs(n as i64), &notice(n)).unwrap()), n);
         }
         let p = s.pending(3).unwrap();
         assert_eq!(p.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
@@ -640,15 +646,15 @@ mod tests {
         assert_eq!(p[1].prev_hash, p[0].hash().to_vec());
         assert_eq!(p[2].prev_hash, p[1].hash().to_vec());
         assert_eq!(p[1].open("d").unwrap().body, notice(2));
-        assert_eq!(s.ack(0..=3, 0).unwrap(), 3);
+        assert_eq!(s.ack(0..=3, UnixMs(0)).unwrap(), 3);
         drop(s);
         // A restart keeps the unacknowledged tail, the chain head, and never reuses a seq.
         let s = Spool::writer(&path, u64::MAX, "u").unwrap();
         assert_eq!(s.backlog().unwrap(), 2);
         let tail = s.pending(10).unwrap();
-        s.ack(0..=5, 0).unwrap();
+        s.ack(0..=5, UnixMs(0)).unwrap();
         assert_eq!((s.backlog().unwrap(), s.bytes().unwrap()), (0, 0));
-        assert_eq!(stored(s.append(9, &notice(9)).unwrap()), 6);
+        assert_eq!(stored(s.append(UnixMs(9), &notice(9)).unwrap()), 6);
         assert_eq!(s.pending(1).unwrap()[0].prev_hash, tail[1].hash().to_vec());
         assert_eq!(s.last_seq().unwrap(), 6);
     }
@@ -671,16 +677,18 @@ mod tests {
                 .filter(|a| matches!(a, Admit::Stored(_)))
                 .count() as u64
         };
-        let lows: Vec<_> = (0..150).map(|n| (n as i64, file(n % 100, None))).collect();
+        let lows: Vec<_> = (0..150)
+            .map(|n| (UnixMs(n as i64), file(n % 100, None)))
+            .collect();
         assert_eq!(kept(s.append_all(&lows).unwrap()), 80);
         // Medium events fill up to 90 %, high ones up to 100 %.
         let meds: Vec<_> = (0..40)
-            .map(|n| (200, file(n % 100, Some(Severity::Medium))))
+            .map(|n| (UnixMs(200), file(n % 100, Some(Severity::Medium))))
             .collect();
         let kept_med = kept(s.append_all(&meds).unwrap());
         assert_eq!(kept_med, (max / 100 * 90 - 80 * low) / med);
         let highs: Vec<_> = (0..40)
-            .map(|n| (300, file(n % 100, Some(Severity::High))))
+            .map(|n| (UnixMs(300), file(n % 100, Some(Severity::High))))
             .collect();
         let kept_high = kept(s.append_all(&highs).unwrap());
         assert_eq!(kept_high, (max - 80 * low - kept_med * med) / high);
@@ -698,7 +706,7 @@ mod tests {
         let stored = 80 + kept_med + kept_high;
         assert_eq!(s.last_seq().unwrap(), stored);
         // The collector takes everything: the report follows the kept events, with the counts.
-        s.ack(0..=stored, 500).unwrap();
+        s.ack(0..=stored, UnixMs(500)).unwrap();
         assert!(s.dropped().unwrap().is_empty());
         let report = s.pending(10).unwrap();
         assert_eq!(report.len(), 1);
@@ -719,13 +727,13 @@ mod tests {
         let s = Spool::writer(&dir.path().join("spool.db"), 20_000, "u").unwrap();
         let mut n = 0;
         while s.dropped().unwrap().is_empty() {
-            s.append(n, &file(n as u64, None)).unwrap();
+            s.append(UnixMs(n), &file(n as u64, None)).unwrap();
             n += 1;
         }
         // Below the low-severity limit by less than a row: appends must not write the report.
         for i in 0..10 {
-            s.append(1000 + i, &notice(i as u64)).unwrap();
-            s.append(2000 + i, &file(i as u64, None)).unwrap();
+            s.append(UnixMs(1000 + i), &notice(i as u64)).unwrap();
+            s.append(UnixMs(2000 + i), &file(i as u64, None)).unwrap();
         }
         let kinds = |s: &Spool| -> Vec<String> {
             s.pending(10_000)
@@ -740,10 +748,10 @@ mod tests {
         assert_eq!(kinds(&s), vec!["t"; 10]);
         assert_eq!(s.dropped().unwrap()["created/none"], 11);
         let last = s.last_seq().unwrap();
-        s.ack(0..=last, 0).unwrap();
+        s.ack(0..=last, UnixMs(0)).unwrap();
         assert_eq!(kinds(&s), vec!["spool_dropped"]);
         // Acks with nothing pending write nothing more.
-        s.ack(0..=last, 0).unwrap();
+        s.ack(0..=last, UnixMs(0)).unwrap();
         assert_eq!(s.backlog().unwrap(), 1);
     }
 

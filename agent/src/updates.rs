@@ -14,6 +14,7 @@ use holdfast_shared::edm::manifest::{
 use holdfast_shared::edm::{EdmSet, Matcher};
 use holdfast_shared::policy::PolicySet;
 use holdfast_shared::signed::{kind, PolicyBundle, Signed, VerifyError};
+use holdfast_shared::time::UnixMs;
 use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,7 @@ impl UpdateError {
 pub struct ActiveEdm {
     pub version: String,
     pub customers: u64,
-    pub issued_ms: i64,
+    pub issued_ms: UnixMs,
     pub matcher: Arc<Matcher>,
 }
 
@@ -290,7 +291,7 @@ pub struct Active {
     pub set: Arc<PolicySet>,
     /// `collector` for a signed bundle, `local` for the config's files or the built-in pack.
     pub source: &'static str,
-    pub issued_ms: i64,
+    pub issued_ms: UnixMs,
 }
 
 /// Shared between the pipeline (reads on every file) and the uplink (swaps on update).
@@ -321,7 +322,7 @@ fn compile(bundle: &PolicyBundle, home: &str) -> Result<PolicySet, UpdateError> 
     PolicySet::compile(&refs, home).map_err(|e| UpdateError::Compile(e.to_string()))
 }
 
-fn open(env: &Signed, key: &[u8], home: &str) -> Result<(PolicySet, i64), UpdateError> {
+fn open(env: &Signed, key: &[u8], home: &str) -> Result<(PolicySet, UnixMs), UpdateError> {
     let body = env.verify(key, kind::POLICY)?;
     let bundle = PolicyBundle::from_bytes(&body.payload)?;
     Ok((compile(&bundle, home)?, body.issued_ms))
@@ -404,7 +405,7 @@ mod tests {
         }
     }
 
-    fn bundle(k: &[u8], rule: &str, issued_ms: i64) -> Signed {
+    fn bundle(k: &[u8], rule: &str, issued_ms: UnixMs) -> Signed {
         let b = PolicyBundle {
             files: vec![(
                 "p.toml".into(),
@@ -441,21 +442,29 @@ mod tests {
         let live = LivePolicies::new(Active {
             set: Arc::new(PolicySet::default()),
             source: "local",
-            issued_ms: 0,
+            issued_ms: UnixMs(0),
         });
         assert!(load_saved(dir.path(), &id, "/h").is_none());
-        assert!(apply(&bundle(&k, "a", 10), &id, dir.path(), "/h", &live)
-            .unwrap()
-            .is_some());
+        assert!(
+            apply(&bundle(&k, "a", UnixMs(10)), &id, dir.path(), "/h", &live)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(rule_ids(&live), ["a"]);
         // Replaying an older bundle changes nothing.
         assert_eq!(
-            apply(&bundle(&k, "old", 5), &id, dir.path(), "/h", &live).unwrap(),
+            apply(&bundle(&k, "old", UnixMs(5)), &id, dir.path(), "/h", &live).unwrap(),
             None
         );
         // Another key's bundle is refused and the good one stays.
         assert!(matches!(
-            apply(&bundle(&other, "evil", 99), &id, dir.path(), "/h", &live),
+            apply(
+                &bundle(&other, "evil", UnixMs(99)),
+                &id,
+                dir.path(),
+                "/h",
+                &live
+            ),
             Err(UpdateError::Verify(VerifyError::BadSignature))
         ));
         assert_eq!(rule_ids(&live), ["a"]);
@@ -470,7 +479,7 @@ mod tests {
     }
 
     /// A set of `n` customers cut into 4 KiB pieces, its manifest signed with `k`.
-    fn customer_set(k: &[u8], n: usize, issued_ms: i64) -> (Vec<u8>, Signed) {
+    fn customer_set(k: &[u8], n: usize, issued_ms: UnixMs) -> (Vec<u8>, Signed) {
         let mut b = holdfast_shared::edm::EdmBuilder::new(b"secret");
         for i in 0..n {
             b.add(
@@ -502,7 +511,7 @@ mod tests {
         let (k, other) = (key(), key());
         let id = identity(&holdfast_shared::signed::public_key(&k).unwrap());
         let live = LiveEdm::default();
-        let (payload, manifest) = customer_set(&k, 5000, 10);
+        let (payload, manifest) = customer_set(&k, 5000, UnixMs(10));
         let mut f = EdmFetch::begin(dir.path(), &manifest, &id, &live)
             .unwrap()
             .unwrap();
@@ -540,7 +549,7 @@ mod tests {
         assert!(EdmFetch::begin(dir.path(), &manifest, &id, &live)
             .unwrap()
             .is_none());
-        let (_, older) = customer_set(&k, 10, 5);
+        let (_, older) = customer_set(&k, 10, UnixMs(5));
         assert!(EdmFetch::begin(dir.path(), &older, &id, &live)
             .unwrap()
             .is_none());
@@ -550,7 +559,7 @@ mod tests {
             (manifest_version(&manifest), 5000)
         );
         // Another key's manifest is refused for good.
-        let (_, forged) = customer_set(&other, 10, 99);
+        let (_, forged) = customer_set(&other, 10, UnixMs(99));
         let e = EdmFetch::begin(dir.path(), &forged, &id, &live).unwrap_err();
         assert!(e.is_final(), "{e}");
         // A held file changed on disk is not loaded.

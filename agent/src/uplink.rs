@@ -193,7 +193,7 @@ impl Uplink {
                 }
                 (Step::WaitUntil(t), Some((_, conn))) => {
                     let until = tokio::time::Instant::now()
-                        + Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
+                        + Duration::from_millis(t.since(now_ms()).max(0) as u64);
                     tokio::select! {
                         _ = self.wake.notified() => { session.spooled(); Ok(()) }
                         _ = tokio::time::sleep_until(until) => Ok(()),
@@ -202,7 +202,7 @@ impl Uplink {
                     }
                 }
                 (Step::WaitUntil(t), None) => {
-                    let wait = Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
+                    let wait = Duration::from_millis(t.since(now_ms()).max(0) as u64);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => Ok(()),
                         _ = shutdown.changed() => break,

@@ -4,6 +4,7 @@
 use crate::store::{ApiToken, AuditEntry, Store, StoreError};
 use crate::Actor;
 use base64::Engine;
+use holdfast_shared::time::UnixMs;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -132,7 +133,7 @@ pub fn create(
     role: &str,
     once: bool,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<Created, ApiTokenError> {
     if !crate::valid_name(name) {
         return Err(ApiTokenError::BadName(name.to_string()));
@@ -178,7 +179,7 @@ pub fn revoke(
     store: &mut Store,
     name: &str,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<(), ApiTokenError> {
     let audit = AuditEntry {
         id: 0,
@@ -237,7 +238,7 @@ mod tests {
             who: "cli:test".into(),
             origin: "cli@h".into(),
         };
-        let t = create(&mut s, "soc-1", "analyst", false, &actor, 10).unwrap();
+        let t = create(&mut s, "soc-1", "analyst", false, &actor, UnixMs(10)).unwrap();
         assert!(t.secret.starts_with("hfa_"));
         let found = s.api_token_by_secret(&digest(&t.secret)).unwrap().unwrap();
         assert_eq!(
@@ -249,21 +250,21 @@ mod tests {
             "kept hashed"
         );
         assert!(matches!(
-            create(&mut s, "soc-1", "admin", false, &actor, 11),
+            create(&mut s, "soc-1", "admin", false, &actor, UnixMs(11)),
             Err(ApiTokenError::Exists(_))
         ));
         assert!(matches!(
-            create(&mut s, "x", "root", false, &actor, 11),
+            create(&mut s, "x", "root", false, &actor, UnixMs(11)),
             Err(ApiTokenError::BadRole(_))
         ));
         assert!(matches!(
-            create(&mut s, "bad name", "admin", false, &actor, 11),
+            create(&mut s, "bad name", "admin", false, &actor, UnixMs(11)),
             Err(ApiTokenError::BadName(_))
         ));
-        revoke(&mut s, "soc-1", &actor, 12).unwrap();
+        revoke(&mut s, "soc-1", &actor, UnixMs(12)).unwrap();
         assert!(s.api_token_by_secret(&digest(&t.secret)).unwrap().is_none());
         assert!(matches!(
-            revoke(&mut s, "soc-1", &actor, 13),
+            revoke(&mut s, "soc-1", &actor, UnixMs(13)),
             Err(ApiTokenError::Unknown(_))
         ));
         let actions: Vec<String> = s

@@ -6,6 +6,7 @@ use crate::store::{Device, Store, StoreError};
 use holdfast_shared::event::{
     Action, ContentSummary, EventBody, FileActivity, RuleMatch, SealedEvent, Severity, GENESIS,
 };
+use holdfast_shared::time::UnixMs;
 use rand::{Rng, SeedableRng};
 
 const RULES: &[(&str, Severity)] = &[
@@ -23,7 +24,7 @@ pub fn seed_alerts(
     n: usize,
     users: usize,
     span_ms: i64,
-    now_ms: i64,
+    now_ms: UnixMs,
     seed: u64,
 ) -> Result<Vec<Device>, StoreError> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -47,7 +48,7 @@ pub fn seed_alerts(
         store.add_device(d)?;
     }
     // Times ascend per device, as a real agent's do.
-    let mut times: Vec<i64> = (0..n)
+    let mut times: Vec<UnixMs> = (0..n)
         .map(|_| now_ms - rng.gen_range(0..span_ms.max(1)))
         .collect();
     times.sort_unstable();

@@ -12,6 +12,7 @@ use holdfast_shared::edm::manifest::{held_header, version_of, Manifest};
 use holdfast_shared::edm::EdmBuilder;
 use holdfast_shared::ident::classify_field;
 use holdfast_shared::signed::SignError;
+use holdfast_shared::time::UnixMs;
 use holdfast_shared::wire;
 use std::io::Read;
 use std::path::Path;
@@ -189,7 +190,7 @@ pub fn import(
     store: &Store,
     file: &Path,
     columns: &[String],
-    now_ms: i64,
+    now_ms: UnixMs,
     actor: &crate::Actor,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Imported, Held), ImportError> {
@@ -314,7 +315,7 @@ mod tests {
             &store,
             &list,
             &["邮箱".into(), "phone".into()],
-            5,
+            UnixMs(5),
             &crate::Actor::test(),
             &mut |_, _| calls += 1,
         )
@@ -346,7 +347,10 @@ mod tests {
             .unwrap();
         let signed = holdfast_shared::signed::Signed::from_bytes(&info.manifest).unwrap();
         let offered = Manifest::open(&signed, &pk).unwrap();
-        assert_eq!((offered.version, offered.issued_ms), (r.version.clone(), 5));
+        assert_eq!(
+            (offered.version, offered.issued_ms),
+            (r.version.clone(), UnixMs(5))
+        );
         let (total, first) = store.edm_chunk(&r.version, 0, 1 << 20).unwrap().unwrap();
         assert_eq!(total, info.size);
         assert!(offered.manifest.matches(0, &first));
@@ -368,7 +372,7 @@ mod tests {
             &store,
             &list,
             &["wechat".into()],
-            6,
+            UnixMs(6),
             &crate::Actor::test(),
             &mut |_, _| {},
         )

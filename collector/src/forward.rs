@@ -14,6 +14,7 @@
 use crate::config::{Forward, ForwardTarget};
 use crate::store::{Alert, Store, StoreError};
 use holdfast_shared::event::Severity;
+use holdfast_shared::time::UnixMs;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
@@ -92,9 +93,9 @@ fn header_field(v: &str, max: usize) -> String {
 }
 
 /// One alert as an RFC 5424 message (no framing).
-pub fn rfc5424(a: &Alert, version: i64, hostname: &str, now_ms: i64) -> String {
+pub fn rfc5424(a: &Alert, version: i64, hostname: &str, now_ms: UnixMs) -> String {
     let pri = FACILITY * 8 + syslog_severity(a.severity);
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64);
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(now_ms.ms().max(0) as u64);
     let ts = humantime::format_rfc3339_millis(t);
     let mut sd = format!(
         "[{SD_ID} id=\"{}\" version=\"{version}\" rule=\"{}\" severity=\"{}\" status=\"{}\" user=\"{}\" device=\"{}\" records=\"{}\" events=\"{}\"",
@@ -507,15 +508,15 @@ mod tests {
             sha256: Some("ab".repeat(32)),
             records: 240,
             event_count: 1,
-            first_seen_ms: 0,
-            last_seen_ms: 0,
+            first_seen_ms: UnixMs(0),
+            last_seen_ms: UnixMs(0),
             detail: "agent silent for 2h".into(),
             assignee: None,
         }
     }
 
     fn check(a: &Alert, want_prefix: &str, want_parts: &[&str]) {
-        let m = rfc5424(a, 12, "collector 1", 1_700_000_000_123);
+        let m = rfc5424(a, 12, "collector 1", UnixMs(1_700_000_000_123));
         assert!(m.starts_with(want_prefix), "{m}");
         for p in want_parts {
             assert!(m.contains(p), "{m} lacks {p}");

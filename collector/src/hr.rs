@@ -8,6 +8,7 @@ use crate::offboard::{Actor, OffboardError, Request};
 use crate::store::Store;
 use holdfast_shared::classify::record::header_key;
 use holdfast_shared::classify::{RowSink, TableReader, TextDecoder};
+use holdfast_shared::time::UnixMs;
 use serde::Serialize;
 use std::io::Read;
 use std::path::Path;
@@ -119,10 +120,10 @@ impl RowSink for Rows {
 }
 
 /// A date: `YYYY-MM-DD` or `YYYY/MM/DD` (the start of that day, UTC), or an RFC 3339 time.
-pub fn parse_date(v: &str) -> Option<i64> {
+pub fn parse_date(v: &str) -> Option<UnixMs> {
     let v = v.trim();
     if let Ok(t) = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
-        return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
+        return Some(UnixMs((t.unix_timestamp_nanos() / 1_000_000) as i64));
     }
     let day = v.split([' ', 'T']).next()?;
     let parts: Vec<&str> = day.split(['-', '/', '.']).collect();
@@ -131,7 +132,7 @@ pub fn parse_date(v: &str) -> Option<i64> {
     };
     let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
     let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
-    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+    Some(UnixMs(date.midnight().assume_utc().unix_timestamp() * 1000))
 }
 
 fn column(header: &[String], names: &[&str]) -> Option<usize> {
@@ -160,7 +161,7 @@ pub fn import(
     store: &mut Store,
     file: &Path,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<HrImported, HrError> {
     let shown = file.display().to_string();
     let io = |source| HrError::Io {
@@ -353,9 +354,12 @@ mod tests {
 
     #[test]
     fn dates_in_the_forms_hr_systems_write() {
-        assert_eq!(parse_date("2026-12-01"), Some(1_796_083_200_000));
-        assert_eq!(parse_date("2026/12/01"), Some(1_796_083_200_000));
-        assert_eq!(parse_date("2026-12-01T08:00:00Z"), Some(1_796_112_000_000));
+        assert_eq!(parse_date("2026-12-01"), Some(UnixMs(1_796_083_200_000)));
+        assert_eq!(parse_date("2026/12/01"), Some(UnixMs(1_796_083_200_000)));
+        assert_eq!(
+            parse_date("2026-12-01T08:00:00Z"),
+            Some(UnixMs(1_796_112_000_000))
+        );
         assert_eq!(parse_date("2026-02-30"), None);
         assert_eq!(parse_date("next week"), None);
         assert_eq!(parse_date(""), None);
@@ -368,7 +372,13 @@ mod tests {
         let mut store = Store::open(&config.db_path()).unwrap();
         for u in ["kim", "lee"] {
             store
-                .add_token(&format!("t-{u}"), u, 1, 2, &crate::Actor::test())
+                .add_token(
+                    &format!("t-{u}"),
+                    u,
+                    UnixMs(1),
+                    UnixMs(2),
+                    &crate::Actor::test(),
+                )
                 .unwrap();
         }
         let file = dir.path().join("hr.csv");
@@ -382,7 +392,7 @@ mod tests {
             origin: "cli@here".into(),
         };
         let now = 1_795_305_600_000; // 2026-11-22
-        let r = import(&config, &mut store, &file, &actor, now).unwrap();
+        let r = import(&config, &mut store, &file, &actor, UnixMs(now)).unwrap();
         let got: Vec<(u64, &str)> = r.rows.iter().map(|o| (o.line, o.result.as_str())).collect();
         assert_eq!(got, [(2, "scheduled"), (3, "error"), (4, "error")]);
         assert!(r.rows[1]
@@ -394,14 +404,14 @@ mod tests {
         );
         let off = store.offboarding("kim").unwrap().unwrap();
         // Effective at the end of the last working day; departing since the notice date.
-        assert_eq!(off.effective_ms, 1_796_083_200_000 + 86_400_000);
-        assert_eq!(off.notice_ms, 1_795_132_800_000);
+        assert_eq!(off.effective_ms, UnixMs(1_796_083_200_000 + 86_400_000));
+        assert_eq!(off.notice_ms, UnixMs(1_795_132_800_000));
         // Again: nothing changes.
-        let again = import(&config, &mut store, &file, &actor, now).unwrap();
+        let again = import(&config, &mut store, &file, &actor, UnixMs(now)).unwrap();
         assert_eq!((again.scheduled, again.unchanged, again.errors), (0, 1, 2));
         // A file without a last-day column is refused as a whole, naming what it found.
         std::fs::write(&file, "Email,Department\nkim,Sales\n").unwrap();
-        let e = import(&config, &mut store, &file, &actor, now)
+        let e = import(&config, &mut store, &file, &actor, UnixMs(now))
             .unwrap_err()
             .to_string();
         assert!(

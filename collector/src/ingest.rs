@@ -426,7 +426,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
         let mut session = CollectorSession::new(cert, state.max_events_per_sec, crate::now_ms());
         let device = Arc::new(device);
         loop {
-            let check_in = session.next_check_ms().saturating_sub(crate::now_ms()).max(0) as u64;
+            let check_in = session.next_check_ms().since(crate::now_ms()).max(0) as u64;
             let accepted = tokio::select! {
                 biased;
                 _ = tokio::time::sleep(std::time::Duration::from_millis(check_in)) => {
@@ -459,7 +459,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
                 }
                 Decision::Do { work, at_ms } => {
                     // Over its rate, an agent waits for its answer: backpressure, not loss.
-                    let wait = at_ms.saturating_sub(crate::now_ms());
+                    let wait = at_ms.since(crate::now_ms());
                     if wait > 0 {
                         tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
                     }

@@ -2,6 +2,7 @@
 //!
 //! `ingest` owns the QUIC socket, `store` owns every SQL statement, `pki` owns the CA key.
 
+use holdfast_shared::time::UnixMs;
 pub mod api_tokens;
 pub mod config;
 pub mod connectors;
@@ -65,7 +66,7 @@ impl Actor {
 }
 
 /// Milliseconds since the Unix epoch: the collector's one clock.
-pub fn now_ms() -> i64 {
+pub fn now_ms() -> UnixMs {
     holdfast_io::clock::now_ms()
 }
 
@@ -79,8 +80,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-/// RFC 3339 (UTC, seconds) for a millisecond timestamp: the one way times are shown.
-pub fn fmt_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+/// RFC 3339 (UTC, seconds) for a moment: the one way times are shown.
+pub fn fmt_ms(t: UnixMs) -> String {
+    t.rfc3339()
 }

@@ -8,6 +8,7 @@ use crate::store::{AuditEntry, NewOrder, OffboardRow, OrderRow, Store, StoreErro
 use holdfast_shared::order::{ActionReceipt, Order, OrderAction, OrderError};
 use holdfast_shared::policy::{PolicySet, DEFAULT_PACK};
 use holdfast_shared::signed::{kind, PolicyBundle, SignError, Signed, SignedBody};
+use holdfast_shared::time::UnixMs;
 use rand::RngCore;
 use serde::Serialize;
 
@@ -49,12 +50,12 @@ pub use crate::Actor;
 #[derive(Debug, Clone)]
 pub struct Request {
     pub user: String,
-    pub effective_ms: i64,
+    pub effective_ms: UnixMs,
     pub lookback_ms: i64,
     pub reason: String,
     /// When notice was given; the user is departing from then until the effective time
     /// (default: now).
-    pub notice_ms: Option<i64>,
+    pub notice_ms: Option<UnixMs>,
 }
 
 /// The offboarding actions of the policy in force: the published bundle's, or the built-in
@@ -96,8 +97,8 @@ fn sign_orders(
     user: &str,
     order_kind: &str,
     actions: &[OrderAction],
-    effective_ms: i64,
-    now_ms: i64,
+    effective_ms: UnixMs,
+    now_ms: UnixMs,
 ) -> Result<Vec<NewOrder>, OffboardError> {
     let key = crate::pki::signing_key(&config.data_dir)?;
     let mut out = Vec::new();
@@ -135,7 +136,7 @@ pub struct Started {
     /// False when an offboarding was already open (nothing changed).
     pub started: bool,
     pub devices: usize,
-    pub effective_ms: i64,
+    pub effective_ms: UnixMs,
 }
 
 /// Offboards a user: one signed order per device, effective at `effective_ms`. Idempotent:
@@ -145,7 +146,7 @@ pub fn start(
     store: &mut Store,
     req: &Request,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<Started, OffboardError> {
     if !store.user_known(&req.user)? {
         return Err(OffboardError::UnknownUser(req.user.clone()));
@@ -218,7 +219,7 @@ pub fn restore(
     store: &mut Store,
     user: &str,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<bool, OffboardError> {
     match store.offboarding(user)? {
         None => return Err(OffboardError::NotOffboarded(user.to_string())),
@@ -256,7 +257,7 @@ pub fn retry(
     store: &mut Store,
     user: &str,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<usize, OffboardError> {
     if store.offboarding(user)?.is_none() {
         return Err(OffboardError::NotOffboarded(user.to_string()));
@@ -283,9 +284,9 @@ pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, Offboa
         .offboarding(user)?
         .ok_or_else(|| OffboardError::NotOffboarded(user.to_string()))?;
     let to = row.effective_ms;
-    let from = to.saturating_sub(row.lookback_ms);
+    let from = to - row.lookback_ms;
     let window = store.events_of_user(user, from, to, crate::report::MAX_EVENTS)?;
-    let history = store.events_of_user(user, i64::MIN, to, crate::report::MAX_EVENTS)?;
+    let history = store.events_of_user(user, UnixMs(i64::MIN), to, crate::report::MAX_EVENTS)?;
     let hosts = store
         .devices()?
         .into_iter()
@@ -312,9 +313,9 @@ pub struct OrderStatus {
     pub id: String,
     pub kind: String,
     pub state: String,
-    pub effective_ms: i64,
-    pub delivered_ms: Option<i64>,
-    pub done_ms: Option<i64>,
+    pub effective_ms: UnixMs,
+    pub delivered_ms: Option<UnixMs>,
+    pub done_ms: Option<UnixMs>,
     #[schemars(with = "Vec<serde_json::Value>")]
     pub receipts: Vec<ActionReceipt>,
 }
@@ -323,18 +324,18 @@ pub struct OrderStatus {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Status {
     pub user: String,
-    pub started_ms: i64,
-    pub effective_ms: i64,
+    pub started_ms: UnixMs,
+    pub effective_ms: UnixMs,
     pub lookback_ms: i64,
     pub reason: String,
-    pub restored_ms: Option<i64>,
+    pub restored_ms: Option<UnixMs>,
     pub devices: Vec<DeviceStatus>,
     /// Each connector call with its attempts and last result.
     pub connectors: Vec<crate::store::ConnectorRun>,
 }
 
 /// Where each device of an offboarded user stands.
-pub fn status(store: &Store, user: &str, now_ms: i64) -> Result<Status, OffboardError> {
+pub fn status(store: &Store, user: &str, now_ms: UnixMs) -> Result<Status, OffboardError> {
     let row = store
         .offboarding(user)?
         .ok_or_else(|| OffboardError::NotOffboarded(user.to_string()))?;
@@ -410,27 +411,30 @@ mod tests {
         };
         let req = |user: &str| Request {
             user: user.into(),
-            effective_ms: 0,
+            effective_ms: UnixMs(0),
             lookback_ms: 90 * 86_400_000,
             reason: "resigned".into(),
             notice_ms: None,
         };
-        let err = start(&config, &mut store, &req("nobody"), &actor, 100).unwrap_err();
+        let err = start(&config, &mut store, &req("nobody"), &actor, UnixMs(100)).unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown user `nobody`: no device or enrollment token was ever issued to them"
         );
-        let s = start(&config, &mut store, &req("kim"), &actor, 100).unwrap();
-        assert_eq!((s.started, s.devices, s.effective_ms), (true, 2, 100));
+        let s = start(&config, &mut store, &req("kim"), &actor, UnixMs(100)).unwrap();
+        assert_eq!(
+            (s.started, s.devices, s.effective_ms),
+            (true, 2, UnixMs(100))
+        );
         assert!(
-            !start(&config, &mut store, &req("kim"), &actor, 200)
+            !start(&config, &mut store, &req("kim"), &actor, UnixMs(200))
                 .unwrap()
                 .started
         );
         // Each order verifies under the collector's key, is an order, and names its device.
         let pk = holdfast_shared::signed::public_key(&crate::pki::signing_key(dir.path()).unwrap())
             .unwrap();
-        let due = store.orders_due("d2", 100).unwrap();
+        let due = store.orders_due("d2", UnixMs(100)).unwrap();
         assert_eq!(due.len(), 1);
         let body = Signed::from_bytes(&due[0])
             .unwrap()
@@ -442,17 +446,17 @@ mod tests {
         let names: Vec<&str> = order.actions.iter().map(OrderAction::name).collect();
         assert_eq!(names, ["quarantine", "strip_access", "purge"]);
         assert!(Order::from_bytes(&body.payload, "d1").is_err());
-        let st = status(&store, "kim", 100).unwrap();
+        let st = status(&store, "kim", UnixMs(100)).unwrap();
         let states: Vec<(&str, &str)> = st
             .devices
             .iter()
             .map(|d| (d.device_id.as_str(), d.state.as_str()))
             .collect();
         assert_eq!(states, [("d1", "pending"), ("d2", "delivered")]);
-        assert!(restore(&config, &mut store, "kim", &actor, 300).unwrap());
-        assert!(!restore(&config, &mut store, "kim", &actor, 301).unwrap());
+        assert!(restore(&config, &mut store, "kim", &actor, UnixMs(300)).unwrap());
+        assert!(!restore(&config, &mut store, "kim", &actor, UnixMs(301)).unwrap());
         assert!(matches!(
-            restore(&config, &mut store, "lee", &actor, 300),
+            restore(&config, &mut store, "lee", &actor, UnixMs(300)),
             Err(OffboardError::NotOffboarded(_))
         ));
     }

@@ -3,6 +3,7 @@
 //! holds the CA key.
 
 use holdfast_io::fs::{read_pem, to_pem, write_file_atomic, PemError};
+use holdfast_shared::time::UnixMs;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -175,8 +176,8 @@ impl Ca {
         Ok(DeviceCert {
             der: signed.der().to_vec(),
             serial_hex,
-            issued_ms: ms(now),
-            not_after_ms: ms(now + lifetime),
+            issued_ms: UnixMs(ms(now)),
+            not_after_ms: UnixMs(ms(now + lifetime)),
         })
     }
 }
@@ -186,8 +187,8 @@ impl Ca {
 pub struct DeviceCert {
     pub der: Vec<u8>,
     pub serial_hex: String,
-    pub issued_ms: i64,
-    pub not_after_ms: i64,
+    pub issued_ms: UnixMs,
+    pub not_after_ms: UnixMs,
 }
 
 /// The Ed25519 key (PKCS#8, mode 0600) that signs policy bundles, EDM sets and orders,

@@ -7,6 +7,7 @@ use crate::store::{PublishedPolicy, Store, StoreError};
 use holdfast_io::policy_files::{read_path, PolicyLoadError};
 use holdfast_shared::policy::PolicySet;
 use holdfast_shared::signed::{kind, PolicyBundle, SignError, Signed, SignedBody};
+use holdfast_shared::time::UnixMs;
 use std::path::Path;
 
 /// Why a bundle could not be published.
@@ -41,7 +42,7 @@ pub fn publish(
     config: &Config,
     store: &Store,
     path: &Path,
-    now_ms: i64,
+    now_ms: UnixMs,
     actor: &crate::Actor,
 ) -> Result<Published, PublishError> {
     let files = read_path(path)?;
@@ -114,11 +115,11 @@ mod tests {
             "[[rule]]\nid = \"a\"\nseverity = \"low\"\n",
         )
         .unwrap();
-        let p = publish(&config, &store, &pdir, 10, &crate::Actor::test()).unwrap();
+        let p = publish(&config, &store, &pdir, UnixMs(10), &crate::Actor::test()).unwrap();
         assert!(p.changed);
         assert_eq!((p.rules, p.files), (1, 1));
         assert!(
-            !publish(&config, &store, &pdir, 20, &crate::Actor::test())
+            !publish(&config, &store, &pdir, UnixMs(20), &crate::Actor::test())
                 .unwrap()
                 .changed
         );
@@ -139,7 +140,7 @@ mod tests {
             "[[rule]]\nid = \"b\"\nseverity = \"loud\"\n",
         )
         .unwrap();
-        let err = publish(&config, &store, &pdir, 30, &crate::Actor::test())
+        let err = publish(&config, &store, &pdir, UnixMs(30), &crate::Actor::test())
             .unwrap_err()
             .to_string();
         assert!(err.contains("b.toml:3:12"), "{err}");

@@ -5,6 +5,7 @@
 //! paths and hashes: the collector never has the content), as JSON or CSV.
 
 use crate::store::StoredEvent;
+use holdfast_shared::time::UnixMs;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ pub const MAX_EVENTS: usize = 1_000_000;
 /// One customer-data event in the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReportEvent {
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     pub device_id: String,
     pub seq: u64,
     pub action: String,
@@ -46,7 +47,7 @@ pub struct Held {
     pub sha256: Option<String>,
     pub records: u64,
     pub edm: u64,
-    pub last_seen_ms: i64,
+    pub last_seen_ms: UnixMs,
 }
 
 /// Per device: how many customer-data events and records.
@@ -62,8 +63,8 @@ pub struct DeviceLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub user: String,
-    pub from_ms: i64,
-    pub to_ms: i64,
+    pub from_ms: UnixMs,
+    pub to_ms: UnixMs,
     /// Customer records in files created, modified or renamed in the window (the exports).
     pub records_exported: u64,
     /// Of those, rows holding real customers (exact data match).
@@ -86,8 +87,8 @@ fn exported(action: &str) -> bool {
 /// events up to `to_ms` (`history`, for what they still held). `hostnames` maps device ids.
 pub fn build(
     user: &str,
-    from_ms: i64,
-    to_ms: i64,
+    from_ms: UnixMs,
+    to_ms: UnixMs,
     window: &[StoredEvent],
     history: &[StoredEvent],
     hostnames: &BTreeMap<String, String>,
@@ -283,9 +284,9 @@ mod tests {
             device_id: "d1".into(),
             seq,
             user: "kim".into(),
-            time_ms: t,
-            received_ms: t,
-            corrected_ms: t,
+            time_ms: UnixMs(t),
+            received_ms: UnixMs(t),
+            corrected_ms: UnixMs(t),
             kind: "file".into(),
             action: Some(action.into()),
             path: Some(path.into()),
@@ -325,7 +326,7 @@ mod tests {
         let hosts = [("d1".to_string(), "laptop".to_string())]
             .into_iter()
             .collect();
-        let r = build("kim", 15, 60, &window, &history, &hosts);
+        let r = build("kim", UnixMs(15), UnixMs(60), &window, &history, &hosts);
         let paths: Vec<(&str, &str)> = r
             .events
             .iter()

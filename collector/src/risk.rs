@@ -4,6 +4,7 @@
 //! list`), the API (`/api/v1/users`) and the console's Users page all show this one ranking.
 
 use crate::store::{RiskSignals, Store, StoreError, UserRow};
+use holdfast_shared::time::UnixMs;
 use serde::Serialize;
 
 /// The window risk looks back over.
@@ -22,13 +23,13 @@ pub struct UserRisk {
     pub state: String,
     /// Notice given and not yet effective.
     pub departing: bool,
-    pub effective_ms: Option<i64>,
-    pub notice_ms: Option<i64>,
+    pub effective_ms: Option<UnixMs>,
+    pub notice_ms: Option<UnixMs>,
     /// Alerts last seen in the last 30 days, by severity (false positives left out).
     pub alerts_30d: crate::store::BySeverity,
     /// Customer records in files that matched a rule, last 30 days.
     pub records_30d: u64,
-    pub last_activity_ms: Option<i64>,
+    pub last_activity_ms: Option<UnixMs>,
 }
 
 /// The score and its reasons: 25 a critical alert, 10 a high one, 3 a medium one, 1 a low
@@ -91,7 +92,7 @@ pub fn score(s: &RiskSignals, departing: bool) -> (u32, Vec<String>) {
 }
 
 /// Every user with their risk, riskiest first.
-pub fn users(store: &Store, now_ms: i64) -> Result<Vec<UserRisk>, StoreError> {
+pub fn users(store: &Store, now_ms: UnixMs) -> Result<Vec<UserRisk>, StoreError> {
     let since = now_ms - WINDOW_MS;
     let signals = store.risk_signals(since)?;
     let records = store.records_by_user(since)?;
@@ -109,7 +110,7 @@ pub fn users(store: &Store, now_ms: i64) -> Result<Vec<UserRisk>, StoreError> {
                 departing,
                 alerts_30d: s.alerts,
                 records_30d,
-                last_activity_ms: (last > 0).then_some(last),
+                last_activity_ms: (last > 0).then_some(UnixMs(last)),
                 devices: u.devices,
                 state: u.state,
                 effective_ms: u.effective_ms,

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::pki::{Ca, PkiError};
 use crate::store::{Store, StoreError};
+use holdfast_shared::time::UnixMs;
 use holdfast_shared::token::EnrollToken;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub enum TokenCreateError {
 pub struct Issued {
     pub token: String,
     pub user: String,
-    pub expires_ms: i64,
+    pub expires_ms: UnixMs,
 }
 
 /// Issues a single-use token for `user`, valid for `ttl`.

@@ -3,6 +3,7 @@
 
 use crate::store::{Alert, AlertChange, AlertStatus, Store, StoreError};
 use crate::Actor;
+use holdfast_shared::time::UnixMs;
 
 /// The statuses an alert can have, in their usual order.
 pub const STATUSES: &[&str] = &["new", "triaged", "resolved", "false_positive"];
@@ -67,7 +68,7 @@ pub fn change(
     id: i64,
     change: &AlertChange,
     actor: &Actor,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Result<Alert, TriageError> {
     if change.status.is_none() && change.assignee.is_none() && change.note.is_none() {
         return Err(TriageError::Empty);

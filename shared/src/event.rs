@@ -1,5 +1,6 @@
 //! The event model: what the agent reports about file activity, and what the collector stores.
 
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -155,7 +156,7 @@ pub struct Origin {
     /// Where the content was first seen.
     pub path: String,
     /// When (device clock, milliseconds).
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     /// The first sighting's event sequence number on this device, when it was reported.
     #[serde(default)]
     pub seq: Option<u64>,
@@ -315,7 +316,7 @@ pub struct Event {
     /// Per-device monotonic sequence number, starting at 1.
     pub seq: u64,
     /// Device time, milliseconds since the Unix epoch.
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     pub body: EventBody,
 }
 
@@ -355,7 +356,7 @@ pub const GENESIS: [u8; 32] = [0; 32];
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedEvent {
     pub seq: u64,
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     pub user: String,
     /// [`SealedEvent::hash`] of the event with `seq - 1` ([`GENESIS`] for the first).
     #[serde(with = "serde_bytes")]
@@ -369,7 +370,7 @@ impl SealedEvent {
     /// Seals a body: the one place an event's chain hash input is laid out.
     pub fn seal(
         seq: u64,
-        time_ms: i64,
+        time_ms: UnixMs,
         user: &str,
         prev_hash: [u8; 32],
         body: &EventBody,
@@ -390,7 +391,7 @@ impl SealedEvent {
         let mut h = sha2::Sha256::new();
         h.update(b"holdfast-event-v1\0");
         h.update(self.seq.to_be_bytes());
-        h.update(self.time_ms.to_be_bytes());
+        h.update(self.time_ms.ms().to_be_bytes());
         for part in [self.user.as_bytes(), &self.prev_hash, &self.body] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
@@ -425,7 +426,7 @@ mod tests {
 
     /// One `check()` per module: sealing then opening gives the event back, and changing any
     /// field changes the hash.
-    fn check(seq: u64, time_ms: i64, user: &str, prev: [u8; 32], body: EventBody) {
+    fn check(seq: u64, time_ms: UnixMs, user: &str, prev: [u8; 32], body: EventBody) {
         let sealed = SealedEvent::seal(seq, time_ms, user, prev, &body).unwrap();
         let opened = sealed.open("dev").unwrap();
         assert_eq!(
@@ -440,7 +441,7 @@ mod tests {
         let h = sealed.hash();
         let mut edits = vec![sealed.clone(); 5];
         edits[0].seq = edits[0].seq.wrapping_add(1);
-        edits[1].time_ms = edits[1].time_ms.wrapping_add(1);
+        edits[1].time_ms += 1;
         edits[2].user.push('x');
         edits[3].prev_hash[0] ^= 1;
         edits[4].body.push(0);
@@ -451,12 +452,12 @@ mod tests {
 
     #[test]
     fn seal_open_and_hash() {
-        check(1, 0, "ada", GENESIS, notice(1));
-        check(u64::MAX, -5, "", [7; 32], notice(2));
+        check(1, UnixMs(0), "ada", GENESIS, notice(1));
+        check(u64::MAX, UnixMs(-5), "", [7; 32], notice(2));
         // Length-delimited: moving a byte between user and body is not the same event.
         let a = SealedEvent {
             seq: 1,
-            time_ms: 0,
+            time_ms: UnixMs(0),
             user: "ab".into(),
             prev_hash: vec![],
             body: vec![b'c'],

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod reads;
 pub mod session;
 pub mod signed;
+pub mod time;
 pub mod token;
 pub mod wire;
 

@@ -9,6 +9,7 @@
 use crate::event::{Action, EventBody};
 use crate::event::{BulkRead, FileActivity, Process, RuleMatch};
 use crate::policy::{PolicySet, ReadsBy};
+use crate::time::UnixMs;
 use std::collections::{HashMap, VecDeque};
 
 /// Most processes or users followed at once; beyond, the stalest is forgotten.
@@ -21,7 +22,7 @@ pub const MAX_REPORTED: usize = 100_000;
 pub struct Open {
     pub path: String,
     pub process: Process,
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
 }
 
 /// Who counts: a rule and a process or user.
@@ -34,10 +35,10 @@ struct Key {
 #[derive(Debug, Default)]
 struct Window {
     /// (time, path) of distinct files, oldest first.
-    files: VecDeque<(i64, String)>,
+    files: VecDeque<(UnixMs, String)>,
     /// When the rule last fired for this key: it fires once per window.
-    fired_ms: Option<i64>,
-    last_ms: i64,
+    fired_ms: Option<UnixMs>,
+    last_ms: UnixMs,
 }
 
 /// The state: windows per rule and opener, and the opens already reported.
@@ -45,7 +46,7 @@ struct Window {
 pub struct BulkReads {
     windows: HashMap<Key, Window>,
     /// (path, opener) → when reported.
-    reported: HashMap<(String, String), i64>,
+    reported: HashMap<(String, String), UnixMs>,
 }
 
 impl BulkReads {
@@ -69,7 +70,7 @@ impl BulkReads {
                 .reported
                 .get(&(open.path.clone(), who.clone()))
                 .copied();
-            if reported_at.is_none_or(|t| open.time_ms.saturating_sub(t) >= within_ms) {
+            if reported_at.is_none_or(|t| open.time_ms.since(t) >= within_ms) {
                 report = true;
             }
             self.make_room();
@@ -81,7 +82,7 @@ impl BulkReads {
                 })
                 .or_default();
             w.last_ms = open.time_ms;
-            let horizon = open.time_ms.saturating_sub(within_ms);
+            let horizon = open.time_ms - within_ms;
             while w.files.front().is_some_and(|(t, _)| *t < horizon) {
                 w.files.pop_front();
             }
@@ -98,7 +99,7 @@ impl BulkReads {
             let count = w.files.len() as u64;
             let quiet = w
                 .fired_ms
-                .is_none_or(|t| open.time_ms.saturating_sub(t) >= within_ms);
+                .is_none_or(|t| open.time_ms.since(t) >= within_ms);
             if count >= rule.min_files && quiet {
                 w.fired_ms = Some(open.time_ms);
                 hits.push((
@@ -211,7 +212,7 @@ by = "user"
                 exe_trusted: Some(true),
                 exe_sha256: None,
             },
-            time_ms: t_s * 1000,
+            time_ms: UnixMs(t_s * 1000),
         }
     }
 

@@ -4,6 +4,7 @@
 //! The signature covers a domain tag and the exact body bytes, so there is nothing to
 //! canonicalise: the agent verifies the bytes it received, then decodes them.
 
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 
 /// Domain separation: a Holdfast signature can never be confused with another protocol's.
@@ -40,7 +41,7 @@ pub struct SignedBody {
     /// A version the agent reports back (for policies, the bundle's content hash).
     pub version: String,
     /// When the collector signed it; an agent never goes back to an older one.
-    pub issued_ms: i64,
+    pub issued_ms: UnixMs,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
@@ -175,7 +176,7 @@ mod tests {
         SignedBody {
             kind: kind.into(),
             version: "v1".into(),
-            issued_ms: 5,
+            issued_ms: UnixMs(5),
             payload: b"payload".to_vec(),
         }
     }

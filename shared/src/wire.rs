@@ -7,6 +7,7 @@
 
 use crate::event::SealedEvent;
 use crate::signed::Signed;
+use crate::time::UnixMs;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
@@ -83,7 +84,7 @@ pub enum Message {
         policy_version: String,
         /// The device's clock, milliseconds since the epoch.
         #[serde(default)]
-        time_ms: i64,
+        time_ms: UnixMs,
         spool_backlog: u64,
         /// Version of the customer set the agent matches with (empty: none).
         #[serde(default)]
@@ -99,7 +100,7 @@ pub enum Message {
     /// whether to renew the certificate now, and signed updates to apply.
     Sync {
         through_seq: u64,
-        time_ms: i64,
+        time_ms: UnixMs,
         #[serde(default)]
         renew: bool,
         #[serde(default)]
@@ -323,7 +324,7 @@ mod tests {
             process: None,
             bulk: None,
         });
-        SealedEvent::seal(seq, 1_700_000_000_000, "alice", GENESIS, &body).unwrap()
+        SealedEvent::seal(seq, UnixMs(1_700_000_000_000), "alice", GENESIS, &body).unwrap()
     }
 
     /// One `check()` per module: encode, decode, compare.
@@ -358,7 +359,7 @@ mod tests {
             hostname: "h".into(),
             os: "linux".into(),
             policy_version: "abc".into(),
-            time_ms: -1,
+            time_ms: UnixMs(-1),
             spool_backlog: 7,
             edm_version: "e1".into(),
             coverage: Some(crate::event::Coverage {
@@ -371,7 +372,7 @@ mod tests {
         });
         check(Message::Sync {
             through_seq: 9,
-            time_ms: 1,
+            time_ms: UnixMs(1),
             renew: true,
             updates: vec![Signed {
                 body: vec![1, 2],

@@ -8,6 +8,7 @@ use holdfast_shared::event::{
     Action, ContentSummary, EventBody, FileActivity, RuleMatch, SealedEvent, Severity, GENESIS,
 };
 use holdfast_shared::policy::PolicySet;
+use holdfast_shared::time::UnixMs;
 use holdfast_shared::wire::{self, Decoder, Message};
 use proptest::prelude::*;
 
@@ -33,7 +34,7 @@ fn event(seq: u64, path: String, records: u64) -> SealedEvent {
             severity: Severity::High,
         }],
     });
-    SealedEvent::seal(seq, seq as i64, "u", GENESIS, &body).unwrap()
+    SealedEvent::seal(seq, UnixMs(seq as i64), "u", GENESIS, &body).unwrap()
 }
 
 /// The files of a corpus directory (`shared/tests/corpus/<name>`), sorted by name.

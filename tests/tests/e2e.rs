@@ -1,8 +1,9 @@
 //! End-to-end: real collector and agent processes on loopback, real QUIC with real
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! certificates, real SQLite files, real file-system events.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, GENESIS};
+use holdfast_shared::time::UnixMs;
 use holdfast_shared::wire::{close, Message};
 use holdfast_tests::{corpus, run, wait_for, Agent, Collector};
 use std::time::Duration;
@@ -151,7 +152,7 @@ fn notice_batch() -> Message {
         counts: Default::default(),
     });
     Message::EventBatch {
-        events: vec![SealedEvent::seal(1, 0, "mallory", GENESIS, &body).unwrap()],
+        events: vec![SealedEvent::seal(1, UnixMs(0), "mallory", GENESIS, &body).unwrap()],
     }
 }
 

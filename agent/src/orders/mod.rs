@@ -23,6 +23,7 @@
 //! could remove; quarantined names are numbers, unique across reruns, and the original
 //! path is kept as bytes, so long and non-UTF-8 names come back byte-identical.
 
+use holdfast_shared::time::UnixMs;
 mod purge;
 mod quarantine;
 mod restore;
@@ -193,7 +194,7 @@ impl Executor {
         &self,
         order: &Order,
         edm: Option<Arc<Matcher>>,
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> Vec<ActionReceipt> {
         if let Some(r) = self.done(&order.id) {
             return r;
@@ -319,7 +320,7 @@ mod tests {
                 },
             ],
         );
-        let r = x.carry_out(&o, None, 5);
+        let r = x.carry_out(&o, None, UnixMs(5));
         let summary: Vec<(&str, bool, u64)> = r
             .iter()
             .map(|r| (r.action.as_str(), r.ok, r.items))
@@ -360,10 +361,10 @@ mod tests {
         );
         // Carried out once: the same order again returns the same receipts, doing nothing.
         std::fs::write(docs.join("export2.csv"), contacts(40)).unwrap();
-        assert_eq!(x.carry_out(&o, None, 6), r);
+        assert_eq!(x.carry_out(&o, None, UnixMs(6)), r);
         assert!(docs.join("export2.csv").exists());
         // Restore: the file is back byte-identical with its mode; the folder's access too.
-        let back = x.carry_out(&order("r1", vec![OrderAction::Restore]), None, 7);
+        let back = x.carry_out(&order("r1", vec![OrderAction::Restore]), None, UnixMs(7));
         assert_eq!((back[0].ok, back[0].items), (true, 2), "{back:?}");
         assert_eq!(
             std::fs::read_to_string(docs.join("export.csv")).unwrap(),
@@ -532,7 +533,8 @@ mod tests {
                     return;
                 }
             };
-            self.x.carry_out(&order(&id, actions), None, n as i64);
+            self.x
+                .carry_out(&order(&id, actions), None, UnixMs(n as i64));
         }
     }
 
@@ -577,13 +579,13 @@ mod tests {
                 ],
             ),
             None,
-            1,
+            UnixMs(1),
         );
         assert_eq!((r[0].items, r[1].items), (1, 1), "{r:?}");
         w.attack(1);
         w.attack(0);
         let back =
-            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, 2);
+            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, UnixMs(2));
         assert!(!back[0].ok, "{back:?}");
         let text = receipts_text(&back);
         assert!(
@@ -603,7 +605,7 @@ mod tests {
         std::fs::remove_file(w.home("Downloads")).unwrap();
         std::fs::rename(w.home("Downloads.aside"), w.home("Downloads")).unwrap();
         let again =
-            w.x.carry_out(&order("r2", vec![OrderAction::Restore]), None, 3);
+            w.x.carry_out(&order("r2", vec![OrderAction::Restore]), None, UnixMs(3));
         assert!(
             again[0].detail.contains("Customers"),
             "still refused: {again:?}"
@@ -625,10 +627,10 @@ mod tests {
             paths: vec![],
             min_records: 10,
         };
-        w.x.carry_out(&order("o1", vec![q]), None, 1);
+        w.x.carry_out(&order("o1", vec![q]), None, UnixMs(1));
         w.attack(6); // Downloads moved aside, a new one made
         let back =
-            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, 2);
+            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, UnixMs(2));
         assert!(
             back[0].detail.contains("its folder was replaced"),
             "{back:?}"
@@ -648,7 +650,7 @@ mod tests {
                 let _ = std::fs::rename(&l2, &e2);
             }
         });
-        let r = w.x.carry_out(&quarantine_order("o1"), None, 1);
+        let r = w.x.carry_out(&quarantine_order("o1"), None, UnixMs(1));
         crate::safe_fs::race::clear();
         assert_eq!(r[0].items, 0, "{r:?}");
         assert!(
@@ -661,7 +663,7 @@ mod tests {
             .file_type()
             .is_symlink());
         let back =
-            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, 2);
+            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, UnixMs(2));
         assert_eq!(back[0].items, 0, "{back:?}");
         assert_eq!(w.outside_state(), before);
     }
@@ -687,7 +689,7 @@ mod tests {
                 }],
             ),
             None,
-            1,
+            UnixMs(1),
         );
         assert_eq!(r[0].items, 1, "only .sfdx's one file: {r:?}");
         assert!(
@@ -714,20 +716,20 @@ mod tests {
             paths: vec![],
             min_records: 10,
         };
-        let r = w.x.carry_out(&order("o1", vec![q()]), None, 1);
+        let r = w.x.carry_out(&order("o1", vec![q()]), None, UnixMs(1));
         assert_eq!((r[0].ok, r[0].items), (true, 4), "{r:?}");
         // The same order id again after a lost receipt (a crash): new names, nothing
         // overwritten.
         std::fs::remove_dir_all(w.x.root().join("receipts")).unwrap();
         std::fs::write(dl.join("late.csv"), contacts(15)).unwrap();
-        let r = w.x.carry_out(&order("o1", vec![q()]), None, 2);
+        let r = w.x.carry_out(&order("o1", vec![q()]), None, UnixMs(2));
         assert_eq!(r[0].items, 1, "{r:?}");
         let m: Vec<QuarantineEntry> = read_jsonl(&w.x.root().join("quarantine/o1/manifest.jsonl"));
         let stored: std::collections::BTreeSet<&str> =
             m.iter().map(|e| e.stored.as_str()).collect();
         assert_eq!(stored.len(), 5, "{m:?}");
         let back =
-            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, 3);
+            w.x.carry_out(&order("r1", vec![OrderAction::Restore]), None, UnixMs(3));
         assert_eq!((back[0].ok, back[0].items), (true, 5), "{back:?}");
         for p in [&odd, &odd2, &long] {
             assert_eq!(std::fs::read_to_string(p).unwrap(), contacts(20));
@@ -742,7 +744,7 @@ mod tests {
         if is_root() {
             std::fs::hard_link(w.outside("secret.csv"), w.home("Downloads/linked.csv")).unwrap();
         }
-        let r = w.x.carry_out(&quarantine_order("o1"), None, 1);
+        let r = w.x.carry_out(&quarantine_order("o1"), None, UnixMs(1));
         assert_eq!(r[0].items, 0, "{r:?}");
         assert!(r[0].detail.contains("FIFO"), "{r:?}");
         if is_root() {

@@ -9,6 +9,7 @@ use super::{
 use crate::safe_fs::{self, FsError, Kind};
 use holdfast_shared::edm::Matcher;
 use holdfast_shared::order::ActionReceipt;
+use holdfast_shared::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::io::Write;
@@ -32,7 +33,7 @@ pub struct QuarantineEntry {
     pub uid: u32,
     pub gid: u32,
     pub mode: u32,
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     pub order_id: String,
     /// The folder it was taken from: a restore goes back only into that very folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +77,7 @@ impl Executor {
         paths: &[String],
         min_records: u64,
         edm: Option<Arc<Matcher>>,
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> ActionReceipt {
         let mut r = receipt("quarantine");
         let roots: Vec<PathBuf> = if paths.is_empty() {
@@ -135,7 +136,7 @@ impl Executor {
             let got = self.quarantine_one(
                 &path,
                 qfd.as_fd(),
-                (order_id, now_ms),
+                (order_id, now_ms.ms()),
                 &mut next,
                 owner,
                 |s| {
@@ -271,7 +272,7 @@ impl Executor {
             uid: st.uid,
             gid: st.gid,
             mode: st.mode & 0o7777,
-            time_ms: now_ms,
+            time_ms: UnixMs(now_ms),
             order_id: order_id.to_string(),
             parent: Some(parent),
         })))

@@ -4,6 +4,7 @@
 use super::{append_jsonl, fail, note, open_target, read_jsonl, receipt, Executor};
 use crate::safe_fs::{self, Kind};
 use holdfast_shared::order::ActionReceipt;
+use holdfast_shared::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ pub(super) struct StrippedEntry {
     pub(super) path: String,
     #[serde(flatten)]
     pub(super) saved: crate::access::Saved,
-    pub(super) time_ms: i64,
+    pub(super) time_ms: UnixMs,
     /// Which folder it was: a restore gives access back to that one only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) ident: Option<safe_fs::Identity>,
@@ -25,7 +26,7 @@ impl Executor {
         self.root().join("stripped.jsonl")
     }
 
-    pub(super) fn strip(&self, paths: &[String], now_ms: i64) -> ActionReceipt {
+    pub(super) fn strip(&self, paths: &[String], now_ms: UnixMs) -> ActionReceipt {
         let mut r = receipt("strip_access");
         if let Err(e) = std::fs::create_dir_all(self.root()) {
             fail(&mut r, format!("cannot record: {e}"));

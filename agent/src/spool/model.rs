@@ -7,9 +7,11 @@
 //! must agree with it exactly: the same pending events in order (bodies, users and sequence
 //! numbers), an unbroken hash chain from the genesis, the same byte count and drop counts,
 //! and a drop report (counts, episode start and end) exactly when room came back.
+
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use holdfast_shared::time::UnixMs;
 use proptest::prelude::*;
 
 const MAX_BYTES: u64 = 6_000;
@@ -78,7 +80,7 @@ struct Model {
     used: u64,
     dropped: BTreeMap<String, u64>,
     /// When the first event of the current drop episode was refused.
-    dropped_since_ms: Option<i64>,
+    dropped_since_ms: Option<UnixMs>,
 }
 
 /// The share of the bound (percent) an event may fill, as the spool promises: events without
@@ -115,7 +117,7 @@ impl Model {
     }
 
     /// Admits `body` as the spool's rules say: within its severity's share of the bound.
-    fn admit(&mut self, now_ms: i64, body: EventBody) -> Admit {
+    fn admit(&mut self, now_ms: UnixMs, body: EventBody) -> Admit {
         let size = Model::size(&body);
         if self.used + size > MAX_BYTES / 100 * share(&body) {
             *self.dropped.entry(counted_as(&body)).or_insert(0) += 1;
@@ -130,7 +132,7 @@ impl Model {
 
     /// After an ack or at a heartbeat: the drop report, once there is room below the
     /// lowest share again. Returns whether one is due.
-    fn flush(&mut self, now_ms: i64) -> bool {
+    fn flush(&mut self, now_ms: UnixMs) -> bool {
         if self.dropped.is_empty() || self.used >= MAX_BYTES / 100 * 80 {
             return false;
         }
@@ -192,23 +194,23 @@ proptest! {
             match step {
                 Step::File { .. } | Step::Notice { .. } => {
                     let b = body(step, n);
-                    let want = model.admit(now, b.clone());
-                    let got = spool.append(now, &b).unwrap();
+                    let want = model.admit(UnixMs(now), b.clone());
+                    let got = spool.append(UnixMs(now), &b).unwrap();
                     prop_assert_eq!(got, want);
                 }
                 Step::Ack { n } => {
                     let batch: Vec<u64> = model.pending.iter().take(*n).map(|p| p.0).collect();
                     if let (Some(&from), Some(&through)) = (batch.first(), batch.last()) {
-                        let removed = spool.ack(from..=through, now).unwrap();
+                        let removed = spool.ack(from..=through, UnixMs(now)).unwrap();
                         prop_assert_eq!(removed, batch.len());
                         let freed: u64 = model.pending.drain(..batch.len()).map(|p| p.2).sum();
                         model.used -= freed;
-                        model.flush(now);
+                        model.flush(UnixMs(now));
                     }
                 }
                 Step::ReportDrops => {
-                    spool.report_drops(now).unwrap();
-                    model.flush(now);
+                    spool.report_drops(UnixMs(now)).unwrap();
+                    model.flush(UnixMs(now));
                 }
                 Step::Crash => {
                     drop(spool);
@@ -224,10 +226,10 @@ proptest! {
         // nothing is left but (perhaps) the drop report the freed room made possible.
         let pending = spool.pending(usize::MAX >> 1).unwrap();
         if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
-            spool.ack(first.seq..=last.seq, now + 1).unwrap();
+            spool.ack(first.seq..=last.seq, UnixMs(now + 1)).unwrap();
             model.pending.clear();
             model.used = 0;
-            let report_due = model.flush(now + 1);
+            let report_due = model.flush(UnixMs(now + 1));
             prop_assert_eq!(spool.backlog().unwrap(), u64::from(report_due));
         }
     }

@@ -864,8 +864,8 @@ mod tests {
             sha256: None,
             records: 3,
             event_count: 1,
-            first_seen_ms: 0,
-            last_seen_ms: 0,
+            first_seen_ms: holdfast_shared::time::UnixMs(0),
+            last_seen_ms: holdfast_shared::time::UnixMs(0),
             detail: hostile.into(),
             assignee: Some(hostile.into()),
         };

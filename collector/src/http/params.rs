@@ -3,6 +3,7 @@
 //! 400 naming it. The same declarations feed the OpenAPI document.
 
 use super::ApiError;
+use holdfast_shared::time::UnixMs;
 use std::collections::BTreeMap;
 
 /// What a parameter holds.
@@ -34,7 +35,7 @@ pub struct Param {
 #[derive(Debug, Default)]
 pub struct Query {
     vals: BTreeMap<&'static str, String>,
-    now_ms: i64,
+    now_ms: UnixMs,
 }
 
 /// Longest value accepted for any parameter.
@@ -45,24 +46,19 @@ fn bad(name: &str, msg: String) -> ApiError {
 }
 
 /// Parses a time value (see [`Kind::Time`]).
-pub fn parse_time(v: &str, now_ms: i64) -> Option<i64> {
+pub fn parse_time(v: &str, now_ms: UnixMs) -> Option<UnixMs> {
     if let Ok(ms) = v.parse::<i64>() {
-        return Some(ms);
+        return Some(UnixMs(ms));
     }
-    if let Ok(t) = humantime::parse_rfc3339_weak(v) {
-        return t
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_millis() as i64);
+    if let Some(t) = UnixMs::parse_rfc3339(v) {
+        return Some(t);
     }
-    humantime::parse_duration(v)
-        .ok()
-        .map(|d| now_ms.saturating_sub(d.as_millis() as i64))
+    humantime::parse_duration(v).ok().map(|d| now_ms.minus(d))
 }
 
 impl Query {
     /// Checks `raw` (the URL's query string) against `declared`.
-    pub fn parse(raw: Option<&str>, declared: &[Param], now_ms: i64) -> Result<Query, ApiError> {
+    pub fn parse(raw: Option<&str>, declared: &[Param], now_ms: UnixMs) -> Result<Query, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
         let mut q = Query {
@@ -149,7 +145,7 @@ impl Query {
     }
 
     /// A time value, in milliseconds since the epoch.
-    pub fn time(&self, name: &str) -> Option<i64> {
+    pub fn time(&self, name: &str) -> Option<UnixMs> {
         self.vals.get(name).and_then(|v| parse_time(v, self.now_ms))
     }
 
@@ -195,7 +191,7 @@ mod tests {
     ];
 
     fn check(raw: &str, want: Result<&str, &str>) {
-        match (Query::parse(Some(raw), DECLARED, 100_000_000), want) {
+        match (Query::parse(Some(raw), DECLARED, UnixMs(100_000_000)), want) {
             (Ok(q), Ok(expect)) => assert_eq!(format!("{:?}", q.vals), expect, "{raw}"),
             (Err(e), Err(needle)) => {
                 let msg = e.to_string();
@@ -237,9 +233,12 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_epoch_ms_or_a_duration_before_now() {
-        assert_eq!(parse_time("1500", 0), Some(1500));
-        assert_eq!(parse_time("1970-01-01T00:00:02Z", 0), Some(2000));
-        assert_eq!(parse_time("1h", 3_600_000 + 5), Some(5));
-        assert_eq!(parse_time("soon", 0), None);
+        assert_eq!(parse_time("1500", UnixMs(0)), Some(UnixMs(1500)));
+        assert_eq!(
+            parse_time("1970-01-01T00:00:02Z", UnixMs(0)),
+            Some(UnixMs(2000))
+        );
+        assert_eq!(parse_time("1h", UnixMs(3_600_000 + 5)), Some(UnixMs(5)));
+        assert_eq!(parse_time("soon", UnixMs(0)), None);
     }
 }

@@ -5,6 +5,7 @@
 use super::{AlertFilter, AlertOrder};
 use super::{Device, Store, StoreError};
 use holdfast_shared::event::Severity;
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
@@ -55,7 +56,7 @@ pub(super) struct Hit<'a> {
     pub(super) path: &'a str,
     pub(super) sha256: Option<&'a str>,
     pub(super) records: i64,
-    pub(super) time_ms: i64,
+    pub(super) time_ms: UnixMs,
     pub(super) seq: i64,
     pub(super) detail: &'a str,
 }
@@ -140,8 +141,8 @@ pub struct Alert {
     pub sha256: Option<String>,
     pub records: u64,
     pub event_count: u64,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
+    pub first_seen_ms: UnixMs,
+    pub last_seen_ms: UnixMs,
     /// What a system alert is about, in words.
     pub detail: String,
     /// Who is working on it.
@@ -207,8 +208,8 @@ pub(super) fn notice_alerts(
     tx: &Connection,
     device: &Device,
     n: &holdfast_shared::event::AgentNotice,
-    corrected_ms: i64,
-    now_ms: i64,
+    corrected_ms: UnixMs,
+    now_ms: UnixMs,
     seq: i64,
 ) -> Result<(), StoreError> {
     let (column, rule, severity, records) = match n.kind.as_str() {
@@ -262,7 +263,7 @@ pub(super) fn system_hit<'a>(
     rule_id: &'a str,
     severity: Severity,
     detail: &'a str,
-    time_ms: i64,
+    time_ms: UnixMs,
     seq: i64,
 ) -> Hit<'a> {
     Hit {

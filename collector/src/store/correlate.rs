@@ -9,6 +9,7 @@
 use super::{events_where_in, system_rules, upsert_alert, Hit, StoreError, StoredEvent};
 use crate::fmt_ms;
 use holdfast_shared::event::{FileActivity, Severity};
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, Connection};
 
 /// How ingest correlates: collector.toml `[correlation]`.
@@ -107,7 +108,7 @@ pub(super) fn sequence(
     device: &super::Device,
     seq: i64,
     f: &FileActivity,
-    time_ms: i64,
+    time_ms: UnixMs,
     c: &Correlation,
 ) -> Result<(), StoreError> {
     let Some(dest) = &f.destination else {
@@ -130,7 +131,7 @@ pub(super) fn sequence(
         .chain(chain.iter())
         .any(|e| e.origin.as_ref().is_some_and(|o| o.via == "archive"));
     let exported = !root.rules.is_empty();
-    if !(archived && exported && time_ms.saturating_sub(root.corrected_ms) <= c.window_ms) {
+    if !(archived && exported && time_ms.since(root.corrected_ms) <= c.window_ms) {
         return Ok(());
     }
     let mut steps: Vec<String> = chain
@@ -203,14 +204,14 @@ pub(super) fn volume(
     device: &super::Device,
     seq: i64,
     f: &FileActivity,
-    time_ms: i64,
+    time_ms: UnixMs,
     c: &Correlation,
 ) -> Result<(), StoreError> {
     let records = f.summary.as_ref().map_or(0, |s| s.records);
     if f.rules.is_empty() || records == 0 {
         return Ok(());
     }
-    let sum = |from: i64, to: i64| -> Result<i64, StoreError> {
+    let sum = |from: UnixMs, to: UnixMs| -> Result<i64, StoreError> {
         Ok(tx.query_row(
             "SELECT COALESCE(SUM(records), 0) FROM events
              WHERE user = ?1 AND corrected_ms > ?2 AND corrected_ms <= ?3 AND rules != '[]'",
@@ -223,7 +224,7 @@ pub(super) fn volume(
     if (today as u64) < c.volume_min_records {
         return Ok(());
     }
-    let first: Option<i64> = tx.query_row(
+    let first: Option<UnixMs> = tx.query_row(
         "SELECT MIN(corrected_ms) FROM events WHERE user = ?1 AND corrected_ms > ?2",
         params![device.user, day_start - BASELINE_DAYS * DAY_MS],
         |r| r.get(0),

@@ -6,6 +6,7 @@ use super::{
 };
 use crate::fmt_ms;
 use holdfast_shared::event::Severity;
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -20,11 +21,11 @@ pub struct Device {
     pub cert_sha256: String,
     pub cert_serial: String,
     /// When the current certificate was issued, and when it expires.
-    pub cert_issued_ms: i64,
-    pub cert_expires_ms: i64,
-    pub enrolled_ms: i64,
-    pub last_seen_ms: Option<i64>,
-    pub revoked_ms: Option<i64>,
+    pub cert_issued_ms: UnixMs,
+    pub cert_expires_ms: UnixMs,
+    pub enrolled_ms: UnixMs,
+    pub last_seen_ms: Option<UnixMs>,
+    pub revoked_ms: Option<UnixMs>,
     pub last_seq: u64,
     pub spool_backlog: Option<u64>,
     /// The first sequence number of this identity's chain.
@@ -34,7 +35,7 @@ pub struct Device {
     /// Device clock minus collector clock at the last heartbeat.
     pub clock_skew_ms: Option<i64>,
     /// Set while the device is considered offline.
-    pub offline_since_ms: Option<i64>,
+    pub offline_since_ms: Option<UnixMs>,
     /// What the agent last said it watches, polls and indexes.
     #[schemars(with = "Option<serde_json::Value>")]
     pub coverage: Option<holdfast_shared::event::Coverage>,
@@ -133,11 +134,11 @@ impl Store {
         &mut self,
         device: &Device,
         beat: &Beat,
-        now_ms: i64,
+        now_ms: UnixMs,
         skew_tolerance_ms: i64,
     ) -> Result<u64, StoreError> {
         let tx = self.conn.transaction()?;
-        let (prev_skew, offline_since, prev_health): (Option<i64>, Option<i64>, String) = tx
+        let (prev_skew, offline_since, prev_health): (Option<i64>, Option<UnixMs>, String) = tx
             .query_row(
                 "SELECT clock_skew_ms, offline_since_ms, health FROM devices WHERE id = ?1",
                 [&device.id],
@@ -252,7 +253,7 @@ impl Store {
     /// Returns the ids newly flagged.
     pub fn sweep_offline(
         &mut self,
-        now_ms: i64,
+        now_ms: UnixMs,
         offline_after_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         let tx = self.conn.transaction()?;
@@ -274,7 +275,7 @@ impl Store {
             )?;
             let detail = format!(
                 "silent since {} (more than {})",
-                fmt_ms(*last),
+                fmt_ms(UnixMs(*last)),
                 span(offline_after_ms)
             );
             upsert_alert(
@@ -301,8 +302,8 @@ impl Store {
         device_id: &str,
         cert_sha256: &str,
         serial: &str,
-        issued_ms: i64,
-        expires_ms: i64,
+        issued_ms: UnixMs,
+        expires_ms: UnixMs,
     ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE devices SET prev_cert_sha256 = cert_sha256, cert_sha256 = ?2, cert_serial = ?3,
@@ -319,7 +320,7 @@ impl Store {
     pub fn revoke_device(
         &self,
         id: &str,
-        now_ms: i64,
+        now_ms: UnixMs,
         actor: &crate::Actor,
     ) -> Result<bool, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -380,7 +381,7 @@ mod tests {
             ..beat(0)
         };
         for (t, b) in [(10, &degraded), (20, &degraded)] {
-            s.heartbeat(&d, b, t, 60_000).unwrap();
+            s.heartbeat(&d, b, UnixMs(t), 60_000).unwrap();
         }
         let dev = s.devices().unwrap().remove(0);
         assert_eq!(
@@ -390,7 +391,7 @@ mod tests {
         let alerts = s.alerts(10).unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].rule_id, system_rules::AGENT_DEGRADED);
-        s.heartbeat(&d, &beat(0), 30, 60_000).unwrap();
+        s.heartbeat(&d, &beat(0), UnixMs(30), 60_000).unwrap();
         assert_eq!(s.devices().unwrap()[0].health, "ok");
         let a = s.alerts(10).unwrap().remove(0);
         assert!(a.detail.contains("; recovered at"), "{}", a.detail);
@@ -401,7 +402,8 @@ mod tests {
         let (_dir, mut s, d) = open_with_device();
         let hour = 3_600_000;
         assert_eq!(
-            s.heartbeat(&d, &beat(1_000), 10 * hour, 300_000).unwrap(),
+            s.heartbeat(&d, &beat(1_000), UnixMs(10 * hour), 300_000)
+                .unwrap(),
             0
         );
         let row = s.device_by_cert("ff").unwrap().unwrap();
@@ -421,9 +423,9 @@ mod tests {
         );
         assert!(system_alerts(&s).is_empty());
         // Two hours ahead: flagged once, not on every heartbeat.
-        s.heartbeat(&d, &beat(2 * hour), 10 * hour, 300_000)
+        s.heartbeat(&d, &beat(2 * hour), UnixMs(10 * hour), 300_000)
             .unwrap();
-        s.heartbeat(&d, &beat(2 * hour), 10 * hour + 1, 300_000)
+        s.heartbeat(&d, &beat(2 * hour), UnixMs(10 * hour + 1), 300_000)
             .unwrap();
         let skew: Vec<_> = s
             .alerts(10)
@@ -437,26 +439,30 @@ mod tests {
             "device clock is 2h ahead of the collector's"
         );
         // Events from the skewed device are placed at collector time, never in the future.
-        s.ingest(&d, &chain(&[file_body("/a", &[])]), 10 * hour)
+        s.ingest(&d, &chain(&[file_body("/a", &[])]), UnixMs(10 * hour))
             .unwrap();
         let e = &s.events(1).unwrap()[0];
-        assert_eq!((e.time_ms, e.corrected_ms), (1000, 1000 - 2 * hour));
+        assert_eq!(
+            (e.time_ms, e.corrected_ms),
+            (UnixMs(1000), UnixMs(1000 - 2 * hour))
+        );
         // Silent for longer than 10 minutes: flagged once; a heartbeat notes the return.
         let minute = 60_000;
         assert!(s
-            .sweep_offline(10 * hour + 5 * minute, 10 * minute)
+            .sweep_offline(UnixMs(10 * hour + 5 * minute), 10 * minute)
             .unwrap()
             .is_empty());
         assert_eq!(
-            s.sweep_offline(10 * hour + 11 * minute, 10 * minute)
+            s.sweep_offline(UnixMs(10 * hour + 11 * minute), 10 * minute)
                 .unwrap(),
             ["dev-1"]
         );
         assert!(s
-            .sweep_offline(10 * hour + 20 * minute, 10 * minute)
+            .sweep_offline(UnixMs(10 * hour + 20 * minute), 10 * minute)
             .unwrap()
             .is_empty());
-        s.heartbeat(&d, &beat(0), 11 * hour, 300_000).unwrap();
+        s.heartbeat(&d, &beat(0), UnixMs(11 * hour), 300_000)
+            .unwrap();
         let off: Vec<_> = s
             .alerts(10)
             .unwrap()
@@ -474,7 +480,8 @@ mod tests {
     #[test]
     fn renewal_keeps_the_previous_certificate_usable() {
         let (_dir, s, _d) = open_with_device();
-        s.renew_cert("dev-1", "ee", "02", 50, 150).unwrap();
+        s.renew_cert("dev-1", "ee", "02", UnixMs(50), UnixMs(150))
+            .unwrap();
         let by_new = s.device_by_cert("ee").unwrap().unwrap();
         assert_eq!(
             (
@@ -482,13 +489,14 @@ mod tests {
                 by_new.cert_issued_ms,
                 by_new.cert_expires_ms
             ),
-            ("02", 50, 150)
+            ("02", UnixMs(50), UnixMs(150))
         );
         assert_eq!(
             s.device_by_cert("ff").unwrap().map(|d| d.id),
             Some("dev-1".into())
         );
-        s.renew_cert("dev-1", "dd", "03", 100, 200).unwrap();
+        s.renew_cert("dev-1", "dd", "03", UnixMs(100), UnixMs(200))
+            .unwrap();
         assert!(s.device_by_cert("ff").unwrap().is_none());
     }
 }

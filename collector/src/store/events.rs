@@ -2,6 +2,7 @@
 
 use super::{Store, StoreError};
 use holdfast_shared::event::EventBody;
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -14,12 +15,12 @@ pub struct StoredEvent {
     pub seq: u64,
     pub user: String,
     /// The device's timestamp, as sent.
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     /// The collector's clock when the event was stored.
-    pub received_ms: i64,
+    pub received_ms: UnixMs,
     /// Device time corrected by the device's measured clock skew (never after `received_ms`):
     /// what look-back windows use.
-    pub corrected_ms: i64,
+    pub corrected_ms: UnixMs,
     pub kind: String,
     pub action: Option<String>,
     pub path: Option<String>,
@@ -61,8 +62,8 @@ impl Store {
     pub fn events_of_user(
         &self,
         user: &str,
-        from_ms: i64,
-        to_ms: i64,
+        from_ms: UnixMs,
+        to_ms: UnixMs,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.events_where(

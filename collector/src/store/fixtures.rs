@@ -5,6 +5,7 @@
 use super::*;
 use holdfast_shared::event::{Action, ContentSummary, FileActivity, RuleMatch, GENESIS};
 use holdfast_shared::event::{EventBody, SealedEvent, Severity};
+use holdfast_shared::time::UnixMs;
 
 pub fn device() -> Device {
     Device {
@@ -15,9 +16,9 @@ pub fn device() -> Device {
         agent_version: "0".into(),
         cert_sha256: "ff".into(),
         cert_serial: "01".into(),
-        cert_issued_ms: 0,
-        cert_expires_ms: 90,
-        enrolled_ms: 1,
+        cert_issued_ms: UnixMs(0),
+        cert_expires_ms: UnixMs(90),
+        enrolled_ms: UnixMs(1),
         last_seen_ms: None,
         revoked_ms: None,
         last_seq: 0,
@@ -63,7 +64,7 @@ pub fn chain(bodies: &[EventBody]) -> Vec<SealedEvent> {
     let mut out = Vec::new();
     for (i, b) in bodies.iter().enumerate() {
         let seq = i as u64 + 1;
-        let e = SealedEvent::seal(seq, seq as i64 * 1000, "ada", prev, b).unwrap();
+        let e = SealedEvent::seal(seq, UnixMs(seq as i64 * 1000), "ada", prev, b).unwrap();
         prev = e.hash();
         out.push(e);
     }

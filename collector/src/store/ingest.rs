@@ -7,6 +7,7 @@ use super::{
     Hit, Store, StoreError,
 };
 use holdfast_shared::event::{EventBody, SealedEvent, Severity};
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, OptionalExtension};
 
 impl Store {
@@ -17,7 +18,7 @@ impl Store {
         &mut self,
         device: &Device,
         events: &[SealedEvent],
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> Result<usize, StoreError> {
         // IMMEDIATE: the write lock first, waiting on the busy timeout. A deferred
         // transaction that read before another connection (a forwarder, the API, a second
@@ -206,7 +207,7 @@ impl Store {
                 }
             }
             let corrected = skew
-                .map(|k| sealed.time_ms.saturating_sub(k))
+                .map(|k| sealed.time_ms - k)
                 .unwrap_or(sealed.time_ms)
                 .min(now_ms);
             let body = match EventBody::from_bytes(&sealed.body) {
@@ -292,7 +293,8 @@ impl Store {
             }
             let Some(f) = file else { continue };
             let records = f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64;
-            if offboarded_at.is_some_and(|t| corrected >= t) && (records > 0 || !f.rules.is_empty())
+            if offboarded_at.is_some_and(|t| corrected >= UnixMs(t))
+                && (records > 0 || !f.rules.is_empty())
             {
                 upsert_alert(
                     &tx,
@@ -310,7 +312,7 @@ impl Store {
                     },
                 )?;
             }
-            let raise = departing(corrected);
+            let raise = departing(corrected.ms());
             let bulk_detail = f
                 .bulk
                 .as_ref()
@@ -397,12 +399,12 @@ mod tests {
         let mut batch = Vec::new();
         for (i, t) in times.iter().enumerate() {
             let body = file_body(&format!("/exports/{i}.csv"), &[("r", Severity::Low)]);
-            let e = SealedEvent::seal(i as u64 + 1, *t, "ada", prev, &body).unwrap();
+            let e = SealedEvent::seal(i as u64 + 1, UnixMs(*t), "ada", prev, &body).unwrap();
             prev = e.hash();
             batch.push(e);
         }
         // Before the eleven, nothing; after them, one alert with the day's total.
-        s.ingest(&d, &batch[..20], t0 + 20 * DAY).unwrap();
+        s.ingest(&d, &batch[..20], UnixMs(t0 + 20 * DAY)).unwrap();
         let spikes = |s: &Store| -> Vec<Alert> {
             s.alerts(100)
                 .unwrap()
@@ -411,7 +413,7 @@ mod tests {
                 .collect()
         };
         assert!(spikes(&s).is_empty());
-        s.ingest(&d, &batch[20..], t0 + 22 * DAY).unwrap();
+        s.ingest(&d, &batch[20..], UnixMs(t0 + 22 * DAY)).unwrap();
         let v = spikes(&s);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].records, 2200);
@@ -426,7 +428,7 @@ mod tests {
             v[0].detail
         );
         // The user's risk shows it.
-        let risk = crate::risk::users(&s, t0 + 22 * DAY).unwrap();
+        let risk = crate::risk::users(&s, UnixMs(t0 + 22 * DAY)).unwrap();
         let ada = risk.iter().find(|u| u.user == "ada").unwrap();
         assert!(ada.score >= 30, "{ada:?}");
         assert!(
@@ -445,11 +447,11 @@ mod tests {
             .collect();
         for (i, t) in times.iter().enumerate() {
             let body = file_body(&format!("/exports/{i}.csv"), &[("r", Severity::Low)]);
-            let e = SealedEvent::seal(i as u64 + 1, *t, "ada", prev, &body).unwrap();
+            let e = SealedEvent::seal(i as u64 + 1, UnixMs(*t), "ada", prev, &body).unwrap();
             prev = e.hash();
             batch.push(e);
         }
-        s2.ingest(&d2, &batch, t0 + 5 * DAY).unwrap();
+        s2.ingest(&d2, &batch, UnixMs(t0 + 5 * DAY)).unwrap();
         assert!(spikes(&s2).is_empty());
     }
 
@@ -461,8 +463,8 @@ mod tests {
             file_body("/y.csv", &[]),
             file_body("/x.csv", &[("r", Severity::Critical)]),
         ]);
-        assert_eq!(s.ingest(&d, &batch, 5_000).unwrap(), 3);
-        assert_eq!(s.ingest(&d, &batch, 6_000).unwrap(), 0);
+        assert_eq!(s.ingest(&d, &batch, UnixMs(5_000)).unwrap(), 3);
+        assert_eq!(s.ingest(&d, &batch, UnixMs(6_000)).unwrap(), 0);
         assert_eq!(s.events(100).unwrap().len(), 3);
         assert_eq!(s.last_seq("dev-1").unwrap(), 3);
         let alerts = s.alerts(10).unwrap();
@@ -474,14 +476,20 @@ mod tests {
         assert!(system_alerts(&s).is_empty());
         assert_eq!(s.device_by_cert("ff").unwrap().map(|d| d.last_seq), Some(3));
         assert!(!s.is_revoked("dev-1").unwrap());
-        assert!(s.revoke_device("dev-1", 10, &crate::Actor::test()).unwrap());
-        assert!(s.revoke_device("dev-1", 20, &crate::Actor::test()).unwrap());
+        assert!(s
+            .revoke_device("dev-1", UnixMs(10), &crate::Actor::test())
+            .unwrap());
+        assert!(s
+            .revoke_device("dev-1", UnixMs(20), &crate::Actor::test())
+            .unwrap());
         assert!(s.is_revoked("dev-1").unwrap());
         assert_eq!(
             s.device_by_cert("ff").unwrap().and_then(|d| d.revoked_ms),
-            Some(10)
+            Some(UnixMs(10))
         );
-        assert!(!s.revoke_device("nope", 10, &crate::Actor::test()).unwrap());
+        assert!(!s
+            .revoke_device("nope", UnixMs(10), &crate::Actor::test())
+            .unwrap());
     }
 
     #[test]
@@ -490,19 +498,19 @@ mod tests {
         s.start_offboarding(
             &OffboardRow {
                 user: "ada".into(),
-                started_ms: 1_500,
-                effective_ms: 2_500,
+                started_ms: UnixMs(1_500),
+                effective_ms: UnixMs(2_500),
                 lookback_ms: 1_000,
                 reason: String::new(),
                 restored_ms: None,
-                notice_ms: 1_500,
+                notice_ms: UnixMs(1_500),
                 raise_levels: 1,
             },
             &[],
             &[],
             &offboard::AuditEntry {
                 id: 0,
-                time_ms: 1_500,
+                time_ms: UnixMs(1_500),
                 actor: "t".into(),
                 origin: "t".into(),
                 action: "offboard".into(),
@@ -517,7 +525,7 @@ mod tests {
             file_body("/b.csv", &[("r", Severity::High)]),
             file_body("/c.csv", &[("r", Severity::Medium)]),
         ]);
-        s.ingest(&d, &batch, 10_000).unwrap();
+        s.ingest(&d, &batch, UnixMs(10_000)).unwrap();
         let mut got: Vec<(String, String, String)> = s
             .alerts(10)
             .unwrap()
@@ -541,7 +549,7 @@ mod tests {
     fn check_chain(batches: Vec<Vec<SealedEvent>>, want: &[(&str, &str)]) {
         let (_dir, mut s, d) = open_with_device();
         for b in batches {
-            s.ingest(&d, &b, 10_000).unwrap();
+            s.ingest(&d, &b, UnixMs(10_000)).unwrap();
         }
         let want: Vec<(String, String)> = want
             .iter()
@@ -604,17 +612,17 @@ mod tests {
                 .map(|i| file_body(&format!("/a{i}"), &[]))
                 .collect::<Vec<_>>(),
         );
-        s.ingest(&d, &first, 10_000).unwrap();
+        s.ingest(&d, &first, UnixMs(10_000)).unwrap();
         // The spool started over: seq 1 again, a new chain. Kept as a new stream.
         let again = chain(
             &(0..3)
                 .map(|i| file_body(&format!("/b{i}"), &[]))
                 .collect::<Vec<_>>(),
         );
-        assert_eq!(s.ingest(&d, &again, 10_001).unwrap(), 3);
+        assert_eq!(s.ingest(&d, &again, UnixMs(10_001)).unwrap(), 3);
         // Resending either changes nothing.
-        assert_eq!(s.ingest(&d, &again, 10_002).unwrap(), 0);
-        assert_eq!(s.ingest(&d, &first, 10_003).unwrap(), 0);
+        assert_eq!(s.ingest(&d, &again, UnixMs(10_002)).unwrap(), 0);
+        assert_eq!(s.ingest(&d, &first, UnixMs(10_003)).unwrap(), 0);
         let paths: std::collections::BTreeSet<String> = s
             .events(100)
             .unwrap()
@@ -638,8 +646,8 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let b4 = more_again.pop().unwrap();
-        assert_eq!(s.ingest(&d, &[a5], 10_004).unwrap(), 1);
-        assert_eq!(s.ingest(&d, &[b4], 10_005).unwrap(), 1);
+        assert_eq!(s.ingest(&d, &[a5], UnixMs(10_004)).unwrap(), 1);
+        assert_eq!(s.ingest(&d, &[b4], UnixMs(10_005)).unwrap(), 1);
         let alerts = system_alerts(&s);
         let cloned: Vec<&(String, String)> = alerts
             .iter()
@@ -669,7 +677,7 @@ mod tests {
             .into_iter()
             .collect(),
         });
-        s.ingest(&d, &chain(&[report]), 10).unwrap();
+        s.ingest(&d, &chain(&[report]), UnixMs(10)).unwrap();
         let a = s.alerts(10).unwrap();
         assert_eq!(a[0].rule_id, system_rules::SPOOL_OVERFLOW);
         assert_eq!(a[0].records, 72);
@@ -712,7 +720,7 @@ mod tests {
             ),
         ] {
             let (_dir, mut s, d) = open_with_device();
-            s.ingest(&d, &chain(&events), 10).unwrap();
+            s.ingest(&d, &chain(&events), UnixMs(10)).unwrap();
             let mut got: Vec<(String, u64)> = s
                 .alerts(10)
                 .unwrap()

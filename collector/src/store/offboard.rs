@@ -4,6 +4,7 @@
 
 use super::{Store, StoreError};
 use holdfast_shared::order::ActionReceipt;
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -11,13 +12,13 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OffboardRow {
     pub user: String,
-    pub started_ms: i64,
-    pub effective_ms: i64,
+    pub started_ms: UnixMs,
+    pub effective_ms: UnixMs,
     pub lookback_ms: i64,
     pub reason: String,
-    pub restored_ms: Option<i64>,
+    pub restored_ms: Option<UnixMs>,
     /// When notice was given (the user is departing until `effective_ms`).
-    pub notice_ms: i64,
+    pub notice_ms: UnixMs,
     /// Severity levels a departing user's alerts rise by.
     pub raise_levels: u8,
 }
@@ -29,7 +30,7 @@ pub struct NewOrder {
     pub device_id: String,
     /// `offboard` or `restore`.
     pub kind: String,
-    pub effective_ms: i64,
+    pub effective_ms: UnixMs,
     pub signed: Vec<u8>,
 }
 
@@ -40,10 +41,10 @@ pub struct OrderRow {
     pub user: String,
     pub device_id: String,
     pub kind: String,
-    pub created_ms: i64,
-    pub effective_ms: i64,
-    pub delivered_ms: Option<i64>,
-    pub done_ms: Option<i64>,
+    pub created_ms: UnixMs,
+    pub effective_ms: UnixMs,
+    pub delivered_ms: Option<UnixMs>,
+    pub done_ms: Option<UnixMs>,
     /// Whether every action succeeded (once done).
     pub ok: Option<bool>,
     #[schemars(with = "Vec<serde_json::Value>")]
@@ -52,7 +53,7 @@ pub struct OrderRow {
 
 impl OrderRow {
     /// `scheduled` (effective later), `pending`, `delivered`, `done` or `failed`.
-    pub fn state(&self, now_ms: i64) -> &'static str {
+    pub fn state(&self, now_ms: UnixMs) -> &'static str {
         match (self.done_ms, self.ok, self.delivered_ms) {
             (Some(_), Some(true), _) => "done",
             (Some(_), _, _) => "failed",
@@ -71,13 +72,13 @@ pub struct ConnectorRun {
     /// `offboard` or `restore`.
     pub event: String,
     pub connector: String,
-    pub created_ms: i64,
+    pub created_ms: UnixMs,
     /// When the next attempt is due.
-    pub next_ms: i64,
+    pub next_ms: UnixMs,
     pub attempts: u32,
     /// `pending`, `retry`, `ok` or `failed`.
     pub status: String,
-    pub last_ms: Option<i64>,
+    pub last_ms: Option<UnixMs>,
     /// The HTTP status or the exit code of the last attempt.
     pub last_code: Option<i64>,
     /// The last response (capped) or error.
@@ -91,15 +92,15 @@ pub struct UserRow {
     pub devices: u64,
     /// `active`, `departing` (notice given, not yet effective), `offboarded` or `restored`.
     pub state: String,
-    pub effective_ms: Option<i64>,
-    pub notice_ms: Option<i64>,
+    pub effective_ms: Option<UnixMs>,
+    pub notice_ms: Option<UnixMs>,
 }
 
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: i64,
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     /// Who: an operator (`cli:root`), a device id, or the collector itself.
     pub actor: String,
     /// From where: `cli@host`, `device`, `http 127.0.0.1`.
@@ -134,7 +135,7 @@ impl AuditEntry {
     /// A line saying `actor` did `action` to `target` at `now_ms`.
     pub fn by(
         actor: &crate::Actor,
-        now_ms: i64,
+        now_ms: UnixMs,
         action: &str,
         target: &str,
         detail: String,
@@ -161,7 +162,7 @@ pub(super) fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), 
 
 impl Store {
     /// Every user who enrolled a device or was given a token, with their offboarding state.
-    pub fn users(&self, now_ms: i64) -> Result<Vec<UserRow>, StoreError> {
+    pub fn users(&self, now_ms: UnixMs) -> Result<Vec<UserRow>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT u.user,
                     (SELECT COUNT(*) FROM devices d WHERE d.user = u.user),
@@ -171,8 +172,8 @@ impl Store {
              ORDER BY u.user",
         )?;
         let rows = st.query_map([], |r| {
-            let effective: Option<i64> = r.get(2)?;
-            let restored: Option<i64> = r.get(4)?;
+            let effective: Option<UnixMs> = r.get(2)?;
+            let restored: Option<UnixMs> = r.get(4)?;
             let state = match (effective, restored) {
                 (None, _) => "active",
                 (Some(_), Some(_)) => "restored",
@@ -276,7 +277,7 @@ impl Store {
     pub fn restore_offboarding(
         &mut self,
         user: &str,
-        now_ms: i64,
+        now_ms: UnixMs,
         orders: &[NewOrder],
         connectors: &[String],
         audit: &AuditEntry,
@@ -313,7 +314,11 @@ impl Store {
 
     /// Signed orders a device should carry out now (effective, not yet receipted), oldest
     /// first; each is marked delivered.
-    pub fn orders_due(&mut self, device_id: &str, now_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn orders_due(
+        &mut self,
+        device_id: &str,
+        now_ms: UnixMs,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let tx = self.conn.transaction()?;
         let due: Vec<(String, Vec<u8>)> = {
             let mut st = tx.prepare(
@@ -341,7 +346,7 @@ impl Store {
         device_id: &str,
         order_id: &str,
         receipts: &[ActionReceipt],
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
         let found: Option<Option<i64>> = tx
@@ -394,7 +399,7 @@ impl Store {
     /// Connector runs due at `now_ms` (pending or waiting to retry), oldest first.
     pub fn connector_runs_due(
         &self,
-        now_ms: i64,
+        now_ms: UnixMs,
         limit: usize,
     ) -> Result<Vec<ConnectorRun>, StoreError> {
         self.connector_runs_where(
@@ -443,8 +448,8 @@ impl Store {
         ok: bool,
         code: Option<i64>,
         detail: &str,
-        next_ms: Option<i64>,
-        now_ms: i64,
+        next_ms: Option<UnixMs>,
+        now_ms: UnixMs,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         let status = match (ok, next_ms) {
@@ -485,7 +490,7 @@ impl Store {
     pub fn retry_connectors(
         &mut self,
         user: &str,
-        now_ms: i64,
+        now_ms: UnixMs,
         audit: &AuditEntry,
     ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
@@ -529,8 +534,8 @@ fn queue_runs(
     user: &str,
     event: &str,
     connectors: &[String],
-    now_ms: i64,
-    due_ms: i64,
+    now_ms: UnixMs,
+    due_ms: UnixMs,
 ) -> Result<(), StoreError> {
     for c in connectors {
         tx.execute(
@@ -545,7 +550,7 @@ fn queue_runs(
 fn insert_orders(
     tx: &rusqlite::Transaction<'_>,
     user: &str,
-    now_ms: i64,
+    now_ms: UnixMs,
     orders: &[NewOrder],
 ) -> Result<(), StoreError> {
     for o in orders {
@@ -579,7 +584,7 @@ mod tests {
     fn audit(action: &str) -> AuditEntry {
         AuditEntry {
             id: 0,
-            time_ms: 1,
+            time_ms: UnixMs(1),
             actor: "cli:root".into(),
             origin: "cli@host".into(),
             action: action.into(),
@@ -588,7 +593,7 @@ mod tests {
         }
     }
 
-    fn order(id: &str, device: &str, effective_ms: i64) -> NewOrder {
+    fn order(id: &str, device: &str, effective_ms: UnixMs) -> NewOrder {
         NewOrder {
             id: id.into(),
             device_id: device.into(),
@@ -598,15 +603,15 @@ mod tests {
         }
     }
 
-    fn row(user: &str, effective_ms: i64) -> OffboardRow {
+    fn row(user: &str, effective_ms: UnixMs) -> OffboardRow {
         OffboardRow {
             user: user.into(),
-            started_ms: 10,
+            started_ms: UnixMs(10),
             effective_ms,
             lookback_ms: 90,
             reason: "resigned".into(),
             restored_ms: None,
-            notice_ms: 10,
+            notice_ms: UnixMs(10),
             raise_levels: 1,
         }
     }
@@ -617,25 +622,36 @@ mod tests {
         let a = audit("offboard");
         assert!(s
             .start_offboarding(
-                &row("kim", 10),
-                &[order("o1", "d1", 10), order("o2", "d2", 10)],
+                &row("kim", UnixMs(10)),
+                &[order("o1", "d1", UnixMs(10)), order("o2", "d2", UnixMs(10))],
                 &[],
                 &a
             )
             .unwrap());
         // A second start changes nothing.
         assert!(!s
-            .start_offboarding(&row("kim", 10), &[order("o3", "d1", 10)], &[], &a)
+            .start_offboarding(
+                &row("kim", UnixMs(10)),
+                &[order("o3", "d1", UnixMs(10))],
+                &[],
+                &a
+            )
             .unwrap());
         assert_eq!(s.orders_of("kim").unwrap().len(), 2);
         // Due orders go out and are marked delivered; not-yet-effective ones wait.
-        assert_eq!(s.orders_due("d1", 5).unwrap(), Vec::<Vec<u8>>::new());
-        assert_eq!(s.orders_due("d1", 20).unwrap(), vec![b"o1".to_vec()]);
+        assert_eq!(
+            s.orders_due("d1", UnixMs(5)).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
+        assert_eq!(
+            s.orders_due("d1", UnixMs(20)).unwrap(),
+            vec![b"o1".to_vec()]
+        );
         let states = |s: &Store| -> Vec<String> {
             s.orders_of("kim")
                 .unwrap()
                 .iter()
-                .map(|o| format!("{}:{}", o.id, o.state(20)))
+                .map(|o| format!("{}:{}", o.id, o.state(UnixMs(20))))
                 .collect()
         };
         assert_eq!(states(&s), ["o1:delivered", "o2:pending"]);
@@ -648,10 +664,10 @@ mod tests {
         };
         // Another device cannot receipt d1's order.
         assert!(!s
-            .record_receipt("d2", "o1", std::slice::from_ref(&r), 30)
+            .record_receipt("d2", "o1", std::slice::from_ref(&r), UnixMs(30))
             .unwrap());
         assert!(s
-            .record_receipt("d1", "o1", std::slice::from_ref(&r), 30)
+            .record_receipt("d1", "o1", std::slice::from_ref(&r), UnixMs(30))
             .unwrap());
         // A copy of the receipt changes nothing.
         let failed = ActionReceipt {
@@ -659,23 +675,40 @@ mod tests {
             ..r.clone()
         };
         assert!(s
-            .record_receipt("d1", "o1", std::slice::from_ref(&failed), 40)
+            .record_receipt("d1", "o1", std::slice::from_ref(&failed), UnixMs(40))
             .unwrap());
         assert_eq!(states(&s), ["o1:done", "o2:pending"]);
-        assert!(s.record_receipt("d2", "o2", &[failed], 40).unwrap());
+        assert!(s.record_receipt("d2", "o2", &[failed], UnixMs(40)).unwrap());
         assert_eq!(states(&s), ["o1:done", "o2:failed"]);
-        assert_eq!(s.orders_due("d1", 50).unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            s.orders_due("d1", UnixMs(50)).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
         // Restore: once; withdrawn orders are those never delivered.
         assert!(s
-            .restore_offboarding("kim", 60, &[order("r1", "d1", 60)], &[], &audit("restore"))
+            .restore_offboarding(
+                "kim",
+                UnixMs(60),
+                &[order("r1", "d1", UnixMs(60))],
+                &[],
+                &audit("restore")
+            )
             .unwrap());
         assert!(!s
-            .restore_offboarding("kim", 61, &[], &[], &audit("restore"))
+            .restore_offboarding("kim", UnixMs(61), &[], &[], &audit("restore"))
             .unwrap());
-        assert_eq!(s.offboarding("kim").unwrap().unwrap().restored_ms, Some(60));
+        assert_eq!(
+            s.offboarding("kim").unwrap().unwrap().restored_ms,
+            Some(UnixMs(60))
+        );
         // After a restore, offboarding again starts afresh.
         assert!(s
-            .start_offboarding(&row("kim", 70), &[order("o4", "d1", 70)], &[], &a)
+            .start_offboarding(
+                &row("kim", UnixMs(70)),
+                &[order("o4", "d1", UnixMs(70))],
+                &[],
+                &a
+            )
             .unwrap());
         let actions: Vec<String> = s
             .audit_log(10)
@@ -699,21 +732,33 @@ mod tests {
     fn connector_runs_retry_then_settle_and_are_audited() {
         let (_d, mut s) = store();
         let a = audit("offboard");
-        s.start_offboarding(&row("kim", 50), &[], &["crm".into(), "idp".into()], &a)
-            .unwrap();
+        s.start_offboarding(
+            &row("kim", UnixMs(50)),
+            &[],
+            &["crm".into(), "idp".into()],
+            &a,
+        )
+        .unwrap();
         // Due at the effective time, not before.
-        assert!(s.connector_runs_due(49, 10).unwrap().is_empty());
-        let due = s.connector_runs_due(50, 10).unwrap();
+        assert!(s.connector_runs_due(UnixMs(49), 10).unwrap().is_empty());
+        let due = s.connector_runs_due(UnixMs(50), 10).unwrap();
         assert_eq!(due.len(), 2);
-        s.record_attempt(&due[0], false, Some(500), "boom", Some(60), 50)
+        s.record_attempt(
+            &due[0],
+            false,
+            Some(500),
+            "boom",
+            Some(UnixMs(60)),
+            UnixMs(50),
+        )
+        .unwrap();
+        s.record_attempt(&due[1], false, None, "exit 1", None, UnixMs(50))
             .unwrap();
-        s.record_attempt(&due[1], false, None, "exit 1", None, 50)
-            .unwrap();
-        let due = s.connector_runs_due(59, 10).unwrap();
+        let due = s.connector_runs_due(UnixMs(59), 10).unwrap();
         assert!(due.is_empty());
-        let due = s.connector_runs_due(60, 10).unwrap();
+        let due = s.connector_runs_due(UnixMs(60), 10).unwrap();
         assert_eq!((due.len(), due[0].attempts), (1, 1));
-        s.record_attempt(&due[0], true, Some(200), "done", None, 60)
+        s.record_attempt(&due[0], true, Some(200), "done", None, UnixMs(60))
             .unwrap();
         let runs = s.connector_runs_of("kim").unwrap();
         let states: Vec<(&str, &str, u32)> = runs
@@ -721,8 +766,15 @@ mod tests {
             .map(|r| (r.connector.as_str(), r.status.as_str(), r.attempts))
             .collect();
         assert_eq!(states, [("crm", "ok", 2), ("idp", "failed", 1)]);
-        assert_eq!(s.retry_connectors("kim", 70, &audit("retry")).unwrap(), 1);
-        assert_eq!(s.connector_runs_due(70, 10).unwrap()[0].connector, "idp");
+        assert_eq!(
+            s.retry_connectors("kim", UnixMs(70), &audit("retry"))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.connector_runs_due(UnixMs(70), 10).unwrap()[0].connector,
+            "idp"
+        );
         let actions: Vec<String> = s
             .audit_log(10)
             .unwrap()
@@ -753,12 +805,12 @@ mod tests {
     fn users_are_known_by_device_or_token() {
         let (_d, mut s) = store();
         assert!(!s.user_known("kim").unwrap());
-        s.add_token("abc", "kim", 1, 2, &crate::Actor::test())
+        s.add_token("abc", "kim", UnixMs(1), UnixMs(2), &crate::Actor::test())
             .unwrap();
-        s.add_token("def", "lee", 1, 2, &crate::Actor::test())
+        s.add_token("def", "lee", UnixMs(1), UnixMs(2), &crate::Actor::test())
             .unwrap();
         assert!(s.user_known("kim").unwrap());
-        s.start_offboarding(&row("kim", 100), &[], &[], &audit("offboard"))
+        s.start_offboarding(&row("kim", UnixMs(100)), &[], &[], &audit("offboard"))
             .unwrap();
         let states = |s: &Store, now| -> Vec<(String, String)> {
             s.users(now)
@@ -769,11 +821,11 @@ mod tests {
         };
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
-            states(&s, 50),
+            states(&s, UnixMs(50)),
             [pair("kim", "departing"), pair("lee", "active")]
         );
         assert_eq!(
-            states(&s, 100),
+            states(&s, UnixMs(100)),
             [pair("kim", "offboarded"), pair("lee", "active")]
         );
     }

@@ -2,6 +2,7 @@
 
 use super::{audit_in, AuditEntry, Store, StoreError};
 use crate::fmt_ms;
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, OptionalExtension};
 
 /// Why an enrollment token was refused.
@@ -24,8 +25,8 @@ impl Store {
         &self,
         secret_sha256: &str,
         user: &str,
-        now_ms: i64,
-        expires_ms: i64,
+        now_ms: UnixMs,
+        expires_ms: UnixMs,
         actor: &crate::Actor,
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -52,7 +53,7 @@ impl Store {
         &self,
         secret_sha256: &str,
         device_id: &str,
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> Result<Result<String, TokenRefusal>, StoreError> {
         let changed = self.conn.execute(
             "UPDATE tokens SET used_ms = ?2, used_by = ?3
@@ -84,21 +85,24 @@ mod tests {
     fn tokens_are_single_use_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("c.db")).unwrap();
-        s.add_token("h1", "ada", 0, 100, &crate::Actor::test())
+        s.add_token("h1", "ada", UnixMs(0), UnixMs(100), &crate::Actor::test())
             .unwrap();
-        s.add_token("h2", "bob", 0, 100, &crate::Actor::test())
+        s.add_token("h2", "bob", UnixMs(0), UnixMs(100), &crate::Actor::test())
             .unwrap();
-        assert_eq!(s.redeem_token("h1", "d1", 50).unwrap(), Ok("ada".into()));
         assert_eq!(
-            s.redeem_token("h1", "d2", 51).unwrap(),
+            s.redeem_token("h1", "d1", UnixMs(50)).unwrap(),
+            Ok("ada".into())
+        );
+        assert_eq!(
+            s.redeem_token("h1", "d2", UnixMs(51)).unwrap(),
             Err(TokenRefusal::Used)
         );
         assert_eq!(
-            s.redeem_token("h2", "d3", 100).unwrap(),
+            s.redeem_token("h2", "d3", UnixMs(100)).unwrap(),
             Err(TokenRefusal::Expired)
         );
         assert_eq!(
-            s.redeem_token("nope", "d4", 1).unwrap(),
+            s.redeem_token("nope", "d4", UnixMs(1)).unwrap(),
             Err(TokenRefusal::Unknown)
         );
     }

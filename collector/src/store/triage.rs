@@ -4,6 +4,7 @@
 
 use super::{alert_row, alert_row_at, audit_in, AuditEntry, Store, StoreError, ALERT_COLUMNS};
 use super::{Alert, StoredEvent};
+use holdfast_shared::time::UnixMs;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde::Serialize;
@@ -14,14 +15,14 @@ pub struct ApiToken {
     pub name: String,
     /// `analyst`, `it_admin`, `auditor` or `admin`.
     pub role: String,
-    pub created_ms: i64,
+    pub created_ms: UnixMs,
     pub created_by: String,
-    pub last_used_ms: Option<i64>,
-    pub revoked_ms: Option<i64>,
+    pub last_used_ms: Option<UnixMs>,
+    pub revoked_ms: Option<UnixMs>,
     /// A one-time login: good for one browser session, then spent.
     pub once: bool,
     /// When a one-time login was spent.
-    pub used_ms: Option<i64>,
+    pub used_ms: Option<UnixMs>,
 }
 
 /// A browser session as stored (its id only as a hash).
@@ -31,7 +32,7 @@ pub struct Session {
     pub role: String,
     /// The session's CSRF secret, echoed by forms and scripts on state-changing requests.
     pub csrf: String,
-    pub expires_ms: i64,
+    pub expires_ms: UnixMs,
 }
 
 /// Which alerts to list. Empty lists and `None` match everything.
@@ -44,9 +45,9 @@ pub struct AlertFilter {
     pub device: Option<String>,
     pub assignee: Option<String>,
     /// Last seen at or after.
-    pub since_ms: Option<i64>,
+    pub since_ms: Option<UnixMs>,
     /// Last seen before.
-    pub until_ms: Option<i64>,
+    pub until_ms: Option<UnixMs>,
 }
 
 /// How alerts are ordered; every order ends in `id DESC`, so it is total.
@@ -63,7 +64,7 @@ pub enum AlertOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertCursor {
     pub rank: i64,
-    pub last_seen_ms: i64,
+    pub last_seen_ms: UnixMs,
     pub id: i64,
 }
 
@@ -82,7 +83,7 @@ impl AlertCursor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Note {
     pub id: i64,
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     pub author: String,
     pub text: String,
 }
@@ -136,8 +137,8 @@ pub struct EventFilter {
     /// A substring of the path (or of the path a rename came from).
     pub path: Option<String>,
     pub action: Option<String>,
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
+    pub since_ms: Option<UnixMs>,
+    pub until_ms: Option<UnixMs>,
     /// Only events that matched at least one rule.
     pub matched: bool,
 }
@@ -198,8 +199,8 @@ fn alert_where(f: &AlertFilter) -> Where {
     w.opt_text("user = ?", &f.user);
     w.opt_text("device_id = ?", &f.device);
     w.opt_text("assignee = ?", &f.assignee);
-    w.opt_int("last_seen_ms >= ?", f.since_ms);
-    w.opt_int("last_seen_ms < ?", f.until_ms);
+    w.opt_int("last_seen_ms >= ?", f.since_ms.map(UnixMs::ms));
+    w.opt_int("last_seen_ms < ?", f.until_ms.map(UnixMs::ms));
     w
 }
 
@@ -257,7 +258,7 @@ impl Store {
     }
 
     /// Notes that a token was used (at most once a minute, to spare the disk).
-    pub fn touch_api_token(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub fn touch_api_token(&self, name: &str, now_ms: UnixMs) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE api_tokens SET last_used_ms = ?2
              WHERE name = ?1 AND (last_used_ms IS NULL OR last_used_ms < ?2 - 60000)",
@@ -280,7 +281,7 @@ impl Store {
     pub fn revoke_api_token(
         &mut self,
         name: &str,
-        now_ms: i64,
+        now_ms: UnixMs,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
@@ -303,8 +304,8 @@ impl Store {
         id_sha256: &str,
         token: &ApiToken,
         csrf: &str,
-        now_ms: i64,
-        expires_ms: i64,
+        now_ms: UnixMs,
+        expires_ms: UnixMs,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
@@ -331,7 +332,7 @@ impl Store {
     }
 
     /// The unexpired session with this id hash, whose token is not revoked.
-    pub fn session(&self, id_sha256: &str, now_ms: i64) -> Result<Option<Session>, StoreError> {
+    pub fn session(&self, id_sha256: &str, now_ms: UnixMs) -> Result<Option<Session>, StoreError> {
         Ok(self
             .conn
             .query_row(
@@ -372,7 +373,7 @@ impl Store {
                 AlertOrder::Severity => {
                     w.args.extend([
                         Value::Integer(c.rank),
-                        Value::Integer(c.last_seen_ms),
+                        Value::Integer(c.last_seen_ms.ms()),
                         Value::Integer(c.id),
                     ]);
                     let n = w.args.len();
@@ -384,7 +385,7 @@ impl Store {
                 }
                 AlertOrder::Newest => {
                     w.args
-                        .extend([Value::Integer(c.last_seen_ms), Value::Integer(c.id)]);
+                        .extend([Value::Integer(c.last_seen_ms.ms()), Value::Integer(c.id)]);
                     let n = w.args.len();
                     w.sql
                         .push_str(&format!(" AND (last_seen_ms, id) < (?{}, ?{n})", n - 1));
@@ -529,7 +530,7 @@ impl Store {
     /// Alerts by severity and user, last seen at or after `since_ms`.
     pub fn alerts_by_user_severity(
         &self,
-        since_ms: i64,
+        since_ms: UnixMs,
     ) -> Result<std::collections::BTreeMap<String, BySeverity>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT user, severity, COUNT(*) FROM alerts WHERE last_seen_ms >= ?1
@@ -555,7 +556,7 @@ impl Store {
     /// spikes (with the largest day), and bulk reads of customer files.
     pub fn risk_signals(
         &self,
-        since_ms: i64,
+        since_ms: UnixMs,
     ) -> Result<std::collections::BTreeMap<String, RiskSignals>, StoreError> {
         let mut out = std::collections::BTreeMap::<String, RiskSignals>::new();
         let mut st = self.conn.prepare(
@@ -616,7 +617,7 @@ impl Store {
     /// events at or after `since_ms` (skew-corrected time).
     pub fn records_by_user(
         &self,
-        since_ms: i64,
+        since_ms: UnixMs,
     ) -> Result<std::collections::BTreeMap<String, (u64, i64)>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT user, COALESCE(SUM(CASE WHEN rules != '[]' THEN records ELSE 0 END), 0),
@@ -657,8 +658,14 @@ impl Store {
                 " AND (path LIKE ?{n} ESCAPE '\\' OR old_path LIKE ?{n} ESCAPE '\\')"
             ));
         }
-        w.opt_int("COALESCE(corrected_ms, time_ms) >= ?", f.since_ms);
-        w.opt_int("COALESCE(corrected_ms, time_ms) < ?", f.until_ms);
+        w.opt_int(
+            "COALESCE(corrected_ms, time_ms) >= ?",
+            f.since_ms.map(UnixMs::ms),
+        );
+        w.opt_int(
+            "COALESCE(corrected_ms, time_ms) < ?",
+            f.until_ms.map(UnixMs::ms),
+        );
         w.opt_int("id < ?", before_id);
         if f.matched {
             w.sql.push_str(" AND rules != '[]'");

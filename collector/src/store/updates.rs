@@ -2,6 +2,7 @@
 //! set's pieces read with SQLite's incremental blob I/O, never whole).
 
 use super::{audit_in, AuditEntry, Store, StoreError};
+use holdfast_shared::time::UnixMs;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -31,8 +32,8 @@ pub struct CustomerSetInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PublishedPolicy {
     pub version: String,
-    pub issued_ms: i64,
-    pub published_ms: i64,
+    pub issued_ms: UnixMs,
+    pub published_ms: UnixMs,
     pub files: u64,
     #[serde(skip)]
     pub signed: Vec<u8>,
@@ -83,7 +84,7 @@ impl Store {
     pub fn publish_edm(
         &self,
         set: &NewCustomerSet<'_>,
-        now_ms: i64,
+        now_ms: UnixMs,
         actor: &crate::Actor,
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -224,7 +225,7 @@ mod tests {
             manifest: b"signed manifest",
             payload,
         };
-        s.publish_edm(&set("v1", &bytes), 1, &crate::Actor::cli())
+        s.publish_edm(&set("v1", &bytes), UnixMs(1), &crate::Actor::cli())
             .unwrap();
         for (offset, max, want) in [
             (0u64, 1 << 20, 0..4096),
@@ -249,7 +250,7 @@ mod tests {
             ("v1", 10_000, 3)
         );
         assert_eq!(info.manifest, b"signed manifest");
-        s.publish_edm(&set("v2", b"new"), 2, &crate::Actor::cli())
+        s.publish_edm(&set("v2", b"new"), UnixMs(2), &crate::Actor::cli())
             .unwrap();
         assert_eq!(s.edm_chunk("v1", 0, 10).unwrap(), None, "replaced");
         assert_eq!(
@@ -266,8 +267,8 @@ mod tests {
         assert!(s.current_policy().unwrap().is_none());
         let p = PublishedPolicy {
             version: "v1".into(),
-            issued_ms: 1,
-            published_ms: 1,
+            issued_ms: UnixMs(1),
+            published_ms: UnixMs(1),
             files: 2,
             signed: vec![1, 2, 3],
         };

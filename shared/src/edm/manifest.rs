@@ -6,6 +6,7 @@
 //! piece and a set on disk is verified as it is read, without being held twice in memory.
 
 use crate::signed::{kind, SignError, Signed, SignedBody, VerifyError, MAX_SIGNED};
+use crate::time::UnixMs;
 use crate::wire::{EDM_CHUNK, MAX_EDM};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -34,7 +35,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offered {
     pub version: String,
-    pub issued_ms: i64,
+    pub issued_ms: UnixMs,
     pub manifest: Manifest,
     /// The envelope as received, kept at the head of the held file.
     pub signed: Signed,
@@ -129,7 +130,12 @@ impl Manifest {
     }
 
     /// Signs the manifest of the set published as `version`.
-    pub fn sign(&self, pkcs8: &[u8], version: &str, issued_ms: i64) -> Result<Signed, SignError> {
+    pub fn sign(
+        &self,
+        pkcs8: &[u8],
+        version: &str,
+        issued_ms: UnixMs,
+    ) -> Result<Signed, SignError> {
         Signed::sign(
             pkcs8,
             &SignedBody {
@@ -358,11 +364,11 @@ mod tests {
         let (sk, pk) = key();
         let set = payload(5000);
         let m = Manifest::of(&set, 4096, 9);
-        let signed = m.sign(&sk, &version_of(&set), 7).unwrap();
+        let signed = m.sign(&sk, &version_of(&set), UnixMs(7)).unwrap();
         let o = Manifest::open(&signed, &pk).unwrap();
         assert_eq!(
             (o.version.as_str(), o.issued_ms),
-            (version_of(&set).as_str(), 7)
+            (version_of(&set).as_str(), UnixMs(7))
         );
         assert_eq!(o.manifest, m);
         let (_, other) = key();
@@ -376,7 +382,7 @@ mod tests {
             &SignedBody {
                 kind: kind::POLICY.into(),
                 version: "v".into(),
-                issued_ms: 1,
+                issued_ms: UnixMs(1),
                 payload: vec![],
             },
         )
@@ -408,7 +414,7 @@ mod tests {
                 "customer set manifest refused: a set of 268435457 bytes is outside 1..=268435456",
             ),
         ] {
-            let s = broken.sign(&sk, "v", 1).unwrap();
+            let s = broken.sign(&sk, "v", UnixMs(1)).unwrap();
             assert_eq!(Manifest::open(&s, &pk).unwrap_err().to_string(), why);
         }
     }
@@ -417,7 +423,9 @@ mod tests {
     fn a_held_file_is_its_signed_manifest_then_the_set() {
         let (sk, pk) = key();
         let set = payload(9000);
-        let signed = Manifest::of(&set, 4096, 1).sign(&sk, "v1", 3).unwrap();
+        let signed = Manifest::of(&set, 4096, 1)
+            .sign(&sk, "v1", UnixMs(3))
+            .unwrap();
         let mut file = held_header(&signed).unwrap();
         let header_len = file.len() as u64;
         file.extend_from_slice(&set);

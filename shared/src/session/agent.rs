@@ -8,6 +8,7 @@
 //! The uplink runs it over QUIC and the spool; the tests below run it against a simulated
 //! collector with simulated time (`Pair`).
 
+use crate::time::UnixMs;
 use crate::wire::MAX_BATCH;
 use std::ops::RangeInclusive;
 
@@ -49,15 +50,15 @@ pub enum Step {
     SendBatch { limit: usize },
     /// Nothing to do until this time, unless events are spooled meanwhile
     /// ([`AgentSession::spooled`]) or the connection drops.
-    WaitUntil(i64),
+    WaitUntil(UnixMs),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     /// Not connected; try again at `retry_at`.
-    Down { retry_at: i64 },
+    Down { retry_at: UnixMs },
     /// Connected; the next heartbeat is due at `heartbeat_at`.
-    Up { heartbeat_at: i64 },
+    Up { heartbeat_at: UnixMs },
 }
 
 /// The agent's side of the session.
@@ -77,7 +78,7 @@ pub struct AgentSession {
 
 impl AgentSession {
     /// A session that connects at once.
-    pub fn new(timing: Timing, now_ms: i64) -> AgentSession {
+    pub fn new(timing: Timing, now_ms: UnixMs) -> AgentSession {
         AgentSession {
             timing,
             state: State::Down { retry_at: now_ms },
@@ -94,13 +95,13 @@ impl AgentSession {
     }
 
     /// What to do now.
-    pub fn poll(&mut self, now_ms: i64) -> Step {
+    pub fn poll(&mut self, now_ms: UnixMs) -> Step {
         match self.state {
             State::Down { retry_at } if now_ms >= retry_at => Step::Connect,
             State::Down { retry_at } => Step::WaitUntil(retry_at),
             State::Up { heartbeat_at } if now_ms >= heartbeat_at => {
                 self.state = State::Up {
-                    heartbeat_at: now_ms.saturating_add(self.timing.heartbeat_ms as i64),
+                    heartbeat_at: now_ms + self.timing.heartbeat_ms as i64,
                 };
                 Step::Heartbeat
             }
@@ -112,7 +113,7 @@ impl AgentSession {
     }
 
     /// A connection is up: heartbeat first, then whatever is spooled.
-    pub fn connected(&mut self, now_ms: i64) {
+    pub fn connected(&mut self, now_ms: UnixMs) {
         self.state = State::Up {
             heartbeat_at: now_ms,
         };
@@ -126,7 +127,7 @@ impl AgentSession {
     /// connection is retried within the reconnect spread, a failed attempt after half to one
     /// and a half times the backoff, which then doubles (up to its maximum). What was in
     /// flight stays spooled and is sent again.
-    pub fn lost(&mut self, now_ms: i64, u: f64) {
+    pub fn lost(&mut self, now_ms: UnixMs, u: f64) {
         let was_up = self.is_up();
         let delay = retry_delay_ms(was_up, self.backoff_ms, self.timing.reconnect_spread_ms, u);
         if was_up {
@@ -135,7 +136,7 @@ impl AgentSession {
             self.backoff_ms = (self.backoff_ms * 2).min(self.timing.backoff_max_ms);
         }
         self.state = State::Down {
-            retry_at: now_ms.saturating_add(delay as i64),
+            retry_at: now_ms + delay as i64,
         };
         self.in_flight = None;
         self.pending = true;
@@ -143,7 +144,7 @@ impl AgentSession {
 
     /// The heartbeat was answered. With `renewed`, the certificate was replaced: reconnect
     /// at once with the new one.
-    pub fn synced(&mut self, now_ms: i64, renewed: bool) {
+    pub fn synced(&mut self, now_ms: UnixMs, renewed: bool) {
         if renewed {
             self.state = State::Down { retry_at: now_ms };
             self.backoff_ms = self.timing.backoff_min_ms;
@@ -262,7 +263,7 @@ mod tests {
     impl Pair {
         fn new(heartbeat_ms: u64) -> Pair {
             Pair {
-                session: AgentSession::new(Timing::with_heartbeat(heartbeat_ms), 0),
+                session: AgentSession::new(Timing::with_heartbeat(heartbeat_ms), UnixMs(0)),
                 spool: Vec::new(),
                 next_seq: 1,
                 collector: Collector {
@@ -295,20 +296,20 @@ mod tests {
             while self.now < until {
                 steps += 1;
                 assert!(steps < 1_000_000, "the session loops without waiting");
-                match self.session.poll(self.now) {
+                match self.session.poll(UnixMs(self.now)) {
                     Step::Connect => {
                         self.collector.connects.push(self.now);
                         if self.collector.reachable {
-                            self.session.connected(self.now);
+                            self.session.connected(UnixMs(self.now));
                         } else {
                             let u = self.draw();
-                            self.session.lost(self.now, u);
+                            self.session.lost(UnixMs(self.now), u);
                         }
                     }
                     Step::Heartbeat => {
                         self.collector.heartbeats.push(self.now);
                         let renewed = std::mem::take(&mut self.collector.renew_next);
-                        self.session.synced(self.now, renewed);
+                        self.session.synced(UnixMs(self.now), renewed);
                     }
                     Step::SendBatch { limit } => {
                         let batch: Vec<u64> = self.spool.iter().take(limit).copied().collect();
@@ -328,14 +329,14 @@ mod tests {
                         }
                         if std::mem::take(&mut self.collector.drop_after_commit) {
                             let u = self.draw();
-                            self.session.lost(self.now, u);
+                            self.session.lost(UnixMs(self.now), u);
                             continue;
                         }
                         if let Some(r) = self.session.acked(last) {
                             self.spool.retain(|s| !r.contains(s));
                         }
                     }
-                    Step::WaitUntil(t) => self.now = t.min(until).max(self.now + 1),
+                    Step::WaitUntil(t) => self.now = t.ms().min(until).max(self.now + 1),
                 }
             }
         }
@@ -421,8 +422,8 @@ mod tests {
 
     #[test]
     fn an_ack_deletes_only_what_the_batch_carried() {
-        let mut s = AgentSession::new(Timing::with_heartbeat(1_000), 0);
-        s.connected(0);
+        let mut s = AgentSession::new(Timing::with_heartbeat(1_000), UnixMs(0));
+        s.connected(UnixMs(0));
         assert_eq!(s.acked(5), None, "no batch in flight: nothing to delete");
         s.sent(10, 20);
         // A collector that says more than was sent (another agent on this identity, a spool

@@ -11,6 +11,7 @@
 use crate::event::{Coverage, SealedEvent};
 use crate::order::ActionReceipt;
 use crate::signed::Signed;
+use crate::time::UnixMs;
 use crate::wire::{close, EdmOffer, Message, EDM_CHUNK, MAX_BATCH};
 
 /// How often a connection, busy or idle, re-checks whether its device was revoked.
@@ -27,12 +28,12 @@ pub struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
-    last_ms: i64,
+    last_ms: UnixMs,
 }
 
 impl TokenBucket {
     /// A full bucket. `burst` is one second's worth of `rate`, at least one batch.
-    pub fn new(rate: u32, now_ms: i64) -> TokenBucket {
+    pub fn new(rate: u32, now_ms: UnixMs) -> TokenBucket {
         let rate = f64::from(rate.max(1));
         let burst = rate.max(MAX_BATCH as f64);
         TokenBucket {
@@ -45,8 +46,8 @@ impl TokenBucket {
 
     /// Spends `n` tokens and returns how many milliseconds to wait before serving the request:
     /// zero while the bucket holds enough, otherwise the time to earn the shortfall.
-    pub fn take(&mut self, n: u64, now_ms: i64) -> i64 {
-        let elapsed = now_ms.saturating_sub(self.last_ms).max(0) as f64 / 1000.0;
+    pub fn take(&mut self, n: u64, now_ms: UnixMs) -> i64 {
+        let elapsed = now_ms.since(self.last_ms).max(0) as f64 / 1000.0;
         self.last_ms = self.last_ms.max(now_ms);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.tokens -= n as f64;
@@ -63,14 +64,14 @@ impl TokenBucket {
 pub struct Cert {
     /// The connection presented the device's current certificate (not one it renewed from).
     pub presented_is_current: bool,
-    pub issued_ms: i64,
-    pub expires_ms: i64,
+    pub issued_ms: UnixMs,
+    pub expires_ms: UnixMs,
 }
 
 impl Cert {
     /// Whether to renew now: past two thirds of its lifetime, or the connection presented a
     /// certificate the device already renewed from.
-    pub fn renew_due(&self, now_ms: i64) -> bool {
+    pub fn renew_due(&self, now_ms: UnixMs) -> bool {
         if !self.presented_is_current {
             return true;
         }
@@ -124,7 +125,7 @@ pub enum Work {
 pub enum Decision {
     /// Do the work, not before `at_ms` (later than now when the device is over its rate),
     /// then send what [`CollectorSession::done`] returns.
-    Do { work: Work, at_ms: i64 },
+    Do { work: Work, at_ms: UnixMs },
     /// Send this answer, then close the connection with `code`.
     Close {
         answer: Message,
@@ -171,7 +172,7 @@ pub enum Outcome {
 pub struct CollectorSession {
     cert: Cert,
     bucket: TokenBucket,
-    next_check_ms: i64,
+    next_check_ms: UnixMs,
     /// The request being served, for [`CollectorSession::done`].
     serving: Option<Serving>,
 }
@@ -199,7 +200,7 @@ enum Serving {
 impl CollectorSession {
     /// A connection from an enrolled, unrevoked device presenting `cert`, allowed
     /// `events_per_sec`.
-    pub fn new(cert: Cert, events_per_sec: u32, now_ms: i64) -> CollectorSession {
+    pub fn new(cert: Cert, events_per_sec: u32, now_ms: UnixMs) -> CollectorSession {
         CollectorSession {
             cert,
             bucket: TokenBucket::new(events_per_sec, now_ms),
@@ -209,19 +210,19 @@ impl CollectorSession {
     }
 
     /// When the next revocation check is due.
-    pub fn next_check_ms(&self) -> i64 {
+    pub fn next_check_ms(&self) -> UnixMs {
         self.next_check_ms
     }
 
     /// The revocation check ran: `Some` closes the connection (a device revoked while connected
     /// is cut off within [`REVOCATION_CHECK_MS`]).
-    pub fn checked(&mut self, now_ms: i64, revoked: bool) -> Option<(u32, &'static str)> {
+    pub fn checked(&mut self, now_ms: UnixMs, revoked: bool) -> Option<(u32, &'static str)> {
         self.next_check_ms = now_ms + REVOCATION_CHECK_MS;
         revoked.then_some((close::REVOKED, "device revoked"))
     }
 
     /// A request arrived (or could not be read: `Err` with why).
-    pub fn request(&mut self, msg: Result<Message, String>, now_ms: i64) -> Decision {
+    pub fn request(&mut self, msg: Result<Message, String>, now_ms: UnixMs) -> Decision {
         let msg = match msg {
             Ok(m) => m,
             Err(e) => return closing("bad_frame", e, close::PROTOCOL, "bad frame"),
@@ -261,7 +262,7 @@ impl CollectorSession {
                     os,
                     policy_version,
                     edm_version,
-                    skew_ms: time_ms.saturating_sub(now_ms),
+                    skew_ms: time_ms.since(now_ms),
                     backlog: spool_backlog,
                     coverage,
                     health: health
@@ -304,7 +305,7 @@ impl CollectorSession {
     }
 
     /// The store work for the last request is done: the answer to send.
-    pub fn done(&mut self, outcome: Outcome, now_ms: i64) -> Message {
+    pub fn done(&mut self, outcome: Outcome, now_ms: UnixMs) -> Message {
         let Some(serving) = self.serving.take() else {
             return error("internal", "no request in progress");
         };
@@ -430,10 +431,10 @@ mod tests {
 
     /// One `check()` per module: the waits a sequence of (offset ms, tokens) requests get.
     fn check(rate: u32, requests: &[(i64, u64)], want_ms: &[i64]) {
-        let mut b = TokenBucket::new(rate, 1_000);
+        let mut b = TokenBucket::new(rate, UnixMs(1_000));
         let got: Vec<i64> = requests
             .iter()
-            .map(|&(at, n)| b.take(n, 1_000 + at))
+            .map(|&(at, n)| b.take(n, UnixMs(1_000 + at)))
             .collect();
         assert_eq!(got, want_ms);
     }
@@ -458,21 +459,21 @@ mod tests {
     fn renewal_is_due_past_two_thirds_or_on_a_certificate_renewed_from() {
         let cert = Cert {
             presented_is_current: true,
-            issued_ms: 0,
-            expires_ms: 3_000,
+            issued_ms: UnixMs(0),
+            expires_ms: UnixMs(3_000),
         };
-        assert!(!cert.renew_due(1_999));
-        assert!(cert.renew_due(2_000));
+        assert!(!cert.renew_due(UnixMs(1_999)));
+        assert!(cert.renew_due(UnixMs(2_000)));
         let old = Cert {
             presented_is_current: false,
             ..cert
         };
-        assert!(old.renew_due(0));
+        assert!(old.renew_due(UnixMs(0)));
         let broken = Cert {
-            expires_ms: 0,
+            expires_ms: UnixMs(0),
             ..cert
         };
-        assert!(!broken.renew_due(10_000), "no lifetime: never due");
+        assert!(!broken.renew_due(UnixMs(10_000)), "no lifetime: never due");
     }
 
     #[test]

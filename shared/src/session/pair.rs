@@ -7,6 +7,7 @@ use super::agent::{AgentSession, Step, Timing};
 use super::collector::{Cert, CollectorSession, Current, Decision, Outcome, Work};
 use crate::event::SealedEvent;
 use crate::signed::{Signed, SignedBody};
+use crate::time::UnixMs;
 use crate::wire::{self, Message};
 
 /// What the database would hold: committed events by sequence, the device's certificate
@@ -15,7 +16,7 @@ use crate::wire::{self, Message};
 struct Registry {
     committed: Vec<u64>,
     cert_generation: u32,
-    cert_issued_ms: i64,
+    cert_issued_ms: UnixMs,
     cert_lifetime_ms: i64,
     revoked: bool,
     policy: Option<Current>,
@@ -58,7 +59,7 @@ impl Registry {
             }
             Work::Renew { .. } => {
                 self.cert_generation += 1;
-                self.cert_issued_ms = now;
+                self.cert_issued_ms = UnixMs(now);
                 Outcome::Renewed(Ok(vec![self.cert_generation as u8]))
             }
             Work::EdmChunk { .. } => Outcome::Chunk(None),
@@ -98,7 +99,7 @@ struct Pair {
 impl Pair {
     fn new(heartbeat_ms: u64) -> Pair {
         Pair {
-            session: AgentSession::new(Timing::with_heartbeat(heartbeat_ms), 0),
+            session: AgentSession::new(Timing::with_heartbeat(heartbeat_ms), UnixMs(0)),
             spool: Vec::new(),
             next_seq: 1,
             body_size: 16,
@@ -109,7 +110,7 @@ impl Pair {
             registry: Registry {
                 committed: Vec::new(),
                 cert_generation: 0,
-                cert_issued_ms: 0,
+                cert_issued_ms: UnixMs(0),
                 cert_lifetime_ms: 3_600_000,
                 revoked: false,
                 policy: None,
@@ -128,7 +129,7 @@ impl Pair {
         for _ in 0..n {
             self.spool.push(SealedEvent {
                 seq: self.next_seq,
-                time_ms: self.now,
+                time_ms: UnixMs(self.now),
                 user: "alice".into(),
                 prev_hash: vec![0; 32],
                 body: vec![7; self.body_size],
@@ -141,13 +142,13 @@ impl Pair {
     /// The collector runs its revocation checks that fell due.
     fn revocation_checks(&mut self) {
         while let Some(conn) = self.conn.as_mut() {
-            if conn.next_check_ms() > self.now {
+            if conn.next_check_ms() > UnixMs(self.now) {
                 return;
             }
             let at = conn.next_check_ms();
             if let Some((code, _)) = conn.checked(at, self.registry.revoked) {
                 self.conn = None;
-                self.closes.push((at, code));
+                self.closes.push((at.ms(), code));
             }
         }
     }
@@ -157,7 +158,10 @@ impl Pair {
         let bytes = wire::encode(request).map_err(|_| Lost::TooLarge)?;
         self.revocation_checks();
         let conn = self.conn.as_mut().ok_or(Lost::Down)?;
-        let decided = conn.request(wire::decode(&bytes).map_err(|e| e.to_string()), self.now);
+        let decided = conn.request(
+            wire::decode(&bytes).map_err(|e| e.to_string()),
+            UnixMs(self.now),
+        );
         let answer = match decided {
             Decision::Close { code, .. } => {
                 self.conn = None;
@@ -166,9 +170,9 @@ impl Pair {
             }
             Decision::Do { work, at_ms } => {
                 // Over its rate, the agent simply waits longer for its answer.
-                self.now = self.now.max(at_ms);
+                self.now = self.now.max(at_ms.ms());
                 let outcome = self.registry.perform(work, self.now);
-                conn.done(outcome, self.now)
+                conn.done(outcome, UnixMs(self.now))
             }
         };
         let bytes = wire::encode(&answer).map_err(|_| Lost::TooLarge)?;
@@ -178,7 +182,7 @@ impl Pair {
     fn connect(&mut self) {
         self.connects.push(self.now);
         if self.registry.revoked {
-            self.session.lost(self.now, 0.5);
+            self.session.lost(UnixMs(self.now), 0.5);
             return;
         }
         let cert = Cert {
@@ -189,9 +193,9 @@ impl Pair {
         self.conn = Some(CollectorSession::new(
             cert,
             self.registry.events_per_sec,
-            self.now,
+            UnixMs(self.now),
         ));
-        self.session.connected(self.now);
+        self.session.connected(UnixMs(self.now));
     }
 
     /// A heartbeat, its updates applied, a renewal when asked: whether the agent renewed.
@@ -201,7 +205,7 @@ impl Pair {
             hostname: "laptop".into(),
             os: "linux".into(),
             policy_version: self.policy_version.clone(),
-            time_ms: self.now + self.skew_ms,
+            time_ms: UnixMs(self.now + self.skew_ms),
             spool_backlog: self.spool.len() as u64,
             edm_version: String::new(),
             coverage: None,
@@ -256,7 +260,7 @@ impl Pair {
         while self.now < until {
             steps += 1;
             assert!(steps < 1_000_000, "the session loops without waiting");
-            let result = match self.session.poll(self.now) {
+            let result = match self.session.poll(UnixMs(self.now)) {
                 Step::Connect => {
                     self.connect();
                     Ok(())
@@ -265,13 +269,16 @@ impl Pair {
                     if renewed {
                         self.conn = None;
                     }
-                    self.session.synced(self.now, renewed);
+                    self.session.synced(UnixMs(self.now), renewed);
                 }),
                 Step::SendBatch { limit } => self.send_batch(limit),
                 Step::WaitUntil(t) => {
                     // A wait ends early when the collector closes the connection.
-                    let check = self.conn.as_ref().map_or(i64::MAX, |c| c.next_check_ms());
-                    self.now = t.min(until).min(check).max(self.now + 1);
+                    let check = self
+                        .conn
+                        .as_ref()
+                        .map_or(i64::MAX, |c| c.next_check_ms().ms());
+                    self.now = t.ms().min(until).min(check).max(self.now + 1);
                     self.revocation_checks();
                     if self.conn.is_none() && self.session.is_up() {
                         Err(Lost::Down)
@@ -282,7 +289,7 @@ impl Pair {
             };
             if result.is_err() {
                 self.conn = None;
-                self.session.lost(self.now, 0.5);
+                self.session.lost(UnixMs(self.now), 0.5);
             }
         }
     }
@@ -292,7 +299,7 @@ fn policy(version: &str) -> Current {
     let body = SignedBody {
         kind: crate::signed::kind::POLICY.into(),
         version: version.into(),
-        issued_ms: 1,
+        issued_ms: UnixMs(1),
         payload: Vec::new(),
     };
     let signed = Signed {
@@ -386,7 +393,7 @@ fn a_certificate_past_two_thirds_is_renewed_and_the_agent_reconnects_with_it() {
     p.cert_generation = 1;
     p.registry.cert_lifetime_ms = 3_600_000;
     p.conn = None;
-    p.session.lost(p.now, 0.5);
+    p.session.lost(UnixMs(p.now), 0.5);
     let before = p.registry.cert_generation;
     p.run(20_000);
     assert_eq!(p.registry.cert_generation, before + 1);
@@ -410,12 +417,12 @@ fn a_new_policy_is_sent_until_the_agent_reports_it_and_skew_is_measured() {
 fn requests_outside_the_protocol_close_the_connection() {
     let cert = Cert {
         presented_is_current: true,
-        issued_ms: 0,
-        expires_ms: 1_000_000,
+        issued_ms: UnixMs(0),
+        expires_ms: UnixMs(1_000_000),
     };
     let close = |msg: Result<Message, String>| {
-        let mut s = CollectorSession::new(cert, 1_000, 0);
-        match s.request(msg, 0) {
+        let mut s = CollectorSession::new(cert, 1_000, UnixMs(0));
+        match s.request(msg, UnixMs(0)) {
             Decision::Close { answer, code, .. } => match answer {
                 Message::Error { code: c, .. } => (c, code),
                 other => panic!("not an error answer: {other:?}"),
@@ -427,7 +434,7 @@ fn requests_outside_the_protocol_close_the_connection() {
         events: (1..=n as u64)
             .map(|seq| SealedEvent {
                 seq,
-                time_ms: 0,
+                time_ms: UnixMs(0),
                 user: String::new(),
                 prev_hash: Vec::new(),
                 body: Vec::new(),
@@ -448,13 +455,16 @@ fn requests_outside_the_protocol_close_the_connection() {
     );
     // A well-formed batch of the largest accepted size is work, not a close; its ack names
     // its highest sequence number whatever the order.
-    let mut s = CollectorSession::new(cert, 1_000_000, 0);
+    let mut s = CollectorSession::new(cert, 1_000_000, UnixMs(0));
     assert!(matches!(
-        s.request(Ok(batch(super::collector::MAX_ACCEPTED_BATCH)), 0),
-        Decision::Do { at_ms: 0, .. }
+        s.request(Ok(batch(super::collector::MAX_ACCEPTED_BATCH)), UnixMs(0)),
+        Decision::Do {
+            at_ms: UnixMs(0),
+            ..
+        }
     ));
     assert_eq!(
-        s.done(Outcome::Ingested { new: 3 }, 0),
+        s.done(Outcome::Ingested { new: 3 }, UnixMs(0)),
         Message::Ack {
             through_seq: super::collector::MAX_ACCEPTED_BATCH as u64
         }
@@ -462,7 +472,7 @@ fn requests_outside_the_protocol_close_the_connection() {
     // An answer without a request, or one of the wrong kind, is an internal error, not a
     // wrong ack.
     assert!(matches!(
-        s.done(Outcome::Ingested { new: 1 }, 0),
+        s.done(Outcome::Ingested { new: 1 }, UnixMs(0)),
         Message::Error { .. }
     ));
     s.request(
@@ -470,10 +480,10 @@ fn requests_outside_the_protocol_close_the_connection() {
             version: "v".into(),
             offset: 0,
         }),
-        0,
+        UnixMs(0),
     );
     assert!(matches!(
-        s.done(Outcome::Receipted(true), 0),
+        s.done(Outcome::Receipted(true), UnixMs(0)),
         Message::Error { code, .. } if code == "internal"
     ));
 }

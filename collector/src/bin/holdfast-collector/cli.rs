@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use holdfast_collector::config::{default_data_dir, Config};
 use holdfast_collector::store::Store;
 use holdfast_collector::table::{Align, Table};
+use holdfast_shared::time::UnixMs;
 use std::path::PathBuf;
 
 /// Where the collector's data lives, for admin commands.
@@ -25,7 +26,7 @@ pub(crate) fn cli_actor() -> holdfast_collector::Actor {
 }
 
 /// `now` or an RFC 3339 time, in milliseconds since the epoch.
-pub(crate) fn parse_when(flag: &str, v: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_when(flag: &str, v: &str) -> anyhow::Result<UnixMs> {
     if v == "now" {
         return Ok(holdfast_collector::now_ms());
     }
@@ -35,7 +36,7 @@ pub(crate) fn parse_when(flag: &str, v: &str) -> anyhow::Result<i64> {
                 "{flag} `{v}`: expected `now` or a time like 2026-12-01T18:00:00Z ({e})"
             )
         })?;
-    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+    Ok(UnixMs((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.

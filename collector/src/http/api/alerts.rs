@@ -347,12 +347,13 @@ pub(super) async fn bulk_update(
 mod tests {
     use super::*;
     use crate::store::{AlertCursor, AlertOrder};
+    use holdfast_shared::time::UnixMs;
 
     #[test]
     fn alert_cursors_round_trip_and_refuse_another_sort() {
         let c = AlertCursor {
             rank: 3,
-            last_seen_ms: 1_700_000_000_000,
+            last_seen_ms: UnixMs(1_700_000_000_000),
             id: 42,
         };
         let s = alert_cursor(AlertOrder::Severity, &c);

@@ -5,6 +5,7 @@ use crate::http::{ApiError, Http};
 use crate::store::Device;
 use axum::extract::{Path, State};
 use axum::Json;
+use holdfast_shared::time::UnixMs;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::sync::Arc;
@@ -26,14 +27,14 @@ pub struct DeviceList {
 }
 
 /// A device's health in one word.
-pub(in crate::http) fn health(d: &Device, now_ms: i64, skew_tolerance_ms: i64) -> &'static str {
+pub(in crate::http) fn health(d: &Device, now_ms: UnixMs, skew_tolerance_ms: i64) -> &'static str {
     if d.revoked_ms.is_some() {
         "revoked"
     } else if d.last_seen_ms.is_none() {
         "never_seen"
     } else if d.offline_since_ms.is_some() {
         "offline"
-    } else if d.cert_expires_ms > 0 && d.cert_expires_ms < now_ms + 7 * 86_400_000 {
+    } else if d.cert_expires_ms > UnixMs(0) && d.cert_expires_ms < now_ms + 7 * 86_400_000 {
         "cert_expiring"
     } else if d.clock_skew_ms.is_some_and(|s| s.abs() > skew_tolerance_ms) {
         "clock_skew"

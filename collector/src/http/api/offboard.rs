@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use holdfast_shared::time::UnixMs;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -54,19 +55,15 @@ pub(in crate::http) async fn offboard(
     c: &Caller,
     b: OffboardBody,
 ) -> Result<crate::offboard::Started, ApiError> {
-    let time = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+    let time = |field: &str, v: &Option<String>| -> Result<Option<UnixMs>, ApiError> {
         v.as_deref()
             .filter(|v| *v != "now")
             .map(|v| {
-                humantime::parse_rfc3339_weak(v)
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as i64)
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
-                            "{field}: `{v}` is not an RFC 3339 time such as 2026-12-01T18:00:00Z"
-                        ))
-                    })
+                UnixMs::parse_rfc3339(v).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "{field}: `{v}` is not an RFC 3339 time such as 2026-12-01T18:00:00Z"
+                    ))
+                })
             })
             .transpose()
     };
