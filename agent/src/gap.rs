@@ -197,21 +197,11 @@ mod tests {
 
     fn file(path: &str, action: Action, records: u64) -> EventBody {
         EventBody::File(FileActivity {
-            action,
-            path: path.into(),
-            old_path: None,
-            size: None,
-            sha256: None,
             summary: Some(ContentSummary {
                 records,
                 ..Default::default()
             }),
-            error: None,
-            rules: vec![],
-            destination: None,
-            origin: None,
-            process: None,
-            bulk: None,
+            ..FileActivity::new(action, path)
         })
     }
 

@@ -5,7 +5,7 @@
 //! behaviour is tested without a file system.
 
 use crate::watch::WatchEvent;
-use holdfast_shared::event::{Action, AgentNotice, EventBody, FileActivity};
+use holdfast_shared::event::{Action, EventBody, FileActivity};
 use holdfast_shared::policy::{PolicySet, Subject};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -313,24 +313,19 @@ impl Debouncer {
     pub fn take_notices(&mut self) -> Vec<EventBody> {
         let mut out = Vec::new();
         if self.dropped > 0 {
-            out.push(EventBody::Notice(AgentNotice {
-                kind: "watch_dropped".into(),
-                message: format!(
-                    "{} file changes dropped: more than {MAX_PENDING} files waiting to settle",
-                    self.dropped
-                ),
-                count: std::mem::take(&mut self.dropped),
-                counts: Default::default(),
-            }));
+            let message = format!(
+                "{} file changes dropped: more than {MAX_PENDING} files waiting to settle",
+                self.dropped
+            );
+            let n = std::mem::take(&mut self.dropped);
+            out.push(EventBody::notice("watch_dropped", message, n));
         }
         if self.overflows > 0 {
-            out.push(EventBody::Notice(AgentNotice {
-                kind: "watch_overflow".into(),
-                message: "the kernel's file-event queue overflowed; the watched places were rescanned to recover what changed"
-                    .into(),
-                count: std::mem::take(&mut self.overflows),
-                counts: Default::default(),
-            }));
+            out.push(EventBody::notice(
+                "watch_overflow",
+                "the kernel's file-event queue overflowed; the watched places were rescanned to recover what changed",
+                std::mem::take(&mut self.overflows),
+            ));
         }
         out
     }
@@ -487,18 +482,9 @@ pub fn finish(
         .map(|p| p.to_string_lossy().to_string());
     let destination = destination_of(&ready.path, &path, policies, mounts);
     let mut activity = FileActivity {
-        action: ready.action,
-        path,
         old_path,
-        size: None,
-        sha256: None,
-        summary: None,
-        error: None,
-        rules: Vec::new(),
         destination: destination.map(Box::new),
-        origin: None,
-        process: None,
-        bulk: None,
+        ..FileActivity::new(ready.action, path)
     };
     let mut headers = Vec::new();
     let mut origin_records = 0;

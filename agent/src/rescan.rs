@@ -530,20 +530,10 @@ mod tests {
         for p in ["new/a/1.csv", "new/a/b/2.csv", "old.csv"] {
             let stamp = Stamp::of(&std::fs::metadata(root.join(p)).unwrap());
             r.record(
-                &EventBody::File(holdfast_shared::event::FileActivity {
-                    action: holdfast_shared::event::Action::Created,
-                    path: root.join(p).display().to_string(),
-                    old_path: None,
-                    size: None,
-                    sha256: None,
-                    summary: None,
-                    error: None,
-                    rules: vec![],
-                    destination: None,
-                    origin: None,
-                    process: None,
-                    bulk: None,
-                }),
+                &EventBody::File(holdfast_shared::event::FileActivity::new(
+                    holdfast_shared::event::Action::Created,
+                    root.join(p).display().to_string(),
+                )),
                 Some(stamp),
             );
         }

@@ -555,17 +555,7 @@ impl Spool {
 fn created_file(path: String, size: u64, sev: Option<Severity>) -> EventBody {
     use holdfast_shared::event::{Action, FileActivity, RuleMatch};
     EventBody::File(FileActivity {
-        action: Action::Created,
-        path,
-        old_path: None,
         size: Some(size),
-        sha256: None,
-        summary: None,
-        error: None,
-        destination: None,
-        origin: None,
-        process: None,
-        bulk: None,
         rules: sev
             .map(|severity| {
                 vec![RuleMatch {
@@ -574,6 +564,7 @@ fn created_file(path: String, size: u64, sev: Option<Severity>) -> EventBody {
                 }]
             })
             .unwrap_or_default(),
+        ..FileActivity::new(Action::Created, path)
     })
 }
 
@@ -585,12 +576,7 @@ mod tests {
     use super::*;
 
     fn notice(n: u64) -> EventBody {
-        EventBody::Notice(AgentNotice {
-            kind: "t".into(),
-            message: format!("n{n}"),
-            count: n,
-            counts: BTreeMap::new(),
-        })
+        EventBody::notice("t", format!("n{n}"), n)
     }
 
     fn file(n: u64, sev: Option<Severity>) -> EventBody {

@@ -384,11 +384,7 @@ mod tests {
     use holdfast_shared::signed::SignedBody;
 
     fn key() -> Vec<u8> {
-        let rng = ring::rand::SystemRandom::new();
-        ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-            .unwrap()
-            .as_ref()
-            .to_vec()
+        holdfast_shared::signed::test_key()
     }
 
     fn identity(pk: &[u8]) -> Identity {

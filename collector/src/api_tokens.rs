@@ -200,6 +200,7 @@ pub fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fixtures::audit_actions;
 
     fn check(role: Role, caps: &[Cap]) {
         for cap in [
@@ -267,12 +268,6 @@ mod tests {
             revoke(&mut s, "soc-1", &actor, UnixMs(13)),
             Err(ApiTokenError::Unknown(_))
         ));
-        let actions: Vec<String> = s
-            .audit_log(10)
-            .unwrap()
-            .into_iter()
-            .map(|a| a.action)
-            .collect();
-        assert_eq!(actions, ["token.revoke", "token.create"]);
+        assert_eq!(audit_actions(&s), ["token.revoke", "token.create"]);
     }
 }

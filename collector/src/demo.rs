@@ -59,9 +59,6 @@ pub fn seed_alerts(
         let (rule, severity) = RULES[rng.gen_range(0..RULES.len())];
         let records = rng.gen_range(50..20_000u64);
         let body = EventBody::File(FileActivity {
-            action: Action::Created,
-            path: format!("/home/user{u:03}/Downloads/export-{i:07}.csv"),
-            old_path: None,
             size: Some(records * 80),
             sha256: Some(format!("{:064x}", rng.gen::<u128>())),
             summary: Some(ContentSummary {
@@ -70,15 +67,14 @@ pub fn seed_alerts(
                 customer_table: true,
                 ..Default::default()
             }),
-            error: None,
-            destination: None,
-            origin: None,
-            process: None,
-            bulk: None,
             rules: vec![RuleMatch {
                 id: rule.into(),
                 severity,
             }],
+            ..FileActivity::new(
+                Action::Created,
+                format!("/home/user{u:03}/Downloads/export-{i:07}.csv"),
+            )
         });
         let (seq, prev, batch) = &mut chains[u];
         *seq += 1;

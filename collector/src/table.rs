@@ -37,6 +37,34 @@ pub enum Align {
     Right,
 }
 
+/// One column of a listing: its header, how it lines up, and what a row shows in it (the header
+/// and its cell are declared together, so they cannot drift apart).
+pub struct Column<T> {
+    pub header: &'static str,
+    pub align: Align,
+    pub cell: fn(&T) -> String,
+}
+
+impl<T> Column<T> {
+    /// A column of text, lined up left.
+    pub fn left(header: &'static str, cell: fn(&T) -> String) -> Column<T> {
+        Column {
+            header,
+            align: Align::Left,
+            cell,
+        }
+    }
+
+    /// A column of numbers, lined up right.
+    pub fn right(header: &'static str, cell: fn(&T) -> String) -> Column<T> {
+        Column {
+            header,
+            align: Align::Right,
+            cell,
+        }
+    }
+}
+
 /// A table: named columns, each at least as wide as its widest cell (the last one free).
 #[derive(Debug)]
 pub struct Table {
@@ -50,6 +78,17 @@ impl Table {
             columns: columns.to_vec(),
             rows: Vec::new(),
         }
+    }
+
+    /// A table of `items` in `columns`.
+    pub fn of<T>(items: &[T], columns: &[Column<T>]) -> Table {
+        let heads: Vec<(&'static str, Align)> =
+            columns.iter().map(|c| (c.header, c.align)).collect();
+        let mut t = Table::new(&heads);
+        for item in items {
+            t.row(columns.iter().map(|c| (c.cell)(item)).collect());
+        }
+        t
     }
 
     /// Adds a row; each cell is escaped.

@@ -172,9 +172,6 @@ impl Chain {
     fn event(&mut self, path: &str, severity: Severity) -> SealedEvent {
         self.seq += 1;
         let body = EventBody::File(FileActivity {
-            action: Action::Created,
-            path: path.into(),
-            old_path: None,
             size: Some(1000),
             sha256: Some(format!("{:064x}", self.seq)),
             summary: Some(ContentSummary {
@@ -183,15 +180,11 @@ impl Chain {
                 customer_table: true,
                 ..Default::default()
             }),
-            error: None,
-            destination: None,
-            origin: None,
-            process: None,
-            bulk: None,
             rules: vec![RuleMatch {
                 id: "crm-export.bulk-contacts".into(),
                 severity,
             }],
+            ..FileActivity::new(Action::Created, path)
         });
         let now = holdfast_collector::now_ms();
         let e = SealedEvent::seal(self.seq, now, &self.device.user, self.prev, &body).unwrap();

@@ -238,6 +238,26 @@ pub struct FileActivity {
     pub bulk: Option<Box<BulkRead>>,
 }
 
+impl FileActivity {
+    /// `action` on `path`, with nothing else known yet (no content, rules or context).
+    pub fn new(action: Action, path: impl Into<String>) -> FileActivity {
+        FileActivity {
+            action,
+            path: path.into(),
+            old_path: None,
+            size: None,
+            sha256: None,
+            summary: None,
+            error: None,
+            rules: Vec::new(),
+            destination: None,
+            origin: None,
+            process: None,
+            bulk: None,
+        }
+    }
+}
+
 /// Notice kinds the collector acts on (besides counting them).
 pub mod notice {
     /// The agent was not running (stopped or crashed): from when to when, and what the
@@ -336,6 +356,16 @@ impl Event {
 pub struct BodyCodecError(String);
 
 impl EventBody {
+    /// A notice of `kind` saying `message`, about `count` things (no per-kind counts).
+    pub fn notice(kind: &str, message: impl Into<String>, count: u64) -> EventBody {
+        EventBody::Notice(AgentNotice {
+            kind: kind.into(),
+            message: message.into(),
+            count,
+            counts: BTreeMap::new(),
+        })
+    }
+
     /// The compact stored form (the same MessagePack the wire uses).
     pub fn to_bytes(&self) -> Result<Vec<u8>, BodyCodecError> {
         rmp_serde::to_vec_named(self).map_err(|e| BodyCodecError(e.to_string()))
@@ -416,12 +446,7 @@ mod tests {
     use super::*;
 
     fn notice(n: u64) -> EventBody {
-        EventBody::Notice(AgentNotice {
-            kind: "t".into(),
-            message: format!("n{n}"),
-            count: n,
-            counts: BTreeMap::new(),
-        })
+        EventBody::notice("t", format!("n{n}"), n)
     }
 
     /// One `check()` per module: sealing then opening gives the event back, and changing any

@@ -160,16 +160,22 @@ impl PolicyBundle {
     }
 }
 
+/// A fresh PKCS#8 Ed25519 signing key, for tests (empty if the system has no randomness, which
+/// then fails at its first use).
+#[cfg(any(test, feature = "testkit"))]
+pub fn test_key() -> Vec<u8> {
+    let rng = ring::rand::SystemRandom::new();
+    ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .map(|d| d.as_ref().to_vec())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key() -> Vec<u8> {
-        let rng = ring::rand::SystemRandom::new();
-        ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-            .unwrap()
-            .as_ref()
-            .to_vec()
+        test_key()
     }
 
     fn body(kind: &str) -> SignedBody {

@@ -305,9 +305,6 @@ mod tests {
 
     fn sample_event(seq: u64) -> SealedEvent {
         let body = EventBody::File(FileActivity {
-            action: Action::Created,
-            path: "/home/alice/Downloads/contacts.csv".into(),
-            old_path: None,
             size: Some(1234),
             sha256: Some("ab".repeat(32)),
             summary: Some(ContentSummary {
@@ -317,12 +314,7 @@ mod tests {
                 truncated: false,
                 ..Default::default()
             }),
-            error: None,
-            rules: vec![],
-            destination: None,
-            origin: None,
-            process: None,
-            bulk: None,
+            ..FileActivity::new(Action::Created, "/home/alice/Downloads/contacts.csv")
         });
         SealedEvent::seal(seq, UnixMs(1_700_000_000_000), "alice", GENESIS, &body).unwrap()
     }

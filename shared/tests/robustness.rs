@@ -14,9 +14,6 @@ use proptest::prelude::*;
 
 fn event(seq: u64, path: String, records: u64) -> SealedEvent {
     let body = EventBody::File(FileActivity {
-        action: Action::Created,
-        path,
-        old_path: None,
         size: Some(records),
         sha256: Some("0".repeat(64)),
         summary: Some(ContentSummary {
@@ -24,15 +21,11 @@ fn event(seq: u64, path: String, records: u64) -> SealedEvent {
             records,
             ..Default::default()
         }),
-        error: None,
-        destination: None,
-        origin: None,
-        process: None,
-        bulk: None,
         rules: vec![RuleMatch {
             id: "r".into(),
             severity: Severity::High,
         }],
+        ..FileActivity::new(Action::Created, path)
     });
     SealedEvent::seal(seq, UnixMs(seq as i64), "u", GENESIS, &body).unwrap()
 }

@@ -312,18 +312,8 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
     assert!(a.stop());
     let db = rusqlite::Connection::open(a.data_dir.join("spool.db")).unwrap();
     let innocent = EventBody::File(FileActivity {
-        action: Action::Created,
-        path: "/home/ivy/Downloads/holiday.jpg".into(),
-        old_path: None,
         size: Some(1),
-        sha256: None,
-        summary: None,
-        error: None,
-        rules: vec![],
-        destination: None,
-        origin: None,
-        process: None,
-        bulk: None,
+        ..FileActivity::new(Action::Created, "/home/ivy/Downloads/holiday.jpg")
     });
     db.execute(
         "UPDATE spool SET body = ?1 WHERE seq = 2",

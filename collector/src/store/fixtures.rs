@@ -33,9 +33,6 @@ pub fn device() -> Device {
 
 pub fn file_body(path: &str, rules: &[(&str, Severity)]) -> EventBody {
     EventBody::File(FileActivity {
-        action: Action::Created,
-        path: path.into(),
-        old_path: None,
         size: Some(10),
         sha256: Some("ab".repeat(32)),
         summary: Some(ContentSummary {
@@ -43,11 +40,6 @@ pub fn file_body(path: &str, rules: &[(&str, Severity)]) -> EventBody {
             records: 200,
             ..Default::default()
         }),
-        error: None,
-        destination: None,
-        origin: None,
-        process: None,
-        bulk: None,
         rules: rules
             .iter()
             .map(|(id, s)| RuleMatch {
@@ -55,6 +47,7 @@ pub fn file_body(path: &str, rules: &[(&str, Severity)]) -> EventBody {
                 severity: *s,
             })
             .collect(),
+        ..FileActivity::new(Action::Created, path)
     })
 }
 
@@ -107,4 +100,13 @@ pub fn beat(skew_ms: i64) -> Beat {
         }),
         health: Vec::new(),
     }
+}
+
+/// The actions of the last ten audit entries, newest first.
+pub fn audit_actions(s: &Store) -> Vec<String> {
+    s.audit_log(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
 }

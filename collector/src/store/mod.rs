@@ -12,7 +12,7 @@ pub mod correlate;
 mod devices;
 mod events;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod ingest;
 mod offboard;
 mod schema;

@@ -574,6 +574,7 @@ fn insert_orders(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fixtures::audit_actions;
 
     fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
@@ -710,14 +711,8 @@ mod tests {
                 &a
             )
             .unwrap());
-        let actions: Vec<String> = s
-            .audit_log(10)
-            .unwrap()
-            .iter()
-            .map(|e| e.action.clone())
-            .collect();
         assert_eq!(
-            actions,
+            audit_actions(&s),
             [
                 "offboard",
                 "restore",
@@ -775,14 +770,8 @@ mod tests {
             s.connector_runs_due(UnixMs(70), 10).unwrap()[0].connector,
             "idp"
         );
-        let actions: Vec<String> = s
-            .audit_log(10)
-            .unwrap()
-            .iter()
-            .map(|e| e.action.clone())
-            .collect();
         assert_eq!(
-            actions,
+            audit_actions(&s),
             ["retry", "connector.ok", "connector.failed", "offboard"]
         );
     }

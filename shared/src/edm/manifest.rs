@@ -302,10 +302,9 @@ mod tests {
     use super::*;
 
     fn key() -> (Vec<u8>, Vec<u8>) {
-        let rng = ring::rand::SystemRandom::new();
-        let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let pk = crate::signed::public_key(doc.as_ref()).unwrap();
-        (doc.as_ref().to_vec(), pk)
+        let sk = crate::signed::test_key();
+        let pk = crate::signed::public_key(&sk).unwrap();
+        (sk, pk)
     }
 
     fn payload(n: usize) -> Vec<u8> {

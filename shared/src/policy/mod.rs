@@ -534,37 +534,20 @@ actions = ["deleted"]
             customer_table: true,
             ..summary("csv", 5, 5)
         };
-        let p = "/home/ada/Downloads/contacts.csv";
-        assert!(!set
-            .evaluate(&Subject {
+        let flags = |summary: &ContentSummary| {
+            !set.evaluate(&Subject {
                 action: Action::Created,
-                path: p,
-                summary: Some(&export),
+                path: "/home/ada/Downloads/contacts.csv",
+                summary: Some(summary),
                 headers: &[],
                 destination: None,
                 origin_records: 0,
             })
-            .is_empty());
-        assert!(set
-            .evaluate(&Subject {
-                action: Action::Created,
-                path: p,
-                summary: Some(&roster),
-                headers: &[],
-                destination: None,
-                origin_records: 0,
-            })
-            .is_empty());
-        assert!(set
-            .evaluate(&Subject {
-                action: Action::Created,
-                path: p,
-                summary: Some(&summary("csv", 0, 0)),
-                headers: &[],
-                destination: None,
-                origin_records: 0,
-            })
-            .is_empty());
+            .is_empty()
+        };
+        assert!(flags(&export));
+        assert!(!flags(&roster));
+        assert!(!flags(&summary("csv", 0, 0)));
     }
 
     /// The default pack gives one alert per file, whose severity follows the content: a

@@ -23,6 +23,8 @@ struct Registry {
     events_per_sec: u32,
     /// The next store work fails (a full disk, a locked database).
     fail_next: bool,
+    /// Commit the next batch, then lose the connection before the ack.
+    drop_after_commit: bool,
     heartbeats: Vec<i64>,
     skews: Vec<i64>,
 }
@@ -116,6 +118,7 @@ impl Pair {
                 policy: None,
                 events_per_sec: 1_000_000,
                 fail_next: false,
+                drop_after_commit: false,
                 heartbeats: Vec::new(),
                 skews: Vec::new(),
             },
@@ -171,7 +174,12 @@ impl Pair {
             Decision::Do { work, at_ms } => {
                 // Over its rate, the agent simply waits longer for its answer.
                 self.now = self.now.max(at_ms.ms());
+                let batch = matches!(work, Work::Ingest { .. });
                 let outcome = self.registry.perform(work, self.now);
+                if batch && std::mem::take(&mut self.registry.drop_after_commit) {
+                    self.conn = None;
+                    return Err(Lost::Down);
+                }
                 conn.done(outcome, UnixMs(self.now))
             }
         };
@@ -324,6 +332,50 @@ fn everything_spooled_arrives_once_in_order_and_is_deleted_only_after_its_ack() 
     assert_eq!(p.registry.committed, (1..=2_000).collect::<Vec<_>>());
     assert!(p.spool.is_empty());
     assert_eq!(p.connects, vec![0, 1_500]);
+}
+
+#[test]
+fn a_connection_lost_after_a_commit_resends_and_nothing_is_doubled() {
+    let mut p = Pair::new(10_000);
+    p.run(100);
+    p.registry.drop_after_commit = true;
+    p.spool(10);
+    p.run(10_000);
+    // Committed before the drop, kept in the spool (no ack), sent again after the reconnect
+    // (within the 3 s spread) and stored once: the registry is idempotent on the sequence
+    // number, and the spool deletes only after the ack.
+    assert_eq!(p.registry.committed, (1..=10).collect::<Vec<_>>());
+    assert!(p.spool.is_empty());
+    assert_eq!(p.connects, vec![0, 1_600]);
+}
+
+#[test]
+fn a_refused_agent_backs_off_to_the_cap_loses_nothing_and_starts_small_again() {
+    let mut p = Pair::new(10_000);
+    p.registry.revoked = true;
+    p.spool(50);
+    p.run(120_000);
+    let gaps =
+        |connects: &[i64]| -> Vec<i64> { connects.windows(2).map(|w| w[1] - w[0]).collect() };
+    // Draws of 0.5: each wait is the backoff itself, doubling from 250 ms to 30 s.
+    assert_eq!(
+        &gaps(&p.connects)[..9],
+        &[250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+    );
+    assert_eq!(p.spool.len(), 50, "kept while the collector refuses");
+    // Accepted again (the device restored): all of it arrives.
+    p.registry.revoked = false;
+    p.run(200_000);
+    assert_eq!(p.registry.committed.len(), 50);
+    // Cut off once more: the first retry comes within the reconnect spread, the failures after
+    // it from the smallest backoff again.
+    p.registry.revoked = true;
+    let before = p.connects.len();
+    p.run(210_000);
+    let (closed_at, code) = *p.closes.last().unwrap();
+    assert_eq!(code, wire::close::REVOKED);
+    assert_eq!(p.connects[before] - closed_at, 1_500);
+    assert_eq!(&gaps(&p.connects[before..])[..3], &[250, 500, 1_000]);
 }
 
 #[test]

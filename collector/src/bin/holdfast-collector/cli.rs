@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use holdfast_collector::config::{default_data_dir, Config};
 use holdfast_collector::store::Store;
-use holdfast_collector::table::{Align, Table};
+use holdfast_collector::table::{Column, Table};
 use holdfast_shared::time::UnixMs;
 use std::path::PathBuf;
 
@@ -52,8 +52,7 @@ pub(crate) fn print_list<T: serde::Serialize>(
     items: &[T],
     json: bool,
     empty: &str,
-    columns: &[(&'static str, Align)],
-    row: impl Fn(&T) -> Vec<String>,
+    columns: &[Column<T>],
 ) -> anyhow::Result<()> {
     if json {
         print_json_lines(items)
@@ -61,13 +60,14 @@ pub(crate) fn print_list<T: serde::Serialize>(
         println!("{empty}");
         Ok(())
     } else {
-        let mut t = Table::new(columns);
-        for item in items {
-            t.row(row(item));
-        }
-        t.print();
+        Table::of(items, columns).print();
         Ok(())
     }
+}
+
+/// A cell's value, or `-` when there is none.
+pub(crate) fn dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "-".into())
 }
 
 /// `--json` output of every listing: one object per line.

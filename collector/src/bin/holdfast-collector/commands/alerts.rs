@@ -2,7 +2,8 @@
 
 use crate::cli::{open_store, print_list, ListArgs};
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::Align;
+use holdfast_collector::store::Alert;
+use holdfast_collector::table::Column;
 use std::process::ExitCode;
 
 /// `list`, with `--json` and `--limit`.
@@ -11,31 +12,27 @@ pub type Args = ListArgs;
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let (json, limit, at) = args.parts();
     let alerts = open_store(&at.config()?)?.alerts(limit)?;
-    let columns = [
-        ("ID", Align::Right),
-        ("SEVERITY", Align::Left),
-        ("STATUS", Align::Left),
-        ("RULE", Align::Left),
-        ("USER", Align::Left),
-        ("RECORDS", Align::Right),
-        ("LAST SEEN", Align::Left),
-        ("PATH OR DETAIL", Align::Left),
-    ];
-    print_list(&alerts, json, "no alerts", &columns, |a| {
-        vec![
-            a.id.to_string(),
-            a.severity.to_string(),
-            a.status.to_string(),
-            a.rule_id.clone(),
-            a.user.clone(),
-            a.records.to_string(),
-            fmt_ms(a.last_seen_ms),
-            if a.path.is_empty() {
-                a.detail.clone()
-            } else {
-                a.path.clone()
-            },
-        ]
-    })?;
+    print_list(
+        &alerts,
+        json,
+        "no alerts",
+        &[
+            Column::right("ID", |a: &Alert| a.id.to_string()),
+            Column::left("SEVERITY", |a| a.severity.to_string()),
+            Column::left("STATUS", |a| a.status.to_string()),
+            Column::left("RULE", |a| a.rule_id.clone()),
+            Column::left("USER", |a| a.user.clone()),
+            Column::right("RECORDS", |a| a.records.to_string()),
+            Column::left("LAST SEEN", |a| fmt_ms(a.last_seen_ms)),
+            Column::left("PATH OR DETAIL", |a| {
+                if a.path.is_empty() {
+                    &a.detail
+                } else {
+                    &a.path
+                }
+                .clone()
+            }),
+        ],
+    )?;
     Ok(ExitCode::SUCCESS)
 }

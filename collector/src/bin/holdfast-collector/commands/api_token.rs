@@ -3,7 +3,8 @@
 use crate::cli::{cli_actor, open_store, print_list, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::Align;
+use holdfast_collector::store::ApiToken;
+use holdfast_collector::table::Column;
 use std::process::ExitCode;
 
 /// The flags and subcommands of `api-token`.
@@ -89,27 +90,22 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             command: ApiTokenCommand::List { json, at },
         } => {
             let tokens = open_store(&at.config()?)?.api_tokens()?;
-            let columns = [
-                ("NAME", Align::Left),
-                ("ROLE", Align::Left),
-                ("STATE", Align::Left),
-                ("CREATED", Align::Left),
-                ("BY", Align::Left),
-            ];
-            print_list(&tokens, json, "no API tokens", &columns, |t| {
-                let state = match (t.revoked_ms, t.used_ms) {
-                    (Some(r), _) => format!("revoked {}", fmt_ms(r)),
-                    (None, Some(u)) => format!("spent {}", fmt_ms(u)),
-                    (None, None) => "live".into(),
-                };
-                vec![
-                    t.name.clone(),
-                    t.role.to_string(),
-                    state,
-                    fmt_ms(t.created_ms),
-                    t.created_by.clone(),
-                ]
-            })?;
+            print_list(
+                &tokens,
+                json,
+                "no API tokens",
+                &[
+                    Column::left("NAME", |t: &ApiToken| t.name.clone()),
+                    Column::left("ROLE", |t| t.role.to_string()),
+                    Column::left("STATE", |t| match (t.revoked_ms, t.used_ms) {
+                        (Some(r), _) => format!("revoked {}", fmt_ms(r)),
+                        (None, Some(u)) => format!("spent {}", fmt_ms(u)),
+                        (None, None) => "live".into(),
+                    }),
+                    Column::left("CREATED", |t| fmt_ms(t.created_ms)),
+                    Column::left("BY", |t| t.created_by.clone()),
+                ],
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Args {

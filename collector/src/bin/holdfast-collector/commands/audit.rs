@@ -2,7 +2,8 @@
 
 use crate::cli::{open_store, print_list, ListArgs};
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::Align;
+use holdfast_collector::store::AuditEntry;
+use holdfast_collector::table::Column;
 use std::process::ExitCode;
 
 /// `list`, with `--json` and `--limit`.
@@ -11,23 +12,18 @@ pub type Args = ListArgs;
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let (json, limit, at) = args.parts();
     let log = open_store(&at.config()?)?.audit_log(limit)?;
-    let columns = [
-        ("TIME", Align::Left),
-        ("ACTOR", Align::Left),
-        ("ORIGIN", Align::Left),
-        ("ACTION", Align::Left),
-        ("TARGET", Align::Left),
-        ("DETAIL", Align::Left),
-    ];
-    print_list(&log, json, "no audit entries", &columns, |e| {
-        vec![
-            fmt_ms(e.time_ms),
-            e.actor.clone(),
-            e.origin.clone(),
-            e.action.clone(),
-            e.target.clone(),
-            e.detail.clone(),
-        ]
-    })?;
+    print_list(
+        &log,
+        json,
+        "no audit entries",
+        &[
+            Column::left("TIME", |e: &AuditEntry| fmt_ms(e.time_ms)),
+            Column::left("ACTOR", |e| e.actor.clone()),
+            Column::left("ORIGIN", |e| e.origin.clone()),
+            Column::left("ACTION", |e| e.action.clone()),
+            Column::left("TARGET", |e| e.target.clone()),
+            Column::left("DETAIL", |e| e.detail.clone()),
+        ],
+    )?;
     Ok(ExitCode::SUCCESS)
 }

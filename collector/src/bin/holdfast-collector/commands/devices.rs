@@ -1,9 +1,10 @@
 //! `holdfast-collector devices`: list and revoke devices.
 
-use crate::cli::{cli_actor, open_store, print_json_lines, print_list, Where};
+use crate::cli::{cli_actor, dash, open_store, print_json_lines, print_list, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::Align;
+use holdfast_collector::store::Device;
+use holdfast_collector::table::Column;
 use std::process::ExitCode;
 
 /// The flags and subcommands of `devices`.
@@ -68,37 +69,32 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 print_json_lines(&rows)?;
             } else {
-                let columns = [
-                    ("DEVICE", Align::Left),
-                    ("USER", Align::Left),
-                    ("HOST", Align::Left),
-                    ("OS", Align::Left),
-                    ("LAST SEQ", Align::Right),
-                    ("POLICY", Align::Left),
-                    ("SKEW", Align::Right),
-                    ("LAST SEEN", Align::Left),
-                ];
                 let shown = &devices[..devices.len().min(limit)];
-                print_list(shown, false, "no devices", &columns, |d| {
-                    vec![
-                        d.id.clone(),
-                        d.user.clone(),
-                        d.hostname.clone(),
-                        d.os.clone(),
-                        d.last_seq.to_string(),
-                        d.policy_version
-                            .get(..12)
-                            .unwrap_or(&d.policy_version)
-                            .to_string(),
-                        d.clock_skew_ms
-                            .map(|s| format!("{}s", s / 1000))
-                            .unwrap_or_else(|| "-".into()),
-                        match d.revoked_ms {
+                print_list(
+                    shown,
+                    false,
+                    "no devices",
+                    &[
+                        Column::left("DEVICE", |d: &Device| d.id.clone()),
+                        Column::left("USER", |d| d.user.clone()),
+                        Column::left("HOST", |d| d.hostname.clone()),
+                        Column::left("OS", |d| d.os.clone()),
+                        Column::right("LAST SEQ", |d| d.last_seq.to_string()),
+                        Column::left("POLICY", |d| {
+                            d.policy_version
+                                .get(..12)
+                                .unwrap_or(&d.policy_version)
+                                .to_string()
+                        }),
+                        Column::right("SKEW", |d| {
+                            dash(d.clock_skew_ms.map(|s| format!("{}s", s / 1000)))
+                        }),
+                        Column::left("LAST SEEN", |d| match d.revoked_ms {
                             Some(t) => format!("REVOKED {}", fmt_ms(t)),
                             None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
-                        },
-                    ]
-                })?;
+                        }),
+                    ],
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,8 +1,9 @@
 //! `holdfast-collector events`: list stored events.
 
-use crate::cli::{open_store, print_list, ListArgs};
+use crate::cli::{dash, open_store, print_list, ListArgs};
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::Align;
+use holdfast_collector::store::StoredEvent;
+use holdfast_collector::table::Column;
 use std::process::ExitCode;
 
 /// `list`, with `--json` and `--limit`.
@@ -11,34 +12,25 @@ pub type Args = ListArgs;
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let (json, limit, at) = args.parts();
     let events = open_store(&at.config()?)?.events(limit)?;
-    let columns = [
-        ("TIME", Align::Left),
-        ("DEVICE#SEQ", Align::Left),
-        ("USER", Align::Left),
-        ("WHAT", Align::Left),
-        ("RECORDS", Align::Right),
-        ("RULES", Align::Left),
-        ("PATH OR MESSAGE", Align::Left),
-    ];
-    print_list(&events, json, "no events", &columns, |e| {
-        vec![
-            fmt_ms(e.time_ms),
-            format!("{}#{}", e.device_id, e.seq),
-            e.user.clone(),
-            e.action.clone().unwrap_or_else(|| e.kind.clone()),
-            e.records
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "-".into()),
-            if e.rules.is_empty() {
-                "-".into()
-            } else {
-                e.rules.join(",")
-            },
-            e.message
-                .clone()
-                .or_else(|| e.path.clone())
-                .unwrap_or_else(|| "-".into()),
-        ]
-    })?;
+    print_list(
+        &events,
+        json,
+        "no events",
+        &[
+            Column::left("TIME", |e: &StoredEvent| fmt_ms(e.time_ms)),
+            Column::left("DEVICE#SEQ", |e| format!("{}#{}", e.device_id, e.seq)),
+            Column::left("USER", |e| e.user.clone()),
+            Column::left("WHAT", |e| {
+                e.action.clone().unwrap_or_else(|| e.kind.clone())
+            }),
+            Column::right("RECORDS", |e| dash(e.records.map(|r| r.to_string()))),
+            Column::left("RULES", |e| {
+                dash((!e.rules.is_empty()).then(|| e.rules.join(",")))
+            }),
+            Column::left("PATH OR MESSAGE", |e| {
+                dash(e.message.clone().or_else(|| e.path.clone()))
+            }),
+        ],
+    )?;
     Ok(ExitCode::SUCCESS)
 }

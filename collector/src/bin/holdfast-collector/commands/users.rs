@@ -1,8 +1,9 @@
 //! `holdfast-collector users`: list users and their state.
 
-use crate::cli::{open_store, print_list, ListArgs};
+use crate::cli::{dash, open_store, print_list, ListArgs};
 use holdfast_collector::fmt_ms;
-use holdfast_collector::table::Align;
+use holdfast_collector::risk::UserRisk;
+use holdfast_collector::table::Column;
 use std::process::ExitCode;
 
 /// `list`, with `--json` and `--limit`.
@@ -13,27 +14,20 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let store = open_store(&at.config()?)?;
     let users = holdfast_collector::risk::users(&store, holdfast_collector::now_ms())?;
     let users: Vec<_> = users.into_iter().take(limit).collect();
-    let columns = [
-        ("USER", Align::Left),
-        ("RISK", Align::Right),
-        ("DEVICES", Align::Right),
-        ("STATE", Align::Left),
-        ("EFFECTIVE", Align::Left),
-        ("WHY", Align::Left),
-    ];
-    print_list(&users, json, "no users", &columns, |u| {
-        vec![
-            u.user.clone(),
-            u.score.to_string(),
-            u.devices.to_string(),
-            u.state.to_uppercase(),
-            u.effective_ms.map(fmt_ms).unwrap_or_else(|| "-".into()),
-            if u.signals.is_empty() {
-                "-".to_string()
-            } else {
-                u.signals.join("; ")
-            },
-        ]
-    })?;
+    print_list(
+        &users,
+        json,
+        "no users",
+        &[
+            Column::left("USER", |u: &UserRisk| u.user.clone()),
+            Column::right("RISK", |u| u.score.to_string()),
+            Column::right("DEVICES", |u| u.devices.to_string()),
+            Column::left("STATE", |u| u.state.to_uppercase()),
+            Column::left("EFFECTIVE", |u| dash(u.effective_ms.map(fmt_ms))),
+            Column::left("WHY", |u| {
+                dash((!u.signals.is_empty()).then(|| u.signals.join("; ")))
+            }),
+        ],
+    )?;
     Ok(ExitCode::SUCCESS)
 }
