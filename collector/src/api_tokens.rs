@@ -150,19 +150,12 @@ pub fn create(
         once,
         used_ms: None,
     };
-    let audit = AuditEntry {
-        id: 0,
-        time_ms: now_ms,
-        actor: actor.who.clone(),
-        origin: actor.origin.clone(),
-        action: "token.create".into(),
-        target: name.to_string(),
-        detail: format!(
-            "role {}{}",
-            role.as_str(),
-            if once { ", one-time login" } else { "" }
-        ),
-    };
+    let detail = format!(
+        "role {}{}",
+        role.as_str(),
+        if once { ", one-time login" } else { "" }
+    );
+    let audit = AuditEntry::by(actor, now_ms, "token.create", name, detail);
     if !store.add_api_token(&token, &digest(&secret), &audit)? {
         return Err(ApiTokenError::Exists(name.to_string()));
     }
@@ -181,15 +174,7 @@ pub fn revoke(
     actor: &Actor,
     now_ms: UnixMs,
 ) -> Result<(), ApiTokenError> {
-    let audit = AuditEntry {
-        id: 0,
-        time_ms: now_ms,
-        actor: actor.who.clone(),
-        origin: actor.origin.clone(),
-        action: "token.revoke".into(),
-        target: name.to_string(),
-        detail: String::new(),
-    };
+    let audit = AuditEntry::by(actor, now_ms, "token.revoke", name, String::new());
     if store.revoke_api_token(name, now_ms, &audit)? {
         Ok(())
     } else {

@@ -271,25 +271,27 @@ impl Config {
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = holdfast_io::config_file::parse(path, src)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
         let data_dir = match raw.data_dir {
             Some(d) if d.is_absolute() => d,
             Some(d) => base.join(d),
             None => default_data_dir(),
         };
         let listen_s = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen: SocketAddr = listen_s.parse().map_err(|_| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field: "listen",
-            message: format!("`{listen_s}` is not an IP:PORT socket address"),
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{listen_s}` is not an IP:PORT socket address"),
+            )
         })?;
         let mut server_names = loopback_names();
         for n in raw.server_names {
             if n.trim().is_empty() {
-                return Err(ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    field: "server_names",
-                    message: "empty name".into(),
-                });
+                return Err(invalid("server_names", "empty name".into()));
             }
             if !server_names.contains(&n) {
                 server_names.push(n);
@@ -298,58 +300,53 @@ impl Config {
         if !listen.ip().is_unspecified() && !server_names.contains(&listen.ip().to_string()) {
             server_names.push(listen.ip().to_string());
         }
-        let duration =
-            |field: &'static str, v: Option<String>, default: Duration, min: Duration| {
-                let Some(v) = v else { return Ok(default) };
-                let d = humantime::parse_duration(&v).map_err(|e| ConfigError::Invalid {
-                    path: path.to_path_buf(),
+        // A length of time: absent is `default`, shorter than `min` is refused.
+        let dur = |field: &'static str, v: Option<String>, default: Duration, min: Duration| {
+            let Some(v) = v else { return Ok(default) };
+            let d = humantime::parse_duration(&v).map_err(|e| {
+                invalid(
                     field,
-                    message: format!("`{v}`: {e} (write e.g. \"90d\", \"10m\", \"30s\")"),
-                })?;
-                if d < min {
-                    return Err(ConfigError::Invalid {
-                        path: path.to_path_buf(),
-                        field,
-                        message: format!(
-                            "`{v}` is shorter than the minimum of {}",
-                            humantime::format_duration(min)
-                        ),
-                    });
-                }
-                Ok(d)
-            };
-        let cert_lifetime = duration(
+                    format!("`{v}`: {e} (write e.g. \"90d\", \"10m\", \"30s\")"),
+                )
+            })?;
+            if d < min {
+                let min = humantime::format_duration(min);
+                return Err(invalid(
+                    field,
+                    format!("`{v}` is shorter than the minimum of {min}"),
+                ));
+            }
+            Ok(d)
+        };
+        let cert_lifetime = dur(
             "cert_lifetime",
             raw.cert_lifetime,
             DEFAULT_CERT_LIFETIME,
-            Duration::from_secs(10),
+            secs(10),
         )?;
-        let offline_after = duration(
+        let offline_after = dur(
             "offline_after",
             raw.offline_after,
             DEFAULT_OFFLINE_AFTER,
-            Duration::from_secs(1),
+            secs(1),
         )?;
-        let skew_tolerance = duration(
+        let skew_tolerance = dur(
             "skew_tolerance",
             raw.skew_tolerance,
             DEFAULT_SKEW_TOLERANCE,
-            Duration::from_secs(1),
+            secs(1),
         )?;
         let max_events_per_sec = raw.max_events_per_sec.unwrap_or(DEFAULT_MAX_EVENTS_PER_SEC);
         if max_events_per_sec == 0 {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                field: "max_events_per_sec",
-                message: "must be at least 1".into(),
-            });
+            return Err(invalid("max_events_per_sec", "must be at least 1".into()));
         }
         let mut connectors: Vec<Connector> = Vec::new();
         for (i, c) in raw.connector.into_iter().enumerate() {
-            let bad = |message: String| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                field: "connector",
-                message: format!("connector[{i}] ({}): {message}", c.name),
+            let bad = |message: String| {
+                invalid(
+                    "connector",
+                    format!("connector[{i}] ({}): {message}", c.name),
+                )
             };
             if !crate::valid_name(&c.name) {
                 return Err(bad(
@@ -374,18 +371,13 @@ impl Config {
                 (None, Some(_)) => return Err(bad("command is empty".into())),
                 _ => return Err(bad("needs exactly one of `webhook` or `command`".into())),
             };
-            let retry_base = duration(
+            let retry_base = dur(
                 "connector",
                 c.retry_base.clone(),
-                Duration::from_secs(5),
+                secs(5),
                 Duration::from_millis(100),
             )?;
-            let timeout = duration(
-                "connector",
-                c.timeout.clone(),
-                Duration::from_secs(30),
-                Duration::from_secs(1),
-            )?;
+            let timeout = dur("connector", c.timeout.clone(), secs(30), secs(1))?;
             let max_attempts = c.max_attempts.unwrap_or(8);
             if !(1..=100).contains(&max_attempts) {
                 return Err(bad("max_attempts must be within 1..=100".into()));
@@ -401,36 +393,34 @@ impl Config {
         let http_listen = match raw.http_listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN) {
             "off" => None,
             v => {
-                let a: SocketAddr = v.parse().map_err(|_| ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    field: "http_listen",
-                    message: format!("`{v}` is not an IP:PORT socket address (or \"off\")"),
+                let a: SocketAddr = v.parse().map_err(|_| {
+                    invalid(
+                        "http_listen",
+                        format!("`{v}` is not an IP:PORT socket address (or \"off\")"),
+                    )
                 })?;
                 if !a.ip().is_loopback() {
-                    return Err(ConfigError::Invalid {
-                        path: path.to_path_buf(),
-                        field: "http_listen",
-                        message: format!(
+                    return Err(invalid(
+                        "http_listen",
+                        format!(
                             "`{v}` is not a loopback address: the console speaks plain HTTP, so \
                              serve it on 127.0.0.1 or ::1 and put a TLS reverse proxy in front"
                         ),
-                    });
+                    ));
                 }
                 Some(a)
             }
         };
-        let session_ttl = duration(
+        let session_ttl = dur(
             "session_ttl",
             raw.session_ttl,
             DEFAULT_SESSION_TTL,
-            Duration::from_secs(60),
+            secs(60),
         )?;
         let mut forwards: Vec<Forward> = Vec::new();
         for (i, f) in raw.forward.into_iter().enumerate() {
-            let bad = |message: String| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                field: "forward",
-                message: format!("forward[{i}] ({}): {message}", f.name),
+            let bad = |message: String| {
+                invalid("forward", format!("forward[{i}] ({}): {message}", f.name))
             };
             if !crate::valid_name(&f.name) {
                 return Err(bad(
@@ -506,30 +496,19 @@ impl Config {
                 } else {
                     base.join(h.file)
                 },
-                every: duration(
-                    "hr",
-                    h.every,
-                    Duration::from_secs(3600),
-                    Duration::from_secs(1),
-                )?,
+                every: dur("hr", h.every, secs(3600), secs(1))?,
             }),
         };
         let mut correlation = crate::store::correlate::Correlation::default();
         if let Some(c) = raw.correlation {
-            let window = duration(
-                "correlation.window",
-                c.window,
-                Duration::from_secs(3600),
-                Duration::from_secs(60),
-            )?;
+            let window = dur("correlation.window", c.window, secs(3600), secs(60))?;
             correlation.window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
             if let Some(f) = c.volume_factor {
                 if !(2..=1000).contains(&f) {
-                    return Err(ConfigError::Invalid {
-                        path: path.to_path_buf(),
-                        field: "correlation.volume_factor",
-                        message: format!("{f} is outside 2..=1000"),
-                    });
+                    return Err(invalid(
+                        "correlation.volume_factor",
+                        format!("{f} is outside 2..=1000"),
+                    ));
                 }
                 correlation.volume_factor = f;
             }
@@ -553,6 +532,11 @@ impl Config {
             correlation,
         })
     }
+}
+
+/// `n` seconds, for the defaults and minimums above.
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
 /// Checks a webhook URL and reads its HMAC secret (given inline or in a file beside the

@@ -188,21 +188,19 @@ pub fn start(
         },
         &orders,
         &connector_names(config),
-        &AuditEntry {
-            id: 0,
-            time_ms: now_ms,
-            actor: actor.who.clone(),
-            origin: actor.origin.clone(),
-            action: "offboard".into(),
-            target: req.user.clone(),
-            detail: format!(
+        &AuditEntry::by(
+            actor,
+            now_ms,
+            "offboard",
+            &req.user,
+            format!(
                 "effective {}, look-back {} days, {} device(s), reason: {}",
                 crate::fmt_ms(effective_ms),
                 req.lookback_ms / 86_400_000,
                 devices,
                 req.reason
             ),
-        },
+        ),
     )?;
     Ok(Started {
         user: req.user.clone(),
@@ -240,15 +238,13 @@ pub fn restore(
         now_ms,
         &orders,
         &connector_names(config),
-        &AuditEntry {
-            id: 0,
-            time_ms: now_ms,
-            actor: actor.who.clone(),
-            origin: actor.origin.clone(),
-            action: "offboard.restore".into(),
-            target: user.to_string(),
-            detail: format!("{} device(s)", orders.len()),
-        },
+        &AuditEntry::by(
+            actor,
+            now_ms,
+            "offboard.restore",
+            user,
+            format!("{} device(s)", orders.len()),
+        ),
     )?)
 }
 
@@ -265,15 +261,7 @@ pub fn retry(
     Ok(store.retry_connectors(
         user,
         now_ms,
-        &AuditEntry {
-            id: 0,
-            time_ms: now_ms,
-            actor: actor.who.clone(),
-            origin: actor.origin.clone(),
-            action: "connector.retry".into(),
-            target: user.to_string(),
-            detail: String::new(),
-        },
+        &AuditEntry::by(actor, now_ms, "connector.retry", user, String::new()),
     )?)
 }
 

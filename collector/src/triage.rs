@@ -112,15 +112,8 @@ pub fn change(
         effective.note = Some(note.to_string());
     }
     if effective != AlertChange::default() {
-        let audit = crate::store::AuditEntry {
-            id: 0,
-            time_ms: now_ms,
-            actor: actor.who.clone(),
-            origin: actor.origin.clone(),
-            action: String::new(),
-            target: String::new(),
-            detail: String::new(),
-        };
+        // The store writes one line per part of the change from this template.
+        let audit = crate::store::AuditEntry::by(actor, now_ms, "", "", String::new());
         store.change_alert(id, &effective, &actor.who, &audit)?;
     }
     store.alert(id)?.ok_or(TriageError::NotFound(id))

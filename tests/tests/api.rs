@@ -53,7 +53,17 @@ fn world() -> World {
     }
 }
 
-fn check_error(r: &holdfast_tests::http::Reply, status: u16, code: &str, needle: &str) {
+/// One `check()` for the file: the request was refused with this error code (and its HTTP
+/// status), and the message names `needle`.
+fn refused(r: &holdfast_tests::http::Reply, code: &str, needle: &str) {
+    let status = match code {
+        "bad_request" => 400,
+        "unauthorized" => 401,
+        "forbidden" | "csrf" => 403,
+        "not_found" => 404,
+        "conflict" => 409,
+        other => panic!("no status for error code {other}"),
+    };
     assert_eq!(r.status, status, "{}", r.body);
     let v = r.json();
     assert_eq!(v["error"]["code"], code, "{}", r.body);
@@ -100,10 +110,9 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert!(m.contains("holdfast_ingest_latency_seconds_count "), "{m}");
 
     // No token, a wrong token.
-    check_error(&w.anon.get("/api/v1/alerts"), 401, "unauthorized", "Bearer");
-    check_error(
+    refused(&w.anon.get("/api/v1/alerts"), "unauthorized", "Bearer");
+    refused(
         &w.anon.bearer("hfa_nope").get("/api/v1/alerts"),
-        401,
         "unauthorized",
         "",
     );
@@ -132,36 +141,17 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
         w.analyst.get("/api/v1/alerts?since=1h&sort=newest").json()["total"],
         1
     );
-    check_error(
-        &w.analyst.get("/api/v1/alerts?severity=urgent"),
-        400,
-        "bad_request",
-        "`severity`",
-    );
-    check_error(
-        &w.analyst.get("/api/v1/alerts?limit=0"),
-        400,
-        "bad_request",
-        "`limit`",
-    );
-    check_error(
-        &w.analyst.get("/api/v1/alerts?since=yesterday"),
-        400,
-        "bad_request",
-        "`since`",
-    );
-    check_error(
-        &w.analyst.get("/api/v1/alerts?colour=red"),
-        400,
-        "bad_request",
-        "`colour`",
-    );
-    check_error(
-        &w.analyst.get("/api/v1/alerts?cursor=zzz"),
-        400,
-        "bad_request",
-        "`cursor`",
-    );
+    // Each bad parameter is refused by name.
+    for (query, names) in [
+        ("severity=urgent", "`severity`"),
+        ("limit=0", "`limit`"),
+        ("since=yesterday", "`since`"),
+        ("colour=red", "`colour`"),
+        ("cursor=zzz", "`cursor`"),
+    ] {
+        let r = w.analyst.get(&format!("/api/v1/alerts?{query}"));
+        refused(&r, "bad_request", names);
+    }
 
     // Detail: the file's events, the user's activity, notes.
     let d = w.analyst.get(&format!("/api/v1/alerts/{id}")).json();
@@ -170,55 +160,44 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert_eq!(d["events"][0]["action"], "created");
     assert!(!d["user_activity"].as_array().unwrap().is_empty());
     assert_eq!(d["notes"], json!([]));
-    check_error(
+    refused(
         &w.analyst.get("/api/v1/alerts/999999"),
-        404,
         "not_found",
         "999999",
     );
-    check_error(
-        &w.analyst.get("/api/v1/alerts/abc"),
-        400,
-        "bad_request",
-        "abc",
-    );
+    refused(&w.analyst.get("/api/v1/alerts/abc"), "bad_request", "abc");
 
     // Triage: only analysts and admins; transitions checked; bodies checked.
     let patch = |c: &Client, body: serde_json::Value| {
         c.send("PATCH", &format!("/api/v1/alerts/{id}"), &body)
     };
-    check_error(
+    refused(
         &patch(&w.auditor, json!({"status": "triaged"})),
-        403,
         "forbidden",
         "auditor",
     );
-    check_error(
+    refused(
         &patch(&w.it, json!({"status": "triaged"})),
-        403,
         "forbidden",
         "triage",
     );
-    check_error(
+    refused(
         &patch(&w.analyst, json!({"stauts": "triaged"})),
-        400,
         "bad_request",
         "stauts",
     );
-    check_error(
+    refused(
         &patch(&w.analyst, json!({"status": "done"})),
-        400,
         "bad_request",
         "status",
     );
-    check_error(
+    refused(
         &w.analyst.send_raw(
             "PATCH",
             &format!("/api/v1/alerts/{id}"),
             "application/json",
             "{not json",
         ),
-        400,
         "bad_request",
         "request body",
     );
@@ -229,9 +208,8 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["status"], "triaged");
     assert_eq!(a.json()["assignee"], "soc-1");
-    check_error(
+    refused(
         &patch(&w.analyst, json!({"status": "new"})),
-        409,
         "conflict",
         "triaged to new",
     );
@@ -249,23 +227,21 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert_eq!(b.status, 200, "{}", b.body);
     assert_eq!(b.json()["updated"], json!([id]));
     assert_eq!(b.json()["failed"][0]["id"], 999999);
-    check_error(
+    refused(
         &w.analyst.send(
             "POST",
             "/api/v1/alerts/bulk",
             &json!({"ids": [], "status": "resolved"}),
         ),
-        400,
         "bad_request",
         "ids",
     );
-    check_error(
+    refused(
         &w.auditor.send(
             "POST",
             "/api/v1/alerts/bulk",
             &json!({"ids": [id], "status": "resolved"}),
         ),
-        403,
         "forbidden",
         "",
     );
@@ -283,18 +259,12 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert_eq!(ana["records_30d"], 240);
     assert_eq!(ana["score"], 10, "{ana}");
     assert_eq!(ana["signals"][0], "alerts in 30 days: 1 high", "{ana}");
-    check_error(
+    refused(
         &w.it.get("/api/v1/users?state=gone"),
-        400,
         "bad_request",
         "`state`",
     );
-    check_error(
-        &w.it.get("/api/v1/users/nobody"),
-        404,
-        "not_found",
-        "nobody",
-    );
+    refused(&w.it.get("/api/v1/users/nobody"), "not_found", "nobody");
     let devices = w.auditor.get("/api/v1/devices").json();
     let dev = &devices["devices"][0];
     assert_eq!(dev["user"], "ana");
@@ -328,9 +298,8 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
             .json()["events"],
         json!([])
     );
-    check_error(
+    refused(
         &w.analyst.get("/api/v1/events?action=copied"),
-        400,
         "bad_request",
         "`action`",
     );
@@ -343,49 +312,43 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     .to_string();
     let body =
         json!({"user": "ana", "effective": tomorrow, "reason": "resigned", "lookback_days": 30});
-    check_error(
+    refused(
         &w.analyst.send("POST", "/api/v1/offboardings", &body),
-        403,
         "forbidden",
         "offboard",
     );
-    check_error(
+    refused(
         &w.auditor.send("POST", "/api/v1/offboardings", &body),
-        403,
         "forbidden",
         "",
     );
-    check_error(
+    refused(
         &w.it
             .send("POST", "/api/v1/offboardings", &json!({"user": "ghost"})),
-        404,
         "not_found",
         "ghost",
     );
-    check_error(
+    refused(
         &w.it.send(
             "POST",
             "/api/v1/offboardings",
             &json!({"user": "ana", "effective": "next friday"}),
         ),
-        400,
         "bad_request",
         "effective",
     );
-    check_error(
+    refused(
         &w.it.send(
             "POST",
             "/api/v1/offboardings",
             &json!({"user": "ana", "lookback_days": 0}),
         ),
-        400,
         "bad_request",
         "lookback_days",
     );
-    check_error(
+    refused(
         &w.it
             .send("POST", "/api/v1/offboardings", &json!({"usr": "ana"})),
-        400,
         "bad_request",
         "usr",
     );
@@ -407,22 +370,15 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     let csv = w.it.get("/api/v1/offboardings/ana/report?format=csv");
     assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
     assert!(csv.body.contains("report1700000000000.csv"), "{}", csv.body);
-    check_error(
+    refused(
         &w.it.get("/api/v1/offboardings/ana/report?format=pdf"),
-        400,
         "bad_request",
         "`format`",
     );
-    check_error(
-        &w.it.get("/api/v1/offboardings/bob"),
-        404,
-        "not_found",
-        "bob",
-    );
-    check_error(
+    refused(&w.it.get("/api/v1/offboardings/bob"), "not_found", "bob");
+    refused(
         &w.auditor
             .send("POST", "/api/v1/offboardings/ana/restore", &json!({})),
-        403,
         "forbidden",
         "",
     );
@@ -444,24 +400,22 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     );
 
     // Tokens: admin only; a revoked token stops working at once.
-    check_error(&w.analyst.get("/api/v1/tokens"), 403, "forbidden", "admin");
-    check_error(
+    refused(&w.analyst.get("/api/v1/tokens"), "forbidden", "admin");
+    refused(
         &w.analyst.send(
             "POST",
             "/api/v1/tokens",
             &json!({"name": "x", "role": "admin"}),
         ),
-        403,
         "forbidden",
         "",
     );
-    check_error(
+    refused(
         &w.admin.send(
             "POST",
             "/api/v1/tokens",
             &json!({"name": "hr", "role": "boss"}),
         ),
-        400,
         "bad_request",
         "role",
     );
@@ -473,48 +427,43 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert_eq!(t.status, 201, "{}", t.body);
     let hr = w.anon.bearer(t.json()["secret"].as_str().unwrap());
     assert_eq!(hr.get("/api/v1/me").json()["name"], "hr-system");
-    check_error(
+    refused(
         &w.admin.send(
             "POST",
             "/api/v1/tokens",
             &json!({"name": "hr-system", "role": "it_admin"}),
         ),
-        409,
         "conflict",
         "exists",
     );
     let listed = w.admin.get("/api/v1/tokens").body;
     assert!(listed.contains("hr-system") && !listed.contains(t.json()["secret"].as_str().unwrap()));
-    check_error(
+    refused(
         &w.auditor.delete("/api/v1/tokens/hr-system"),
-        403,
         "forbidden",
         "",
     );
     assert_eq!(w.admin.delete("/api/v1/tokens/hr-system").status, 200);
-    check_error(&hr.get("/api/v1/me"), 401, "unauthorized", "");
-    check_error(
+    refused(&hr.get("/api/v1/me"), "unauthorized", "");
+    refused(
         &w.admin.delete("/api/v1/tokens/hr-system"),
-        404,
         "not_found",
         "hr-system",
     );
 
     // Devices: revoke is it_admin's, audited, idempotent.
     let dev_id = dev["id"].as_str().unwrap().to_string();
-    check_error(
+    refused(
         &w.analyst.send(
             "POST",
             &format!("/api/v1/devices/{dev_id}/revoke"),
             &json!({}),
         ),
-        403,
         "forbidden",
         "",
     );
-    check_error(
+    refused(
         &w.it.send("POST", "/api/v1/devices/nope/revoke", &json!({})),
-        404,
         "not_found",
         "nope",
     );
@@ -538,8 +487,8 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     );
 
     // The audit log: auditors and admins only; every change above is in it with who and where.
-    check_error(&w.analyst.get("/api/v1/audit"), 403, "forbidden", "audit");
-    check_error(&w.it.get("/api/v1/audit"), 403, "forbidden", "audit");
+    refused(&w.analyst.get("/api/v1/audit"), "forbidden", "audit");
+    refused(&w.it.get("/api/v1/audit"), "forbidden", "audit");
     let log = w.auditor.get("/api/v1/audit?limit=500").json();
     let lines: Vec<(String, String, String)> = log["entries"]
         .as_array()
@@ -590,9 +539,8 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     assert!(second["entries"][0]["id"].as_i64() < first["entries"][1]["id"].as_i64());
 
     // Unknown paths answer in the same JSON shape.
-    check_error(
+    refused(
         &w.analyst.get("/api/v1/nothing"),
-        404,
         "not_found",
         "/api/v1/nothing",
     );
@@ -617,12 +565,7 @@ fn browser_sessions_need_their_csrf_token_and_one_time_logins_are_spent() {
         .trim()
         .to_string();
     // A one-time login is not an API token.
-    check_error(
-        &anon.bearer(&login).get("/api/v1/me"),
-        401,
-        "unauthorized",
-        "",
-    );
+    refused(&anon.bearer(&login).get("/api/v1/me"), "unauthorized", "");
     let cookie = anon.login(&login).expect("a session cookie");
     let r = anon.form("/login", &[("token", &login)]);
     assert_eq!(r.status, 401, "a spent one-time login is refused");
@@ -637,19 +580,17 @@ fn browser_sessions_need_their_csrf_token_and_one_time_logins_are_spent() {
     assert_eq!(me["name"], "first-login");
     // State-changing calls with the cookie need the CSRF header.
     let body = json!({"ids": [1], "status": "resolved"});
-    check_error(
+    refused(
         &anon
             .session(&cookie, None)
             .send("POST", "/api/v1/alerts/bulk", &body),
-        403,
         "csrf",
         "CSRF",
     );
-    check_error(
+    refused(
         &anon
             .session(&cookie, Some("wrong"))
             .send("POST", "/api/v1/alerts/bulk", &body),
-        403,
         "csrf",
         "CSRF",
     );
@@ -679,9 +620,8 @@ fn browser_sessions_need_their_csrf_token_and_one_time_logins_are_spent() {
         .session(&cookie, None)
         .form("/logout", &[("csrf", &csrf)]);
     assert_eq!(out.status, 303);
-    check_error(
+    refused(
         &anon.session(&cookie, None).get("/api/v1/me"),
-        401,
         "unauthorized",
         "",
     );

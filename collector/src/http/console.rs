@@ -203,15 +203,12 @@ async fn login(
             };
             let id = new_secret("");
             let csrf = new_secret("");
-            let audit = AuditEntry {
-                id: 0,
-                time_ms: now,
-                actor: format!("api:{}", token.name),
+            let who = crate::Actor {
+                who: format!("api:{}", token.name),
                 origin: format!("http {ip}"),
-                action: "login".into(),
-                target: token.name.clone(),
-                detail: format!("console session, role {}", token.role),
             };
+            let detail = format!("console session, role {}", token.role);
+            let audit = AuditEntry::by(&who, now, "login", &token.name, detail);
             let opened = s.open_session(
                 &digest(&id),
                 &token,

@@ -20,6 +20,16 @@ pub(crate) struct Where {
     data_dir: Option<PathBuf>,
 }
 
+/// `--json` and where the data is: the flags of every command that prints what it did.
+#[derive(Args, Clone)]
+pub(crate) struct Out {
+    /// One JSON object (or one per line for listings) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub at: Where,
+}
+
 /// The operator and host, for the audit log.
 pub(crate) fn cli_actor() -> holdfast_collector::Actor {
     holdfast_collector::Actor::cli()
@@ -92,15 +102,17 @@ pub(crate) fn open_store(c: &Config) -> anyhow::Result<Store> {
 #[derive(Subcommand)]
 pub(crate) enum ListCommand {
     /// List, newest and most severe first.
-    List {
-        #[arg(long)]
-        json: bool,
-        /// At most this many rows.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        #[command(flatten)]
-        at: Where,
-    },
+    List(ListFlags),
+}
+
+/// The flags of a listing: `--json`, where the data is, and `--limit`.
+#[derive(Args)]
+pub(crate) struct ListFlags {
+    #[command(flatten)]
+    pub out: Out,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
 }
 
 /// The flags of every listing command (`alerts`, `events`, `users`, `audit`).
@@ -113,7 +125,10 @@ pub(crate) struct ListArgs {
 impl ListArgs {
     /// `--json`, `--limit`, and where the data is.
     pub(crate) fn parts(self) -> (bool, usize, Where) {
-        let ListCommand::List { json, limit, at } = self.command;
+        let ListCommand::List(ListFlags {
+            out: Out { json, at },
+            limit,
+        }) = self.command;
         (json, limit, at)
     }
 }

@@ -1,6 +1,6 @@
 //! `holdfast-collector api-token`: API tokens and their roles.
 
-use crate::cli::{cli_actor, open_store, print_list, Where};
+use crate::cli::{cli_actor, open_store, print_list, Out, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::ApiToken;
@@ -27,17 +27,13 @@ pub enum ApiTokenCommand {
         /// A one-time console login instead of an API token.
         #[arg(long)]
         once: bool,
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        at: Where,
+        out: Out,
     },
     /// List tokens (never their secrets).
     List {
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        at: Where,
+        out: Out,
     },
     /// Revoke a token and end its console sessions.
     Revoke {
@@ -55,8 +51,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                     name,
                     role,
                     once,
-                    json,
-                    at,
+                    out: Out { json, at },
                 },
         } => {
             let c = at.config()?;
@@ -87,7 +82,9 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Args {
-            command: ApiTokenCommand::List { json, at },
+            command: ApiTokenCommand::List {
+                out: Out { json, at },
+            },
         } => {
             let tokens = open_store(&at.config()?)?.api_tokens()?;
             print_list(

@@ -1,6 +1,8 @@
 //! `holdfast-collector devices`: list and revoke devices.
 
-use crate::cli::{cli_actor, dash, open_store, print_json_lines, print_list, Where};
+use crate::cli::{
+    cli_actor, dash, open_store, print_json_lines, print_list, ListFlags, Out, Where,
+};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::Device;
@@ -17,15 +19,7 @@ pub struct Args {
 #[derive(Subcommand)]
 pub enum DeviceCommand {
     /// List, most recently seen first.
-    List {
-        #[arg(long)]
-        json: bool,
-        /// At most this many rows.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        #[command(flatten)]
-        at: Where,
-    },
+    List(ListFlags),
     /// Refuse this device from now on; an open connection is closed within seconds.
     Revoke {
         /// The device id (see `devices list`).
@@ -50,7 +44,11 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Args {
-            command: DeviceCommand::List { json, limit, at },
+            command:
+                DeviceCommand::List(ListFlags {
+                    out: Out { json, at },
+                    limit,
+                }),
         } => {
             let store = open_store(&at.config()?)?;
             let devices = store.devices()?;

@@ -1,6 +1,6 @@
 //! `holdfast-collector edm`: import the customer master list.
 
-use crate::cli::{cli_actor, open_store, Progress, Where};
+use crate::cli::{cli_actor, open_store, Out, Progress};
 use anyhow::Context;
 use clap::Subcommand;
 use holdfast_collector::table::escape;
@@ -29,11 +29,8 @@ pub enum EdmCommand {
         /// `holdfast-agent scan --edm`.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// One JSON object: counts and every skipped row.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        at: Where,
+        output: Out,
     },
 }
 
@@ -44,8 +41,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 file,
                 columns,
                 out,
-                json,
-                at,
+                output: Out { json, at },
             },
     } = args;
     let c = at.config()?;

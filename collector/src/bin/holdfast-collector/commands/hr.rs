@@ -1,6 +1,6 @@
 //! `holdfast-collector hr`: import HR exports.
 
-use crate::cli::{cli_actor, open_store, Where};
+use crate::cli::{cli_actor, open_store, Out};
 use clap::Subcommand;
 use holdfast_collector::table::escape;
 use std::path::PathBuf;
@@ -21,16 +21,17 @@ pub enum HrCommand {
     /// line; good rows apply; importing again changes nothing. Exit status 1 if any row failed.
     Import {
         file: PathBuf,
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        at: Where,
+        out: Out,
     },
 }
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let Args {
-        command: HrCommand::Import { file, json, at },
+        command: HrCommand::Import {
+            file,
+            out: Out { json, at },
+        },
     } = args;
     let c = at.config()?;
     let mut store = open_store(&c)?;

@@ -1,6 +1,6 @@
 //! `holdfast-collector token`: enrollment tokens.
 
-use crate::cli::{cli_actor, Where};
+use crate::cli::{cli_actor, Out};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
 use std::process::ExitCode;
@@ -21,10 +21,8 @@ pub enum TokenCommand {
         /// Lifetime, e.g. 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         ttl: String,
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        at: Where,
+        out: Out,
     },
 }
 
@@ -34,8 +32,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             TokenCommand::Create {
                 user,
                 ttl,
-                json,
-                at,
+                out: Out { json, at },
             },
     } = args;
     let c = at.config()?;
