@@ -2,7 +2,7 @@
 //! device certificate, collector CA and the enrollment facts. The only module that reads
 //! or writes those files.
 
-use holdfast_io::fs::{read_pem, to_pem, write_file_atomic};
+use holdfast_io::fs::{read_pem, to_pem, write_file_atomic, FileError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -47,24 +47,17 @@ pub enum IdentityError {
     /// No identity in this data directory: `holdfast-agent enroll` has not run.
     #[error("not enrolled: no {0} (run `holdfast-agent enroll --collector HOST:PORT --token TOKEN` first)")]
     NotEnrolled(PathBuf),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// A file is there but is not what it should be.
-    #[error("{path}: {message}")]
-    Corrupt { path: PathBuf, message: String },
-    /// A certificate or key file could not be read.
+    /// A file could not be read or written, or is not what it should be (its path and why).
     #[error(transparent)]
-    Pem(#[from] holdfast_io::fs::PemError),
+    File(#[from] FileError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io {
-        path: path.to_path_buf(),
-        source,
+    move |source| {
+        IdentityError::File(FileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -81,9 +74,11 @@ impl Identity {
             return Err(IdentityError::NotEnrolled(id_path));
         }
         let text = std::fs::read_to_string(&id_path).map_err(io_err(&id_path))?;
-        let enrollment: Enrollment = toml::from_str(&text).map_err(|e| IdentityError::Corrupt {
-            path: id_path.clone(),
-            message: e.message().to_string(),
+        let enrollment: Enrollment = toml::from_str(&text).map_err(|e| {
+            IdentityError::File(FileError::Corrupt {
+                path: id_path.clone(),
+                message: e.message().to_string(),
+            })
         })?;
         Ok(Identity {
             enrollment,
@@ -105,7 +100,7 @@ impl Identity {
         let write = |name: &str, bytes: &[u8], mode| {
             let p = data_dir.join(name);
             write_file_atomic(&p, bytes, mode)
-                .map_err(|source| IdentityError::Io { path: p, source })
+                .map_err(|source| IdentityError::File(FileError::Io { path: p, source }))
         };
         write(
             KEY_FILE,
@@ -122,9 +117,11 @@ impl Identity {
             to_pem("CERTIFICATE", &self.ca_der).as_bytes(),
             0o644,
         )?;
-        let text = toml::to_string(&self.enrollment).map_err(|e| IdentityError::Corrupt {
-            path: data_dir.join(IDENTITY_FILE),
-            message: e.to_string(),
+        let text = toml::to_string(&self.enrollment).map_err(|e| {
+            IdentityError::File(FileError::Corrupt {
+                path: data_dir.join(IDENTITY_FILE),
+                message: e.to_string(),
+            })
         })?;
         // Written last: its presence means the enrollment is complete.
         write(IDENTITY_FILE, text.as_bytes(), 0o644)
@@ -135,7 +132,7 @@ impl Identity {
     pub fn save_cert(&mut self, data_dir: &Path, cert_der: Vec<u8>) -> Result<(), IdentityError> {
         let p = data_dir.join(CERT_FILE);
         write_file_atomic(&p, to_pem("CERTIFICATE", &cert_der).as_bytes(), 0o644)
-            .map_err(|source| IdentityError::Io { path: p, source })?;
+            .map_err(|source| IdentityError::File(FileError::Io { path: p, source }))?;
         self.cert_der = cert_der;
         Ok(())
     }

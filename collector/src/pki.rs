@@ -2,7 +2,7 @@
 //! the server certificate and device certificates from agents' CSRs. The only module that
 //! holds the CA key.
 
-use holdfast_io::fs::{read_pem, to_pem, write_file_atomic, PemError};
+use holdfast_io::fs::{read_pem, to_pem, write_file_atomic, FileError};
 use holdfast_shared::time::UnixMs;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 pub enum PkiError {
     /// Reading or writing key material failed.
     #[error(transparent)]
-    Files(#[from] PemError),
+    Files(#[from] FileError),
     /// A key file could not be written.
     #[error("{path}: {source}")]
     Io {

@@ -196,6 +196,13 @@ fn formula_like(s: &str) -> bool {
         ])
 }
 
+/// Appends one CSV line of `fields`.
+fn csv_line(out: &mut String, fields: &[String]) {
+    let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    out.push_str(&line.join(","));
+    out.push('\n');
+}
+
 fn csv_field(s: &str) -> String {
     // Quote everything that needs it, and defuse spreadsheet formulas.
     let s = if formula_like(s) {
@@ -237,13 +244,7 @@ pub fn to_csv(r: &Report) -> String {
             e.edm.to_string(),
             e.rules.join(" "),
         ];
-        out.push_str(
-            &row.iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push('\n');
+        csv_line(&mut out, &row);
     }
     for h in &r.handover {
         let row = [
@@ -259,13 +260,7 @@ pub fn to_csv(r: &Report) -> String {
             h.edm.to_string(),
             String::new(),
         ];
-        out.push_str(
-            &row.iter()
-                .map(|f| csv_field(f))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push('\n');
+        csv_line(&mut out, &row);
     }
     out
 }

@@ -12,6 +12,8 @@ pub mod policy;
 pub mod reads;
 pub mod session;
 pub mod signed;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod token;
 pub mod wire;

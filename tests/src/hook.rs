@@ -82,6 +82,18 @@ impl Drop for Hook {
     }
 }
 
+/// The JSON body of a request the collector signed with `secret`: its `x-holdfast-signature`
+/// header must be the body's HMAC-SHA-256 (checked here).
+pub fn signed_json(headers: &[(String, String)], body: &[u8], secret: &str) -> serde_json::Value {
+    let sig = headers
+        .iter()
+        .find(|(k, _)| k == "x-holdfast-signature")
+        .map(|(_, v)| v.as_str());
+    let want = format!("sha256={}", hmac_sha256(secret.as_bytes(), body));
+    assert_eq!(sig, Some(want.as_str()), "the body's signature");
+    serde_json::from_slice(body).expect("a JSON body")
+}
+
 /// HMAC-SHA-256, written out here so the test checks the collector against the RFC, not
 /// against its own code.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> String {

@@ -174,17 +174,7 @@ fn archive_shapes_raise_the_rule_that_says_what_could_not_be_read() {
             _ => {}
         }
     }
-    let noise: Vec<u8> = {
-        let mut x = 88_172_645_463_325_252u64;
-        (0..33 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let noise = holdfast_shared::testkit::noise(33 << 20, 88_172_645_463_325_252);
     let big_inner = zip_of(
         &[("video.mp4", &noise), ("report1700000000000.csv", &export)],
         stored,

@@ -2,7 +2,7 @@
 //! local webhook endpoint; by severity, signed, once each across a collector restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::hook::{hmac_sha256, Hook};
+use holdfast_tests::hook::{signed_json, Hook};
 use holdfast_tests::{corpus, wait_for, Agent, Collector};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -123,16 +123,7 @@ fn alerts_reach_syslog_and_a_webhook_by_severity_once_each_across_a_restart() {
     });
     let (line, headers, body) = &got[0];
     assert_eq!(line, "POST /alerts HTTP/1.1");
-    let sig = headers
-        .iter()
-        .find(|(k, _)| k == "x-holdfast-signature")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    assert_eq!(
-        sig,
-        format!("sha256={}", hmac_sha256(secret.as_bytes(), body))
-    );
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let v = signed_json(headers, body, secret);
     assert_eq!(v["source"], "holdfast");
     assert_eq!(v["alert"]["severity"], "critical");
     assert_eq!(v["alert"]["user"], "ana");

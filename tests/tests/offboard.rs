@@ -4,7 +4,7 @@
 //! files back byte-identical, and a tampered order is refused by the agent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::hook::{hmac_sha256, Hook};
+use holdfast_tests::hook::{signed_json, Hook};
 use holdfast_tests::{corpus, json_lines, run, wait_for, Agent, Collector};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -363,16 +363,7 @@ fn connectors_are_signed_retried_and_recorded() {
     assert_eq!(reqs.len(), 3, "{reqs:?}");
     for (i, (line, headers, body)) in reqs.iter().enumerate() {
         assert_eq!(line, "POST /hook HTTP/1.1");
-        let sig = headers
-            .iter()
-            .find(|(k, _)| k == "x-holdfast-signature")
-            .map(|(_, v)| v.clone())
-            .unwrap();
-        assert_eq!(
-            sig,
-            format!("sha256={}", hmac_sha256(secret.as_bytes(), body))
-        );
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let v = signed_json(headers, body, secret);
         assert_eq!(
             (&v["event"], &v["user"], &v["reason"], &v["attempt"]),
             (

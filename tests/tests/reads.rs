@@ -162,6 +162,20 @@ fn cat_until_alerted(collector: &Collector, files: &[PathBuf]) -> String {
     alert["detail"].as_str().unwrap().to_string()
 }
 
+/// Runs a checksum reader (`reader`, given its files) that, like a real daemon, outlives its
+/// reads: it reads its stdin last, held open a second, and must succeed.
+fn read_and_linger(mut reader: std::process::Command) {
+    let mut child = reader
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
     let (_tmp, collector, _agent, files) = sixty_customer_files_under_fanotify();
@@ -170,16 +184,9 @@ fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
     // real backup daemon it outlives its reads (it reads its stdin last, held open a second):
     // fanotify gives only a pid, so a reader gone before the agent looks it up cannot be
     // told apart from any other program and counts as unknown, on the safe side.
-    let mut backup = std::process::Command::new("/usr/bin/sha256sum")
-        .args(&files)
-        .arg("-")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    drop(backup.stdin.take());
-    assert!(backup.wait().unwrap().success());
+    let mut backup = std::process::Command::new("/usr/bin/sha256sum");
+    backup.args(&files);
+    read_and_linger(backup);
     // Then one program, as nobody, reads 55 of them.
     let python = read_as_nobody(&files[..55]);
     let python = python.as_str();
@@ -367,18 +374,12 @@ fn a_copy_of_an_excluded_program_and_read_write_opens_are_counted() {
     std::fs::copy("/usr/bin/sha256sum", &copy).unwrap();
     std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    let mut evader = std::process::Command::new("setpriv")
+    let mut evader = std::process::Command::new("setpriv");
+    evader
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&copy)
-        .args(&files[..55])
-        .arg("-")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    drop(evader.stdin.take());
-    assert!(evader.wait().unwrap().success());
+        .args(&files[..55]);
+    read_and_linger(evader);
     let alert = wait_for("the copy's bulk-read alert", DEADLINE, || {
         bulk_alerts(&collector).pop()
     });

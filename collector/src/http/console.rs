@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 type St = State<Arc<Http>>;
 type Who = Result<Caller, ApiError>;
+/// A page, or the page that says why not (the login page, an error page): both are answers.
+type Page = Result<Response, Response>;
 
 const CSS: &str = include_str!("console.css");
 const JS: &str = include_str!("console.js");
@@ -251,25 +253,20 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(st): St, who: Who, Form(f): Form<CsrfForm>) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
-    if let Err(e) = c.check_csrf(&f.csrf) {
-        return fail(e, Some(&c));
-    }
+async fn logout(State(st): St, who: Who, Form(f): Form<CsrfForm>) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
+    c.check_csrf(&f.csrf).map_err(|e| fail(e, Some(&c)))?;
     if let Some(id) = c.session.clone() {
-        if let Err(e) = st.db(move |s| Ok(s.end_session(&id)?)).await {
-            return fail(e, Some(&c));
-        }
+        st.db(move |s| Ok(s.end_session(&id)?))
+            .await
+            .map_err(|e| fail(e, Some(&c)))?;
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static("hf_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
-    r
+    Ok(r)
 }
 
 // ----- alert queue -----
@@ -314,21 +311,15 @@ fn select(name: &str, label: &str, current: &str, options: &[(&str, &str)]) -> H
     )
 }
 
-async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
+async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
     // The queue opens on open alerts; `status=` (any) shows all.
     let raw = raw.unwrap_or_else(|| "status=new,triaged".into());
-    let q = match Query::parse(Some(&raw), api_alert_params(), crate::now_ms()) {
-        Ok(q) => q,
-        Err(e) => return fail(e, Some(&c)),
-    };
-    let p = match api::alert_page(&st, &q).await {
-        Ok(p) => p,
-        Err(e) => return fail(e, Some(&c)),
-    };
+    let q = Query::parse(Some(&raw), api_alert_params(), crate::now_ms())
+        .map_err(|e| fail(e, Some(&c)))?;
+    let p = api::alert_page(&st, &q)
+        .await
+        .map_err(|e| fail(e, Some(&c)))?;
     let status = q.list("status").join(",");
     let mut body = html!(
         r#"<h1>Alerts <span class="count">{} matching</span></h1>
@@ -402,7 +393,7 @@ async fn queue(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
             params.join("&")
         ));
     }
-    page("Alerts", Some(&c), body)
+    Ok(page("Alerts", Some(&c), body))
 }
 
 fn api_alert_params() -> &'static [super::params::Param] {
@@ -458,11 +449,8 @@ fn local(back: &str, default: &str) -> String {
     }
 }
 
-async fn bulk(State(st): St, who: Who, body: String) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
+async fn bulk(State(st): St, who: Who, body: String) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
     let run = async {
         let f = bulk_form(&body)?;
         c.check_csrf(&f.csrf)?;
@@ -473,10 +461,8 @@ async fn bulk(State(st): St, who: Who, body: String) -> Response {
         api::bulk(&st, &c, f.ids, f.status).await?;
         Ok::<_, ApiError>(local(&f.back, "/"))
     };
-    match run.await {
-        Ok(to) => Redirect::to(&to).into_response(),
-        Err(e) => fail(e, Some(&c)),
-    }
+    let to = run.await.map_err(|e| fail(e, Some(&c)))?;
+    Ok(Redirect::to(&to).into_response())
 }
 
 // ----- alert detail -----
@@ -614,20 +600,16 @@ fn path_id(raw: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("no alert `{raw}`")))
 }
 
-async fn alert_page(State(st): St, who: Who, Path(id): Path<String>) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
-    let d = match async { api::detail(&st, path_id(&id)?).await }.await {
-        Ok(d) => d,
-        Err(e) => return fail(e, Some(&c)),
-    };
-    page(
+async fn alert_page(State(st): St, who: Who, Path(id): Path<String>) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
+    let d = async { api::detail(&st, path_id(&id)?).await }
+        .await
+        .map_err(|e| fail(e, Some(&c)))?;
+    Ok(page(
         &format!("Alert {}", d.alert.id),
         Some(&c),
         detail_body(&d, &c),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -644,11 +626,8 @@ async fn alert_post(
     who: Who,
     Path(id): Path<String>,
     Form(f): Form<AlertForm>,
-) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
+) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
     let run = async {
         c.check_csrf(&f.csrf)?;
         c.require(Cap::Triage)?;
@@ -661,23 +640,15 @@ async fn alert_post(
         api::change(&st, &c, id, ch).await?;
         Ok::<_, ApiError>(id)
     };
-    match run.await {
-        Ok(id) => Redirect::to(&format!("/alerts/{id}")).into_response(),
-        Err(e) => fail(e, Some(&c)),
-    }
+    let id = run.await.map_err(|e| fail(e, Some(&c)))?;
+    Ok(Redirect::to(&format!("/alerts/{id}")).into_response())
 }
 
 // ----- users, devices, audit -----
 
-async fn users_page(State(st): St, who: Who) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
-    let users = match api::users(&st).await {
-        Ok(u) => u,
-        Err(e) => return fail(e, Some(&c)),
-    };
+async fn users_page(State(st): St, who: Who) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
+    let users = api::users(&st).await.map_err(|e| fail(e, Some(&c)))?;
     let can_offboard = c.role.can(Cap::Offboard);
     let mut b = html!(
         r#"<h1>Users</h1><p>Riskiest first: the score (0–100) adds up the last 30 days' alerts, exfiltration sequences, volume spikes against the user's own baseline, bulk reads, and notice given.</p><table><thead><tr><th scope="col">User</th><th scope="col">Risk</th><th scope="col">Why</th><th scope="col">State</th><th scope="col">Devices</th><th scope="col">Alerts, 30 days (critical / high / medium / low)</th><th scope="col">Customer records exported, 30 days</th><th scope="col">Last activity</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#
@@ -719,7 +690,7 @@ async fn users_page(State(st): St, who: Who) -> Response {
         ));
     }
     b.push(html!("</tbody></table>"));
-    page("Users", Some(&c), b)
+    Ok(page("Users", Some(&c), b))
 }
 
 async fn offboard(
@@ -727,11 +698,8 @@ async fn offboard(
     who: Who,
     Path(user): Path<String>,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
+) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
     let run = async {
         c.check_csrf(&f.csrf)?;
         c.require(Cap::Offboard)?;
@@ -748,21 +716,13 @@ async fn offboard(
         )
         .await
     };
-    match run.await {
-        Ok(_) => Redirect::to("/users").into_response(),
-        Err(e) => fail(e, Some(&c)),
-    }
+    let _ = run.await.map_err(|e| fail(e, Some(&c)))?;
+    Ok(Redirect::to("/users").into_response())
 }
 
-async fn devices_page(State(st): St, who: Who) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
-    let devices = match api::devices(&st).await {
-        Ok(d) => d,
-        Err(e) => return fail(e, Some(&c)),
-    };
+async fn devices_page(State(st): St, who: Who) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
+    let devices = api::devices(&st).await.map_err(|e| fail(e, Some(&c)))?;
     let mut b = html!(
         r#"<h1>Devices</h1><table><thead><tr><th scope="col">Device</th><th scope="col">User</th><th scope="col">Health</th><th scope="col">Last seen</th><th scope="col">Agent</th><th scope="col">Policy</th><th scope="col">Spool backlog</th><th scope="col">Certificate expires</th></tr></thead><tbody>"#
     );
@@ -786,14 +746,11 @@ async fn devices_page(State(st): St, who: Who) -> Response {
         ));
     }
     b.push(html!("</tbody></table>"));
-    page("Devices", Some(&c), b)
+    Ok(page("Devices", Some(&c), b))
 }
 
-async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Response {
-    let c = match who {
-        Ok(c) => c,
-        Err(e) => return fail(e, None),
-    };
+async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Page {
+    let c = who.map_err(|e| fail(e, None))?;
     let run = async {
         c.require(Cap::Audit)?;
         let q = Query::parse(
@@ -807,10 +764,7 @@ async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Respons
         )?;
         api::audit_page(&st, &q).await
     };
-    let p = match run.await {
-        Ok(p) => p,
-        Err(e) => return fail(e, Some(&c)),
-    };
+    let p = run.await.map_err(|e| fail(e, Some(&c)))?;
     let mut b = html!(
         r#"<h1>Audit log</h1><table id="audit"><thead><tr><th scope="col">Time</th><th scope="col">Who</th><th scope="col">From</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Detail</th></tr></thead><tbody>"#
     );
@@ -832,7 +786,7 @@ async fn audit_page(State(st): St, who: Who, RawQuery(raw): RawQuery) -> Respons
             enc(next)
         ));
     }
-    page("Audit log", Some(&c), b)
+    Ok(page("Audit log", Some(&c), b))
 }
 
 #[cfg(test)]

@@ -4,16 +4,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Why a PEM file could not be read.
+/// Why a file (a PEM block, an identity, a secret) could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum PemError {
-    /// The file could not be read.
+pub enum FileError {
+    /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// It is not PEM, or its first block has another label.
+    /// It is there but not what it should be (for PEM: not PEM, or another label first).
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
 }
@@ -50,12 +50,12 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
 }
 
 /// Reads the first PEM block of `path`, which must carry `label`.
-pub fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, PemError> {
-    let text = std::fs::read(path).map_err(|source| PemError::Io {
+pub fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, FileError> {
+    let text = std::fs::read(path).map_err(|source| FileError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let corrupt = |message| PemError::Corrupt {
+    let corrupt = |message| FileError::Corrupt {
         path: path.to_path_buf(),
         message,
     };
@@ -94,7 +94,7 @@ mod tests {
             .contains("not PEM"));
         assert!(matches!(
             read_pem(&dir.path().join("none"), "X"),
-            Err(PemError::Io { .. })
+            Err(FileError::Io { .. })
         ));
     }
 }

@@ -489,15 +489,7 @@ mod tests {
 
     /// Bytes that do not compress (a seeded xorshift).
     fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::testkit::noise(n, 0x9e37_79b9_7f4a_7c15)
     }
 
     /// The shapes that used to hide an export: each gives its records where they can be
