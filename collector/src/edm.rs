@@ -10,7 +10,7 @@ use holdfast_shared::classify::record::{header_key, header_role};
 use holdfast_shared::classify::{RowSink, TableReader, TextDecoder};
 use holdfast_shared::edm::manifest::{held_header, version_of, Manifest};
 use holdfast_shared::edm::EdmBuilder;
-use holdfast_shared::ident::classify_field;
+use holdfast_shared::ident::Context;
 use holdfast_shared::signed::SignError;
 use holdfast_shared::time::UnixMs;
 use holdfast_shared::wire;
@@ -146,9 +146,12 @@ impl RowSink for ImportSink<'_> {
             if value.is_empty() {
                 continue;
             }
-            match classify_field(value) {
-                Some(kind) if self.builder.add(kind, value) => good += 1,
-                _ => bad.push(format!("{name}: not an email, phone, ID or card number")),
+            // Read as the agent reads that column (a phone column's extensions and national
+            // forms), so the fingerprints are the ones agents look up.
+            let ctx = header_role(&name).map_or(Context::Unknown, |r| r.context());
+            match self.builder.add_in(ctx, value) {
+                Some(_) => good += 1,
+                None => bad.push(format!("{name}: not an email, phone, ID or card number")),
             }
         }
         self.identifiers += good;

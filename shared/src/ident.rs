@@ -55,6 +55,154 @@ pub fn identify(f: &[u8], phone: &mut [u8; 40]) -> Option<(IdKind, usize)> {
     }
 }
 
+/// What a field's column says it holds, when a header (or a field name) says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Context {
+    /// Nothing known: every validator, strictly (a bare digit run is rarely a phone).
+    #[default]
+    Unknown,
+    /// A phone column: numbers as people and CRMs write them count, with an extension
+    /// (`x23`, `ext. 23`, `转 8001`), as bare digits, in a national format without a country
+    /// code, or as a 7-digit local number.
+    Phone,
+    /// A column of order, invoice or record numbers, dates or amounts: nothing in it is a
+    /// customer's phone, ID or card, whatever it looks like (an email address still is one).
+    NotPersonal,
+}
+
+/// Like [`identify`], for a field whose column is known to hold `ctx`.
+pub fn identify_in(f: &[u8], ctx: Context, phone: &mut [u8; 40]) -> Option<(IdKind, usize)> {
+    match ctx {
+        Context::Unknown => identify(f, phone),
+        Context::NotPersonal => (f.contains(&b'@') && is_email(f)).then_some((IdKind::Email, 0)),
+        Context::Phone => phone_in_column_into(f, phone)
+            .map(|n| (IdKind::Phone, n))
+            .or_else(|| identify(f, phone)),
+    }
+}
+
+/// A phone number as written in a phone column, normalised like [`phone_e164`] (national
+/// digits when no country can be told): the strict forms, and also an extension after the
+/// number (dropped), bare digits, national formats without a country code (`01 42 68 53 00`,
+/// `(0171) 555-2282`, `(11) 3456-7890`) and 7-digit local numbers (`555-0100`). Still not a
+/// date, a decimal or a run of letters.
+pub fn phone_in_column(field: &[u8]) -> Option<String> {
+    let mut out = [0u8; 40];
+    let n = phone_in_column_into(field, &mut out)?;
+    String::from_utf8(out[..n].to_vec()).ok()
+}
+
+/// Like [`phone_in_column`], into `out` without allocating; returns the length written.
+pub fn phone_in_column_into(field: &[u8], out: &mut [u8; 40]) -> Option<usize> {
+    let main = without_extension(field.trim_ascii());
+    if let Some(n) = phone_e164_into(main, out) {
+        return Some(n);
+    }
+    if main.len() < 7 || main.len() > 32 {
+        return None;
+    }
+    let mut digits = [0u8; 32];
+    let mut n = 0usize;
+    let mut groups = 0usize;
+    let mut in_group = false;
+    let mut has_dot = false;
+    for (i, &b) in main.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                digits[n] = b;
+                n += 1;
+                if !in_group {
+                    groups += 1;
+                }
+                in_group = true;
+                continue;
+            }
+            b'+' if i == 0 => {}
+            b' ' | b'-' | b'(' | b')' | b'/' => {}
+            b'.' => has_dot = true,
+            _ => return None,
+        }
+        in_group = false;
+    }
+    if !(7..=15).contains(&n) || main[0] == b'+' {
+        return None;
+    }
+    // A decimal (`1234567.89`) or a dotted date is not a number anyone dials.
+    if has_dot && groups <= 2 {
+        return None;
+    }
+    if is_date_like(main) {
+        return None;
+    }
+    let d = &digits[..n];
+    let write = |prefix: &[u8], body: &[u8], out: &mut [u8; 40]| {
+        let len = prefix.len() + body.len();
+        out[..prefix.len()].copy_from_slice(prefix);
+        out[prefix.len()..len].copy_from_slice(body);
+        len
+    };
+    // Ten bare digits in North American form (area and exchange codes start 2–9): how
+    // Salesforce and most US CRMs store them.
+    if n == 10 && groups == 1 && (b'2'..=b'9').contains(&d[0]) && (b'2'..=b'9').contains(&d[3]) {
+        return Some(write(b"+1", d, out));
+    }
+    // Everything else a phone column holds: national digits as written.
+    Some(write(b"", d, out))
+}
+
+/// The number before an extension: `555-0100 x23`, `(415) 555-0100 ext. 23`, `010-12345678转8001`,
+/// `… #12`, `… extension 4`, `… 分机 12`.
+fn without_extension(f: &[u8]) -> &[u8] {
+    const MARKERS: [&[u8]; 7] = [
+        b" extension",
+        b" ext.",
+        b" ext",
+        b"ext.",
+        "转".as_bytes(),
+        "分机".as_bytes(),
+        b" x",
+    ];
+    let lower = |b: u8| b.to_ascii_lowercase();
+    for m in MARKERS.iter().chain([&&b"#"[..], &&b"x"[..]]) {
+        let Some(at) = (0..f.len().saturating_sub(m.len() - 1)).find(|&i| {
+            f[i..i + m.len()]
+                .iter()
+                .zip(m.iter())
+                .all(|(&a, &b)| lower(a) == b)
+        }) else {
+            continue;
+        };
+        let (head, tail) = (&f[..at], &f[at + m.len()..]);
+        let tail = &tail[tail.iter().take_while(|b| b" .:".contains(b)).count()..];
+        let ext_ok = (1..=6).contains(&tail.len()) && tail.iter().all(u8::is_ascii_digit);
+        if ext_ok && head.iter().filter(|b| b.is_ascii_digit()).count() >= 7 {
+            return head.trim_ascii_end();
+        }
+    }
+    f
+}
+
+/// `2024-01-05`, `05/01/2024`, `2024 01 05 12 30`: digit groups in a date's shape.
+fn is_date_like(f: &[u8]) -> bool {
+    let mut groups = [0usize; 8];
+    let mut k = 0;
+    let mut run = 0;
+    for &b in f.iter().chain(b" ") {
+        if b.is_ascii_digit() {
+            run += 1;
+        } else if run > 0 {
+            if k == groups.len() {
+                return false;
+            }
+            groups[k] = run;
+            k += 1;
+            run = 0;
+        }
+    }
+    let g = &groups[..k];
+    g.len() >= 3 && ((g[0] == 4 && g[1] <= 2 && g[2] <= 2) || (g[0] <= 2 && g[1] <= 2 && g[2] == 4))
+}
+
 /// True when `field` (already trimmed) is a plausible email address.
 pub fn is_email(field: &[u8]) -> bool {
     let Some(at) = field.iter().position(|&b| b == b'@') else {
@@ -229,8 +377,9 @@ fn phone_parts(field: &[u8]) -> Option<PhoneParts> {
         return parts("+886", 1);
     }
     if first(d) == b'0' {
-        if groups.first() == Some(&2) && (9..=10).contains(&n) {
-            return parts("+886", 1); // Taiwan landline, 0X-XXXX-XXXX
+        // Taiwan landline, 0X-XXXX-XXXX (a European 0X XX XX XX XX is national digits).
+        if groups.len() == 3 && groups[0] == 2 && (3..=4).contains(&groups[1]) && groups[2] == 4 {
+            return parts("+886", 1);
         }
         if cn_landline_after_zero(&d[1..], groups.first().map(|&g| usize::from(g))) {
             return parts("+86", 1);
@@ -468,6 +617,75 @@ mod tests {
                 ("v2.3.4-rc1", false),
                 ("4111 1111 1111 1111", false),
             ],
+        );
+    }
+
+    /// Phones as CRMs and spreadsheets hold them count in a column headed as phones, and are
+    /// normalised as the strict forms are (the extension dropped); the same text outside such
+    /// a column stays strict, and an order column holds no phones at all.
+    #[test]
+    fn phones_in_a_phone_column() {
+        for (input, want) in [
+            ("555-0100 x23", Some("5550100")),
+            ("(415) 555-0100 ext. 23", Some("+14155550100")),
+            ("(415) 555-0100 Ext 23", Some("+14155550100")),
+            ("+1 415 555 0100 #12", Some("+14155550100")),
+            ("010-12345678转8001", Some("+861012345678")),
+            ("010-12345678 分机 12", Some("+861012345678")),
+            ("4155550100", Some("+14155550100")),
+            ("01 42 68 53 00", Some("0142685300")),
+            ("(0171) 555-2282", Some("01715552282")),
+            ("030 1234567", Some("0301234567")),
+            ("08-123 456 78", Some("0812345678")),
+            ("(11) 3456-7890", Some("1134567890")),
+            ("55 1234 5678", Some("5512345678")),
+            ("555-0100", Some("5550100")),
+            ("5550100", Some("5550100")),
+            ("13800138000", Some("+8613800138000")),
+            // Still not phones: dates, decimals, words, too short or too long.
+            ("2024-01-05", None),
+            ("05/01/2024", None),
+            ("1234567.89", None),
+            ("n/a", None),
+            ("123456", None),
+            ("1234567890123456", None),
+            ("555-0100 x", None),
+        ] {
+            assert_eq!(
+                phone_in_column(input.as_bytes()).as_deref(),
+                want,
+                "{input:?}"
+            );
+        }
+        let mut p = [0u8; 40];
+        let kind =
+            |f: &str, ctx, p: &mut [u8; 40]| identify_in(f.as_bytes(), ctx, p).map(|(k, _)| k);
+        assert_eq!(
+            kind("555-0100 x23", Context::Phone, &mut p),
+            Some(IdKind::Phone)
+        );
+        assert_eq!(kind("555-0100 x23", Context::Unknown, &mut p), None);
+        assert_eq!(kind("4155550100", Context::Unknown, &mut p), None);
+        // An order number shaped like a mobile, a provider id shaped like a card.
+        assert_eq!(kind("13912345678", Context::NotPersonal, &mut p), None);
+        assert_eq!(
+            kind("13912345678", Context::Unknown, &mut p),
+            Some(IdKind::Phone)
+        );
+        assert_eq!(kind("378282246310005", Context::NotPersonal, &mut p), None);
+        assert_eq!(
+            kind("378282246310005", Context::Unknown, &mut p),
+            Some(IdKind::Card)
+        );
+        assert_eq!(
+            kind("ada@example.com", Context::NotPersonal, &mut p),
+            Some(IdKind::Email)
+        );
+        // A European national number is not read as Taiwanese any more.
+        assert_eq!(phone_e164(b"01 42 68 53 00").as_deref(), Some("0142685300"));
+        assert_eq!(
+            phone_e164(b"02-2345-6789").as_deref(),
+            Some("+886223456789")
         );
     }
 

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod corpus;
 pub mod hook;
 pub mod http;
+pub mod shapes;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

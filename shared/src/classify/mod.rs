@@ -12,6 +12,7 @@ mod json;
 pub mod limits;
 mod matching;
 pub mod record;
+pub mod roles;
 mod table;
 mod vcard;
 pub mod xls;

@@ -4,149 +4,28 @@
 //! whether the whole looks like a customer table.
 
 use super::matching::{Lookup, RowMatches};
+use super::roles::party_like;
+pub use super::roles::{header_key, header_role, Role};
 use crate::edm::Matcher;
-use crate::ident::{classify_field, identify, is_email, IdKind};
+use crate::ident::{identify_in, is_email, phone_in_column, Context, IdKind};
 use std::sync::Arc;
 
-/// Columns tracked individually; wider tables fold the rest into the last.
+/// Non-empty columns tracked individually; wider tables fold the rest into the last. Empty
+/// columns take no slot, so a sheet that starts its customer columns after hundreds of blank
+/// ones is read like any other.
 const MAX_COLUMNS: usize = 256;
-
-/// What a column header says the column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Name,
-    Company,
-    Contact,
-    Email,
-    Phone,
-    Address,
-    Wechat,
-    Title,
-    Account,
-    IdNumber,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Name => "name",
-            Role::Company => "company",
-            Role::Contact => "contact",
-            Role::Email => "email",
-            Role::Phone => "phone",
-            Role::Address => "address",
-            Role::Wechat => "wechat",
-            Role::Title => "title",
-            Role::Account => "account",
-            Role::IdNumber => "id_number",
-        }
-    }
-
-    /// Roles that say "these rows are people or customers".
-    fn is_party(self) -> bool {
-        matches!(
-            self,
-            Role::Name | Role::Company | Role::Contact | Role::Account
-        )
-    }
-}
-
-/// Header synonyms, matched on the lowercased header with spaces, `_`, `-` and `.` removed.
-/// Longer (more specific) entries are listed first within each language.
-const SYNONYMS: &[(&str, Role)] = &[
-    ("客户名称", Role::Account),
-    ("客户", Role::Account),
-    ("公司名称", Role::Company),
-    ("公司", Role::Company),
-    ("单位", Role::Company),
-    ("企业名称", Role::Company),
-    ("联系人", Role::Contact),
-    ("姓名", Role::Name),
-    ("名字", Role::Name),
-    ("手机号码", Role::Phone),
-    ("手机号", Role::Phone),
-    ("手机", Role::Phone),
-    ("电话", Role::Phone),
-    ("联系电话", Role::Phone),
-    ("座机", Role::Phone),
-    ("邮箱", Role::Email),
-    ("电子邮件", Role::Email),
-    ("地址", Role::Address),
-    ("微信", Role::Wechat),
-    ("职位", Role::Title),
-    ("身份证", Role::IdNumber),
-    ("accountname", Role::Account),
-    ("account", Role::Account),
-    ("customername", Role::Account),
-    ("customer", Role::Account),
-    ("client", Role::Account),
-    ("companyname", Role::Company),
-    ("company", Role::Company),
-    ("organization", Role::Company),
-    ("organisation", Role::Company),
-    ("contactname", Role::Contact),
-    ("contact", Role::Contact),
-    ("firstname", Role::Name),
-    ("lastname", Role::Name),
-    ("fullname", Role::Name),
-    ("name", Role::Name),
-    ("emailaddress", Role::Email),
-    ("email", Role::Email),
-    ("mail", Role::Email),
-    ("mobilephone", Role::Phone),
-    ("mobile", Role::Phone),
-    ("phone", Role::Phone),
-    ("telephone", Role::Phone),
-    ("tel", Role::Phone),
-    ("cell", Role::Phone),
-    ("mailingstreet", Role::Address),
-    ("address", Role::Address),
-    ("street", Role::Address),
-    ("wechat", Role::Wechat),
-    ("jobtitle", Role::Title),
-    ("title", Role::Title),
-];
-
-/// A header normalised for comparison: lowercased, without spaces, `_`, `-`, `.` or quotes.
-/// Policies' `headers_any` / `headers_all` are compared in this form.
-pub fn header_key(header: &str) -> String {
-    header
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '_' | '-' | '.' | '"' | '\u{3000}'))
-        .flat_map(char::to_lowercase)
-        .take(64)
-        .collect()
-}
-
-/// The role a header names, if it is one we know.
-pub fn header_role(header: &str) -> Option<Role> {
-    let key = header_key(header);
-    if key.is_empty() || key.chars().count() > 40 {
-        return None;
-    }
-    SYNONYMS
-        .iter()
-        .find(|(s, _)| key == *s)
-        .or_else(|| {
-            SYNONYMS
-                .iter()
-                .find(|(s, _)| s.chars().count() >= 5 && key.contains(s))
-        })
-        .or_else(|| {
-            // Short Chinese words inside longer headers: 客户手机, 公司地址.
-            SYNONYMS
-                .iter()
-                .find(|(s, _)| !s.is_ascii() && key.contains(s))
-        })
-        .map(|&(_, r)| r)
-}
+/// Column positions mapped to a slot (a sheet's 16,384 columns); later ones share the last.
+const MAX_POSITION: usize = 16_384;
+/// Rows of a column-laid-out file tracked one by one (a byte each); later ones share the last.
+const MAX_CELL_ROWS: usize = 1 << 22;
 
 /// Per-column observations.
 #[derive(Debug, Clone, Default)]
 struct Column {
     role: Option<Role>,
     ids: [u64; 4],
+    /// Fields without an identifier that read like a person's or a company's name.
+    parties: u64,
 }
 
 /// The counts and verdict of a finished set of records.
@@ -218,6 +97,12 @@ pub struct Records {
     first_row_ids: bool,
     header_decided: bool,
     columns: Vec<Column>,
+    /// Column position → slot + 1 in `columns` (0: no slot yet).
+    slots: Vec<u16>,
+    slots_used: usize,
+    /// Rows of a column-laid-out file ([`Records::cell`]): bit 0 "has a value", bit 1 "holds
+    /// an identifier".
+    cells: Vec<u8>,
     stats: RecordStats,
     /// Rows holding real customers, when a customer set is in use.
     matches: Option<RowMatches>,
@@ -253,6 +138,9 @@ impl Records {
             first_row_ids: false,
             header_decided: !tabular,
             columns: Vec::new(),
+            slots: Vec::new(),
+            slots_used: 0,
+            cells: Vec::new(),
             stats: RecordStats::default(),
             matches: None,
         }
@@ -273,7 +161,7 @@ impl Records {
     pub fn field(&mut self, text: &[u8]) {
         let f = text.trim_ascii();
         let mut phone = [0u8; 40];
-        match identify(f, &mut phone) {
+        match identify_in(f, self.context(), &mut phone) {
             Some((IdKind::Phone, n)) => {
                 self.field_id(f, Some(IdKind::Phone), Lookup::Normal(&phone[..n]))
             }
@@ -285,16 +173,57 @@ impl Records {
     /// a spreadsheet's shared string, classified once. `text` is used for the header decision
     /// only; pass a placeholder when the text itself was not kept.
     pub fn field_with(&mut self, text: &[u8], kind: Option<IdKind>, edm_hit: Option<bool>) {
-        self.field_id(text, kind, edm_hit.map_or(Lookup::Field, Lookup::Known));
+        let lookup = edm_hit.map_or(Lookup::Field, Lookup::Known);
+        match (self.context(), kind) {
+            // An order number that looks like a mobile is an order number.
+            (Context::NotPersonal, Some(k)) if k != IdKind::Email => {
+                self.field_id(text, None, Lookup::Field)
+            }
+            // A phone column's number in a form only a phone column accepts.
+            (Context::Phone, None) if phone_in_column(text.trim_ascii()).is_some() => {
+                self.field_id(text, Some(IdKind::Phone), Lookup::Field)
+            }
+            _ => self.field_id(text, kind, lookup),
+        }
+    }
+
+    /// What the current column holds, once a header named it.
+    fn context(&self) -> Context {
+        if !self.header_decided || !self.stats.header {
+            return Context::Unknown;
+        }
+        let slot = match self.slots.get(self.col.min(MAX_POSITION - 1)) {
+            Some(&s) if s > 0 => usize::from(s - 1),
+            _ => return Context::Unknown,
+        };
+        self.columns
+            .get(slot)
+            .and_then(|c| c.role)
+            .map_or(Context::Unknown, Role::context)
+    }
+
+    /// The slot of column position `pos`, given one if it has none (the first 256 non-empty
+    /// columns each get their own; the rest share the last).
+    fn slot(&mut self, pos: usize) -> usize {
+        let pos = pos.min(MAX_POSITION - 1);
+        if self.slots.len() <= pos {
+            self.slots.resize(pos + 1, 0);
+        }
+        if self.slots[pos] == 0 {
+            self.slots[pos] = (self.slots_used.min(MAX_COLUMNS - 1) + 1) as u16;
+            self.slots_used += 1;
+        }
+        usize::from(self.slots[pos] - 1)
     }
 
     fn field_id(&mut self, text: &[u8], kind: Option<IdKind>, lookup: Lookup<'_>) {
-        let col = self.col.min(MAX_COLUMNS - 1);
+        let pos = self.col;
         self.col += 1;
         let f = text.trim_ascii();
         if f.is_empty() {
             return;
         }
+        let col = self.slot(pos);
         self.row_nonempty = true;
         self.row_fields += 1;
         if !self.header_decided {
@@ -321,6 +250,29 @@ impl Records {
         self.count(col, kind, f, lookup);
     }
 
+    /// A field of row `row` in a file laid out column by column (JSON `orient="columns"`),
+    /// under its column's `name`. Its rows are counted when the records finish.
+    pub fn cell(&mut self, row: usize, name: &str, text: &[u8]) {
+        if text.trim_ascii().is_empty() {
+            return;
+        }
+        let row = row.min(MAX_CELL_ROWS - 1);
+        if self.cells.len() <= row {
+            self.cells.resize(row + 1, 0);
+        }
+        let before = self.row_ids;
+        self.row_ids = [false; 4];
+        self.named(name, text);
+        let id = self.row_ids.iter().any(|&b| b);
+        self.row_ids = before;
+        self.row_nonempty = false;
+        self.cells[row] |= 1 | (u8::from(id) << 1);
+        // Each value is matched against the customer set on its own.
+        if let Some(m) = self.matches.as_mut() {
+            m.end_row();
+        }
+    }
+
     /// A named field of the current entry (JSON key, vCard property).
     pub fn named(&mut self, name: &str, text: &[u8]) {
         let f = text.trim_ascii();
@@ -340,10 +292,26 @@ impl Records {
                 self.stats.roles.push(r);
             }
         }
-        self.count(MAX_COLUMNS - 1, classify_field(f), f, Lookup::Field);
+        // The owner's fields are staff's; an order number is no phone.
+        if role == Some(Role::Owner) {
+            return;
+        }
+        let ctx = role.map_or(Context::Unknown, Role::context);
+        let kind = identify_in(f, ctx, &mut [0; 40]).map(|(k, _)| k);
+        self.count(MAX_COLUMNS - 1, kind, f, Lookup::Field);
     }
 
     fn count(&mut self, col: usize, kind: Option<IdKind>, f: &[u8], lookup: Lookup<'_>) {
+        if self.columns.len() <= col {
+            self.columns.resize(col + 1, Column::default());
+        }
+        // The owner's address on every row is the salesperson's, not a customer's.
+        if self.columns[col].role == Some(Role::Owner) {
+            return;
+        }
+        if kind.is_none() && self.header_decided && !self.stats.header && party_like(f) {
+            self.columns[col].parties += 1;
+        }
         let (kind, f) = match kind {
             Some(kind) => (kind, f),
             // Free text: an address inside "Ada Lee <ada@example.com>".
@@ -364,9 +332,6 @@ impl Records {
         }
         let k = kind as usize;
         self.row_ids[k] = true;
-        if self.columns.len() <= col {
-            self.columns.resize(col + 1, Column::default());
-        }
         self.columns[col].ids[k] += 1;
         self.stats.ids[k] += 1;
     }
@@ -439,6 +404,8 @@ impl Records {
     pub fn finish(mut self) -> RecordStats {
         self.end_record();
         let mut s = std::mem::take(&mut self.stats);
+        s.rows += self.cells.iter().filter(|&&c| c & 1 != 0).count() as u64;
+        s.records += self.cells.iter().filter(|&&c| c & 2 != 0).count() as u64;
         if let Some(rm) = self.matches.take() {
             let m = Arc::clone(rm.matcher());
             let c = rm.finish();
@@ -470,6 +437,12 @@ impl Records {
             .columns
             .iter()
             .any(|c| c.ids.iter().sum::<u64>() * 10 >= s.rows * 8);
+        let names_identifiers = s.roles.iter().any(|r| r.is_identifier());
+        let party_columns = self
+            .columns
+            .iter()
+            .filter(|c| c.parties * 2 >= s.rows)
+            .count();
         s.reasons.push(format!(
             "{} of {} rows hold an identifier ({:.0} %)",
             s.records,
@@ -488,12 +461,31 @@ impl Records {
             s.reasons
                 .push("the header names people or companies".into());
             true
+        } else if party && names_identifiers {
+            s.reasons.push(
+                "the header names customers and how to reach them (only some rows hold an identifier)"
+                    .into(),
+            );
+            true
         } else if self.tabular && !s.header && share >= 0.8 && dominant && id_columns >= 2 {
             s.reasons
                 .push("no header, but identifier columns fill most rows".into());
             true
+        } else if self.tabular && !s.header && share >= 0.5 && id_columns >= 1 && party_columns >= 1
+        {
+            s.reasons.push(
+                "no header, but a column of people's or companies' names beside identifiers".into(),
+            );
+            true
         } else {
-            s.reasons.push("not a customer table".into());
+            s.reasons.push(if party || !s.header {
+                format!(
+                    "not a customer table: {:.0} % of rows hold an identifier (50 % needed with a header naming people or companies, 80 % without one)",
+                    share * 100.0
+                )
+            } else {
+                "not a customer table: the header names no people or companies".into()
+            });
             false
         };
         s
@@ -573,28 +565,186 @@ mod tests {
         );
     }
 
-    #[test]
-    fn header_synonyms() {
-        for (h, want) in [
-            ("Account Name", Some(Role::Account)),
-            ("E-mail", Some(Role::Email)),
-            ("Mobile Phone", Some(Role::Phone)),
-            ("客户手机", Some(Role::Account)),
-            ("联系人手机", Some(Role::Contact)),
-            ("微信号", Some(Role::Wechat)),
-            ("Mailing Street", Some(Role::Address)),
-            ("Mailing City", None),
-            ("Product Name", None),
-            ("Price", None),
-            ("", None),
-        ] {
-            assert_eq!(header_role(h), want, "{h}");
+    /// Rows of `n` records built by `row(i)`, after `header`.
+    fn table(header: &[&str], n: usize, row: impl Fn(usize) -> Vec<String>) -> Vec<Vec<String>> {
+        let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+        rows.extend((0..n).map(row));
+        rows
+    }
+
+    fn stats(rows: &[Vec<String>]) -> RecordStats {
+        let mut r = Records::table();
+        for row in rows {
+            for f in row {
+                r.field(f.as_bytes());
+            }
+            r.end_record();
         }
-        assert_eq!(classify_field(b"ada@example.com"), Some(IdKind::Email));
-        assert_eq!(classify_field(b"11010519491231002X"), Some(IdKind::CnId));
-        assert_eq!(classify_field(b"4111 1111 1111 1111"), Some(IdKind::Card));
-        assert_eq!(classify_field(b"13800138000"), Some(IdKind::Phone));
-        assert_eq!(classify_field(b"12.99"), None);
+        r.finish()
+    }
+
+    /// Phones as CRMs hold them, in a column the header calls phones: with extensions, bare
+    /// North American digits, national formats, local numbers.
+    #[test]
+    fn phones_in_a_phone_column_are_counted() {
+        let forms = [
+            "555-0100 x23",
+            "4155550123",
+            "01 42 68 53 00",
+            "(0171) 555-2282",
+            "555-0199",
+        ];
+        let rows = table(&["Name", "Phone"], 100, |i| {
+            vec![format!("Customer {i}"), forms[i % forms.len()].to_string()]
+        });
+        let s = stats(&rows);
+        assert_eq!(
+            (s.rows, s.records, s.ids[1], s.customer_table),
+            (100, 100, 100, true)
+        );
+    }
+
+    /// A customer list whose header row was deleted: names, companies and emails.
+    #[test]
+    fn a_customer_list_without_a_header_is_judged_by_its_columns() {
+        let rows = table(
+            &["Ada Lovelace", "Analytical Ltd", "ada@example.com"],
+            59,
+            |i| {
+                vec![
+                    format!("Grace Hopper{}", if i % 2 == 0 { "" } else { " Jr" }),
+                    format!("Company {i} Inc"),
+                    if i % 3 == 0 {
+                        String::new()
+                    } else {
+                        format!("c{i}@example.org")
+                    },
+                ]
+            },
+        );
+        let s = stats(&rows);
+        assert!(!s.header);
+        assert_eq!(s.rows, 60);
+        assert!(s.customer_table, "{:?}", s.reasons);
+        // The same columns of numbers and codes stay a log.
+        let rows = table(&["2024-01-05", "GET /a", "ok@example.com"], 59, |i| {
+            vec![
+                format!("2024-01-{:02}", i % 28 + 1),
+                format!("GET /p{i}"),
+                "ops@example.com".into(),
+            ]
+        });
+        assert!(!stats(&rows).customer_table);
+    }
+
+    /// A tiering sheet of 300 customers with a phone on 90 of them.
+    #[test]
+    fn customer_headers_carry_the_verdict_when_few_rows_hold_identifiers() {
+        let rows = table(
+            &["客户名称", "联系人", "手机", "等级"],
+            300,
+            |i| {
+                vec![
+                    format!("客户{i}有限公司"),
+                    "张伟".into(),
+                    if i % 10 < 3 {
+                        format!("139{i:08}")
+                    } else {
+                        String::new()
+                    },
+                    "A".into(),
+                ]
+            },
+        );
+        let s = stats(&rows);
+        assert_eq!((s.rows, s.records, s.customer_table), (300, 90, true));
+    }
+
+    /// 300 empty columns before the customer columns.
+    #[test]
+    fn empty_columns_before_the_customer_columns_take_no_room() {
+        let blank = vec![String::new(); 300];
+        let rows = table(&[], 0, |_| vec![]);
+        let mut rows: Vec<Vec<String>> = rows.into_iter().filter(|r| !r.is_empty()).collect();
+        let mut header = blank.clone();
+        header.extend(["Name", "Email", "Phone"].map(String::from));
+        rows.push(header);
+        for i in 0..80 {
+            let mut r = blank.clone();
+            r.extend([
+                format!("Customer {i}"),
+                format!("c{i}@example.com"),
+                "(415) 555-0101".into(),
+            ]);
+            rows.push(r);
+        }
+        let s = stats(&rows);
+        assert_eq!(s.roles, vec![Role::Name, Role::Email, Role::Phone]);
+        assert_eq!((s.rows, s.records, s.customer_table), (80, 80, true));
+    }
+
+    /// A company export: the salesperson's own address on every row, the companies' phones on
+    /// 49 of 200. Only the customers' identifiers count.
+    #[test]
+    fn the_owner_column_is_staff_not_customers() {
+        let rows = table(&["Company Name", "Phone", "Company owner"], 200, |i| {
+            vec![
+                format!("Company {i}"),
+                if i % 4 == 0 && i < 196 {
+                    "(415) 555-0101".into()
+                } else {
+                    String::new()
+                },
+                "rep@ourcompany.com".into(),
+            ]
+        });
+        let s = stats(&rows);
+        assert_eq!((s.records, s.ids[0], s.ids[1]), (49, 0, 49));
+        assert!(s.roles.contains(&Role::Owner));
+    }
+
+    /// Order numbers shaped like mobiles, provider ids shaped like cards: references.
+    #[test]
+    fn reference_columns_hold_no_phones_or_cards() {
+        let rows = table(&["订单号", "Provider ID", "金额"], 600, |i| {
+            vec![
+                format!("139{i:08}"),
+                "378282246310005".into(),
+                "1299.00".into(),
+            ]
+        });
+        let s = stats(&rows);
+        assert_eq!((s.records, s.ids), (0, [0; 4]));
+        // Without the header the same numbers are read as what they look like.
+        let s = stats(&rows[1..]);
+        assert_eq!(s.ids[1], 600);
+    }
+
+    /// A customer list imported with its phone column read as the agent reads one: the same
+    /// numbers found in an export in other phone-column forms are its customers.
+    #[test]
+    fn phone_column_forms_match_the_customer_set() {
+        let mut b = crate::edm::EdmBuilder::new(b"secret");
+        for i in 0..50u32 {
+            let kind = b.add_in(
+                Context::Phone,
+                format!("(415) 555-{:04} ext. 9", 100 + i).as_bytes(),
+            );
+            assert_eq!(kind, Some(IdKind::Phone));
+        }
+        assert_eq!(b.add_in(Context::Phone, b"n/a"), None);
+        let m = Arc::new(b.finish().matcher());
+        let mut r = Records::table().with_edm(Some(m));
+        for f in ["Name", "Phone"] {
+            r.field(f.as_bytes());
+        }
+        r.end_record();
+        for i in 0..50u32 {
+            r.field(b"x");
+            r.field(format!("415555{:04}", 100 + i).as_bytes());
+            r.end_record();
+        }
+        assert_eq!(r.finish().edm, 50);
     }
 
     /// Phone-only matches count only beyond chance: unrelated numbers report no customers,

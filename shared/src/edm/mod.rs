@@ -381,6 +381,20 @@ impl EdmBuilder {
         }
     }
 
+    /// Adds a field of a column known to hold `ctx` (a phone column's `555-0100 x23` is
+    /// fingerprinted as the agent reads it there): the kind it is, if it is one.
+    pub fn add_in(&mut self, ctx: crate::ident::Context, raw: &[u8]) -> Option<IdKind> {
+        let mut phone = [0u8; 40];
+        let (kind, n) = crate::ident::identify_in(raw.trim_ascii(), ctx, &mut phone)?;
+        if kind == IdKind::Phone {
+            let normal = phone.get(..n)?;
+            self.values[kind as usize].push(self.keyed.fingerprint(kind, normal));
+            Some(kind)
+        } else {
+            self.add(kind, raw).then_some(kind)
+        }
+    }
+
     /// Counts one customer row.
     pub fn customer(&mut self) {
         self.customers += 1;

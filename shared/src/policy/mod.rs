@@ -550,6 +550,64 @@ actions = ["deleted"]
         assert!(!flags(&summary("csv", 0, 0)));
     }
 
+    /// One export names one CRM: a HubSpot export's "Contact owner" is also a Salesforce
+    /// header, but only the HubSpot rule speaks for it.
+    #[test]
+    fn a_hubspot_export_is_not_also_a_salesforce_one() {
+        let set = PolicySet::default_pack("/home/u").unwrap();
+        let s = ContentSummary {
+            customer_table: true,
+            ..summary("csv", 300, 300)
+        };
+        let rules = |headers: &[&str]| -> Vec<String> {
+            let headers: Vec<String> = headers
+                .iter()
+                .map(|h| crate::classify::record::header_key(h))
+                .collect();
+            set.evaluate(&Subject {
+                action: Action::Created,
+                path: "/home/u/Downloads/contacts.csv",
+                summary: Some(&s),
+                headers: &headers,
+                destination: None,
+                origin_records: 0,
+            })
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
+        };
+        assert_eq!(
+            rules(&[
+                "Record ID",
+                "First Name",
+                "Email",
+                "Contact owner",
+                "Lifecycle Stage"
+            ]),
+            ["crm-export.hubspot"]
+        );
+        assert_eq!(
+            rules(&[
+                "First Name",
+                "Last Name",
+                "Email",
+                "Contact Owner",
+                "Mailing Street"
+            ]),
+            ["crm-export.salesforce"]
+        );
+        assert_eq!(
+            rules(&[
+                "Record Id",
+                "First Name",
+                "Email",
+                "Contact Owner",
+                "Created Time"
+            ]),
+            ["crm-export.zoho"]
+        );
+    }
+
     /// The default pack gives one alert per file, whose severity follows the content: a
     /// recognised export names its CRM and is critical as a whole customer base or when it
     /// holds real customers, wherever it is and whatever else would have matched.

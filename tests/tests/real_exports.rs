@@ -1,0 +1,94 @@
+//! Real export shapes end to end: the seeded shapes (`holdfast_tests::shapes`) in CSV, TSV,
+//! XLSX, JSON and GBK go through `holdfast-agent scan --json`, which must give each file its
+//! exact record count and verdict; the look-alikes must match no rule.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_tests::{json_lines, run, shapes};
+
+/// `scan --json` of every file in `dir`, by file name.
+fn scan(dir: &std::path::Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let out = run(
+        "holdfast-agent",
+        &["scan", "--json", &dir.display().to_string()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&String::from_utf8_lossy(&out.stdout))
+        .into_iter()
+        .map(|v| {
+            let name = std::path::Path::new(v["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, v)
+        })
+        .collect()
+}
+
+#[test]
+fn every_shape_in_every_format_gives_its_exact_count_and_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = shapes::all(18, 240);
+    for m in &made {
+        std::fs::write(tmp.path().join(&m.name), &m.bytes).unwrap();
+    }
+    let got = scan(tmp.path());
+    let mut wrong = Vec::new();
+    for m in &made {
+        let v = &got[&m.name];
+        let (records, table) = (v["records"].as_u64(), v["customer_table"].as_bool());
+        if records != Some(m.records) || table != Some(m.customer_table) {
+            wrong.push(format!(
+                "{}: records {records:?} (want {}), customer table {table:?} (want {})",
+                m.name, m.records, m.customer_table
+            ));
+        }
+        // A customer table of 240 rows raises a rule; a look-alike raises none.
+        let rules = v["rules"].as_array().map_or(0, Vec::len);
+        if m.customer_table && m.records >= 50 && rules == 0 {
+            wrong.push(format!(
+                "{}: no rule for {} customer records",
+                m.name, m.records
+            ));
+        }
+        if !m.customer_table && rules > 0 {
+            wrong.push(format!("{}: a look-alike matched {}", m.name, v["rules"]));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} files wrong:\n{}",
+        wrong.len(),
+        made.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(made.len(), 7 * 5 - 1 + 3);
+}
+
+#[test]
+fn look_alikes_stay_silent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = shapes::look_alikes(18);
+    for (name, bytes) in &files {
+        std::fs::write(tmp.path().join(name), bytes).unwrap();
+    }
+    let got = scan(tmp.path());
+    assert_eq!(got.len(), files.len());
+    for (name, v) in &got {
+        assert_eq!(v["rules"].as_array().map(Vec::len), Some(0), "{name}: {v}");
+    }
+    // The ledger's order numbers are not phones, and the roster's nine people are too few.
+    assert_eq!(
+        got["order-ledger.csv"]["findings"]
+            .get("phone")
+            .and_then(|p| p.as_u64())
+            .unwrap_or(0),
+        0
+    );
+    assert_eq!(got["team-roster.csv"]["records"], 9);
+}
