@@ -300,14 +300,15 @@ fn scan(
                 let shown_abs = abs.to_string_lossy().into_owned();
                 let dest =
                     holdfast_agent::pipeline::destination_of(&abs, &shown_abs, &set, &mounts);
-                let rules = set.evaluate(&Subject {
+                let subject = Subject {
                     action: Action::Created,
                     path: &shown_abs,
                     summary: Some(&r.summary),
                     headers: &r.headers,
                     destination: dest.as_ref().map(|d| d.kind.as_str()),
                     origin_records: 0,
-                });
+                };
+                let rules = set.evaluate(&subject);
                 let file_name = file
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -320,6 +321,12 @@ fn scan(
                     for m in &rules {
                         if let Some(rule) = set.rule(&m.id) {
                             v.push(format!("rule {}", why(rule, &r, &file_name)));
+                        }
+                    }
+                    // The thresholds the rules made for this file missed.
+                    for rule in &set.rules {
+                        if let Some(w) = rule.missed(&subject) {
+                            v.push(format!("rule {} not raised: {w}", rule.id));
                         }
                     }
                     v

@@ -91,4 +91,26 @@ fn look_alikes_stay_silent() {
         0
     );
     assert_eq!(got["team-roster.csv"]["records"], 9);
+    // `--explain` says which threshold it missed, and the ledger why it is no customer table.
+    let explain = |name: &str| {
+        let out = run(
+            "holdfast-agent",
+            &[
+                "scan",
+                "--explain",
+                &tmp.path().join(name).display().to_string(),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let roster = explain("team-roster.csv");
+    assert!(
+        roster.contains("rule crm-export.bulk-contacts not raised: 9 records < 50"),
+        "{roster}"
+    );
+    let ledger = explain("order-ledger.csv");
+    assert!(
+        ledger.contains("columns recognised: reference, date, amount"),
+        "{ledger}"
+    );
 }

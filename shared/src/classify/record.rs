@@ -19,6 +19,12 @@ const MAX_POSITION: usize = 16_384;
 /// Rows of a column-laid-out file tracked one by one (a byte each); later ones share the last.
 const MAX_CELL_ROWS: usize = 1 << 22;
 
+/// The reason naming the columns a header recognised, if any.
+fn recognised(roles: &[Role]) -> Option<String> {
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    (!names.is_empty()).then(|| format!("columns recognised: {}", names.join(", ")))
+}
+
 /// Per-column observations.
 #[derive(Debug, Clone, Default)]
 struct Column {
@@ -424,6 +430,13 @@ impl Records {
             ));
         }
         if s.records == 0 {
+            if s.rows > 0 {
+                s.reasons.push(format!(
+                    "none of {} rows holds a customer identifier",
+                    s.rows
+                ));
+            }
+            s.reasons.extend(recognised(&s.roles));
             return s;
         }
         let share = s.records as f64 / s.rows.max(1) as f64;
@@ -449,11 +462,7 @@ impl Records {
             s.rows,
             share * 100.0
         ));
-        if !s.roles.is_empty() {
-            let names: Vec<&str> = s.roles.iter().map(|r| r.as_str()).collect();
-            s.reasons
-                .push(format!("columns recognised: {}", names.join(", ")));
-        }
+        s.reasons.extend(recognised(&s.roles));
         s.customer_table = if self.contact_list {
             s.reasons.push("a contact list (vCard)".into());
             true

@@ -357,6 +357,39 @@ impl Rule {
             .max_by_key(|e| e.severity)
     }
 
+    /// Why this rule did not match a file it was otherwise made for (its actions, places,
+    /// recognition, file types and findings fit): the record minimum or customer-table verdict
+    /// the content missed, in words (`9 records < 50`, `not a customer table`). `None` when the
+    /// rule matched, or did not get as far as those thresholds.
+    pub fn missed(&self, s: &Subject<'_>) -> Option<String> {
+        if self.matches(s) || (self.min_records.is_none() && self.customer_table.is_none()) {
+            return None;
+        }
+        let summary = s.summary?;
+        // Only the record minimum and the verdict are in question: a rule that also wants a
+        // finding the file lacks (`disguised`) was not made for it.
+        let bare = Rule {
+            min_records: None,
+            customer_table: None,
+            ..self.clone()
+        };
+        let content = !self.file_types.is_empty();
+        if !bare.matches(s) || (content && !self.file_types.contains(&summary.file_type)) {
+            return None;
+        }
+        let mut why = Vec::new();
+        if self.customer_table == Some(true) && !summary.customer_table {
+            why.push("not a customer table".to_string());
+        }
+        if let Some(min) = self.min_records {
+            let records = summary.records.max(s.origin_records);
+            if records < min {
+                why.push(format!("{records} records < {min}"));
+            }
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
+
     fn matches(&self, s: &Subject<'_>) -> bool {
         if !self.actions.is_empty() && !self.actions.contains(&s.action) {
             return false;
@@ -548,6 +581,42 @@ actions = ["deleted"]
         assert!(flags(&export));
         assert!(!flags(&roster));
         assert!(!flags(&summary("csv", 0, 0)));
+    }
+
+    /// What `scan --explain` says of a file a rule was made for but did not raise.
+    #[test]
+    fn a_rule_says_which_threshold_a_file_missed() {
+        let set = PolicySet::default_pack("/home/u").unwrap();
+        let rule = set.rule("crm-export.bulk-contacts").unwrap();
+        let missed = |records: u64, table: bool| {
+            let s = ContentSummary {
+                customer_table: table,
+                ..summary("csv", records, records)
+            };
+            rule.missed(&Subject {
+                action: Action::Created,
+                path: "/home/u/Downloads/list.csv",
+                summary: Some(&s),
+                headers: &[],
+                destination: None,
+                origin_records: 0,
+            })
+        };
+        assert_eq!(missed(9, true).as_deref(), Some("9 records < 50"));
+        assert_eq!(missed(300, false).as_deref(), Some("not a customer table"));
+        assert_eq!(missed(300, true), None, "it matched");
+        // A rule made for another product's exports says nothing.
+        let sf = set.rule("crm-export.salesforce").unwrap();
+        let s = summary("csv", 9, 9);
+        let subject = Subject {
+            action: Action::Created,
+            path: "/home/u/Downloads/list.csv",
+            summary: Some(&s),
+            headers: &[],
+            destination: None,
+            origin_records: 0,
+        };
+        assert_eq!(sf.missed(&subject), None);
     }
 
     /// One export names one CRM: a HubSpot export's "Contact owner" is also a Salesforce
