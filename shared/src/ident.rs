@@ -153,6 +153,13 @@ pub fn phone_in_column_into(field: &[u8], out: &mut [u8; 40]) -> Option<usize> {
 /// The number before an extension: `555-0100 x23`, `(415) 555-0100 ext. 23`, `010-12345678转8001`,
 /// `… #12`, `… extension 4`, `… 分机 12`.
 fn without_extension(f: &[u8]) -> &[u8] {
+    // Most numbers have no extension: one pass for a byte that can start a marker.
+    if !f
+        .iter()
+        .any(|&b| matches!(b, b'x' | b'X' | b'e' | b'E' | b'#') || b >= 0x80)
+    {
+        return f;
+    }
     const MARKERS: [&[u8]; 7] = [
         b" extension",
         b" ext.",
