@@ -15,6 +15,68 @@ use std::sync::Arc;
 
 /// Read buffer size.
 const CHUNK: usize = 256 * 1024;
+/// Files at least this large are hashed on a second thread while the first classifies: for a
+/// large export SHA-256 is a seventh of the pass (BENCHMARKS.md). Smaller files are hashed
+/// inline, where a thread would cost more than it saves.
+const PARALLEL_HASH: u64 = 8 * 1024 * 1024;
+/// Chunks queued for the hashing thread at most (2 MiB).
+const HASH_QUEUE: usize = 8;
+
+/// SHA-256 of what a scan read: inline, or on its own thread for a large file.
+enum FileHash {
+    Inline(Sha256),
+    Thread {
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        digest: std::thread::JoinHandle<Vec<u8>>,
+    },
+}
+
+impl FileHash {
+    fn for_size(size: u64) -> FileHash {
+        if size < PARALLEL_HASH {
+            return FileHash::Inline(Sha256::new());
+        }
+        let (chunks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("scan-hash".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for c in rx {
+                    h.update(&c);
+                }
+                h.finalize().to_vec()
+            });
+        match spawned {
+            Ok(digest) => FileHash::Thread { chunks, digest },
+            // No thread to be had: hash inline, as for a small file.
+            Err(_) => FileHash::Inline(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        match self {
+            FileHash::Inline(h) => h.update(chunk),
+            FileHash::Thread { chunks, .. } => {
+                // The thread ends only when the sender is dropped, so the send cannot fail
+                // unless it panicked; `finish` reports that.
+                let _ = chunks.send(chunk.to_vec());
+            }
+        }
+    }
+
+    fn finish(self) -> Result<String, ScanError> {
+        match self {
+            FileHash::Inline(h) => Ok(hex::encode(h.finalize())),
+            FileHash::Thread { chunks, digest } => {
+                drop(chunks);
+                digest
+                    .join()
+                    .map(hex::encode)
+                    .map_err(|_| ScanError::Io(std::io::Error::other("the hashing thread failed")))
+            }
+        }
+    }
+}
 
 /// Bytes read from one file at most, by default: an export of any realistic size is read
 /// whole; a 16 GiB disk image or a 1 TiB sparse file is not.
@@ -116,7 +178,8 @@ pub fn scan_opened_with(
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let mut buf = vec![0u8; CHUNK];
-    let mut hasher = Sha256::new();
+    let expected = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut hasher = FileHash::for_size(expected.min(limits.max_bytes));
     let mut size = 0u64;
     let mut classifier: Option<Classifier> = None;
     let mut stopped_by: Option<&str> = None;
@@ -214,7 +277,7 @@ pub fn scan_opened_with(
     }
     Ok(FileReport {
         size,
-        sha256: hex::encode(hasher.finalize()),
+        sha256: hasher.finish()?,
         complete: stopped_by.is_none(),
         summary,
         reasons,
@@ -234,6 +297,29 @@ fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file past the parallel-hash size is hashed on the second thread to the same digest,
+    /// and classified as it would be inline.
+    #[test]
+    fn a_large_file_is_hashed_on_a_second_thread_to_the_same_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.csv");
+        let mut body = String::from("name,email\n");
+        let mut i = 0;
+        while (body.len() as u64) < PARALLEL_HASH + 12_345 {
+            body.push_str(&format!("n{i},user{i}@example.com\n"));
+            i += 1;
+        }
+        std::fs::write(&p, &body).unwrap();
+        assert!(matches!(
+            FileHash::for_size(PARALLEL_HASH),
+            FileHash::Thread { .. }
+        ));
+        let r = scan_file(&p, None).unwrap();
+        assert_eq!(r.size, body.len() as u64);
+        assert_eq!(r.sha256, holdfast_shared::sha256_hex(body.as_bytes()));
+        assert_eq!(r.summary.records, i);
+    }
 
     #[test]
     fn hashes_and_classifies() {
