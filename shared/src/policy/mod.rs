@@ -587,13 +587,12 @@ actions = ["deleted"]
     #[test]
     fn a_rule_says_which_threshold_a_file_missed() {
         let set = PolicySet::default_pack("/home/u").unwrap();
-        let rule = set.rule("crm-export.bulk-contacts").unwrap();
-        let missed = |records: u64, table: bool| {
+        let missed = |id: &str, records: u64, table: bool| {
             let s = ContentSummary {
                 customer_table: table,
                 ..summary("csv", records, records)
             };
-            rule.missed(&Subject {
+            set.rule(id).unwrap().missed(&Subject {
                 action: Action::Created,
                 path: "/home/u/Downloads/list.csv",
                 summary: Some(&s),
@@ -602,21 +601,15 @@ actions = ["deleted"]
                 origin_records: 0,
             })
         };
-        assert_eq!(missed(9, true).as_deref(), Some("9 records < 50"));
-        assert_eq!(missed(300, false).as_deref(), Some("not a customer table"));
-        assert_eq!(missed(300, true), None, "it matched");
+        let bulk = "crm-export.bulk-contacts";
+        assert_eq!(missed(bulk, 9, true).as_deref(), Some("9 records < 50"));
+        assert_eq!(
+            missed(bulk, 300, false).as_deref(),
+            Some("not a customer table")
+        );
+        assert_eq!(missed(bulk, 300, true), None, "it matched");
         // A rule made for another product's exports says nothing.
-        let sf = set.rule("crm-export.salesforce").unwrap();
-        let s = summary("csv", 9, 9);
-        let subject = Subject {
-            action: Action::Created,
-            path: "/home/u/Downloads/list.csv",
-            summary: Some(&s),
-            headers: &[],
-            destination: None,
-            origin_records: 0,
-        };
-        assert_eq!(sf.missed(&subject), None);
+        assert_eq!(missed("crm-export.salesforce", 9, false), None);
     }
 
     /// One export names one CRM: a HubSpot export's "Contact owner" is also a Salesforce
