@@ -728,7 +728,14 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
             &path.display().to_string(),
         ],
     ));
-    assert_eq!(scanned[0]["findings"]["edm"], 80);
+    // The 40 strangers' emails are 40 lookups at 32 bits against 600,000 customers: each is a
+    // false match with chance 1 in 7,158 (the deployment key is new in every run), so one
+    // in about 180 runs counts 81. Three or more false matches would take odds of 1 in 10⁷.
+    let counted = scanned[0]["findings"]["edm"].as_u64().unwrap();
+    assert!(
+        (80..=82).contains(&counted),
+        "{counted} real customers counted"
+    );
 }
 
 /// The paths of the collector's stored events, with how often each was stored.
