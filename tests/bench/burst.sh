@@ -11,24 +11,12 @@ base=${2:-200000}
 bench_init
 collector_config "max_events_per_sec = 1000000\n"
 agent_config "watch = [\"$d/w\"]\nsettle_ms = 300\n"
-python3 - "$d/w/base" "$base" <<'PY'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(root, f"d{i // 50}")
-    if i % 50 == 0:
-        os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
-        f.write("x\n")
-PY
+small_files "$d/w/base" "$base"
 start_collector
 sleep 1
 enroll_agent bench
 start_agent
-for _ in $(seq 1 300); do
-  "$B/holdfast-agent" status --json --config "$d/a.toml" 2>/dev/null | grep -q '"files":'"$base" && break
-  sleep 1
-done
+wait_indexed "$base" 300
 sleep 2
 tick=$(getconf CLK_TCK)
 s0=$(awk '{print $14+$15}' /proc/$AP/stat)

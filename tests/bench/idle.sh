@@ -14,25 +14,13 @@ collector_config
 w=$d/w
 [ "$mode" = customers ] && w=$d/Customers
 agent_config "watch = [\"$w\"]\nhome = \"$d\"\n"
-python3 - "$w" "$files" <<'PY'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(root, f"d{i // 50}")
-    if i % 50 == 0:
-        os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
-        f.write("x\n")
-PY
+small_files "$w" "$files"
 start_collector
 sleep 1
 enroll_agent bench
 start_agent
 # Until the start-up index is taken and the agent is connected.
-for _ in $(seq 1 120); do
-  "$B/holdfast-agent" status --json --config "$d/a.toml" 2>/dev/null | grep -q '"files":'"$files" && break
-  sleep 1
-done
+wait_indexed "$files" 120
 sleep 5
 tick=$(getconf CLK_TCK)
 s0=$(awk '{print $14+$15}' /proc/$AP/stat); sleep "$secs"; s1=$(awk '{print $14+$15}' /proc/$AP/stat)

@@ -6,6 +6,8 @@
 #   start_collector          serve in the background (CP), its log in $d/c.log
 #   enroll_agent USER        a token for USER, redeemed by the agent
 #   start_agent              run in the background (AP), its log in $d/a.log
+#   small_files DIR N        N one-line files under DIR, 50 a folder
+#   wait_indexed N SECS      until the agent's index holds N files (at most SECS seconds)
 bench_init() {
   cargo build --release -q -p holdfast-agent -p holdfast-collector
   B=$PWD/target/release
@@ -30,4 +32,22 @@ enroll_agent() {
 }
 start_agent() {
   "$B/holdfast-agent" run --config "$d/a.toml" 2>> "$d/a.log" & AP=$!
+}
+small_files() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, f"d{i // 50}")
+    if i % 50 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
+        f.write("x\n")
+PY
+}
+wait_indexed() {
+  for _ in $(seq 1 "$2"); do
+    "$B/holdfast-agent" status --json --config "$d/a.toml" 2>/dev/null | grep -q '"files":'"$1" && return
+    sleep 1
+  done
 }
