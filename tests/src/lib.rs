@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod corpus;
+pub mod crm;
 pub mod hook;
 pub mod http;
 pub mod shapes;

@@ -114,3 +114,37 @@ fn look_alikes_stay_silent() {
         "{ledger}"
     );
 }
+
+/// Each CRM's export, in its own file name and format and renamed, gives its exact count and
+/// raises exactly one rule: the one naming that CRM (issue 18, item 2).
+#[test]
+fn every_crm_export_names_its_crm_once_with_its_exact_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = holdfast_tests::crm::exports(18, 120);
+    for e in &made {
+        std::fs::write(tmp.path().join(&e.name), &e.bytes).unwrap();
+    }
+    let got = scan(tmp.path());
+    let mut wrong = Vec::new();
+    for e in &made {
+        let v = &got[&e.name];
+        let rules: Vec<&str> = v["rules"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
+        if v["records"].as_u64() != Some(e.records) || rules != [e.rule] {
+            wrong.push(format!(
+                "{} ({}): records {} (want {}), rules {rules:?} (want [{}])",
+                e.name, e.crm, v["records"], e.records, e.rule
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} exports wrong:\n{}",
+        wrong.len(),
+        made.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(made.len(), 40);
+}
