@@ -4,7 +4,8 @@
 
 use holdfast_shared::classify::limits::{Cancel, Limits, CPU_LIMIT};
 use holdfast_shared::classify::{
-    archive, detect_type, disguise, xls, xlsx, Classifier, DEFAULT_BYTE_BUDGET,
+    archive, detect_type, disguise, xls, xlsx, Batch, Classifier, Counts, Tallier, Tally,
+    DEFAULT_BYTE_BUDGET,
 };
 use holdfast_shared::edm::Matcher;
 use holdfast_shared::event::ContentSummary;
@@ -75,6 +76,73 @@ impl FileHash {
                     .map_err(|_| ScanError::Io(std::io::Error::other("the hashing thread failed")))
             }
         }
+    }
+}
+
+/// Batches of lookups queued for the tally thread at most.
+const TALLY_QUEUE: usize = 8;
+/// Identifiers in one batch for the tally thread (a wake-up per batch; about 100 KiB).
+const TALLY_BATCH: usize = 4096;
+
+/// The customer-set lookups of a large file on their own thread: the classifying thread
+/// queues identifiers, this one fingerprints them, looks them up and counts the rows (a
+/// quarter of the pass with a million-customer set, BENCHMARKS.md).
+struct TallyThread {
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    /// Emptied batches coming back, to be filled again.
+    spent: std::sync::mpsc::Receiver<Batch>,
+    counts: std::thread::JoinHandle<Counts>,
+}
+
+impl TallyThread {
+    /// The tally for a scan of `size` bytes: on its own thread for a large file, inline
+    /// otherwise (or when no thread can be had).
+    fn for_size(size: u64, matcher: &Arc<Matcher>) -> Box<dyn Tally> {
+        let inline = || -> Box<dyn Tally> { Box::new(Tallier::new(Arc::clone(matcher))) };
+        if size < PARALLEL_HASH {
+            return inline();
+        }
+        let (batches, rx) = std::sync::mpsc::sync_channel::<Batch>(TALLY_QUEUE);
+        let (back, spent) = std::sync::mpsc::sync_channel::<Batch>(TALLY_QUEUE);
+        let mut tallier = Tallier::new(Arc::clone(matcher));
+        let spawned = std::thread::Builder::new()
+            .name("scan-lookups".into())
+            .spawn(move || {
+                for b in rx {
+                    // A full return queue only means the room is not reused.
+                    let _ = back.try_send(tallier.take(b));
+                }
+                Box::new(tallier).counts()
+            });
+        match spawned {
+            Ok(counts) => Box::new(TallyThread {
+                batches,
+                spent,
+                counts,
+            }),
+            Err(_) => inline(),
+        }
+    }
+}
+
+impl Tally for TallyThread {
+    fn take(&mut self, batch: Batch) -> Batch {
+        // The thread ends only when the sender is dropped, so the send fails only if it
+        // panicked; `counts` then reports no matches rather than wrong ones.
+        let _ = self.batches.send(batch);
+        self.spent.try_recv().unwrap_or_default()
+    }
+
+    fn counts(self: Box<Self>) -> Counts {
+        let TallyThread {
+            batches, counts, ..
+        } = *self;
+        drop(batches);
+        counts.join().unwrap_or_default()
+    }
+
+    fn batch_size(&self) -> usize {
+        TALLY_BATCH
     }
 }
 
@@ -203,7 +271,11 @@ pub fn scan_opened_with(
         hasher.update(chunk);
         size += n as u64;
         let c = classifier.get_or_insert_with(|| {
-            Classifier::new(detect_type(&name, chunk), DEFAULT_BYTE_BUDGET).with_edm(edm.clone())
+            let c = Classifier::new(detect_type(&name, chunk), DEFAULT_BYTE_BUDGET);
+            match &edm {
+                Some(m) => c.with_edm_tally(Arc::clone(m), TallyThread::for_size(expected, m)),
+                None => c,
+            }
         });
         if !c.is_done() {
             c.feed(chunk);
@@ -319,6 +391,23 @@ mod tests {
         assert_eq!(r.size, body.len() as u64);
         assert_eq!(r.sha256, holdfast_shared::sha256_hex(body.as_bytes()));
         assert_eq!(r.summary.records, i);
+        // With a customer set, the lookups run on their own thread and count what inline
+        // lookups count: every 100th user is a customer.
+        let mut b = holdfast_shared::edm::EdmBuilder::new(b"k");
+        for j in (0..i).step_by(100) {
+            assert!(b.add(
+                holdfast_shared::ident::IdKind::Email,
+                format!("user{j}@example.com").as_bytes()
+            ));
+        }
+        let m = Arc::new(b.finish().matcher());
+        let threaded = scan_file(&p, Some(Arc::clone(&m))).unwrap();
+        let mut inline = Classifier::new("csv", DEFAULT_BYTE_BUDGET).with_edm(Some(m));
+        inline.feed(body.as_bytes());
+        let inline = inline.finish();
+        let edm = threaded.summary.findings.get("edm").copied();
+        assert!(edm >= Some(i.div_ceil(100)), "{edm:?}");
+        assert_eq!(edm, inline.findings.get("edm").copied());
     }
 
     #[test]

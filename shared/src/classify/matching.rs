@@ -1,22 +1,26 @@
-//! Rows that hold the company's real customers: a table's identifiers queued row by row,
-//! looked up in the customer set a batch at a time, and tallied per row.
+//! Rows that hold the company's real customers: a table's identifiers queued row by row
+//! ([`RowMatches`]), handed over a batch at a time to a [`Tally`] that looks them up in the
+//! customer set and counts rows.
 //!
 //! Batching is what keeps a scan with a million-customer set near the speed of one without:
 //! the lookups of a batch are independent, so their cache misses overlap (see
 //! [`Matcher::resolve`]), and a row's phone numbers are fingerprinted only when none of its
 //! emails, ID or card numbers matched, since such a row counts as a customer either way.
+//! The tally is a value the queue hands batches to, so the looking up can run where the
+//! caller likes: inline ([`Tallier`]), or on another thread (the agent does for large files).
 
 use crate::edm::{Matcher, Probe};
 use crate::ident::IdKind;
 use std::sync::Arc;
 
-/// Identifiers waiting before a batch is looked up (at the end of a row).
+/// Identifiers waiting before a batch is handed over (at the end of a row).
 const BATCH: usize = 256;
-/// Identifiers waiting before a batch is looked up even in the middle of a row (one line
-/// of a million addresses must not grow the queue without bound).
+/// Identifiers waiting before a batch is handed over even in the middle of a row (one line
+/// of a million addresses must not grow the queue without bound), or twice the tally's batch
+/// size if that is more.
 const MAX_WAITING: usize = 8 * BATCH;
-/// Longest phone normal form kept (`+886` and 15 digits fit).
-const PHONE_MAX: usize = 24;
+/// Longest identifier kept for a lookup: a longer field is no identifier's normal form.
+const MAX_BYTES: usize = 512;
 
 /// What is known of a field's identifier before its set lookup.
 #[derive(Debug, Clone, Copy)]
@@ -29,25 +33,53 @@ pub(super) enum Lookup<'a> {
     Known(bool),
 }
 
-/// A phone number waiting: its normal form, or its answer when already known.
+/// How a queued identifier is to be looked up.
 #[derive(Debug, Clone, Copy)]
-enum Phone {
-    Normal([u8; PHONE_MAX], u8),
+enum What {
+    /// `bytes[at..at + len]` as written.
+    Field(u32, u16),
+    /// `bytes[at..at + len]` in its normal form.
+    Normal(u32, u16),
+    /// Already answered.
     Known(bool),
 }
 
-/// What one row's resolved lookups showed so far.
+/// A queued identifier and its row.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    row: u64,
+    kind: IdKind,
+    what: What,
+}
+
+/// Identifiers of a run of rows, in row order, with their bytes: what a [`Tally`] takes.
 #[derive(Debug, Default)]
-struct Tally {
-    row: Option<u64>,
-    strong: bool,
-    weak: bool,
-    phone_lookups: u64,
+pub struct Batch {
+    items: Vec<Item>,
+    bytes: Vec<u8>,
+    /// A row whose tally is to be forgotten before these items are taken: a header row whose
+    /// own identifiers went out in an earlier batch.
+    forget: Option<u64>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
+        self.forget = None;
+    }
+
+    fn text(&self, at: u32, len: u16) -> &[u8] {
+        let at = at as usize;
+        self.bytes
+            .get(at..at + usize::from(len))
+            .unwrap_or_default()
+    }
 }
 
 /// What the rows showed, for [`super::record::Records::finish`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Counts {
+pub struct Counts {
     /// Rows where an email, ID or card number matched.
     pub strong_rows: u64,
     /// Rows without such a match where a phone number matched.
@@ -56,170 +88,120 @@ pub(super) struct Counts {
     pub weak_lookups: u64,
 }
 
-/// The queue and the tally.
+/// Takes batches in order and counts the rows holding real customers.
+pub trait Tally: Send {
+    /// Takes the next batch; gives back an empty batch to fill (its room reused).
+    fn take(&mut self, batch: Batch) -> Batch;
+    /// The counts, once every batch was taken.
+    fn counts(self: Box<Self>) -> Counts;
+    /// Identifiers worth handing over at once (at a row's end): a tally on another thread
+    /// wants larger batches, so that waking it up is rare.
+    fn batch_size(&self) -> usize {
+        BATCH
+    }
+}
+
+/// What one row's resolved lookups showed so far.
+#[derive(Debug, Default)]
+struct RowTally {
+    row: Option<u64>,
+    strong: bool,
+    weak: bool,
+    phone_lookups: u64,
+}
+
+/// The tally that looks batches up where it is called.
 #[derive(Debug)]
-pub(super) struct RowMatches {
+pub struct Tallier {
     matcher: Arc<Matcher>,
-    row: u64,
+    /// Probes of a batch, and their rows (kept to reuse their room).
     strong: Vec<Probe>,
     strong_rows: Vec<u64>,
-    phones: Vec<(u64, Phone)>,
-    /// Phone probes of a batch, and their rows (kept to reuse their room).
-    scratch: Vec<Probe>,
-    scratch_rows: Vec<u64>,
-    tally: Tally,
+    phones: Vec<Probe>,
+    phone_rows: Vec<u64>,
+    hit_rows: Vec<u64>,
+    tally: RowTally,
     counts: Counts,
 }
 
-impl RowMatches {
-    pub fn new(matcher: Arc<Matcher>) -> RowMatches {
-        RowMatches {
+impl Tallier {
+    pub fn new(matcher: Arc<Matcher>) -> Tallier {
+        Tallier {
             matcher,
-            row: 0,
             strong: Vec::new(),
             strong_rows: Vec::new(),
             phones: Vec::new(),
-            scratch: Vec::new(),
-            scratch_rows: Vec::new(),
-            tally: Tally::default(),
+            phone_rows: Vec::new(),
+            hit_rows: Vec::new(),
+            tally: RowTally::default(),
             counts: Counts::default(),
         }
     }
 
-    pub fn matcher(&self) -> &Arc<Matcher> {
-        &self.matcher
+    /// The fingerprint probe of a queued identifier; `None` when it cannot match.
+    fn probe(m: &Matcher, b: &Batch, item: &Item) -> Option<Probe> {
+        let fp = match (item.what, item.kind) {
+            (What::Known(hit), kind) => return Some(Probe::answered(kind, hit)),
+            (What::Normal(at, len), kind) => m.fingerprint_normal(kind, b.text(at, len))?,
+            (What::Field(at, len), kind) => m.fingerprint(kind, b.text(at, len))?,
+        };
+        Some(Probe::new(item.kind, fp))
     }
 
-    /// One identifier of the current row: `f` as written (validated for `kind`).
-    pub fn add(&mut self, kind: IdKind, f: &[u8], lookup: Lookup<'_>) {
-        let m = &self.matcher;
-        if kind == IdKind::Phone {
-            let phone = match lookup {
-                Lookup::Known(hit) => Some(Phone::Known(hit)),
-                Lookup::Normal(n) => normal_phone(n),
-                Lookup::Field => {
-                    let mut p = [0u8; 40];
-                    crate::ident::phone_e164_into(f, &mut p).and_then(|n| normal_phone(p.get(..n)?))
-                }
-            };
-            // A set without phones answers nothing; an unparsable number cannot match.
-            if let Some(p) = phone.filter(|_| m.set().len(IdKind::Phone) > 0) {
-                self.phones.push((self.row, p));
-            }
-        } else {
-            let probe = match lookup {
-                Lookup::Known(hit) => Some(Probe::answered(kind, hit)),
-                Lookup::Field => m.fingerprint(kind, f).map(|fp| Probe::new(kind, fp)),
-                Lookup::Normal(n) => m.fingerprint_normal(kind, n).map(|fp| Probe::new(kind, fp)),
-            };
-            if let Some(p) = probe {
-                self.strong.push(p);
-                self.strong_rows.push(self.row);
+    fn run(&mut self, b: &Batch) {
+        if let Some(row) = b.forget {
+            if self.tally.row == Some(row) {
+                self.tally = RowTally::default();
             }
         }
-        if self.waiting() >= MAX_WAITING {
-            self.flush();
-        }
-    }
-
-    fn waiting(&self) -> usize {
-        self.strong.len() + self.phones.len()
-    }
-
-    /// The current row is complete.
-    pub fn end_row(&mut self) {
-        self.row += 1;
-        if self.waiting() >= BATCH {
-            self.flush();
-        }
-    }
-
-    /// Forgets the current row (it was a header) and starts the next.
-    pub fn drop_row(&mut self) {
-        let row = self.row;
-        while self.strong_rows.last() == Some(&row) {
-            self.strong_rows.pop();
-            self.strong.pop();
-        }
-        while self.phones.last().is_some_and(|(r, _)| *r == row) {
-            self.phones.pop();
-        }
-        if self.tally.row == Some(row) {
-            self.tally = Tally::default();
-        }
-        self.row += 1;
-    }
-
-    /// Looks up everything waiting and tallies it.
-    pub fn finish(mut self) -> Counts {
-        self.flush();
-        self.close_tally();
-        self.counts
-    }
-
-    fn flush(&mut self) {
         let m = Arc::clone(&self.matcher);
+        self.strong.clear();
+        self.strong_rows.clear();
+        for item in b.items.iter().filter(|i| i.kind != IdKind::Phone) {
+            if let Some(p) = Self::probe(&m, b, item) {
+                self.strong.push(p);
+                self.strong_rows.push(item.row);
+            }
+        }
         m.resolve(&mut self.strong);
         // Phones count only in rows without a strong match: look up the others alone.
         // Rows in order: the row still being tallied from the last batch, then this batch's.
-        let mut hit_rows: Vec<u64> = self
-            .tally
-            .row
-            .filter(|_| self.tally.strong)
-            .into_iter()
-            .collect();
-        hit_rows.extend(
+        self.hit_rows.clear();
+        self.hit_rows
+            .extend(self.tally.row.filter(|_| self.tally.strong));
+        self.hit_rows.extend(
             self.strong
                 .iter()
                 .zip(&self.strong_rows)
                 .filter(|(p, _)| p.hit)
                 .map(|(_, &r)| r),
         );
-        self.scratch.clear();
-        self.scratch_rows.clear();
-        for &(row, phone) in &self.phones {
-            if hit_rows.binary_search(&row).is_ok() {
+        self.phones.clear();
+        self.phone_rows.clear();
+        for item in b.items.iter().filter(|i| i.kind == IdKind::Phone) {
+            if self.hit_rows.binary_search(&item.row).is_ok() {
                 continue;
             }
-            let probe = match phone {
-                Phone::Known(hit) => Probe::answered(IdKind::Phone, hit),
-                Phone::Normal(buf, n) => {
-                    let Some(fp) = buf
-                        .get(..usize::from(n))
-                        .and_then(|n| m.fingerprint_normal(IdKind::Phone, n))
-                    else {
-                        continue;
-                    };
-                    Probe::new(IdKind::Phone, fp)
-                }
-            };
-            self.scratch.push(probe);
-            self.scratch_rows.push(row);
+            if let Some(p) = Self::probe(&m, b, item) {
+                self.phones.push(p);
+                self.phone_rows.push(item.row);
+            }
         }
-        m.resolve(&mut self.scratch);
+        m.resolve(&mut self.phones);
         // Tally both lists in row order (each is already in row order).
-        let strong = std::mem::take(&mut self.strong);
-        let strong_rows = std::mem::take(&mut self.strong_rows);
-        let scratch = std::mem::take(&mut self.scratch);
-        let scratch_rows = std::mem::take(&mut self.scratch_rows);
         let (mut i, mut j) = (0, 0);
-        while i < strong.len() || j < scratch.len() {
-            let take_strong = j == scratch.len()
-                || (i < strong.len() && strong_rows.get(i) <= scratch_rows.get(j));
+        while i < self.strong.len() || j < self.phones.len() {
+            let take_strong = j == self.phones.len()
+                || (i < self.strong.len() && self.strong_rows.get(i) <= self.phone_rows.get(j));
             let (p, row) = if take_strong {
                 i += 1;
-                (strong[i - 1], strong_rows[i - 1])
+                (self.strong[i - 1], self.strong_rows[i - 1])
             } else {
                 j += 1;
-                (scratch[j - 1], scratch_rows[j - 1])
+                (self.phones[j - 1], self.phone_rows[j - 1])
             };
             self.count(row, p);
         }
-        (self.strong, self.strong_rows) = (strong, strong_rows);
-        (self.scratch, self.scratch_rows) = (scratch, scratch_rows);
-        self.strong.clear();
-        self.strong_rows.clear();
-        self.phones.clear();
     }
 
     fn count(&mut self, row: u64, p: Probe) {
@@ -249,10 +231,141 @@ impl RowMatches {
     }
 }
 
-fn normal_phone(n: &[u8]) -> Option<Phone> {
-    let mut buf = [0u8; PHONE_MAX];
-    buf.get_mut(..n.len())?.copy_from_slice(n);
-    Some(Phone::Normal(buf, u8::try_from(n.len()).ok()?))
+impl Tally for Tallier {
+    fn take(&mut self, mut batch: Batch) -> Batch {
+        self.run(&batch);
+        batch.clear();
+        batch
+    }
+
+    fn counts(mut self: Box<Self>) -> Counts {
+        self.close_tally();
+        self.counts
+    }
+}
+
+/// The queue of one file's identifiers, row by row, and the tally it feeds.
+pub(super) struct RowMatches {
+    matcher: Arc<Matcher>,
+    /// Which kinds the set holds (a kind it lacks is never queued).
+    kinds: [bool; 4],
+    row: u64,
+    batch: Batch,
+    /// The row of the last item handed over, if any.
+    sent: Option<u64>,
+    /// Identifiers handed over at a row's end, and even mid-row (the tally's batch size).
+    batch_size: usize,
+    max_waiting: usize,
+    tally: Box<dyn Tally>,
+}
+
+impl std::fmt::Debug for RowMatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowMatches")
+            .field("row", &self.row)
+            .field("waiting", &self.batch.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowMatches {
+    /// Looks up inline.
+    pub fn new(matcher: Arc<Matcher>) -> RowMatches {
+        let tally = Box::new(Tallier::new(Arc::clone(&matcher)));
+        RowMatches::with_tally(matcher, tally)
+    }
+
+    /// Hands batches to `tally` (made for the same `matcher`).
+    pub fn with_tally(matcher: Arc<Matcher>, tally: Box<dyn Tally>) -> RowMatches {
+        let set = matcher.set();
+        let kinds = IdKind::ALL.map(|k| set.len(k) > 0);
+        let batch_size = tally.batch_size().clamp(1, 64 * BATCH);
+        RowMatches {
+            matcher,
+            kinds,
+            row: 0,
+            batch: Batch::default(),
+            sent: None,
+            batch_size,
+            max_waiting: MAX_WAITING.max(2 * batch_size),
+            tally,
+        }
+    }
+
+    pub fn matcher(&self) -> &Arc<Matcher> {
+        &self.matcher
+    }
+
+    /// One identifier of the current row: `f` as written (validated for `kind`).
+    pub fn add(&mut self, kind: IdKind, f: &[u8], lookup: Lookup<'_>) {
+        // A set without this kind answers nothing.
+        if !self.kinds[kind as usize] {
+            return;
+        }
+        let keep = |b: &mut Batch, bytes: &[u8]| -> Option<(u32, u16)> {
+            if bytes.len() > MAX_BYTES {
+                return None;
+            }
+            let at = u32::try_from(b.bytes.len()).ok()?;
+            b.bytes.extend_from_slice(bytes);
+            Some((at, bytes.len() as u16))
+        };
+        let what = match lookup {
+            Lookup::Known(hit) => What::Known(hit),
+            Lookup::Normal(n) => match keep(&mut self.batch, n) {
+                Some((at, len)) => What::Normal(at, len),
+                None => return,
+            },
+            Lookup::Field => match keep(&mut self.batch, f) {
+                Some((at, len)) => What::Field(at, len),
+                None => return,
+            },
+        };
+        self.batch.items.push(Item {
+            row: self.row,
+            kind,
+            what,
+        });
+        if self.batch.items.len() >= self.max_waiting {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        if let Some(last) = self.batch.items.last() {
+            self.sent = Some(last.row);
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch = self.tally.take(batch);
+    }
+
+    /// The current row is complete.
+    pub fn end_row(&mut self) {
+        self.row += 1;
+        if self.batch.items.len() >= self.batch_size {
+            self.hand_over();
+        }
+    }
+
+    /// Forgets the current row (it was a header) and starts the next.
+    pub fn drop_row(&mut self) {
+        let row = self.row;
+        while self.batch.items.last().is_some_and(|i| i.row == row) {
+            self.batch.items.pop();
+        }
+        if self.sent == Some(row) {
+            self.batch.forget = Some(row);
+        }
+        self.row += 1;
+    }
+
+    /// Looks up everything waiting and returns the counts.
+    pub fn finish(mut self) -> Counts {
+        if !self.batch.items.is_empty() || self.batch.forget.is_some() {
+            self.hand_over();
+        }
+        self.tally.counts()
+    }
 }
 
 #[cfg(test)]

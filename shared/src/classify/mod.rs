@@ -19,6 +19,7 @@ pub mod xls;
 pub mod xlsx;
 
 pub use decode::{Encoding, TextDecoder};
+pub use matching::{Batch, Counts, Tallier, Tally};
 pub use record::{RecordStats, Records};
 pub use table::{RowSink, TableReader, MAX_FIELD};
 
@@ -172,6 +173,18 @@ impl Classifier {
     pub fn with_edm(mut self, edm: Option<std::sync::Arc<crate::edm::Matcher>>) -> Classifier {
         let records = std::mem::replace(&mut self.records, Records::table());
         self.records = records.with_edm(edm);
+        self
+    }
+
+    /// Also matches identifiers against the company's customers, looked up by `tally` (made
+    /// for the same `edm`): a tally on another thread takes the lookups off this one.
+    pub fn with_edm_tally(
+        mut self,
+        edm: std::sync::Arc<crate::edm::Matcher>,
+        tally: Box<dyn Tally>,
+    ) -> Classifier {
+        let records = std::mem::replace(&mut self.records, Records::table());
+        self.records = records.with_edm_tally(edm, tally);
         self
     }
 

@@ -163,6 +163,12 @@ impl Records {
         self
     }
 
+    /// Also counts rows holding the company's real customers, looked up by `tally`.
+    pub fn with_edm_tally(mut self, edm: Arc<Matcher>, tally: Box<dyn super::Tally>) -> Records {
+        self.matches = Some(RowMatches::with_tally(edm, tally));
+        self
+    }
+
     /// One field of the current record, in column order (tables).
     pub fn field(&mut self, text: &[u8]) {
         let f = text.trim_ascii();

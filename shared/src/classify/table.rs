@@ -8,7 +8,8 @@ use super::record::Records;
 /// Where a table reader puts rows: [`Records`] for classification, or anything else that
 /// wants fields (the collector's customer-list import).
 pub trait RowSink {
-    /// One field of the current row (cut at [`MAX_FIELD`] bytes).
+    /// One field of the current row (cut at [`MAX_FIELD`] bytes; untrimmed, so the last field
+    /// of a CR LF line ends with its carriage return).
     fn field(&mut self, text: &[u8]);
     /// The current row ended.
     fn end_record(&mut self);
@@ -62,7 +63,7 @@ impl TableReader {
         self.long_fields
     }
 
-    fn end_field(&mut self, rec: &mut dyn RowSink) {
+    fn end_field<R: RowSink + ?Sized>(&mut self, rec: &mut R) {
         rec.field(&self.field);
         self.field.clear();
         if self.field_len > LONG_FIELD {
@@ -77,7 +78,7 @@ impl TableReader {
     }
 
     /// Feeds the next chunk of UTF-8 text.
-    pub fn feed(&mut self, chunk: &[u8], rec: &mut dyn RowSink) {
+    pub fn feed<R: RowSink + ?Sized>(&mut self, chunk: &[u8], rec: &mut R) {
         if self.delimiter.is_some() {
             self.scan(chunk, rec);
             return;
@@ -92,7 +93,7 @@ impl TableReader {
         }
     }
 
-    fn scan(&mut self, chunk: &[u8], rec: &mut dyn RowSink) {
+    fn scan<R: RowSink + ?Sized>(&mut self, chunk: &[u8], rec: &mut R) {
         let delim = self.delimiter.unwrap_or(b',');
         let mut i = 0;
         while i < chunk.len() {
@@ -111,7 +112,11 @@ impl TableReader {
                     self.quote_pending = true;
                     continue;
                 } else {
-                    self.push(b);
+                    // The run of quoted bytes up to the next quote.
+                    let start = i - 1;
+                    let end = memchr::memchr(b'"', &chunk[i..]).map_or(chunk.len(), |p| i + p);
+                    self.extend(&chunk[start..end]);
+                    i = end;
                     continue;
                 }
             }
@@ -124,20 +129,41 @@ impl TableReader {
                 self.field.clear();
                 self.in_quotes = true;
             } else if b != b'\r' {
-                // Fast path: copy the run of ordinary bytes up to the next special one. `b`
-                // itself is always taken (it may be a quote inside an unquoted field).
+                // Fast path: the run of ordinary bytes up to the next delimiter, line end or
+                // quote. `b` itself is always taken (it may be a quote inside an unquoted
+                // field). A carriage return before the line end is trimmed with the field.
                 let start = i - 1;
                 let end = chunk[i..]
                     .iter()
-                    .position(|&c| c == delim || c == b'\n' || c == b'"' || c == b'\r')
+                    .position(|&c| c == delim || c == b'\n' || c == b'"')
                     .map_or(chunk.len(), |p| i + p);
-                let room = MAX_FIELD.saturating_sub(self.field.len());
-                let take = (end - start).min(room);
-                self.field.extend_from_slice(&chunk[start..start + take]);
-                self.field_len += (end - start) as u64;
-                i = end;
+                if self.field.is_empty() && end < chunk.len() && chunk[end] != b'"' {
+                    // The whole field lies in this chunk: hand it over without a copy.
+                    let f = &chunk[start..end];
+                    self.field_len = f.len() as u64;
+                    rec.field(&f[..f.len().min(MAX_FIELD)]);
+                    if self.field_len > LONG_FIELD {
+                        self.long_fields += 1;
+                    }
+                    self.field_len = 0;
+                    if chunk[end] == b'\n' {
+                        rec.end_record();
+                    }
+                    i = end + 1;
+                } else {
+                    self.extend(&chunk[start..end]);
+                    i = end;
+                }
             }
         }
+    }
+
+    /// Appends bytes to the current field, keeping at most [`MAX_FIELD`] of them.
+    fn extend(&mut self, bytes: &[u8]) {
+        let room = MAX_FIELD.saturating_sub(self.field.len());
+        self.field
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.field_len += bytes.len() as u64;
     }
 
     fn push(&mut self, b: u8) {
@@ -148,7 +174,7 @@ impl TableReader {
     }
 
     /// Flushes the last row.
-    pub fn finish(&mut self, rec: &mut dyn RowSink) {
+    pub fn finish<R: RowSink + ?Sized>(&mut self, rec: &mut R) {
         if self.delimiter.is_none() {
             let buffered = std::mem::take(&mut self.sniff);
             self.delimiter = Some(sniff_delimiter(&buffered));
@@ -218,6 +244,18 @@ mod tests {
                 (2, 1, 1, 0),
             );
             check("", chunk, (0, 0, 0, 0));
+            // CR LF line ends (Windows exports, SuiteCRM, Data Loader), quoted or not.
+            check(
+                "a,b\r\nx@y.com,+1 415 555 0101\r\n\"z@y.com\",\"2\"\r\n",
+                chunk,
+                (2, 2, 2, 1),
+            );
+            // A field past MAX_FIELD is cut, wherever the chunk boundaries fall.
+            check(
+                &format!("a,b\n{}x@y.com,1\n", "y".repeat(MAX_FIELD)),
+                chunk,
+                (1, 0, 0, 0),
+            );
             // A quote inside an unquoted field is text, and never stalls the reader.
             check(
                 "a,b\nsay 5\" now,x@y.com\nmap.insert(\"k\", 1)\n",
