@@ -79,8 +79,9 @@ impl FileHash {
     }
 }
 
-/// Batches of lookups queued for the tally thread at most.
-const TALLY_QUEUE: usize = 8;
+/// Batches of lookups queued for the tally thread at most (each at most 256 KiB of
+/// identifiers, `classify::matching`).
+const TALLY_QUEUE: usize = 4;
 /// Identifiers in one batch for the tally thread (a wake-up per batch; about 100 KiB).
 const TALLY_BATCH: usize = 4096;
 

@@ -19,6 +19,9 @@ const BATCH: usize = 256;
 /// of a million addresses must not grow the queue without bound), or twice the tally's batch
 /// size if that is more.
 const MAX_WAITING: usize = 8 * BATCH;
+/// Bytes of identifiers in one batch at most: a batch is handed over when it holds more, so
+/// that the batches in flight stay small whatever the fields' lengths.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Longest identifier kept for a lookup: a longer field is no identifier's normal form.
 const MAX_BYTES: usize = 512;
 
@@ -326,7 +329,7 @@ impl RowMatches {
             kind,
             what,
         });
-        if self.batch.items.len() >= self.max_waiting {
+        if self.batch.items.len() >= self.max_waiting || self.batch.bytes.len() >= MAX_BATCH_BYTES {
             self.hand_over();
         }
     }
@@ -467,5 +470,37 @@ mod tests {
             .collect();
         let refs: Vec<&[(IdKind, &str)]> = rows.iter().map(|r| r.as_slice()).collect();
         assert_eq!(check(&refs, false).strong_rows, 500);
+    }
+
+    /// A tally that records the largest batch it was handed.
+    struct Widest(Tallier, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Tally for Widest {
+        fn take(&mut self, batch: Batch) -> Batch {
+            self.1
+                .fetch_max(batch.bytes.len(), std::sync::atomic::Ordering::Relaxed);
+            self.0.take(batch)
+        }
+        fn counts(self: Box<Self>) -> Counts {
+            Box::new(self.0).counts()
+        }
+    }
+
+    #[test]
+    fn batches_stay_small_whatever_the_fields_length() {
+        let m = matcher();
+        let widest = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tally = Box::new(Widest(Tallier::new(Arc::clone(&m)), Arc::clone(&widest)));
+        let mut r = RowMatches::with_tally(m, tally);
+        // One row of 3,000 long addresses that are not customers, then a customer.
+        let long = format!("{}@example.org", "x".repeat(400));
+        for _ in 0..3000 {
+            r.add(IdKind::Email, long.as_bytes(), Lookup::Field);
+        }
+        r.add(IdKind::Email, b"c7@example.com", Lookup::Field);
+        r.end_row();
+        assert_eq!(r.finish().strong_rows, 1);
+        let w = widest.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(w > 0 && w < MAX_BATCH_BYTES + 1024, "{w}");
     }
 }
