@@ -1,5 +1,5 @@
 //! Test fixtures for the store's modules: a device, event bodies, a correctly chained run
-//! of events, an opened store with its device, the system alerts, a heartbeat.
+//! of events, an empty store, a configured one, an opened store with its device, the system alerts, a heartbeat.
 #![allow(clippy::unwrap_used)]
 
 use super::*;
@@ -64,9 +64,23 @@ pub fn chain(bodies: &[EventBody]) -> Vec<SealedEvent> {
     out
 }
 
-pub fn open_with_device() -> (tempfile::TempDir, Store, Device) {
+/// An empty store in a fresh temporary folder (kept alive by the guard).
+pub fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("c.db")).unwrap();
+    (dir, s)
+}
+
+/// A default config whose data folder is a fresh temporary folder, and its store.
+pub fn configured() -> (tempfile::TempDir, crate::config::Config, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::with_data_dir(dir.path().to_path_buf());
+    let s = Store::open(&config.db_path()).unwrap();
+    (dir, config, s)
+}
+
+pub fn open_with_device() -> (tempfile::TempDir, Store, Device) {
+    let (dir, s) = open();
     let d = device();
     s.add_device(&d).unwrap();
     (dir, s, d)

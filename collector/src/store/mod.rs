@@ -63,7 +63,11 @@ impl Store {
             // Events, sessions and CSRF tokens are the collector's alone.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
+        // Every transaction takes the write lock when it begins. A deferred one that reads and
+        // then writes gets SQLITE_BUSY at once, busy timeout or not, when another connection
+        // (the running collector, a CLI command) committed in between.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         for file in [
             path.to_path_buf(),
             path.with_extension("db-wal"),

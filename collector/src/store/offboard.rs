@@ -576,12 +576,6 @@ mod tests {
     use super::*;
     use crate::store::fixtures::audit_actions;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("c.db")).unwrap();
-        (d, s)
-    }
-
     fn audit(action: &str) -> AuditEntry {
         AuditEntry {
             id: 0,
@@ -618,8 +612,31 @@ mod tests {
     }
 
     #[test]
+    fn an_offboarding_waits_for_another_connections_write_instead_of_failing() {
+        // The CLI's `offboard` reads, then writes, while the running collector commits a batch.
+        let (d, mut s) = crate::store::fixtures::open();
+        let path = d.path().join("c.db");
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE scratch (x)").unwrap();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            other
+                .execute_batch("BEGIN IMMEDIATE; INSERT INTO scratch VALUES (1)")
+                .unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        is_locked.recv().unwrap();
+        let started = s.start_offboarding(&row("kim", UnixMs(10)), &[], &[], &audit("offboard"));
+        writer.join().unwrap();
+        assert!(matches!(started, Ok(true)), "{started:?}");
+        assert_eq!(audit_actions(&s), ["offboard"]);
+    }
+
+    #[test]
     fn offboarding_is_idempotent_and_orders_flow_to_receipts() {
-        let (_d, mut s) = store();
+        let (_d, mut s) = crate::store::fixtures::open();
         let a = audit("offboard");
         assert!(s
             .start_offboarding(
@@ -725,7 +742,7 @@ mod tests {
 
     #[test]
     fn connector_runs_retry_then_settle_and_are_audited() {
-        let (_d, mut s) = store();
+        let (_d, mut s) = crate::store::fixtures::open();
         let a = audit("offboard");
         s.start_offboarding(
             &row("kim", UnixMs(50)),
@@ -778,7 +795,7 @@ mod tests {
 
     #[test]
     fn audit_log_is_append_only() {
-        let (_d, s) = store();
+        let (_d, s) = crate::store::fixtures::open();
         s.audit(&audit("x")).unwrap();
         let err = s
             .conn
@@ -792,7 +809,7 @@ mod tests {
 
     #[test]
     fn users_are_known_by_device_or_token() {
-        let (_d, mut s) = store();
+        let (_d, mut s) = crate::store::fixtures::open();
         assert!(!s.user_known("kim").unwrap());
         s.add_token("abc", "kim", UnixMs(1), UnixMs(2), &crate::Actor::test())
             .unwrap();
