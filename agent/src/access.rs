@@ -83,8 +83,7 @@ mod tests {
 
     #[test]
     fn taking_away_and_giving_back_round_trips_the_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("customers");
+        let (_dir, p) = holdfast_io::testing::scratch("customers");
         std::fs::create_dir(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o750)).unwrap();
         let fd = safe_fs::open_dir(&p).unwrap();

@@ -111,20 +111,7 @@ pub fn parse_size(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
-/// Why a config file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read, or is not TOML of the config's shape.
-    #[error(transparent)]
-    File(#[from] holdfast_io::config_file::ConfigFileError),
-    /// A value is out of range or inconsistent.
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        path: PathBuf,
-        field: &'static str,
-        message: String,
-    },
-}
+pub use holdfast_io::config_file::ConfigError;
 
 /// The home directory used for `~` when the config names none.
 pub fn default_home() -> String {
@@ -204,11 +191,7 @@ impl Config {
                 base.join(p)
             }
         };
-        let invalid = |field, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            message,
-        };
+        let invalid = |field, message: String| ConfigError::invalid(path, field, message);
         let watch: Vec<PathBuf> = if raw.watch.is_empty() {
             defaults.watch
         } else {
@@ -355,6 +338,11 @@ mod tests {
         assert!(parse_size(&toml::Value::Boolean(true)).is_err());
     }
 
+    /// `src` as a valid config.
+    fn parsed(src: &str) -> Config {
+        Config::parse(Path::new("/etc/hf/agent.toml"), src).unwrap()
+    }
+
     fn check(src: &str, want: Result<(&str, usize), &str>) {
         let got = Config::parse(Path::new("/etc/hf/agent.toml"), src);
         match (got, want) {
@@ -403,11 +391,7 @@ mod tests {
             Err("/etc/hf/agent.toml: poll_ms: 10 is outside 200..=86400000"),
         );
         // How files are read.
-        let c = Config::parse(
-            Path::new("/a.toml"),
-            "workers = 4\nlarge_file = \"8MiB\"\nread_limit = \"1GiB\"\ncpu_limit_ms = 5000\narchive_depth = 5",
-        )
-        .unwrap();
+        let c = parsed("workers = 4\nlarge_file = \"8MiB\"\nread_limit = \"1GiB\"\ncpu_limit_ms = 5000\narchive_depth = 5");
         assert_eq!(
             c.reading,
             crate::workers::Reading {

@@ -565,8 +565,7 @@ mod tests {
     /// without the privilege, starting says why.
     #[test]
     fn reads_arrive_with_their_reader() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("sub/a.csv");
+        let (dir, f) = holdfast_io::testing::scratch("sub/a.csv");
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, "email\nada@example.com\n").unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(16);

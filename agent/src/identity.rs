@@ -149,8 +149,7 @@ mod tests {
 
     #[test]
     fn save_load_and_modes() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("agent");
+        let (_dir, d) = holdfast_io::testing::scratch("agent");
         assert!(matches!(
             Identity::load(&d),
             Err(IdentityError::NotEnrolled(_))

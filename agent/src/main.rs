@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use holdfast_agent::config::{default_home, Config};
 use holdfast_agent::identity::Identity;
 use holdfast_agent::spool::Spool;
-use holdfast_io::process::{init_logs, runtime, shutdown_on_signal, LogFormat};
+use holdfast_io::process::{runtime, shutdown_on_signal, LogArgs};
 use holdfast_shared::event::Action;
 use holdfast_shared::policy::{PolicySet, Subject};
 use std::path::{Path, PathBuf};
@@ -16,9 +16,8 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "holdfast-agent", version)]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    logs: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,14 +101,7 @@ fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Resul
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
-    match real_main(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    cli.logs.run(|| real_main(cli.command))
 }
 
 /// The enrollment token from a file, or from standard input for `-`: its first line,

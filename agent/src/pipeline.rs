@@ -741,8 +741,7 @@ mod tests {
 
     #[test]
     fn describe_reads_and_evaluates() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.csv");
+        let (dir, f) = holdfast_io::testing::scratch("c.csv");
         let mut body = String::from("name,email\n");
         for i in 0..60 {
             body.push_str(&format!("User {i},u{i}@example.com\n"));

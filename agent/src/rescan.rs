@@ -505,8 +505,7 @@ mod tests {
 
     #[test]
     fn folders_that_appear_and_overflows_find_exactly_what_is_new_or_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("watched");
+        let (dir, root) = holdfast_io::testing::scratch("watched");
         write(&root, "old.csv", "a");
         let t0 = Instant::now();
         let mut r = Rescanner::start(
@@ -564,8 +563,7 @@ mod tests {
 
     #[test]
     fn a_new_folder_gets_a_second_look_for_files_written_before_its_watch() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("w");
+        let (dir, root) = holdfast_io::testing::scratch("w");
         std::fs::create_dir_all(&root).unwrap();
         let t0 = Instant::now();
         let mut r = Rescanner::start(
@@ -599,8 +597,7 @@ mod tests {
 
     #[test]
     fn a_watch_limit_turns_the_root_over_to_polling_and_says_so_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("share");
+        let (dir, root) = holdfast_io::testing::scratch("share");
         write(&root, "a.csv", "a");
         let t0 = Instant::now();
         let every = Duration::from_secs(10);
@@ -696,8 +693,7 @@ mod model {
 
     impl World {
         fn new() -> World {
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("Downloads");
+            let (dir, root) = holdfast_io::testing::scratch("Downloads");
             std::fs::create_dir_all(&root).unwrap();
             // Files there before the first start are the baseline, never reported.
             std::fs::write(root.join("before.txt"), "old").unwrap();

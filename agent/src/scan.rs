@@ -375,8 +375,7 @@ mod tests {
     /// and classified as it would be inline.
     #[test]
     fn a_large_file_is_hashed_on_a_second_thread_to_the_same_digest() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("big.csv");
+        let (_dir, p) = holdfast_io::testing::scratch("big.csv");
         let mut body = String::from("name,email\n");
         let mut i = 0;
         while (body.len() as u64) < PARALLEL_HASH + 12_345 {
@@ -413,8 +412,7 @@ mod tests {
 
     #[test]
     fn hashes_and_classifies() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.csv");
+        let (dir, p) = holdfast_io::testing::scratch("c.csv");
         let mut body = String::from("name,email\n");
         for i in 0..1000 {
             body.push_str(&format!("n{i},user{i}@example.com\n"));

@@ -620,8 +620,7 @@ mod tests {
 
     #[test]
     fn append_pending_ack_survive_reopen_and_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
+        let (_dir, path) = holdfast_io::testing::scratch("spool.db");
         let s = Spool::writer(&path, u64::MAX, "u").unwrap();
         for n in 1..=5 {
             assert_eq!(stored(s.append(UnixMs(n as i64), &notice(n)).unwrap()), n);

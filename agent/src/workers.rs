@@ -354,8 +354,7 @@ mod tests {
     /// the large one stops at the byte limit and says so.
     #[test]
     fn a_large_file_does_not_hold_up_a_small_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let big = dir.path().join("disk.img");
+        let (dir, big) = holdfast_io::testing::scratch("disk.img");
         let f = std::fs::File::create(&big).unwrap();
         f.set_len(8 << 30).unwrap();
         let small = dir.path().join("export.csv");
@@ -396,8 +395,7 @@ mod tests {
     /// `cpu_limit` verdict (a sparse file read with a tiny budget stands in for a slow one).
     #[test]
     fn the_watchdog_stops_a_file_at_its_cpu_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let big = dir.path().join("slow.bin");
+        let (_dir, big) = holdfast_io::testing::scratch("slow.bin");
         std::fs::File::create(&big)
             .unwrap()
             .set_len(64 << 30)

@@ -3,9 +3,9 @@
 //! each request, and how long seeding took.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_collector::config::Config;
-use holdfast_collector::store::Store;
-use std::sync::Arc;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 50;
@@ -52,36 +52,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path().to_path_buf());
-    config.http_listen = Some("127.0.0.1:0".parse().unwrap());
-    let now = holdfast_collector::now_ms();
     let seeded = Instant::now();
-    let token = {
-        let mut store = Store::open(&config.db_path()).unwrap();
-        holdfast_collector::demo::seed_alerts(&mut store, alerts, 200, 30 * 86_400_000, now, 5)
-            .unwrap();
-        let actor = holdfast_collector::Actor {
-            who: "bench".into(),
-            origin: "bench".into(),
-        };
-        holdfast_collector::api_tokens::create(&mut store, "bench", "admin", false, &actor, now)
-            .unwrap()
-            .secret
-    };
+    let api = support::SeededApi::start(alerts, 200, 5, "bench", "admin");
     println!(
         "seeded {alerts} alerts through ingest in {:.1} s",
         seeded.elapsed().as_secs_f64()
     );
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(holdfast_collector::metrics::Metrics::default());
-    let (addr, _task) = rt
-        .block_on(holdfast_collector::http::start(&config, metrics, stop_rx))
-        .unwrap()
-        .unwrap();
-    let base = format!("http://{addr}");
+    let (base, token) = (api.base.clone(), api.token.clone());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .max_redirects(0)
         .build()

@@ -218,8 +218,7 @@ mod tests {
 
     #[test]
     fn tokens_are_stored_hashed_and_names_are_not_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("c.db")).unwrap();
+        let (_dir, mut s) = crate::store::fixtures::open();
         let actor = Actor {
             who: "cli:test".into(),
             origin: "cli@h".into(),

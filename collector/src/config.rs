@@ -209,21 +209,7 @@ pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_SKEW_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_MAX_EVENTS_PER_SEC: u32 = 20_000;
 
-/// Why a collector config was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read (or is over 256 KiB), or is not TOML of the config's
-    /// shape.
-    #[error(transparent)]
-    File(#[from] holdfast_io::config_file::ConfigFileError),
-    /// A value is invalid.
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        path: PathBuf,
-        field: &'static str,
-        message: String,
-    },
-}
+pub use holdfast_io::config_file::ConfigError;
 
 /// The default data directory.
 pub fn default_data_dir() -> PathBuf {
@@ -271,11 +257,7 @@ impl Config {
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = holdfast_io::config_file::parse(path, src)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            message,
-        };
+        let invalid = |field, message: String| ConfigError::invalid(path, field, message);
         let data_dir = match raw.data_dir {
             Some(d) if d.is_absolute() => d,
             Some(d) => base.join(d),
@@ -578,6 +560,17 @@ fn loopback_names() -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// `src` refused with exactly `want`.
+    fn bad(src: &str, want: &str) {
+        let e = Config::parse(Path::new("/c.toml"), src).unwrap_err();
+        assert_eq!(e.to_string(), want);
+    }
+
+    /// `src` as a valid config.
+    fn parsed(src: &str) -> Config {
+        Config::parse(Path::new("/etc/c.toml"), src).unwrap()
+    }
+
     fn check(src: &str, want: Result<&str, &str>) {
         match (Config::parse(Path::new("/etc/c.toml"), src), want) {
             (Ok(c), Ok(listen)) => assert_eq!(c.listen.to_string(), listen),
@@ -605,11 +598,8 @@ mod tests {
             "[correlation]\nwindow = \"5s\"",
             Err("/etc/c.toml: correlation.window: `5s` is shorter than the minimum of 1m"),
         );
-        let c = Config::parse(
-            Path::new("/etc/c.toml"),
-            "[correlation]\nwindow = \"2h\"\nvolume_factor = 5\nvolume_min_records = 200\n",
-        )
-        .unwrap();
+        let c =
+            parsed("[correlation]\nwindow = \"2h\"\nvolume_factor = 5\nvolume_min_records = 200\n");
         assert_eq!(
             c.correlation,
             crate::store::correlate::Correlation {
@@ -638,11 +628,7 @@ mod tests {
             "max_events_per_sec = 0",
             Err("/etc/c.toml: max_events_per_sec: must be at least 1"),
         );
-        let c = Config::parse(
-            Path::new("/c.toml"),
-            "cert_lifetime = \"30s\"\noffline_after = \"3s\"",
-        )
-        .unwrap();
+        let c = parsed("cert_lifetime = \"30s\"\noffline_after = \"3s\"");
         assert_eq!(
             (c.cert_lifetime.as_secs(), c.offline_after.as_secs()),
             (30, 3)
@@ -651,22 +637,12 @@ mod tests {
 
     #[test]
     fn connectors_are_validated() {
-        let c = Config::parse(
-            Path::new("/c.toml"),
-            "[[connector]]\nname = \"crm\"\nwebhook = \"https://crm.example/h\"\nsecret = \"0123456789abcdef\"\nretry_base = \"1s\"\n\n[[connector]]\nname = \"idp\"\ncommand = [\"/bin/true\", \"{user}\"]\n",
-        )
-        .unwrap();
+        let c = parsed("[[connector]]\nname = \"crm\"\nwebhook = \"https://crm.example/h\"\nsecret = \"0123456789abcdef\"\nretry_base = \"1s\"\n\n[[connector]]\nname = \"idp\"\ncommand = [\"/bin/true\", \"{user}\"]\n");
         assert_eq!(c.connectors.len(), 2);
         assert_eq!(c.connectors[0].retry_base, Duration::from_secs(1));
         assert_eq!(c.connectors[1].max_attempts, 8);
         // The secret never shows in debug output.
         assert!(!format!("{:?}", c.connectors).contains("0123456789abcdef"));
-        let bad = |src: &str, want: &str| {
-            let e = Config::parse(Path::new("/c.toml"), src)
-                .unwrap_err()
-                .to_string();
-            assert_eq!(e, want);
-        };
         bad(
             "[[connector]]\nname = \"crm\"\nwebhook = \"ftp://x\"\nsecret = \"0123456789abcdef\"\n",
             "/c.toml: connector: connector[0] (crm): webhook `ftp://x` must be an http(s):// URL",
@@ -687,11 +663,7 @@ mod tests {
 
     #[test]
     fn forwarders_are_validated() {
-        let c = Config::parse(
-            Path::new("/c.toml"),
-            "[[forward]]\nname = \"siem\"\nsyslog = \"127.0.0.1:6514\"\n\n[[forward]]\nname = \"soar\"\nwebhook = \"https://soar.example/h\"\nsecret = \"0123456789abcdef\"\nmin_severity = \"critical\"\n",
-        )
-        .unwrap();
+        let c = parsed("[[forward]]\nname = \"siem\"\nsyslog = \"127.0.0.1:6514\"\n\n[[forward]]\nname = \"soar\"\nwebhook = \"https://soar.example/h\"\nsecret = \"0123456789abcdef\"\nmin_severity = \"critical\"\n");
         assert_eq!(c.forwards.len(), 2);
         assert_eq!(
             c.forwards[0].min_severity,
@@ -702,12 +674,6 @@ mod tests {
             holdfast_shared::event::Severity::Critical
         );
         assert!(!format!("{:?}", c.forwards).contains("0123456789abcdef"));
-        let bad = |src: &str, want: &str| {
-            let e = Config::parse(Path::new("/c.toml"), src)
-                .unwrap_err()
-                .to_string();
-            assert_eq!(e, want);
-        };
         bad(
             "[[forward]]\nname = \"siem\"\nsyslog = \"siem.corp:514\"\n",
             "/c.toml: forward: forward[0] (siem): syslog `siem.corp:514` is not an IP:PORT address",

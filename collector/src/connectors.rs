@@ -251,8 +251,7 @@ mod tests {
 
     #[test]
     fn commands_get_the_user_and_the_body() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
+        let (_dir, out) = holdfast_io::testing::scratch("out");
         let c = Connector {
             name: "idp".into(),
             target: ConnectorTarget::Command {

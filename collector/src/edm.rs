@@ -306,9 +306,7 @@ mod tests {
 
     #[test]
     fn imports_reports_bad_rows_and_publishes_a_signed_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::with_data_dir(dir.path().to_path_buf());
-        let store = Store::open(&config.db_path()).unwrap();
+        let (dir, config, store) = crate::store::fixtures::configured();
         let list = dir.path().join("customers.csv");
         let text = "客户名称,邮箱,手机\n甲公司,a@example.cn,138 0013 8000\n乙公司,,not a phone\n丙公司,c@example.cn,\n,,\n丁公司,d@@bad,13912345678\n";
         std::fs::write(&list, encoding_rs::GBK.encode(text).0).unwrap();

@@ -367,9 +367,7 @@ mod tests {
 
     #[test]
     fn bad_rows_are_reported_by_line_and_good_rows_apply() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::with_data_dir(dir.path().to_path_buf());
-        let mut store = Store::open(&config.db_path()).unwrap();
+        let (dir, config, mut store) = crate::store::fixtures::configured();
         for u in ["kim", "lee"] {
             store
                 .add_token(

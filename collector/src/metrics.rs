@@ -261,41 +261,26 @@ mod tests {
                 ..Snapshot::default()
             })
         );
-        check(&text, "holdfast_forward_lag_alerts{forwarder=\"siem\"} 12");
-        check(&text, "holdfast_edm_bytes_served_total 4196");
-        check(
-            &text,
-            "holdfast_forward_delivered_total{forwarder=\"siem\"} 3",
-        );
-        check(
-            &text,
-            "holdfast_forward_failures_total{forwarder=\"siem\"} 1",
-        );
-        check(&text, "holdfast_events_ingested_total 8");
-        check(&text, "holdfast_agents_connected 1");
-        check(&text, "holdfast_open_alerts{severity=\"high\"} 2");
-        check(&text, "holdfast_spool_backlog_events 10");
-        check(
-            &text,
-            "holdfast_device_spool_backlog_events{device=\"dev-\\\"1\\\"\"} 7",
-        );
-        check(
-            &text,
-            "holdfast_ingest_latency_seconds_bucket{le=\"0.001\"} 0",
-        );
-        check(
-            &text,
-            "holdfast_ingest_latency_seconds_bucket{le=\"0.0025\"} 1",
-        );
-        check(
-            &text,
-            "holdfast_ingest_latency_seconds_bucket{le=\"0.05\"} 2",
-        );
-        check(
-            &text,
-            "holdfast_ingest_latency_seconds_bucket{le=\"+Inf\"} 2",
-        );
-        check(&text, "holdfast_ingest_latency_seconds_count 2");
-        check(&text, "# TYPE holdfast_ingest_latency_seconds histogram");
+        // Lines the exposition must hold, each exactly.
+        let want = r#"
+holdfast_forward_lag_alerts{forwarder="siem"} 12
+holdfast_edm_bytes_served_total 4196
+holdfast_forward_delivered_total{forwarder="siem"} 3
+holdfast_forward_failures_total{forwarder="siem"} 1
+holdfast_events_ingested_total 8
+holdfast_agents_connected 1
+holdfast_open_alerts{severity="high"} 2
+holdfast_spool_backlog_events 10
+holdfast_device_spool_backlog_events{device="dev-\"1\""} 7
+holdfast_ingest_latency_seconds_bucket{le="0.001"} 0
+holdfast_ingest_latency_seconds_bucket{le="0.0025"} 1
+holdfast_ingest_latency_seconds_bucket{le="0.05"} 2
+holdfast_ingest_latency_seconds_bucket{le="+Inf"} 2
+holdfast_ingest_latency_seconds_count 2
+# TYPE holdfast_ingest_latency_seconds histogram
+"#;
+        for line in want.lines().filter(|l| !l.is_empty()) {
+            check(&text, line);
+        }
     }
 }

@@ -311,12 +311,9 @@ pub struct OrderStatus {
 /// `offboard status USER`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Status {
-    pub user: String,
-    pub started_ms: UnixMs,
-    pub effective_ms: UnixMs,
-    pub lookback_ms: i64,
-    pub reason: String,
-    pub restored_ms: Option<UnixMs>,
+    /// The offboarding as stored.
+    #[serde(flatten)]
+    pub offboarding: crate::store::OffboardRow,
     pub devices: Vec<DeviceStatus>,
     /// Each connector call with its attempts and last result.
     pub connectors: Vec<crate::store::ConnectorRun>,
@@ -359,12 +356,7 @@ pub fn status(store: &Store, user: &str, now_ms: UnixMs) -> Result<Status, Offbo
     }
     devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
     Ok(Status {
-        user: row.user,
-        started_ms: row.started_ms,
-        effective_ms: row.effective_ms,
-        lookback_ms: row.lookback_ms,
-        reason: row.reason,
-        restored_ms: row.restored_ms,
+        offboarding: row,
         devices,
         connectors: store.connector_runs_of(user)?,
     })
@@ -387,9 +379,7 @@ mod tests {
 
     #[test]
     fn offboarding_signs_one_order_per_device_of_the_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::with_data_dir(dir.path().to_path_buf());
-        let mut store = Store::open(&config.db_path()).unwrap();
+        let (dir, config, mut store) = crate::store::fixtures::configured();
         for (id, user) in [("d1", "kim"), ("d2", "kim"), ("d3", "lee")] {
             store.add_device(&device(id, user)).unwrap();
         }

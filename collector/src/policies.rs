@@ -105,9 +105,7 @@ mod tests {
 
     #[test]
     fn publishes_verifiable_bundles_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::with_data_dir(dir.path().to_path_buf());
-        let store = Store::open(&config.db_path()).unwrap();
+        let (dir, config, store) = crate::store::fixtures::configured();
         let pdir = dir.path().join("p");
         std::fs::create_dir(&pdir).unwrap();
         std::fs::write(

@@ -2,9 +2,9 @@
 //! exactly once, in order, for each sort, with and without filters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_collector::config::Config;
-use holdfast_collector::store::{AlertFilter, Store};
-use std::sync::Arc;
+mod support;
+
+use holdfast_collector::store::AlertFilter;
 
 const ALERTS: usize = 100_000;
 
@@ -56,42 +56,19 @@ fn walk(agent: &ureq::Agent, base: &str, token: &str, query: &str) -> Vec<serde_
 
 #[test]
 fn every_alert_exactly_once_and_in_order_across_100k() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path().to_path_buf());
-    config.http_listen = Some("127.0.0.1:0".parse().unwrap());
-    let now = holdfast_collector::now_ms();
-    let (critical, token) = {
-        let mut store = Store::open(&config.db_path()).unwrap();
-        holdfast_collector::demo::seed_alerts(&mut store, ALERTS, 40, 30 * 86_400_000, now, 11)
-            .unwrap();
-        let critical = store
-            .alert_count(&AlertFilter {
-                severities: vec!["critical".into()],
-                ..Default::default()
-            })
-            .unwrap();
-        let actor = holdfast_collector::Actor {
-            who: "test".into(),
-            origin: "test".into(),
-        };
-        let t =
-            holdfast_collector::api_tokens::create(&mut store, "t", "auditor", false, &actor, now)
-                .unwrap();
-        (critical, t.secret)
-    };
-    assert!(critical > 10_000, "the seed spreads severities: {critical}");
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(holdfast_collector::metrics::Metrics::default());
-    let (addr, _task) = rt
-        .block_on(holdfast_collector::http::start(&config, metrics, stop_rx))
-        .unwrap()
+    let api = support::SeededApi::start(ALERTS, 40, 11, "t", "auditor");
+    let critical = api
+        .store()
+        .alert_count(&AlertFilter {
+            severities: vec!["critical".into()],
+            ..Default::default()
+        })
         .unwrap();
-    let base = format!("http://{addr}");
+    assert!(critical > 10_000, "the seed spreads severities: {critical}");
+    let (base, token) = (api.base.as_str(), api.token.as_str());
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
 
-    let all = walk(&agent, &base, &token, "sort=severity");
+    let all = walk(&agent, base, token, "sort=severity");
     assert_eq!(all.len(), ALERTS);
     let key = |a: &serde_json::Value| {
         (
@@ -109,7 +86,7 @@ fn every_alert_exactly_once_and_in_order_across_100k() {
     ids.dedup();
     assert_eq!(ids.len(), ALERTS, "no alert twice");
 
-    let newest = walk(&agent, &base, &token, "sort=newest");
+    let newest = walk(&agent, base, token, "sort=newest");
     let k = |a: &serde_json::Value| {
         (
             a["last_seen_ms"].as_i64().unwrap(),
@@ -121,14 +98,14 @@ fn every_alert_exactly_once_and_in_order_across_100k() {
 
     let crit = walk(
         &agent,
-        &base,
-        &token,
+        base,
+        token,
         "sort=newest&severity=critical&since=30d",
     );
     assert_eq!(crit.len() as u64, critical);
     assert!(crit.iter().all(|a| a["severity"] == "critical"));
 
-    let one_user = walk(&agent, &base, &token, "user=user007&status=new");
+    let one_user = walk(&agent, base, token, "user=user007&status=new");
     assert!(!one_user.is_empty());
     assert!(one_user.iter().all(|a| a["user"] == "user007"));
 }

@@ -120,22 +120,16 @@ impl Browser {
     /// The visible text of the first element matching `css` as the page is now; `None` when
     /// there is none, or when the page changed under the lookup (a form just submitted).
     pub fn text_of(&self, css: &str) -> Option<String> {
-        let found = self
-            .try_call(
-                "POST",
-                &self.s("/element"),
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .ok()?;
-        let id = found[ELEMENT].as_str()?;
-        self.try_call("GET", &self.s(&format!("/element/{id}/text")), None)
-            .ok()?
-            .as_str()
-            .map(str::to_string)
+        self.element_string(css, "text")
     }
 
     /// An attribute of the first element matching `css`, as [`Browser::text_of`].
     pub fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.element_string(css, &format!("attribute/{name}"))
+    }
+
+    /// The string at `/element/{id}/{what}` of the first element matching `css`.
+    fn element_string(&self, css: &str, what: &str) -> Option<String> {
         let found = self
             .try_call(
                 "POST",
@@ -144,14 +138,10 @@ impl Browser {
             )
             .ok()?;
         let id = found[ELEMENT].as_str()?;
-        self.try_call(
-            "GET",
-            &self.s(&format!("/element/{id}/attribute/{name}")),
-            None,
-        )
-        .ok()?
-        .as_str()
-        .map(str::to_string)
+        self.try_call("GET", &self.s(&format!("/element/{id}/{what}")), None)
+            .ok()?
+            .as_str()
+            .map(str::to_string)
     }
 
     fn s(&self, rest: &str) -> String {

@@ -544,39 +544,38 @@ pub fn labelled(seed: u64) -> Vec<Sample> {
             }
         }
     }
-    for i in 0..20u64 {
-        let neg = |name: String, bytes: Vec<u8>, what: &str| Sample {
-            name,
-            bytes,
-            positive: false,
-            records: 0,
-            what: what.to_string(),
-        };
-        out.push(neg(
-            format!("app-{i}.log"),
-            log(seed + i, rng.gen_range(200..3000)),
-            "log",
-        ));
-        out.push(neg(
-            format!("prices-{i}.csv"),
-            price_list(seed + i, rng.gen_range(50..2000)),
-            "price list",
-        ));
-        out.push(neg(
-            format!("main-{i}.rs"),
-            source_code(seed + i, rng.gen_range(100..2000)),
-            "source code",
-        ));
-        out.push(neg(
-            format!("series-{i}.csv"),
-            financial_series(seed + i, rng.gen_range(100..2000)),
+    // Look-alikes: (file name, what it is, its generator, how many lines or rows).
+    let lines_or = |rng: &mut StdRng, r: &std::ops::Range<usize>| {
+        if r.is_empty() {
+            r.start
+        } else {
+            rng.gen_range(r.clone())
+        }
+    };
+    type Generator = fn(u64, usize) -> Vec<u8>;
+    let negatives: [(&str, &str, Generator, std::ops::Range<usize>); 5] = [
+        ("app-{}.log", "log", log, 200..3000),
+        ("prices-{}.csv", "price list", price_list, 50..2000),
+        ("main-{}.rs", "source code", source_code, 100..2000),
+        (
+            "series-{}.csv",
             "financial series",
-        ));
-        out.push(neg(
-            format!("team-{i}.csv"),
-            colleagues(seed + i, 5),
-            "roster of 5",
-        ));
+            financial_series,
+            100..2000,
+        ),
+        ("team-{}.csv", "roster of 5", colleagues, 5..5),
+    ];
+    for i in 0..20u64 {
+        for (name, what, make, lines) in &negatives {
+            out.push(Sample {
+                name: name.replace("{}", &i.to_string()),
+                // A fixed size (an empty range) draws nothing from the generator.
+                bytes: make(seed + i, lines_or(&mut rng, lines)),
+                positive: false,
+                records: 0,
+                what: what.to_string(),
+            });
+        }
     }
     out
 }

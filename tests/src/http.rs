@@ -120,21 +120,25 @@ impl Client {
     /// GET `path`.
     pub fn get(&self, path: &str) -> Reply {
         let url = format!("{}{path}", self.base);
-        let mut req = self.agent.get(&url);
-        for (k, v) in self.headers() {
-            req = req.header(k, &v);
-        }
-        self.finish(req.call(), &url)
+        self.bodiless(self.agent.get(&url), &url)
     }
 
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Reply {
         let url = format!("{}{path}", self.base);
-        let mut req = self.agent.delete(&url);
+        self.bodiless(self.agent.delete(&url), &url)
+    }
+
+    /// Sends a request without a body, with this client's headers.
+    fn bodiless(
+        &self,
+        mut req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+        url: &str,
+    ) -> Reply {
         for (k, v) in self.headers() {
             req = req.header(k, &v);
         }
-        self.finish(req.call(), &url)
+        self.finish(req.call(), url)
     }
 
     /// `method` (POST or PATCH) with a JSON body.

@@ -16,6 +16,29 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// A policy folder `root/policies` holding one file, `name`, with `toml`.
+pub fn policy_dir(root: &Path, name: &str, toml: &str) -> PathBuf {
+    let dir = root.join("policies");
+    std::fs::create_dir_all(&dir).expect("policy folder");
+    std::fs::write(dir.join(name), toml).expect("policy file");
+    dir
+}
+
+/// Whether the tests run as root (the agent's own privilege; attacks then run as another uid).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// For a scenario that needs root: true as root, else says so on stderr and returns false.
+pub fn root_or_skip() -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+    }
+    root
+}
+
 /// The directory holding the workspace's binaries, building them if a test runs alone.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -206,14 +229,52 @@ pub fn run(exe: &str, args: &[&str]) -> Output {
 
 /// Runs a binary that must succeed; returns its stdout.
 pub fn run_ok(exe: &str, args: &[&str]) -> String {
-    let out = run(exe, args);
+    succeed(
+        Command::new(bin(exe))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null()),
+    )
+}
+
+/// Runs a prepared command that must succeed (else panics with the command, its status and
+/// its stderr); returns its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    checked(&format!("{cmd:?}"), out)
+}
+
+/// The stdout of a finished process that must have succeeded (else panics naming `what`).
+pub fn checked(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "{exe} {args:?} failed: {}\n{}",
+        "{what} failed: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `holdfast-agent`'s arguments to enroll with the collector at `addr` into `data_dir`.
+pub fn enroll_args<'a>(addr: &'a str, token: &'a str, data_dir: &'a str) -> [&'a str; 7] {
+    [
+        "enroll",
+        "--collector",
+        addr,
+        "--token",
+        token,
+        "--data-dir",
+        data_dir,
+    ]
+}
+
+/// Runs a binary that must fail; returns its stderr.
+pub fn run_err(exe: &str, args: &[&str]) -> String {
+    let out = run(exe, args);
+    assert!(!out.status.success(), "{exe} {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Parses JSON-lines output.
@@ -238,6 +299,14 @@ impl Collector {
     /// Writes a config under `root` and starts `holdfast-collector serve`.
     pub fn start(root: &Path) -> Collector {
         Collector::start_with(root, "")
+    }
+
+    /// A fresh temporary folder and a collector started in it with `extra` config lines: the
+    /// opening of most scenarios. Keep the folder alive as long as the collector.
+    pub fn scratch(extra: &str) -> (tempfile::TempDir, Collector) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let c = Collector::start_with(tmp.path(), extra);
+        (tmp, c)
     }
 
     /// Like [`Collector::start`], with extra config lines (e.g. `offline_after = "2s"`).
@@ -335,6 +404,16 @@ impl Collector {
         json_lines(&self.cli(&["alerts", "list", "--json"]))
     }
 
+    /// The first stored event whose field `key` is `value` (`"kind"`, `"path"`).
+    pub fn event_where(&self, key: &str, value: &str) -> Option<serde_json::Value> {
+        self.events().into_iter().find(|e| e[key] == value)
+    }
+
+    /// The first stored alert whose field `key` is `value` (`"path"`, `"rule_id"`).
+    pub fn alert_where(&self, key: &str, value: &str) -> Option<serde_json::Value> {
+        self.alerts().into_iter().find(|a| a[key] == value)
+    }
+
     pub fn events(&self) -> Vec<serde_json::Value> {
         json_lines(&self.cli(&["events", "list", "--json", "--limit", "1000000"]))
     }
@@ -390,7 +469,12 @@ pub struct Agent {
 impl Agent {
     /// Enrolls a new agent for `user` against `collector` and starts `holdfast-agent run`.
     pub fn enroll_and_start(root: &Path, collector: &Collector, user: &str) -> Agent {
-        let mut a = Agent::enroll(root, collector, user, "");
+        Agent::started(root, collector, user, "")
+    }
+
+    /// Enrolls with `extra` config lines and starts, waiting until the agent runs.
+    pub fn started(root: &Path, collector: &Collector, user: &str, extra: &str) -> Agent {
+        let mut a = Agent::enroll(root, collector, user, extra);
         a.start();
         a
     }

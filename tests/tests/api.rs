@@ -24,8 +24,7 @@ struct World {
 
 /// A collector, an agent for `ana`, one CRM export alert, and a client per role.
 fn world() -> World {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
     let export = agent.watched.join("report1700000000000.csv");
     std::fs::write(&export, corpus::salesforce_contacts(7, 240)).unwrap();
@@ -171,26 +170,30 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
     let patch = |c: &Client, body: serde_json::Value| {
         c.send("PATCH", &format!("/api/v1/alerts/{id}"), &body)
     };
-    refused(
-        &patch(&w.auditor, json!({"status": "triaged"})),
-        "forbidden",
-        "auditor",
-    );
-    refused(
-        &patch(&w.it, json!({"status": "triaged"})),
-        "forbidden",
-        "triage",
-    );
-    refused(
-        &patch(&w.analyst, json!({"stauts": "triaged"})),
-        "bad_request",
-        "stauts",
-    );
-    refused(
-        &patch(&w.analyst, json!({"status": "done"})),
-        "bad_request",
-        "status",
-    );
+    // (who, body, error code, a word the message must hold)
+    for (who, body, code, names) in [
+        (
+            &w.auditor,
+            json!({"status": "triaged"}),
+            "forbidden",
+            "auditor",
+        ),
+        (&w.it, json!({"status": "triaged"}), "forbidden", "triage"),
+        (
+            &w.analyst,
+            json!({"stauts": "triaged"}),
+            "bad_request",
+            "stauts",
+        ),
+        (
+            &w.analyst,
+            json!({"status": "done"}),
+            "bad_request",
+            "status",
+        ),
+    ] {
+        refused(&patch(who, body), code, names);
+    }
     refused(
         &w.analyst.send_raw(
             "PATCH",
@@ -549,8 +552,7 @@ fn every_endpoint_enforces_roles_validates_input_and_audits_changes() {
 
 #[test]
 fn browser_sessions_need_their_csrf_token_and_one_time_logins_are_spent() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (_tmp, collector) = Collector::scratch("");
     let anon = Client::new(&collector.url(""));
     let login = collector
         .cli(&[

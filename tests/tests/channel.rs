@@ -7,7 +7,7 @@
 
 use holdfast_shared::event::{Action, EventBody, FileActivity};
 use holdfast_shared::wire::close;
-use holdfast_tests::{corpus, run, wait_for, Agent, Collector};
+use holdfast_tests::{corpus, enroll_args, run_err, wait_for, Agent, Collector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -133,8 +133,7 @@ fn collector_killed_mid_burst_stores_exactly_20000_events() {
 #[test]
 fn agent_killed_mid_send_loses_and_doubles_nothing() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut c = Collector::start_with(tmp.path(), "max_events_per_sec = 1000");
+    let (tmp, mut c) = Collector::scratch("max_events_per_sec = 1000");
     let mut a = Agent::enroll_and_start(tmp.path(), &c, "dan");
     let id = device_id(&a);
     c.kill();
@@ -159,8 +158,7 @@ fn agent_killed_mid_send_loses_and_doubles_nothing() {
 #[test]
 fn fifty_thousand_offline_events_drain_in_order() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut c = Collector::start(tmp.path());
+    let (tmp, mut c) = Collector::scratch("");
     let agents: Vec<Agent> = ["eve", "fay", "gus"]
         .iter()
         .map(|u| Agent::enroll_and_start(tmp.path(), &c, u))
@@ -198,10 +196,8 @@ fn fifty_thousand_offline_events_drain_in_order() {
 #[test]
 fn a_small_spool_holds_its_bound_keeps_exports_and_reports_drops_exactly() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "hal", "spool_max = \"64KiB\"");
-    a.start();
+    let (tmp, mut c) = Collector::scratch("");
+    let a = Agent::started(tmp.path(), &c, "hal", "spool_max = \"64KiB\"");
     let id = device_id(&a);
     c.kill();
     a.write_files("low", 1000);
@@ -279,8 +275,7 @@ fn a_small_spool_holds_its_bound_keeps_exports_and_reports_drops_exactly() {
 #[test]
 fn tampered_spool_rows_and_expired_tokens_are_caught() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut c = Collector::start(tmp.path());
+    let (tmp, mut c) = Collector::scratch("");
 
     // An expired token is refused by name.
     let token = c
@@ -288,20 +283,8 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
         .trim()
         .to_string();
     std::thread::sleep(Duration::from_millis(1500));
-    let out = run(
-        "holdfast-agent",
-        &[
-            "enroll",
-            "--collector",
-            &c.addr(),
-            "--token",
-            &token,
-            "--data-dir",
-            &tmp.path().join("late").display().to_string(),
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let late = tmp.path().join("late").display().to_string();
+    let err = run_err("holdfast-agent", &enroll_args(&c.addr(), &token, &late));
     assert!(err.contains("token expired"), "{err}");
 
     // A leaver edits one spooled event and deletes another while the collector is away.
@@ -357,10 +340,8 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
 #[test]
 fn signed_policies_reach_agents_and_stale_devices_show() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "jon", "heartbeat_ms = 300");
-    a.start();
+    let (tmp, c) = Collector::scratch("");
+    let mut a = Agent::started(tmp.path(), &c, "jon", "heartbeat_ms = 300");
     let id = device_id(&a);
     wait_for("the first heartbeat", SHORT, || {
         c.devices()[0]["policy_version"]
@@ -369,13 +350,11 @@ fn signed_policies_reach_agents_and_stale_devices_show() {
             .map(|_| ())
     });
     a.stop();
-    let pdir = tmp.path().join("policies");
-    std::fs::create_dir(&pdir).unwrap();
-    std::fs::write(
-        pdir.join("notes.toml"),
+    let pdir = holdfast_tests::policy_dir(
+        tmp.path(),
+        "notes.toml",
         "[[rule]]\nid = \"notes-watch\"\nseverity = \"medium\"\nactions = [\"created\"]\npaths = [\"~/Downloads/**/*.txt\"]\n",
-    )
-    .unwrap();
+    );
     let published: serde_json::Value = serde_json::from_str(
         c.cli(&["policy", "publish", &pdir.display().to_string(), "--json"])
             .trim(),
@@ -426,8 +405,7 @@ fn signed_policies_reach_agents_and_stale_devices_show() {
 #[test]
 fn certificates_renew_before_they_expire() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start_with(tmp.path(), "cert_lifetime = \"12s\"");
+    let (tmp, c) = Collector::scratch("cert_lifetime = \"12s\"");
     let mut a = Agent::enroll(tmp.path(), &c, "kim", "heartbeat_ms = 500");
     let enrolled = Instant::now();
     a.start();
@@ -459,8 +437,7 @@ fn certificates_renew_before_they_expire() {
 #[test]
 fn skewed_clocks_are_flagged_and_do_not_misplace_events() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
+    let (tmp, c) = Collector::scratch("");
     let mut a = Agent::enroll(tmp.path(), &c, "lea", "");
     let two_hours: i64 = 2 * 3600 * 1000;
     a.env = vec![("HOLDFAST_CLOCK_SKEW_MS".into(), two_hours.to_string())];
@@ -500,10 +477,8 @@ fn skewed_clocks_are_flagged_and_do_not_misplace_events() {
 #[test]
 fn silent_agents_raise_an_offline_alert_and_their_return_is_noted() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start_with(tmp.path(), "offline_after = \"2s\"");
-    let mut a = Agent::enroll(tmp.path(), &c, "max", "heartbeat_ms = 300");
-    a.start();
+    let (tmp, c) = Collector::scratch("offline_after = \"2s\"");
+    let mut a = Agent::started(tmp.path(), &c, "max", "heartbeat_ms = 300");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         system_alerts(&c).is_empty(),
@@ -530,8 +505,7 @@ fn silent_agents_raise_an_offline_alert_and_their_return_is_noted() {
 #[test]
 fn hostile_frames_close_the_connection_and_udp_junk_disturbs_nobody() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
+    let (tmp, c) = Collector::scratch("");
     let a = Agent::enroll_and_start(tmp.path(), &c, "ned");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -646,8 +620,7 @@ fn held_header_len(held: &[u8]) -> usize {
 fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
     const PIECE: usize = 2 * 1024 * 1024;
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
+    let (tmp, c) = Collector::scratch("");
     let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
     let imported = import_customers(&c, tmp.path(), 600_000);
     assert_eq!(imported["customers"], 600_000);
@@ -738,6 +711,14 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
     );
 }
 
+/// Waits until every one of `paths` is stored.
+fn all_stored(c: &Collector, paths: &[String], what: &str) {
+    wait_for(what, DEADLINE, || {
+        let got = stored_paths(c);
+        paths.iter().all(|p| got.contains_key(p)).then_some(())
+    });
+}
+
 /// The paths of the collector's stored events, with how often each was stored.
 fn stored_paths(c: &Collector) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -755,15 +736,10 @@ fn system_alert(c: &Collector, rule: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "gus", "heartbeat_ms = 300");
-    a.start();
+    let (tmp, c) = Collector::scratch("");
+    let mut a = Agent::started(tmp.path(), &c, "gus", "heartbeat_ms = 300");
     let first = a.write_files("first", 5);
-    wait_for("the first files", DEADLINE, || {
-        let got = stored_paths(&c);
-        first.iter().all(|p| got.contains_key(p)).then_some(())
-    });
+    all_stored(&c, &first, "the first files");
     // The spool is wiped (a reinstall, a disk restore): the next events start at seq 1 again,
     // below the collector's highest sequence number for this device.
     a.stop();
@@ -796,15 +772,10 @@ fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
 
 #[test]
 fn two_agents_on_one_identity_are_detected_and_both_kept() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "hal", "heartbeat_ms = 300");
-    a.start();
+    let (tmp, c) = Collector::scratch("");
+    let mut a = Agent::started(tmp.path(), &c, "hal", "heartbeat_ms = 300");
     let early = a.write_files("early", 2);
-    wait_for("the early files", DEADLINE, || {
-        let got = stored_paths(&c);
-        early.iter().all(|p| got.contains_key(p)).then_some(())
-    });
+    all_stored(&c, &early, "the early files");
     a.stop();
     // Its whole data directory (identity, key, spool) copied to a second machine.
     let twin_dir = tmp.path().join("agent-twin");
@@ -874,10 +845,8 @@ fn two_agents_on_one_identity_are_detected_and_both_kept() {
 #[test]
 fn a_refused_customer_set_is_not_fetched_again_at_every_heartbeat() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "olga", "heartbeat_ms = 300");
-    a.start();
+    let (tmp, c) = Collector::scratch("");
+    let a = Agent::started(tmp.path(), &c, "olga", "heartbeat_ms = 300");
     // The collector's signing key is replaced after the agent pinned the old one.
     let key = c.dir.join("signing.key");
     std::fs::remove_file(&key).unwrap();

@@ -60,22 +60,12 @@ fn precision_and_recall_on_the_labelled_corpus() {
 /// buffered a file (or a bomb) would fail to allocate and the scan would not succeed.
 fn scan_bounded(path: &std::path::Path) -> serde_json::Value {
     let bin = holdfast_tests::bin("holdfast-agent");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 131072; exec '{}' scan --json '{}'",
-            bin.display(),
-            path.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scan of {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let out = holdfast_tests::succeed(std::process::Command::new("sh").arg("-c").arg(format!(
+        "ulimit -v 131072; exec '{}' scan --json '{}'",
+        bin.display(),
+        path.display()
+    )));
+    serde_json::from_str(&out).unwrap()
 }
 
 #[test]

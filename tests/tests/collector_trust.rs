@@ -19,19 +19,13 @@ fn mode(p: &std::path::Path) -> u32 {
 /// Runs a collector subcommand with `USER` set to someone else: the audit must not care.
 fn cli_as_spoofed(c: &Collector, args: &[&str]) -> String {
     let cfg = c.config.display().to_string();
-    let out = Command::new(bin("holdfast-collector"))
-        .args(args)
-        .args(["--config", &cfg])
-        .env("USER", "mallory")
-        .env_remove("SUDO_USER")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    holdfast_tests::succeed(
+        Command::new(bin("holdfast-collector"))
+            .args(args)
+            .args(["--config", &cfg])
+            .env("USER", "mallory")
+            .env_remove("SUDO_USER"),
+    )
 }
 
 fn me() -> String {
@@ -41,8 +35,7 @@ fn me() -> String {
 
 #[test]
 fn files_audit_logins_and_listings_hold_against_local_users() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
+    let (tmp, c) = Collector::scratch("");
     // Its files are its own: 0700 folder, 0600 database and keys.
     assert_eq!(mode(&c.dir), 0o700);
     for f in ["collector.db", "ca.key", "signing.key"] {
@@ -142,8 +135,7 @@ fn files_audit_logins_and_listings_hold_against_local_users() {
 
 #[test]
 fn enrollment_takes_its_token_from_a_file_or_standard_input() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
+    let (tmp, c) = Collector::scratch("");
     let token = c.token("ana");
     let cfg = tmp.path().join("agent.toml");
     std::fs::write(
@@ -163,13 +155,8 @@ fn enrollment_takes_its_token_from_a_file_or_standard_input() {
         .spawn()
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("enrolled as device"));
+    let out = holdfast_tests::checked("enroll", child.wait_with_output().unwrap());
+    assert!(out.contains("enrolled as device"));
     // An empty file is a clear error naming the flag and file.
     let empty = tmp.path().join("empty.token");
     std::fs::write(&empty, "\n").unwrap();

@@ -11,8 +11,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_audit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
     // Two exports: the newer is the one at the top of the queue.
     let first = agent.watched.join("report1700000000000.csv");

@@ -15,8 +15,7 @@ const CUSTOMER_EVERY: usize = 100;
 
 #[test]
 fn a_burst_of_100k_files_in_new_nested_folders_is_reported_once_each() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
     let export = corpus::salesforce_contacts(3, 60);
     let burst = agent.watched.join("burst");
@@ -121,8 +120,7 @@ fn a_burst_of_100k_files_in_new_nested_folders_is_reported_once_each() {
 
 #[test]
 fn a_polled_place_is_covered_and_the_collector_sees_the_coverage() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let share = tmp.path().join("share");
     std::fs::create_dir_all(share.join("old")).unwrap();
     std::fs::write(
@@ -151,10 +149,7 @@ fn a_polled_place_is_covered_and_the_collector_sees_the_coverage() {
     std::fs::create_dir_all(dropped.parent().unwrap()).unwrap();
     std::fs::write(&dropped, corpus::salesforce_contacts(2, 90)).unwrap();
     let alert = wait_for("the polled file's alert", Duration::from_secs(30), || {
-        collector
-            .alerts()
-            .into_iter()
-            .find(|a| a["path"] == dropped.display().to_string())
+        collector.alert_where("path", &dropped.display().to_string())
     });
     assert_eq!(alert["records"], 90);
     assert!(
@@ -179,8 +174,7 @@ fn a_polled_place_is_covered_and_the_collector_sees_the_coverage() {
 /// scanning what it could not watch.
 #[test]
 fn an_exhausted_watch_limit_is_reported_and_what_is_left_is_polled() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let mut agent = Agent::enroll(
         tmp.path(),
         &collector,
@@ -203,10 +197,7 @@ fn an_exhausted_watch_limit_is_reported_and_what_is_left_is_polled() {
     .to_vec();
     agent.start();
     let notice = wait_for("the watch-limit notice", Duration::from_secs(30), || {
-        collector
-            .events()
-            .into_iter()
-            .find(|e| e["kind"] == "watch_limit")
+        collector.event_where("kind", "watch_limit")
     });
     let message = notice["message"].as_str().unwrap();
     assert!(
@@ -225,10 +216,7 @@ fn an_exhausted_watch_limit_is_reported_and_what_is_left_is_polled() {
     std::fs::create_dir_all(deep.parent().unwrap()).unwrap();
     std::fs::write(&deep, corpus::salesforce_contacts(4, 75)).unwrap();
     let alert = wait_for("the export's alert", Duration::from_secs(30), || {
-        collector
-            .alerts()
-            .into_iter()
-            .find(|a| a["path"] == deep.display().to_string())
+        collector.alert_where("path", &deep.display().to_string())
     });
     assert_eq!(alert["records"], 75);
     let events_for_it = collector

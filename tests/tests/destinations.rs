@@ -16,6 +16,19 @@ struct Stick {
 }
 
 impl Stick {
+    /// A stick mounted and taken on by `agent`, which follows the mount table: the stick
+    /// becomes a watched place.
+    fn taken_on(agent: &Agent, label: &str) -> Stick {
+        let stick = Stick::mount(label);
+        wait_for("the agent to take the stick on", DEADLINE, || {
+            agent
+                .log()
+                .contains(&format!("mount={}", stick.mount.display()))
+                .then_some(())
+        });
+        stick
+    }
+
     fn mount(label: &str) -> Stick {
         assert_eq!(
             std::fs::metadata("/proc/self").unwrap().uid(),
@@ -53,27 +66,16 @@ fn events_at(c: &Collector, path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn an_export_copied_to_removable_media_is_a_critical_alert_naming_the_medium() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
-    let stick = Stick::mount("KINGSTON");
-    // The agent follows the mount table: the stick becomes a watched place.
-    wait_for("the agent to take the stick on", DEADLINE, || {
-        agent
-            .log()
-            .contains(&format!("mount={}", stick.mount.display()))
-            .then_some(())
-    });
+    let stick = Stick::taken_on(&agent, "KINGSTON");
     let export = corpus::salesforce_contacts(5, 120);
     let on_stick = stick.mount.join("q3-clients.csv");
     std::fs::write(&on_stick, &export).unwrap();
     let prices = stick.mount.join("prices.csv");
     std::fs::write(&prices, corpus::price_list(2, 100)).unwrap();
     let alert = wait_for("the removable-media alert", DEADLINE, || {
-        collector
-            .alerts()
-            .into_iter()
-            .find(|a| a["path"] == on_stick.display().to_string())
+        collector.alert_where("path", &on_stick.display().to_string())
     });
     assert_eq!(alert["rule_id"], "exfil.removable-media");
     assert_eq!(alert["severity"], "critical");
@@ -98,8 +100,7 @@ fn an_export_copied_to_removable_media_is_a_critical_alert_naming_the_medium() {
 
 #[test]
 fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let mut agent = Agent::enroll(tmp.path(), &collector, "ben", "");
     // The Dropbox folder exists before the agent starts: the policy's cloud folders that
     // exist are watched.
@@ -117,10 +118,7 @@ fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not()
     let prices = dropbox.join("prices.csv");
     std::fs::write(&prices, corpus::price_list(3, 100)).unwrap();
     let alert = wait_for("the cloud alert", DEADLINE, || {
-        collector
-            .alerts()
-            .into_iter()
-            .find(|a| a["path"] == export.display().to_string())
+        collector.alert_where("path", &export.display().to_string())
     });
     assert_eq!(alert["rule_id"], "exfil.cloud-sync");
     assert_eq!(alert["records"], 90);
@@ -143,10 +141,7 @@ fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not()
     let later = onedrive.join("handover.csv");
     std::fs::write(&later, corpus::salesforce_contacts(9, 70)).unwrap();
     let alert = wait_for("the OneDrive alert", DEADLINE, || {
-        collector
-            .alerts()
-            .into_iter()
-            .find(|a| a["path"] == later.display().to_string())
+        collector.alert_where("path", &later.display().to_string())
     });
     assert_eq!(alert["rule_id"], "exfil.cloud-sync");
     assert_eq!(
@@ -158,16 +153,9 @@ fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not()
 #[test]
 fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
     use std::io::Write;
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
-    let stick = Stick::mount("SANDISK");
-    wait_for("the agent to take the stick on", DEADLINE, || {
-        agent
-            .log()
-            .contains(&format!("mount={}", stick.mount.display()))
-            .then_some(())
-    });
+    let stick = Stick::taken_on(&agent, "SANDISK");
     let export = corpus::salesforce_contacts(8, 150);
     let original = agent.watched.join("report1700000000000.csv");
     std::fs::write(&original, &export).unwrap();
@@ -194,10 +182,7 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
     // One story, one alert: export → rename → zip → stick within the hour is a single
     // critical sequence alert; the steps' own alerts are merged into it.
     let alert = wait_for("the sequence alert", DEADLINE, || {
-        collector
-            .alerts()
-            .into_iter()
-            .find(|a| a["rule_id"] == "holdfast.exfil_sequence")
+        collector.alert_where("rule_id", "holdfast.exfil_sequence")
     });
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["path"], on_stick.display().to_string());
@@ -269,8 +254,7 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
 /// still links back to the export it came from.
 #[test]
 fn a_copy_made_after_an_agent_restart_links_back_to_the_export() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "dan");
     let original = agent.watched.join("contacts-export.csv");
     std::fs::write(&original, corpus::salesforce_contacts(12, 80)).unwrap();

@@ -5,7 +5,7 @@
 use holdfast_shared::event::{AgentNotice, EventBody, SealedEvent, GENESIS};
 use holdfast_shared::time::UnixMs;
 use holdfast_shared::wire::{close, Message};
-use holdfast_tests::{corpus, run, wait_for, Agent, Collector};
+use holdfast_tests::{corpus, enroll_args, run, run_err, wait_for, Agent, Collector};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -16,8 +16,7 @@ fn event_for<'a>(events: &'a [serde_json::Value], path: &str) -> Vec<&'a serde_j
 
 #[test]
 fn crm_export_becomes_an_alert_and_lookalikes_do_not() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
 
     let export = corpus::salesforce_contacts(7, 240);
@@ -77,8 +76,7 @@ fn crm_export_becomes_an_alert_and_lookalikes_do_not() {
 
 #[test]
 fn agent_spools_while_collector_is_down_and_delivers_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut collector = Collector::start(tmp.path());
+    let (tmp, mut collector) = Collector::scratch("");
     let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "bob");
 
     // One event through first, so the agent has a live connection that then dies.
@@ -158,8 +156,7 @@ fn notice_batch() -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_refuses_agents_without_a_valid_certificate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let ca = collector.ca_der();
 
     // 1. No client certificate: the connection is closed as unauthenticated.
@@ -233,16 +230,11 @@ async fn collector_refuses_agents_without_a_valid_certificate() {
         ),
     )
     .unwrap();
-    let out = run(
+    let err = run_err(
         "holdfast-agent",
         &["run", "--config", &cfg_path.display().to_string()],
     );
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not enrolled"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(err.contains("not enrolled"), "{err}");
 
     // Nothing from any of them was stored.
     let events = tokio::task::spawn_blocking(move || collector.events())
@@ -253,72 +245,21 @@ async fn collector_refuses_agents_without_a_valid_certificate() {
 
 #[test]
 fn enrollment_tokens_are_single_use_and_pin_the_ca() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let token = collector.token("carol");
     let addr = collector.addr();
     let d1 = tmp.path().join("d1").display().to_string();
     let d2 = tmp.path().join("d2").display().to_string();
-    holdfast_tests::run_ok(
-        "holdfast-agent",
-        &[
-            "enroll",
-            "--collector",
-            &addr,
-            "--token",
-            &token,
-            "--data-dir",
-            &d1,
-        ],
-    );
-    let again = run(
-        "holdfast-agent",
-        &[
-            "enroll",
-            "--collector",
-            &addr,
-            "--token",
-            &token,
-            "--data-dir",
-            &d2,
-        ],
-    );
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("token already used"));
+    holdfast_tests::run_ok("holdfast-agent", &enroll_args(&addr, &token, &d1));
+    let again = run_err("holdfast-agent", &enroll_args(&addr, &token, &d2));
+    assert!(again.contains("token already used"), "{again}");
     // A token whose CA fingerprint is not this collector's: the agent refuses to talk.
     let fresh = collector.token("carol");
     let forged = format!("{}{}", &fresh[..fresh.len() - 64], "0".repeat(64));
-    let out = run(
-        "holdfast-agent",
-        &[
-            "enroll",
-            "--collector",
-            &addr,
-            "--token",
-            &forged,
-            "--data-dir",
-            &d2,
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("collector CA does not match"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = run_err("holdfast-agent", &enroll_args(&addr, &forged, &d2));
+    assert!(err.contains("collector CA does not match"), "{err}");
     // The un-forged token was not spent by the refused attempt.
-    holdfast_tests::run_ok(
-        "holdfast-agent",
-        &[
-            "enroll",
-            "--collector",
-            &addr,
-            "--token",
-            &fresh,
-            "--data-dir",
-            &d2,
-        ],
-    );
+    holdfast_tests::run_ok("holdfast-agent", &enroll_args(&addr, &fresh, &d2));
     let devices = holdfast_tests::json_lines(&collector.cli(&["devices", "list", "--json"]));
     assert_eq!(devices.len(), 2);
 }
@@ -326,13 +267,11 @@ fn enrollment_tokens_are_single_use_and_pin_the_ca() {
 #[test]
 fn policy_typo_is_reported_with_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("policies");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("exports.toml"),
+    let dir = holdfast_tests::policy_dir(
+        tmp.path(),
+        "exports.toml",
         "[[rule]]\nid = \"x\"\nseverity = \"high\"\n[rule.content]\nmin_record = 50\n",
-    )
-    .unwrap();
+    );
     let d = dir.display().to_string();
     let out = run("holdfast-collector", &["policy", "check", &d]);
     assert_eq!(out.status.code(), Some(1));
@@ -345,12 +284,11 @@ fn policy_typo_is_reported_with_file_line_and_column() {
     // The agent refuses the same broken pack with the same message.
     let f = tmp.path().join("a.csv");
     std::fs::write(&f, "x\n").unwrap();
-    let out = run(
+    let err = run_err(
         "holdfast-agent",
         &["scan", "--policies", &d, &f.display().to_string()],
     );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
+    assert!(err.contains(&want), "{err}");
     // The shipped pack is valid.
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let ok = holdfast_tests::run_ok(
@@ -495,8 +433,7 @@ fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
 
 #[test]
 fn revoked_device_is_cut_off_within_seconds_and_refused_after() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "erin");
     let first = agent.watched.join("before.txt");
     std::fs::write(&first, b"before revocation").unwrap();
@@ -548,11 +485,9 @@ fn revoked_device_is_cut_off_within_seconds_and_refused_after() {
 
 #[test]
 fn a_busy_device_is_cut_off_too() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     // Heartbeats every 300 ms and a file every 200 ms: the connection is never idle.
-    let mut agent = Agent::enroll(tmp.path(), &collector, "fay", "heartbeat_ms = 300");
-    agent.start();
+    let agent = Agent::started(tmp.path(), &collector, "fay", "heartbeat_ms = 300");
     let device = agent.status()["device_id"].as_str().unwrap().to_string();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (dir, s) = (agent.watched.clone(), stop.clone());

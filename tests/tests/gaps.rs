@@ -51,6 +51,24 @@ fn burst(
     })
 }
 
+/// A burst of 1,000 exports into `dir` while `disrupt` runs 20 times at random points
+/// (from `seed`); gives each export's path and SHA-256 once the burst is over.
+fn burst_disrupted(
+    dir: std::path::PathBuf,
+    seed: u64,
+    mut disrupt: impl FnMut(),
+) -> BTreeMap<String, String> {
+    let writer = burst(dir, 1000);
+    for pause in pauses(seed, CYCLES) {
+        std::thread::sleep(pause);
+        disrupt();
+    }
+    writer.join().unwrap()
+}
+
+/// How many times the kill tests disrupt their burst.
+const CYCLES: usize = 20;
+
 /// `cycles` pauses of 0.1 to 1.1 s, from `seed` (a xorshift): random kill points that a
 /// failing run can replay.
 fn pauses(mut seed: u64, cycles: usize) -> Vec<Duration> {
@@ -101,8 +119,7 @@ fn reported_once(c: &Collector, want: &BTreeMap<String, String>) {
 #[test]
 fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
     let already = write_export(&agent, 999);
     wait_for("the first export", DEADLINE, || {
@@ -118,9 +135,7 @@ fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() 
     let message = stopped[0]["message"].as_str().unwrap();
     assert!(message.contains("SIGTERM from pid"), "{message}");
     let alert = collector
-        .alerts()
-        .into_iter()
-        .find(|a| a["rule_id"] == "holdfast.agent_stopped")
+        .alert_where("rule_id", "holdfast.agent_stopped")
         .expect("an agent_stopped alert");
     assert_eq!(alert["severity"], "medium");
     assert!(collector.devices()[0]["last_stop"]
@@ -153,9 +168,7 @@ fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() 
         "{message}"
     );
     let alert = collector
-        .alerts()
-        .into_iter()
-        .find(|a| a["rule_id"] == "holdfast.coverage_gap")
+        .alert_where("rule_id", "holdfast.coverage_gap")
         .expect("a coverage_gap alert");
     assert_eq!(
         (alert["severity"].as_str(), alert["records"].as_u64()),
@@ -167,19 +180,13 @@ fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() 
 #[test]
 fn twenty_kill_9_cycles_during_a_burst_report_every_export_once() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
-    const FILES: usize = 1000;
-    const CYCLES: usize = 20;
     // The burst: 1,000 exports over about 20 s while the agent is killed and started again.
-    let writer = burst(agent.watched.clone(), FILES);
-    for pause in pauses(0x2545_f491_4f6c_dd1d, CYCLES) {
-        std::thread::sleep(pause);
+    let want = burst_disrupted(agent.watched.clone(), 0x2545_f491_4f6c_dd1d, || {
         agent.kill();
         agent.start();
-    }
-    let want = writer.join().unwrap();
+    });
     reported_once(&collector, &want);
     // Every crash shows as a gap notice naming it a crash.
     let gaps = wait_for("a gap notice for every crash", DEADLINE, || {
@@ -196,18 +203,12 @@ fn twenty_kill_9_cycles_during_a_burst_report_every_export_once() {
 #[test]
 fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut collector = Collector::start(tmp.path());
+    let (tmp, mut collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
-    const FILES: usize = 1000;
-    const CYCLES: usize = 20;
-    let writer = burst(agent.watched.clone(), FILES);
-    for pause in pauses(0x9e37_79b9_7f4a_7c15, CYCLES) {
-        std::thread::sleep(pause);
+    let want = burst_disrupted(agent.watched.clone(), 0x9e37_79b9_7f4a_7c15, || {
         collector.kill();
         collector.restart();
-    }
-    let want = writer.join().unwrap();
+    });
     reported_once(&collector, &want);
     // The agent never stopped: no gap, no stop.
     assert!(notices(&collector, "agent_gap").is_empty());
@@ -221,8 +222,7 @@ fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing(
 #[test]
 fn exports_deleted_before_they_settle_or_kept_busy_are_still_reported() {
     let _t = turn();
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
     let quick = agent.watched.join("report1700000000001.csv");
     let body = corpus::salesforce_contacts(11, 80);

@@ -4,7 +4,7 @@
 //! export written afterwards still alerts).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::{corpus, json_lines, run, wait_for, Agent, Collector};
+use holdfast_tests::{corpus, json_lines, root_or_skip, run, wait_for, Agent, Collector};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,12 +13,6 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The attacker's uid and gid: no passwd entry, no groups, no privilege.
 const USER: u32 = 4243;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
 
 /// Runs `script` with `sh` as the unprivileged user; returns whether it succeeded.
 fn as_user(script: &str) -> bool {
@@ -93,6 +87,11 @@ struct Laptop {
 }
 
 impl Laptop {
+    /// The scenario's laptop, or `None` (said on stderr) when the tests do not run as root.
+    fn as_root(extra: &str) -> Option<Laptop> {
+        root_or_skip().then(|| Laptop::new(extra))
+    }
+
     fn new(extra: &str) -> Laptop {
         let tmp = tempfile::tempdir().unwrap();
         let base = tmp.path().to_path_buf();
@@ -206,11 +205,9 @@ fn receipt<'a>(receipts: &'a [serde_json::Value], action: &str) -> &'a serde_jso
 
 #[test]
 fn restore_and_purge_cannot_be_steered_to_root_files() {
-    if !is_root() {
-        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+    let Some(mut l) = Laptop::as_root("") else {
         return;
-    }
-    let mut l = Laptop::new("");
+    };
     let home = l.home();
     let export = home.join("Downloads/report1700000000000.csv");
     std::fs::write(&export, corpus::salesforce_contacts(3, 200)).unwrap();
@@ -272,11 +269,9 @@ fn restore_and_purge_cannot_be_steered_to_root_files() {
 
 #[test]
 fn a_link_renamed_over_an_export_while_quarantine_reads_it_changes_nothing_of_root() {
-    if !is_root() {
-        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+    let Some(mut l) = Laptop::as_root("") else {
         return;
-    }
-    let mut l = Laptop::new("");
+    };
     let home = l.home();
     // Big enough that quarantine's read of it takes a while.
     let big = home.join("Desktop/contacts.csv");
@@ -340,11 +335,9 @@ fn a_link_renamed_over_an_export_while_quarantine_reads_it_changes_nothing_of_ro
 
 #[test]
 fn fifos_swapped_in_never_hang_the_agent_200_rounds() {
-    if !is_root() {
-        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+    let Some(mut l) = Laptop::as_root("") else {
         return;
-    }
-    let mut l = Laptop::new("");
+    };
     l.a.start();
     let h = l.home().display().to_string();
     // Each round writes an export and swaps a FIFO in under its name, at a different moment
@@ -387,11 +380,9 @@ fn fifos_swapped_in_never_hang_the_agent_200_rounds() {
 
 #[test]
 fn links_in_the_watched_places_are_never_followed() {
-    if !is_root() {
-        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+    let Some(mut l) = Laptop::as_root("") else {
         return;
-    }
-    let mut l = Laptop::new("");
+    };
     let h = l.home().display().to_string();
     let outside = l.root("");
     // Before the agent starts (its index walk and watches) and after (a new folder's scan).
@@ -430,11 +421,9 @@ fn links_in_the_watched_places_are_never_followed() {
 fn odd_names_come_back_byte_identical_and_never_collide() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
-    if !is_root() {
-        eprintln!("needs root: the agent runs as root and the attacker as another uid");
+    let Some(mut l) = Laptop::as_root("") else {
         return;
-    }
-    let mut l = Laptop::new("");
+    };
     let dl = l.home().join("Downloads");
     // Two names that differ only in a byte that is not UTF-8 (lossy text makes them one),
     // and a name of 255 bytes, the most a file system allows.

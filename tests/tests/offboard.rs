@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_tests::hook::{signed_json, Hook};
-use holdfast_tests::{corpus, json_lines, run, wait_for, Agent, Collector};
+use holdfast_tests::{corpus, is_root, json_lines, run, run_err, wait_for, Agent, Collector};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,12 +14,6 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The uid and gid that own the user's customer folder in this test.
 const USER_UID: u32 = 4242;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
 
 /// Whether `USER_UID` can read `path` (run `cat` as that uid; needs root).
 fn user_can_read(path: &Path) -> bool {
@@ -156,17 +150,11 @@ fn offboarding_two_devices_one_offline_then_restore() {
     laptop.start();
 
     // Bad input: an unknown user is refused by name.
-    let out = run(
+    let cfg = c.config.display().to_string();
+    let err = run_err(
         "holdfast-collector",
-        &[
-            "offboard",
-            "nobody",
-            "--config",
-            &c.config.display().to_string(),
-        ],
+        &["offboard", "nobody", "--config", &cfg],
     );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown user `nobody`"), "{err}");
 
     let first = c.cli(&[
@@ -340,24 +328,13 @@ fn connectors_are_signed_retried_and_recorded() {
     });
     let st = status(&c, "lea");
     let runs = st["connectors"].as_array().unwrap();
-    let crm = runs.iter().find(|r| r["connector"] == "crm").unwrap();
-    assert_eq!(
-        (&crm["attempts"], &crm["last_code"], &crm["last_detail"]),
-        (
-            &serde_json::json!(3),
-            &serde_json::json!(200),
-            &serde_json::json!("deactivated")
-        )
-    );
-    let idp = runs.iter().find(|r| r["connector"] == "idp").unwrap();
-    assert_eq!(
-        (&idp["attempts"], &idp["last_code"], &idp["last_detail"]),
-        (
-            &serde_json::json!(1),
-            &serde_json::json!(0),
-            &serde_json::json!("disabled lea")
-        )
-    );
+    // A connector's attempts, last code and last detail.
+    let last = |name: &str| {
+        let r = runs.iter().find(|r| r["connector"] == name).unwrap();
+        serde_json::json!([r["attempts"], r["last_code"], r["last_detail"]])
+    };
+    assert_eq!(last("crm"), serde_json::json!([3, 200, "deactivated"]));
+    assert_eq!(last("idp"), serde_json::json!([1, 0, "disabled lea"]));
     // The server saw three signed POSTs: two answered 500, the third 200.
     let reqs = hook.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 3, "{reqs:?}");
@@ -392,10 +369,8 @@ fn connectors_are_signed_retried_and_recorded() {
 
 #[test]
 fn lookback_report_lists_exactly_the_events_inside_the_window() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
-    let mut a = Agent::enroll(tmp.path(), &c, "max", "heartbeat_ms = 300");
-    a.start();
+    let (tmp, c) = Collector::scratch("");
+    let a = Agent::started(tmp.path(), &c, "max", "heartbeat_ms = 300");
     let stored = |path: &Path| {
         let p = path.display().to_string();
         wait_for("the event to be stored", DEADLINE, || {
@@ -490,8 +465,7 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
 
 #[test]
 fn hr_import_schedules_leavers_and_reports_bad_rows_by_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path());
+    let (tmp, c) = Collector::scratch("");
     for u in ["wang", "li"] {
         c.token(u);
     }

@@ -83,23 +83,7 @@ fn start_agent(
 fn read_as_nobody(files: &[PathBuf]) -> String {
     let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
     let python = python.to_str().unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            python,
-            "-c",
-        ])
-        .arg("import sys, time\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\ntime.sleep(1)")
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_as_nobody("    open(p, 'rb').read()", files);
     python.to_string()
 }
 
@@ -151,11 +135,7 @@ fn coverage_reads(collector: &Collector) -> String {
 /// detail of the bulk-read alert that follows.
 fn cat_until_alerted(collector: &Collector, files: &[PathBuf]) -> String {
     std::thread::sleep(Duration::from_secs(1));
-    let out = std::process::Command::new("/usr/bin/cat")
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    holdfast_tests::succeed(std::process::Command::new("/usr/bin/cat").args(files));
     let alert = wait_for("the bulk-read alert", DEADLINE, || {
         bulk_alerts(collector).pop()
     });
@@ -273,8 +253,7 @@ fn a_published_policy_moves_read_monitoring_without_a_restart() {
 
 #[test]
 fn without_fanotify_the_agent_falls_back_to_inotify_and_says_so() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     // The folder must be watched for inotify to see its opens: under the agent's Downloads.
     let folder = tmp.path().join("home-lea/Downloads/customers");
     let (policies, files) = customer_folder(tmp.path(), &folder, 50);
@@ -349,20 +328,15 @@ fn an_agent_without_cap_sys_admin_falls_back_by_itself_and_says_why() {
 /// Runs `script` (Python) as `nobody` over `files`, staying a second after, as a copying tool
 /// would, so the agent finds its executable.
 fn python_as_nobody(script: &str, files: &[PathBuf]) {
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(std::fs::canonicalize("/usr/bin/python3").unwrap())
-        .arg("-c")
-        .arg(format!(
-            "import sys, time\nfor p in sys.argv[1:]:\n{script}\ntime.sleep(1)"
-        ))
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    holdfast_tests::succeed(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::fs::canonicalize("/usr/bin/python3").unwrap())
+            .arg("-c")
+            .arg(format!(
+                "import sys, time\nfor p in sys.argv[1:]:\n{script}\ntime.sleep(1)"
+            ))
+            .args(files),
     );
 }
 
@@ -429,10 +403,7 @@ fn folders_left_unmarked_by_the_limit_are_reported() {
         .push(("HOLDFAST_READ_MARKS_MAX".into(), "3".into()));
     agent.start();
     let notice = wait_for("the marks-cap notice", DEADLINE, || {
-        collector
-            .events()
-            .into_iter()
-            .find(|e| e["kind"] == "reads_marks_cap")
+        collector.event_where("kind", "reads_marks_cap")
     });
     let message = notice["message"].as_str().unwrap();
     assert!(

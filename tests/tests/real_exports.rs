@@ -5,6 +5,17 @@
 
 use holdfast_tests::{json_lines, run, shapes};
 
+/// Writes `files` (name, bytes) into `dir` and scans them: [`scan`].
+fn scan_written<'a>(
+    dir: &std::path::Path,
+    files: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    scan(dir)
+}
+
 /// `scan --json` of every file in `dir`, by file name.
 fn scan(dir: &std::path::Path) -> std::collections::BTreeMap<String, serde_json::Value> {
     let out = run(
@@ -34,10 +45,8 @@ fn scan(dir: &std::path::Path) -> std::collections::BTreeMap<String, serde_json:
 fn every_shape_in_every_format_gives_its_exact_count_and_verdict() {
     let tmp = tempfile::tempdir().unwrap();
     let made = shapes::all(18, 240);
-    for m in &made {
-        std::fs::write(tmp.path().join(&m.name), &m.bytes).unwrap();
-    }
-    let got = scan(tmp.path());
+    let files = made.iter().map(|m| (m.name.as_str(), m.bytes.as_slice()));
+    let got = scan_written(tmp.path(), files);
     let mut wrong = Vec::new();
     for m in &made {
         let v = &got[&m.name];
@@ -74,10 +83,8 @@ fn every_shape_in_every_format_gives_its_exact_count_and_verdict() {
 fn look_alikes_stay_silent() {
     let tmp = tempfile::tempdir().unwrap();
     let files = shapes::look_alikes(18);
-    for (name, bytes) in &files {
-        std::fs::write(tmp.path().join(name), bytes).unwrap();
-    }
-    let got = scan(tmp.path());
+    let named = files.iter().map(|(n, b)| (n.as_str(), b.as_slice()));
+    let got = scan_written(tmp.path(), named);
     assert_eq!(got.len(), files.len());
     for (name, v) in &got {
         assert_eq!(v["rules"].as_array().map(Vec::len), Some(0), "{name}: {v}");
@@ -121,10 +128,8 @@ fn look_alikes_stay_silent() {
 fn every_crm_export_names_its_crm_once_with_its_exact_count() {
     let tmp = tempfile::tempdir().unwrap();
     let made = holdfast_tests::crm::exports(18, 120);
-    for e in &made {
-        std::fs::write(tmp.path().join(&e.name), &e.bytes).unwrap();
-    }
-    let got = scan(tmp.path());
+    let files = made.iter().map(|e| (e.name.as_str(), e.bytes.as_slice()));
+    let got = scan_written(tmp.path(), files);
     let mut wrong = Vec::new();
     for e in &made {
         let v = &got[&e.name];

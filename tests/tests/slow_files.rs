@@ -43,8 +43,7 @@ fn heavy_workbook(seed: u64) -> Vec<u8> {
 
 #[test]
 fn an_export_behind_huge_and_slow_files_is_read_first() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
+    let (tmp, collector) = Collector::scratch("");
     let mut agent = Agent::enroll(
         tmp.path(),
         &collector,

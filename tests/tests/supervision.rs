@@ -32,10 +32,8 @@ impl Drop for Immutable {
 
 #[test]
 fn a_spool_that_takes_no_writes_shows_degraded_and_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let collector = Collector::start(tmp.path());
-    let mut agent = Agent::enroll(tmp.path(), &collector, "ada", "heartbeat_ms = 500");
-    agent.start();
+    let (tmp, collector) = Collector::scratch("");
+    let mut agent = Agent::started(tmp.path(), &collector, "ada", "heartbeat_ms = 500");
     let health = || {
         collector.devices()[0]["health"]
             .as_str()
@@ -45,11 +43,7 @@ fn a_spool_that_takes_no_writes_shows_degraded_and_recovers() {
     let first = agent.watched.join("report1700000000001.csv");
     std::fs::write(&first, corpus::salesforce_contacts(1, 60)).unwrap();
     wait_for("the first export", DEADLINE, || {
-        collector
-            .alerts()
-            .iter()
-            .any(|a| a["path"] == first.display().to_string().as_str())
-            .then_some(())
+        collector.alert_where("path", &first.display().to_string())
     });
     assert_eq!(health(), "ok");
 
@@ -66,9 +60,7 @@ fn a_spool_that_takes_no_writes_shows_degraded_and_recovers() {
     });
     assert!(degraded.contains("pipeline: "), "{degraded}");
     let alert = collector
-        .alerts()
-        .into_iter()
-        .find(|a| a["rule_id"] == "holdfast.agent_degraded")
+        .alert_where("rule_id", "holdfast.agent_degraded")
         .expect("an agent_degraded alert");
     assert_eq!(alert["severity"], "high");
     assert!(agent
@@ -82,16 +74,10 @@ fn a_spool_that_takes_no_writes_shows_degraded_and_recovers() {
     });
     // The export written while the pipeline was down is reported once it runs again.
     wait_for("the export written meanwhile", DEADLINE, || {
-        collector
-            .alerts()
-            .iter()
-            .any(|a| a["path"] == second.display().to_string().as_str())
-            .then_some(())
+        collector.alert_where("path", &second.display().to_string())
     });
     let alert = collector
-        .alerts()
-        .into_iter()
-        .find(|a| a["rule_id"] == "holdfast.agent_degraded")
+        .alert_where("rule_id", "holdfast.agent_degraded")
         .unwrap();
     assert!(
         alert["detail"].as_str().unwrap().contains("recovered at"),

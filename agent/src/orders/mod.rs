@@ -260,15 +260,31 @@ mod tests {
         s
     }
 
+    /// Quarantine of the watched places' customer files (10 records or more).
+    fn quarantine() -> OrderAction {
+        OrderAction::Quarantine {
+            paths: vec![],
+            min_records: 10,
+        }
+    }
+
+    /// Strip the access to `paths`.
+    fn strip(paths: &[&str]) -> OrderAction {
+        OrderAction::StripAccess {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// Purge `paths`.
+    fn purge(paths: &[&str]) -> OrderAction {
+        OrderAction::Purge {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
     /// An order to quarantine the watched places' customer files (10 records or more).
     fn quarantine_order(id: &str) -> Order {
-        order(
-            id,
-            vec![OrderAction::Quarantine {
-                paths: vec![],
-                min_records: 10,
-            }],
-        )
+        order(id, vec![quarantine()])
     }
 
     fn order(id: &str, actions: Vec<OrderAction>) -> Order {
@@ -308,16 +324,9 @@ mod tests {
         let o = order(
             "o1",
             vec![
-                OrderAction::Quarantine {
-                    paths: vec![],
-                    min_records: 10,
-                },
-                OrderAction::StripAccess {
-                    paths: vec!["~/Customers".into(), "~/Missing".into()],
-                },
-                OrderAction::Purge {
-                    paths: vec!["~/.sfdx".into()],
-                },
+                quarantine(),
+                strip(&["~/Customers", "~/Missing"]),
+                purge(&["~/.sfdx"]),
             ],
         );
         let r = x.carry_out(&o, None, UnixMs(5));
@@ -517,16 +526,9 @@ mod tests {
         fn act(&self, what: u8, n: usize) {
             let id = format!("o{n}");
             let actions = match what % 5 {
-                0 => vec![OrderAction::Quarantine {
-                    paths: vec![],
-                    min_records: 10,
-                }],
-                1 => vec![OrderAction::StripAccess {
-                    paths: vec!["~/Customers".into()],
-                }],
-                2 => vec![OrderAction::Purge {
-                    paths: vec!["~/.sfdx".into(), "~/.config/hubspot".into()],
-                }],
+                0 => vec![quarantine()],
+                1 => vec![strip(&["~/Customers"])],
+                2 => vec![purge(&["~/.sfdx", "~/.config/hubspot"])],
                 3 => vec![OrderAction::Restore],
                 _ => {
                     let _ = crate::scan::scan_file(&self.home("Downloads/export.csv"), None);
@@ -566,18 +568,7 @@ mod tests {
         let w = World::new();
         let before = w.outside_state();
         let r = w.x.carry_out(
-            &order(
-                "o1",
-                vec![
-                    OrderAction::Quarantine {
-                        paths: vec![],
-                        min_records: 10,
-                    },
-                    OrderAction::StripAccess {
-                        paths: vec!["~/Customers".into()],
-                    },
-                ],
-            ),
+            &order("o1", vec![quarantine(), strip(&["~/Customers"])]),
             None,
             UnixMs(1),
         );
@@ -623,10 +614,7 @@ mod tests {
     #[test]
     fn restore_refuses_a_folder_replaced_since_the_order() {
         let w = World::new();
-        let q = OrderAction::Quarantine {
-            paths: vec![],
-            min_records: 10,
-        };
+        let q = quarantine();
         w.x.carry_out(&order("o1", vec![q]), None, UnixMs(1));
         w.attack(6); // Downloads moved aside, a new one made
         let back =
@@ -677,16 +665,11 @@ mod tests {
             watch: vec![],
             ..w.x.clone()
         };
+        let outside = w.outside("x").display().to_string();
         let r = x.carry_out(
             &order(
                 "p1",
-                vec![OrderAction::Purge {
-                    paths: vec![
-                        "~/.config/hubspot".into(),
-                        "~/.sfdx".into(),
-                        w.outside("x").display().to_string(),
-                    ],
-                }],
+                vec![purge(&["~/.config/hubspot", "~/.sfdx", &outside])],
             ),
             None,
             UnixMs(1),
@@ -712,10 +695,7 @@ mod tests {
         for p in [&odd, &odd2, &long] {
             std::fs::write(p, contacts(20)).unwrap();
         }
-        let q = || OrderAction::Quarantine {
-            paths: vec![],
-            min_records: 10,
-        };
+        let q = quarantine;
         let r = w.x.carry_out(&order("o1", vec![q()]), None, UnixMs(1));
         assert_eq!((r[0].ok, r[0].items), (true, 4), "{r:?}");
         // The same order id again after a lost receipt (a crash): new names, nothing

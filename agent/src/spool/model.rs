@@ -182,8 +182,7 @@ proptest! {
 
     #[test]
     fn the_spool_keeps_what_the_model_keeps(steps in prop::collection::vec(step(), 1..120)) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
+        let (_dir, path) = holdfast_io::testing::scratch("spool.db");
         let mut spool = Spool::writer(&path, MAX_BYTES, USER).unwrap();
         let mut model = Model::default();
         // Every sealed event's hash, by sequence number: the chain the collector checks.

@@ -31,6 +31,18 @@ pub struct Param {
     pub doc: &'static str,
 }
 
+impl Param {
+    /// A parameter of `kind`.
+    pub const fn new(name: &'static str, kind: Kind, doc: &'static str) -> Param {
+        Param { name, kind, doc }
+    }
+
+    /// A free-text parameter.
+    pub const fn text(name: &'static str, doc: &'static str) -> Param {
+        Param::new(name, Kind::Text, doc)
+    }
+}
+
 /// A request's parameters, checked against the declaration.
 #[derive(Debug, Default)]
 pub struct Query {

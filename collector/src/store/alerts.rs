@@ -257,6 +257,26 @@ pub(super) fn notice_alerts(
     upsert_alert(tx, &h)
 }
 
+impl<'a> Hit<'a> {
+    /// A hit on file activity `f` of `device`: its path, hash and record count, no detail
+    /// (give the rule and severity, and override what differs).
+    pub(super) fn on_file(at: &super::correlate::Ingested<'a>) -> Hit<'a> {
+        let (device, seq, f, time_ms) = at.parts();
+        Hit {
+            rule_id: "",
+            severity: Severity::Low,
+            user: &device.user,
+            device_id: &device.id,
+            path: &f.path,
+            sha256: f.sha256.as_deref(),
+            records: f.summary.as_ref().map_or(0, |s| s.records) as i64,
+            time_ms,
+            seq,
+            detail: "",
+        }
+    }
+}
+
 pub(super) fn system_hit<'a>(
     user: &'a str,
     device_id: &'a str,

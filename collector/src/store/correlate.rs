@@ -12,6 +12,23 @@ use holdfast_shared::event::{FileActivity, Severity};
 use holdfast_shared::time::UnixMs;
 use rusqlite::{params, Connection};
 
+/// File activity just stored by ingest: what correlation and the file's alerts start from.
+#[derive(Clone, Copy)]
+pub(super) struct Ingested<'a> {
+    pub(super) device: &'a super::Device,
+    pub(super) seq: i64,
+    pub(super) f: &'a FileActivity,
+    /// The event's skew-corrected time.
+    pub(super) time_ms: UnixMs,
+}
+
+impl<'a> Ingested<'a> {
+    /// Device, sequence number, activity and time.
+    pub(super) fn parts(&self) -> (&'a super::Device, i64, &'a FileActivity, UnixMs) {
+        (self.device, self.seq, self.f, self.time_ms)
+    }
+}
+
 /// How ingest correlates: collector.toml `[correlation]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Correlation {
@@ -105,12 +122,10 @@ fn file_name(p: &str) -> &str {
 /// export → archive → way out story, and merges the steps' open alerts into it.
 pub(super) fn sequence(
     tx: &Connection,
-    device: &super::Device,
-    seq: i64,
-    f: &FileActivity,
-    time_ms: UnixMs,
+    at: &Ingested<'_>,
     c: &Correlation,
 ) -> Result<(), StoreError> {
+    let (device, seq, f, time_ms) = at.parts();
     let Some(dest) = &f.destination else {
         return Ok(());
     };
@@ -172,14 +187,9 @@ pub(super) fn sequence(
         &Hit {
             rule_id: system_rules::EXFIL_SEQUENCE,
             severity: Severity::Critical,
-            user: &device.user,
-            device_id: &device.id,
-            path: &f.path,
-            sha256: f.sha256.as_deref(),
             records,
-            time_ms,
-            seq,
             detail: &detail,
+            ..Hit::on_file(at)
         },
     )?;
     // The steps' own alerts are part of the story now.
@@ -201,12 +211,10 @@ pub(super) fn sequence(
 /// A user with less than a week of history is not judged.
 pub(super) fn volume(
     tx: &Connection,
-    device: &super::Device,
-    seq: i64,
-    f: &FileActivity,
-    time_ms: UnixMs,
+    at: &Ingested<'_>,
     c: &Correlation,
 ) -> Result<(), StoreError> {
+    let (device, seq, f, time_ms) = at.parts();
     let records = f.summary.as_ref().map_or(0, |s| s.records);
     if f.rules.is_empty() || records == 0 {
         return Ok(());

@@ -292,6 +292,12 @@ impl Store {
                 }
             }
             let Some(f) = file else { continue };
+            let at = correlate::Ingested {
+                device,
+                seq,
+                f,
+                time_ms: corrected,
+            };
             let records = f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64;
             if offboarded_at.is_some_and(|t| corrected >= UnixMs(t))
                 && (records > 0 || !f.rules.is_empty())
@@ -301,14 +307,8 @@ impl Store {
                     &Hit {
                         rule_id: system_rules::OFFBOARDED_ACCESS,
                         severity: Severity::Critical,
-                        user: &device.user,
-                        device_id: &device.id,
-                        path: &f.path,
-                        sha256: f.sha256.as_deref(),
-                        records,
-                        time_ms: corrected,
-                        seq,
                         detail: "customer file touched after the user's offboarding took effect",
+                        ..Hit::on_file(&at)
                     },
                 )?;
             }
@@ -323,19 +323,13 @@ impl Store {
                     &Hit {
                         rule_id: &m.id,
                         severity: m.severity.raised(raise),
-                        user: &device.user,
-                        device_id: &device.id,
-                        path: &f.path,
-                        sha256: f.sha256.as_deref(),
-                        records: f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64,
-                        time_ms: corrected,
-                        seq,
                         detail: bulk_detail.as_deref().unwrap_or(""),
+                        ..Hit::on_file(&at)
                     },
                 )?;
             }
-            correlate::sequence(&tx, device, seq, f, corrected, &self.correlation)?;
-            correlate::volume(&tx, device, seq, f, corrected, &self.correlation)?;
+            correlate::sequence(&tx, &at, &self.correlation)?;
+            correlate::volume(&tx, &at, &self.correlation)?;
         }
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1",

@@ -83,8 +83,7 @@ mod tests {
 
     #[test]
     fn tokens_are_single_use_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("c.db")).unwrap();
+        let (_dir, s) = crate::store::fixtures::open();
         s.add_token("h1", "ada", UnixMs(0), UnixMs(100), &crate::Actor::test())
             .unwrap();
         s.add_token("h2", "bob", UnixMs(0), UnixMs(100), &crate::Actor::test())

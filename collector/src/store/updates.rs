@@ -262,8 +262,7 @@ mod tests {
 
     #[test]
     fn publishing_the_same_policy_twice_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("c.db")).unwrap();
+        let (_dir, s) = crate::store::fixtures::open();
         assert!(s.current_policy().unwrap().is_none());
         let p = PublishedPolicy {
             version: "v1".into(),

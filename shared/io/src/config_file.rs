@@ -1,6 +1,7 @@
 //! Reading a TOML config file, for the agent's and the collector's `Config`: the read is
 //! bounded, and a syntax error or an unknown field is named by file, line and column.
 
+use crate::fs::TextReadError;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,9 @@ pub enum ConfigFileError {
     /// The file is larger than [`MAX_CONFIG`].
     #[error("{path}: config file larger than {MAX_CONFIG} bytes")]
     TooLarge { path: PathBuf },
+    /// The file is not UTF-8.
+    #[error("{path}: config file is not valid UTF-8")]
+    NotUtf8 { path: PathBuf },
     /// TOML syntax, or an unknown or mistyped field.
     #[error("{path}:{line}:{column}: {message}")]
     Parse {
@@ -29,19 +33,43 @@ pub enum ConfigFileError {
     },
 }
 
+/// Why a config (the agent's or the collector's) was refused: the file, or one value in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (or is over [`MAX_CONFIG`]), or is not TOML of the
+    /// config's shape.
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
+    /// A value is out of range or inconsistent.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// `field` of the config at `path` is refused for `message`.
+    pub fn invalid(path: &Path, field: &'static str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        }
+    }
+}
+
 /// The text of the config file at `path`, at most [`MAX_CONFIG`] bytes.
 pub fn read(path: &Path) -> Result<String, ConfigFileError> {
-    let io = |source| ConfigFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_CONFIG {
-        return Err(ConfigFileError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    std::fs::read_to_string(path).map_err(io)
+    crate::fs::read_text(path, MAX_CONFIG).map_err(|e| {
+        let path = path.to_path_buf();
+        match e {
+            TextReadError::Io(source) => ConfigFileError::Io { path, source },
+            TextReadError::TooLarge { .. } => ConfigFileError::TooLarge { path },
+            TextReadError::NotUtf8 => ConfigFileError::NotUtf8 { path },
+        }
+    })
 }
 
 /// `src` (the text of `path`) as a `T`.
@@ -70,8 +98,7 @@ mod tests {
 
     #[test]
     fn reads_are_bounded_and_errors_are_located() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
+        let (dir, p) = crate::testing::scratch("c.toml");
         std::fs::write(&p, "port = 1\nprot = 2\n").unwrap();
         let src = read(&p).unwrap();
         let err = parse::<Raw>(&p, &src).unwrap_err().to_string();
@@ -85,5 +112,11 @@ mod tests {
             read(&dir.path().join("none")),
             Err(ConfigFileError::Io { .. })
         ));
+        std::fs::write(&p, b"name = \"\xff\"\n").unwrap();
+        let err = read(&p).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{}: config file is not valid UTF-8", p.display())
+        );
     }
 }

@@ -18,6 +18,34 @@ pub enum FileError {
     Corrupt { path: PathBuf, message: String },
 }
 
+/// Why a bounded read of a text file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TextReadError {
+    /// The file could not be opened or read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The file holds more than the bound (`size` as the file system reports it).
+    #[error("{size} bytes, more than the {max}-byte limit")]
+    TooLarge { size: u64, max: u64 },
+    /// The bytes are not UTF-8.
+    #[error("not valid UTF-8")]
+    NotUtf8,
+}
+
+/// The text of `path`, refused past `max` bytes: at most `max + 1` bytes are ever read, even
+/// from a file that grows while it is read or a FIFO that never ends.
+pub fn read_text(path: &Path, max: u64) -> Result<String, TextReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    let n = file.take(max.saturating_add(1)).read_to_end(&mut bytes)? as u64;
+    if n > max {
+        let size = std::fs::metadata(path).map_or(n, |m| m.len().max(n));
+        return Err(TextReadError::TooLarge { size, max });
+    }
+    String::from_utf8(bytes).map_err(|_| TextReadError::NotUtf8)
+}
+
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename) with the given Unix mode.
 /// Collector and agent both write their secrets through here.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
@@ -76,8 +104,7 @@ mod tests {
     #[test]
     fn atomic_writes_keep_their_mode_and_pem_labels_are_checked() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("sub/key.pem");
+        let (dir, key) = crate::testing::scratch("sub/key.pem");
         write_file_atomic(&key, to_pem("PRIVATE KEY", b"\x01\x02").as_bytes(), 0o600).unwrap();
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -12,4 +12,6 @@ pub mod fs;
 pub mod host;
 pub mod policy_files;
 pub mod process;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;

@@ -1,6 +1,7 @@
 //! Reading policy files from disk (the only place they are read, by the agent and the
 //! collector alike); parsing and validation are `holdfast_shared::policy`'s.
 
+use crate::fs::TextReadError;
 use holdfast_shared::policy::{PolicyErrors, PolicySet, DEFAULT_PACK};
 use std::path::{Path, PathBuf};
 
@@ -52,20 +53,13 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, PolicyLoadError> {
 
 /// Reads one policy file, bounded by [`MAX_POLICY_FILE`], as `(display path, source)`.
 pub fn read_file(path: &Path) -> Result<(String, String), PolicyLoadError> {
-    let io = |source| PolicyLoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_POLICY_FILE {
-        return Err(PolicyLoadError::TooLarge {
-            path: path.to_path_buf(),
-            size,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
-    let src = String::from_utf8(bytes).map_err(|_| PolicyLoadError::NotUtf8 {
-        path: path.to_path_buf(),
+    let src = crate::fs::read_text(path, MAX_POLICY_FILE).map_err(|e| {
+        let path = path.to_path_buf();
+        match e {
+            TextReadError::Io(source) => PolicyLoadError::Io { path, source },
+            TextReadError::TooLarge { size, .. } => PolicyLoadError::TooLarge { path, size },
+            TextReadError::NotUtf8 => PolicyLoadError::NotUtf8 { path },
+        }
     })?;
     Ok((path.display().to_string(), src))
 }

@@ -10,6 +10,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// The flags every binary takes for its logs (flattened into each `Cli`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// The rest of a binary's `main` once its flags are parsed: installs the logs, runs the
+    /// command, and turns an error into one line on stderr (`error: ...`, with its causes)
+    /// and exit code 2.
+    pub fn run<E: std::fmt::Display>(
+        self,
+        command: impl FnOnce() -> Result<std::process::ExitCode, E>,
+    ) -> std::process::ExitCode {
+        init_logs(self.log_format);
+        command().unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        })
+    }
+}
+
 /// Installs the global `tracing` subscriber. `RUST_LOG` overrides the default filter.
 pub fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;

@@ -123,13 +123,21 @@ pub(crate) struct ListArgs {
 }
 
 impl ListArgs {
-    /// `--json`, `--limit`, and where the data is.
-    pub(crate) fn parts(self) -> (bool, usize, Where) {
+    /// Runs the listing: at most `--limit` items that `fetch` reads from the store, printed
+    /// by [`print_list`] (`empty` when there are none).
+    pub(crate) fn print<T: serde::Serialize>(
+        self,
+        fetch: impl FnOnce(&Store, usize) -> anyhow::Result<Vec<T>>,
+        empty: &str,
+        columns: &[Column<T>],
+    ) -> anyhow::Result<std::process::ExitCode> {
         let ListCommand::List(ListFlags {
             out: Out { json, at },
             limit,
         }) = self.command;
-        (json, limit, at)
+        let items = fetch(&open_store(&at.config()?)?, limit)?;
+        print_list(&items, json, empty, columns)?;
+        Ok(std::process::ExitCode::SUCCESS)
     }
 }
 

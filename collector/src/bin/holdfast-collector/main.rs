@@ -6,7 +6,7 @@ mod cli;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use holdfast_io::process::{init_logs, LogFormat};
+use holdfast_io::process::LogArgs;
 use std::process::ExitCode;
 
 /// Holdfast collector: receives agents' events over QUIC (mutual TLS), stores them in
@@ -14,9 +14,8 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "holdfast-collector", version)]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    logs: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,14 +60,7 @@ fn main() -> ExitCode {
     // Everything the collector writes (database, keys, certificates, logs) is its own.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
-    init_logs(cli.log_format);
-    match real_main(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    cli.logs.run(|| real_main(cli.command))
 }
 
 fn real_main(command: Command) -> anyhow::Result<ExitCode> {

@@ -1,15 +1,15 @@
 //! Alerts: the filtered, ordered, paged list; one alert with its lineage and notes; status, assignee and note changes, one by one or in bulk (each audited).
 
 use super::{
-    bad_cursor, body, caller, decode_cursor, encode_cursor, limit, page_of, path_id, query,
-    MaybeCaller, St, CURSOR, LIMIT,
+    bad_cursor, body, decode_cursor, encode_cursor, limit, page_of, path_id, ApiQuery, Authed, St,
+    CURSOR, LIMIT,
 };
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param, Query};
 use crate::http::{ApiError, Http};
 use crate::store::{Alert, AlertChange, AlertCursor, AlertFilter, AlertOrder, Note, StoredEvent};
 use crate::triage::STATUSES;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,51 +18,31 @@ use std::sync::Arc;
 pub(super) const SEVERITIES: &[&str] = &["critical", "high", "medium", "low"];
 
 pub(super) const ALERT_PARAMS: &[Param] = &[
-    Param {
-        name: "status",
-        kind: Kind::ListOf(STATUSES),
-        doc: "Comma-separated statuses.",
-    },
-    Param {
-        name: "severity",
-        kind: Kind::ListOf(SEVERITIES),
-        doc: "Comma-separated severities.",
-    },
-    Param {
-        name: "rule",
-        kind: Kind::Text,
-        doc: "Rule id.",
-    },
-    Param {
-        name: "user",
-        kind: Kind::Text,
-        doc: "User.",
-    },
-    Param {
-        name: "device",
-        kind: Kind::Text,
-        doc: "Device id.",
-    },
-    Param {
-        name: "assignee",
-        kind: Kind::Text,
-        doc: "Assignee.",
-    },
-    Param {
-        name: "since",
-        kind: Kind::Time,
-        doc: "Last seen at or after (RFC 3339, epoch ms, or a duration before now such as 24h).",
-    },
-    Param {
-        name: "until",
-        kind: Kind::Time,
-        doc: "Last seen before.",
-    },
-    Param {
-        name: "sort",
-        kind: Kind::OneOf(&["severity", "newest"]),
-        doc: "`severity` (default: most severe, then newest) or `newest`.",
-    },
+    Param::new(
+        "status",
+        Kind::ListOf(STATUSES),
+        "Comma-separated statuses.",
+    ),
+    Param::new(
+        "severity",
+        Kind::ListOf(SEVERITIES),
+        "Comma-separated severities.",
+    ),
+    Param::text("rule", "Rule id."),
+    Param::text("user", "User."),
+    Param::text("device", "Device id."),
+    Param::text("assignee", "Assignee."),
+    Param::new(
+        "since",
+        Kind::Time,
+        "Last seen at or after (RFC 3339, epoch ms, or a duration before now such as 24h).",
+    ),
+    Param::new("until", Kind::Time, "Last seen before."),
+    Param::new(
+        "sort",
+        Kind::OneOf(&["severity", "newest"]),
+        "`severity` (default: most severe, then newest) or `newest`.",
+    ),
     LIMIT,
     CURSOR,
 ];
@@ -204,9 +184,8 @@ pub(in crate::http) async fn alert_page(st: &Arc<Http>, q: &Query) -> Result<Ale
 
 pub(super) async fn list_alerts(
     State(st): St,
-    RawQuery(raw): RawQuery,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let q = query(raw, "/api/v1/alerts", "get")?;
     Ok(Json(alert_page(&st, &q).await?))
 }
 
@@ -276,11 +255,10 @@ pub(in crate::http) async fn change(
 
 pub(super) async fn update_alert(
     State(st): St,
-    c: MaybeCaller,
+    Authed(c): Authed,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Alert>, ApiError> {
-    let c = caller(c)?;
     let id = path_id(&id)?;
     let p: AlertPatch = body(&bytes)?;
     let ch = AlertChange {
@@ -335,10 +313,9 @@ pub(in crate::http) async fn bulk(
 
 pub(super) async fn bulk_update(
     State(st): St,
-    c: MaybeCaller,
+    Authed(c): Authed,
     bytes: axum::body::Bytes,
 ) -> Result<Json<BulkResult>, ApiError> {
-    let c = caller(c)?;
     let b: BulkUpdate = body(&bytes)?;
     Ok(Json(bulk(&st, &c, b.ids, b.status).await?))
 }

@@ -1,6 +1,6 @@
 //! Devices with their health, and revocation.
 
-use super::{caller, MaybeCaller, St};
+use super::{Acting, St};
 use crate::http::{ApiError, Http};
 use crate::store::Device;
 use axum::extract::{Path, State};
@@ -75,10 +75,9 @@ pub(super) async fn list_devices(State(st): St) -> Result<Json<DeviceList>, ApiE
 
 pub(super) async fn revoke_device(
     State(st): St,
-    c: MaybeCaller,
+    Acting(actor): Acting,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let actor = caller(c)?.actor();
     let key = id.clone();
     st.db(move |s| {
         let now = crate::now_ms();

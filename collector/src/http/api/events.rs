@@ -1,56 +1,32 @@
 //! Event search and the audit log, by cursor pages.
 
-use super::{encode_cursor, id_cursor, limit, page_of, query, St, CURSOR, LIMIT};
+use super::{encode_cursor, id_cursor, limit, page_of, ApiQuery, St, CURSOR, LIMIT};
 use crate::http::params::{Kind, Param, Query};
 use crate::http::{ApiError, Http};
 use crate::store::{AuditEntry, EventFilter, StoredEvent};
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::Json;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::sync::Arc;
 
 pub(super) const EVENT_PARAMS: &[Param] = &[
-    Param {
-        name: "user",
-        kind: Kind::Text,
-        doc: "User.",
-    },
-    Param {
-        name: "device",
-        kind: Kind::Text,
-        doc: "Device id.",
-    },
-    Param {
-        name: "sha256",
-        kind: Kind::Text,
-        doc: "File content hash.",
-    },
-    Param {
-        name: "path",
-        kind: Kind::Text,
-        doc: "Substring of the path (or of a rename's old path).",
-    },
-    Param {
-        name: "action",
-        kind: Kind::OneOf(&["created", "modified", "opened", "renamed", "deleted"]),
-        doc: "File action.",
-    },
-    Param {
-        name: "since",
-        kind: Kind::Time,
-        doc: "At or after (device time, skew-corrected).",
-    },
-    Param {
-        name: "until",
-        kind: Kind::Time,
-        doc: "Before.",
-    },
-    Param {
-        name: "matched",
-        kind: Kind::Bool,
-        doc: "Only events that matched a rule.",
-    },
+    Param::text("user", "User."),
+    Param::text("device", "Device id."),
+    Param::text("sha256", "File content hash."),
+    Param::text("path", "Substring of the path (or of a rename's old path)."),
+    Param::new(
+        "action",
+        Kind::OneOf(&["created", "modified", "opened", "renamed", "deleted"]),
+        "File action.",
+    ),
+    Param::new(
+        "since",
+        Kind::Time,
+        "At or after (device time, skew-corrected).",
+    ),
+    Param::new("until", Kind::Time, "Before."),
+    Param::new("matched", Kind::Bool, "Only events that matched a rule."),
     LIMIT,
     CURSOR,
 ];
@@ -64,9 +40,8 @@ pub struct EventPage {
 
 pub(super) async fn search_events(
     State(st): St,
-    RawQuery(raw): RawQuery,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Json<EventPage>, ApiError> {
-    let q = query(raw, "/api/v1/events", "get")?;
     let f = EventFilter {
         user: q.text("user"),
         device: q.text("device"),
@@ -118,8 +93,7 @@ pub(in crate::http) async fn audit_page(st: &Arc<Http>, q: &Query) -> Result<Aud
 
 pub(super) async fn audit_log(
     State(st): St,
-    RawQuery(raw): RawQuery,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let q = query(raw, "/api/v1/audit", "get")?;
     Ok(Json(audit_page(&st, &q).await?))
 }

@@ -9,7 +9,8 @@ use super::{ApiError, Http};
 use crate::api_tokens::Cap;
 use crate::risk::UserRisk;
 use crate::store::Alert;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
@@ -49,17 +50,13 @@ use users::{list_users, one_user, USER_PARAMS};
 
 type St = State<Arc<Http>>;
 
-const LIMIT: Param = Param {
-    name: "limit",
-    kind: Kind::Int { min: 1, max: 500 },
-    doc: "Page size (default 50).",
-};
+const LIMIT: Param = Param::new(
+    "limit",
+    Kind::Int { min: 1, max: 500 },
+    "Page size (default 50).",
+);
 
-const CURSOR: Param = Param {
-    name: "cursor",
-    kind: Kind::Text,
-    doc: "`next_cursor` from the previous page.",
-};
+const CURSOR: Param = Param::text("cursor", "`next_cursor` from the previous page.");
 
 const PAGE_PARAMS: &[Param] = &[LIMIT, CURSOR];
 
@@ -106,11 +103,7 @@ pub fn routes(st: &Arc<Http>) -> Router<Arc<Http>> {
 /// Authenticates the caller, checks `cap`, and hands the caller on to the handler.
 async fn enforce(st: Arc<Http>, cap: Cap, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let caller = match <Caller as axum::extract::FromRequestParts<Arc<Http>>>::from_request_parts(
-        &mut parts, &st,
-    )
-    .await
-    {
+    let caller = match Caller::from_request_parts(&mut parts, &st).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -121,13 +114,27 @@ async fn enforce(st: Arc<Http>, cap: Cap, req: Request, next: Next) -> Response 
     next.run(Request::from_parts(parts, body)).await
 }
 
-fn query(raw: Option<String>, path: &str, method: &str) -> Result<Query, ApiError> {
-    let declared = ENDPOINTS
-        .iter()
-        .find(|e| e.path == path && e.method == method)
-        .map(|e| e.params)
-        .unwrap_or(&[]);
-    Query::parse(raw.as_deref(), declared, crate::now_ms())
+/// The query string, parsed against the parameters [`ENDPOINTS`] declares for the route it
+/// reached: an undeclared parameter or a malformed value is a 400 naming it.
+struct ApiQuery(Query);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let path = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| p.as_str())
+            .unwrap_or_default();
+        let method = parts.method.as_str().to_ascii_lowercase();
+        let declared = ENDPOINTS
+            .iter()
+            .find(|e| e.path == path && e.method == method)
+            .map(|e| e.params)
+            .unwrap_or(&[]);
+        Query::parse(parts.uri.query(), declared, crate::now_ms()).map(ApiQuery)
+    }
 }
 
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -180,12 +187,33 @@ fn path_id(raw: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("path: `{raw}` is not an alert id")))
 }
 
-/// The caller, as [`enforce`] left it.
-fn caller(req_caller: Option<axum::Extension<Caller>>) -> Result<Caller, ApiError> {
-    req_caller.map(|c| c.0).ok_or(ApiError::Unauthorized)
+/// The caller, as [`enforce`] left it (401 where no route layer authenticated one).
+struct Authed(Caller);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(Authed)
+            .ok_or(ApiError::Unauthorized)
+    }
 }
 
-type MaybeCaller = Option<axum::Extension<Caller>>;
+/// Who the audit log names for a change the caller makes.
+struct Acting(crate::Actor);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, ApiError> {
+        let Authed(c) = Authed::from_request_parts(parts, st).await?;
+        Ok(Acting(c.actor()))
+    }
+}
 
 // ----- responses -----
 
@@ -209,8 +237,7 @@ fn openapi_document() -> serde_json::Value {
         .clone()
 }
 
-async fn me(c: MaybeCaller) -> Result<Json<Me>, ApiError> {
-    let c = caller(c)?;
+async fn me(Authed(c): Authed) -> Result<Json<Me>, ApiError> {
     Ok(Json(Me {
         name: c.name,
         role: c.role.as_str().into(),

@@ -1,10 +1,10 @@
 //! Offboardings: start, status, the look-back report, restore and connector retries.
 
-use super::{body, caller, query, MaybeCaller, St};
+use super::{body, Acting, ApiQuery, Authed, St};
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param};
 use crate::http::{ApiError, Http};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,11 +13,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub(super) const REPORT_PARAMS: &[Param] = &[Param {
-    name: "format",
-    kind: Kind::OneOf(&["json", "csv"]),
-    doc: "`json` (default) or `csv`.",
-}];
+pub(super) const REPORT_PARAMS: &[Param] = &[Param::new(
+    "format",
+    Kind::OneOf(&["json", "csv"]),
+    "`json` (default) or `csv`.",
+)];
 
 /// Start an offboarding.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -92,10 +92,9 @@ pub(in crate::http) async fn offboard(
 
 pub(super) async fn start_offboarding(
     State(st): St,
-    c: MaybeCaller,
+    Authed(c): Authed,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let c = caller(c)?;
     let b: OffboardBody = body(&bytes)?;
     let started = offboard(&st, &c, b).await?;
     let status = if started.started {
@@ -119,9 +118,8 @@ pub(super) async fn offboarding_status(
 pub(super) async fn offboarding_report(
     State(st): St,
     Path(user): Path<String>,
-    RawQuery(raw): RawQuery,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    let q = query(raw, "/api/v1/offboardings/{user}/report", "get")?;
     let r = st
         .db(move |s| Ok(crate::offboard::report(s, &user)?))
         .await?;
@@ -137,10 +135,9 @@ pub(super) async fn offboarding_report(
 
 pub(super) async fn restore_offboarding(
     State(st): St,
-    c: MaybeCaller,
+    Acting(actor): Acting,
     Path(user): Path<String>,
 ) -> Result<Json<Restored>, ApiError> {
-    let actor = caller(c)?.actor();
     let config = st.config.clone();
     let u = user.clone();
     let restored = st
@@ -159,10 +156,9 @@ pub(super) async fn restore_offboarding(
 
 pub(super) async fn retry_connectors(
     State(st): St,
-    c: MaybeCaller,
+    Acting(actor): Acting,
     Path(user): Path<String>,
 ) -> Result<Json<Retried>, ApiError> {
-    let actor = caller(c)?.actor();
     let u = user.clone();
     let retried = st
         .db(move |s| Ok(crate::offboard::retry(s, &u, &actor, crate::now_ms())?))

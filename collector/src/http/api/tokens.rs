@@ -1,6 +1,6 @@
 //! API tokens: list, create (the secret shown once), revoke.
 
-use super::{body, caller, MaybeCaller, St};
+use super::{body, Acting, St};
 use crate::http::ApiError;
 use crate::store::ApiToken;
 use axum::extract::{Path, State};
@@ -42,10 +42,9 @@ pub(super) async fn list_tokens(State(st): St) -> Result<Json<TokenList>, ApiErr
 
 pub(super) async fn create_token(
     State(st): St,
-    c: MaybeCaller,
+    Acting(actor): Acting,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = caller(c)?.actor();
     let b: TokenBody = body(&bytes)?;
     let created = st
         .db(move |s| {
@@ -64,10 +63,9 @@ pub(super) async fn create_token(
 
 pub(super) async fn revoke_token(
     State(st): St,
-    c: MaybeCaller,
+    Acting(actor): Acting,
     Path(name): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    let actor = caller(c)?.actor();
     let n = name.clone();
     st.db(move |s| Ok(crate::api_tokens::revoke(s, &n, &actor, crate::now_ms())?))
         .await?;

@@ -1,20 +1,20 @@
 //! Users with their risk: the ranking and one user's reasons.
 
-use super::{query, St};
+use super::{ApiQuery, St};
 use crate::http::params::{Kind, Param};
 use crate::http::{ApiError, Http};
 use crate::risk::UserRisk;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::sync::Arc;
 
-pub(super) const USER_PARAMS: &[Param] = &[Param {
-    name: "state",
-    kind: Kind::ListOf(&["active", "departing", "offboarded", "restored"]),
-    doc: "Comma-separated states.",
-}];
+pub(super) const USER_PARAMS: &[Param] = &[Param::new(
+    "state",
+    Kind::ListOf(&["active", "departing", "offboarded", "restored"]),
+    "Comma-separated states.",
+)];
 
 /// Users, riskiest first.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -29,9 +29,8 @@ pub(in crate::http) async fn users(st: &Arc<Http>) -> Result<Vec<UserRisk>, ApiE
 
 pub(super) async fn list_users(
     State(st): St,
-    RawQuery(raw): RawQuery,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Json<UserList>, ApiError> {
-    let q = query(raw, "/api/v1/users", "get")?;
     let states = q.list("state");
     let users = users(&st)
         .await?

@@ -1,6 +1,6 @@
 //! `holdfast-collector alerts`: list alerts.
 
-use crate::cli::{open_store, print_list, ListArgs};
+use crate::cli::ListArgs;
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::Alert;
 use holdfast_collector::table::Column;
@@ -10,11 +10,8 @@ use std::process::ExitCode;
 pub type Args = ListArgs;
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
-    let (json, limit, at) = args.parts();
-    let alerts = open_store(&at.config()?)?.alerts(limit)?;
-    print_list(
-        &alerts,
-        json,
+    args.print(
+        |s, n| Ok(s.alerts(n)?),
         "no alerts",
         &[
             Column::right("ID", |a: &Alert| a.id.to_string()),
@@ -33,6 +30,5 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 .clone()
             }),
         ],
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }

@@ -1,6 +1,6 @@
 //! `holdfast-collector audit`: list the audit log.
 
-use crate::cli::{open_store, print_list, ListArgs};
+use crate::cli::ListArgs;
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::AuditEntry;
 use holdfast_collector::table::Column;
@@ -10,11 +10,8 @@ use std::process::ExitCode;
 pub type Args = ListArgs;
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
-    let (json, limit, at) = args.parts();
-    let log = open_store(&at.config()?)?.audit_log(limit)?;
-    print_list(
-        &log,
-        json,
+    args.print(
+        |s, n| Ok(s.audit_log(n)?),
         "no audit entries",
         &[
             Column::left("TIME", |e: &AuditEntry| fmt_ms(e.time_ms)),
@@ -24,6 +21,5 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             Column::left("TARGET", |e| e.target.clone()),
             Column::left("DETAIL", |e| e.detail.clone()),
         ],
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }

@@ -1,6 +1,6 @@
 //! `holdfast-collector events`: list stored events.
 
-use crate::cli::{dash, open_store, print_list, ListArgs};
+use crate::cli::{dash, ListArgs};
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::StoredEvent;
 use holdfast_collector::table::Column;
@@ -10,11 +10,8 @@ use std::process::ExitCode;
 pub type Args = ListArgs;
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
-    let (json, limit, at) = args.parts();
-    let events = open_store(&at.config()?)?.events(limit)?;
-    print_list(
-        &events,
-        json,
+    args.print(
+        |s, n| Ok(s.events(n)?),
         "no events",
         &[
             Column::left("TIME", |e: &StoredEvent| fmt_ms(e.time_ms)),
@@ -31,6 +28,5 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 dash(e.message.clone().or_else(|| e.path.clone()))
             }),
         ],
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }

@@ -74,7 +74,8 @@ pub enum ReportFormat {
     Csv,
 }
 
-pub fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
+pub fn print_offboard_status(status: &holdfast_collector::offboard::Status) {
+    let st = &status.offboarding;
     println!(
         "{}: offboarded {} (effective {}), look-back {} days{}{}",
         escape(&st.user),
@@ -90,10 +91,10 @@ pub fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
             .map(|t| format!(", RESTORED {}", fmt_ms(t)))
             .unwrap_or_default()
     );
-    if st.devices.is_empty() {
+    if status.devices.is_empty() {
         println!("  no devices");
     }
-    for d in &st.devices {
+    for d in &status.devices {
         println!(
             "  {:<22} {:<20} {}",
             d.device_id,
@@ -114,7 +115,7 @@ pub fn print_offboard_status(st: &holdfast_collector::offboard::Status) {
             }
         }
     }
-    for r in &st.connectors {
+    for r in &status.connectors {
         println!(
             "  connector {:<12} {:<8} {:<7} attempts={:<3} code={:<5} {}",
             r.connector,

@@ -1,6 +1,6 @@
 //! `holdfast-collector users`: list users and their state.
 
-use crate::cli::{dash, open_store, print_list, ListArgs};
+use crate::cli::{dash, ListArgs};
 use holdfast_collector::fmt_ms;
 use holdfast_collector::risk::UserRisk;
 use holdfast_collector::table::Column;
@@ -10,13 +10,11 @@ use std::process::ExitCode;
 pub type Args = ListArgs;
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
-    let (json, limit, at) = args.parts();
-    let store = open_store(&at.config()?)?;
-    let users = holdfast_collector::risk::users(&store, holdfast_collector::now_ms())?;
-    let users: Vec<_> = users.into_iter().take(limit).collect();
-    print_list(
-        &users,
-        json,
+    args.print(
+        |s, n| {
+            let users = holdfast_collector::risk::users(s, holdfast_collector::now_ms())?;
+            Ok(users.into_iter().take(n).collect())
+        },
         "no users",
         &[
             Column::left("USER", |u: &UserRisk| u.user.clone()),
@@ -28,6 +26,5 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 dash((!u.signals.is_empty()).then(|| u.signals.join("; ")))
             }),
         ],
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }
