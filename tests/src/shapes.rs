@@ -68,7 +68,8 @@ pub enum Format {
     Csv,
     Tsv,
     Xlsx,
-    /// Records-oriented JSON (an array of objects named by the header).
+    /// Records-oriented JSON (an array of objects named by the header); a table without a
+    /// header as rows of values (`orient="values"`).
     Json,
     /// CSV encoded in GBK, as Chinese Excel saves it.
     Gbk,
@@ -342,6 +343,10 @@ pub fn write(t: &Table, format: Format) -> Vec<u8> {
             }
             wb.save_to_buffer().unwrap_or_default()
         }
+        // A list without a header as pandas writes it with `orient="values"`: rows of values.
+        Format::Json if t.header.is_none() => serde_json::Value::from(t.rows.clone())
+            .to_string()
+            .into_bytes(),
         Format::Json => {
             let names = t.header.clone().unwrap_or_default();
             let items: Vec<serde_json::Value> = t
@@ -362,16 +367,12 @@ pub fn write(t: &Table, format: Format) -> Vec<u8> {
     }
 }
 
-/// Every shape in every format that can hold it (a JSON file names its fields, so the
-/// headerless list is not written as JSON), `n` rows each.
+/// Every shape in every format (a headerless list in JSON is rows of values), `n` rows each.
 pub fn all(seed: u64, n: usize) -> Vec<Made> {
     let mut out = Vec::new();
     for shape in Shape::ALL {
         let t = table(shape, seed, n);
         for format in Format::ALL {
-            if format == Format::Json && shape == Shape::Headerless {
-                continue;
-            }
             let gbk = if format == Format::Gbk { "-gbk" } else { "" };
             out.push(Made {
                 name: format!("{}{gbk}.{}", shape.name(), format.extension()),
@@ -385,7 +386,8 @@ pub fn all(seed: u64, n: usize) -> Vec<Made> {
     out
 }
 
-/// A customer table as pandas writes it with `to_json(orient=…)`: columns, index, split.
+/// A customer table as pandas writes it with `to_json(orient=…)`: columns, index, split,
+/// values.
 pub fn json_orientations(seed: u64, n: usize) -> Vec<Made> {
     let mut rng = StdRng::seed_from_u64(seed);
     let people: Vec<(String, String, String)> = (0..n)
@@ -422,15 +424,20 @@ pub fn json_orientations(seed: u64, n: usize) -> Vec<Made> {
             )
         })
         .collect();
+    let rows: Vec<Vec<String>> = people
+        .iter()
+        .map(|p| vec![p.0.clone(), p.1.clone(), p.2.clone()])
+        .collect();
     let split = serde_json::json!({
         "columns": names,
         "index": (0..n).collect::<Vec<_>>(),
-        "data": people.iter().map(|p| vec![p.0.clone(), p.1.clone(), p.2.clone()]).collect::<Vec<_>>(),
+        "data": rows,
     });
     [
         ("columns", serde_json::Value::Object(columns)),
         ("index", index.into()),
         ("split", split),
+        ("values", rows.into()),
     ]
     .into_iter()
     .map(|(orient, v)| Made {

@@ -76,7 +76,7 @@ fn every_shape_in_every_format_gives_its_exact_count_and_verdict() {
         made.len(),
         wrong.join("\n")
     );
-    assert_eq!(made.len(), 7 * 5 - 1 + 3);
+    assert_eq!(made.len(), 7 * 5 + 4);
 }
 
 #[test]

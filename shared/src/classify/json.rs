@@ -7,7 +7,8 @@
 //! - `orient="columns"` (`{"email": {"0": …, "1": …}}`): objects keyed by row numbers are
 //!   columns, and each value goes to its row;
 //! - `orient="split"` and `"values"` (`{"columns": [...], "data": [[…], …]}`, `[[…], …]`):
-//!   each array inside an array is a row, its values named by `columns` when given.
+//!   each array inside an array is a row, its values named by `columns` when given; rows
+//!   without names are a table's rows, in column order, judged like a CSV file's.
 //!
 //! Memory is bounded: strings are cut at [`MAX_FIELD`] bytes, nesting is tracked to
 //! [`MAX_DEPTH`] levels (deeper brackets are only counted), and at most [`MAX_NAMES`] column
@@ -286,10 +287,16 @@ impl JsonReader {
             self.stack[0].scalars = true;
         }
         if level.frame == Frame::Array && level.entry {
-            let name = self.names.get(level.items).cloned().unwrap_or_default();
             if let Some(l) = self.stack.last_mut() {
                 l.items += 1;
             }
+            if self.names.is_empty() {
+                // Rows without names: values in column order, judged as a table's.
+                rec.become_table();
+                rec.field(&self.buf);
+                return;
+            }
+            let name = self.names.get(level.items).cloned().unwrap_or_default();
             rec.named(&name, &self.buf);
             return;
         }
@@ -426,8 +433,18 @@ mod tests {
             ),
             (60, 60, true),
         );
-        // orient="values": rows without names.
-        check(&format!("[{}]", rows.join(",")), (60, 60, false));
+        // orient="values": rows without names, judged by their columns as a headerless
+        // table is; with a header row first, by the header.
+        check(&format!("[{}]", rows.join(",")), (60, 60, true));
+        check(
+            &format!(r#"[["name","email","phone"],{}]"#, rows.join(",")),
+            (60, 60, true),
+        );
+        // Rows of numbers (a matrix) are no customer table.
+        let matrix: Vec<String> = (0..n)
+            .map(|i| format!("[{i},{},{}]", i * 2, i * 3))
+            .collect();
+        check(&format!("[{}]", matrix.join(",")), (60, 0, false));
     }
 
     #[test]

@@ -152,6 +152,18 @@ impl Records {
         }
     }
 
+    /// The entries turned out to be rows of values in column order (JSON `orient="values"`:
+    /// arrays of arrays without names): from now on [`Records::field`] takes them and the
+    /// rows are judged as a table's, whose first row may be a header. Only before any field.
+    pub fn become_table(&mut self) {
+        if self.tabular || self.row_nonempty || self.stats.rows > 0 {
+            return;
+        }
+        self.tabular = true;
+        self.first_row = Some(Vec::new());
+        self.header_decided = false;
+    }
+
     /// The customer set in use, if any.
     pub fn edm(&self) -> Option<&Arc<Matcher>> {
         self.matches.as_ref().map(RowMatches::matcher)
