@@ -76,6 +76,9 @@ struct ImportSink<'a> {
     wanted: Vec<String>,
     /// Column index → chosen column name.
     chosen: Vec<(usize, String)>,
+    /// The country column's index, when the header has one: national phone numbers are
+    /// imported in E.164 with their row's country, as agents look them up.
+    country: Option<usize>,
     header: Option<Vec<String>>,
     row: Vec<Vec<u8>>,
     line: u64,
@@ -114,6 +117,9 @@ impl ImportSink<'_> {
                 }
             }
         }
+        self.country = cells
+            .iter()
+            .position(|c| header_role(c) == Some(holdfast_shared::classify::roles::Role::Country));
         self.header = Some(cells);
     }
 }
@@ -149,7 +155,11 @@ impl RowSink for ImportSink<'_> {
             // Read as the agent reads that column (a phone column's extensions and national
             // forms), so the fingerprints are the ones agents look up.
             let ctx = header_role(&name).map_or(Context::Unknown, |r| r.context());
-            match self.builder.add_in(ctx, value) {
+            let country = self
+                .country
+                .and_then(|c| row.get(c))
+                .and_then(|c| holdfast_shared::country::dialling(c));
+            match self.builder.add_in_country(ctx, value, country) {
                 Some(_) => good += 1,
                 None => bad.push(format!("{name}: not an email, phone, ID or card number")),
             }
@@ -209,6 +219,7 @@ pub fn import(
     let mut sink = ImportSink {
         wanted: columns.to_vec(),
         chosen: Vec::new(),
+        country: None,
         header: None,
         row: Vec::new(),
         line: 0,

@@ -150,6 +150,31 @@ pub fn phone_in_column_into(field: &[u8], out: &mut [u8; 40]) -> Option<usize> {
     Some(write(b"", d, out))
 }
 
+/// A phone column's number in a row whose country column names `country`: E.164 made from
+/// the digits as written (the country overrides what the shape alone would guess: `020 7946
+/// 0958` in the United Kingdom is London's, not Guangzhou's). `None` when the field is no
+/// phone, is written internationally already (`+`, `00`), or cannot be made whole; the
+/// number's own normal form ([`phone_in_column_into`]) stands then.
+pub fn phone_in_country_into(
+    field: &[u8],
+    country: crate::country::Dialling,
+    out: &mut [u8; 40],
+) -> Option<usize> {
+    let main = without_extension(field.trim_ascii());
+    if main.starts_with(b"+") || main.starts_with(b"00") {
+        return None;
+    }
+    // Valid as a phone column's number first (no date, decimal or word).
+    phone_in_column_into(field, out)?;
+    let mut digits = [0u8; 32];
+    let mut n = 0;
+    for &b in main.iter().filter(|b| b.is_ascii_digit()) {
+        *digits.get_mut(n)? = b;
+        n += 1;
+    }
+    country.e164_into(&digits[..n], out)
+}
+
 /// The number before an extension: `555-0100 x23`, `(415) 555-0100 ext. 23`, `010-12345678转8001`,
 /// `… #12`, `… extension 4`, `… 分机 12`.
 fn without_extension(f: &[u8]) -> &[u8] {

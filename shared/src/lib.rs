@@ -4,6 +4,7 @@
 //! values and a `now`, and returns values. That keeps every rule testable without I/O.
 
 pub mod classify;
+pub mod country;
 pub mod edm;
 pub mod event;
 pub mod ident;

@@ -153,3 +153,67 @@ fn every_crm_export_names_its_crm_once_with_its_exact_count() {
     );
     assert_eq!(made.len(), 40);
 }
+
+/// A customer master and an export of the same customers, each writing some numbers
+/// nationally beside a country column and some internationally: every customer is found
+/// (`edm import` and `scan --edm`, real binaries). Without the country column the national
+/// numbers match nothing.
+#[test]
+fn national_phones_with_a_country_column_match_the_customer_set() {
+    let (tmp, c) = holdfast_tests::Collector::scratch("");
+    let fr = |i: usize| format!("01 42 68 {:02} {:02}", i / 10, i % 10);
+    let fr_intl = |i: usize| format!("+33 1 42 68 {:02} {:02}", i / 10, i % 10);
+    let uk = |i: usize| format!("020 7946 {i:04}");
+    let uk_intl = |i: usize| format!("+44 20 7946 {i:04}");
+    let mut master = String::from("Company,Phone,Country\n");
+    for i in 0..30 {
+        master.push_str(&format!("Client {i},{},France\n", fr(i)));
+        master.push_str(&format!("Kunde {i},{},UK\n", uk_intl(i)));
+    }
+    std::fs::write(tmp.path().join("master.csv"), master).unwrap();
+    let set = tmp.path().join("set.edm");
+    c.cli(&[
+        "edm",
+        "import",
+        &tmp.path().join("master.csv").display().to_string(),
+        "--columns",
+        "phone",
+        "--out",
+        &set.display().to_string(),
+    ]);
+    let export = |with_country: bool| {
+        let mut text = String::from(if with_country {
+            "Account Name,Phone,Billing Country\n"
+        } else {
+            "Account Name,Phone,Billing City\n"
+        });
+        for i in 0..30 {
+            let (fr_place, uk_place) = if with_country {
+                ("FR", "United Kingdom")
+            } else {
+                ("Paris", "London")
+            };
+            text.push_str(&format!("Client {i},{},{fr_place}\n", fr_intl(i)));
+            text.push_str(&format!("Kunde {i},{},{uk_place}\n", uk(i)));
+        }
+        let name = format!("accounts-{with_country}.csv");
+        std::fs::write(tmp.path().join(&name), text).unwrap();
+        let out = holdfast_tests::run_ok(
+            "holdfast-agent",
+            &[
+                "scan",
+                "--json",
+                "--edm",
+                &set.display().to_string(),
+                &tmp.path().join(&name).display().to_string(),
+            ],
+        );
+        json_lines(&out)[0]["findings"]["edm"].as_u64()
+    };
+    assert_eq!(export(true), Some(60), "every customer, by country");
+    assert_eq!(
+        export(false),
+        Some(30),
+        "only the numbers written internationally"
+    );
+}

@@ -8,9 +8,12 @@
 //! emails, ID or card numbers matched, since such a row counts as a customer either way.
 //! The tally is a value the queue hands batches to, so the looking up can run where the
 //! caller likes: inline ([`Tallier`]), or on another thread (the agent does for large files).
+//! In a file with a country column, a row's national phone numbers are looked up in E.164
+//! with the row's country, whichever of the two columns comes first.
 
+use crate::country::{dialling, Dialling};
 use crate::edm::{Matcher, Probe};
-use crate::ident::IdKind;
+use crate::ident::{phone_in_country_into, IdKind};
 use std::sync::Arc;
 
 /// Identifiers waiting before a batch is handed over (at the end of a row).
@@ -260,6 +263,13 @@ pub(super) struct RowMatches {
     batch_size: usize,
     max_waiting: usize,
     tally: Box<dyn Tally>,
+    /// The file has a country column: phones wait for their row's country.
+    countries: bool,
+    /// The current row's country, once its country column was read.
+    country: Option<Dialling>,
+    /// Phones of the current row read before its country: (item index, the field as written
+    /// at `bytes[at..at + len]`).
+    pending: Vec<(usize, u32, u16)>,
 }
 
 impl std::fmt::Debug for RowMatches {
@@ -292,6 +302,49 @@ impl RowMatches {
             batch_size,
             max_waiting: MAX_WAITING.max(2 * batch_size),
             tally,
+            countries: false,
+            country: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The file has a country column: from now on a row's national phone numbers are made
+    /// E.164 with the row's country (see [`RowMatches::country`]).
+    pub fn expect_countries(&mut self) {
+        self.countries = true;
+    }
+
+    /// A field of the current row's country column: its national phones, read before or
+    /// after, are looked up in E.164 with its calling code (`01 42 68 53 00` in a row of
+    /// `France` as `+33142685300`). A field naming no known country changes nothing.
+    pub fn country(&mut self, field: &[u8]) {
+        self.countries = true;
+        if let Some(d) = dialling(field) {
+            self.country = Some(d);
+            let pending = std::mem::take(&mut self.pending);
+            for &(i, at, len) in &pending {
+                let raw = self.batch.text(at, len).to_vec();
+                self.in_country(i, &raw);
+            }
+            self.pending = pending;
+            self.pending.clear();
+        }
+    }
+
+    /// Looks item `i` (a phone written as `raw`) up in E.164 with the row's country, when
+    /// that makes it whole.
+    fn in_country(&mut self, i: usize, raw: &[u8]) {
+        let Some(d) = self.country else { return };
+        let mut out = [0u8; 40];
+        let Some(n) = phone_in_country_into(raw, d, &mut out) else {
+            return;
+        };
+        let Ok(at) = u32::try_from(self.batch.bytes.len()) else {
+            return;
+        };
+        self.batch.bytes.extend_from_slice(&out[..n]);
+        if let Some(item) = self.batch.items.get_mut(i) {
+            item.what = What::Normal(at, n as u16);
         }
     }
 
@@ -329,12 +382,23 @@ impl RowMatches {
             kind,
             what,
         });
+        if kind == IdKind::Phone && self.countries && f.len() <= MAX_BYTES {
+            let i = self.batch.items.len() - 1;
+            if self.country.is_some() {
+                self.in_country(i, f);
+            } else if let Ok(at) = u32::try_from(self.batch.bytes.len()) {
+                self.batch.bytes.extend_from_slice(f);
+                self.pending.push((i, at, f.len() as u16));
+            }
+        }
         if self.batch.items.len() >= self.max_waiting || self.batch.bytes.len() >= MAX_BATCH_BYTES {
             self.hand_over();
         }
     }
 
     fn hand_over(&mut self) {
+        // Phones handed over before their row's country was read stay as written.
+        self.pending.clear();
         if let Some(last) = self.batch.items.last() {
             self.sent = Some(last.row);
         }
@@ -344,6 +408,8 @@ impl RowMatches {
 
     /// The current row is complete.
     pub fn end_row(&mut self) {
+        self.country = None;
+        self.pending.clear();
         self.row += 1;
         if self.batch.items.len() >= self.batch_size {
             self.hand_over();
@@ -352,6 +418,8 @@ impl RowMatches {
 
     /// Forgets the current row (it was a header) and starts the next.
     pub fn drop_row(&mut self) {
+        self.country = None;
+        self.pending.clear();
         let row = self.row;
         while self.batch.items.last().is_some_and(|i| i.row == row) {
             self.batch.items.pop();

@@ -172,12 +172,21 @@ impl Records {
     /// Also counts rows holding the company's real customers.
     pub fn with_edm(mut self, edm: Option<Arc<Matcher>>) -> Records {
         self.matches = edm.map(RowMatches::new);
+        self.entries_may_name_countries();
         self
+    }
+
+    /// Entries name their fields: any entry may name its country after its phone.
+    fn entries_may_name_countries(&mut self) {
+        if let (false, Some(m)) = (self.tabular, self.matches.as_mut()) {
+            m.expect_countries();
+        }
     }
 
     /// Also counts rows holding the company's real customers, looked up by `tally`.
     pub fn with_edm_tally(mut self, edm: Arc<Matcher>, tally: Box<dyn super::Tally>) -> Records {
         self.matches = Some(RowMatches::with_tally(edm, tally));
+        self.entries_may_name_countries();
         self
     }
 
@@ -185,7 +194,7 @@ impl Records {
     pub fn field(&mut self, text: &[u8]) {
         let f = text.trim_ascii();
         let mut phone = [0u8; 40];
-        match identify_in(f, self.context(), &mut phone) {
+        match identify_in(f, self.context_noting_country(f), &mut phone) {
             Some((IdKind::Phone, n)) => {
                 self.field_id(f, Some(IdKind::Phone), Lookup::Normal(&phone[..n]))
             }
@@ -198,7 +207,7 @@ impl Records {
     /// only; pass a placeholder when the text itself was not kept.
     pub fn field_with(&mut self, text: &[u8], kind: Option<IdKind>, edm_hit: Option<bool>) {
         let lookup = edm_hit.map_or(Lookup::Field, Lookup::Known);
-        match (self.context(), kind) {
+        match (self.context_noting_country(text.trim_ascii()), kind) {
             // An order number that looks like a mobile is an order number.
             (Context::NotPersonal, Some(k)) if k != IdKind::Email => {
                 self.field_id(text, None, Lookup::Field)
@@ -211,8 +220,9 @@ impl Records {
         }
     }
 
-    /// What the current column holds, once a header named it.
-    fn context(&self) -> Context {
+    /// What the current column holds, once a header named it; a country column's field `f`
+    /// is the row's country for its phones' customer-set lookups.
+    fn context_noting_country(&mut self, f: &[u8]) -> Context {
         if !self.header_decided || !self.stats.header {
             return Context::Unknown;
         }
@@ -220,10 +230,13 @@ impl Records {
             Some(&s) if s > 0 => usize::from(s - 1),
             _ => return Context::Unknown,
         };
-        self.columns
-            .get(slot)
-            .and_then(|c| c.role)
-            .map_or(Context::Unknown, Role::context)
+        let role = self.columns.get(slot).and_then(|c| c.role);
+        if role == Some(Role::Country) {
+            if let Some(m) = self.matches.as_mut() {
+                m.country(f);
+            }
+        }
+        role.map_or(Context::Unknown, Role::context)
     }
 
     /// The slot of column position `pos`, given one if it has none (the first 256 non-empty
@@ -320,6 +333,11 @@ impl Records {
         if role == Some(Role::Owner) {
             return;
         }
+        if role == Some(Role::Country) {
+            if let Some(m) = self.matches.as_mut() {
+                m.country(f);
+            }
+        }
         let ctx = role.map_or(Context::Unknown, Role::context);
         let kind = identify_in(f, ctx, &mut [0; 40]).map(|(k, _)| k);
         self.count(MAX_COLUMNS - 1, kind, f, Lookup::Field);
@@ -382,6 +400,11 @@ impl Records {
                 for (c, r) in first.iter().enumerate() {
                     self.columns[c].role = *r;
                     self.columns[c].ids = [0; 4];
+                }
+                if first.contains(&Some(Role::Country)) {
+                    if let Some(m) = self.matches.as_mut() {
+                        m.expect_countries();
+                    }
                 }
                 self.stats.ids = [0; 4];
                 self.stats.roles = Vec::new();
@@ -772,6 +795,69 @@ mod tests {
             r.end_record();
         }
         assert_eq!(r.finish().edm, 50);
+    }
+
+    /// National numbers with their row's country match the customers the set holds in
+    /// E.164, whichever column comes first, in a table and in JSON entries; without the
+    /// country they do not.
+    #[test]
+    fn a_rows_country_makes_its_national_phones_international() {
+        let mut b = crate::edm::EdmBuilder::new(b"secret");
+        for i in 0..40u32 {
+            b.add(
+                IdKind::Phone,
+                format!("+33 1 42 68 {:02} {:02}", i / 10, i % 10).as_bytes(),
+            );
+            b.add(IdKind::Phone, format!("+44 20 7946 {:04}", i).as_bytes());
+        }
+        let m = Arc::new(b.finish().matcher());
+        let table = |header: [&str; 3], rows: &dyn Fn(u32) -> [String; 3]| {
+            let mut r = Records::table().with_edm(Some(m.clone()));
+            for f in header {
+                r.field(f.as_bytes());
+            }
+            r.end_record();
+            for i in 0..40u32 {
+                for f in rows(i) {
+                    r.field(f.as_bytes());
+                }
+                r.end_record();
+            }
+            r.finish().edm
+        };
+        let fr = |i: u32| format!("01 42 68 {:02} {:02}", i / 10, i % 10);
+        let uk = |i: u32| format!("020 7946 {:04}", i);
+        // The country after the phone, and before it; French and British rows mixed.
+        let after = table(["Name", "Phone", "Country"], &|i| {
+            if i % 2 == 0 {
+                [format!("n{i}"), fr(i), "France".into()]
+            } else {
+                [format!("n{i}"), uk(i), "United Kingdom".into()]
+            }
+        });
+        assert_eq!(after, 40);
+        let before = table(["Name", "Mailing Country", "Mobile"], &|i| {
+            [format!("n{i}"), "FR".into(), fr(i)]
+        });
+        assert_eq!(before, 40);
+        // No country column: the national digits match nothing held in E.164.
+        let none = table(["Name", "Phone", "City"], &|i| {
+            [format!("n{i}"), fr(i), "Paris".into()]
+        });
+        assert_eq!(none, 0);
+        // A country the row does not name leaves the number as written.
+        let wrong = table(["Name", "Phone", "Country"], &|i| {
+            [format!("n{i}"), fr(i), "Narnia".into()]
+        });
+        assert_eq!(wrong, 0);
+        // JSON entries name their fields.
+        let mut r = Records::entries().with_edm(Some(m.clone()));
+        for i in 0..40u32 {
+            r.named("phone", uk(i).as_bytes());
+            r.named("country", b"GB");
+            r.end_record();
+        }
+        assert_eq!(r.finish().edm, 40);
     }
 
     /// Phone-only matches count only beyond chance: unrelated numbers report no customers,

@@ -384,9 +384,28 @@ impl EdmBuilder {
     /// Adds a field of a column known to hold `ctx` (a phone column's `555-0100 x23` is
     /// fingerprinted as the agent reads it there): the kind it is, if it is one.
     pub fn add_in(&mut self, ctx: crate::ident::Context, raw: &[u8]) -> Option<IdKind> {
+        self.add_in_country(ctx, raw, None)
+    }
+
+    /// Like [`EdmBuilder::add_in`], for a field of a row whose country column names
+    /// `country`: its national phone numbers are fingerprinted in E.164 with that country,
+    /// as agents look them up in a row of the same country.
+    pub fn add_in_country(
+        &mut self,
+        ctx: crate::ident::Context,
+        raw: &[u8],
+        country: Option<crate::country::Dialling>,
+    ) -> Option<IdKind> {
         let mut phone = [0u8; 40];
-        let (kind, n) = crate::ident::identify_in(raw.trim_ascii(), ctx, &mut phone)?;
+        let (kind, mut n) = crate::ident::identify_in(raw.trim_ascii(), ctx, &mut phone)?;
         if kind == IdKind::Phone {
+            if let Some(d) = country {
+                let mut e164 = [0u8; 40];
+                if let Some(m) = crate::ident::phone_in_country_into(raw, d, &mut e164) {
+                    phone = e164;
+                    n = m;
+                }
+            }
             let normal = phone.get(..n)?;
             self.values[kind as usize].push(self.keyed.fingerprint(kind, normal));
             Some(kind)
