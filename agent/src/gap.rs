@@ -182,12 +182,7 @@ impl Gap {
 
 /// The notice sent before the agent exits on a signal.
 pub fn stop_notice(by: &str) -> EventBody {
-    EventBody::Notice(AgentNotice {
-        kind: AGENT_STOPPED.into(),
-        message: format!("the agent is stopping: {by}"),
-        count: 1,
-        counts: BTreeMap::new(),
-    })
+    EventBody::notice(AGENT_STOPPED, format!("the agent is stopping: {by}"), 1)
 }
 
 #[cfg(test)]

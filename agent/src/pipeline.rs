@@ -742,10 +742,7 @@ mod tests {
     #[test]
     fn describe_reads_and_evaluates() {
         let (dir, f) = holdfast_io::testing::scratch("c.csv");
-        let mut body = String::from("name,email\n");
-        for i in 0..60 {
-            body.push_str(&format!("User {i},u{i}@example.com\n"));
-        }
+        let body = holdfast_shared::testkit::contacts_csv(60);
         std::fs::write(&f, &body).unwrap();
         let set = PolicySet::default_pack("/home/u").unwrap();
         let ready = Ready {

@@ -258,21 +258,19 @@ impl Reads {
         if dropped > self.dropped_reported {
             let n = dropped - self.dropped_reported;
             self.dropped_reported = dropped;
-            out.push(EventBody::Notice(holdfast_shared::event::AgentNotice {
-                kind: "reads_dropped".into(),
-                message: format!("{n} read(s) of customer files were lost (the kernel's queue or the agent's channel was full); bulk-read counts may be low"),
-                count: n,
-                counts: Default::default(),
-            }));
+            out.push(EventBody::notice(
+                "reads_dropped",
+                format!("{n} read(s) of customer files were lost (the kernel's queue or the agent's channel was full); bulk-read counts may be low"),
+                n,
+            ));
         }
         if unmarked > 0 && !self.cap_reported {
             self.cap_reported = true;
-            out.push(EventBody::Notice(holdfast_shared::event::AgentNotice {
-                kind: "reads_marks_cap".into(),
-                message: format!("read monitoring reached its limit of folders; {unmarked} customer folder(s) are not monitored for reads"),
-                count: unmarked,
-                counts: Default::default(),
-            }));
+            out.push(EventBody::notice(
+                "reads_marks_cap",
+                format!("read monitoring reached its limit of folders; {unmarked} customer folder(s) are not monitored for reads"),
+                unmarked,
+            ));
         }
         out
     }

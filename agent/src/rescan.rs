@@ -484,6 +484,20 @@ impl Rescanner {
 mod tests {
     use super::*;
 
+    /// A rescanner of `root` alone (watched, no polled roots, nothing skipped) keeping its
+    /// index in `data`, with a full rescan every `every`.
+    fn watching(root: &Path, data: PathBuf, every: Duration, t0: Instant) -> Rescanner {
+        Rescanner::start(
+            vec![root.to_path_buf()],
+            vec![],
+            vec![],
+            data,
+            every,
+            t0,
+            None,
+        )
+    }
+
     fn names(evs: &[WatchEvent], root: &Path) -> Vec<String> {
         let mut v: Vec<String> = evs
             .iter()
@@ -508,15 +522,7 @@ mod tests {
         let (dir, root) = holdfast_io::testing::scratch("watched");
         write(&root, "old.csv", "a");
         let t0 = Instant::now();
-        let mut r = Rescanner::start(
-            vec![root.clone()],
-            vec![],
-            vec![],
-            dir.path().join("data"),
-            Duration::from_secs(30),
-            t0,
-            None,
-        );
+        let mut r = watching(&root, dir.path().join("data"), Duration::from_secs(30), t0);
         assert_eq!(r.coverage().files, 1);
         assert!(r.unchanged(&root.join("old.csv")), "indexed as it is");
         assert!(!r.unchanged(&root.join("missing.csv")));
@@ -566,15 +572,7 @@ mod tests {
         let (dir, root) = holdfast_io::testing::scratch("w");
         std::fs::create_dir_all(&root).unwrap();
         let t0 = Instant::now();
-        let mut r = Rescanner::start(
-            vec![root.clone()],
-            vec![],
-            vec![],
-            dir.path().join("d"),
-            Duration::from_secs(30),
-            t0,
-            None,
-        );
+        let mut r = watching(&root, dir.path().join("d"), Duration::from_secs(30), t0);
         write(&root, "new/first.csv", "1");
         let got = r.expand(WatchEvent::DirAppeared(root.join("new")));
         assert_eq!(names(&got, &root), ["+new/first.csv"]);
@@ -601,15 +599,7 @@ mod tests {
         write(&root, "a.csv", "a");
         let t0 = Instant::now();
         let every = Duration::from_secs(10);
-        let mut r = Rescanner::start(
-            vec![root.clone()],
-            vec![],
-            vec![],
-            dir.path().join("d"),
-            every,
-            t0,
-            None,
-        );
+        let mut r = watching(&root, dir.path().join("d"), every, t0);
         assert_eq!(r.next_wake(t0), None, "watched only: events wake us");
         assert!(r
             .expand(WatchEvent::LimitReached(root.join("deep/dir")))

@@ -413,10 +413,7 @@ mod tests {
     #[test]
     fn hashes_and_classifies() {
         let (dir, p) = holdfast_io::testing::scratch("c.csv");
-        let mut body = String::from("name,email\n");
-        for i in 0..1000 {
-            body.push_str(&format!("n{i},user{i}@example.com\n"));
-        }
+        let body = holdfast_shared::testkit::contacts_csv(1000);
         std::fs::write(&p, &body).unwrap();
         let r = scan_file(&p, None).unwrap();
         assert_eq!(r.size, body.len() as u64);

@@ -194,50 +194,56 @@ pub struct DeviceCert {
 /// The Ed25519 key (PKCS#8, mode 0600) that signs policy bundles, EDM sets and orders,
 /// created on first use.
 pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, PkiError> {
-    let path = data_dir.join("signing.key");
-    let io = |source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    if !path.exists() {
-        let rng = ring::rand::SystemRandom::new();
-        let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| io(std::io::Error::other("cannot generate an Ed25519 key")))?;
-        write_file_atomic(&path, doc.as_ref(), 0o600).map_err(io)?;
-    }
-    let key = std::fs::read(&path).map_err(io)?;
-    holdfast_shared::signed::public_key(&key).map_err(|e| {
-        io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            e.to_string(),
-        ))
-    })?;
-    Ok(key)
+    secret_file(
+        &data_dir.join("signing.key"),
+        || {
+            let rng = ring::rand::SystemRandom::new();
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .map(|doc| doc.as_ref().to_vec())
+                .map_err(|_| "cannot generate an Ed25519 key".to_string())
+        },
+        |key| {
+            holdfast_shared::signed::public_key(key)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
 }
 
 /// The QUIC stateless-reset key (64 random bytes, mode 0600), created on first use.
 pub fn reset_key(data_dir: &Path) -> Result<Vec<u8>, PkiError> {
-    let path = data_dir.join("reset.key");
+    secret_file(
+        &data_dir.join("reset.key"),
+        || {
+            let mut key = rand::random::<[u8; 32]>().to_vec();
+            key.extend_from_slice(&rand::random::<[u8; 32]>());
+            Ok(key)
+        },
+        |key| match key.len() {
+            64 => Ok(()),
+            n => Err(format!("expected 64 bytes, found {n}")),
+        },
+    )
+}
+
+/// The secret at `path`: made by `make` and written (mode 0600) when there is none, then read
+/// back and accepted by `check`.
+fn secret_file(
+    path: &Path,
+    make: impl FnOnce() -> Result<Vec<u8>, String>,
+    check: impl Fn(&[u8]) -> Result<(), String>,
+) -> Result<Vec<u8>, PkiError> {
     let io = |source| PkiError::Io {
         path: path.display().to_string(),
         source,
     };
+    let invalid = |m: String| io(std::io::Error::new(std::io::ErrorKind::InvalidData, m));
     if !path.exists() {
-        let mut key = rand::random::<[u8; 32]>().to_vec();
-        key.extend_from_slice(&rand::random::<[u8; 32]>());
-        write_file_atomic(&path, &key, 0o600).map_err(io)?;
-        return Ok(key);
+        let key = make().map_err(|m| io(std::io::Error::other(m)))?;
+        write_file_atomic(path, &key, 0o600).map_err(io)?;
     }
-    let key = std::fs::read(&path).map_err(io)?;
-    if key.len() != 64 {
-        return Err(PkiError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("expected 64 bytes, found {}", key.len()),
-            ),
-        });
-    }
+    let key = std::fs::read(path).map_err(io)?;
+    check(&key).map_err(invalid)?;
     Ok(key)
 }
 

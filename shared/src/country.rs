@@ -14,157 +14,51 @@ pub struct Dialling {
     pub trunk: Option<u8>,
 }
 
-/// (names and codes, upper-case ASCII or as written, calling code, trunk prefix).
-const COUNTRIES: &[(&[&str], &str, Option<u8>)] = &[
-    (
-        &[
-            "UNITED STATES",
-            "UNITED STATES OF AMERICA",
-            "USA",
-            "US",
-            "AMERICA",
-            "美国",
-        ],
-        "1",
-        Some(b'1'),
-    ),
-    (&["CANADA", "CA", "CAN", "加拿大"], "1", Some(b'1')),
-    (
-        &[
-            "UNITED KINGDOM",
-            "UK",
-            "GB",
-            "GBR",
-            "GREAT BRITAIN",
-            "ENGLAND",
-            "SCOTLAND",
-            "WALES",
-            "英国",
-        ],
-        "44",
-        Some(b'0'),
-    ),
-    (&["FRANCE", "FR", "FRA", "法国"], "33", Some(b'0')),
-    (
-        &["GERMANY", "DEUTSCHLAND", "DE", "DEU", "德国"],
-        "49",
-        Some(b'0'),
-    ),
-    (&["ITALY", "ITALIA", "IT", "ITA", "意大利"], "39", None),
-    (
-        &["SPAIN", "ESPAÑA", "ESPANA", "ES", "ESP", "西班牙"],
-        "34",
-        None,
-    ),
-    (&["PORTUGAL", "PT", "PRT", "葡萄牙"], "351", None),
-    (
-        &[
-            "NETHERLANDS",
-            "THE NETHERLANDS",
-            "NEDERLAND",
-            "HOLLAND",
-            "NL",
-            "NLD",
-            "荷兰",
-        ],
-        "31",
-        Some(b'0'),
-    ),
-    (
-        &["BELGIUM", "BELGIQUE", "BELGIË", "BE", "BEL", "比利时"],
-        "32",
-        Some(b'0'),
-    ),
-    (
-        &["SWITZERLAND", "SCHWEIZ", "SUISSE", "CH", "CHE", "瑞士"],
-        "41",
-        Some(b'0'),
-    ),
-    (
-        &["AUSTRIA", "ÖSTERREICH", "OSTERREICH", "AT", "AUT", "奥地利"],
-        "43",
-        Some(b'0'),
-    ),
-    (&["IRELAND", "IE", "IRL", "爱尔兰"], "353", Some(b'0')),
-    (
-        &["SWEDEN", "SVERIGE", "SE", "SWE", "瑞典"],
-        "46",
-        Some(b'0'),
-    ),
-    (&["NORWAY", "NORGE", "NO", "NOR", "挪威"], "47", None),
-    (&["DENMARK", "DANMARK", "DK", "DNK", "丹麦"], "45", None),
-    (
-        &["FINLAND", "SUOMI", "FI", "FIN", "芬兰"],
-        "358",
-        Some(b'0'),
-    ),
-    (&["POLAND", "POLSKA", "PL", "POL", "波兰"], "48", None),
-    (
-        &["CZECH REPUBLIC", "CZECHIA", "CZ", "CZE", "捷克"],
-        "420",
-        None,
-    ),
-    (&["GREECE", "GR", "GRC", "希腊"], "30", None),
-    (
-        &["TURKEY", "TÜRKIYE", "TURKIYE", "TR", "TUR", "土耳其"],
-        "90",
-        Some(b'0'),
-    ),
-    (
-        &["RUSSIA", "RUSSIAN FEDERATION", "RU", "RUS", "俄罗斯"],
-        "7",
-        Some(b'8'),
-    ),
-    (
-        &[
-            "CHINA",
-            "PRC",
-            "CN",
-            "CHN",
-            "中国",
-            "中华人民共和国",
-            "中国大陆",
-        ],
-        "86",
-        Some(b'0'),
-    ),
-    (&["HONG KONG", "HK", "HKG", "香港", "中国香港"], "852", None),
-    (
-        &["TAIWAN", "TW", "TWN", "台湾", "中国台湾"],
-        "886",
-        Some(b'0'),
-    ),
-    (&["JAPAN", "JP", "JPN", "日本"], "81", Some(b'0')),
-    (
-        &[
-            "SOUTH KOREA",
-            "KOREA",
-            "REPUBLIC OF KOREA",
-            "KR",
-            "KOR",
-            "韩国",
-        ],
-        "82",
-        Some(b'0'),
-    ),
-    (&["SINGAPORE", "SG", "SGP", "新加坡"], "65", None),
-    (&["MALAYSIA", "MY", "MYS", "马来西亚"], "60", Some(b'0')),
-    (&["INDIA", "IN", "IND", "印度"], "91", Some(b'0')),
-    (&["AUSTRALIA", "AU", "AUS", "澳大利亚"], "61", Some(b'0')),
-    (&["NEW ZEALAND", "NZ", "NZL", "新西兰"], "64", Some(b'0')),
-    (&["BRAZIL", "BRASIL", "BR", "BRA", "巴西"], "55", Some(b'0')),
-    (&["MEXICO", "MÉXICO", "MX", "MEX", "墨西哥"], "52", None),
-    (&["ARGENTINA", "AR", "ARG", "阿根廷"], "54", Some(b'0')),
-    (&["CHILE", "CL", "CHL", "智利"], "56", None),
-    (&["COLOMBIA", "CO", "COL", "哥伦比亚"], "57", None),
-    (&["PERU", "PERÚ", "PE", "PER", "秘鲁"], "51", None),
-    (&["SOUTH AFRICA", "ZA", "ZAF", "南非"], "27", Some(b'0')),
-    (
-        &["UNITED ARAB EMIRATES", "UAE", "AE", "ARE", "阿联酋"],
-        "971",
-        Some(b'0'),
-    ),
-    (&["ISRAEL", "IL", "ISR", "以色列"], "972", Some(b'0')),
+/// (calling code, trunk prefix, the names and codes exports write: upper-case ASCII or as
+/// written).
+#[rustfmt::skip]
+const COUNTRIES: &[(&str, Option<u8>, &[&str])] = &[
+    ("1", Some(b'1'), &["UNITED STATES", "UNITED STATES OF AMERICA", "USA", "US", "AMERICA", "美国"]),
+    ("1", Some(b'1'), &["CANADA", "CA", "CAN", "加拿大"]),
+    ("44", Some(b'0'), &["UNITED KINGDOM", "UK", "GB", "GBR", "GREAT BRITAIN", "ENGLAND", "SCOTLAND", "WALES", "英国"]),
+    ("33", Some(b'0'), &["FRANCE", "FR", "FRA", "法国"]),
+    ("49", Some(b'0'), &["GERMANY", "DEUTSCHLAND", "DE", "DEU", "德国"]),
+    ("39", None, &["ITALY", "ITALIA", "IT", "ITA", "意大利"]),
+    ("34", None, &["SPAIN", "ESPAÑA", "ESPANA", "ES", "ESP", "西班牙"]),
+    ("351", None, &["PORTUGAL", "PT", "PRT", "葡萄牙"]),
+    ("31", Some(b'0'), &["NETHERLANDS", "THE NETHERLANDS", "NEDERLAND", "HOLLAND", "NL", "NLD", "荷兰"]),
+    ("32", Some(b'0'), &["BELGIUM", "BELGIQUE", "BELGIË", "BE", "BEL", "比利时"]),
+    ("41", Some(b'0'), &["SWITZERLAND", "SCHWEIZ", "SUISSE", "CH", "CHE", "瑞士"]),
+    ("43", Some(b'0'), &["AUSTRIA", "ÖSTERREICH", "OSTERREICH", "AT", "AUT", "奥地利"]),
+    ("353", Some(b'0'), &["IRELAND", "IE", "IRL", "爱尔兰"]),
+    ("46", Some(b'0'), &["SWEDEN", "SVERIGE", "SE", "SWE", "瑞典"]),
+    ("47", None, &["NORWAY", "NORGE", "NO", "NOR", "挪威"]),
+    ("45", None, &["DENMARK", "DANMARK", "DK", "DNK", "丹麦"]),
+    ("358", Some(b'0'), &["FINLAND", "SUOMI", "FI", "FIN", "芬兰"]),
+    ("48", None, &["POLAND", "POLSKA", "PL", "POL", "波兰"]),
+    ("420", None, &["CZECH REPUBLIC", "CZECHIA", "CZ", "CZE", "捷克"]),
+    ("30", None, &["GREECE", "GR", "GRC", "希腊"]),
+    ("90", Some(b'0'), &["TURKEY", "TÜRKIYE", "TURKIYE", "TR", "TUR", "土耳其"]),
+    ("7", Some(b'8'), &["RUSSIA", "RUSSIAN FEDERATION", "RU", "RUS", "俄罗斯"]),
+    ("86", Some(b'0'), &["CHINA", "PRC", "CN", "CHN", "中国", "中华人民共和国", "中国大陆"]),
+    ("852", None, &["HONG KONG", "HK", "HKG", "香港", "中国香港"]),
+    ("886", Some(b'0'), &["TAIWAN", "TW", "TWN", "台湾", "中国台湾"]),
+    ("81", Some(b'0'), &["JAPAN", "JP", "JPN", "日本"]),
+    ("82", Some(b'0'), &["SOUTH KOREA", "KOREA", "REPUBLIC OF KOREA", "KR", "KOR", "韩国"]),
+    ("65", None, &["SINGAPORE", "SG", "SGP", "新加坡"]),
+    ("60", Some(b'0'), &["MALAYSIA", "MY", "MYS", "马来西亚"]),
+    ("91", Some(b'0'), &["INDIA", "IN", "IND", "印度"]),
+    ("61", Some(b'0'), &["AUSTRALIA", "AU", "AUS", "澳大利亚"]),
+    ("64", Some(b'0'), &["NEW ZEALAND", "NZ", "NZL", "新西兰"]),
+    ("55", Some(b'0'), &["BRAZIL", "BRASIL", "BR", "BRA", "巴西"]),
+    ("52", None, &["MEXICO", "MÉXICO", "MX", "MEX", "墨西哥"]),
+    ("54", Some(b'0'), &["ARGENTINA", "AR", "ARG", "阿根廷"]),
+    ("56", None, &["CHILE", "CL", "CHL", "智利"]),
+    ("57", None, &["COLOMBIA", "CO", "COL", "哥伦比亚"]),
+    ("51", None, &["PERU", "PERÚ", "PE", "PER", "秘鲁"]),
+    ("27", Some(b'0'), &["SOUTH AFRICA", "ZA", "ZAF", "南非"]),
+    ("971", Some(b'0'), &["UNITED ARAB EMIRATES", "UAE", "AE", "ARE", "阿联酋"]),
+    ("972", Some(b'0'), &["ISRAEL", "IL", "ISR", "以色列"]),
 ];
 
 /// Longest country name compared.
@@ -189,8 +83,8 @@ pub fn dialling(field: &[u8]) -> Option<Dialling> {
     let name = name.get(..n)?;
     COUNTRIES
         .iter()
-        .find(|(names, _, _)| names.iter().any(|c| c.as_bytes() == name))
-        .map(|&(_, code, trunk)| Dialling { code, trunk })
+        .find(|(_, _, names)| names.iter().any(|c| c.as_bytes() == name))
+        .map(|&(code, trunk, _)| Dialling { code, trunk })
 }
 
 impl Dialling {

@@ -295,6 +295,19 @@ pub struct Collector {
     pub proc: Option<Proc>,
 }
 
+/// A collector started in a fresh folder with `collector_extra` config lines, and one agent
+/// of `user` enrolled and started with `agent_extra`: the opening of most scenarios. Keep
+/// the folder alive as long as the processes.
+pub fn scene(
+    collector_extra: &str,
+    user: &str,
+    agent_extra: &str,
+) -> (tempfile::TempDir, Collector, Agent) {
+    let (tmp, c) = Collector::scratch(collector_extra);
+    let a = Agent::started(tmp.path(), &c, user, agent_extra);
+    (tmp, c, a)
+}
+
 impl Collector {
     /// Writes a config under `root` and starts `holdfast-collector serve`.
     pub fn start(root: &Path) -> Collector {

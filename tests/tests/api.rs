@@ -24,8 +24,7 @@ struct World {
 
 /// A collector, an agent for `ana`, one CRM export alert, and a client per role.
 fn world() -> World {
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let (tmp, collector, agent) = holdfast_tests::scene("", "ana", "");
     let export = agent.watched.join("report1700000000000.csv");
     std::fs::write(&export, corpus::salesforce_contacts(7, 240)).unwrap();
     let export = export.display().to_string();

@@ -133,8 +133,7 @@ fn collector_killed_mid_burst_stores_exactly_20000_events() {
 #[test]
 fn agent_killed_mid_send_loses_and_doubles_nothing() {
     let _t = turn();
-    let (tmp, mut c) = Collector::scratch("max_events_per_sec = 1000");
-    let mut a = Agent::enroll_and_start(tmp.path(), &c, "dan");
+    let (_tmp, mut c, mut a) = holdfast_tests::scene("max_events_per_sec = 1000", "dan", "");
     let id = device_id(&a);
     c.kill();
     a.write_files("send", 3000);
@@ -196,8 +195,7 @@ fn fifty_thousand_offline_events_drain_in_order() {
 #[test]
 fn a_small_spool_holds_its_bound_keeps_exports_and_reports_drops_exactly() {
     let _t = turn();
-    let (tmp, mut c) = Collector::scratch("");
-    let a = Agent::started(tmp.path(), &c, "hal", "spool_max = \"64KiB\"");
+    let (_tmp, mut c, a) = holdfast_tests::scene("", "hal", "spool_max = \"64KiB\"");
     let id = device_id(&a);
     c.kill();
     a.write_files("low", 1000);
@@ -340,8 +338,7 @@ fn tampered_spool_rows_and_expired_tokens_are_caught() {
 #[test]
 fn signed_policies_reach_agents_and_stale_devices_show() {
     let _t = turn();
-    let (tmp, c) = Collector::scratch("");
-    let mut a = Agent::started(tmp.path(), &c, "jon", "heartbeat_ms = 300");
+    let (tmp, c, mut a) = holdfast_tests::scene("", "jon", "heartbeat_ms = 300");
     let id = device_id(&a);
     wait_for("the first heartbeat", SHORT, || {
         c.devices()[0]["policy_version"]
@@ -477,8 +474,8 @@ fn skewed_clocks_are_flagged_and_do_not_misplace_events() {
 #[test]
 fn silent_agents_raise_an_offline_alert_and_their_return_is_noted() {
     let _t = turn();
-    let (tmp, c) = Collector::scratch("offline_after = \"2s\"");
-    let mut a = Agent::started(tmp.path(), &c, "max", "heartbeat_ms = 300");
+    let (_tmp, c, mut a) =
+        holdfast_tests::scene("offline_after = \"2s\"", "max", "heartbeat_ms = 300");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         system_alerts(&c).is_empty(),
@@ -505,8 +502,7 @@ fn silent_agents_raise_an_offline_alert_and_their_return_is_noted() {
 #[test]
 fn hostile_frames_close_the_connection_and_udp_junk_disturbs_nobody() {
     let _t = turn();
-    let (tmp, c) = Collector::scratch("");
-    let a = Agent::enroll_and_start(tmp.path(), &c, "ned");
+    let (_tmp, c, a) = holdfast_tests::scene("", "ned", "");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -736,8 +732,7 @@ fn system_alert(c: &Collector, rule: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
-    let (tmp, c) = Collector::scratch("");
-    let mut a = Agent::started(tmp.path(), &c, "gus", "heartbeat_ms = 300");
+    let (_tmp, c, mut a) = holdfast_tests::scene("", "gus", "heartbeat_ms = 300");
     let first = a.write_files("first", 5);
     all_stored(&c, &first, "the first files");
     // The spool is wiped (a reinstall, a disk restore): the next events start at seq 1 again,
@@ -772,8 +767,7 @@ fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
 
 #[test]
 fn two_agents_on_one_identity_are_detected_and_both_kept() {
-    let (tmp, c) = Collector::scratch("");
-    let mut a = Agent::started(tmp.path(), &c, "hal", "heartbeat_ms = 300");
+    let (tmp, c, mut a) = holdfast_tests::scene("", "hal", "heartbeat_ms = 300");
     let early = a.write_files("early", 2);
     all_stored(&c, &early, "the early files");
     a.stop();
@@ -845,8 +839,7 @@ fn two_agents_on_one_identity_are_detected_and_both_kept() {
 #[test]
 fn a_refused_customer_set_is_not_fetched_again_at_every_heartbeat() {
     let _t = turn();
-    let (tmp, c) = Collector::scratch("");
-    let a = Agent::started(tmp.path(), &c, "olga", "heartbeat_ms = 300");
+    let (tmp, c, a) = holdfast_tests::scene("", "olga", "heartbeat_ms = 300");
     // The collector's signing key is replaced after the agent pinned the old one.
     let key = c.dir.join("signing.key");
     std::fs::remove_file(&key).unwrap();

@@ -4,15 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_tests::browser::Browser;
-use holdfast_tests::{artifacts, corpus, wait_for, Agent, Collector};
+use holdfast_tests::{artifacts, corpus, wait_for};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_audit() {
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ana", "");
     // Two exports: the newer is the one at the top of the queue.
     let first = agent.watched.join("report1700000000000.csv");
     std::fs::write(&first, corpus::salesforce_contacts(7, 240)).unwrap();

@@ -15,8 +15,7 @@ const CUSTOMER_EVERY: usize = 100;
 
 #[test]
 fn a_burst_of_100k_files_in_new_nested_folders_is_reported_once_each() {
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ana", "");
     let export = corpus::salesforce_contacts(3, 60);
     let burst = agent.watched.join("burst");
     let dirs: Vec<std::path::PathBuf> = (0..DIRS)

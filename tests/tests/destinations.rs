@@ -66,8 +66,7 @@ fn events_at(c: &Collector, path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn an_export_copied_to_removable_media_is_a_critical_alert_naming_the_medium() {
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ana", "");
     let stick = Stick::taken_on(&agent, "KINGSTON");
     let export = corpus::salesforce_contacts(5, 120);
     let on_stick = stick.mount.join("q3-clients.csv");
@@ -153,8 +152,7 @@ fn an_export_dropped_into_a_cloud_sync_folder_alerts_and_a_price_list_does_not()
 #[test]
 fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
     use std::io::Write;
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ana");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ana", "");
     let stick = Stick::taken_on(&agent, "SANDISK");
     let export = corpus::salesforce_contacts(8, 150);
     let original = agent.watched.join("report1700000000000.csv");
@@ -254,8 +252,7 @@ fn a_renamed_and_zipped_export_on_a_stick_links_back_to_the_original_export() {
 /// still links back to the export it came from.
 #[test]
 fn a_copy_made_after_an_agent_restart_links_back_to_the_export() {
-    let (tmp, collector) = Collector::scratch("");
-    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "dan");
+    let (_tmp, collector, mut agent) = holdfast_tests::scene("", "dan", "");
     let original = agent.watched.join("contacts-export.csv");
     std::fs::write(&original, corpus::salesforce_contacts(12, 80)).unwrap();
     let first = wait_for("the export's event", DEADLINE, || {

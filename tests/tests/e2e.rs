@@ -16,8 +16,7 @@ fn event_for<'a>(events: &'a [serde_json::Value], path: &str) -> Vec<&'a serde_j
 
 #[test]
 fn crm_export_becomes_an_alert_and_lookalikes_do_not() {
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ada", "");
 
     let export = corpus::salesforce_contacts(7, 240);
     let roster = corpus::colleagues(8, 5);
@@ -76,8 +75,7 @@ fn crm_export_becomes_an_alert_and_lookalikes_do_not() {
 
 #[test]
 fn agent_spools_while_collector_is_down_and_delivers_exactly_once() {
-    let (tmp, mut collector) = Collector::scratch("");
-    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "bob");
+    let (_tmp, mut collector, mut agent) = holdfast_tests::scene("", "bob", "");
 
     // One event through first, so the agent has a live connection that then dies.
     let warmup = agent.watched.join("warmup.txt");
@@ -433,8 +431,7 @@ fn quickstart_runs_collector_and_agent_and_stops_on_ctrl_c() {
 
 #[test]
 fn revoked_device_is_cut_off_within_seconds_and_refused_after() {
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "erin");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "erin", "");
     let first = agent.watched.join("before.txt");
     std::fs::write(&first, b"before revocation").unwrap();
     let first_s = first.display().to_string();

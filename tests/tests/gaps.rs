@@ -119,8 +119,7 @@ fn reported_once(c: &Collector, want: &BTreeMap<String, String>) {
 #[test]
 fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() {
     let _t = turn();
-    let (tmp, collector) = Collector::scratch("");
-    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let (_tmp, collector, mut agent) = holdfast_tests::scene("", "ada", "");
     let already = write_export(&agent, 999);
     wait_for("the first export", DEADLINE, || {
         file_events(&collector)
@@ -180,8 +179,7 @@ fn exports_written_while_the_agent_was_stopped_are_reported_once_at_its_start() 
 #[test]
 fn twenty_kill_9_cycles_during_a_burst_report_every_export_once() {
     let _t = turn();
-    let (tmp, collector) = Collector::scratch("");
-    let mut agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let (_tmp, collector, mut agent) = holdfast_tests::scene("", "ada", "");
     // The burst: 1,000 exports over about 20 s while the agent is killed and started again.
     let want = burst_disrupted(agent.watched.clone(), 0x2545_f491_4f6c_dd1d, || {
         agent.kill();
@@ -203,8 +201,7 @@ fn twenty_kill_9_cycles_during_a_burst_report_every_export_once() {
 #[test]
 fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing() {
     let _t = turn();
-    let (tmp, mut collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let (_tmp, mut collector, agent) = holdfast_tests::scene("", "ada", "");
     let want = burst_disrupted(agent.watched.clone(), 0x9e37_79b9_7f4a_7c15, || {
         collector.kill();
         collector.restart();
@@ -222,8 +219,7 @@ fn twenty_kill_9_cycles_of_the_collector_during_a_burst_lose_and_double_nothing(
 #[test]
 fn exports_deleted_before_they_settle_or_kept_busy_are_still_reported() {
     let _t = turn();
-    let (tmp, collector) = Collector::scratch("");
-    let agent = Agent::enroll_and_start(tmp.path(), &collector, "ada");
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ada", "");
     let quick = agent.watched.join("report1700000000001.csv");
     let body = corpus::salesforce_contacts(11, 80);
     std::fs::write(&quick, &body).unwrap();

@@ -369,8 +369,7 @@ fn connectors_are_signed_retried_and_recorded() {
 
 #[test]
 fn lookback_report_lists_exactly_the_events_inside_the_window() {
-    let (tmp, c) = Collector::scratch("");
-    let a = Agent::started(tmp.path(), &c, "max", "heartbeat_ms = 300");
+    let (_tmp, c, a) = holdfast_tests::scene("", "max", "heartbeat_ms = 300");
     let stored = |path: &Path| {
         let p = path.display().to_string();
         wait_for("the event to be stored", DEADLINE, || {

@@ -5,7 +5,7 @@
 //! again the device recovers and the export written meanwhile is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::{corpus, wait_for, Agent, Collector};
+use holdfast_tests::{corpus, wait_for};
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,8 +32,7 @@ impl Drop for Immutable {
 
 #[test]
 fn a_spool_that_takes_no_writes_shows_degraded_and_recovers() {
-    let (tmp, collector) = Collector::scratch("");
-    let mut agent = Agent::started(tmp.path(), &collector, "ada", "heartbeat_ms = 500");
+    let (_tmp, collector, mut agent) = holdfast_tests::scene("", "ada", "heartbeat_ms = 500");
     let health = || {
         collector.devices()[0]["health"]
             .as_str()

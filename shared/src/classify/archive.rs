@@ -373,10 +373,14 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// A zip of `files`, deflated.
     fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        zip_with(zip::CompressionMethod::Deflated, files)
+    }
+
+    fn zip_with(method: zip::CompressionMethod, files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
         for (name, data) in files {
             w.start_file(*name, opts).unwrap();
             w.write_all(data).unwrap();
@@ -385,11 +389,7 @@ mod tests {
     }
 
     fn contacts(n: usize) -> Vec<u8> {
-        let mut s = String::from("Name,Email\n");
-        for i in 0..n {
-            s.push_str(&format!("Person {i},p{i}@example.com\n"));
-        }
-        s.into_bytes()
+        crate::testkit::contacts_csv(n).into_bytes()
     }
 
     /// One `check()` per module: (records, customer table, findings) of an archive.
@@ -463,15 +463,9 @@ mod tests {
         .is_err());
     }
 
+    /// A zip of `files`, stored without compression.
     fn stored_zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        for (name, data) in files {
-            w.start_file(*name, opts).unwrap();
-            w.write_all(data).unwrap();
-        }
-        w.finish().unwrap().into_inner()
+        zip_with(zip::CompressionMethod::Stored, files)
     }
 
     /// Marks every entry as encrypted (general-purpose flag bit 0, in the local and central

@@ -342,13 +342,13 @@ mod tests {
     /// One `check()` per module: (entries, entries with identifiers, customer table).
     fn check(input: &str, want: (u64, u64, bool)) {
         for step in [1, 3, 4096] {
-            let mut r = JsonReader::new();
-            let mut rec = Records::entries();
-            for c in input.as_bytes().chunks(step) {
-                r.feed(c, &mut rec);
-            }
-            r.finish(&mut rec);
-            let s = rec.finish();
+            let s = super::super::record::fed_in_steps(
+                input.as_bytes(),
+                step,
+                (JsonReader::new(), Records::entries()),
+                JsonReader::feed,
+                JsonReader::finish,
+            );
             assert_eq!((s.rows, s.records, s.customer_table), want, "{input}");
         }
     }

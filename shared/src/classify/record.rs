@@ -86,6 +86,23 @@ impl RecordStats {
     }
 }
 
+/// For the readers' tests: `input` fed to `reader` `step` bytes at a time (`feed`), then
+/// `finish`ed, into `rec`; what the records say.
+#[cfg(test)]
+pub(super) fn fed_in_steps<R>(
+    input: &[u8],
+    step: usize,
+    (mut reader, mut rec): (R, Records),
+    feed: fn(&mut R, &[u8], &mut Records),
+    finish: fn(&mut R, &mut Records),
+) -> RecordStats {
+    for c in input.chunks(step) {
+        feed(&mut reader, c, &mut rec);
+    }
+    finish(&mut reader, &mut rec);
+    rec.finish()
+}
+
 /// The accumulator readers feed.
 #[derive(Debug)]
 pub struct Records {
@@ -797,20 +814,26 @@ mod tests {
         assert_eq!(r.finish().edm, 50);
     }
 
+    /// A customer set of these phone numbers.
+    fn phone_set(phones: impl Iterator<Item = String>) -> Arc<Matcher> {
+        let mut b = crate::edm::EdmBuilder::new(b"secret");
+        for p in phones {
+            assert!(b.add(IdKind::Phone, p.as_bytes()), "{p}");
+        }
+        Arc::new(b.finish().matcher())
+    }
+
     /// National numbers with their row's country match the customers the set holds in
     /// E.164, whichever column comes first, in a table and in JSON entries; without the
     /// country they do not.
     #[test]
     fn a_rows_country_makes_its_national_phones_international() {
-        let mut b = crate::edm::EdmBuilder::new(b"secret");
-        for i in 0..40u32 {
-            b.add(
-                IdKind::Phone,
-                format!("+33 1 42 68 {:02} {:02}", i / 10, i % 10).as_bytes(),
-            );
-            b.add(IdKind::Phone, format!("+44 20 7946 {:04}", i).as_bytes());
-        }
-        let m = Arc::new(b.finish().matcher());
+        let m = phone_set((0..40u32).flat_map(|i| {
+            [
+                format!("+33 1 42 68 {:02} {:02}", i / 10, i % 10),
+                format!("+44 20 7946 {i:04}"),
+            ]
+        }));
         let table = |header: [&str; 3], rows: &dyn Fn(u32) -> [String; 3]| {
             let mut r = Records::table().with_edm(Some(m.clone()));
             for f in header {
@@ -864,11 +887,7 @@ mod tests {
     /// real ones are counted.
     #[test]
     fn phone_only_matches_count_beyond_chance() {
-        let mut b = crate::edm::EdmBuilder::new(b"secret");
-        for i in 0..100_000u32 {
-            b.add(IdKind::Phone, format!("139{i:08}").as_bytes());
-        }
-        let m = Arc::new(b.finish().matcher());
+        let m = phone_set((0..100_000u32).map(|i| format!("139{i:08}")));
         let run = |real: u32, strangers: u32| {
             let mut r = Records::table().with_edm(Some(m.clone()));
             for f in ["Name", "Mobile"] {

@@ -85,13 +85,13 @@ mod tests {
     /// One `check()` per module: (entries, entries with identifiers, emails, phones).
     fn check(input: &str, want: (u64, u64, u64, u64)) {
         for step in [1, 5, 4096] {
-            let mut r = VcardReader::new();
-            let mut rec = Records::contacts();
-            for c in input.as_bytes().chunks(step) {
-                r.feed(c, &mut rec);
-            }
-            r.finish(&mut rec);
-            let s = rec.finish();
+            let s = super::super::record::fed_in_steps(
+                input.as_bytes(),
+                step,
+                (VcardReader::new(), Records::contacts()),
+                VcardReader::feed,
+                VcardReader::finish,
+            );
             assert_eq!((s.rows, s.records, s.ids[0], s.ids[1]), want, "{input}");
             assert_eq!(s.customer_table, s.records > 0);
         }
