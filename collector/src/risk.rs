@@ -134,59 +134,38 @@ mod tests {
         assert_eq!(why.first().map(String::as_str).unwrap_or(""), want_first);
     }
 
+    /// Signals with `high` and `critical` alerts in 30 days.
+    fn alerts(high: u64, critical: u64) -> RiskSignals {
+        RiskSignals {
+            alerts: BySeverity {
+                high,
+                critical,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn signals_add_up_to_a_capped_score() {
         check(RiskSignals::default(), false, 0, "");
-        check(
-            RiskSignals {
-                alerts: BySeverity {
-                    high: 1,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            false,
-            10,
-            "alerts in 30 days: 1 high",
-        );
+        check(alerts(1, 0), false, 10, "alerts in 30 days: 1 high");
         // A sequence (critical) is 25 + 15; departing adds 20.
+        let sequence = RiskSignals {
+            sequences: 1,
+            ..alerts(0, 1)
+        };
         check(
-            RiskSignals {
-                alerts: BySeverity {
-                    critical: 1,
-                    ..Default::default()
-                },
-                sequences: 1,
-                ..Default::default()
-            },
+            sequence,
             true,
             60,
             "1 export → archive → way-out sequence(s)",
         );
-        check(
-            RiskSignals {
-                bulk_reads: 2,
-                alerts: BySeverity {
-                    high: 2,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            false,
-            40,
-            "2 bulk read(s) of customer files",
-        );
-        check(
-            RiskSignals {
-                alerts: BySeverity {
-                    critical: 9,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            false,
-            100,
-            "alerts in 30 days: 9 critical",
-        );
+        let reads = RiskSignals {
+            bulk_reads: 2,
+            ..alerts(2, 0)
+        };
+        check(reads, false, 40, "2 bulk read(s) of customer files");
+        check(alerts(0, 9), false, 100, "alerts in 30 days: 9 critical");
     }
 }

@@ -99,6 +99,18 @@ struct Pair {
 }
 
 impl Pair {
+    /// Events 1..=`n` were committed once each, in order, the spool is empty, and the agent
+    /// connected at the times `connects` (ms).
+    fn assert_delivered(&self, n: u64, connects: &[i64]) {
+        assert_eq!(self.registry.committed, (1..=n).collect::<Vec<_>>());
+        assert!(
+            self.spool.is_empty(),
+            "{} left in the spool",
+            self.spool.len()
+        );
+        assert_eq!(self.connects, connects);
+    }
+
     fn new(heartbeat_ms: u64) -> Pair {
         Pair {
             session: AgentSession::new(Timing::with_heartbeat(heartbeat_ms), UnixMs(0)),
@@ -329,9 +341,7 @@ fn everything_spooled_arrives_once_in_order_and_is_deleted_only_after_its_ack() 
     p.run(5_000);
     // The first heartbeat met a failing store: the agent reconnected (within its 3 s spread)
     // and sent everything once, in order.
-    assert_eq!(p.registry.committed, (1..=2_000).collect::<Vec<_>>());
-    assert!(p.spool.is_empty());
-    assert_eq!(p.connects, vec![0, 1_500]);
+    p.assert_delivered(2_000, &[0, 1_500]);
 }
 
 #[test]
@@ -344,9 +354,7 @@ fn a_connection_lost_after_a_commit_resends_and_nothing_is_doubled() {
     // Committed before the drop, kept in the spool (no ack), sent again after the reconnect
     // (within the 3 s spread) and stored once: the registry is idempotent on the sequence
     // number, and the spool deletes only after the ack.
-    assert_eq!(p.registry.committed, (1..=10).collect::<Vec<_>>());
-    assert!(p.spool.is_empty());
-    assert_eq!(p.connects, vec![0, 1_600]);
+    p.assert_delivered(10, &[0, 1_600]);
 }
 
 #[test]
