@@ -322,10 +322,14 @@ impl RowMatches {
         if let Some(d) = dialling(field) {
             self.country = Some(d);
             let pending = std::mem::take(&mut self.pending);
+            let mut raw = [0u8; MAX_BYTES];
             for &(i, at, len) in &pending {
-                let raw = self.batch.text(at, len).to_vec();
-                self.in_country(i, &raw);
+                let text = self.batch.text(at, len);
+                let n = text.len().min(MAX_BYTES);
+                raw[..n].copy_from_slice(&text[..n]);
+                self.in_country(i, &raw[..n]);
             }
+            // The list's room is kept for the next rows.
             self.pending = pending;
             self.pending.clear();
         }
