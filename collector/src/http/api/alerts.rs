@@ -2,7 +2,7 @@
 
 use super::{
     bad_cursor, body, decode_cursor, encode_cursor, limit, page_of, path_id, ApiQuery, Authed, St,
-    CURSOR, LIMIT,
+    CURSOR, DEVICE, LIMIT, USER,
 };
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param, Query};
@@ -29,8 +29,8 @@ pub(super) const ALERT_PARAMS: &[Param] = &[
         "Comma-separated severities.",
     ),
     Param::text("rule", "Rule id."),
-    Param::text("user", "User."),
-    Param::text("device", "Device id."),
+    USER,
+    DEVICE,
     Param::text("assignee", "Assignee."),
     Param::new(
         "since",

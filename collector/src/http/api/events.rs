@@ -1,6 +1,6 @@
 //! Event search and the audit log, by cursor pages.
 
-use super::{encode_cursor, id_cursor, limit, page_of, ApiQuery, St, CURSOR, LIMIT};
+use super::{encode_cursor, id_cursor, limit, page_of, ApiQuery, St, CURSOR, DEVICE, LIMIT, USER};
 use crate::http::params::{Kind, Param, Query};
 use crate::http::{ApiError, Http};
 use crate::store::{AuditEntry, EventFilter, StoredEvent};
@@ -11,8 +11,8 @@ use serde::Serialize;
 use std::sync::Arc;
 
 pub(super) const EVENT_PARAMS: &[Param] = &[
-    Param::text("user", "User."),
-    Param::text("device", "Device id."),
+    USER,
+    DEVICE,
     Param::text("sha256", "File content hash."),
     Param::text("path", "Substring of the path (or of a rename's old path)."),
     Param::new(

@@ -50,6 +50,12 @@ use users::{list_users, one_user, USER_PARAMS};
 
 type St = State<Arc<Http>>;
 
+/// The user a listing is filtered to (alerts, events).
+const USER: Param = Param::text("user", "User.");
+
+/// The device a listing is filtered to (alerts, events).
+const DEVICE: Param = Param::text("device", "Device id.");
+
 const LIMIT: Param = Param::new(
     "limit",
     Kind::Int { min: 1, max: 500 },
