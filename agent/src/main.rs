@@ -1,26 +1,22 @@
 //! `holdfast-agent`: flag parsing and wiring only; the work is in the library.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use holdfast_agent::config::{default_home, Config};
 use holdfast_agent::identity::Identity;
 use holdfast_agent::spool::Spool;
-use holdfast_io::process::{runtime, shutdown_on_signal, LogArgs};
+use holdfast_io::process::{runtime, shutdown_on_signal, Program};
 use holdfast_shared::event::Action;
 use holdfast_shared::policy::{PolicySet, Subject};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Holdfast endpoint agent: watches where customer files land, classifies them on the
-/// device, and reports counts and hashes (never content) to the collector over QUIC.
-#[derive(Parser)]
-#[command(name = "holdfast-agent", version)]
-struct Cli {
-    #[command(flatten)]
-    logs: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const PROGRAM: Program = Program {
+    name: "holdfast-agent",
+    about: "Holdfast endpoint agent: watches where customer files land, classifies them on the \
+        device, and reports counts and hashes (never content) to the collector over QUIC.",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 #[derive(Subcommand)]
 enum Command {
@@ -100,8 +96,7 @@ fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Resul
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli.logs.run(|| real_main(cli.command))
+    PROGRAM.main(real_main)
 }
 
 /// The enrollment token from a file, or from standard input for `-`: its first line,

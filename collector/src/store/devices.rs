@@ -65,35 +65,36 @@ impl Store {
     }
 
     pub(super) fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
-        Ok(Device {
-            id: r.get(0)?,
-            user: r.get(1)?,
-            hostname: r.get(2)?,
-            os: r.get(3)?,
-            agent_version: r.get(4)?,
-            cert_sha256: r.get(5)?,
-            cert_serial: r.get(6)?,
-            enrolled_ms: r.get(7)?,
-            last_seen_ms: r.get(8)?,
-            revoked_ms: r.get(9)?,
-            last_seq: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as u64,
-            spool_backlog: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-            first_seq: r.get::<_, i64>(12)? as u64,
-            policy_version: r.get(13)?,
-            clock_skew_ms: r.get(14)?,
-            offline_since_ms: r.get(15)?,
-            cert_issued_ms: r.get(16)?,
-            cert_expires_ms: r.get(17)?,
-            coverage: r
-                .get::<_, Option<String>>(18)?
-                .and_then(|c| serde_json::from_str(&c).ok()),
-            last_stop: r.get(19)?,
-            last_gap: r.get(20)?,
-            health: match r.get::<_, String>(21)? {
-                h if h.is_empty() => "ok".into(),
-                h => format!("degraded: {h}"),
-            },
-        })
+        from_columns!(
+            r,
+            Device {
+                id,
+                user,
+                hostname,
+                os,
+                agent_version,
+                cert_sha256,
+                cert_serial,
+                enrolled_ms,
+                last_seen_ms,
+                revoked_ms,
+                last_seq: |s: Option<u64>| s.unwrap_or(0),
+                spool_backlog,
+                first_seq,
+                policy_version,
+                clock_skew_ms,
+                offline_since_ms,
+                cert_issued_ms,
+                cert_expires_ms,
+                coverage: super::json_column,
+                last_stop,
+                last_gap,
+                health: |h: String| match h {
+                    h if h.is_empty() => "ok".to_string(),
+                    h => format!("degraded: {h}"),
+                },
+            }
+        )
     }
 
     pub(super) const DEVICE_COLUMNS: &'static str =

@@ -96,44 +96,35 @@ pub(super) fn events_where_in(
              FROM events WHERE {clause}"
         ))?;
         let rows = stmt.query_map(args, |r| {
-            let rules: String = r.get(11)?;
-            let findings: Option<String> = r.get(14)?;
-            Ok(StoredEvent {
-                destination: r
-                    .get::<_, Option<String>>(16)?
-                    .and_then(|d| serde_json::from_str(&d).ok()),
-                origin: r
-                    .get::<_, Option<String>>(17)?
-                    .and_then(|o| serde_json::from_str(&o).ok()),
-                process: r
-                    .get::<_, Option<String>>(18)?
-                    .and_then(|p| serde_json::from_str(&p).ok()),
-                message: r.get::<_, Option<Vec<u8>>>(19)?.and_then(
-                    |b| match EventBody::from_bytes(&b) {
+            from_columns!(
+                r,
+                StoredEvent {
+                    device_id,
+                    seq,
+                    user,
+                    time_ms,
+                    received_ms,
+                    kind,
+                    action,
+                    path,
+                    sha256,
+                    size,
+                    records,
+                    rules: super::json_or_empty,
+                    corrected_ms,
+                    old_path,
+                    findings: super::json_or_empty,
+                    id,
+                    destination: super::json_column,
+                    origin: super::json_column,
+                    process: super::json_column,
+                    message: |b: Option<Vec<u8>>| match EventBody::from_bytes(&b?) {
                         Ok(EventBody::Notice(n)) => Some(n.message),
                         Ok(EventBody::File(f)) => f.error,
                         _ => None,
                     },
-                ),
-                id: r.get(15)?,
-                old_path: r.get(13)?,
-                findings: findings
-                    .and_then(|f| serde_json::from_str(&f).ok())
-                    .unwrap_or_default(),
-                device_id: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                user: r.get(2)?,
-                time_ms: r.get(3)?,
-                received_ms: r.get(4)?,
-                corrected_ms: r.get(12)?,
-                kind: r.get(5)?,
-                action: r.get(6)?,
-                path: r.get(7)?,
-                sha256: r.get(8)?,
-                size: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
-                records: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
-                rules: serde_json::from_str(&rules).unwrap_or_default(),
-            })
+                }
+            )
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -7,6 +7,39 @@
 use rusqlite::Connection;
 use std::path::Path;
 
+/// Builds a row struct from a result row, reading its fields from the row's columns in the
+/// order they are written, which is the SELECT's order:
+/// `from_columns!(r, Note { id, time_ms, author, text })`. A field written `name: f` reads the
+/// type `f` takes and stores what `f` returns. The one place a query's columns meet a struct's
+/// fields, so that a column added to both cannot be read at the wrong index.
+macro_rules! from_columns {
+    ($row:expr, $ty:ident { $($field:ident $(: $convert:expr)?),* $(,)? }) => {{
+        let row: &rusqlite::Row<'_> = $row;
+        let mut column = 0usize;
+        let mut next = || {
+            column += 1;
+            column - 1
+        };
+        Ok($ty { $($field: from_columns!(@read row, next() $(, $convert)?)),* })
+    }};
+    (@read $row:ident, $i:expr) => {
+        $row.get($i)?
+    };
+    (@read $row:ident, $i:expr, $convert:expr) => {
+        ($convert)($row.get($i)?)
+    };
+}
+
+/// A JSON column read back, or nothing when it is empty or no longer parses.
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Option<T> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// A JSON list or map column read back (empty when absent or unreadable).
+fn json_or_empty<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> T {
+    json_column(text).unwrap_or_default()
+}
+
 mod alerts;
 pub mod correlate;
 mod devices;

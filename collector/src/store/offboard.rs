@@ -111,21 +111,21 @@ pub struct AuditEntry {
 }
 
 fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
-    let receipts: Option<String> = r.get(9)?;
-    Ok(OrderRow {
-        id: r.get(0)?,
-        user: r.get(1)?,
-        device_id: r.get(2)?,
-        kind: r.get(3)?,
-        created_ms: r.get(4)?,
-        effective_ms: r.get(5)?,
-        delivered_ms: r.get(6)?,
-        done_ms: r.get(7)?,
-        ok: r.get::<_, Option<i64>>(8)?.map(|v| v != 0),
-        receipts: receipts
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default(),
-    })
+    from_columns!(
+        r,
+        OrderRow {
+            id,
+            user,
+            device_id,
+            kind,
+            created_ms,
+            effective_ms,
+            delivered_ms,
+            done_ms,
+            ok,
+            receipts: super::json_or_empty,
+        }
+    )
 }
 
 const ORDER_COLUMNS: &str =
@@ -211,16 +211,19 @@ impl Store {
                  FROM offboardings WHERE user = ?1",
                 [user],
                 |r| {
-                    Ok(OffboardRow {
-                        user: r.get(0)?,
-                        started_ms: r.get(1)?,
-                        effective_ms: r.get(2)?,
-                        lookback_ms: r.get(3)?,
-                        reason: r.get(4)?,
-                        restored_ms: r.get(5)?,
-                        notice_ms: r.get(6)?,
-                        raise_levels: r.get(7)?,
-                    })
+                    from_columns!(
+                        r,
+                        OffboardRow {
+                            user,
+                            started_ms,
+                            effective_ms,
+                            lookback_ms,
+                            reason,
+                            restored_ms,
+                            notice_ms,
+                            raise_levels,
+                        }
+                    )
                 },
             )
             .optional()?)
@@ -423,19 +426,22 @@ impl Store {
                     last_code, last_detail FROM connector_runs WHERE {clause}"
         ))?;
         let rows = st.query_map(args, |r| {
-            Ok(ConnectorRun {
-                id: r.get(0)?,
-                user: r.get(1)?,
-                event: r.get(2)?,
-                connector: r.get(3)?,
-                created_ms: r.get(4)?,
-                next_ms: r.get(5)?,
-                attempts: r.get(6)?,
-                status: r.get(7)?,
-                last_ms: r.get(8)?,
-                last_code: r.get(9)?,
-                last_detail: r.get(10)?,
-            })
+            from_columns!(
+                r,
+                ConnectorRun {
+                    id,
+                    user,
+                    event,
+                    connector,
+                    created_ms,
+                    next_ms,
+                    attempts,
+                    status,
+                    last_ms,
+                    last_code,
+                    last_detail,
+                }
+            )
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -518,15 +524,18 @@ impl Store {
 }
 
 pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.get(0)?,
-        time_ms: r.get(1)?,
-        actor: r.get(2)?,
-        origin: r.get(3)?,
-        action: r.get(4)?,
-        target: r.get(5)?,
-        detail: r.get(6)?,
-    })
+    from_columns!(
+        r,
+        AuditEntry {
+            id,
+            time_ms,
+            actor,
+            origin,
+            action,
+            target,
+            detail,
+        }
+    )
 }
 
 fn queue_runs(

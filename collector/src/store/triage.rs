@@ -205,16 +205,19 @@ fn alert_where(f: &AlertFilter) -> Where {
 }
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
-    Ok(ApiToken {
-        name: r.get(0)?,
-        role: r.get(1)?,
-        created_ms: r.get(2)?,
-        created_by: r.get(3)?,
-        last_used_ms: r.get(4)?,
-        revoked_ms: r.get(5)?,
-        once: r.get::<_, i64>(6)? != 0,
-        used_ms: r.get(7)?,
-    })
+    from_columns!(
+        r,
+        ApiToken {
+            name,
+            role,
+            created_ms,
+            created_by,
+            last_used_ms,
+            revoked_ms,
+            once,
+            used_ms,
+        }
+    )
 }
 
 const TOKEN_COLUMNS: &str =
@@ -341,12 +344,15 @@ impl Store {
                  WHERE s.id_sha256 = ?1 AND s.expires_ms > ?2 AND t.revoked_ms IS NULL",
                 params![id_sha256, now_ms],
                 |r| {
-                    Ok(Session {
-                        token_name: r.get(0)?,
-                        role: r.get(1)?,
-                        csrf: r.get(2)?,
-                        expires_ms: r.get(3)?,
-                    })
+                    from_columns!(
+                        r,
+                        Session {
+                            token_name,
+                            role,
+                            csrf,
+                            expires_ms,
+                        }
+                    )
                 },
             )
             .optional()?)
@@ -464,12 +470,15 @@ impl Store {
             "SELECT id, time_ms, author, text FROM alert_notes WHERE alert_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([alert_id], |r| {
-            Ok(Note {
-                id: r.get(0)?,
-                time_ms: r.get(1)?,
-                author: r.get(2)?,
-                text: r.get(3)?,
-            })
+            from_columns!(
+                r,
+                Note {
+                    id,
+                    time_ms,
+                    author,
+                    text,
+                }
+            )
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -174,12 +174,15 @@ impl Store {
                  ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
-                    Ok(CustomerSetInfo {
-                        version: r.get(0)?,
-                        size: r.get::<_, i64>(1)? as u64,
-                        customers: r.get::<_, i64>(2)? as u64,
-                        manifest: r.get(3)?,
-                    })
+                    from_columns!(
+                        r,
+                        CustomerSetInfo {
+                            version,
+                            size,
+                            customers,
+                            manifest,
+                        }
+                    )
                 },
             )
             .optional()?)
@@ -194,13 +197,16 @@ impl Store {
                  ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
-                    Ok(PublishedPolicy {
-                        version: r.get(0)?,
-                        issued_ms: r.get(1)?,
-                        published_ms: r.get(2)?,
-                        files: r.get::<_, i64>(3)? as u64,
-                        signed: r.get(4)?,
-                    })
+                    from_columns!(
+                        r,
+                        PublishedPolicy {
+                            version,
+                            issued_ms,
+                            published_ms,
+                            files,
+                            signed,
+                        }
+                    )
                 },
             )
             .optional()?)

@@ -10,7 +10,45 @@ pub enum LogFormat {
     Json,
 }
 
-/// The flags every binary takes for its logs (flattened into each `Cli`).
+/// A binary's command line: the log flags every binary takes, then its own subcommand.
+#[derive(clap::Parser)]
+struct Cli<C: clap::Subcommand> {
+    #[command(flatten)]
+    logs: LogArgs,
+    #[command(subcommand)]
+    command: C,
+}
+
+/// Who a binary is, for its `--help` and `--version`.
+pub struct Program {
+    pub name: &'static str,
+    /// The one paragraph `--help` opens with.
+    pub about: &'static str,
+    pub version: &'static str,
+}
+
+impl Program {
+    /// A binary's whole `main`: parses the command line (a usage error exits 2 with clap's
+    /// message), installs the logs and runs the command (see [`LogArgs::run`]).
+    pub fn main<C: clap::Subcommand, E: std::fmt::Display>(
+        &self,
+        exec: impl FnOnce(C) -> Result<std::process::ExitCode, E>,
+    ) -> std::process::ExitCode {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::<C>::command()
+            .name(self.name)
+            .bin_name(self.name)
+            .about(self.about)
+            .version(self.version)
+            .get_matches();
+        match Cli::<C>::from_arg_matches(&matches) {
+            Ok(cli) => cli.logs.run(|| exec(cli.command)),
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+/// The flags every binary takes for its logs (flattened into its command line).
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct LogArgs {
     /// Log format on stderr.

@@ -5,20 +5,16 @@
 mod cli;
 mod commands;
 
-use clap::{Parser, Subcommand};
-use holdfast_io::process::LogArgs;
+use clap::Subcommand;
+use holdfast_io::process::Program;
 use std::process::ExitCode;
 
-/// Holdfast collector: receives agents' events over QUIC (mutual TLS), stores them in
-/// SQLite, raises alerts, and issues enrollment tokens.
-#[derive(Parser)]
-#[command(name = "holdfast-collector", version)]
-struct Cli {
-    #[command(flatten)]
-    logs: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const PROGRAM: Program = Program {
+    name: "holdfast-collector",
+    about: "Holdfast collector: receives agents' events over QUIC (mutual TLS), stores them in \
+        SQLite, raises alerts, and issues enrollment tokens.",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 #[derive(Subcommand)]
 enum Command {
@@ -59,8 +55,7 @@ enum Command {
 fn main() -> ExitCode {
     // Everything the collector writes (database, keys, certificates, logs) is its own.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let cli = Cli::parse();
-    cli.logs.run(|| real_main(cli.command))
+    PROGRAM.main(real_main)
 }
 
 fn real_main(command: Command) -> anyhow::Result<ExitCode> {

@@ -1,8 +1,8 @@
 //! Alerts: the filtered, ordered, paged list; one alert with its lineage and notes; status, assignee and note changes, one by one or in bulk (each audited).
 
 use super::{
-    bad_cursor, body, decode_cursor, encode_cursor, limit, page_of, path_id, ApiQuery, Authed, St,
-    CURSOR, DEVICE, LIMIT, USER,
+    bad_cursor, decode_cursor, encode_cursor, limit, page_of, path_id, ApiBody, ApiQuery, Authed,
+    St, CURSOR, DEVICE, LIMIT, USER,
 };
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param, Query};
@@ -257,10 +257,9 @@ pub(super) async fn update_alert(
     State(st): St,
     Authed(c): Authed,
     Path(id): Path<String>,
-    bytes: axum::body::Bytes,
+    ApiBody(p): ApiBody<AlertPatch>,
 ) -> Result<Json<Alert>, ApiError> {
     let id = path_id(&id)?;
-    let p: AlertPatch = body(&bytes)?;
     let ch = AlertChange {
         status: p.status,
         assignee: p.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
@@ -314,9 +313,8 @@ pub(in crate::http) async fn bulk(
 pub(super) async fn bulk_update(
     State(st): St,
     Authed(c): Authed,
-    bytes: axum::body::Bytes,
+    ApiBody(b): ApiBody<BulkUpdate>,
 ) -> Result<Json<BulkResult>, ApiError> {
-    let b: BulkUpdate = body(&bytes)?;
     Ok(Json(bulk(&st, &c, b.ids, b.status).await?))
 }
 

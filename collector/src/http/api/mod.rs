@@ -143,8 +143,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery {
     }
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+/// A JSON request body of type `T`: malformed JSON or a wrong field is a 400 naming it; a
+/// body over the size limit keeps axum's 413.
+struct ApiBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &S) -> Result<Self, Response> {
+        let bytes = axum::body::Bytes::from_request(req, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&bytes)
+            .map(ApiBody)
+            .map_err(|e| ApiError::BadRequest(format!("request body: {e}")).into_response())
+    }
 }
 
 fn limit(q: &Query) -> usize {

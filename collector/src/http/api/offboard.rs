@@ -1,6 +1,6 @@
 //! Offboardings: start, status, the look-back report, restore and connector retries.
 
-use super::{body, Acting, ApiQuery, Authed, St};
+use super::{Acting, ApiBody, ApiQuery, Authed, St};
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param};
 use crate::http::{ApiError, Http};
@@ -93,9 +93,8 @@ pub(in crate::http) async fn offboard(
 pub(super) async fn start_offboarding(
     State(st): St,
     Authed(c): Authed,
-    bytes: axum::body::Bytes,
+    ApiBody(b): ApiBody<OffboardBody>,
 ) -> Result<Response, ApiError> {
-    let b: OffboardBody = body(&bytes)?;
     let started = offboard(&st, &c, b).await?;
     let status = if started.started {
         StatusCode::CREATED

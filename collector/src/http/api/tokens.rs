@@ -1,6 +1,6 @@
 //! API tokens: list, create (the secret shown once), revoke.
 
-use super::{body, Acting, St};
+use super::{Acting, ApiBody, St};
 use crate::http::ApiError;
 use crate::store::ApiToken;
 use axum::extract::{Path, State};
@@ -43,9 +43,8 @@ pub(super) async fn list_tokens(State(st): St) -> Result<Json<TokenList>, ApiErr
 pub(super) async fn create_token(
     State(st): St,
     Acting(actor): Acting,
-    bytes: axum::body::Bytes,
+    ApiBody(b): ApiBody<TokenBody>,
 ) -> Result<Response, ApiError> {
-    let b: TokenBody = body(&bytes)?;
     let created = st
         .db(move |s| {
             Ok(crate::api_tokens::create(
