@@ -627,21 +627,35 @@ async fn alert_post(
     Path(id): Path<String>,
     Form(f): Form<AlertForm>,
 ) -> Page {
-    let c = who.map_err(|e| fail(e, None))?;
-    let run = async {
-        c.check_csrf(&f.csrf)?;
-        c.require(Cap::Triage)?;
+    let id = form_action(who, &f.csrf, Cap::Triage, async |c| {
         let id = path_id(&id)?;
         let ch = AlertChange {
             status: f.status,
             assignee: f.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
             note: f.note,
         };
-        api::change(&st, &c, id, ch).await?;
-        Ok::<_, ApiError>(id)
-    };
-    let id = run.await.map_err(|e| fail(e, Some(&c)))?;
+        api::change(&st, c, id, ch).await?;
+        Ok(id)
+    })
+    .await?;
     Ok(Redirect::to(&format!("/alerts/{id}")).into_response())
+}
+
+/// A form's action for a caller allowed `cap`: the login page without a session, an error
+/// page for a wrong CSRF token, a missing capability or a failure of `act`.
+async fn form_action<T>(
+    who: Who,
+    csrf: &str,
+    cap: Cap,
+    act: impl AsyncFnOnce(&Caller) -> Result<T, ApiError>,
+) -> Result<T, Response> {
+    let c = who.map_err(|e| fail(e, None))?;
+    let checked = c.check_csrf(csrf).and_then(|()| c.require(cap));
+    match checked {
+        Ok(()) => act(&c).await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| fail(e, Some(&c)))
 }
 
 // ----- users, devices, audit -----
@@ -699,24 +713,17 @@ async fn offboard(
     Path(user): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Page {
-    let c = who.map_err(|e| fail(e, None))?;
-    let run = async {
-        c.check_csrf(&f.csrf)?;
-        c.require(Cap::Offboard)?;
-        api::offboard(
-            &st,
-            &c,
-            OffboardBody {
-                user,
-                effective: None,
-                notice: None,
-                lookback_days: None,
-                reason: Some("console".into()),
-            },
-        )
-        .await
-    };
-    let _ = run.await.map_err(|e| fail(e, Some(&c)))?;
+    form_action(who, &f.csrf, Cap::Offboard, async |c| {
+        let body = OffboardBody {
+            user,
+            effective: None,
+            notice: None,
+            lookback_days: None,
+            reason: Some("console".into()),
+        };
+        api::offboard(&st, c, body).await
+    })
+    .await?;
     Ok(Redirect::to("/users").into_response())
 }
 

@@ -66,7 +66,7 @@ use schema::{ADDED_COLUMNS, INDEXES, SCHEMA};
 pub use tokens::TokenRefusal;
 pub use triage::{
     AlertChange, AlertCursor, AlertFilter, AlertOrder, ApiToken, BySeverity, EventFilter, Note,
-    RiskSignals, Session,
+    RiskSignals, Scope, Session,
 };
 pub use updates::{CustomerSetInfo, NewCustomerSet, PublishedPolicy};
 

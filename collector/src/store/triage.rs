@@ -35,19 +35,26 @@ pub struct Session {
     pub expires_ms: UnixMs,
 }
 
+/// Whose activity and when: what every listing filters by (the API's `user`, `device`,
+/// `since` and `until`). `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub user: Option<String>,
+    pub device: Option<String>,
+    /// At or after (an alert's last sighting, an event's corrected time).
+    pub since_ms: Option<UnixMs>,
+    /// Before.
+    pub until_ms: Option<UnixMs>,
+}
+
 /// Which alerts to list. Empty lists and `None` match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertFilter {
+    pub scope: Scope,
     pub statuses: Vec<String>,
     pub severities: Vec<String>,
     pub rule: Option<String>,
-    pub user: Option<String>,
-    pub device: Option<String>,
     pub assignee: Option<String>,
-    /// Last seen at or after.
-    pub since_ms: Option<UnixMs>,
-    /// Last seen before.
-    pub until_ms: Option<UnixMs>,
 }
 
 /// How alerts are ordered; every order ends in `id DESC`, so it is total.
@@ -131,14 +138,11 @@ impl BySeverity {
 /// Which events to find. `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
-    pub user: Option<String>,
-    pub device: Option<String>,
+    pub scope: Scope,
     pub sha256: Option<String>,
     /// A substring of the path (or of the path a rename came from).
     pub path: Option<String>,
     pub action: Option<String>,
-    pub since_ms: Option<UnixMs>,
-    pub until_ms: Option<UnixMs>,
     /// Only events that matched at least one rule.
     pub matched: bool,
 }
@@ -189,6 +193,14 @@ impl Where {
             self.cond(sql, Value::Integer(v));
         }
     }
+
+    /// The scope's conditions, its window on the SQL expression `time`.
+    fn scope(&mut self, s: &Scope, time: &str) {
+        self.opt_text("user = ?", &s.user);
+        self.opt_text("device_id = ?", &s.device);
+        self.opt_int(&format!("{time} >= ?"), s.since_ms.map(UnixMs::ms));
+        self.opt_int(&format!("{time} < ?"), s.until_ms.map(UnixMs::ms));
+    }
 }
 
 fn alert_where(f: &AlertFilter) -> Where {
@@ -196,11 +208,8 @@ fn alert_where(f: &AlertFilter) -> Where {
     w.any_of("status", &f.statuses);
     w.any_of("severity", &f.severities);
     w.opt_text("rule_id = ?", &f.rule);
-    w.opt_text("user = ?", &f.user);
-    w.opt_text("device_id = ?", &f.device);
     w.opt_text("assignee = ?", &f.assignee);
-    w.opt_int("last_seen_ms >= ?", f.since_ms.map(UnixMs::ms));
-    w.opt_int("last_seen_ms < ?", f.until_ms.map(UnixMs::ms));
+    w.scope(&f.scope, "last_seen_ms");
     w
 }
 
@@ -650,8 +659,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut w = Where::new();
-        w.opt_text("user = ?", &f.user);
-        w.opt_text("device_id = ?", &f.device);
+        w.scope(&f.scope, "COALESCE(corrected_ms, time_ms)");
         w.opt_text("sha256 = ?", &f.sha256);
         w.opt_text("action = ?", &f.action);
         if let Some(p) = &f.path {
@@ -667,14 +675,6 @@ impl Store {
                 " AND (path LIKE ?{n} ESCAPE '\\' OR old_path LIKE ?{n} ESCAPE '\\')"
             ));
         }
-        w.opt_int(
-            "COALESCE(corrected_ms, time_ms) >= ?",
-            f.since_ms.map(UnixMs::ms),
-        );
-        w.opt_int(
-            "COALESCE(corrected_ms, time_ms) < ?",
-            f.until_ms.map(UnixMs::ms),
-        );
         w.opt_int("id < ?", before_id);
         if f.matched {
             w.sql.push_str(" AND rules != '[]'");

@@ -30,6 +30,20 @@ pub(crate) struct Out {
     pub at: Where,
 }
 
+/// What a command did: one JSON object with `--json`, else `text`'s words.
+pub(crate) fn print_one<T: serde::Serialize>(
+    json: bool,
+    done: &T,
+    text: impl FnOnce(&T),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(done)?);
+    } else {
+        text(done);
+    }
+    Ok(())
+}
+
 /// The operator and host, for the audit log.
 pub(crate) fn cli_actor() -> holdfast_collector::Actor {
     holdfast_collector::Actor::cli()

@@ -1,8 +1,8 @@
 //! Alerts: the filtered, ordered, paged list; one alert with its lineage and notes; status, assignee and note changes, one by one or in bulk (each audited).
 
 use super::{
-    bad_cursor, decode_cursor, encode_cursor, limit, page_of, path_id, ApiBody, ApiQuery, Authed,
-    St, CURSOR, DEVICE, LIMIT, USER,
+    bad_cursor, decode_cursor, encode_cursor, limit, page_of, path_id, scope, ApiBody, ApiQuery,
+    Authed, St, CURSOR, DEVICE, LIMIT, USER,
 };
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param, Query};
@@ -144,14 +144,11 @@ pub(in crate::http) fn alert_query(
     q: &Query,
 ) -> Result<(AlertFilter, AlertOrder, Option<AlertCursor>), ApiError> {
     let f = AlertFilter {
+        scope: scope(q),
         statuses: q.list("status"),
         severities: q.list("severity"),
         rule: q.text("rule"),
-        user: q.text("user"),
-        device: q.text("device"),
         assignee: q.text("assignee"),
-        since_ms: q.time("since"),
-        until_ms: q.time("until"),
     };
     let order = match q.text("sort").as_deref() {
         Some("newest") => AlertOrder::Newest,

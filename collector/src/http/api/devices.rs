@@ -78,15 +78,14 @@ pub(super) async fn revoke_device(
     Acting(actor): Acting,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let key = id.clone();
-    st.db(move |s| {
-        let now = crate::now_ms();
-        if !s.revoke_device(&key, now, &actor)? {
-            return Err(ApiError::NotFound(format!("no device `{key}`")));
-        }
-        Ok(())
-    })
-    .await?;
+    let id = st
+        .db(
+            move |s| match s.revoke_device(&id, crate::now_ms(), &actor)? {
+                true => Ok(id),
+                false => Err(ApiError::NotFound(format!("no device `{id}`"))),
+            },
+        )
+        .await?;
     devices(&st)
         .await?
         .into_iter()

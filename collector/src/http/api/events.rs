@@ -1,6 +1,8 @@
 //! Event search and the audit log, by cursor pages.
 
-use super::{encode_cursor, id_cursor, limit, page_of, ApiQuery, St, CURSOR, DEVICE, LIMIT, USER};
+use super::{
+    encode_cursor, id_cursor, limit, page_of, scope, ApiQuery, St, CURSOR, DEVICE, LIMIT, USER,
+};
 use crate::http::params::{Kind, Param, Query};
 use crate::http::{ApiError, Http};
 use crate::store::{AuditEntry, EventFilter, StoredEvent};
@@ -43,13 +45,10 @@ pub(super) async fn search_events(
     ApiQuery(q): ApiQuery,
 ) -> Result<Json<EventPage>, ApiError> {
     let f = EventFilter {
-        user: q.text("user"),
-        device: q.text("device"),
+        scope: scope(&q),
         sha256: q.text("sha256"),
         path: q.text("path"),
         action: q.text("action"),
-        since_ms: q.time("since"),
-        until_ms: q.time("until"),
         matched: q.flag("matched"),
     };
     let before = id_cursor("e1.", q.text("cursor"))?;

@@ -160,6 +160,16 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// The `user`, `device`, `since` and `until` parameters.
+fn scope(q: &Query) -> crate::store::Scope {
+    crate::store::Scope {
+        user: q.text("user"),
+        device: q.text("device"),
+        since_ms: q.time("since"),
+        until_ms: q.time("until"),
+    }
+}
+
 fn limit(q: &Query) -> usize {
     q.int("limit").unwrap_or(50) as usize
 }

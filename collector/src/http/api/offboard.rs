@@ -158,9 +158,11 @@ pub(super) async fn retry_connectors(
     Acting(actor): Acting,
     Path(user): Path<String>,
 ) -> Result<Json<Retried>, ApiError> {
-    let u = user.clone();
-    let retried = st
-        .db(move |s| Ok(crate::offboard::retry(s, &u, &actor, crate::now_ms())?))
+    let (user, retried) = st
+        .db(move |s| {
+            let retried = crate::offboard::retry(s, &user, &actor, crate::now_ms())?;
+            Ok((user, retried))
+        })
         .await?;
     Ok(Json(Retried { user, retried }))
 }

@@ -65,8 +65,11 @@ pub(super) async fn revoke_token(
     Acting(actor): Acting,
     Path(name): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    let n = name.clone();
-    st.db(move |s| Ok(crate::api_tokens::revoke(s, &n, &actor, crate::now_ms())?))
+    let name = st
+        .db(move |s| {
+            crate::api_tokens::revoke(s, &name, &actor, crate::now_ms())?;
+            Ok(name)
+        })
         .await?;
     Ok(Json(Revoked {
         name,

@@ -1,6 +1,6 @@
 //! `holdfast-collector api-token`: API tokens and their roles.
 
-use crate::cli::{cli_actor, open_store, print_list, Out, Where};
+use crate::cli::{cli_actor, open_store, print_list, print_one, Out, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
 use holdfast_collector::store::ApiToken;
@@ -64,9 +64,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 &cli_actor(),
                 holdfast_collector::now_ms(),
             )?;
-            if json {
-                println!("{}", serde_json::to_string(&t)?);
-            } else {
+            print_one(json, &t, |t| {
                 println!("{}", t.secret);
                 let url = c
                     .http_listen
@@ -78,7 +76,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 t.name,
                 t.role
             );
-            }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Args {

@@ -1,6 +1,6 @@
 //! `holdfast-collector edm`: import the customer master list.
 
-use crate::cli::{cli_actor, open_store, Out, Progress};
+use crate::cli::{cli_actor, open_store, print_one, Out, Progress};
 use anyhow::Context;
 use clap::Subcommand;
 use holdfast_collector::table::escape;
@@ -61,9 +61,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         holdfast_io::fs::write_file_atomic(&out, &held.to_bytes(), 0o600)
             .with_context(|| format!("--out {}", out.display()))?;
     }
-    if json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
+    print_one(json, &r, |r| {
         println!(
             "imported {} customers ({} identifiers) as set {}; {} row(s) skipped",
             r.customers, r.identifiers, r.version, r.skipped_rows
@@ -75,6 +73,6 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             println!("  … {} more (use --json for all)", r.skipped.len() - 20);
         }
         println!("agents fetch the signed set at their next heartbeat");
-    }
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `holdfast-collector hr`: import HR exports.
 
-use crate::cli::{cli_actor, open_store, Out};
+use crate::cli::{cli_actor, open_store, print_one, Out};
 use clap::Subcommand;
 use holdfast_collector::table::escape;
 use std::path::PathBuf;
@@ -42,9 +42,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         &cli_actor(),
         holdfast_collector::now_ms(),
     )?;
-    if json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
+    print_one(json, &r, |r| {
         for o in &r.rows {
             println!("line {:<5} {:<10} {}", o.line, o.result, escape(&o.detail));
         }
@@ -52,7 +50,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             "{} scheduled, {} unchanged, {} row(s) with errors",
             r.scheduled, r.unchanged, r.errors
         );
-    }
+    })?;
     Ok(if r.errors > 0 {
         ExitCode::from(1)
     } else {

@@ -1,6 +1,6 @@
 //! `holdfast-collector offboard`: offboard a leaver, follow it, report, retry, restore.
 
-use crate::cli::{cli_actor, open_store, parse_when, Where};
+use crate::cli::{cli_actor, open_store, parse_when, print_one, Where};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
 use holdfast_collector::offboard;
@@ -137,11 +137,9 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let store = open_store(&at.config()?)?;
             let st = offboard::status(&store, &user, holdfast_collector::now_ms())?;
-            if json {
-                println!("{}", serde_json::to_string(&st)?);
-            } else {
+            print_one(json, &st, |st| {
                 print_offboard_status(&st);
-            }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Args {

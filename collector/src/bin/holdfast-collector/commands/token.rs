@@ -1,6 +1,6 @@
 //! `holdfast-collector token`: enrollment tokens.
 
-use crate::cli::{cli_actor, Out};
+use crate::cli::{cli_actor, print_one, Out};
 use clap::Subcommand;
 use holdfast_collector::fmt_ms;
 use std::process::ExitCode;
@@ -38,9 +38,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let c = at.config()?;
     let ttl = humantime::parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl `{ttl}`: {e}"))?;
     let issued = holdfast_collector::tokens::create(&c, &user, ttl, &cli_actor())?;
-    if json {
-        println!("{}", serde_json::to_string(&issued)?);
-    } else {
+    print_one(json, &issued, |issued| {
         println!("{}", issued.token);
         eprintln!(
                 "single-use token for {} expires {}; save the line above to a file (say user.token) and on the device run:\n  holdfast-agent enroll --collector {} --token-file user.token",
@@ -48,6 +46,6 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 fmt_ms(issued.expires_ms),
                 c.listen,
             );
-    }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
