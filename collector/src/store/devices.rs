@@ -428,12 +428,7 @@ mod tests {
             .unwrap();
         s.heartbeat(&d, &beat(2 * hour), UnixMs(10 * hour + 1), 300_000)
             .unwrap();
-        let skew: Vec<_> = s
-            .alerts(10)
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.rule_id == system_rules::CLOCK_SKEW)
-            .collect();
+        let skew = alerts_of(&s, system_rules::CLOCK_SKEW);
         assert_eq!((skew.len(), skew[0].event_count), (1, 1));
         assert_eq!(
             skew[0].detail,
@@ -464,12 +459,7 @@ mod tests {
             .is_empty());
         s.heartbeat(&d, &beat(0), UnixMs(11 * hour), 300_000)
             .unwrap();
-        let off: Vec<_> = s
-            .alerts(10)
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.rule_id == system_rules::AGENT_OFFLINE)
-            .collect();
+        let off = alerts_of(&s, system_rules::AGENT_OFFLINE);
         assert_eq!(off.len(), 1);
         assert!(off[0].detail.starts_with("silent since 1970-01-01T10:00:00Z (more than 10m); back at 1970-01-01T11:00:00Z after 1h"), "{}", off[0].detail);
         assert_eq!(

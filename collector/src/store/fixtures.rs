@@ -86,6 +86,13 @@ pub fn open_with_device() -> (tempfile::TempDir, Store, Device) {
     (dir, s, d)
 }
 
+/// The alerts of one rule.
+pub fn alerts_of(s: &Store, rule: &str) -> Vec<Alert> {
+    let mut v = s.alerts(100).unwrap();
+    v.retain(|a| a.rule_id == rule);
+    v
+}
+
 pub fn system_alerts(s: &Store) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = s
         .alerts(100)

@@ -152,6 +152,16 @@ impl Walk {
         self.outcome(outcome)
     }
 
+    /// The finding for an entry that cannot be read: `encrypted`, or else `otherwise`.
+    fn unreadable(&mut self, e: &zip::result::ZipError, otherwise: &'static str) {
+        match e {
+            zip::result::ZipError::UnsupportedArchive(m) if encrypted_message(m) => {
+                self.finding("encrypted")
+            }
+            _ => self.finding(otherwise),
+        }
+    }
+
     /// Reads a nested archive too large to hold as a stream of its entries (local headers
     /// in order; the central directory is never reached). An entry whose size the stream
     /// does not give (written with a data descriptor) ends the stream: `nested_too_large`.
@@ -163,14 +173,7 @@ impl Walk {
             let mut entry = match zip::read::read_zipfile_from_stream(reader) {
                 Ok(Some(e)) => e,
                 Ok(None) => return,
-                Err(zip::result::ZipError::UnsupportedArchive(m)) if encrypted_message(m) => {
-                    self.finding("encrypted");
-                    return;
-                }
-                Err(_) => {
-                    self.finding("nested_too_large");
-                    return;
-                }
+                Err(e) => return self.unreadable(&e, "nested_too_large"),
             };
             self.entries += 1;
             if self.opened(&mut entry, prefix, depth) {
@@ -199,12 +202,8 @@ impl Walk {
             self.entries += 1;
             let mut entry = match zip.by_index(i) {
                 Ok(e) => e,
-                Err(zip::result::ZipError::UnsupportedArchive(m)) if encrypted_message(m) => {
-                    self.finding("encrypted");
-                    continue;
-                }
-                Err(_) => {
-                    self.finding("damaged_entry");
+                Err(e) => {
+                    self.unreadable(&e, "damaged_entry");
                     continue;
                 }
             };
