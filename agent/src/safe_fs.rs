@@ -687,6 +687,15 @@ mod tests {
     }
 
     /// Opening `rel` (under a fixture) as a folder gives `want`: "ok", "symlink" or "io".
+    /// A scratch folder holding these folders.
+    fn folders(paths: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for p in paths {
+            std::fs::create_dir_all(t.path().join(p)).unwrap();
+        }
+        t
+    }
+
     fn check(r: Resolver, root: &Path, rel: &str, want: &str) {
         let got = match open_dir_with(r, &root.join(rel)) {
             Ok(_) => "ok",
@@ -700,10 +709,8 @@ mod tests {
 
     #[test]
     fn no_link_is_followed_anywhere_in_a_path() {
-        let t = tempfile::tempdir().unwrap();
+        let t = folders(&["home/docs/deep", "outside"]);
         let root = t.path();
-        std::fs::create_dir_all(root.join("home/docs/deep")).unwrap();
-        std::fs::create_dir_all(root.join("outside")).unwrap();
         symlink(root.join("outside"), root.join("home/link")).unwrap();
         symlink("docs", root.join("home/rel")).unwrap();
         std::fs::write(root.join("home/file"), "x").unwrap();
@@ -783,10 +790,8 @@ mod tests {
 
     #[test]
     fn removing_a_tree_never_follows_or_leaves_the_owner() {
-        let t = tempfile::tempdir().unwrap();
+        let t = folders(&["home/cache/a/b", "outside"]);
         let d = t.path();
-        std::fs::create_dir_all(d.join("home/cache/a/b")).unwrap();
-        std::fs::create_dir_all(d.join("outside")).unwrap();
         std::fs::write(d.join("outside/keep"), "keep").unwrap();
         std::fs::write(d.join("home/cache/a/b/f"), "12345").unwrap();
         std::fs::write(d.join("home/cache/g"), "1").unwrap();

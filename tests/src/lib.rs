@@ -506,22 +506,9 @@ impl Agent {
         device: &str,
         extra: &str,
     ) -> Agent {
-        let data_dir = root.join(format!("agent-{device}"));
-        let watched = root.join(format!("home-{device}/Downloads"));
-        std::fs::create_dir_all(&watched).expect("watched dir");
-        let config = root.join(format!("agent-{device}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nhome = {:?}\n{extra}\n",
-                data_dir.display().to_string(),
-                watched.display().to_string(),
-                root.join(format!("home-{device}")).display().to_string()
-            ),
-        )
-        .expect("agent config");
+        let agent = Agent::configured(root, device, extra);
         let token = collector.token(user);
-        let cfg = config.display().to_string();
+        let cfg = agent.config.display().to_string();
         // As the README says: the token in a file, never in argv (where `ps` shows it).
         let token_file = root.join(format!("token-{device}"));
         std::fs::write(&token_file, format!("{token}\n")).expect("token file");
@@ -538,6 +525,27 @@ impl Agent {
             ],
         );
         let _ = std::fs::remove_file(&token_file);
+        agent
+    }
+
+    /// An agent configured but neither enrolled nor started: its data directory
+    /// `agent-{device}`, home `home-{device}` and watched `~/Downloads` under `root`; `extra`
+    /// config lines are appended.
+    pub fn configured(root: &Path, device: &str, extra: &str) -> Agent {
+        let data_dir = root.join(format!("agent-{device}"));
+        let watched = root.join(format!("home-{device}/Downloads"));
+        std::fs::create_dir_all(&watched).expect("watched dir");
+        let config = root.join(format!("agent-{device}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nhome = {:?}\n{extra}\n",
+                data_dir.display().to_string(),
+                watched.display().to_string(),
+                root.join(format!("home-{device}")).display().to_string()
+            ),
+        )
+        .expect("agent config");
         Agent {
             data_dir,
             watched,

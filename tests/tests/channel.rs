@@ -772,35 +772,14 @@ fn two_agents_on_one_identity_are_detected_and_both_kept() {
     all_stored(&c, &early, "the early files");
     a.stop();
     // Its whole data directory (identity, key, spool) copied to a second machine.
-    let twin_dir = tmp.path().join("agent-twin");
+    let mut twin = Agent::configured(tmp.path(), "twin", "heartbeat_ms = 300");
     let out = std::process::Command::new("cp")
         .arg("-a")
         .arg(&a.data_dir)
-        .arg(&twin_dir)
+        .arg(&twin.data_dir)
         .status()
         .unwrap();
     assert!(out.success());
-    let twin_watch = tmp.path().join("home-twin/Downloads");
-    std::fs::create_dir_all(&twin_watch).unwrap();
-    let twin_cfg = tmp.path().join("agent-twin.toml");
-    std::fs::write(
-        &twin_cfg,
-        format!(
-            "data_dir = {:?}\nwatch = [{:?}]\nsettle_ms = 300\nheartbeat_ms = 300\nhome = {:?}\n",
-            twin_dir.display().to_string(),
-            twin_watch.display().to_string(),
-            tmp.path().join("home-twin").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut twin = Agent {
-        data_dir: twin_dir,
-        watched: twin_watch,
-        config: twin_cfg,
-        proc: None,
-        env: Vec::new(),
-        launcher: Vec::new(),
-    };
     a.start();
     twin.start();
     let mut mine = Vec::new();

@@ -118,154 +118,149 @@ fn file_name(p: &str) -> &str {
     p.rsplit(['/', '\\']).next().unwrap_or(p)
 }
 
-/// Raises (or updates) the sequence alert when `f`, just stored as `seq`, completes an
-/// export → archive → way out story, and merges the steps' open alerts into it.
-pub(super) fn sequence(
-    tx: &Connection,
-    at: &Ingested<'_>,
-    c: &Correlation,
-) -> Result<(), StoreError> {
-    let (device, seq, f, time_ms) = at.parts();
-    let Some(dest) = &f.destination else {
-        return Ok(());
-    };
-    if f.rules.is_empty() || f.origin.is_none() {
-        return Ok(());
-    }
-    let Some(this) = events_where_in(tx, "device_id = ?1 AND seq = ?2", params![device.id, seq])?
-        .into_iter()
-        .next()
-    else {
-        return Ok(());
-    };
-    let chain = lineage(tx, &this, MAX_STEPS)?;
-    let Some(root) = chain.last() else {
-        return Ok(());
-    };
-    let archived = std::iter::once(&this)
-        .chain(chain.iter())
-        .any(|e| e.origin.as_ref().is_some_and(|o| o.via == "archive"));
-    let exported = !root.rules.is_empty();
-    if !(archived && exported && time_ms.since(root.corrected_ms) <= c.window_ms) {
-        return Ok(());
-    }
-    let mut steps: Vec<String> = chain
-        .iter()
-        .rev()
-        .map(|e| {
-            let what = match (
-                e.action.as_deref(),
-                e.origin.as_ref().map(|o| o.via.as_str()),
-            ) {
-                (_, Some("archive")) => "zipped into",
-                (Some("renamed"), _) => "renamed to",
-                (_, Some("copy")) => "copied to",
-                _ => "exported as",
-            };
-            format!(
-                "{what} {} at {}",
-                file_name(e.path.as_deref().unwrap_or("")),
-                fmt_ms(e.corrected_ms)
-            )
-        })
-        .collect();
-    steps.push(format!(
-        "{} onto {} {} at {}",
-        file_name(&f.path),
-        dest.kind,
-        dest.name,
-        fmt_ms(time_ms)
-    ));
-    let detail = steps.join(" → ");
-    let records = std::iter::once(&this)
-        .chain(chain.iter())
-        .filter_map(|e| e.records)
-        .max()
-        .unwrap_or(0) as i64;
-    upsert_alert(
-        tx,
-        &Hit {
-            rule_id: system_rules::EXFIL_SEQUENCE,
-            severity: Severity::Critical,
-            records,
-            detail: &detail,
-            ..Hit::on_file(at)
-        },
-    )?;
-    // The steps' own alerts are part of the story now.
-    let mut paths: Vec<String> = chain.iter().filter_map(|e| e.path.clone()).collect();
-    paths.push(f.path.clone());
-    for p in paths {
-        tx.execute(
-            "UPDATE alerts SET status = 'merged'
-             WHERE device_id = ?1 AND path = ?2 AND rule_id != ?3 AND status IN ('new', 'triaged')",
-            params![device.id, p, system_rules::EXFIL_SEQUENCE],
+impl Correlation {
+    /// Raises (or updates) the sequence alert when `f`, just stored as `seq`, completes an
+    /// export → archive → way out story, and merges the steps' open alerts into it.
+    pub(super) fn sequence(&self, tx: &Connection, at: &Ingested<'_>) -> Result<(), StoreError> {
+        let (device, seq, f, time_ms) = at.parts();
+        let Some(dest) = &f.destination else {
+            return Ok(());
+        };
+        if f.rules.is_empty() || f.origin.is_none() {
+            return Ok(());
+        }
+        let Some(this) =
+            events_where_in(tx, "device_id = ?1 AND seq = ?2", params![device.id, seq])?
+                .into_iter()
+                .next()
+        else {
+            return Ok(());
+        };
+        let chain = lineage(tx, &this, MAX_STEPS)?;
+        let Some(root) = chain.last() else {
+            return Ok(());
+        };
+        let archived = std::iter::once(&this)
+            .chain(chain.iter())
+            .any(|e| e.origin.as_ref().is_some_and(|o| o.via == "archive"));
+        let exported = !root.rules.is_empty();
+        if !(archived && exported && time_ms.since(root.corrected_ms) <= self.window_ms) {
+            return Ok(());
+        }
+        let mut steps: Vec<String> = chain
+            .iter()
+            .rev()
+            .map(|e| {
+                let what = match (
+                    e.action.as_deref(),
+                    e.origin.as_ref().map(|o| o.via.as_str()),
+                ) {
+                    (_, Some("archive")) => "zipped into",
+                    (Some("renamed"), _) => "renamed to",
+                    (_, Some("copy")) => "copied to",
+                    _ => "exported as",
+                };
+                format!(
+                    "{what} {} at {}",
+                    file_name(e.path.as_deref().unwrap_or("")),
+                    fmt_ms(e.corrected_ms)
+                )
+            })
+            .collect();
+        steps.push(format!(
+            "{} onto {} {} at {}",
+            file_name(&f.path),
+            dest.kind,
+            dest.name,
+            fmt_ms(time_ms)
+        ));
+        let detail = steps.join(" → ");
+        let records = std::iter::once(&this)
+            .chain(chain.iter())
+            .filter_map(|e| e.records)
+            .max()
+            .unwrap_or(0) as i64;
+        upsert_alert(
+            tx,
+            &Hit {
+                rule_id: system_rules::EXFIL_SEQUENCE,
+                severity: Severity::Critical,
+                records,
+                detail: &detail,
+                ..Hit::on_file(at)
+            },
         )?;
+        // The steps' own alerts are part of the story now.
+        let mut paths: Vec<String> = chain.iter().filter_map(|e| e.path.clone()).collect();
+        paths.push(f.path.clone());
+        for p in paths {
+            tx.execute(
+                "UPDATE alerts SET status = 'merged'
+                 WHERE device_id = ?1 AND path = ?2 AND rule_id != ?3 AND status IN ('new', 'triaged')",
+                params![device.id, p, system_rules::EXFIL_SEQUENCE],
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Raises (or updates) the user's volume alert when `f`, just stored, brings the customer
-/// records they handled in the last 24 hours (files that matched a rule) to `volume_factor`
-/// times their daily average over the 30 days before, and at least `volume_min_records`.
-/// A user with less than a week of history is not judged.
-pub(super) fn volume(
-    tx: &Connection,
-    at: &Ingested<'_>,
-    c: &Correlation,
-) -> Result<(), StoreError> {
-    let (device, seq, f, time_ms) = at.parts();
-    let records = f.summary.as_ref().map_or(0, |s| s.records);
-    if f.rules.is_empty() || records == 0 {
-        return Ok(());
-    }
-    let sum = |from: UnixMs, to: UnixMs| -> Result<i64, StoreError> {
-        Ok(tx.query_row(
-            "SELECT COALESCE(SUM(records), 0) FROM events
-             WHERE user = ?1 AND corrected_ms > ?2 AND corrected_ms <= ?3 AND rules != '[]'",
-            params![device.user, from, to],
+    /// Raises (or updates) the user's volume alert when `f`, just stored, brings the customer
+    /// records they handled in the last 24 hours (files that matched a rule) to `volume_factor`
+    /// times their daily average over the 30 days before, and at least `volume_min_records`.
+    /// A user with less than a week of history is not judged.
+    pub(super) fn volume(&self, tx: &Connection, at: &Ingested<'_>) -> Result<(), StoreError> {
+        let (device, seq, f, time_ms) = at.parts();
+        let records = f.summary.as_ref().map_or(0, |s| s.records);
+        if f.rules.is_empty() || records == 0 {
+            return Ok(());
+        }
+        let sum = |from: UnixMs, to: UnixMs| -> Result<i64, StoreError> {
+            Ok(tx.query_row(
+                "SELECT COALESCE(SUM(records), 0) FROM events
+                 WHERE user = ?1 AND corrected_ms > ?2 AND corrected_ms <= ?3 AND rules != '[]'",
+                params![device.user, from, to],
+                |r| r.get(0),
+            )?)
+        };
+        let day_start = time_ms - DAY_MS;
+        let today = sum(day_start, time_ms)?;
+        if (today as u64) < self.volume_min_records {
+            return Ok(());
+        }
+        let first: Option<UnixMs> = tx.query_row(
+            "SELECT MIN(corrected_ms) FROM events WHERE user = ?1 AND corrected_ms > ?2",
+            params![device.user, day_start - BASELINE_DAYS * DAY_MS],
             |r| r.get(0),
-        )?)
-    };
-    let day_start = time_ms - DAY_MS;
-    let today = sum(day_start, time_ms)?;
-    if (today as u64) < c.volume_min_records {
-        return Ok(());
+        )?;
+        let Some(first) = first else { return Ok(()) };
+        let days = ((day_start - first) / DAY_MS).min(BASELINE_DAYS);
+        if days < BASELINE_MIN_DAYS {
+            return Ok(());
+        }
+        let history = sum(day_start - days * DAY_MS, day_start)?;
+        let average = history as f64 / days as f64;
+        if (today as f64) < f64::from(self.volume_factor) * average.max(1.0) {
+            return Ok(());
+        }
+        let times = today as f64 / average.max(1.0);
+        let detail = format!(
+            "{today} customer records handled in the 24 hours to {}, {times:.0}× the daily average of the {days} days before ({average:.0})",
+            fmt_ms(time_ms)
+        );
+        upsert_alert(
+            tx,
+            &Hit {
+                rule_id: system_rules::VOLUME_SPIKE,
+                severity: Severity::High,
+                user: &device.user,
+                device_id: &device.id,
+                path: "",
+                sha256: None,
+                records: today,
+                time_ms,
+                seq,
+                detail: &detail,
+            },
+        )?;
+        Ok(())
     }
-    let first: Option<UnixMs> = tx.query_row(
-        "SELECT MIN(corrected_ms) FROM events WHERE user = ?1 AND corrected_ms > ?2",
-        params![device.user, day_start - BASELINE_DAYS * DAY_MS],
-        |r| r.get(0),
-    )?;
-    let Some(first) = first else { return Ok(()) };
-    let days = ((day_start - first) / DAY_MS).min(BASELINE_DAYS);
-    if days < BASELINE_MIN_DAYS {
-        return Ok(());
-    }
-    let history = sum(day_start - days * DAY_MS, day_start)?;
-    let average = history as f64 / days as f64;
-    if (today as f64) < f64::from(c.volume_factor) * average.max(1.0) {
-        return Ok(());
-    }
-    let times = today as f64 / average.max(1.0);
-    let detail = format!(
-        "{today} customer records handled in the 24 hours to {}, {times:.0}× the daily average of the {days} days before ({average:.0})",
-        fmt_ms(time_ms)
-    );
-    upsert_alert(
-        tx,
-        &Hit {
-            rule_id: system_rules::VOLUME_SPIKE,
-            severity: Severity::High,
-            user: &device.user,
-            device_id: &device.id,
-            path: "",
-            sha256: None,
-            records: today,
-            time_ms,
-            seq,
-            detail: &detail,
-        },
-    )?;
-    Ok(())
 }

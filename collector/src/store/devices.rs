@@ -7,7 +7,7 @@ use super::{
 use crate::fmt_ms;
 use holdfast_shared::event::Severity;
 use holdfast_shared::time::UnixMs;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// A registered device.
@@ -167,16 +167,8 @@ impl Store {
                     ),
                 )?;
             } else {
-                tx.execute(
-                    "UPDATE alerts SET detail = detail || ?3, last_seen_ms = ?2
-                     WHERE rule_id = ?1 AND device_id = ?4 AND status IN ('new', 'triaged')",
-                    params![
-                        system_rules::AGENT_DEGRADED,
-                        now_ms,
-                        format!("; recovered at {}", fmt_ms(now_ms)),
-                        device.id
-                    ],
-                )?;
+                let note = format!("; recovered at {}", fmt_ms(now_ms));
+                add_to_open(&tx, system_rules::AGENT_DEGRADED, &device.id, now_ms, &note)?;
             }
         }
         tx.execute(
@@ -201,20 +193,12 @@ impl Store {
             ],
         )?;
         if let Some(since) = offline_since {
-            tx.execute(
-                "UPDATE alerts SET detail = detail || ?3, last_seen_ms = ?2
-                 WHERE rule_id = ?1 AND device_id = ?4 AND status IN ('new', 'triaged')",
-                params![
-                    system_rules::AGENT_OFFLINE,
-                    now_ms,
-                    format!(
-                        "; back at {} after {}",
-                        fmt_ms(now_ms),
-                        span(now_ms - since)
-                    ),
-                    device.id
-                ],
-            )?;
+            let note = format!(
+                "; back at {} after {}",
+                fmt_ms(now_ms),
+                span(now_ms - since)
+            );
+            add_to_open(&tx, system_rules::AGENT_OFFLINE, &device.id, now_ms, &note)?;
         }
         let beyond = |s: Option<i64>| s.is_some_and(|s| s.abs() > skew_tolerance_ms);
         if beyond(Some(beat.skew_ms)) && !beyond(prev_skew) {
@@ -364,6 +348,23 @@ impl Store {
         )?;
         Ok(v.unwrap_or(0) as u64)
     }
+}
+
+/// Appends `note` to the device's open (new or triaged) alert of `rule`, if it has one: how a
+/// system alert says the condition ended.
+fn add_to_open(
+    tx: &Connection,
+    rule: &str,
+    device_id: &str,
+    now_ms: UnixMs,
+    note: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE alerts SET detail = detail || ?3, last_seen_ms = ?2
+         WHERE rule_id = ?1 AND device_id = ?4 AND status IN ('new', 'triaged')",
+        params![rule, now_ms, note, device_id],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -328,8 +328,8 @@ impl Store {
                     },
                 )?;
             }
-            correlate::sequence(&tx, &at, &self.correlation)?;
-            correlate::volume(&tx, &at, &self.correlation)?;
+            self.correlation.sequence(&tx, &at)?;
+            self.correlation.volume(&tx, &at)?;
         }
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1",
