@@ -605,6 +605,21 @@ fn browser_sessions_need_their_csrf_token_and_one_time_logins_are_spent() {
         &[("csrf", "forged"), ("status", "resolved"), ("ids", "1")],
     );
     assert_eq!(r.status, 403);
+    // A form's capability is checked with its token: the analyst's session, with the right
+    // token, may triage an alert (an unknown one is a 404) but not press Offboard.
+    let r = anon
+        .session(&cookie, None)
+        .form("/alerts/999999", &[("csrf", &csrf), ("status", "triaged")]);
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = anon
+        .session(&cookie, None)
+        .form("/users/ana/offboard", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("offboard"), "{}", r.body);
+    let r = anon
+        .session(&cookie, None)
+        .form("/users/ana/offboard", &[("csrf", "forged")]);
+    assert_eq!(r.status, 403, "{}", r.body);
     // Cookie flags.
     let r = anon.form(
         "/login",

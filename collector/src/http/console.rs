@@ -623,39 +623,75 @@ struct AlertForm {
 
 async fn alert_post(
     State(st): St,
-    who: Who,
     Path(id): Path<String>,
-    Form(f): Form<AlertForm>,
+    Checked(c, f): Checked<AlertForm>,
 ) -> Page {
-    let id = form_action(who, &f.csrf, Cap::Triage, async |c| {
-        let id = path_id(&id)?;
-        let ch = AlertChange {
-            status: f.status,
-            assignee: f.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
-            note: f.note,
-        };
-        api::change(&st, c, id, ch).await?;
-        Ok(id)
-    })
-    .await?;
+    let id = path_id(&id).map_err(|e| fail(e, Some(&c)))?;
+    let ch = AlertChange {
+        status: f.status,
+        assignee: f.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
+        note: f.note,
+    };
+    api::change(&st, &c, id, ch)
+        .await
+        .map_err(|e| fail(e, Some(&c)))?;
     Ok(Redirect::to(&format!("/alerts/{id}")).into_response())
 }
 
-/// A form's action for a caller allowed `cap`: the login page without a session, an error
-/// page for a wrong CSRF token, a missing capability or a failure of `act`.
-async fn form_action<T>(
-    who: Who,
-    csrf: &str,
-    cap: Cap,
-    act: impl AsyncFnOnce(&Caller) -> Result<T, ApiError>,
-) -> Result<T, Response> {
-    let c = who.map_err(|e| fail(e, None))?;
-    let checked = c.check_csrf(csrf).and_then(|()| c.require(cap));
-    match checked {
-        Ok(()) => act(&c).await,
-        Err(e) => Err(e),
+/// A console form: the capability acting on it takes, and the CSRF token it carries.
+trait ConsoleForm: serde::de::DeserializeOwned {
+    const CAP: Cap;
+    fn csrf(&self) -> &str;
+}
+
+/// A form its caller may act on: extracting it checks the session, the form's CSRF token
+/// and the caller's capability before the handler runs; without a session the answer is the
+/// login page, otherwise an error page.
+struct Checked<F>(Caller, F);
+
+impl<F: ConsoleForm + Send> axum::extract::FromRequest<Arc<Http>> for Checked<F> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, st: &Arc<Http>) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        let c = Caller::from_request_parts(&mut parts, st)
+            .await
+            .map_err(|e| fail(e, None))?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let checked = match Form::<F>::from_request(req, st).await {
+            Ok(Form(f)) => c
+                .check_csrf(f.csrf())
+                .and_then(|()| c.require(F::CAP))
+                .map(|()| f),
+            Err(e) => Err(ApiError::BadRequest(format!("form: {}", e.body_text()))),
+        };
+        match checked {
+            Ok(f) => Ok(Checked(c, f)),
+            Err(e) => Err(fail(e, Some(&c))),
+        }
     }
-    .map_err(|e| fail(e, Some(&c)))
+}
+
+impl ConsoleForm for AlertForm {
+    const CAP: Cap = Cap::Triage;
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The offboard button's form.
+#[derive(Deserialize)]
+struct OffboardForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl ConsoleForm for OffboardForm {
+    const CAP: Cap = Cap::Offboard;
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 // ----- users, devices, audit -----
@@ -709,21 +745,19 @@ async fn users_page(State(st): St, who: Who) -> Page {
 
 async fn offboard(
     State(st): St,
-    who: Who,
     Path(user): Path<String>,
-    Form(f): Form<CsrfForm>,
+    Checked(c, _): Checked<OffboardForm>,
 ) -> Page {
-    form_action(who, &f.csrf, Cap::Offboard, async |c| {
-        let body = OffboardBody {
-            user,
-            effective: None,
-            notice: None,
-            lookback_days: None,
-            reason: Some("console".into()),
-        };
-        api::offboard(&st, c, body).await
-    })
-    .await?;
+    let body = OffboardBody {
+        user,
+        effective: None,
+        notice: None,
+        lookback_days: None,
+        reason: Some("console".into()),
+    };
+    api::offboard(&st, &c, body)
+        .await
+        .map_err(|e| fail(e, Some(&c)))?;
     Ok(Redirect::to("/users").into_response())
 }
 

@@ -65,14 +65,12 @@ pub(super) async fn revoke_token(
     Acting(actor): Acting,
     Path(name): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    let name = st
-        .db(move |s| {
-            crate::api_tokens::revoke(s, &name, &actor, crate::now_ms())?;
-            Ok(name)
-        })
-        .await?;
-    Ok(Json(Revoked {
-        name,
-        revoked: true,
-    }))
+    st.db(move |s| {
+        crate::api_tokens::revoke(s, &name, &actor, crate::now_ms())?;
+        Ok(Json(Revoked {
+            name,
+            revoked: true,
+        }))
+    })
+    .await
 }
