@@ -45,6 +45,13 @@ pub enum TriageError {
     Store(#[from] StoreError),
 }
 
+/// A status someone may set (any but `merged`), from its name.
+pub fn settable(name: &str) -> Result<AlertStatus, TriageError> {
+    AlertStatus::parse(name)
+        .filter(|s| *s != AlertStatus::Merged)
+        .ok_or_else(|| TriageError::BadStatus(name.to_string()))
+}
+
 /// Whether an alert may move from `from` to `to`: new → triaged → resolved or
 /// false_positive, any open alert straight to a verdict, and a verdict back to triaged
 /// (reopened). Staying put is allowed and changes nothing.
@@ -75,10 +82,10 @@ pub fn change(
     }
     let alert = store.alert(id)?.ok_or(TriageError::NotFound(id))?;
     let mut effective = AlertChange::default();
-    if let Some(asked) = &change.status {
-        let to = AlertStatus::parse(asked)
-            .filter(|s| *s != AlertStatus::Merged)
-            .ok_or_else(|| TriageError::BadStatus(asked.clone()))?;
+    if let Some(to) = change.status {
+        if to == AlertStatus::Merged {
+            return Err(TriageError::BadStatus(to.to_string()));
+        }
         if !allowed(alert.status, to) {
             return Err(TriageError::Transition {
                 id,
@@ -87,7 +94,7 @@ pub fn change(
             });
         }
         if to != alert.status {
-            effective.status = Some(asked.clone());
+            effective.status = Some(to);
         }
     }
     if let Some(assignee) = &change.assignee {
@@ -143,6 +150,13 @@ mod tests {
         check("new", "merged", false);
         check("triaged", "merged", false);
         assert_eq!(AlertStatus::parse("bogus"), None);
+        // What may be set: the four names, never `merged` or an unknown one.
+        for name in STATUSES {
+            assert_eq!(settable(name).map(AlertStatus::as_str).ok(), Some(*name));
+        }
+        for name in ["merged", "bogus", "New", ""] {
+            assert!(matches!(settable(name), Err(TriageError::BadStatus(n)) if n == name));
+        }
         // The API's lists of names are the enum's.
         let names: Vec<&str> = AlertStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(FILTER_STATUSES, names.as_slice());

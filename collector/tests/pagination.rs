@@ -60,7 +60,7 @@ fn every_alert_exactly_once_and_in_order_across_100k() {
     let critical = api
         .store()
         .alert_count(&AlertFilter {
-            severities: vec!["critical".into()],
+            severities: vec![holdfast_shared::event::Severity::Critical],
             ..Default::default()
         })
         .unwrap();

@@ -11,6 +11,7 @@ use super::{ApiError, Http};
 use crate::api_tokens::{digest, new_secret, Cap};
 use crate::fmt_ms;
 use crate::store::{Alert, AlertChange, AuditEntry, StoredEvent};
+use crate::triage::settable;
 use axum::extract::{ConnectInfo, Form, Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -628,7 +629,12 @@ async fn alert_post(
 ) -> Page {
     let id = path_id(&id).map_err(|e| fail(e, Some(&c)))?;
     let ch = AlertChange {
-        status: f.status,
+        status: f
+            .status
+            .as_deref()
+            .map(settable)
+            .transpose()
+            .map_err(|e| fail(e.into(), Some(&c)))?,
         assignee: f.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
         note: f.note,
     };

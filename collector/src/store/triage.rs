@@ -3,7 +3,8 @@
 //! the cursors of SIEM forwarders.
 
 use super::{alert_row, alert_row_at, audit_in, AuditEntry, Store, StoreError, ALERT_COLUMNS};
-use super::{Alert, StoredEvent};
+use super::{Alert, AlertStatus, StoredEvent};
+use holdfast_shared::event::Severity;
 use holdfast_shared::time::UnixMs;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
@@ -51,8 +52,8 @@ pub struct Scope {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertFilter {
     pub scope: Scope,
-    pub statuses: Vec<String>,
-    pub severities: Vec<String>,
+    pub statuses: Vec<AlertStatus>,
+    pub severities: Vec<Severity>,
     pub rule: Option<String>,
     pub assignee: Option<String>,
 }
@@ -98,7 +99,7 @@ pub struct Note {
 /// A change to one alert, applied with its audit line in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertChange {
-    pub status: Option<String>,
+    pub status: Option<AlertStatus>,
     /// `Some(None)` clears the assignee.
     pub assignee: Option<Option<String>>,
     pub note: Option<String>,
@@ -169,13 +170,13 @@ impl Where {
         ));
     }
 
-    fn any_of(&mut self, column: &str, values: &[String]) {
+    fn any_of(&mut self, column: &str, values: &[&str]) {
         if values.is_empty() {
             return;
         }
         let mut marks = Vec::new();
         for v in values {
-            self.args.push(Value::Text(v.clone()));
+            self.args.push(Value::Text(v.to_string()));
             marks.push(format!("?{}", self.args.len()));
         }
         self.sql
@@ -205,8 +206,10 @@ impl Where {
 
 fn alert_where(f: &AlertFilter) -> Where {
     let mut w = Where::new();
-    w.any_of("status", &f.statuses);
-    w.any_of("severity", &f.severities);
+    let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+    let severities: Vec<&str> = f.severities.iter().map(|s| s.as_str()).collect();
+    w.any_of("status", &statuses);
+    w.any_of("severity", &severities);
     w.opt_text("rule_id = ?", &f.rule);
     w.opt_text("assignee = ?", &f.assignee);
     w.scope(&f.scope, "last_seen_ms");
@@ -520,9 +523,9 @@ impl Store {
         if let Some(status) = &change.status {
             tx.execute(
                 "UPDATE alerts SET status = ?2 WHERE id = ?1",
-                params![id, status],
+                params![id, status.as_str()],
             )?;
-            audit_in(&tx, &line("alert.status", status.clone()))?;
+            audit_in(&tx, &line("alert.status", status.to_string()))?;
         }
         if let Some(assignee) = &change.assignee {
             tx.execute(

@@ -7,10 +7,12 @@ use super::{
 use crate::http::auth::Caller;
 use crate::http::params::{Kind, Param, Query};
 use crate::http::{ApiError, Http};
+use crate::store::AlertStatus;
 use crate::store::{Alert, AlertChange, AlertCursor, AlertFilter, AlertOrder, Note, StoredEvent};
-use crate::triage::STATUSES;
+use crate::triage::{settable, STATUSES};
 use axum::extract::{Path, State};
 use axum::Json;
+use holdfast_shared::event::Severity;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -145,8 +147,17 @@ pub(in crate::http) fn alert_query(
 ) -> Result<(AlertFilter, AlertOrder, Option<AlertCursor>), ApiError> {
     let f = AlertFilter {
         scope: scope(q),
-        statuses: q.list("status"),
-        severities: q.list("severity"),
+        // Both lists were checked against their names when the query was parsed.
+        statuses: q
+            .list("status")
+            .iter()
+            .filter_map(|s| AlertStatus::parse(s))
+            .collect(),
+        severities: q
+            .list("severity")
+            .iter()
+            .filter_map(|s| Severity::parse(s))
+            .collect(),
         rule: q.text("rule"),
         assignee: q.text("assignee"),
     };
@@ -258,7 +269,7 @@ pub(super) async fn update_alert(
 ) -> Result<Json<Alert>, ApiError> {
     let id = path_id(&id)?;
     let ch = AlertChange {
-        status: p.status,
+        status: p.status.as_deref().map(settable).transpose()?,
         assignee: p.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
         note: p.note,
     };
@@ -275,12 +286,12 @@ pub(in crate::http) async fn bulk(
     if ids.is_empty() || ids.len() > 500 {
         return Err(ApiError::BadRequest("ids: give 1 to 500 alert ids".into()));
     }
-    if !STATUSES.contains(&status.as_str()) {
-        return Err(ApiError::BadRequest(format!(
+    let to = settable(&status).map_err(|_| {
+        ApiError::BadRequest(format!(
             "status: `{status}` is not one of {}",
             STATUSES.join(", ")
-        )));
-    }
+        ))
+    })?;
     let actor = c.actor();
     st.db(move |s| {
         let mut out = BulkResult {
@@ -290,7 +301,7 @@ pub(in crate::http) async fn bulk(
         let now = crate::now_ms();
         for id in ids {
             let ch = AlertChange {
-                status: Some(status.clone()),
+                status: Some(to),
                 ..Default::default()
             };
             match crate::triage::change(s, id, &ch, &actor, now) {
