@@ -5,7 +5,7 @@
 //! and without the slow files, is `tests/bench/slow.sh` in BENCHMARKS.md.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::{corpus, wait_for, Agent, Collector};
+use holdfast_tests::{corpus, wait_for};
 use std::io::Write;
 use std::time::Duration;
 
@@ -43,16 +43,9 @@ fn heavy_workbook(seed: u64) -> Vec<u8> {
 
 #[test]
 fn an_export_behind_huge_and_slow_files_is_read_first() {
-    let (tmp, collector) = Collector::scratch("");
-    let mut agent = Agent::enroll(
-        tmp.path(),
-        &collector,
-        "ada",
-        // Reading stops at 4 GiB: hashing that much takes seconds, so the export (written
-        // after the big files) is read well before them only if it has a lane of its own.
-        "read_limit = \"4GiB\"",
-    );
-    agent.start();
+    // Reading stops at 4 GiB: hashing that much takes seconds, so the export (written after
+    // the big files) is read well before them only if it has a lane of its own.
+    let (_tmp, collector, agent) = holdfast_tests::scene("", "ada", "read_limit = \"4GiB\"");
     let d = agent.watched.clone();
     // Everything made before anything lands, so the files arrive within milliseconds.
     let books: Vec<Vec<u8>> = (0..3).map(heavy_workbook).collect();

@@ -138,7 +138,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             let store = open_store(&at.config()?)?;
             let st = offboard::status(&store, &user, holdfast_collector::now_ms())?;
             print_one(json, &st, |st| {
-                print_offboard_status(&st);
+                print_offboard_status(st);
             })?;
             Ok(ExitCode::SUCCESS)
         }
