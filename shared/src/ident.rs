@@ -38,8 +38,8 @@ pub fn identify(f: &[u8], phone: &mut [u8; 40]) -> Option<(IdKind, usize)> {
     if f.len() < 6 {
         return None;
     }
-    if f.contains(&b'@') {
-        return is_email(f).then_some((IdKind::Email, 0));
+    if let Some(at) = f.iter().position(|&b| b == b'@') {
+        return is_email_at(f, at).then_some((IdKind::Email, 0));
     }
     // ID, card and phone numbers all start with a digit or one of these: a name, a company,
     // a city (most fields of a table) is settled here without running their validators.
@@ -237,17 +237,42 @@ fn is_date_like(f: &[u8]) -> bool {
 
 /// True when `field` (already trimmed) is a plausible email address.
 pub fn is_email(field: &[u8]) -> bool {
-    let Some(at) = field.iter().position(|&b| b == b'@') else {
-        return false;
-    };
+    field
+        .iter()
+        .position(|&b| b == b'@')
+        .is_some_and(|at| is_email_at(field, at))
+}
+
+/// Whether a byte may stand in an address's local part (letters, digits, `._%+-'`), and in a
+/// domain label (letters, digits, `-`): one table load a byte, on every `@` field scanned.
+const LOCAL_BYTE: [bool; 256] = byte_table(b"._%+-'");
+const LABEL_BYTE: [bool; 256] = byte_table(b"-");
+
+const fn byte_table(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// [`is_email`] for a field whose first `@` is at `at`.
+fn is_email_at(field: &[u8], at: usize) -> bool {
     let (local, domain) = (&field[..at], &field[at + 1..]);
     if local.is_empty() || local.len() > 64 || domain.len() < 4 || domain.len() > 253 {
         return false;
     }
-    let local_ok = local
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"._%+-'".contains(&b));
-    if !local_ok || local[0] == b'.' || local[local.len() - 1] == b'.' {
+    if !local.iter().all(|&b| LOCAL_BYTE[usize::from(b)])
+        || local[0] == b'.'
+        || local[local.len() - 1] == b'.'
+    {
         return false;
     }
     let mut labels = 0;
@@ -255,9 +280,7 @@ pub fn is_email(field: &[u8]) -> bool {
     for label in domain.split(|&b| b == b'.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.iter().all(|&b| LABEL_BYTE[usize::from(b)])
             && label[0] != b'-'
             && label[label.len() - 1] != b'-';
         if !ok {
