@@ -275,21 +275,24 @@ fn is_email_at(field: &[u8], at: usize) -> bool {
     {
         return false;
     }
-    let mut labels = 0;
-    let mut last: &[u8] = &[];
-    for label in domain.split(|&b| b == b'.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label.iter().all(|&b| LABEL_BYTE[usize::from(b)])
-            && label[0] != b'-'
-            && label[label.len() - 1] != b'-';
-        if !ok {
+    // One pass over the domain: each label 1 to 63 bytes of letters, digits and inner `-`.
+    let label_ok =
+        |l: &[u8]| !l.is_empty() && l.len() <= 63 && l[0] != b'-' && l[l.len() - 1] != b'-';
+    let mut labels = 1;
+    let mut start = 0;
+    for (i, &b) in domain.iter().enumerate() {
+        if b == b'.' {
+            if !label_ok(&domain[start..i]) {
+                return false;
+            }
+            labels += 1;
+            start = i + 1;
+        } else if !LABEL_BYTE[usize::from(b)] {
             return false;
         }
-        labels += 1;
-        last = label;
     }
-    labels >= 2 && last.len() >= 2 && last.iter().all(|b| b.is_ascii_alphabetic())
+    let last = &domain[start..];
+    label_ok(last) && labels >= 2 && last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic)
 }
 
 /// True when `field` (already trimmed) is a plausible phone number: see [`phone_e164`].
@@ -613,6 +616,17 @@ mod tests {
                 (".ada@example.com", false),
                 ("git@github.com:org/repo", false),
                 ("v1.2.3", false),
+                // Labels: none empty, none at a hyphen's edge, at most 63 bytes.
+                ("ada@mail.example-corp.com", true),
+                ("ada@example..com", false),
+                ("ada@.example.com", false),
+                ("ada@example.com.", false),
+                ("ada@-example.com", false),
+                ("ada@example-.com", false),
+                ("ada@example.-com", false),
+                ("ada@example.co-", false),
+                (&format!("ada@{}.com", "a".repeat(63)), true),
+                (&format!("ada@{}.com", "a".repeat(64)), false),
             ],
         );
     }
