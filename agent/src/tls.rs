@@ -18,6 +18,31 @@ struct PinnedCa {
     provider: Arc<CryptoProvider>,
 }
 
+/// How rustls checks a handshake signature with a provider's algorithms (TLS 1.2 or 1.3).
+type VerifySignature = fn(
+    &[u8],
+    &CertificateDer<'_>,
+    &DigitallySignedStruct,
+    &rustls::crypto::WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error>;
+
+impl PinnedCa {
+    /// A handshake signature (message, certificate, signature) checked by `verify` with this
+    /// provider's algorithms.
+    fn signature(
+        &self,
+        verify: VerifySignature,
+        (message, cert, dss): (&[u8], &CertificateDer<'_>, &DigitallySignedStruct),
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+}
+
 impl ServerCertVerifier for PinnedCa {
     fn verify_server_cert(
         &self,
@@ -52,12 +77,7 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signature(rustls::crypto::verify_tls12_signature, (message, cert, dss))
     }
 
     fn verify_tls13_signature(
@@ -66,12 +86,7 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signature(rustls::crypto::verify_tls13_signature, (message, cert, dss))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

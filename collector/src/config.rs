@@ -173,8 +173,11 @@ pub struct Connector {
 /// A validated collector configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Where the database, the CA and the keys live.
     pub data_dir: PathBuf,
+    /// The QUIC listener the agents connect to.
     pub listen: SocketAddr,
+    /// Names the collector's server certificate is issued for (what agents dial).
     pub server_names: Vec<String>,
     /// Validity of device certificates; agents renew after two thirds of it.
     pub cert_lifetime: Duration,
@@ -184,6 +187,7 @@ pub struct Config {
     pub skew_tolerance: Duration,
     /// Per-connection ingest rate; a faster agent is slowed down, not dropped.
     pub max_events_per_sec: u32,
+    /// Offboarding connectors, called in order for each leaver.
     pub connectors: Vec<Connector>,
     /// The console, API and metrics listener (loopback only: put a TLS proxy in front to
     /// reach it from elsewhere); `None` when `http_listen = "off"`.

@@ -15,15 +15,25 @@ pub const MAX_EVENTS: usize = 1_000_000;
 /// One customer-data event in the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReportEvent {
+    /// When the agent saw it.
     pub time_ms: UnixMs,
+    /// The device that saw it.
     pub device_id: String,
+    /// Its sequence number on that device.
     pub seq: u64,
+    /// What happened to the file (`created`, `modified`, `renamed`, …), or the event's kind.
     pub action: String,
+    /// The file's path on the device.
     pub path: String,
+    /// Where it was before, for a rename.
     pub old_path: Option<String>,
+    /// The content's hash, when the file was read whole.
     pub sha256: Option<String>,
+    /// Customer records counted in it.
     pub records: u64,
+    /// Rows holding the company's real customers (exact data match).
     pub edm: u64,
+    /// The ids of the rules it matched.
     pub rules: Vec<String>,
 }
 

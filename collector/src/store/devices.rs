@@ -13,20 +13,33 @@ use serde::Serialize;
 /// A registered device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, schemars::JsonSchema)]
 pub struct Device {
+    /// The id the collector gave at enrollment (its certificate's common name).
     pub id: String,
+    /// The person the device belongs to.
     pub user: String,
+    /// As the agent reported it.
     pub hostname: String,
+    /// Operating system and version, as the agent reported them.
     pub os: String,
+    /// The agent's release.
     pub agent_version: String,
+    /// SHA-256 of the device's current certificate (DER, lowercase hex).
     pub cert_sha256: String,
+    /// That certificate's serial number.
     pub cert_serial: String,
     /// When the current certificate was issued, and when it expires.
     pub cert_issued_ms: UnixMs,
+    /// When that certificate expires.
     pub cert_expires_ms: UnixMs,
+    /// When the device first enrolled.
     pub enrolled_ms: UnixMs,
+    /// The last heartbeat or batch; `None` before the first.
     pub last_seen_ms: Option<UnixMs>,
+    /// When the device was revoked; it can no longer connect.
     pub revoked_ms: Option<UnixMs>,
+    /// The highest event sequence number stored from it.
     pub last_seq: u64,
+    /// Events waiting in the agent's spool at the last heartbeat.
     pub spool_backlog: Option<u64>,
     /// The first sequence number of this identity's chain.
     pub first_seq: u64,

@@ -67,17 +67,23 @@ impl OrderRow {
 /// One call of a connector for one user's offboarding (or restore), across its attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConnectorRun {
+    /// The run's number, unique across runs.
     pub id: i64,
+    /// The leaver (or the restored user).
     pub user: String,
     /// `offboard` or `restore`.
     pub event: String,
+    /// The connector's name in `collector.toml`.
     pub connector: String,
+    /// When the run was queued.
     pub created_ms: UnixMs,
     /// When the next attempt is due.
     pub next_ms: UnixMs,
+    /// Attempts made so far.
     pub attempts: u32,
     /// `pending`, `retry`, `ok` or `failed`.
     pub status: String,
+    /// When the last attempt ended.
     pub last_ms: Option<UnixMs>,
     /// The HTTP status or the exit code of the last attempt.
     pub last_code: Option<i64>,

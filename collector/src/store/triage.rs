@@ -13,12 +13,17 @@ use serde::Serialize;
 /// An API token as listed (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ApiToken {
+    /// Unique; names the token in the audit log.
     pub name: String,
     /// `analyst`, `it_admin`, `auditor` or `admin`.
     pub role: String,
+    /// When the token was made.
     pub created_ms: UnixMs,
+    /// Who made it, as the audit log names actors (`cli:alice`, `api:soc-1`).
     pub created_by: String,
+    /// The last request it authorised.
     pub last_used_ms: Option<UnixMs>,
+    /// When it was revoked; it authorises nothing since.
     pub revoked_ms: Option<UnixMs>,
     /// A one-time login: good for one browser session, then spent.
     pub once: bool,

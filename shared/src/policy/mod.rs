@@ -161,15 +161,21 @@ impl ReadsBy {
 /// backup software, antivirus).
 #[derive(Debug, Clone)]
 pub struct BulkReadRule {
+    /// Unique in the policy set; names the rule in alerts.
     pub id: String,
+    /// Shown with its alerts.
     pub description: String,
+    /// Of the alert it raises.
     pub severity: Severity,
     /// As written (`~` kept).
     pub folders: Vec<String>,
     /// With `~` expanded, without a trailing `/`.
     pub expanded: Vec<String>,
+    /// Customer files opened within `within` that make a bulk read.
     pub min_files: u64,
+    /// The sliding window the files are counted in.
     pub within: std::time::Duration,
+    /// Whether one process or one user is counted.
     pub by: ReadsBy,
     exclude: Vec<ExeExclusion>,
 }

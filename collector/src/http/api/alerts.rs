@@ -124,6 +124,7 @@ pub struct AlertPatch {
 pub struct BulkUpdate {
     /// At most 500.
     pub ids: Vec<i64>,
+    /// new, triaged, resolved or false_positive: the same for all.
     pub status: String,
 }
 
