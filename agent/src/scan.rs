@@ -23,13 +23,46 @@ const PARALLEL_HASH: u64 = 8 * 1024 * 1024;
 /// Chunks queued for the hashing thread at most (2 MiB).
 const HASH_QUEUE: usize = 8;
 
-/// SHA-256 of what a scan read: inline, or on its own thread for a large file.
+/// Reads `file` from byte `at` to `end` (or its end) by `pread`, a chunk at a time, handing
+/// each to `each` until `stop` says so or `each` wants no more (returns `false`); the bytes
+/// read. The descriptor's offset is not used,
+/// so threads can read parts of one file at once.
+fn read_span(
+    file: &std::fs::File,
+    mut at: u64,
+    end: u64,
+    stop: &dyn Fn() -> bool,
+    each: &mut dyn FnMut(&[u8]) -> bool,
+) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let start = at;
+    let mut buf = vec![0u8; CHUNK];
+    while at < end && !stop() {
+        let want = CHUNK.min(usize::try_from(end - at).unwrap_or(CHUNK));
+        match file.read_at(&mut buf[..want], at) {
+            Ok(0) => break,
+            Ok(n) => {
+                at += n as u64;
+                if !each(&buf[..n]) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at - start)
+}
+
+/// SHA-256 of what a scan read: inline, or on its own thread for a large file; for a file
+/// read in two parts, by a thread that reads the file itself, from its start.
 enum FileHash {
     Inline(Sha256),
     Thread {
         chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
         digest: std::thread::JoinHandle<Vec<u8>>,
     },
+    Reader(std::thread::JoinHandle<std::io::Result<Vec<u8>>>),
 }
 
 impl FileHash {
@@ -54,8 +87,27 @@ impl FileHash {
         }
     }
 
+    /// A thread hashing `file` from its start, up to `max_bytes` (or until `cancel`); `None`
+    /// when no thread or descriptor can be had.
+    fn reading(file: &std::fs::File, max_bytes: u64, cancel: Option<Cancel>) -> Option<FileHash> {
+        let file = file.try_clone().ok()?;
+        let spawned = std::thread::Builder::new()
+            .name("scan-hash".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                let stop = || cancel.is_some_and(Cancel::raised);
+                read_span(&file, 0, max_bytes, &stop, &mut |c| {
+                    h.update(c);
+                    true
+                })?;
+                Ok(h.finalize().to_vec())
+            });
+        spawned.ok().map(FileHash::Reader)
+    }
+
     fn update(&mut self, chunk: &[u8]) {
         match self {
+            FileHash::Reader(_) => {}
             FileHash::Inline(h) => h.update(chunk),
             FileHash::Thread { chunks, .. } => {
                 // The thread ends only when the sender is dropped, so the send cannot fail
@@ -75,6 +127,12 @@ impl FileHash {
                     .map(hex::encode)
                     .map_err(|_| ScanError::Io(std::io::Error::other("the hashing thread failed")))
             }
+            FileHash::Reader(digest) => match digest.join() {
+                Ok(read) => Ok(hex::encode(read?)),
+                Err(_) => Err(ScanError::Io(std::io::Error::other(
+                    "the hashing thread failed",
+                ))),
+            },
         }
     }
 }
@@ -147,6 +205,83 @@ impl Tally for TallyThread {
     }
 }
 
+/// Files at least this large are read in two parts on two threads (when [`ScanLimits::parts`]
+/// allows it, the machine has two cores or more, and the format can be cut at a line end):
+/// the classifier is the pass's critical path (BENCHMARKS.md).
+/// (The unit tests use 1 MiB, to read a cut file in a debug build.)
+const SPLIT: u64 = if cfg!(test) { 1 << 20 } else { 32 << 20 };
+/// Bytes after the middle of a file searched for the line end where its second part starts.
+const SEAM_SEARCH: usize = 64 * 1024;
+
+/// How many threads may read one file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// One thread classifies the whole file (the daemon's fast lane, whose CPU budget is
+    /// that thread's).
+    One,
+    /// A large table may be read in two parts, the second by a thread of its own (and the
+    /// hash by a third, reading the file itself).
+    Two,
+}
+
+/// The second part of a file read in two: a thread classifying from `seam` to the end.
+struct Rest {
+    seam: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::io::Result<(Classifier, u64)>>,
+}
+
+impl Rest {
+    /// Starts reading the second part of `file` (`size` bytes) with a continuation of
+    /// `first`, from the first line start after its middle; `None` when there is no line end
+    /// there, the format cannot be cut, or no thread can be had.
+    fn start(
+        file: &std::fs::File,
+        size: u64,
+        first: &Classifier,
+        edm: Option<&Arc<Matcher>>,
+        limits: ScanLimits,
+    ) -> Option<Rest> {
+        use std::os::unix::fs::FileExt;
+        let mid = size / 2;
+        let mut probe = vec![0u8; SEAM_SEARCH];
+        let n = file.read_at(&mut probe, mid).ok()?;
+        let seam = mid + probe[..n].iter().position(|&b| b == b'\n')? as u64 + 1;
+        let tally = edm.map(|m| TallyThread::for_size(size, m));
+        let mut cont = first.continuation(seam, tally)?;
+        let file = file.try_clone().ok()?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("scan-rest".into())
+            .spawn(move || {
+                let stop = || {
+                    stopped.load(std::sync::atomic::Ordering::Relaxed)
+                        || limits.cancel.is_some_and(Cancel::raised)
+                };
+                let read = read_span(&file, seam, limits.max_bytes, &stop, &mut |c| {
+                    cont.feed(c);
+                    !cont.is_done()
+                })?;
+                Ok((cont, read))
+            })
+            .ok()?;
+        Some(Rest { seam, stop, thread })
+    }
+
+    /// What the second part read (the classifier and its byte count), or `None` when its
+    /// reading failed.
+    fn join(self) -> Option<(Classifier, u64)> {
+        self.thread.join().ok()?.ok()
+    }
+
+    /// Stops and forgets the second part: the first reads on past the seam itself.
+    fn abandon(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
 /// Bytes read from one file at most, by default: an export of any realistic size is read
 /// whole; a 16 GiB disk image or a 1 TiB sparse file is not.
 pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
@@ -165,6 +300,10 @@ pub struct ScanLimits {
     /// Archives inside archives read up to this depth (the file itself is 1); deeper ones are
     /// the finding `nested_too_deep`.
     pub archive_depth: u32,
+    /// Whether a large table may be read by two threads. The second part's thread runs
+    /// outside the caller's CPU clock: with `Two`, a CPU budget measured on the calling
+    /// thread bounds each of the two.
+    pub parts: Parts,
 }
 
 impl Default for ScanLimits {
@@ -173,6 +312,7 @@ impl Default for ScanLimits {
             max_bytes: DEFAULT_MAX_BYTES,
             cancel: None,
             archive_depth: Limits::default().max_depth,
+            parts: Parts::Two,
         }
     }
 }
@@ -248,10 +388,20 @@ pub fn scan_opened_with(
         .unwrap_or_default();
     let mut buf = vec![0u8; CHUNK];
     let expected = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut hasher = FileHash::for_size(expected.min(limits.max_bytes));
+    let split = limits.parts == Parts::Two
+        && (SPLIT..=limits.max_bytes.min(DEFAULT_BYTE_BUDGET)).contains(&expected)
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let mut hasher = match split {
+        true => FileHash::reading(&file, limits.max_bytes, limits.cancel),
+        false => None,
+    }
+    .unwrap_or_else(|| FileHash::for_size(expected.min(limits.max_bytes)));
     let mut size = 0u64;
     let mut classifier: Option<Classifier> = None;
     let mut stopped_by: Option<&str> = None;
+    // The second part, once the header is known (tried until a quarter of the file is read).
+    let mut rest: Option<Rest> = None;
+    let mut parts_read: Option<u64> = None;
     loop {
         if size >= limits.max_bytes {
             stopped_by = Some(BYTE_LIMIT);
@@ -261,7 +411,8 @@ pub fn scan_opened_with(
             stopped_by = Some(CPU_LIMIT);
             break;
         }
-        let want = CHUNK.min(usize::try_from(limits.max_bytes - size).unwrap_or(CHUNK));
+        let end = rest.as_ref().map_or(limits.max_bytes, |r| r.seam);
+        let want = CHUNK.min(usize::try_from(end - size).unwrap_or(CHUNK));
         let n = match file.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
@@ -281,11 +432,39 @@ pub fn scan_opened_with(
         if !c.is_done() {
             c.feed(chunk);
         }
+        if split && rest.is_none() && size < expected / 4 {
+            rest = Rest::start(&file, expected, c, edm.as_ref(), limits);
+        }
+        if let Some(r) = rest.take_if(|r| size == r.seam) {
+            // The seam is this part's end: the second part's reading is the file's when the
+            // first ends a record there (not inside a quoted field that spans the line end).
+            if c.at_record_end() {
+                if let Some((second, read)) = r.join() {
+                    c.absorb(second);
+                    parts_read = Some(size);
+                    size += read;
+                    if limits.cancel.is_some_and(Cancel::raised) {
+                        stopped_by = Some(CPU_LIMIT);
+                    }
+                    break;
+                }
+            } else {
+                r.abandon();
+            }
+        }
+    }
+    if let Some(r) = rest {
+        r.abandon();
     }
     let classifier =
         classifier.unwrap_or_else(|| Classifier::new(detect_type(&name, &[]), DEFAULT_BYTE_BUDGET));
     let (mut summary, stats) = classifier.finish_explained();
     let mut reasons = stats.reasons;
+    if let Some(seam) = parts_read {
+        reasons.push(format!(
+            "read in two parts on two threads, the second from byte {seam}"
+        ));
+    }
     let mut headers = stats.headers;
     let mut entries = Vec::new();
     let archive_limits = Limits {
@@ -370,6 +549,7 @@ fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use holdfast_shared::ident::IdKind;
 
     /// A file past the parallel-hash size is hashed on the second thread to the same digest,
     /// and classified as it would be inline.
@@ -408,6 +588,64 @@ mod tests {
         let edm = threaded.summary.findings.get("edm").copied();
         assert!(edm >= Some(i.div_ceil(100)), "{edm:?}");
         assert_eq!(edm, inline.findings.get("edm").copied());
+    }
+
+    /// `body` scanned in one part and in two (with `edm`): the same hash, size and summary;
+    /// whether the two-part reading was used.
+    fn check_parts(body: &[u8], edm: Option<Arc<Matcher>>) -> (ContentSummary, bool) {
+        let (_dir, p) = holdfast_io::testing::scratch("parts.csv");
+        std::fs::write(&p, body).unwrap();
+        let read = |parts| {
+            let limits = ScanLimits {
+                parts,
+                ..ScanLimits::default()
+            };
+            scan_file_with(&p, edm.clone(), limits).unwrap()
+        };
+        let (one, two) = (read(Parts::One), read(Parts::Two));
+        assert_eq!(two.sha256, holdfast_shared::sha256_hex(body));
+        assert_eq!((&two.sha256, two.size), (&one.sha256, one.size));
+        assert_eq!(two.summary, one.summary);
+        let cut = two
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("read in two parts"));
+        assert!(!one
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("read in two parts")));
+        (two.summary, cut)
+    }
+
+    #[test]
+    fn a_large_table_read_in_two_parts_counts_what_one_part_counts() {
+        let mut body = String::from("Name,Email,Phone\n");
+        let mut i = 0u64;
+        while (body.len() as u64) < SPLIT + 4321 {
+            body.push_str(&format!(
+                "n{i},user{i}@example.com,+44 20 7946 {:04}\n",
+                i % 10_000
+            ));
+            i += 1;
+        }
+        let mut b = holdfast_shared::edm::EdmBuilder::new(b"k");
+        for j in (0..i).step_by(50) {
+            assert!(b.add(IdKind::Email, format!("user{j}@example.com").as_bytes()));
+        }
+        let m = Arc::new(b.finish().matcher());
+        let (s, cut) = check_parts(body.as_bytes(), Some(m));
+        assert!(cut);
+        assert_eq!(s.records, i);
+        assert_eq!(s.findings.get("edm").copied(), Some(i.div_ceil(50)));
+        // A quoted note spanning lines across the middle: the line end after the middle is
+        // inside it, so the first part reads on through the whole file.
+        let half = body.len() / 2;
+        let row_start = body[..half].rfind('\n').unwrap() + 1;
+        let note = format!("Note,note@example.com,\"{}\"\n", "a line\n".repeat(20_000));
+        let quoted = [&body[..row_start], &note, &body[row_start..]].concat();
+        let (s, cut) = check_parts(quoted.as_bytes(), None);
+        assert!(!cut);
+        assert_eq!(s.records, i + 1);
     }
 
     #[test]

@@ -219,6 +219,12 @@ impl Pool {
                             max_bytes: reading.max_bytes,
                             cancel: Some(Cancel(slot.flag)),
                             archive_depth: reading.archive_depth,
+                            // The fast lane's budget is one thread's; the slow lane's
+                            // bounds each of a large table's two parts.
+                            parts: match lane {
+                                Lane::Fast => crate::scan::Parts::One,
+                                Lane::Slow => crate::scan::Parts::Two,
+                            },
                         },
                         held,
                     );

@@ -131,6 +131,16 @@ impl TextDecoder {
         self.encoding
     }
 
+    /// A decoder for the same text from a line start on: UTF-8 passes through as it is, so a
+    /// reader can take over mid-file; `None` for the other encodings (and before deciding).
+    pub fn from_line_start(&self) -> Option<TextDecoder> {
+        matches!(self.state, State::Utf8).then(|| TextDecoder {
+            state: State::Utf8,
+            encoding: Some(Encoding::Utf8),
+            out: Vec::new(),
+        })
+    }
+
     /// Feeds bytes; UTF-8 comes out through `sink`, in pieces of any size.
     pub fn feed(&mut self, chunk: &[u8], sink: &mut dyn FnMut(&[u8])) {
         if let State::Sniffing(buf) = &mut self.state {

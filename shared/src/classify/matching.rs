@@ -94,6 +94,14 @@ pub struct Counts {
     pub weak_lookups: u64,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.strong_rows += o.strong_rows;
+        self.weak_rows += o.weak_rows;
+        self.weak_lookups += o.weak_lookups;
+    }
+}
+
 /// Takes batches in order and counts the rows holding real customers.
 pub trait Tally: Send {
     /// Takes the next batch; gives back an empty batch to fill (its room reused).
@@ -270,6 +278,8 @@ pub(super) struct RowMatches {
     /// Phones of the current row read before its country: (item index, the field as written
     /// at `bytes[at..at + len]`).
     pending: Vec<(usize, u32, u16)>,
+    /// Counts of the rest of the file, read by a continuation ([`RowMatches::absorb`]).
+    absorbed: Counts,
 }
 
 impl std::fmt::Debug for RowMatches {
@@ -305,7 +315,21 @@ impl RowMatches {
             countries: false,
             country: None,
             pending: Vec::new(),
+            absorbed: Counts::default(),
         }
+    }
+
+    /// Matches for the rest of the same file from a row start on, looked up by `tally` (made
+    /// for the same matcher): the same set and country handling, nothing counted yet.
+    pub fn continuation(&self, tally: Box<dyn Tally>) -> RowMatches {
+        let mut rest = RowMatches::with_tally(Arc::clone(&self.matcher), tally);
+        rest.countries = self.countries;
+        rest
+    }
+
+    /// Takes over the counts of a continuation that read the rest of the file.
+    pub fn absorb(&mut self, rest: RowMatches) {
+        self.absorbed += rest.finish();
     }
 
     /// The file has a country column: from now on a row's national phone numbers are made
@@ -439,7 +463,9 @@ impl RowMatches {
         if !self.batch.items.is_empty() || self.batch.forget.is_some() {
             self.hand_over();
         }
-        self.tally.counts()
+        let mut counts = self.tally.counts();
+        counts += self.absorbed;
+        counts
     }
 }
 

@@ -188,6 +188,48 @@ impl Classifier {
         self
     }
 
+    /// A classifier for the rest of this file from the line start at byte `from` on, reading
+    /// it as this one would there (same type, encoding, delimiter, header and byte budget),
+    /// with `tally` for its customer-set lookups: two threads can then read the two parts of
+    /// a large table. `None` until the header is decided, and for what cannot be cut at a
+    /// line end (JSON, vCard, encodings other than UTF-8).
+    pub fn continuation(&self, from: u64, tally: Option<Box<dyn Tally>>) -> Option<Classifier> {
+        let Reader::Table(table) = &self.reader else {
+            return None;
+        };
+        let reader = table.from_line_start()?;
+        let decoder = self.decoder.from_line_start()?;
+        let records = self.records.continuation(tally)?;
+        Some(Classifier {
+            file_type: self.file_type,
+            decoder,
+            reader: Reader::Table(reader),
+            records,
+            budget: self.budget.saturating_sub(from),
+            seen: 0,
+            truncated: false,
+        })
+    }
+
+    /// Whether the bytes fed so far, the last of them a line end, end a record outside
+    /// quotes: where a [`Classifier::continuation`] may take over. When they do not (the line
+    /// end is inside a quoted field), the continuation's reading is not this file's.
+    pub fn at_record_end(&self) -> bool {
+        matches!(&self.reader, Reader::Table(t) if t.at_record_end()) && !self.truncated
+    }
+
+    /// Takes over what a continuation read: the rest of the file, from where this one
+    /// stopped (at a record end, [`Classifier::at_record_end`]).
+    pub fn absorb(&mut self, mut rest: Classifier) {
+        rest.flush();
+        if let (Reader::Table(mine), Reader::Table(theirs)) = (&mut self.reader, &rest.reader) {
+            mine.absorb(theirs);
+        }
+        self.seen += rest.seen;
+        self.truncated |= rest.truncated;
+        self.records.absorb(rest.records);
+    }
+
     /// True once the classifier wants no more bytes (budget spent or nothing to classify).
     pub fn is_done(&self) -> bool {
         matches!(self.reader, Reader::None) || self.truncated
@@ -220,14 +262,14 @@ impl Classifier {
         self.finish_explained().0
     }
 
-    /// The summary, and the record statistics behind it (for `scan --explain`).
-    pub fn finish_explained(mut self) -> (ContentSummary, RecordStats) {
+    /// Decodes and reads what the decoder still holds, and ends the reader's last record.
+    fn flush(&mut self) {
         let Classifier {
             decoder,
             reader,
             records,
             ..
-        } = &mut self;
+        } = self;
         decoder.finish(&mut |text| feed_reader(reader, text, records));
         match reader {
             Reader::Table(t) => t.finish(records),
@@ -235,6 +277,11 @@ impl Classifier {
             Reader::Json(j) => j.finish(records),
             Reader::None => {}
         }
+    }
+
+    /// The summary, and the record statistics behind it (for `scan --explain`).
+    pub fn finish_explained(mut self) -> (ContentSummary, RecordStats) {
+        self.flush();
         let long_fields = match &self.reader {
             Reader::Table(t) => t.long_fields(),
             _ => 0,
@@ -390,6 +437,67 @@ mod tests {
             0,
             1,
         );
+    }
+
+    /// `text` read by one classifier, and by two: the first up to each line end, a
+    /// continuation for the rest. Where the line end is a record's end the two readings
+    /// agree; where it is inside a quoted field the first says so. Returns the seams taken.
+    fn check_split(
+        text: &[u8],
+        edm: Option<std::sync::Arc<crate::edm::Matcher>>,
+    ) -> (usize, RecordStats) {
+        let whole = {
+            let mut c = Classifier::new("csv", DEFAULT_BYTE_BUDGET).with_edm(edm.clone());
+            c.feed(text);
+            c.finish_explained()
+        };
+        let mut taken = 0;
+        for seam in (0..text.len()).filter(|&i| text[i] == b'\n').map(|i| i + 1) {
+            let mut first = Classifier::new("csv", DEFAULT_BYTE_BUDGET).with_edm(edm.clone());
+            first.feed(&text[..seam]);
+            let Some(mut rest) = first.continuation(seam as u64, None) else {
+                continue;
+            };
+            if !first.at_record_end() {
+                continue;
+            }
+            rest.feed(&text[seam..]);
+            first.absorb(rest);
+            assert_eq!(first.finish_explained(), whole, "cut after byte {seam}");
+            taken += 1;
+        }
+        (taken, whole.1)
+    }
+
+    #[test]
+    fn a_table_read_in_two_parts_counts_what_one_reading_counts() {
+        // The encoding is decided after 16 KiB: seams come after that.
+        let mut text = crate::testkit::contacts_csv(620).into_bytes();
+        let seams = |t: &[u8]| t.iter().skip(16 * 1024).filter(|&&b| b == b'\n').count();
+        let plain = seams(&text);
+        assert!(plain > 10);
+        let (taken, stats) = check_split(&text, None);
+        assert_eq!((taken, stats.records), (plain, 620));
+        // A quoted field spanning lines: the line end inside it is no seam. Rows wider than
+        // the header, and a customer set whose counts add up.
+        text.extend_from_slice(b"Ada,ada@example.com,\"two\nlines\"\nBob,bob@example.com,x\n");
+        text.extend_from_slice(
+            b"Cy,cy@x.io,extra@example.com,,+44 20 7946 0958\nDee,p7@example.com\n",
+        );
+        let mut b = crate::edm::EdmBuilder::new(b"k");
+        for e in ["bob@example.com", "p3@example.com", "p610@example.com"] {
+            assert!(b.add(crate::ident::IdKind::Email, e.as_bytes()));
+        }
+        let m = std::sync::Arc::new(b.finish().matcher());
+        let (taken, stats) = check_split(&text, Some(m));
+        assert_eq!(
+            (taken, stats.records, stats.edm),
+            (seams(&text) - 1, 624, 3)
+        );
+        // JSON cannot be cut at a line.
+        let mut j = Classifier::new("json", DEFAULT_BYTE_BUDGET);
+        j.feed(&[b"[{\"email\":\"a@b.co\"},\n".repeat(1000), b"{}]".to_vec()].concat());
+        assert!(j.continuation(0, None).is_none());
     }
 
     #[test]

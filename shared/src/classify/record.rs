@@ -207,6 +207,70 @@ impl Records {
         self
     }
 
+    /// Records for the rest of the same table from a row start on, once its header is
+    /// decided: the same header, column roles and slots, nothing counted yet; `tally` looks
+    /// up its identifiers when a customer set is in use. [`Records::absorb`] adds its counts
+    /// back. `None` before the header is decided, and for entries and column layouts.
+    pub fn continuation(&self, tally: Option<Box<dyn super::Tally>>) -> Option<Records> {
+        if !self.tabular || !self.header_decided || !self.cells.is_empty() {
+            return None;
+        }
+        let mut rest = Records::new(true, self.contact_list);
+        rest.first_row = None;
+        rest.header_decided = true;
+        rest.columns = self
+            .columns
+            .iter()
+            .map(|c| Column {
+                role: c.role,
+                ..Column::default()
+            })
+            .collect();
+        rest.slots = self.slots.clone();
+        rest.slots_used = self.slots_used;
+        rest.stats.header = self.stats.header;
+        rest.matches = self.matches.as_ref().map(|m| {
+            let tally =
+                tally.unwrap_or_else(|| Box::new(super::Tallier::new(Arc::clone(m.matcher()))));
+            m.continuation(tally)
+        });
+        Some(rest)
+    }
+
+    /// Takes over the counts of a [`Records::continuation`] that read the rest of the
+    /// table: rows, records and identifiers add up, column by column position.
+    pub fn absorb(&mut self, mut rest: Records) {
+        rest.end_record();
+        self.stats.rows += rest.stats.rows;
+        self.stats.records += rest.stats.records;
+        for k in 0..4 {
+            self.stats.ids[k] += rest.stats.ids[k];
+        }
+        // Column positions may share a slot (past the 256th): each of the rest's slots is
+        // added once, to the slot of the first position that has it.
+        let mut done = vec![false; rest.columns.len()];
+        for pos in 0..rest.slots.len() {
+            let Some(from) = rest.slots[pos].checked_sub(1).map(usize::from) else {
+                continue;
+            };
+            if from >= done.len() || std::mem::replace(&mut done[from], true) {
+                continue;
+            }
+            let to = self.slot(pos);
+            if self.columns.len() <= to {
+                self.columns.resize(to + 1, Column::default());
+            }
+            let (c, r) = (&mut self.columns[to], &rest.columns[from]);
+            for k in 0..4 {
+                c.ids[k] += r.ids[k];
+            }
+            c.parties += r.parties;
+        }
+        if let (Some(m), Some(r)) = (self.matches.as_mut(), rest.matches.take()) {
+            m.absorb(r);
+        }
+    }
+
     /// One field of the current record, in column order (tables).
     pub fn field(&mut self, text: &[u8]) {
         let f = text.trim_ascii();

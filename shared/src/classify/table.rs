@@ -72,6 +72,23 @@ impl TableReader {
         self.field_len = 0;
     }
 
+    /// A reader for the same table from a line start on (same delimiter), once the
+    /// delimiter is known.
+    pub fn from_line_start(&self) -> Option<TableReader> {
+        self.delimiter.map(|d| TableReader::new(Some(d)))
+    }
+
+    /// Whether what was fed ends exactly at a record's end, outside quotes: where a reader
+    /// made by [`TableReader::from_line_start`] can take over.
+    pub fn at_record_end(&self) -> bool {
+        self.delimiter.is_some() && !self.in_quotes && self.field.is_empty() && self.field_len == 0
+    }
+
+    /// Takes over the long-field count of a reader that read the rest of the table.
+    pub fn absorb(&mut self, rest: &TableReader) {
+        self.long_fields += rest.long_fields;
+    }
+
     /// The delimiter in use, once known.
     pub fn delimiter(&self) -> Option<u8> {
         self.delimiter
