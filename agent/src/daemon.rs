@@ -95,6 +95,8 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
     }
     let (tx, rx) = watch::channel(WATCH_QUEUE);
     let health = Health::default();
+    // From here on a change is the watch's to see: the first look keeps only what is older.
+    let watching = crate::tree::ChangeClock::now();
     let started = crate::reads::Reads::start(
         config.reads,
         &active.set,
@@ -163,6 +165,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
             reads,
             last_run,
             started_ms,
+            watching,
             health: health.clone(),
         };
         drop(spool);
@@ -276,6 +279,8 @@ struct PipelineStage {
     /// How the run before this one ended (the last process, or the last failed run).
     last_run: Option<LastRun>,
     started_ms: UnixMs,
+    /// When the watch began: what a first look finds changed since is news.
+    watching: crate::tree::ChangeClock,
     health: Health,
 }
 
@@ -355,6 +360,7 @@ impl PipelineStage {
             reads,
             last_run,
             started_ms,
+            watching,
             health,
         } = self;
         let spool = Spool::writer(spool_file, *spool_max, user)
@@ -373,15 +379,19 @@ impl PipelineStage {
             failed.clone(),
             data_dir.clone(),
             *poll_every,
-            Instant::now(),
+            (Instant::now(), *watching),
             saved,
         );
-        if let Some(rows) = rescanner.take_fresh() {
+        if let Some(fresh) = rescanner.take_fresh() {
             info!(
-                files = rows.len(),
-                "first start: what is here now is the baseline"
+                files = fresh.rows.len(),
+                arrived = fresh.arrived.len(),
+                "first start: what is here now is the baseline, but for what arrived as the watch began"
             );
-            spool.index_replace(&rows)?;
+            spool.index_replace(&fresh.rows)?;
+            for ev in fresh.arrived {
+                debouncer.observe(ev, Instant::now());
+            }
         }
         let mut gap = None;
         if let Some(c) = rescanner.take_catch_up() {
@@ -447,19 +457,24 @@ impl PipelineStage {
                 }),
         );
         let mut last_mounts = Instant::now();
-        let follow =
-            |rescanner: &mut Rescanner,
-             added: &[(std::path::PathBuf, holdfast_shared::event::Destination)]| {
-                for (mp, d) in added {
-                    let polled = d.kind == "network";
-                    info!(mount = %mp.display(), kind = %d.kind, name = %d.name, "new place data can leave by: now covered");
-                    rescanner.add_root(mp.clone(), polled);
-                    if !polled {
-                        rewatch.renew(vec![mp.clone()]);
-                    }
+        // The last look at the mounts: a place found at the next one was not there before.
+        let mut mounts_seen = *watching;
+        let follow = |rescanner: &mut Rescanner,
+                      debouncer: &mut Debouncer,
+                      added: &[(std::path::PathBuf, holdfast_shared::event::Destination)],
+                      since: crate::tree::ChangeClock| {
+            for (mp, d) in added {
+                let polled = d.kind == "network";
+                info!(mount = %mp.display(), kind = %d.kind, name = %d.name, "new place data can leave by: now covered");
+                for ev in rescanner.add_root(mp.clone(), polled, since) {
+                    debouncer.observe(ev, Instant::now());
                 }
-            };
-        follow(&mut rescanner, mounts.known());
+                if !polled {
+                    rewatch.renew(vec![mp.clone()]);
+                }
+            }
+        };
+        follow(&mut rescanner, &mut debouncer, mounts.known(), *watching);
         let mut coverage = String::new();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -527,8 +542,10 @@ impl PipelineStage {
             }
             if Instant::now().saturating_duration_since(last_mounts) >= MOUNT_CHECK {
                 last_mounts = Instant::now();
+                let (since, looked) = (mounts_seen, crate::tree::ChangeClock::now());
+                mounts_seen = looked;
                 let changes = mounts.refresh();
-                follow(&mut rescanner, &changes.added);
+                follow(&mut rescanner, &mut debouncer, &changes.added, since);
                 for mp in &changes.removed {
                     info!(mount = %mp.display(), "unmounted");
                     rescanner.remove_root(mp);
@@ -544,7 +561,9 @@ impl PipelineStage {
                 for (service, d) in cloud_dirs(&set, home) {
                     if !rescanner.covers(&d) {
                         info!(service = %service, folder = %d.display(), "watching a cloud-sync folder");
-                        rescanner.add_root(d.clone(), false);
+                        for ev in rescanner.add_root(d.clone(), false, since) {
+                            debouncer.observe(ev, Instant::now());
+                        }
                         rewatch.renew(vec![d]);
                     }
                 }

@@ -5,7 +5,7 @@
 //! the debouncer, so a file found twice is still reported once.
 
 use crate::spool::{fingerprint, IndexChange};
-use crate::tree::{self, Limits, Stamp};
+use crate::tree::{self, ChangeClock, Limits, Stamp};
 use crate::watch::WatchEvent;
 use holdfast_shared::event::{Action, AgentNotice, Coverage, EventBody};
 use std::collections::{HashMap, HashSet};
@@ -63,7 +63,17 @@ pub struct Rescanner {
     /// What the start found against the index kept from the last run.
     catch_up: Option<CatchUp>,
     /// The first start's baseline, to be kept as the persistent index.
-    fresh: Option<Vec<IndexChange>>,
+    fresh: Option<Fresh>,
+}
+
+/// What a first start found: the baseline, and what changed after the watch began.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    /// The baseline as index rows, for the spool.
+    pub rows: Vec<IndexChange>,
+    /// Files changed at or after the moment the watch began (`Created`): news, though the
+    /// first look found them. Left out of the index, so their own watch events are news too.
+    pub arrived: Vec<WatchEvent>,
 }
 
 /// What changed on disk while the agent was not running: the start's walk against the
@@ -82,14 +92,15 @@ impl Rescanner {
     /// Indexes what is there. With `saved` (the index kept by the last run), what differs
     /// from it is the catch-up ([`Rescanner::take_catch_up`]): created or changed while the
     /// agent was not running. Without it (a first start), what is there is the baseline,
-    /// silently: it was there before us ([`Rescanner::take_fresh`]).
+    /// silently: it was there before us ([`Rescanner::take_fresh`]), unless it changed at or
+    /// after `watching` (when the watch began).
     pub fn start(
         watched: Vec<PathBuf>,
         polled: Vec<PathBuf>,
         failed: Vec<PathBuf>,
         skip: PathBuf,
         poll_every: Duration,
-        now: Instant,
+        (now, watching): (Instant, ChangeClock),
         saved: Option<HashMap<u64, (Stamp, u64)>>,
     ) -> Rescanner {
         let mut r = Rescanner {
@@ -115,11 +126,12 @@ impl Rescanner {
         let roots: Vec<PathBuf> = r.watched.iter().chain(r.polled.iter()).cloned().collect();
         match saved {
             None => {
-                let mut rows = Vec::new();
+                let mut fresh = Fresh::default();
                 for root in &roots {
-                    r.baseline_into(root, Some(&mut rows));
+                    let arrived = r.baseline_into(root, watching, Some(&mut fresh.rows));
+                    fresh.arrived.extend(arrived);
                 }
-                r.fresh = Some(rows);
+                r.fresh = Some(fresh);
             }
             Some(saved) => {
                 r.index = saved;
@@ -144,8 +156,9 @@ impl Rescanner {
         r
     }
 
-    /// The first start's baseline as index rows, once: the caller keeps it in the spool.
-    pub fn take_fresh(&mut self) -> Option<Vec<IndexChange>> {
+    /// The first start's baseline, once: the caller keeps its rows in the spool and
+    /// reports what arrived.
+    pub fn take_fresh(&mut self) -> Option<Fresh> {
         self.fresh.take()
     }
 
@@ -168,16 +181,25 @@ impl Rescanner {
             .collect()
     }
 
-    /// Indexes what is under `root` now, silently.
-    fn baseline(&mut self, root: &Path) {
-        self.baseline_into(root, None);
-    }
-
     /// Indexes what is under `root` now, silently, and lists the rows taken in `rows`.
-    fn baseline_into(&mut self, root: &Path, mut rows: Option<&mut Vec<IndexChange>>) {
+    /// What changed at or after `since` is not indexed but returned, as `Created`: news.
+    fn baseline_into(
+        &mut self,
+        root: &Path,
+        since: ChangeClock,
+        mut rows: Option<&mut Vec<IndexChange>>,
+    ) -> Vec<WatchEvent> {
         let skip = self.skip.clone();
-        let mut found = Vec::new();
-        let (dirs, _) = tree::visit(root, &skip, WALK, |p, s| found.push((p, s)));
+        let (mut found, mut arrived) = (Vec::new(), Vec::new());
+        let (dirs, _) = tree::visit_all(root, &skip, WALK, |p, st| {
+            if st.kind == crate::safe_fs::Kind::Regular {
+                if since.changed_since(st) {
+                    arrived.push(WatchEvent::Created(p));
+                } else {
+                    found.push((p, Stamp::of_stat(st)));
+                }
+            }
+        });
         self.dirs += dirs;
         for (p, s) in found {
             let k = key(&p);
@@ -195,6 +217,7 @@ impl Rescanner {
                 });
             }
         }
+        arrived
     }
 
     /// What is under `root` that the index does not know, or knows in another state.
@@ -262,17 +285,20 @@ impl Rescanner {
     }
 
     /// Takes on a place that appeared (a USB stick, a share): what is on it now is its
-    /// baseline; changes from now on are news. `polled` when it cannot be watched.
-    pub fn add_root(&mut self, root: PathBuf, polled: bool) {
+    /// baseline; changes from now on are news, and so is what changed at or after `since`
+    /// (the last moment it was known not to be there: a file copied onto a stick the moment
+    /// it was plugged in), returned as `Created`. `polled` when it cannot be watched.
+    pub fn add_root(&mut self, root: PathBuf, polled: bool, since: ChangeClock) -> Vec<WatchEvent> {
         if self.watched.contains(&root) || self.polled.contains(&root) {
-            return;
+            return Vec::new();
         }
-        self.baseline(&root);
+        let arrived = self.baseline_into(&root, since, None);
         if polled {
             self.polled.push(root);
         } else {
             self.watched.push(root);
         }
+        arrived
     }
 
     /// Whether `path` is as it was when last reported (or indexed): then a late or repeated
@@ -493,9 +519,68 @@ mod tests {
             vec![],
             data,
             every,
-            t0,
+            (t0, a_tick_later()),
             None,
         )
+    }
+
+    /// The change clock a tick after what was just written: the kernel's file times are
+    /// coarse, so a file written in the same tick as the clock was read counts as after.
+    pub(super) fn a_tick_later() -> ChangeClock {
+        std::thread::sleep(Duration::from_millis(20));
+        ChangeClock::now()
+    }
+
+    #[test]
+    fn a_first_look_keeps_as_baseline_only_what_changed_before_the_watch_began() {
+        let (dir, root) = holdfast_io::testing::scratch("Downloads");
+        write(&root, "there.csv", "a");
+        write(&root, "touched.csv", "b");
+        let began = a_tick_later();
+        // Between the watch's start and the first look: a new file, and one whose inode
+        // changed (its modification time set back cannot hide it: the change time is the
+        // kernel's).
+        write(&root, "sub/arrived.csv", "c");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(root.join("touched.csv"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let mut r = Rescanner::start(
+            vec![root.clone()],
+            vec![],
+            vec![],
+            dir.path().join("data"),
+            Duration::from_secs(30),
+            (Instant::now(), began),
+            None,
+        );
+        let fresh = r.take_fresh().unwrap();
+        assert_eq!(
+            names(&fresh.arrived, &root),
+            ["+sub/arrived.csv", "+touched.csv"]
+        );
+        assert_eq!(
+            fresh.rows.len(),
+            1,
+            "the baseline is what was there: {:?}",
+            fresh.rows
+        );
+        assert!(r.unchanged(&root.join("there.csv")));
+        assert!(
+            !r.unchanged(&root.join("sub/arrived.csv")),
+            "its own watch event is news too"
+        );
+        // A place that appears: what was copied onto it since the last look at the mounts
+        // is news; what it held before is its baseline.
+        let (_d2, stick) = holdfast_io::testing::scratch("stick");
+        write(&stick, "old.csv", "o");
+        let looked = a_tick_later();
+        write(&stick, "copied.csv", "c");
+        let got = r.add_root(stick.clone(), false, looked);
+        assert_eq!(names(&got, &stick), ["+copied.csv"]);
+        assert!(r.unchanged(&stick.join("old.csv")));
+        assert!(r.add_root(stick, false, looked).is_empty(), "once");
     }
 
     fn names(evs: &[WatchEvent], root: &Path) -> Vec<String> {
@@ -679,6 +764,8 @@ mod model {
         set: PolicySet,
         /// Every sealed file event: (path, old path, SHA-256 or none for a delete).
         sealed: Vec<(PathBuf, Option<PathBuf>, Option<String>)>,
+        /// When the first run's watch began: after the baseline was written.
+        began: ChangeClock,
     }
 
     impl World {
@@ -688,6 +775,7 @@ mod model {
             // Files there before the first start are the baseline, never reported.
             std::fs::write(root.join("before.txt"), "old").unwrap();
             World {
+                began: super::tests::a_tick_later(),
                 root,
                 skip: dir.path().join("data"),
                 spool_path: dir.path().join("spool.db"),
@@ -721,12 +809,13 @@ mod model {
                 vec![],
                 self.skip.clone(),
                 Duration::from_secs(30),
-                Instant::now(),
+                (Instant::now(), self.began),
                 saved,
             );
             let mut queue = Vec::new();
-            if let Some(rows) = rescanner.take_fresh() {
-                spool.index_replace(&rows).unwrap();
+            if let Some(fresh) = rescanner.take_fresh() {
+                spool.index_replace(&fresh.rows).unwrap();
+                queue.extend(fresh.arrived);
             }
             if let Some(c) = rescanner.take_catch_up() {
                 let unseen = spool.index_unseen(&c.seen).unwrap();

@@ -120,6 +120,9 @@ pub struct Stat {
     pub nlink: u64,
     pub len: u64,
     pub mtime_ns: i64,
+    /// When the kernel last changed the file or its inode (wall clock, ns): unlike the
+    /// modification time, a user cannot set it.
+    pub ctime_ns: i64,
 }
 
 impl Stat {
@@ -137,6 +140,9 @@ impl Stat {
             mtime_ns: (s.st_mtime as i64)
                 .saturating_mul(1_000_000_000)
                 .saturating_add(s.st_mtime_nsec as i64),
+            ctime_ns: (s.st_ctime as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(s.st_ctime_nsec as i64),
         }
     }
 

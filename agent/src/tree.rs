@@ -58,6 +58,31 @@ impl Stamp {
     }
 }
 
+/// A moment on the clock the kernel stamps file changes with (the coarse wall clock), so
+/// that a file changed at or after it has a change time (ctime) at or after it. What a
+/// first look finds changed since the watch began is news, not baseline: the watch saw it
+/// happen (or should have), and the look came too late to tell it from what was there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangeClock(i64);
+
+impl ChangeClock {
+    /// Now on the kernel's coarse wall clock: it lags the fine clock by up to a tick, as the
+    /// file times do, so a change after this call never carries an earlier time.
+    pub fn now() -> ChangeClock {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        ChangeClock(
+            t.tv_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec),
+        )
+    }
+
+    /// Whether a file with this stat changed at or after this moment.
+    pub fn changed_since(self, st: &Stat) -> bool {
+        st.ctime_ns >= self.0
+    }
+}
+
 /// How recent a change must be for a stamp not to be trusted (see [`Stamp::untrusted`]).
 pub const RACY: std::time::Duration = std::time::Duration::from_millis(50);
 
