@@ -448,14 +448,17 @@ impl PipelineStage {
         // Removable media and shares already mounted are watched (or polled) too.
         let mut mounts = MountTable::start();
         // Lineage outlives the agent: the first sightings kept in the spool.
-        let mut lineage = crate::lineage::Lineage::restore(
-            spool
-                .sightings(crate::lineage::MAX_SIGHTINGS)
-                .unwrap_or_else(|e| {
-                    warn!(error = %e, "cannot read the lineage memory: starting without it");
-                    Vec::new()
-                }),
-        );
+        let sightings = spool
+            .sightings(crate::lineage::MAX_SIGHTINGS)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the lineage memory: starting without it");
+                Vec::new()
+            });
+        // The customer files an earlier run knew are marked for reads again.
+        for s in sightings.iter().rev().take(crate::fanotify::MAX_FILE_MARKS) {
+            reads.mark_customer_file(std::path::Path::new(&s.path), None);
+        }
+        let mut lineage = crate::lineage::Lineage::restore(sightings);
         let mut last_mounts = Instant::now();
         // The last look at the mounts: a place found at the next one was not there before.
         let mut mounts_seen = *watching;
@@ -519,7 +522,10 @@ impl PipelineStage {
                     let mut taken = 0;
                     while let Some(ev) = next {
                         if own_event(&ev, data_dir) {
-                        } else if matches!(ev, WatchEvent::Read(_) | WatchEvent::Opened(_)) {
+                        } else if matches!(
+                            ev,
+                            WatchEvent::Read(_) | WatchEvent::AppRead(_) | WatchEvent::Opened(_)
+                        ) {
                             let set = policies.current().set;
                             read_bodies
                                 .extend(reads.observe(ev, &set, |p| debouncer.is_pending(p)));
@@ -598,6 +604,22 @@ impl PipelineStage {
             // finished here, in the order it comes back.
             let mut index = Vec::new();
             let mut finished: Vec<(Ready, Option<crate::pipeline::Described>)> = Vec::new();
+            // Reads by apps: classified from the descriptor the app opened (else the path).
+            for u in reads.take_uploads() {
+                let ready = Ready {
+                    action: holdfast_shared::event::Action::Opened,
+                    path: u.path,
+                    old_path: None,
+                    upload: Some(Box::new(u.by)),
+                };
+                match u.file {
+                    Some(file) if !reading.contains(&ready.path) => {
+                        let jobs = (&mut pool, &mut reading, &mut deferred);
+                        submit(jobs, edm, ready, Some(file));
+                    }
+                    _ => deferred.push(ready),
+                }
+            }
             let work: Vec<Ready> = deferred
                 .drain(..)
                 .chain(debouncer.due(Instant::now()))
@@ -615,17 +637,8 @@ impl PipelineStage {
                     && !rescanner.knows(&ready.path)
                 {
                     if let Some(file) = held.take(&ready.path) {
-                        let path = ready.path.clone();
-                        match pool.submit(Job {
-                            ready,
-                            edm: edm.matcher(),
-                            file: Some(file),
-                        }) {
-                            Ok(()) => {
-                                reading.insert(path);
-                            }
-                            Err(job) => deferred.push(job.ready),
-                        }
+                        let jobs = (&mut pool, &mut reading, &mut deferred);
+                        submit(jobs, edm, ready, Some(file));
                         continue;
                     }
                 }
@@ -655,17 +668,7 @@ impl PipelineStage {
                     continue;
                 }
                 reads.agent_read(&ready.path);
-                let path = ready.path.clone();
-                match pool.submit(Job {
-                    ready,
-                    edm: edm.matcher(),
-                    file: None,
-                }) {
-                    Ok(()) => {
-                        reading.insert(path);
-                    }
-                    Err(job) => deferred.push(job.ready),
-                }
+                submit((&mut pool, &mut reading, &mut deferred), edm, ready, None);
             }
             let done = pool.take_done();
             if !done.is_empty() {
@@ -680,6 +683,7 @@ impl PipelineStage {
                             action: holdfast_shared::event::Action::Created,
                             path: d.ready.path.clone(),
                             old_path: None,
+                            upload: None,
                         };
                         let described = finish(&created, d.read, &set, &mounts, &mut lineage);
                         if described
@@ -704,6 +708,22 @@ impl PipelineStage {
                 }
             }
             for (ready, described) in finished {
+                // An upload is news of its own: the file's index entry stays as it is.
+                if ready.upload.is_some() {
+                    if let Some(d) = described {
+                        info!(path = %ready.path.display(), app = ready.upload.as_ref().map(|u| u.app.as_str()).unwrap_or(""), "read by an app: an upload");
+                        batch.push((crate::clock::now_ms(), d.body));
+                    }
+                    continue;
+                }
+                // A customer file is marked for reads, so an app reading it is seen.
+                if let Some(d) = &described {
+                    if crate::gap::customer(&d.body)
+                        && ready.action != holdfast_shared::event::Action::Deleted
+                    {
+                        reads.mark_customer_file(&ready.path, d.stamp);
+                    }
+                }
                 // Read again but holding what was last reported (a file rewritten
                 // as it was, a stamp not trusted): the index moves, no event.
                 let repeat = described
@@ -780,6 +800,34 @@ fn cloud_dirs(
     out
 }
 
+/// The readers, the paths being read, and the changes waiting for either.
+type Jobs<'a> = (
+    &'a mut crate::workers::Pool,
+    &'a mut std::collections::HashSet<std::path::PathBuf>,
+    &'a mut Vec<Ready>,
+);
+
+/// Hands `ready` to the readers (with `file`, a descriptor to read it from), noting its path
+/// as being read; when every reader is busy, it waits.
+fn submit(
+    (pool, reading, deferred): Jobs<'_>,
+    edm: &LiveEdm,
+    ready: Ready,
+    file: Option<std::fs::File>,
+) {
+    let path = ready.path.clone();
+    match pool.submit(Job {
+        ready,
+        edm: edm.matcher(),
+        file,
+    }) {
+        Ok(()) => {
+            reading.insert(path);
+        }
+        Err(job) => deferred.push(job.ready),
+    }
+}
+
 fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
     match ev {
         WatchEvent::Created(p)
@@ -791,6 +839,7 @@ fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
         WatchEvent::Renamed { to, .. } => is_own(to, data_dir),
         WatchEvent::Opened(p) => is_own(p, data_dir),
         WatchEvent::Read(o) => is_own(Path::new(&o.path), data_dir),
+        WatchEvent::AppRead(r) => is_own(Path::new(&r.open.path), data_dir),
         WatchEvent::Overflow | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => false,
     }
 }

@@ -18,8 +18,9 @@
 //! subdirectory moves its parent's), so an unchanged tree costs one `stat` per directory. Without the privilege,
 //! [`start`] fails and the agent falls back to inotify's open events (see `daemon`).
 
-use crate::watch::WatchEvent;
+use crate::watch::{AppRead, HeldRead, WatchEvent};
 use holdfast_shared::event::Process;
+use holdfast_shared::policy::App;
 use holdfast_shared::reads::Open;
 use nix::fcntl::AT_FDCWD;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -49,6 +50,13 @@ const READS: MaskFlags = MaskFlags::FAN_OPEN
     .union(MaskFlags::FAN_ACCESS)
     .union(MaskFlags::FAN_CLOSE_WRITE)
     .union(MaskFlags::FAN_EVENT_ON_CHILD);
+/// What a customer file's own mark asks: the same, for that file alone.
+const FILE_READS: MaskFlags = MaskFlags::FAN_OPEN
+    .union(MaskFlags::FAN_CLOSE_NOWRITE)
+    .union(MaskFlags::FAN_ACCESS)
+    .union(MaskFlags::FAN_CLOSE_WRITE);
+/// Customer files marked for reads, at most (each mark pins its inode in the kernel's cache).
+pub const MAX_FILE_MARKS: usize = 20_000;
 /// What it asks of the new-directory group: directories made or moved in.
 const NEW_DIRS: MaskFlags = MaskFlags::FAN_CREATE
     .union(MaskFlags::FAN_MOVED_TO)
@@ -73,6 +81,12 @@ const READ_ERRORS: u32 = 10;
 /// A running monitor; dropping it stops the thread within a second.
 pub struct ReadMonitor {
     stop: Arc<AtomicBool>,
+    /// The read group, shared with the thread: customer files are marked through it.
+    fan: Arc<Fanotify>,
+    /// The apps whose reads are possible uploads, shared with the thread.
+    apps: Arc<Mutex<Vec<App>>>,
+    /// Customer files marked, by device and inode.
+    files: Mutex<std::collections::HashSet<(u64, u64)>>,
     /// Folders to monitor from now on, taken up by the thread within a second.
     next_folders: Arc<Mutex<Option<Vec<PathBuf>>>>,
     /// Opens dropped because the watch channel was full.
@@ -89,6 +103,31 @@ impl ReadMonitor {
     /// Whether new directories are marked as soon as they are made (else at the next walk).
     pub fn new_folders_at_once(&self) -> bool {
         self.new_folders_at_once
+    }
+
+    /// The apps whose reads are reported as [`WatchEvent::AppRead`] from now on.
+    pub fn set_apps(&self, apps: Vec<App>) {
+        *self.apps.lock().unwrap_or_else(PoisonError::into_inner) = apps;
+    }
+
+    /// Marks the customer file open as `file` for reads, wherever it lies (an inode mark: it
+    /// follows the file through renames and goes with it when it is deleted). False when
+    /// [`MAX_FILE_MARKS`] files are marked already.
+    pub fn mark_file(&self, file: std::os::fd::BorrowedFd<'_>) -> Result<bool, nix::Error> {
+        let st = nix::sys::stat::fstat(file)?;
+        #[allow(clippy::unnecessary_cast)]
+        let id = (st.st_dev as u64, st.st_ino as u64);
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        if files.contains(&id) {
+            return Ok(true);
+        }
+        if files.len() >= MAX_FILE_MARKS {
+            return Ok(false);
+        }
+        self.fan
+            .mark::<_, std::path::Path>(MarkFlags::FAN_MARK_ADD, FILE_READS, file, None)?;
+        files.insert(id);
+        Ok(true)
     }
 
     /// Monitors `folders` from now on (a policy update): new ones are marked within a second,
@@ -136,7 +175,10 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let next_folders = Arc::new(Mutex::new(None));
     let new_folders_at_once = dirs_fan.is_some();
-    let mut m = Monitor::new(fan, dirs_fan, folders, tx);
+    let fan = Arc::new(fan);
+    let apps = Arc::new(Mutex::new(Vec::new()));
+    let mut m = Monitor::new(fan.clone(), dirs_fan, folders, tx);
+    m.apps = apps.clone();
     m.health = health.clone();
     let (dropped, marked, unmarked) = (m.dropped.clone(), m.marked.clone(), m.unmarked.clone());
     m.remark();
@@ -157,6 +199,9 @@ pub fn start(
         .map_err(ReadsError::Thread)?;
     Ok(ReadMonitor {
         stop,
+        fan,
+        apps,
+        files: Mutex::new(std::collections::HashSet::new()),
         next_folders,
         dropped,
         marked,
@@ -167,7 +212,9 @@ pub fn start(
 }
 
 struct Monitor {
-    fan: Fanotify,
+    fan: Arc<Fanotify>,
+    /// Apps whose reads go out as [`WatchEvent::AppRead`], with a descriptor.
+    apps: Arc<Mutex<Vec<App>>>,
     /// A second group, reporting by file id (no descriptors), that only says a directory was
     /// made or moved in under a marked one, so the walk marks it at once rather than within
     /// [`REMARK`]. `None` where the kernel or the file system cannot report by file id.
@@ -211,13 +258,14 @@ struct Dir {
 
 impl Monitor {
     fn new(
-        fan: Fanotify,
+        fan: Arc<Fanotify>,
         dirs_fan: Option<Fanotify>,
         folders: Vec<PathBuf>,
         tx: SyncSender<WatchEvent>,
     ) -> Monitor {
         Monitor {
             fan,
+            apps: Arc::new(Mutex::new(Vec::new())),
             dirs_fan,
             folders,
             dirs: HashMap::new(),
@@ -380,7 +428,24 @@ impl Monitor {
                 process,
                 time_ms: crate::clock::now_ms(),
             };
-            match self.tx.try_send(WatchEvent::Read(open)) {
+            let by_app = open.process.exe.as_deref().is_some_and(|exe| {
+                self.apps
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .any(|a| a.runs(exe))
+            });
+            let ev = if by_app {
+                let file = fd
+                    .try_clone_to_owned()
+                    .ok()
+                    .and_then(HeldRead::hold)
+                    .map(Arc::new);
+                WatchEvent::AppRead(AppRead { open, file })
+            } else {
+                WatchEvent::Read(open)
+            };
+            match self.tx.try_send(ev) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -604,7 +669,12 @@ mod tests {
             return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
         };
         let (tx, _rx) = std::sync::mpsc::sync_channel(16);
-        let mut m = Monitor::new(fan, None, vec![root.clone(), root.join("later")], tx);
+        let mut m = Monitor::new(
+            Arc::new(fan),
+            None,
+            vec![root.clone(), root.join("later")],
+            tx,
+        );
         let check = |m: &mut Monitor, listed: usize, marked: u64| {
             assert_eq!(
                 (m.remark(), m.marked.load(Ordering::Relaxed)),

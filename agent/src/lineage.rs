@@ -134,6 +134,23 @@ impl Lineage {
         link
     }
 
+    /// Where content read again (an upload: the same bytes, at the same path or not) was
+    /// first seen, as an origin (`copy`), with its records; remembers nothing.
+    pub fn sighting(&self, sha256: &str) -> Option<(Origin, u64)> {
+        self.seen.get(sha256).map(|s| {
+            (
+                Origin {
+                    path: s.path.clone(),
+                    time_ms: s.time_ms,
+                    seq: s.seq,
+                    via: "copy".to_string(),
+                    entry: None,
+                },
+                s.records,
+            )
+        })
+    }
+
     /// Notes the event sequence number of a first sighting once it is spooled.
     pub fn set_seq(&mut self, sha256: &str, seq: u64) {
         if let Some(s) = self.seen.get_mut(sha256) {

@@ -146,6 +146,7 @@ fn destination(m: &Mount, kind: &str) -> Destination {
         mount: Some(m.mount_point.display().to_string()),
         uuid: disk_name("by-uuid", &m.source),
         device: Some(device),
+        app_kind: None,
     }
 }
 
@@ -267,9 +268,7 @@ garbage line
         let d = |name: &str| Destination {
             kind: "removable".into(),
             name: name.into(),
-            mount: None,
-            uuid: None,
-            device: None,
+            ..Destination::default()
         };
         let t = MountTable {
             known: vec![

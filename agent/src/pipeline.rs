@@ -21,6 +21,18 @@ pub struct Ready {
     pub action: Action,
     pub path: PathBuf,
     pub old_path: Option<PathBuf>,
+    /// For a read by an app (`Opened`): which app, so the event is an upload through it.
+    pub upload: Option<Box<UploadBy>>,
+}
+
+/// The app that read a file: where an upload goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBy {
+    /// As the policy's `[[app]]` names it.
+    pub app: String,
+    /// `browser`, `mail` or `chat`.
+    pub app_kind: &'static str,
+    pub process: holdfast_shared::event::Process,
 }
 
 /// A file that keeps changing is read anyway once it has waited this many settle times
@@ -144,6 +156,7 @@ impl Debouncer {
                                 action: Action::Deleted,
                                 path: from.clone(),
                                 old_path: None,
+                                upload: None,
                             });
                         }
                         (true, None)
@@ -160,6 +173,7 @@ impl Debouncer {
                                 action: Action::Deleted,
                                 path: from.clone(),
                                 old_path: None,
+                                upload: None,
                             });
                         }
                         (false, Some(first))
@@ -177,6 +191,7 @@ impl Debouncer {
                             action: Action::Deleted,
                             path: replaced,
                             old_path: None,
+                            upload: None,
                         });
                     }
                 }
@@ -201,6 +216,7 @@ impl Debouncer {
                         action: Action::Deleted,
                         path: old,
                         old_path: None,
+                        upload: None,
                     });
                 }
                 // What the name held before this burst was moved away (and is reported as
@@ -210,6 +226,7 @@ impl Debouncer {
                         action: Action::Deleted,
                         path: p,
                         old_path: None,
+                        upload: None,
                     });
                 }
             }
@@ -219,7 +236,8 @@ impl Debouncer {
             | WatchEvent::LimitReached(_)
             | WatchEvent::Error(_)
             | WatchEvent::Opened(_)
-            | WatchEvent::Read(_) => {}
+            | WatchEvent::Read(_)
+            | WatchEvent::AppRead(_) => {}
         }
     }
 
@@ -243,12 +261,14 @@ impl Debouncer {
                     action: Action::Deleted,
                     path: old,
                     old_path: None,
+                    upload: None,
                 });
             }
             out.push(Ready {
                 action: Action::Deleted,
                 path: p,
                 old_path: None,
+                upload: None,
             });
         }
         // A name whose earlier file was moved away in a move still settling waits for it:
@@ -303,6 +323,7 @@ impl Debouncer {
                     action,
                     path,
                     old_path: p.old_path,
+                    upload: None,
                 });
             }
         }
@@ -480,10 +501,20 @@ pub fn finish(
         .old_path
         .as_ref()
         .map(|p| p.to_string_lossy().to_string());
-    let destination = destination_of(&ready.path, &path, policies, mounts);
+    // A read by an app goes out through the app, wherever the file lies.
+    let destination = match &ready.upload {
+        Some(u) => Some(holdfast_shared::event::Destination {
+            kind: "upload".into(),
+            name: u.app.clone(),
+            app_kind: Some(u.app_kind.to_string()),
+            ..Default::default()
+        }),
+        None => destination_of(&ready.path, &path, policies, mounts),
+    };
     let mut activity = FileActivity {
         old_path,
         destination: destination.map(Box::new),
+        process: ready.upload.as_ref().map(|u| Box::new(u.process.clone())),
         ..FileActivity::new(ready.action, path)
     };
     let mut headers = Vec::new();
@@ -494,7 +525,14 @@ pub fn finish(
         ReadOutcome::Failed(why) => activity.error = Some(why),
         ReadOutcome::Scanned(r) => {
             // A file read only in part has no known hash: no lineage, no content identity.
-            if r.complete {
+            if let (true, Some((origin, records))) =
+                (ready.upload.is_some(), lineage.sighting(&r.sha256))
+            {
+                // Content read again: it links to where it was first seen, even there.
+                activity.origin = Some(Box::new(origin));
+                origin_records = records;
+                activity.sha256 = Some(r.sha256);
+            } else if r.complete {
                 let link = lineage.link(
                     &r.sha256,
                     &activity.path,
@@ -519,6 +557,13 @@ pub fn finish(
         destination: activity.destination.as_ref().map(|d| d.kind.as_str()),
         origin_records,
     });
+    // A read by an app is news only when what it read holds customer records.
+    let customer = activity.summary.as_ref().is_some_and(|s| s.records > 0)
+        || origin_records > 0
+        || !activity.rules.is_empty();
+    if ready.upload.is_some() && !customer {
+        return None;
+    }
     Some(Described {
         body: EventBody::File(activity),
         stamp: read.stamp,
@@ -553,9 +598,7 @@ pub fn destination_of(
             .map(|name| holdfast_shared::event::Destination {
                 kind: "cloud".into(),
                 name: name.to_string(),
-                mount: None,
-                uuid: None,
-                device: None,
+                ..Default::default()
             })
     })
 }
@@ -749,6 +792,7 @@ mod tests {
             action: Action::Created,
             path: f.clone(),
             old_path: None,
+            upload: None,
         };
         let no_mounts = crate::mounts::MountTable::default();
         let mut lineage = crate::lineage::Lineage::default();
@@ -775,7 +819,8 @@ mod tests {
             &Ready {
                 action: Action::Created,
                 path: dir.path().to_path_buf(),
-                old_path: None
+                old_path: None,
+                upload: None,
             },
             &set,
             None,
@@ -790,6 +835,7 @@ mod tests {
                 action: Action::Deleted,
                 path: f,
                 old_path: None,
+                upload: None,
             },
             &set,
             None,

@@ -32,7 +32,34 @@ pub struct Reads {
     exe_hashes: HashMap<(u64, u64, i64), String>,
     dropped_reported: u64,
     cap_reported: bool,
+    /// Reads by apps waiting to be classified: possible uploads.
+    uploads: Vec<Upload>,
+    /// When each (path, app) was last taken as an upload: an app opens a file more than once
+    /// for one upload (a preview, then the upload).
+    uploaded: HashMap<(String, String), Instant>,
+    /// Reads by apps lost because too many waited (counted with the lost reads).
+    uploads_lost: u64,
+    /// Customer files left unmarked for want of marks (said once per run).
+    files_unmarked: u64,
+    file_cap_reported: bool,
 }
+
+/// A file read by an app of the policy's list, to be classified: an upload if it holds
+/// customer records.
+#[derive(Debug)]
+pub struct Upload {
+    pub path: PathBuf,
+    pub by: crate::pipeline::UploadBy,
+    /// The app's own descriptor of the file, when one was held.
+    pub file: Option<std::fs::File>,
+}
+
+/// Another read of the same file by the same app within this long is the same upload.
+const UPLOAD_AGAIN: Duration = Duration::from_secs(60);
+/// Uploads remembered for that, at most.
+const MAX_UPLOADS_REMEMBERED: usize = 4096;
+/// Reads by apps waiting to be classified, at most (more are counted as lost reads).
+const MAX_UPLOADS_WAITING: usize = 256;
 
 /// Executables hashed and remembered, at most.
 const MAX_EXE_HASHES: usize = 1024;
@@ -59,6 +86,9 @@ enum Fan {}
 #[cfg(not(target_os = "linux"))]
 impl Fan {
     fn set_folders(&self, _: Vec<PathBuf>) {
+        match *self {}
+    }
+    fn set_apps(&self, _: Vec<holdfast_shared::policy::App>) {
         match *self {}
     }
     fn new_folders_at_once(&self) -> bool {
@@ -125,7 +155,13 @@ impl Reads {
             exe_hashes: HashMap::new(),
             dropped_reported: 0,
             cap_reported: false,
+            uploads: Vec::new(),
+            uploaded: HashMap::new(),
+            uploads_lost: 0,
+            files_unmarked: 0,
+            file_cap_reported: false,
         };
+        reads.follow_apps(set);
         reads.status = reads.describe();
         if matches!(reads.via, Via::Inotify(_)) && !reads.folders.is_empty() {
             tracing::warn!(status = %reads.status, "read monitoring without process identity");
@@ -136,6 +172,7 @@ impl Reads {
     /// Follows the policy in force: when its bulk-read folders changed, monitors the new
     /// ones from now on. True when the status changed with them.
     pub fn follow(&mut self, set: &PolicySet) -> bool {
+        self.follow_apps(set);
         let folders = folders_of(set);
         if matches!(self.via, Via::Off) || folders == self.folders {
             return false;
@@ -146,6 +183,81 @@ impl Reads {
         self.folders = folders;
         self.status = self.describe();
         true
+    }
+
+    /// Tells the monitor which apps' reads are possible uploads.
+    fn follow_apps(&self, set: &PolicySet) {
+        if let Via::Fanotify(m) = &self.via {
+            m.set_apps(set.apps.clone());
+        }
+    }
+
+    /// Marks a customer file for reads (the agent just classified it, or remembers it from
+    /// an earlier run), so a browser, mail client or chat app reading it is seen wherever it
+    /// lies. With `stamp`, only the file as it was read is marked: one swapped in since is
+    /// left alone. Opened through `safe_fs`: no link is followed.
+    pub fn mark_customer_file(&mut self, path: &Path, stamp: Option<crate::tree::Stamp>) {
+        let Via::Fanotify(m) = &self.via else { return };
+        let Ok(f) = crate::safe_fs::open_regular(path) else {
+            return;
+        };
+        if stamp.is_some_and(|s| s.ino != f.stat.ino || s.len != f.stat.len) {
+            return;
+        }
+        match mark_file(m, &f.file) {
+            Ok(true) => {}
+            Ok(false) => self.files_unmarked += 1,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot mark a customer file for reads")
+            }
+        }
+    }
+
+    /// The reads by apps taken since the last call, to be classified.
+    pub fn take_uploads(&mut self) -> Vec<Upload> {
+        std::mem::take(&mut self.uploads)
+    }
+
+    /// A read by an app: an upload to classify, unless the same app read the same file
+    /// within [`UPLOAD_AGAIN`].
+    fn app_read(&mut self, set: &PolicySet, read: crate::watch::AppRead) {
+        let Some(app) = read
+            .open
+            .process
+            .exe
+            .as_deref()
+            .and_then(|exe| set.app_of(exe))
+        else {
+            return;
+        };
+        let key = (read.open.path.clone(), app.name.clone());
+        if self
+            .uploaded
+            .get(&key)
+            .is_some_and(|t| t.elapsed() < UPLOAD_AGAIN)
+        {
+            return;
+        }
+        if self.uploaded.len() >= MAX_UPLOADS_REMEMBERED {
+            self.uploaded.retain(|_, t| t.elapsed() < UPLOAD_AGAIN);
+            if self.uploaded.len() >= MAX_UPLOADS_REMEMBERED {
+                self.uploaded.clear();
+            }
+        }
+        if self.uploads.len() >= MAX_UPLOADS_WAITING {
+            self.uploads_lost += 1;
+            return;
+        }
+        self.uploaded.insert(key, Instant::now());
+        self.uploads.push(Upload {
+            path: PathBuf::from(&read.open.path),
+            by: crate::pipeline::UploadBy {
+                app: app.name.clone(),
+                app_kind: app.kind.as_str(),
+                process: read.open.process.clone(),
+            },
+            file: read.file.as_ref().and_then(|h| h.file()),
+        });
     }
 
     /// The status line.
@@ -197,6 +309,11 @@ impl Reads {
     ) -> Vec<EventBody> {
         let open = match ev {
             WatchEvent::Read(open) if matches!(self.via, Via::Fanotify(_)) => open,
+            WatchEvent::AppRead(read) if matches!(self.via, Via::Fanotify(_)) => {
+                let open = read.open.clone();
+                self.app_read(set, read);
+                open
+            }
             WatchEvent::Opened(path) if matches!(self.via, Via::Inotify(_)) => {
                 let own = self
                     .own_reads
@@ -264,6 +381,14 @@ impl Reads {
                 n,
             ));
         }
+        if self.files_unmarked > 0 && !self.file_cap_reported {
+            self.file_cap_reported = true;
+            out.push(EventBody::notice(
+                "reads_file_marks_cap",
+                format!("read monitoring reached its limit of {} customer files; uploads of customer files classified since are not seen", crate::fanotify::MAX_FILE_MARKS),
+                self.files_unmarked,
+            ));
+        }
         if unmarked > 0 && !self.cap_reported {
             self.cap_reported = true;
             out.push(EventBody::notice(
@@ -280,12 +405,23 @@ impl Reads {
         match &self.via {
             #[cfg(target_os = "linux")]
             Via::Fanotify(m) => (
-                m.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                m.dropped.load(std::sync::atomic::Ordering::Relaxed) + self.uploads_lost,
                 m.unmarked.load(std::sync::atomic::Ordering::Relaxed),
             ),
             _ => (0, 0),
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn mark_file(m: &Fan, f: &std::fs::File) -> Result<bool, nix::Error> {
+    use std::os::fd::AsFd;
+    m.mark_file(f.as_fd())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mark_file(m: &Fan, _: &std::fs::File) -> Result<bool, String> {
+    match *m {}
 }
 
 #[cfg(target_os = "linux")]

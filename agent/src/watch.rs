@@ -37,7 +37,60 @@ pub enum WatchEvent {
     Opened(PathBuf),
     /// A file was opened, and by whom (read monitoring through fanotify).
     Read(holdfast_shared::reads::Open),
+    /// A file was read by an app of the policy's `[[app]]` list (a browser, a mail client, a
+    /// chat app): a possible upload, with the descriptor the app opened when one was free.
+    AppRead(AppRead),
 }
+
+/// A read by an app, as read monitoring saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRead {
+    pub open: holdfast_shared::reads::Open,
+    /// The file the app opened (the kernel's descriptor of it), so what is classified is what
+    /// the app read, whatever the path holds by then.
+    pub file: Option<std::sync::Arc<HeldRead>>,
+}
+
+/// Descriptors of app reads held on their way to the pipeline, at most.
+pub const MAX_HELD_READS: usize = 64;
+static HELD_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A descriptor held for an app read; one of at most [`MAX_HELD_READS`].
+#[derive(Debug)]
+pub struct HeldRead(std::fs::File);
+
+impl HeldRead {
+    /// Holds `fd`, unless [`MAX_HELD_READS`] are held already (then the path is read).
+    pub fn hold(fd: std::os::fd::OwnedFd) -> Option<HeldRead> {
+        use std::sync::atomic::Ordering;
+        let held = HELD_READS.fetch_add(1, Ordering::Relaxed);
+        if held >= MAX_HELD_READS {
+            HELD_READS.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(HeldRead(std::fs::File::from(fd)))
+    }
+
+    /// A descriptor of the same open file, for the reader.
+    pub fn file(&self) -> Option<std::fs::File> {
+        self.0.try_clone().ok()
+    }
+}
+
+impl Drop for HeldRead {
+    fn drop(&mut self) {
+        HELD_READS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Two holds are the same only if they are one.
+impl PartialEq for HeldRead {
+    fn eq(&self, other: &HeldRead) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for HeldRead {}
 
 /// Whether the watcher reports opens (read monitoring's fallback when fanotify is denied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -330,6 +330,7 @@ mod tests {
             action: Action::Created,
             path: p,
             old_path: None,
+            upload: None,
         }
     }
 

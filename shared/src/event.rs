@@ -132,13 +132,17 @@ pub struct RuleMatch {
 }
 
 /// A place data leaves the device by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
-    /// `removable`, `cloud` or `network`.
+    /// `removable`, `cloud`, `network`, or `upload` (read by a browser, mail client or chat
+    /// app: the file is on its way out through it).
     pub kind: String,
     /// The cloud service (`Dropbox`, `百度网盘`), or the volume's label (`KINGSTON`), or the
-    /// share (`//nas/sales`).
+    /// share (`//nas/sales`), or the app (`Chromium`, `Thunderbird`, `企业微信`).
     pub name: String,
+    /// For an upload: the kind of app (`browser`, `mail`, `chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_kind: Option<String>,
     /// Where it is mounted (removable media and shares).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<String>,
@@ -148,6 +152,18 @@ pub struct Destination {
     /// The block device (`8:17`, and its serial number when the kernel knows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+}
+
+impl Destination {
+    /// How a file left by it, in words: `onto removable SANDISK`, `uploaded by Chromium
+    /// (browser)`.
+    pub fn way_out(&self) -> String {
+        match (self.kind.as_str(), &self.app_kind) {
+            ("upload", Some(app)) => format!("uploaded by {} ({app})", self.name),
+            ("upload", None) => format!("uploaded by {}", self.name),
+            _ => format!("onto {} {}", self.kind, self.name),
+        }
+    }
 }
 
 /// The earlier sighting of the same content.

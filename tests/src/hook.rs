@@ -30,42 +30,50 @@ impl Hook {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                conn.set_nonblocking(false).unwrap();
-                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut r = std::io::BufReader::new(conn);
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    r.read_line(&mut h).unwrap();
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
+                // A connection that says nothing or hangs up (a browser's preconnect) is
+                // let go; the next one is served.
+                let served = (|| -> Option<()> {
+                    conn.set_nonblocking(false).ok()?;
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                    let mut r = std::io::BufReader::new(conn);
+                    let mut line = String::new();
+                    r.read_line(&mut line).ok()?;
+                    if line.trim().is_empty() {
+                        return None;
                     }
-                    let (k, v) = h.split_once(':').unwrap();
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                }
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                let mut body = vec![0u8; len];
-                r.read_exact(&mut body).unwrap();
-                reqs.lock()
-                    .unwrap()
-                    .push((line.trim_end().to_string(), headers, body));
-                let status = statuses[n.min(statuses.len() - 1)];
-                n += 1;
-                let text = if status == 200 { ok_body } else { "try later" };
-                let mut conn = r.into_inner();
-                write!(
-                    conn,
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                    text.len()
-                )
-                .unwrap();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        r.read_line(&mut h).ok()?;
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':')?;
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k == "content-length")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    r.read_exact(&mut body).ok()?;
+                    reqs.lock()
+                        .unwrap()
+                        .push((line.trim_end().to_string(), headers, body));
+                    let status = statuses[n.min(statuses.len() - 1)];
+                    n += 1;
+                    let text = if status == 200 { ok_body } else { "try later" };
+                    let mut conn = r.into_inner();
+                    write!(
+                        conn,
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        text.len()
+                    )
+                    .ok()
+                })();
+                let _ = served;
             }
         });
         Hook {

@@ -484,7 +484,7 @@ fn event_rows(events: &[StoredEvent]) -> Html {
             e.records.unwrap_or(0),
             e.device_id,
             match &e.destination {
-                Some(d) => html!(" · {} {}", d.kind, d.name),
+                Some(d) => html!(" · {}", d.way_out()),
                 None => Html::default(),
             }
         ));

@@ -1,5 +1,5 @@
 //! Correlation on ingest. An export that is archived and then leaves the device (removable
-//! media, a cloud-sync folder, a share) within the window (an hour by default) becomes one
+//! media, a cloud-sync folder, a share, an upload through a browser, mail or chat app) within the window (an hour by default) becomes one
 //! critical alert telling the whole story, `holdfast.exfil_sequence`, and the alerts of its
 //! steps are merged into it. Lineage (each event's `origin`, followed back through the
 //! device's events) is what ties the steps together, whatever the files are called. And a
@@ -168,10 +168,9 @@ impl Correlation {
             })
             .collect();
         steps.push(format!(
-            "{} onto {} {} at {}",
+            "{} {} at {}",
             file_name(&f.path),
-            dest.kind,
-            dest.name,
+            dest.way_out(),
             fmt_ms(time_ms)
         ));
         let detail = steps.join(" → ");

@@ -119,6 +119,8 @@ pub struct RiskSignals {
     /// The most records handled in one day of a spike.
     pub volume_max: u64,
     pub bulk_reads: u64,
+    /// Customer files read by a browser, mail client or chat app (rules matched).
+    pub uploads: u64,
 }
 
 /// Alerts by severity.
@@ -579,7 +581,7 @@ impl Store {
 
     /// What feeds each user's risk since `since_ms`: alerts by severity (false positives and
     /// steps merged into a sequence left out), export → archive → way-out sequences, volume
-    /// spikes (with the largest day), and bulk reads of customer files.
+    /// spikes (with the largest day), bulk reads of customer files, and their uploads.
     pub fn risk_signals(
         &self,
         since_ms: UnixMs,
@@ -610,16 +612,27 @@ impl Store {
                 s.volume_max = s.volume_max.max(records);
             }
         }
+        // Opens that matched a rule: an upload when an app took the file out, else a bulk read.
         let mut st = self.conn.prepare(
-            "SELECT user, COUNT(*) FROM events
-             WHERE action = 'opened' AND rules != '[]' AND corrected_ms >= ?1 GROUP BY user",
+            "SELECT user, COALESCE(json_extract(destination, '$.kind') = 'upload', 0), COUNT(*)
+             FROM events WHERE action = 'opened' AND rules != '[]' AND corrected_ms >= ?1
+             GROUP BY 1, 2",
         )?;
         let rows = st.query_map([since_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, i64>(2)?.max(0) as u64,
+            ))
         })?;
         for row in rows {
-            let (user, n) = row?;
-            out.entry(user).or_default().bulk_reads = n;
+            let (user, upload, n) = row?;
+            let s = out.entry(user).or_default();
+            if upload {
+                s.uploads = n;
+            } else {
+                s.bulk_reads = n;
+            }
         }
         Ok(out)
     }

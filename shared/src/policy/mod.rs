@@ -58,6 +58,10 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         include_str!("../../../policies/destinations.toml"),
     ),
     ("reads.toml", include_str!("../../../policies/reads.toml")),
+    (
+        "uploads.toml",
+        include_str!("../../../policies/uploads.toml"),
+    ),
 ];
 
 /// One validated rule.
@@ -132,6 +136,8 @@ pub struct PolicySet {
     pub cloud: Vec<CloudService>,
     /// Bulk-read rules (`[[bulk_read]]`): their folders are where opens are monitored.
     pub bulk_reads: Vec<BulkReadRule>,
+    /// Programs whose reads of a customer file are uploads (`[[app]]`).
+    pub apps: Vec<App>,
     /// What a device does when its user is offboarded (`[offboard]`; defaults otherwise).
     pub offboard: OffboardPlan,
     /// SHA-256 over the sources, so agent and collector can tell which version runs.
@@ -231,6 +237,51 @@ pub struct CloudService {
     /// As written (`~` kept; `*` allowed in a segment): the agent watches those that exist.
     pub folders: Vec<String>,
     matcher: GlobSet,
+}
+
+/// What kind of program an [`App`] is: where a file it reads goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    /// A web browser: an upload to a web page (webmail, a cloud's web page, an AI chat).
+    Browser,
+    /// A mail client: an attachment.
+    Mail,
+    /// A desktop chat app: a file sent in a chat.
+    Chat,
+}
+
+impl AppKind {
+    pub const ALL: [AppKind; 3] = [AppKind::Browser, AppKind::Mail, AppKind::Chat];
+
+    /// The lowercase name used in policy files and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::Browser => "browser",
+            AppKind::Mail => "mail",
+            AppKind::Chat => "chat",
+        }
+    }
+
+    /// Parses the lowercase name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<AppKind> {
+        AppKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A program that sends files off the device when it reads them, by its executable's path.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// As events and the console name it (`Chromium`, `Thunderbird`, `企业微信`).
+    pub name: String,
+    pub kind: AppKind,
+    matcher: GlobSet,
+}
+
+impl App {
+    /// Whether `exe` (a process's executable, as `/proc/PID/exe` names it) is this app.
+    pub fn runs(&self, exe: &str) -> bool {
+        self.matcher.is_match(exe)
+    }
 }
 
 /// The offboarding actions a policy pack configures. Paths keep their `~`: each device
@@ -345,6 +396,11 @@ impl PolicySet {
             .iter()
             .find(|c| c.matcher.is_match(path))
             .map(|c| c.name.as_str())
+    }
+
+    /// The app whose executable `exe` is, if any.
+    pub fn app_of(&self, exe: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.runs(exe))
     }
 
     /// Looks a rule up by id.
@@ -466,531 +522,4 @@ fn reaches(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn summary(ty: &str, records: u64, emails: u64) -> ContentSummary {
-        ContentSummary {
-            file_type: ty.into(),
-            records,
-            findings: [("email".to_string(), emails)].into_iter().collect(),
-            truncated: false,
-            ..Default::default()
-        }
-    }
-
-    fn check(
-        set: &PolicySet,
-        action: Action,
-        path: &str,
-        s: Option<ContentSummary>,
-        want: &[&str],
-    ) {
-        let got = set.evaluate(&Subject {
-            action,
-            path,
-            summary: s.as_ref(),
-            headers: &[],
-            destination: None,
-            origin_records: 0,
-        });
-        let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, want, "{action:?} {path}");
-    }
-
-    const RULES: &str = r#"
-[[rule]]
-id = "bulk"
-severity = "high"
-actions = ["created", "modified"]
-file_types = ["csv"]
-paths = ["~/Downloads/**"]
-exclude_paths = ["**/cache/**"]
-[rule.content]
-min_records = 50
-min_findings = { email = 10 }
-
-[[rule]]
-id = "any-delete"
-severity = "low"
-actions = ["deleted"]
-"#;
-
-    #[test]
-    fn evaluates() {
-        let set = PolicySet::compile(&[("t.toml", RULES)], "/home/ada").unwrap();
-        let d = "/home/ada/Downloads/x.csv";
-        check(
-            &set,
-            Action::Created,
-            d,
-            Some(summary("csv", 50, 10)),
-            &["bulk"],
-        );
-        check(&set, Action::Created, d, Some(summary("csv", 49, 10)), &[]);
-        check(&set, Action::Created, d, Some(summary("csv", 50, 9)), &[]);
-        check(
-            &set,
-            Action::Created,
-            d,
-            Some(summary("tsv", 500, 500)),
-            &[],
-        );
-        check(
-            &set,
-            Action::Renamed,
-            d,
-            Some(summary("csv", 500, 500)),
-            &[],
-        );
-        check(&set, Action::Created, d, None, &[]);
-        check(
-            &set,
-            Action::Created,
-            "/home/bob/Downloads/x.csv",
-            Some(summary("csv", 99, 99)),
-            &[],
-        );
-        check(
-            &set,
-            Action::Created,
-            "/home/ada/Downloads/cache/x.csv",
-            Some(summary("csv", 99, 99)),
-            &[],
-        );
-        check(&set, Action::Deleted, "/anywhere", None, &["any-delete"]);
-    }
-
-    #[test]
-    fn default_pack_compiles_and_flags_exports_only() {
-        let set = PolicySet::default_pack("/home/ada").unwrap();
-        assert!(!set.rules.is_empty());
-        let export = ContentSummary {
-            customer_table: true,
-            ..summary("csv", 200, 200)
-        };
-        let roster = ContentSummary {
-            customer_table: true,
-            ..summary("csv", 5, 5)
-        };
-        let flags = |summary: &ContentSummary| {
-            !set.evaluate(&Subject {
-                action: Action::Created,
-                path: "/home/ada/Downloads/contacts.csv",
-                summary: Some(summary),
-                headers: &[],
-                destination: None,
-                origin_records: 0,
-            })
-            .is_empty()
-        };
-        assert!(flags(&export));
-        assert!(!flags(&roster));
-        assert!(!flags(&summary("csv", 0, 0)));
-    }
-
-    /// What `scan --explain` says of a file a rule was made for but did not raise.
-    #[test]
-    fn a_rule_says_which_threshold_a_file_missed() {
-        let set = PolicySet::default_pack("/home/u").unwrap();
-        let missed = |id: &str, records: u64, table: bool| {
-            let s = ContentSummary {
-                customer_table: table,
-                ..summary("csv", records, records)
-            };
-            set.rule(id).unwrap().missed(&Subject {
-                action: Action::Created,
-                path: "/home/u/Downloads/list.csv",
-                summary: Some(&s),
-                headers: &[],
-                destination: None,
-                origin_records: 0,
-            })
-        };
-        let bulk = "crm-export.bulk-contacts";
-        assert_eq!(missed(bulk, 9, true).as_deref(), Some("9 records < 50"));
-        assert_eq!(
-            missed(bulk, 300, false).as_deref(),
-            Some("not a customer table")
-        );
-        assert_eq!(missed(bulk, 300, true), None, "it matched");
-        // A rule made for another product's exports says nothing.
-        assert_eq!(missed("crm-export.salesforce", 9, false), None);
-    }
-
-    /// One export names one CRM: a HubSpot export's "Contact owner" is also a Salesforce
-    /// header, but only the HubSpot rule speaks for it.
-    #[test]
-    fn a_hubspot_export_is_not_also_a_salesforce_one() {
-        let set = PolicySet::default_pack("/home/u").unwrap();
-        let s = ContentSummary {
-            customer_table: true,
-            ..summary("csv", 300, 300)
-        };
-        let rules = |headers: &[&str]| -> Vec<String> {
-            let headers: Vec<String> = headers
-                .iter()
-                .map(|h| crate::classify::record::header_key(h))
-                .collect();
-            set.evaluate(&Subject {
-                action: Action::Created,
-                path: "/home/u/Downloads/contacts.csv",
-                summary: Some(&s),
-                headers: &headers,
-                destination: None,
-                origin_records: 0,
-            })
-            .into_iter()
-            .map(|m| m.id)
-            .collect()
-        };
-        assert_eq!(
-            rules(&[
-                "Record ID",
-                "First Name",
-                "Email",
-                "Contact owner",
-                "Lifecycle Stage"
-            ]),
-            ["crm-export.hubspot"]
-        );
-        assert_eq!(
-            rules(&[
-                "First Name",
-                "Last Name",
-                "Email",
-                "Contact Owner",
-                "Mailing Street"
-            ]),
-            ["crm-export.salesforce"]
-        );
-        assert_eq!(
-            rules(&[
-                "Record Id",
-                "First Name",
-                "Email",
-                "Contact Owner",
-                "Created Time"
-            ]),
-            ["crm-export.zoho"]
-        );
-    }
-
-    /// The default pack gives one alert per file, whose severity follows the content: a
-    /// recognised export names its CRM and is critical as a whole customer base or when it
-    /// holds real customers, wherever it is and whatever else would have matched.
-    #[test]
-    fn the_default_pack_gives_one_alert_per_file_at_the_contents_severity() {
-        let set = PolicySet::default_pack("/home/u").unwrap();
-        let check =
-            |path: &str, dest: Option<&str>, records: u64, edm: u64, want: (&str, Severity)| {
-                let mut s = ContentSummary {
-                    customer_table: true,
-                    ..summary("csv", records, records)
-                };
-                s.findings.insert("edm".into(), edm);
-                let got: Vec<(String, Severity)> = set
-                    .evaluate(&Subject {
-                        action: Action::Created,
-                        path,
-                        summary: Some(&s),
-                        headers: &[],
-                        destination: dest,
-                        origin_records: 0,
-                    })
-                    .into_iter()
-                    .map(|m| (m.id, m.severity))
-                    .collect();
-                assert_eq!(
-                    got,
-                    [(want.0.to_string(), want.1)],
-                    "{path} {records} records, edm {edm}"
-                );
-            };
-        let sf = "/home/u/Downloads/report1700000000000.csv";
-        check(sf, None, 300, 0, ("crm-export.salesforce", Severity::High));
-        check(
-            sf,
-            None,
-            6000,
-            0,
-            ("crm-export.salesforce", Severity::Critical),
-        );
-        check(
-            sf,
-            None,
-            300,
-            25,
-            ("crm-export.salesforce", Severity::Critical),
-        );
-        let any = "/home/u/Downloads/list.csv";
-        check(
-            any,
-            None,
-            300,
-            0,
-            ("crm-export.bulk-contacts", Severity::High),
-        );
-        check(
-            any,
-            None,
-            6000,
-            0,
-            ("crm-export.mass-contacts", Severity::Critical),
-        );
-        check(
-            any,
-            None,
-            300,
-            25,
-            ("customer-data.real-customers", Severity::Critical),
-        );
-        let cloud = "/home/u/Dropbox/report1700000000000.csv";
-        check(
-            cloud,
-            Some("cloud"),
-            300,
-            0,
-            ("exfil.cloud-sync", Severity::High),
-        );
-        check(
-            cloud,
-            Some("cloud"),
-            6000,
-            0,
-            ("exfil.cloud-sync", Severity::Critical),
-        );
-        check(
-            cloud,
-            Some("cloud"),
-            300,
-            25,
-            ("exfil.cloud-sync", Severity::Critical),
-        );
-        check(
-            "/mnt/sales/list.csv",
-            Some("network"),
-            6000,
-            0,
-            ("exfil.network-share", Severity::Critical),
-        );
-        check(
-            "/media/u/KINGSTON/list.csv",
-            Some("removable"),
-            300,
-            0,
-            ("exfil.removable-media", Severity::Critical),
-        );
-        // A recognised export hidden under another extension: the disguise's alert alone.
-        let hidden = |records: u64, edm: u64| {
-            let mut s = ContentSummary {
-                customer_table: true,
-                ..summary("text", records, records)
-            };
-            s.findings.insert("edm".into(), edm);
-            s.findings.insert("disguised".into(), 1);
-            set.evaluate(&Subject {
-                action: Action::Created,
-                path: "/home/u/Downloads/report1700000000000.jpg",
-                summary: Some(&s),
-                headers: &["accountowner".to_string()],
-                destination: None,
-                origin_records: 0,
-            })
-            .into_iter()
-            .map(|m| (m.id, m.severity))
-            .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            hidden(300, 0),
-            [("customer-data.disguised".to_string(), Severity::High)]
-        );
-        assert_eq!(
-            hidden(300, 25),
-            [("customer-data.disguised".to_string(), Severity::Critical)]
-        );
-    }
-
-    #[test]
-    fn destinations_and_cloud_folders() {
-        let set = PolicySet::default_pack("/home/u").unwrap();
-        let eval = |path: &str, dest: Option<&str>, s: &ContentSummary| -> Vec<String> {
-            set.evaluate(&Subject {
-                action: Action::Created,
-                path,
-                summary: Some(s),
-                headers: &[],
-                destination: dest,
-                origin_records: 0,
-            })
-            .into_iter()
-            .map(|m| m.id)
-            .collect()
-        };
-        let contacts = ContentSummary {
-            customer_table: true,
-            ..summary("csv", 80, 80)
-        };
-        let prices = summary("csv", 0, 0);
-        // One alert per file, the destination's.
-        assert_eq!(
-            eval("/media/u/KINGSTON/x.csv", Some("removable"), &contacts),
-            ["exfil.removable-media"]
-        );
-        assert_eq!(
-            eval("/home/u/Dropbox/x.csv", Some("cloud"), &contacts),
-            ["exfil.cloud-sync"]
-        );
-        assert_eq!(
-            eval("/mnt/sales/x.csv", Some("network"), &contacts),
-            ["exfil.network-share"]
-        );
-        assert_eq!(
-            eval("/home/u/Downloads/x.csv", None, &contacts),
-            ["crm-export.bulk-contacts"]
-        );
-        assert!(eval("/home/u/Dropbox/prices.csv", Some("cloud"), &prices).is_empty());
-        let zip = ContentSummary {
-            customer_table: true,
-            ..summary("zip", 80, 80)
-        };
-        assert_eq!(
-            eval("/home/u/Downloads/x.zip", None, &zip),
-            ["exfil.archive"]
-        );
-        // Cloud folders, `*` within one folder name.
-        assert_eq!(set.cloud_of("/home/u/Dropbox/a/b.csv"), Some("Dropbox"));
-        assert_eq!(
-            set.cloud_of("/home/u/Library/CloudStorage/OneDrive-Corp/b.csv"),
-            Some("OneDrive")
-        );
-        assert_eq!(
-            set.cloud_of(
-                "/home/u/Documents/WeChat Files/wxid_9/FileStorage/File/2026-11/客户.xlsx"
-            ),
-            Some("WeChat")
-        );
-        assert_eq!(
-            set.cloud_of("/home/u/BaiduNetdiskWorkspace/客户.csv"),
-            Some("百度网盘")
-        );
-        assert_eq!(set.cloud_of("/home/u/Downloads/b.csv"), None);
-        assert_eq!(set.cloud_of("/home/u/Dropboxx/b.csv"), None);
-        let bad = "[[rule]]\nid = \"a\"\nseverity = \"low\"\ndestinations = [\"usb\"]\n";
-        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "p.toml:4:17: rule[0].destinations: unknown destination `usb`, expected one of: removable, cloud, network");
-        let bad = "[[cloud]]\nname = \"x\"\nfolders = [\"~\"]\n";
-        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cloud[0].folders: `~` "), "{err}");
-    }
-
-    #[test]
-    fn a_rule_escalates_with_its_content_to_its_highest_tier_reached() {
-        let src = "[[rule]]\nid = \"crm\"\nseverity = \"high\"\n[rule.content]\nmin_records = 50\n\
-                   [[rule.escalate]]\nseverity = \"critical\"\nmin_records = 5000\n\
-                   [[rule.escalate]]\nseverity = \"critical\"\nmin_findings = { edm = 20 }\n";
-        let set = PolicySet::compile(&[("p.toml", src)], "/h").unwrap();
-        let severity = |records: u64, edm: u64, origin_records: u64| {
-            let mut s = summary("csv", records, records);
-            s.findings.insert("edm".into(), edm);
-            set.evaluate(&Subject {
-                action: Action::Created,
-                path: "/d/x.csv",
-                summary: Some(&s),
-                headers: &[],
-                destination: None,
-                origin_records,
-            })
-            .into_iter()
-            .map(|m| (m.id, m.severity))
-            .collect::<Vec<_>>()
-        };
-        let crm = |sev| vec![("crm".to_string(), sev)];
-        assert_eq!(severity(49, 0, 0), vec![]);
-        assert_eq!(severity(50, 0, 0), crm(Severity::High));
-        assert_eq!(severity(4999, 19, 0), crm(Severity::High));
-        assert_eq!(severity(5000, 0, 0), crm(Severity::Critical));
-        assert_eq!(severity(60, 20, 0), crm(Severity::Critical));
-        // A copy of a 6,000-record export is held to its origin's records.
-        assert_eq!(severity(60, 0, 6000), crm(Severity::Critical));
-        // Tiers are checked: thresholds needed, and only upwards, errors pointing at them.
-        for (bad, want) in [
-            (
-                "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"critical\"\n",
-                "p.toml:4:1: rule[0].escalate[0]: needs min_records or min_findings",
-            ),
-            (
-                "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"medium\"\nmin_records = 5\n",
-                "p.toml:5:12: rule[0].escalate[0].severity: `medium` is not above the rule's own `high`",
-            ),
-            (
-                "[[rule]]\nid = \"a\"\nseverity = \"high\"\n[[rule.escalate]]\nseverity = \"critical\"\nmin_findings = { emd = 1 }\n",
-                "p.toml:6:18: rule[0].escalate[0].min_findings: unknown classifier `emd`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted, nested_too_deep, nested_too_large, damaged_entry, damaged_part, undefined_entity, unreadable, cpu_limit, byte_limit",
-            ),
-        ] {
-            let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-                .unwrap_err()
-                .to_string();
-            assert_eq!(err, want);
-        }
-    }
-
-    #[test]
-    fn recognise_supersede_and_customer_table() {
-        let src = "[[rule]]\nid = \"generic\"\nseverity = \"high\"\n[rule.content]\nmin_records = 50\ncustomer_table = true\n\
-                   [[rule]]\nid = \"acme\"\nseverity = \"high\"\nsupersedes = [\"generic\"]\n[rule.recognise]\nfile_names = [\"ACME-*.csv\"]\nheaders_all = [\"Acme ID\", \"E-mail\"]\n[rule.content]\nmin_records = 50\n";
-        let set = PolicySet::compile(&[("p.toml", src)], "/h").unwrap();
-        let table = ContentSummary {
-            customer_table: true,
-            ..summary("csv", 80, 80)
-        };
-        let eval = |path: &str, headers: &[&str], s: &ContentSummary| -> Vec<String> {
-            let keys: Vec<String> = headers
-                .iter()
-                .map(|h| crate::classify::record::header_key(h))
-                .collect();
-            set.evaluate(&Subject {
-                action: Action::Created,
-                path,
-                summary: Some(s),
-                headers: &keys,
-                destination: None,
-                origin_records: 0,
-            })
-            .into_iter()
-            .map(|m| m.id)
-            .collect()
-        };
-        // By file name (case-insensitive), by the whole header set, or not at all.
-        assert_eq!(eval("/d/acme-2024.csv", &[], &table), ["acme"]);
-        assert_eq!(
-            eval("/d/x.csv", &["acme_id", "email", "Name"], &table),
-            ["acme"]
-        );
-        assert_eq!(eval("/d/x.csv", &["Acme ID"], &table), ["generic"]);
-        // Not a customer table: the generic rule stays quiet; the recognised export does not.
-        let plain = summary("csv", 80, 80);
-        assert!(eval("/d/x.csv", &[], &plain).is_empty());
-        assert_eq!(eval("/d/ACME-1.csv", &[], &plain), ["acme"]);
-        let bad = "[[rule]]\nid = \"a\"\nseverity = \"low\"\nsupersedes = [\"nope\"]\n";
-        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "p.toml:4:15: rule[0].supersedes: no rule `nope` to supersede"
-        );
-        let empty = "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[rule.recognise]\n";
-        let err = PolicySet::compile(&[("p.toml", empty)], "/h")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("rule[0].recognise: needs file_names, headers_any or headers_all"),
-            "{err}"
-        );
-    }
-}
+mod tests;

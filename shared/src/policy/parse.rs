@@ -59,6 +59,18 @@ struct RawFile {
     cloud: Vec<Spanned<RawCloud>>,
     #[serde(default)]
     bulk_read: Vec<Spanned<RawBulkRead>>,
+    #[serde(default)]
+    app: Vec<Spanned<RawApp>>,
+}
+
+/// `[[app]]`: a program that sends files off the device when it reads them (a browser, a
+/// mail client, a chat app), recognised by its executable.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: String,
+    kind: Spanned<String>,
+    executables: Vec<Spanned<String>>,
 }
 
 /// `[[bulk_read]]`: many customer files opened in a short time by one process or user.
@@ -101,7 +113,7 @@ struct RawCloud {
 }
 
 /// Where a rule can require a file to be.
-pub const DESTINATIONS: &[&str] = &["removable", "cloud", "network"];
+pub const DESTINATIONS: &[&str] = &["removable", "cloud", "network", "upload"];
 
 /// `[offboard]`: what a device does when its user is offboarded.
 #[derive(Deserialize)]
@@ -349,23 +361,27 @@ impl Ctx<'_> {
         self.globs_with(field, raw, home, false)
     }
 
-    fn globs_with(
+    /// Executable patterns: `*` stays within one folder name.
+    fn exe_globs(&mut self, field: String, raw: &[Spanned<String>]) -> Option<GlobSet> {
+        self.glob_set(field, raw, |g| {
+            globset::GlobBuilder::new(g).literal_separator(true).build()
+        })
+    }
+
+    /// The glob set of `raw`, each built by `build`; a pattern that does not build is an
+    /// error on its field.
+    fn glob_set(
         &mut self,
         field: String,
         raw: &[Spanned<String>],
-        home: &str,
-        case_insensitive: bool,
+        build: impl Fn(&str) -> Result<globset::Glob, globset::Error>,
     ) -> Option<GlobSet> {
         if raw.is_empty() {
             return None;
         }
         let mut b = GlobSetBuilder::new();
         for g in raw {
-            let pattern = expand_home(g.get_ref(), home);
-            match globset::GlobBuilder::new(&pattern)
-                .case_insensitive(case_insensitive)
-                .build()
-            {
+            match build(g.get_ref()) {
                 Ok(glob) => {
                     b.add(glob);
                 }
@@ -377,6 +393,20 @@ impl Ctx<'_> {
             }
         }
         b.build().ok()
+    }
+
+    fn globs_with(
+        &mut self,
+        field: String,
+        raw: &[Spanned<String>],
+        home: &str,
+        case_insensitive: bool,
+    ) -> Option<GlobSet> {
+        self.glob_set(field, raw, |g| {
+            globset::GlobBuilder::new(&expand_home(g, home))
+                .case_insensitive(case_insensitive)
+                .build()
+        })
     }
 }
 
@@ -412,6 +442,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     let mut offboard: Option<(super::OffboardPlan, String)> = None;
     let mut cloud: Vec<super::CloudService> = Vec::new();
     let mut bulk_reads: Vec<super::BulkReadRule> = Vec::new();
+    let mut apps: Vec<super::App> = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     // (file, line, column, field, id): superseded ids are checked once every file is read.
     let mut superseded: Vec<(String, usize, usize, String, String)> = Vec::new();
@@ -497,6 +528,47 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 cloud.push(super::CloudService {
                     name: c.name.trim().to_string(),
                     folders: c.folders.iter().map(|f| f.get_ref().clone()).collect(),
+                    matcher,
+                });
+            }
+        }
+        for (i, a) in raw.app.into_iter().enumerate() {
+            let span = a.span();
+            let a = a.into_inner();
+            if a.name.trim().is_empty() || a.executables.is_empty() {
+                cx.error(
+                    Some(span),
+                    Some(format!("app[{i}]")),
+                    "needs a name and at least one executable".into(),
+                );
+                continue;
+            }
+            let Some(kind) = super::AppKind::parse(a.kind.get_ref()) else {
+                cx.error(
+                    Some(a.kind.span()),
+                    Some(format!("app[{i}].kind")),
+                    format!(
+                        "unknown kind `{}`, expected one of: {}",
+                        a.kind.get_ref(),
+                        super::AppKind::ALL.map(super::AppKind::as_str).join(", ")
+                    ),
+                );
+                continue;
+            };
+            let field = format!("app[{i}].executables");
+            for e in &a.executables {
+                if !e.get_ref().starts_with('/') {
+                    cx.error(
+                        Some(e.span()),
+                        Some(field.clone()),
+                        format!("`{}`: an executable is an absolute path (`*` within one folder name, `**` across folders)", e.get_ref()),
+                    );
+                }
+            }
+            if let Some(matcher) = cx.exe_globs(field, &a.executables) {
+                apps.push(super::App {
+                    name: a.name.trim().to_string(),
+                    kind,
                     matcher,
                 });
             }
@@ -737,6 +809,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
         rules,
         cloud,
         bulk_reads,
+        apps,
         offboard: offboard.map(|(plan, _)| plan).unwrap_or_default(),
         version: crate::sha256_hex(&digest_input)[..16].to_string(),
     })

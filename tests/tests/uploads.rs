@@ -1,0 +1,169 @@
+//! Uploads with the real programs: a headless Chromium (WebDriver) uploads a CRM export
+//! through a local HTTP form, and the agent (fanotify, as root in CI) reports one upload
+//! alert naming Chromium and the file; the same browser uploading a price list, and reading
+//! its own profile and cache, raises nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_tests::browser::Browser;
+use holdfast_tests::hook::Hook;
+use holdfast_tests::{corpus, root_or_skip, wait_for};
+use std::path::Path;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// The upload page a webmail or a personal cloud would show, reduced to its form.
+const FORM: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Upload</title></head>
+<body><form method="post" action="/upload" enctype="multipart/form-data">
+<input type="file" name="attachment" id="file"><button id="send" type="submit">Send</button>
+</form></body></html>"#;
+
+/// Uploads `file` through the form with the browser, and waits until the form has it.
+fn upload(b: &Browser, form: &Hook, file: &Path) {
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    b.goto(&format!("http://127.0.0.1:{}/", form.port));
+    let input = b.find("#file");
+    b.type_into(&input, &file.display().to_string());
+    b.click(&b.find("#send"));
+    // The form got the file: the browser read it.
+    wait_for(&format!("the form to receive {name}"), DEADLINE, || {
+        form.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(line, _, body)| {
+                line.starts_with("POST /upload")
+                    && String::from_utf8_lossy(body).contains(&format!("filename=\"{name}\""))
+            })
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none() {
+    if !root_or_skip() {
+        return;
+    }
+    let (tmp, c, mut a) = holdfast_tests::scene("", "ivy", "heartbeat_ms = 300");
+    let export = a.watched.join("salesforce_contacts.csv");
+    std::fs::write(&export, corpus::salesforce_contacts(7, 200)).unwrap();
+    let prices = a.watched.join("price-list-2026.csv");
+    std::fs::write(&prices, corpus::price_list(7, 200)).unwrap();
+    let (export_s, prices_s) = (export.display().to_string(), prices.display().to_string());
+    // Both classified first: the export is a customer file the agent now marks for reads.
+    wait_for("both files reported", DEADLINE, || {
+        let e = c.events();
+        let seen = |p: &str| e.iter().any(|x| x["path"] == p && x["action"] == "created");
+        (seen(&export_s) && seen(&prices_s)).then_some(())
+    });
+    let form = Hook::start(vec![200], FORM);
+    let b = Browser::start(&tmp.path().join("shots"));
+    for file in [&export, &prices] {
+        upload(&b, &form, file);
+    }
+    let alert = wait_for("the upload alert", DEADLINE, || {
+        c.alerts()
+            .into_iter()
+            .find(|x| x["rule_id"] == "exfil.upload")
+    });
+    assert_eq!(alert["path"], export_s.as_str(), "{alert}");
+    assert_eq!(alert["severity"], "high", "{alert}");
+    // The upload event names the app, its process and the records it carried off.
+    let upload = wait_for("the upload event", DEADLINE, || {
+        c.events()
+            .into_iter()
+            .find(|e| e["destination"]["kind"] == "upload")
+    });
+    assert_eq!(upload["action"], "opened", "{upload}");
+    assert_eq!(upload["path"], export_s.as_str(), "{upload}");
+    assert_eq!(upload["destination"]["name"], "Chromium", "{upload}");
+    assert_eq!(upload["destination"]["app_kind"], "browser", "{upload}");
+    assert_eq!(
+        upload["process"]["exe"], "/usr/lib/chromium/chromium",
+        "{upload}"
+    );
+    assert_eq!(upload["records"], 200, "{upload}");
+    // Its origin is the export's own report: the story can follow it back.
+    assert_eq!(upload["origin"]["path"], export_s.as_str(), "{upload}");
+    // A little later: still one upload alert, and no upload of anything but the export (not
+    // the price list, not the browser's profile or cache files).
+    std::thread::sleep(Duration::from_secs(3));
+    let uploads: Vec<String> = c
+        .events()
+        .into_iter()
+        .filter(|e| e["destination"]["kind"] == "upload")
+        .map(|e| e["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        uploads,
+        std::slice::from_ref(&export_s),
+        "one upload event, the export's"
+    );
+    let upload_alerts = c
+        .alerts()
+        .into_iter()
+        .filter(|x| x["rule_id"] == "exfil.upload")
+        .count();
+    assert_eq!(upload_alerts, 1);
+    a.stop();
+}
+
+#[test]
+fn an_export_zipped_then_uploaded_is_one_exfiltration_story_and_counts_in_risk() {
+    if !root_or_skip() {
+        return;
+    }
+    let (tmp, c, mut a) = holdfast_tests::scene("", "jo", "heartbeat_ms = 300");
+    let export = a.watched.join("hubspot-contacts-export.csv");
+    std::fs::write(&export, corpus::salesforce_contacts(11, 300)).unwrap();
+    let export_s = export.display().to_string();
+    wait_for("the export reported", DEADLINE, || {
+        c.events()
+            .into_iter()
+            .find(|e| e["path"] == export_s.as_str())
+    });
+    let zipped = a.watched.join("notes.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+    w.start_file("contacts.csv", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut w, &std::fs::read(&export).unwrap()).unwrap();
+    w.finish().unwrap();
+    let zipped_s = zipped.display().to_string();
+    wait_for("the zip reported", DEADLINE, || {
+        c.events()
+            .into_iter()
+            .find(|e| e["path"] == zipped_s.as_str())
+    });
+    let form = Hook::start(vec![200], FORM);
+    let b = Browser::start(&tmp.path().join("shots"));
+    upload(&b, &form, &zipped);
+    let story = wait_for("the exfiltration story", DEADLINE, || {
+        c.alerts()
+            .into_iter()
+            .find(|x| x["rule_id"] == "holdfast.exfil_sequence")
+    });
+    assert_eq!(story["severity"], "critical", "{story}");
+    let detail = story["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("exported as hubspot-contacts-export.csv"),
+        "{detail}"
+    );
+    assert!(detail.contains("zipped into notes.zip"), "{detail}");
+    assert!(
+        detail.contains("notes.zip uploaded by Chromium (browser)"),
+        "{detail}"
+    );
+    // Risk names the upload among its signals.
+    let users = c.cli(&["users", "list", "--json"]);
+    let jo: serde_json::Value = users
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|u| u["user"] == "jo")
+        .unwrap_or_else(|| panic!("no risk row for jo: {users}"));
+    let signals = jo["signals"].to_string();
+    assert!(
+        signals.contains("1 upload(s) of customer files"),
+        "{signals}"
+    );
+    a.stop();
+}
