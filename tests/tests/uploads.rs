@@ -1,7 +1,8 @@
 //! Uploads with the real programs: a headless Chromium (WebDriver) uploads a CRM export
 //! through a local HTTP form, and the agent (fanotify, as root in CI) reports one upload
-//! alert naming Chromium and the file; the same browser uploading a price list, and reading
-//! its own profile and cache, raises nothing.
+//! alert naming Chromium and the file, and again after the agent restarts; the same browser
+//! uploading a price list, and reading its own profile and cache, raises nothing. An export
+//! zipped and then uploaded is one exfiltration story, and risk counts the upload.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_tests::browser::Browser;
@@ -19,23 +20,27 @@ const FORM: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Up
 </form></body></html>"#;
 
 /// Uploads `file` through the form with the browser, and waits until the form has it.
-fn upload(b: &Browser, form: &Hook, file: &Path) {
+fn upload_with(b: &Browser, form: &Hook, file: &Path) {
     let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let posted = || {
+        form.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _, body)| {
+                line.starts_with("POST /upload")
+                    && String::from_utf8_lossy(body).contains(&format!("filename=\"{name}\""))
+            })
+            .count()
+    };
+    let before = posted();
     b.goto(&format!("http://127.0.0.1:{}/", form.port));
     let input = b.find("#file");
     b.type_into(&input, &file.display().to_string());
     b.click(&b.find("#send"));
     // The form got the file: the browser read it.
     wait_for(&format!("the form to receive {name}"), DEADLINE, || {
-        form.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(line, _, body)| {
-                line.starts_with("POST /upload")
-                    && String::from_utf8_lossy(body).contains(&format!("filename=\"{name}\""))
-            })
-            .then_some(())
+        (posted() > before).then_some(())
     });
 }
 
@@ -59,7 +64,7 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
     let form = Hook::start(vec![200], FORM);
     let b = Browser::start(&tmp.path().join("shots"));
     for file in [&export, &prices] {
-        upload(&b, &form, file);
+        upload_with(&b, &form, file);
     }
     let alert = wait_for("the upload alert", DEADLINE, || {
         c.alerts()
@@ -105,6 +110,19 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
         .filter(|x| x["rule_id"] == "exfil.upload")
         .count();
     assert_eq!(upload_alerts, 1);
+    // After a restart the agent still knows the export for a customer file (its lineage
+    // memory marks it again): the next upload of it is seen too.
+    a.stop();
+    a.start();
+    upload_with(&b, &form, &export);
+    wait_for("a second upload event after the restart", DEADLINE, || {
+        let n = c
+            .events()
+            .into_iter()
+            .filter(|e| e["destination"]["kind"] == "upload" && e["path"] == export_s.as_str())
+            .count();
+        (n == 2).then_some(())
+    });
     a.stop();
 }
 
@@ -136,7 +154,7 @@ fn an_export_zipped_then_uploaded_is_one_exfiltration_story_and_counts_in_risk()
     });
     let form = Hook::start(vec![200], FORM);
     let b = Browser::start(&tmp.path().join("shots"));
-    upload(&b, &form, &zipped);
+    upload_with(&b, &form, &zipped);
     let story = wait_for("the exfiltration story", DEADLINE, || {
         c.alerts()
             .into_iter()
