@@ -679,12 +679,10 @@ impl PipelineStage {
                     if d.ready.action == holdfast_shared::event::Action::Deleted {
                         // Read through the descriptor held since it appeared: a create (with
                         // what it held) and the delete, when it held customer data.
-                        let created = Ready {
-                            action: holdfast_shared::event::Action::Created,
-                            path: d.ready.path.clone(),
-                            old_path: None,
-                            upload: None,
-                        };
+                        let created = Ready::new(
+                            holdfast_shared::event::Action::Created,
+                            d.ready.path.clone(),
+                        );
                         let described = finish(&created, d.read, &set, &mounts, &mut lineage);
                         if described
                             .as_ref()

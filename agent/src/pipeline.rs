@@ -25,6 +25,18 @@ pub struct Ready {
     pub upload: Option<Box<UploadBy>>,
 }
 
+impl Ready {
+    /// A change of `path` that is no move and no upload.
+    pub fn new(action: Action, path: PathBuf) -> Ready {
+        Ready {
+            action,
+            path,
+            old_path: None,
+            upload: None,
+        }
+    }
+}
+
 /// The app that read a file: where an upload goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadBy {
@@ -152,12 +164,7 @@ impl Debouncer {
                         // Unless what `from` held was itself moved away in this burst: it
                         // lives on under the name it went to, reported as that move.
                         if !self.moved_away(&from) {
-                            self.ready.push(Ready {
-                                action: Action::Deleted,
-                                path: from.clone(),
-                                old_path: None,
-                                upload: None,
-                            });
+                            self.ready.push(Ready::new(Action::Deleted, from.clone()));
                         }
                         (true, None)
                     }
@@ -169,12 +176,7 @@ impl Debouncer {
                         ..
                     }) => {
                         if !self.moved_away(&from) {
-                            self.ready.push(Ready {
-                                action: Action::Deleted,
-                                path: from.clone(),
-                                old_path: None,
-                                upload: None,
-                            });
+                            self.ready.push(Ready::new(Action::Deleted, from.clone()));
                         }
                         (false, Some(first))
                     }
@@ -187,12 +189,7 @@ impl Debouncer {
                 // earlier file is gone (replaced), and so is the name it came from.
                 if let Some(replaced) = self.pending.get(&to).and_then(|p| p.old_path.clone()) {
                     if Some(&replaced) != old_path.as_ref() {
-                        self.ready.push(Ready {
-                            action: Action::Deleted,
-                            path: replaced,
-                            old_path: None,
-                            upload: None,
-                        });
+                        self.ready.push(Ready::new(Action::Deleted, replaced));
                     }
                 }
                 self.touch(to.clone(), now, false);
@@ -212,22 +209,12 @@ impl Debouncer {
                 // file created and deleted within one burst).
                 // Renamed here and then deleted: the name it came from is gone too.
                 if let Some(old) = self.pending.remove(&p).and_then(|x| x.old_path) {
-                    self.ready.push(Ready {
-                        action: Action::Deleted,
-                        path: old,
-                        old_path: None,
-                        upload: None,
-                    });
+                    self.ready.push(Ready::new(Action::Deleted, old));
                 }
                 // What the name held before this burst was moved away (and is reported as
                 // that move): only a file of this burst is gone, which was never reported.
                 if !self.moved_away(&p) {
-                    self.ready.push(Ready {
-                        action: Action::Deleted,
-                        path: p,
-                        old_path: None,
-                        upload: None,
-                    });
+                    self.ready.push(Ready::new(Action::Deleted, p));
                 }
             }
             WatchEvent::Overflow => self.overflows += 1,
@@ -257,19 +244,9 @@ impl Debouncer {
         for p in gone {
             self.moved_out.remove(&p);
             if let Some(old) = self.pending.remove(&p).and_then(|x| x.old_path) {
-                out.push(Ready {
-                    action: Action::Deleted,
-                    path: old,
-                    old_path: None,
-                    upload: None,
-                });
+                out.push(Ready::new(Action::Deleted, old));
             }
-            out.push(Ready {
-                action: Action::Deleted,
-                path: p,
-                old_path: None,
-                upload: None,
-            });
+            out.push(Ready::new(Action::Deleted, p));
         }
         // A name whose earlier file was moved away in a move still settling waits for it:
         // the move is reported first, then what came to the name after it. Never past
@@ -788,12 +765,7 @@ mod tests {
         let body = holdfast_shared::testkit::contacts_csv(60);
         std::fs::write(&f, &body).unwrap();
         let set = PolicySet::default_pack("/home/u").unwrap();
-        let ready = Ready {
-            action: Action::Created,
-            path: f.clone(),
-            old_path: None,
-            upload: None,
-        };
+        let ready = Ready::new(Action::Created, f.clone());
         let no_mounts = crate::mounts::MountTable::default();
         let mut lineage = crate::lineage::Lineage::default();
         let Some(Described {
@@ -816,12 +788,7 @@ mod tests {
         );
         // A directory or a vanished file yields nothing; a delete yields a bare event.
         assert!(describe(
-            &Ready {
-                action: Action::Created,
-                path: dir.path().to_path_buf(),
-                old_path: None,
-                upload: None,
-            },
+            &Ready::new(Action::Created, dir.path().to_path_buf()),
             &set,
             None,
             &no_mounts,
@@ -831,12 +798,7 @@ mod tests {
         std::fs::remove_file(&f).unwrap();
         assert!(describe(&ready, &set, None, &no_mounts, &mut lineage).is_none());
         let del = describe(
-            &Ready {
-                action: Action::Deleted,
-                path: f,
-                old_path: None,
-                upload: None,
-            },
+            &Ready::new(Action::Deleted, f),
             &set,
             None,
             &no_mounts,

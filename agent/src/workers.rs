@@ -326,12 +326,7 @@ mod tests {
     use std::time::Instant;
 
     fn ready(p: PathBuf) -> Ready {
-        Ready {
-            action: Action::Created,
-            path: p,
-            old_path: None,
-            upload: None,
-        }
+        Ready::new(Action::Created, p)
     }
 
     /// The thread's CPU clock is read in ticks of 10 ms: spinning until it says 200 ms takes

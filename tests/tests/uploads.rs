@@ -7,7 +7,7 @@
 
 use holdfast_tests::browser::Browser;
 use holdfast_tests::hook::Hook;
-use holdfast_tests::{corpus, root_or_skip, wait_for};
+use holdfast_tests::{corpus, root_or_skip, wait_for, Agent, Collector};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,6 +18,11 @@ const FORM: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Up
 <body><form method="post" action="/upload" enctype="multipart/form-data">
 <input type="file" name="attachment" id="file"><button id="send" type="submit">Send</button>
 </form></body></html>"#;
+
+/// A collector and a running agent of `user`, as root (fanotify); `None` when not root.
+fn laptop(user: &str) -> Option<(tempfile::TempDir, Collector, Agent)> {
+    root_or_skip().then(|| holdfast_tests::scene("", user, "heartbeat_ms = 300"))
+}
 
 /// Uploads `file` through the form with the browser, and waits until the form has it.
 fn upload_with(b: &Browser, form: &Hook, file: &Path) {
@@ -46,10 +51,9 @@ fn upload_with(b: &Browser, form: &Hook, file: &Path) {
 
 #[test]
 fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none() {
-    if !root_or_skip() {
+    let Some((tmp, c, mut a)) = laptop("ivy") else {
         return;
-    }
-    let (tmp, c, mut a) = holdfast_tests::scene("", "ivy", "heartbeat_ms = 300");
+    };
     let export = a.watched.join("salesforce_contacts.csv");
     std::fs::write(&export, corpus::salesforce_contacts(7, 200)).unwrap();
     let prices = a.watched.join("price-list-2026.csv");
@@ -128,10 +132,9 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
 
 #[test]
 fn an_export_zipped_then_uploaded_is_one_exfiltration_story_and_counts_in_risk() {
-    if !root_or_skip() {
+    let Some((tmp, c, mut a)) = laptop("jo") else {
         return;
-    }
-    let (tmp, c, mut a) = holdfast_tests::scene("", "jo", "heartbeat_ms = 300");
+    };
     let export = a.watched.join("hubspot-contacts-export.csv");
     std::fs::write(&export, corpus::salesforce_contacts(11, 300)).unwrap();
     let export_s = export.display().to_string();

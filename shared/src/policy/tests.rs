@@ -342,34 +342,32 @@ fn the_default_pack_gives_one_alert_per_file_at_the_contents_severity() {
 fn apps_are_known_by_executable_and_their_reads_of_customer_files_are_uploads() {
     let set = PolicySet::default_pack("/home/u").unwrap();
     let app = |exe: &str| set.app_of(exe).map(|a| (a.name.as_str(), a.kind.as_str()));
-    assert_eq!(
-        app("/usr/lib/chromium/chromium"),
-        Some(("Chromium", "browser"))
-    );
-    assert_eq!(
-        app("/opt/google/chrome/chrome"),
-        Some(("Chrome", "browser"))
-    );
-    assert_eq!(
-        app("/usr/lib/firefox-esr/firefox-esr"),
-        Some(("Firefox", "browser"))
-    );
-    assert_eq!(
-        app("/usr/lib/thunderbird/thunderbird"),
-        Some(("Thunderbird", "mail"))
-    );
-    assert_eq!(
-        app("/opt/apps/com.qq.weixin.work.deepin/files/WXWork/WXWork.exe"),
-        Some(("企业微信", "chat"))
-    );
-    assert_eq!(
-        app("/snap/slack/127/usr/lib/slack/slack"),
-        Some(("Slack", "chat"))
-    );
-    // `*` stays within one folder name; other programs are not apps.
-    assert_eq!(app("/snap/slack/1/x/usr/lib/slack/slack"), None);
-    assert_eq!(app("/usr/bin/cat"), None);
-    assert_eq!(app("/usr/lib/libreoffice/program/soffice.bin"), None);
+    for (exe, want) in [
+        ("/usr/lib/chromium/chromium", Some(("Chromium", "browser"))),
+        ("/opt/google/chrome/chrome", Some(("Chrome", "browser"))),
+        (
+            "/usr/lib/firefox-esr/firefox-esr",
+            Some(("Firefox", "browser")),
+        ),
+        (
+            "/usr/lib/thunderbird/thunderbird",
+            Some(("Thunderbird", "mail")),
+        ),
+        (
+            "/opt/apps/com.qq.weixin.work.deepin/files/WXWork/WXWork.exe",
+            Some(("企业微信", "chat")),
+        ),
+        (
+            "/snap/slack/127/usr/lib/slack/slack",
+            Some(("Slack", "chat")),
+        ),
+        // `*` stays within one folder name; other programs are not apps.
+        ("/snap/slack/1/x/usr/lib/slack/slack", None),
+        ("/usr/bin/cat", None),
+        ("/usr/lib/libreoffice/program/soffice.bin", None),
+    ] {
+        assert_eq!(app(exe), want, "{exe}");
+    }
     let eval = |action: Action, dest: Option<&str>, s: &ContentSummary| -> Vec<String> {
         set.evaluate(&Subject {
             action,
