@@ -37,6 +37,8 @@ pub struct Reads {
     /// When each (path, app) was last taken as an upload: an app opens a file more than once
     /// for one upload (a preview, then the upload).
     uploaded: HashMap<(String, String), Instant>,
+    /// Apps of the policy in force whose reads are uploads.
+    apps: usize,
     /// Reads by apps lost because too many waited (counted with the lost reads).
     uploads_lost: u64,
     /// Customer files left unmarked for want of marks (said once per run).
@@ -157,6 +159,7 @@ impl Reads {
             cap_reported: false,
             uploads: Vec::new(),
             uploaded: HashMap::new(),
+            apps: 0,
             uploads_lost: 0,
             files_unmarked: 0,
             file_cap_reported: false,
@@ -172,9 +175,9 @@ impl Reads {
     /// Follows the policy in force: when its bulk-read folders changed, monitors the new
     /// ones from now on. True when the status changed with them.
     pub fn follow(&mut self, set: &PolicySet) -> bool {
-        self.follow_apps(set);
+        let apps = self.follow_apps(set);
         let folders = folders_of(set);
-        if matches!(self.via, Via::Off) || folders == self.folders {
+        if matches!(self.via, Via::Off) || (folders == self.folders && !apps) {
             return false;
         }
         if let Via::Fanotify(m) = &self.via {
@@ -186,10 +189,12 @@ impl Reads {
     }
 
     /// Tells the monitor which apps' reads are possible uploads.
-    fn follow_apps(&self, set: &PolicySet) {
+    /// True when their number changed (the status names it).
+    fn follow_apps(&mut self, set: &PolicySet) -> bool {
         if let Via::Fanotify(m) = &self.via {
             m.set_apps(set.apps.clone());
         }
+        std::mem::replace(&mut self.apps, set.apps.len()) != set.apps.len()
     }
 
     /// Marks a customer file for reads (the agent just classified it, or remembers it from
@@ -268,19 +273,28 @@ impl Reads {
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let uploads = format!(
+            "uploads: customer files read by the policy's {} app(s)",
+            self.apps
+        );
         match &self.via {
             Via::Off => "off (reads = \"off\" in the agent's configuration)".into(),
-            _ if self.folders.is_empty() => "off (no bulk_read rule in the policy)".into(),
+            Via::Fanotify(_) if self.folders.is_empty() => {
+                format!("fanotify: no bulk_read folder in the policy; {uploads}")
+            }
+            Via::Inotify(_) if self.folders.is_empty() => {
+                "off (no bulk_read rule in the policy; uploads need fanotify)".into()
+            }
             Via::Fanotify(m) => {
                 let new_folders = if m.new_folders_at_once() {
                     "new folders marked as they appear"
                 } else {
                     "new folders marked within 30 s (no fanotify directory events)"
                 };
-                format!("fanotify: reads under {listed}, with pid, uid, user and executable; {new_folders}")
+                format!("fanotify: reads under {listed}, with pid, uid, user and executable; {new_folders}; {uploads}")
             }
             Via::Inotify(why_not) => format!(
-                "inotify fallback: opens under {listed} only where they are also watched, without the process, uid or executable ({why_not})"
+                "inotify fallback: opens under {listed} only where they are also watched, without the process, uid or executable; uploads not seen ({why_not})"
             ),
         }
     }

@@ -54,6 +54,12 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
     let Some((tmp, c, mut a)) = laptop("ivy") else {
         return;
     };
+    // The status says what is watched for: the default pack's twelve apps.
+    let reads = a.status()["reads"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reads.contains("uploads: customer files read by the policy's 12 app(s)"),
+        "{reads}"
+    );
     let export = a.watched.join("salesforce_contacts.csv");
     std::fs::write(&export, corpus::salesforce_contacts(7, 200)).unwrap();
     let prices = a.watched.join("price-list-2026.csv");
