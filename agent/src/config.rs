@@ -14,6 +14,7 @@
 //! read_limit = "2GiB"                       # bytes hashed and classified per file
 //! cpu_limit_ms = 30000                      # CPU time per file
 //! archive_depth = 3                         # archives in archives read this deep (1..=8)
+//! print_spool = "/var/spool/cups"           # print jobs read from here; "off" for none
 //! ```
 
 use serde::Deserialize;
@@ -42,6 +43,7 @@ struct RawConfig {
     read_limit: Option<toml::Value>,
     cpu_limit_ms: Option<u64>,
     archive_depth: Option<u32>,
+    print_spool: Option<String>,
 }
 
 /// How the agent monitors reads of the customer-data folders of the bulk-read rules.
@@ -76,7 +78,13 @@ pub struct Config {
     pub reads: ReadMonitoring,
     /// How files are read: workers, the slow lane, byte and CPU limits.
     pub reading: crate::workers::Reading,
+    /// The print system's spool folder, whose jobs are read as they are spooled (`None`:
+    /// printing is not watched).
+    pub print_spool: Option<PathBuf>,
 }
+
+/// Where CUPS spools jobs unless `print_spool` says otherwise.
+pub const DEFAULT_PRINT_SPOOL: &str = "/var/spool/cups";
 
 /// Default spool bound: weeks of ordinary activity, small next to any laptop disk.
 pub const DEFAULT_SPOOL_MAX: u64 = 256 * 1024 * 1024;
@@ -168,6 +176,7 @@ impl Config {
             poll_every: Duration::from_secs(30),
             reads: ReadMonitoring::Auto,
             reading: crate::workers::Reading::default(),
+            print_spool: Some(PathBuf::from(DEFAULT_PRINT_SPOOL)),
         }
     }
 
@@ -305,8 +314,20 @@ impl Config {
             fast_cpu: defaults_reading.fast_cpu.min(max_cpu),
             archive_depth,
         };
+        let print_spool = match raw.print_spool.as_deref() {
+            Some("off") => None,
+            Some(p) if Path::new(p).is_absolute() => Some(PathBuf::from(p)),
+            Some(p) => {
+                return Err(invalid(
+                    "print_spool",
+                    format!("`{p}` is not an absolute path (or \"off\")"),
+                ))
+            }
+            None => Some(PathBuf::from(DEFAULT_PRINT_SPOOL)),
+        };
         Ok(Config {
             reading,
+            print_spool,
             data_dir,
             watch,
             policies: raw.policies.map(resolve),
@@ -364,7 +385,7 @@ mod tests {
         check("data_dir = \"~/d\"\nhome = \"/h\"", Ok(("/h/d", 3)));
         check(
             "data_dir = \"/d\"\nwatchh = []",
-            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`, `workers`, `large_file`, `read_limit`, `cpu_limit_ms`, `archive_depth`"),
+            Err("/etc/hf/agent.toml:2:1: unknown field `watchh`, expected one of `data_dir`, `watch`, `policies`, `settle_ms`, `home`, `spool_max`, `heartbeat_ms`, `poll`, `poll_ms`, `reads`, `workers`, `large_file`, `read_limit`, `cpu_limit_ms`, `archive_depth`, `print_spool`"),
         );
         check(
             "data_dir = \"/d\"\nsettle_ms = 1",
@@ -402,6 +423,20 @@ mod tests {
                 fast_cpu: Duration::from_millis(500),
                 archive_depth: 5,
             }
+        );
+        // Print jobs: from CUPS's spool unless told otherwise.
+        assert_eq!(
+            parsed("").print_spool,
+            Some(PathBuf::from("/var/spool/cups"))
+        );
+        assert_eq!(
+            parsed("print_spool = \"/srv/cups\"").print_spool,
+            Some(PathBuf::from("/srv/cups"))
+        );
+        assert_eq!(parsed("print_spool = \"off\"").print_spool, None);
+        check(
+            "print_spool = \"spool\"",
+            Err("/etc/hf/agent.toml: print_spool: `spool` is not an absolute path (or \"off\")"),
         );
         check(
             "archive_depth = 0",

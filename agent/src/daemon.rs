@@ -6,7 +6,7 @@ use crate::gap::{Gap, LastRun};
 use crate::health::Health;
 use crate::identity::Identity;
 use crate::mounts::MountTable;
-use crate::pipeline::{finish, is_own, Debouncer, Ready};
+use crate::pipeline::{finish, is_own, Debouncer, Ready, Via};
 use crate::rescan::Rescanner;
 use crate::spool::{Admit, Spool};
 use crate::updates::{Active, LiveEdm, LivePolicies};
@@ -100,7 +100,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
     let started = crate::reads::Reads::start(
         config.reads,
         &active.set,
-        &identity.enrollment.user,
+        (&identity.enrollment.user, config.print_spool.clone()),
         tx.clone(),
         health.clone(),
     )?;
@@ -440,6 +440,9 @@ impl PipelineStage {
         // Descriptors of files that just appeared, so one deleted before it settles can
         // still be read.
         let mut held = crate::pipeline::Held::default();
+        // Print jobs between their spool files and their events.
+        let mut printing = crate::print::Printing::default();
+        let mut spooled: Vec<(Ready, std::fs::File)> = Vec::new();
         // A limit hit while the watches were first set up is news like one hit later:
         // a notice to the collector, and the coverage says so.
         for root in limited.clone() {
@@ -498,7 +501,10 @@ impl PipelineStage {
             // event, so an idle agent does not wake up at all. Dropping the watcher
             // ends the wait.
             let mounts_due = MOUNT_CHECK.saturating_sub(now.saturating_duration_since(last_mounts));
-            let quiet = debouncer.is_empty() && reading.is_empty() && deferred.is_empty();
+            let quiet = debouncer.is_empty()
+                && reading.is_empty()
+                && deferred.is_empty()
+                && printing.is_empty();
             let wait = match (quiet, rescanner.next_wake(now)) {
                 (true, None) => mounts_due,
                 (true, Some(w)) => w.min(mounts_due),
@@ -522,6 +528,9 @@ impl PipelineStage {
                     let mut taken = 0;
                     while let Some(ev) = next {
                         if own_event(&ev, data_dir) {
+                        } else if let WatchEvent::Spooled(s) = ev {
+                            let now = crate::clock::now_ms();
+                            spooled.extend(printing.spooled(s, now));
                         } else if matches!(
                             ev,
                             WatchEvent::Read(_) | WatchEvent::AppRead(_) | WatchEvent::Opened(_)
@@ -596,6 +605,7 @@ impl PipelineStage {
                 .into_iter()
                 .chain(rescanner.take_notices())
                 .chain(reads.take_notices())
+                .chain(printing.take_notices())
                 .chain(read_bodies)
                 .map(|b| (crate::clock::now_ms(), b))
                 .collect();
@@ -606,12 +616,7 @@ impl PipelineStage {
             let mut finished: Vec<(Ready, Option<crate::pipeline::Described>)> = Vec::new();
             // Reads by apps: classified from the descriptor the app opened (else the path).
             for u in reads.take_uploads() {
-                let ready = Ready {
-                    action: holdfast_shared::event::Action::Opened,
-                    path: u.path,
-                    old_path: None,
-                    upload: Some(Box::new(u.by)),
-                };
+                let ready = Ready::via(u.path, crate::pipeline::Via::Upload(u.by));
                 match u.file {
                     Some(file) if !reading.contains(&ready.path) => {
                         let jobs = (&mut pool, &mut reading, &mut deferred);
@@ -619,6 +624,18 @@ impl PipelineStage {
                     }
                     _ => deferred.push(ready),
                 }
+            }
+            // Print jobs' documents: read from the spool's descriptors.
+            if !printing.is_empty() {
+                spooled.extend(printing.named(crate::clock::now_ms()));
+            }
+            for (ready, file) in spooled.drain(..) {
+                submit(
+                    (&mut pool, &mut reading, &mut deferred),
+                    edm,
+                    ready,
+                    Some(file),
+                );
             }
             let work: Vec<Ready> = deferred
                 .drain(..)
@@ -675,6 +692,10 @@ impl PipelineStage {
                 let set = policies.current().set;
                 for d in done {
                     reading.remove(&d.ready.path);
+                    if let Some(Via::Print { job, printed: None }) = d.ready.via.as_deref() {
+                        printing.document(*job, d.read, crate::clock::now_ms());
+                        continue;
+                    }
                     let _span = info_span!("file", path = %d.ready.path.display(), action = d.ready.action.as_str()).entered();
                     if d.ready.action == holdfast_shared::event::Action::Deleted {
                         // Read through the descriptor held since it appeared: a create (with
@@ -705,11 +726,20 @@ impl PipelineStage {
                     finished.push((d.ready, described));
                 }
             }
+            // Print jobs done (or waited for): one event per document of customer records.
+            if !printing.is_empty() {
+                let set = policies.current().set;
+                for (ready, read) in printing.due(crate::clock::now_ms()) {
+                    let d = finish(&ready, read, &set, &mounts, &mut lineage);
+                    finished.push((ready, d));
+                }
+            }
             for (ready, described) in finished {
-                // An upload is news of its own: the file's index entry stays as it is.
-                if ready.upload.is_some() {
+                // An upload, a print job, is news of its own: the file's index entry stays
+                // as it is.
+                if let Some(via) = &ready.via {
                     if let Some(d) = described {
-                        info!(path = %ready.path.display(), app = ready.upload.as_ref().map(|u| u.app.as_str()).unwrap_or(""), "read by an app: an upload");
+                        info!(path = %ready.path.display(), via = ?via, "content leaving: an upload or a print job");
                         batch.push((crate::clock::now_ms(), d.body));
                     }
                     continue;
@@ -838,6 +868,7 @@ fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
         WatchEvent::Opened(p) => is_own(p, data_dir),
         WatchEvent::Read(o) => is_own(Path::new(&o.path), data_dir),
         WatchEvent::AppRead(r) => is_own(Path::new(&r.open.path), data_dir),
+        WatchEvent::Spooled(_) => false,
         WatchEvent::Overflow | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => false,
     }
 }

@@ -18,7 +18,7 @@
 //! subdirectory moves its parent's), so an unchanged tree costs one `stat` per directory. Without the privilege,
 //! [`start`] fails and the agent falls back to inotify's open events (see `daemon`).
 
-use crate::watch::{AppRead, HeldRead, WatchEvent};
+use crate::watch::{AppRead, HeldRead, Spooled, WatchEvent};
 use holdfast_shared::event::Process;
 use holdfast_shared::policy::App;
 use holdfast_shared::reads::Open;
@@ -57,6 +57,8 @@ const FILE_READS: MaskFlags = MaskFlags::FAN_OPEN
     .union(MaskFlags::FAN_CLOSE_WRITE);
 /// Customer files marked for reads, at most (each mark pins its inode in the kernel's cache).
 pub const MAX_FILE_MARKS: usize = 20_000;
+/// What the print spool's mark asks: its files closed after writing.
+const SPOOL: MaskFlags = MaskFlags::FAN_CLOSE_WRITE.union(MaskFlags::FAN_EVENT_ON_CHILD);
 /// What it asks of the new-directory group: directories made or moved in.
 const NEW_DIRS: MaskFlags = MaskFlags::FAN_CREATE
     .union(MaskFlags::FAN_MOVED_TO)
@@ -149,9 +151,11 @@ impl Drop for ReadMonitor {
     }
 }
 
-/// Starts monitoring opens under `folders` (which need not exist yet).
+/// Starts monitoring opens under `folders` (which need not exist yet), and the print jobs
+/// written to `spool` (marked as soon as it exists).
 pub fn start(
     folders: Vec<PathBuf>,
+    spool: Option<PathBuf>,
     tx: SyncSender<WatchEvent>,
     health: crate::health::Health,
 ) -> Result<ReadMonitor, ReadsError> {
@@ -180,6 +184,7 @@ pub fn start(
     let mut m = Monitor::new(fan.clone(), dirs_fan, folders, tx);
     m.apps = apps.clone();
     m.health = health.clone();
+    m.spool = spool.map(|dir| Spool { dir, marked: None });
     let (dropped, marked, unmarked) = (m.dropped.clone(), m.marked.clone(), m.unmarked.clone());
     m.remark();
     let (s, next) = (stop.clone(), next_folders.clone());
@@ -241,6 +246,14 @@ struct Monitor {
     health: crate::health::Health,
     /// Reads of the queue that failed in a row.
     read_errors: u32,
+    /// The print system's spool folder, when print jobs are watched.
+    spool: Option<Spool>,
+}
+
+/// The print spool folder and the directory its mark is on (device, inode).
+struct Spool {
+    dir: PathBuf,
+    marked: Option<(u64, u64)>,
 }
 
 /// What the walks know of one marked directory.
@@ -284,6 +297,7 @@ impl Monitor {
                 .unwrap_or(MAX_MARKS),
             health: crate::health::Health::default(),
             read_errors: 0,
+            spool: None,
         }
     }
 
@@ -382,6 +396,9 @@ impl Monitor {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            if ev.mask().contains(MaskFlags::FAN_CLOSE_WRITE) && self.spooled(fd) == Some(false) {
+                return false;
+            }
             if ev.mask().contains(MaskFlags::FAN_OPEN) {
                 let p = self.process(pid);
                 if p.exe.is_some() {
@@ -456,6 +473,67 @@ impl Monitor {
         true
     }
 
+    /// A file closed after writing: when it lies in the print spool, it goes out as
+    /// [`WatchEvent::Spooled`] with its descriptor. `None` when it is no spool file or was
+    /// sent, `Some(false)` once the agent has stopped listening.
+    fn spooled(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<bool> {
+        let spool = self.spool.as_ref()?;
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        // A document CUPS has deleted by now is still named, with this after it.
+        let path = path.to_str()?.trim_end_matches(" (deleted)");
+        let name = std::path::Path::new(path)
+            .strip_prefix(&spool.dir)
+            .ok()?
+            .to_str()
+            .filter(|n| !n.is_empty() && !n.contains('/'))?
+            .to_string();
+        let Some(file) = fd.try_clone_to_owned().ok().and_then(HeldRead::hold) else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let ev = WatchEvent::Spooled(Spooled {
+            name,
+            file: Arc::new(file),
+        });
+        match self.tx.try_send(ev) {
+            Ok(()) => None,
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(TrySendError::Disconnected(_)) => Some(false),
+        }
+    }
+
+    /// Marks the print spool folder for files closed after writing, when it exists and is
+    /// not marked yet (CUPS installed after the agent started, or the folder made again).
+    fn mark_spool(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(&spool.dir) else {
+            return;
+        };
+        let id = (meta.dev(), meta.ino());
+        if !meta.is_dir() || spool.marked == Some(id) {
+            return;
+        }
+        match self.fan.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_DONT_FOLLOW | MarkFlags::FAN_MARK_ONLYDIR,
+            SPOOL,
+            AT_FDCWD,
+            Some(spool.dir.as_path()),
+        ) {
+            Ok(()) => {
+                tracing::info!(spool = %spool.dir.display(), "print jobs watched");
+                spool.marked = Some(id);
+            }
+            Err(e) => {
+                tracing::warn!(spool = %spool.dir.display(), error = %e, "cannot watch the print spool")
+            }
+        }
+    }
+
     /// Who `pid` is: uid from `/proc/PID/status`, the executable's path, the user's name.
     fn process(&mut self, pid: u32) -> Process {
         let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -489,6 +567,7 @@ impl Monitor {
     /// Marks every directory under the folders not marked yet; returns how many directories
     /// it had to list (the others had not changed since their last listing).
     fn remark(&mut self) -> usize {
+        self.mark_spool();
         self.walks += 1;
         let walk = self.walks;
         let mut listed = 0;
@@ -634,7 +713,7 @@ mod tests {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, "email\nada@example.com\n").unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let m = match start(vec![dir.path().to_path_buf()], tx, Default::default()) {
+        let m = match start(vec![dir.path().to_path_buf()], None, tx, Default::default()) {
             Ok(m) => m,
             Err(e) => {
                 assert!(e.to_string().contains("CAP_SYS_ADMIN"), "{e}");
@@ -709,7 +788,7 @@ mod tests {
     fn reads_in_a_new_folder_arrive_without_waiting_for_the_walk() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let Ok(m) = start(vec![dir.path().to_path_buf()], tx, Default::default()) else {
+        let Ok(m) = start(vec![dir.path().to_path_buf()], None, tx, Default::default()) else {
             return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
         };
         assert_eq!(m.marked.load(Ordering::Relaxed), 1);
@@ -735,7 +814,7 @@ mod tests {
             std::fs::write(d.join("sub/a.csv"), "email\nada@example.com\n").unwrap();
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let Ok(m) = start(vec![old.clone()], tx, Default::default()) else {
+        let Ok(m) = start(vec![old.clone()], None, tx, Default::default()) else {
             return; // not privileged: `reads_arrive_with_their_reader` checks the refusal
         };
         read_with_sh(&old.join("sub/a.csv"), &rx);

@@ -19,6 +19,7 @@ pub mod lineage;
 pub mod mounts;
 pub mod orders;
 pub mod pipeline;
+pub mod print;
 pub mod reads;
 pub mod rescan;
 pub mod safe_fs;

@@ -146,7 +146,7 @@ fn destination(m: &Mount, kind: &str) -> Destination {
         mount: Some(m.mount_point.display().to_string()),
         uuid: disk_name("by-uuid", &m.source),
         device: Some(device),
-        app_kind: None,
+        ..Destination::default()
     }
 }
 

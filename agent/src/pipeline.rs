@@ -21,8 +21,9 @@ pub struct Ready {
     pub action: Action,
     pub path: PathBuf,
     pub old_path: Option<PathBuf>,
-    /// For a read by an app (`Opened`): which app, so the event is an upload through it.
-    pub upload: Option<Box<UploadBy>>,
+    /// For content leaving by a way that is no file change (`Opened`): an upload through an
+    /// app, or a print job.
+    pub via: Option<Box<Via>>,
 }
 
 impl Ready {
@@ -32,9 +33,30 @@ impl Ready {
             action,
             path,
             old_path: None,
-            upload: None,
+            via: None,
         }
     }
+
+    /// Content leaving by `via`, as read at `path`.
+    pub fn via(path: PathBuf, via: Via) -> Ready {
+        Ready {
+            via: Some(Box::new(via)),
+            ..Ready::new(Action::Opened, path)
+        }
+    }
+}
+
+/// How content leaves, when no file change says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Read by an app of the policy's list: an upload through it.
+    Upload(UploadBy),
+    /// A document of print job `job`: read first, then reported with the job (`printed`,
+    /// its destination) once the job is done (see `print`).
+    Print {
+        job: u32,
+        printed: Option<Box<holdfast_shared::event::Destination>>,
+    },
 }
 
 /// The app that read a file: where an upload goes.
@@ -224,7 +246,8 @@ impl Debouncer {
             | WatchEvent::Error(_)
             | WatchEvent::Opened(_)
             | WatchEvent::Read(_)
-            | WatchEvent::AppRead(_) => {}
+            | WatchEvent::AppRead(_)
+            | WatchEvent::Spooled(_) => {}
         }
     }
 
@@ -300,7 +323,7 @@ impl Debouncer {
                     action,
                     path,
                     old_path: p.old_path,
-                    upload: None,
+                    via: None,
                 });
             }
         }
@@ -478,20 +501,33 @@ pub fn finish(
         .old_path
         .as_ref()
         .map(|p| p.to_string_lossy().to_string());
-    // A read by an app goes out through the app, wherever the file lies.
-    let destination = match &ready.upload {
-        Some(u) => Some(holdfast_shared::event::Destination {
-            kind: "upload".into(),
-            name: u.app.clone(),
-            app_kind: Some(u.app_kind.to_string()),
-            ..Default::default()
-        }),
-        None => destination_of(&ready.path, &path, policies, mounts),
+    // A read by an app goes out through the app, a print job to its printer, wherever the
+    // file lies.
+    let (destination, process) = match ready.via.as_deref() {
+        Some(Via::Upload(u)) => (
+            Some(holdfast_shared::event::Destination {
+                kind: "upload".into(),
+                name: u.app.clone(),
+                app_kind: Some(u.app_kind.to_string()),
+                ..Default::default()
+            }),
+            Some(Box::new(u.process.clone())),
+        ),
+        Some(Via::Print { printed, .. }) => (
+            Some(printed.as_deref().cloned().unwrap_or_else(|| {
+                holdfast_shared::event::Destination {
+                    kind: "print".into(),
+                    ..Default::default()
+                }
+            })),
+            None,
+        ),
+        None => (destination_of(&ready.path, &path, policies, mounts), None),
     };
     let mut activity = FileActivity {
         old_path,
         destination: destination.map(Box::new),
-        process: ready.upload.as_ref().map(|u| Box::new(u.process.clone())),
+        process,
         ..FileActivity::new(ready.action, path)
     };
     let mut headers = Vec::new();
@@ -503,11 +539,18 @@ pub fn finish(
         ReadOutcome::Scanned(r) => {
             // A file read only in part has no known hash: no lineage, no content identity.
             if let (true, Some((origin, records))) =
-                (ready.upload.is_some(), lineage.sighting(&r.sha256))
+                (ready.via.is_some(), lineage.sighting(&r.sha256))
             {
-                // Content read again: it links to where it was first seen, even there.
+                // Content read again: it links to where it was first seen, even there. A
+                // print job is named for the file it was printed from.
+                if matches!(ready.via.as_deref(), Some(Via::Print { .. })) {
+                    activity.path.clone_from(&origin.path);
+                }
                 activity.origin = Some(Box::new(origin));
                 origin_records = records;
+                activity.sha256 = Some(r.sha256);
+            } else if r.complete && matches!(ready.via.as_deref(), Some(Via::Print { .. })) {
+                // A print job from content never seen: no place to link later copies to.
                 activity.sha256 = Some(r.sha256);
             } else if r.complete {
                 let link = lineage.link(
@@ -534,11 +577,11 @@ pub fn finish(
         destination: activity.destination.as_ref().map(|d| d.kind.as_str()),
         origin_records,
     });
-    // A read by an app is news only when what it read holds customer records.
+    // A read by an app, a print job, is news only when what it read holds customer records.
     let customer = activity.summary.as_ref().is_some_and(|s| s.records > 0)
         || origin_records > 0
         || !activity.rules.is_empty();
-    if ready.upload.is_some() && !customer {
+    if ready.via.is_some() && !customer {
         return None;
     }
     Some(Described {

@@ -26,6 +26,8 @@ pub struct Reads {
     /// The bulk-read folders of the policy in force.
     folders: Vec<PathBuf>,
     user: String,
+    /// The print spool watched through fanotify, when print jobs are.
+    spool: Option<PathBuf>,
     judge: BulkReads,
     own_reads: HashMap<PathBuf, Instant>,
     /// SHA-256 of executables by (device, inode, mtime), for pinned exclusions.
@@ -125,7 +127,7 @@ impl Reads {
     pub fn start(
         mode: ReadMonitoring,
         set: &PolicySet,
-        user: &str,
+        (user, spool): (&str, Option<PathBuf>),
         tx: SyncSender<WatchEvent>,
         health: crate::health::Health,
     ) -> anyhow::Result<Started> {
@@ -135,7 +137,7 @@ impl Reads {
             ReadMonitoring::Inotify => {
                 Via::Inotify("reads = \"inotify\" in the agent's configuration".to_string())
             }
-            _ => match fanotify(folders.clone(), tx, health) {
+            _ => match fanotify(folders.clone(), spool.clone(), tx, health) {
                 Ok(m) => Via::Fanotify(m),
                 Err(e) if mode == ReadMonitoring::Fanotify => {
                     return Err(anyhow::anyhow!("read monitoring: {e}"))
@@ -152,6 +154,7 @@ impl Reads {
             via,
             folders,
             user: user.to_string(),
+            spool,
             judge: BulkReads::default(),
             own_reads: HashMap::new(),
             exe_hashes: HashMap::new(),
@@ -274,8 +277,13 @@ impl Reads {
             .collect::<Vec<_>>()
             .join(", ");
         let uploads = format!(
-            "uploads: customer files read by the policy's {} app(s)",
-            self.apps
+            "uploads: customer files read by the policy's {} app(s); {}",
+            self.apps,
+            match (&self.spool, &self.via) {
+                (Some(s), Via::Fanotify(_)) => format!("print jobs: read from {}", s.display()),
+                (None, _) => "print jobs: off (print_spool = \"off\")".to_string(),
+                (Some(_), _) => "print jobs: not seen (they need fanotify)".to_string(),
+            }
         );
         match &self.via {
             Via::Off => "off (reads = \"off\" in the agent's configuration)".into(),
@@ -441,15 +449,17 @@ fn mark_file(m: &Fan, _: &std::fs::File) -> Result<bool, String> {
 #[cfg(target_os = "linux")]
 fn fanotify(
     folders: Vec<PathBuf>,
+    spool: Option<PathBuf>,
     tx: SyncSender<WatchEvent>,
     health: crate::health::Health,
 ) -> Result<Fan, crate::fanotify::ReadsError> {
-    crate::fanotify::start(folders, tx, health)
+    crate::fanotify::start(folders, spool, tx, health)
 }
 
 #[cfg(not(target_os = "linux"))]
 fn fanotify(
     _folders: Vec<PathBuf>,
+    _spool: Option<PathBuf>,
     _tx: SyncSender<WatchEvent>,
     _health: crate::health::Health,
 ) -> Result<Fan, String> {

@@ -40,6 +40,18 @@ pub enum WatchEvent {
     /// A file was read by an app of the policy's `[[app]]` list (a browser, a mail client, a
     /// chat app): a possible upload, with the descriptor the app opened when one was free.
     AppRead(AppRead),
+    /// A file in the print system's spool was closed after writing (a print job's document
+    /// or control file), with the kernel's descriptor of it: CUPS deletes a document once
+    /// printed, so it is read from this.
+    Spooled(Spooled),
+}
+
+/// A spool file as read monitoring saw it closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooled {
+    /// Its name in the spool folder (`d00012-001`, `c00012`).
+    pub name: String,
+    pub file: std::sync::Arc<HeldRead>,
 }
 
 /// A read by an app, as read monitoring saw it.

@@ -1,7 +1,7 @@
 //! Each user's risk: one score from 0 to 100 and the signals behind it, over the last 30
 //! days — alerts by severity, export → archive → way-out sequences, volume spikes against the
 //! user's own baseline, bulk reads of customer files, uploads of them through a browser, mail
-//! client or chat app, and a notice given. The CLI (`users
+//! client or chat app, print jobs of them, and a notice given. The CLI (`users
 //! list`), the API (`/api/v1/users`) and the console's Users page all show this one ranking.
 
 use crate::store::{RiskSignals, Store, StoreError, UserRow};
@@ -35,7 +35,7 @@ pub struct UserRisk {
 
 /// The score and its reasons: 25 a critical alert, 10 a high one, 3 a medium one, 1 a low
 /// one; on top, 15 an exfiltration sequence, 10 a volume spike, 10 a bulk read, 10 an upload
-/// through a browser, mail client or chat app; 20 for a
+/// through a browser, mail client or chat app, 10 a print job of customer records; 20 for a
 /// user who has given notice. At most 100.
 pub fn score(s: &RiskSignals, departing: bool) -> (u32, Vec<String>) {
     let a = &s.alerts;
@@ -73,7 +73,16 @@ pub fn score(s: &RiskSignals, departing: bool) -> (u32, Vec<String>) {
             s.uploads
         ),
     );
-    points += 15 * s.sequences + 10 * s.volume_spikes + 10 * s.bulk_reads + 10 * s.uploads;
+    say(
+        20,
+        s.prints,
+        format!("{} print job(s) of customer records", s.prints),
+    );
+    points += 15 * s.sequences
+        + 10 * s.volume_spikes
+        + 10 * s.bulk_reads
+        + 10 * s.uploads
+        + 10 * s.prints;
     if departing {
         points += 20;
         why.push((20, "has given notice (departing)".into()));
@@ -186,6 +195,11 @@ mod tests {
             20,
             "1 upload(s) of customer files (a browser, mail client or chat app)",
         );
+        let prints = RiskSignals {
+            prints: 2,
+            ..alerts(2, 0)
+        };
+        check(prints, false, 40, "2 print job(s) of customer records");
         check(alerts(0, 9), false, 100, "alerts in 30 days: 9 critical");
     }
 }

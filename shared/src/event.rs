@@ -134,11 +134,12 @@ pub struct RuleMatch {
 /// A place data leaves the device by.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
-    /// `removable`, `cloud`, `network`, or `upload` (read by a browser, mail client or chat
-    /// app: the file is on its way out through it).
+    /// `removable`, `cloud`, `network`, `phone`, `upload` (read by a browser, mail client or
+    /// chat app: the file is on its way out through it) or `print` (a print job).
     pub kind: String,
     /// The cloud service (`Dropbox`, `百度网盘`), or the volume's label (`KINGSTON`), or the
-    /// share (`//nas/sales`), or the app (`Chromium`, `Thunderbird`, `企业微信`).
+    /// share (`//nas/sales`), or the app (`Chromium`, `Thunderbird`, `企业微信`), or the
+    /// printer's queue (`office-2f`), or the phone (`SAMSUNG_Android_R58M12345`).
     pub name: String,
     /// For an upload: the kind of app (`browser`, `mail`, `chat`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,15 +153,34 @@ pub struct Destination {
     /// The block device (`8:17`, and its serial number when the kernel knows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// For a print job: the account it came from, as the print system recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// For a print job: the pages printed (so far, when it was reported before it ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<u32>,
 }
 
 impl Destination {
     /// How a file left by it, in words: `onto removable SANDISK`, `uploaded by Chromium
-    /// (browser)`.
+    /// (browser)`, `printed on office-2f by ivy (3 pages)`, `onto phone Pixel_7`.
     pub fn way_out(&self) -> String {
         match (self.kind.as_str(), &self.app_kind) {
             ("upload", Some(app)) => format!("uploaded by {} ({app})", self.name),
             ("upload", None) => format!("uploaded by {}", self.name),
+            ("print", _) => {
+                let by = self
+                    .user
+                    .as_ref()
+                    .map(|u| format!(" by {u}"))
+                    .unwrap_or_default();
+                let pages = match self.pages {
+                    Some(1) => " (1 page)".to_string(),
+                    Some(n) => format!(" ({n} pages)"),
+                    None => String::new(),
+                };
+                format!("printed on {}{by}{pages}", self.name)
+            }
             _ => format!("onto {} {}", self.kind, self.name),
         }
     }
@@ -509,5 +529,44 @@ mod tests {
             ..a.clone()
         };
         assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn a_way_out_says_where_in_words() {
+        let d = |kind: &str, name: &str| Destination {
+            kind: kind.into(),
+            name: name.into(),
+            ..Destination::default()
+        };
+        let cases = [
+            (d("removable", "SANDISK"), "onto removable SANDISK"),
+            (d("phone", "Pixel_7"), "onto phone Pixel_7"),
+            (
+                Destination {
+                    app_kind: Some("browser".into()),
+                    ..d("upload", "Chromium")
+                },
+                "uploaded by Chromium (browser)",
+            ),
+            (d("print", "pdf"), "printed on pdf"),
+            (
+                Destination {
+                    user: Some("ivy".into()),
+                    pages: Some(3),
+                    ..d("print", "office-2f")
+                },
+                "printed on office-2f by ivy (3 pages)",
+            ),
+            (
+                Destination {
+                    pages: Some(1),
+                    ..d("print", "pdf")
+                },
+                "printed on pdf (1 page)",
+            ),
+        ];
+        for (dest, want) in cases {
+            assert_eq!(dest.way_out(), want);
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod ident;
 pub mod order;
 pub mod policy;
+pub mod print;
 pub mod reads;
 pub mod session;
 pub mod signed;

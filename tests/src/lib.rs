@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod corpus;
 pub mod crm;
+pub mod cups;
 pub mod hook;
 pub mod http;
 pub mod shapes;
@@ -135,7 +136,17 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// Polls `f` every 100 ms until it returns `Some` or `deadline` passes.
-pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(what, deadline, f, String::new)
+}
+
+/// [`wait_for`], with `why()` (a daemon's log, say) in the message when it times out.
+pub fn wait_for_or<T>(
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    why: impl Fn() -> String,
+) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = f() {
@@ -143,7 +154,8 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
         }
         assert!(
             Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
+            "timed out after {deadline:?} waiting for {what}\n{}",
+            why()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -121,6 +121,8 @@ pub struct RiskSignals {
     pub bulk_reads: u64,
     /// Customer files read by a browser, mail client or chat app (rules matched).
     pub uploads: u64,
+    /// Print jobs of customer records (rules matched).
+    pub prints: u64,
 }
 
 /// Alerts by severity.
@@ -612,26 +614,27 @@ impl Store {
                 s.volume_max = s.volume_max.max(records);
             }
         }
-        // Opens that matched a rule: an upload when an app took the file out, else a bulk read.
+        // Opens that matched a rule: an upload when an app took the file out, a print job,
+        // else a bulk read.
         let mut st = self.conn.prepare(
-            "SELECT user, COALESCE(json_extract(destination, '$.kind') = 'upload', 0), COUNT(*)
+            "SELECT user, COALESCE(json_extract(destination, '$.kind'), ''), COUNT(*)
              FROM events WHERE action = 'opened' AND rules != '[]' AND corrected_ms >= ?1
              GROUP BY 1, 2",
         )?;
         let rows = st.query_map([since_ms], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
+                r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?.max(0) as u64,
             ))
         })?;
         for row in rows {
-            let (user, upload, n) = row?;
+            let (user, kind, n) = row?;
             let s = out.entry(user).or_default();
-            if upload {
-                s.uploads = n;
-            } else {
-                s.bulk_reads = n;
+            match kind.as_str() {
+                "upload" => s.uploads += n,
+                "print" => s.prints += n,
+                _ => s.bulk_reads += n,
             }
         }
         Ok(out)

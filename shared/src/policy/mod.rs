@@ -62,6 +62,7 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "uploads.toml",
         include_str!("../../../policies/uploads.toml"),
     ),
+    ("print.toml", include_str!("../../../policies/print.toml")),
 ];
 
 /// One validated rule.

@@ -113,7 +113,7 @@ struct RawCloud {
 }
 
 /// Where a rule can require a file to be.
-pub const DESTINATIONS: &[&str] = &["removable", "cloud", "network", "upload"];
+pub const DESTINATIONS: &[&str] = &["removable", "cloud", "network", "upload", "print", "phone"];
 
 /// `[offboard]`: what a device does when its user is offboarded.
 #[derive(Deserialize)]

@@ -483,7 +483,7 @@ fn destinations_and_cloud_folders() {
     let err = PolicySet::compile(&[("p.toml", bad)], "/h")
         .unwrap_err()
         .to_string();
-    assert_eq!(err, "p.toml:4:17: rule[0].destinations: unknown destination `usb`, expected one of: removable, cloud, network, upload");
+    assert_eq!(err, "p.toml:4:17: rule[0].destinations: unknown destination `usb`, expected one of: removable, cloud, network, upload, print, phone");
     let bad = "[[cloud]]\nname = \"x\"\nfolders = [\"~\"]\n";
     let err = PolicySet::compile(&[("p.toml", bad)], "/h")
         .unwrap_err()
