@@ -104,6 +104,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
         tx.clone(),
         health.clone(),
     )?;
+    let phone_tx = tx.clone();
     let watcher = watch::start(&roots, tx, started.opens)?;
     let reads = started.reads;
     spool.set_meta("reads", &reads.status)?;
@@ -166,6 +167,7 @@ pub fn start(config: Config) -> anyhow::Result<Daemon> {
             last_run,
             started_ms,
             watching,
+            phone_tx,
             health: health.clone(),
         };
         drop(spool);
@@ -281,6 +283,8 @@ struct PipelineStage {
     started_ms: UnixMs,
     /// When the watch began: what a first look finds changed since is news.
     watching: crate::tree::ChangeClock,
+    /// Where the phones' watchers send the files written on them.
+    phone_tx: std::sync::mpsc::SyncSender<WatchEvent>,
     health: Health,
 }
 
@@ -361,6 +365,7 @@ impl PipelineStage {
             last_run,
             started_ms,
             watching,
+            phone_tx,
             health,
         } = self;
         let spool = Spool::writer(spool_file, *spool_max, user)
@@ -470,6 +475,10 @@ impl PipelineStage {
                       added: &[(std::path::PathBuf, holdfast_shared::event::Destination)],
                       since: crate::tree::ChangeClock| {
             for (mp, d) in added {
+                // A phone is its own user's FUSE mount: its watcher (`phones`) sees it.
+                if d.kind == "phone" {
+                    continue;
+                }
                 let polled = d.kind == "network";
                 info!(mount = %mp.display(), kind = %d.kind, name = %d.name, "new place data can leave by: now covered");
                 for ev in rescanner.add_root(mp.clone(), polled, since) {
@@ -481,6 +490,12 @@ impl PipelineStage {
             }
         };
         follow(&mut rescanner, &mut debouncer, mounts.known(), *watching);
+        // Phones, watched by watchers of their own; the files written on them.
+        #[cfg(target_os = "linux")]
+        let mut phones = crate::phones::Phones::default();
+        #[cfg(target_os = "linux")]
+        phones.follow(&mounts, watching.ns(), phone_tx);
+        let mut phone_files: Vec<(std::path::PathBuf, Option<std::fs::File>)> = Vec::new();
         let mut coverage = String::new();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -504,7 +519,8 @@ impl PipelineStage {
             let quiet = debouncer.is_empty()
                 && reading.is_empty()
                 && deferred.is_empty()
-                && printing.is_empty();
+                && printing.is_empty()
+                && phone_files.is_empty();
             let wait = match (quiet, rescanner.next_wake(now)) {
                 (true, None) => mounts_due,
                 (true, Some(w)) => w.min(mounts_due),
@@ -528,6 +544,8 @@ impl PipelineStage {
                     let mut taken = 0;
                     while let Some(ev) = next {
                         if own_event(&ev, data_dir) {
+                        } else if let WatchEvent::Phone(p) = ev {
+                            phone_files.push((p.path, p.file.file()));
                         } else if let WatchEvent::Spooled(s) = ev {
                             let now = crate::clock::now_ms();
                             spooled.extend(printing.spooled(s, now));
@@ -561,6 +579,8 @@ impl PipelineStage {
                 mounts_seen = looked;
                 let changes = mounts.refresh();
                 follow(&mut rescanner, &mut debouncer, &changes.added, since);
+                #[cfg(target_os = "linux")]
+                phones.follow(&mounts, since.ns(), phone_tx);
                 for mp in &changes.removed {
                     info!(mount = %mp.display(), "unmounted");
                     rescanner.remove_root(mp);
@@ -606,6 +626,10 @@ impl PipelineStage {
                 .chain(rescanner.take_notices())
                 .chain(reads.take_notices())
                 .chain(printing.take_notices())
+                .chain(phone_notices(
+                    #[cfg(target_os = "linux")]
+                    &mut phones,
+                ))
                 .chain(read_bodies)
                 .map(|b| (crate::clock::now_ms(), b))
                 .collect();
@@ -637,6 +661,21 @@ impl PipelineStage {
                     Some(file),
                 );
             }
+            // Files written on phones: read from their watchers' descriptors (a file still
+            // being read from an earlier write waits its turn).
+            phone_files.retain_mut(|(path, file)| {
+                if reading.contains(path.as_path()) {
+                    return true;
+                }
+                let ready = Ready::new(holdfast_shared::event::Action::Created, path.clone());
+                submit(
+                    (&mut pool, &mut reading, &mut deferred),
+                    edm,
+                    ready,
+                    file.take(),
+                );
+                false
+            });
             let work: Vec<Ready> = deferred
                 .drain(..)
                 .chain(debouncer.due(Instant::now()))
@@ -856,6 +895,14 @@ fn submit(
     }
 }
 
+/// Notices about phones that could not be watched.
+fn phone_notices(#[cfg(target_os = "linux")] phones: &mut crate::phones::Phones) -> Vec<EventBody> {
+    #[cfg(target_os = "linux")]
+    return phones.take_notices();
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
 fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
     match ev {
         WatchEvent::Created(p)
@@ -868,7 +915,7 @@ fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
         WatchEvent::Opened(p) => is_own(p, data_dir),
         WatchEvent::Read(o) => is_own(Path::new(&o.path), data_dir),
         WatchEvent::AppRead(r) => is_own(Path::new(&r.open.path), data_dir),
-        WatchEvent::Spooled(_) => false,
+        WatchEvent::Spooled(_) | WatchEvent::Phone(_) => false,
         WatchEvent::Overflow | WatchEvent::LimitReached(_) | WatchEvent::Error(_) => false,
     }
 }

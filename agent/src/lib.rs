@@ -18,6 +18,8 @@ pub mod identity;
 pub mod lineage;
 pub mod mounts;
 pub mod orders;
+#[cfg(target_os = "linux")]
+pub mod phones;
 pub mod pipeline;
 pub mod print;
 pub mod reads;

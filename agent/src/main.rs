@@ -73,6 +73,16 @@ enum Command {
         #[arg(long)]
         edm: Option<PathBuf>,
     },
+    /// (Started by the agent, as a phone mount's owner.) Watch the phone at --mount and pass
+    /// each file written there to the agent over standard input.
+    #[command(hide = true)]
+    PhoneWatch {
+        #[arg(long)]
+        mount: PathBuf,
+        /// Files changed at or after this time (realtime nanoseconds) are passed at start.
+        #[arg(long, allow_hyphen_values = true)]
+        since_ns: i64,
+    },
     /// Show enrollment, spool backlog and the last uplink error.
     Status {
         #[arg(long, conflicts_with = "data_dir")]
@@ -179,6 +189,13 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             json,
         } => status(&config_for(config.as_deref(), data_dir)?, json),
+        #[cfg(target_os = "linux")]
+        Command::PhoneWatch { mount, since_ns } => {
+            holdfast_agent::phones::watch_as_owner(&mount, since_ns)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Command::PhoneWatch { .. } => anyhow::bail!("phone-watch: only on Linux"),
     }
 }
 

@@ -23,6 +23,18 @@ const NETWORK: &[&str] = &[
 const REMOVABLE_FS: &[&str] = &[
     "vfat", "exfat", "ntfs", "ntfs3", "fuseblk", "iso9660", "udf", "hfsplus", "msdos",
 ];
+/// FUSE file systems that are a phone: MTP (Android) and PTP cameras, iPhones (ifuse).
+const PHONE_FS: &[&str] = &[
+    "jmtpfs",
+    "simple-mtpfs",
+    "go-mtpfs",
+    "aft-mtp-mount",
+    "android-file-transfer",
+    "mtpfs",
+    "ifuse",
+];
+/// How gvfs names a phone's mount: `mtp:host=SAMSUNG_Android_R58M12345`.
+const PHONE_PREFIXES: &[&str] = &["mtp:host=", "gphoto2:host=", "afc:host="];
 /// Where desktops mount removable media.
 const MEDIA_DIRS: &[&str] = &["/media/", "/run/media/", "/mnt/usb", "/Volumes/"];
 
@@ -35,6 +47,8 @@ pub struct Mount {
     pub fstype: String,
     /// The mount source (`/dev/sdb1`, `//nas/sales`, `tmpfs`).
     pub source: String,
+    /// For a FUSE mount: the user and group it belongs to (`user_id=`, `group_id=`).
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -69,21 +83,34 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             if l.len() < 5 || r.len() < 2 {
                 return None;
             }
+            let option = |name: &str| {
+                r.get(2)?
+                    .split(',')
+                    .find_map(|o| o.strip_prefix(name)?.parse::<u32>().ok())
+            };
+            let owner = match (option("user_id="), option("group_id=")) {
+                (Some(u), Some(g)) if r[0] == "fuse" || r[0].starts_with("fuse.") => Some((u, g)),
+                _ => None,
+            };
             Some(Mount {
                 device: l[2].to_string(),
                 mount_point: PathBuf::from(unescape(l[4])),
                 fstype: r[0].to_string(),
                 source: unescape(r[1]),
+                owner,
             })
         })
         .collect()
 }
 
-/// What kind of place a mount is: `removable`, `network`, or neither. `sys_removable` is the
-/// kernel's removable flag for the device, when known.
+/// What kind of place a mount is: `removable`, `network`, `phone`, or neither.
+/// `sys_removable` is the kernel's removable flag for the device, when known.
 pub fn kind_of(m: &Mount, sys_removable: Option<bool>) -> Option<&'static str> {
     if NETWORK.contains(&m.fstype.as_str()) {
         return Some("network");
+    }
+    if phone_name(m).is_some() {
+        return Some("phone");
     }
     let mp = m.mount_point.to_string_lossy();
     let in_media = MEDIA_DIRS.iter().any(|d| mp.starts_with(d));
@@ -92,6 +119,24 @@ pub fn kind_of(m: &Mount, sys_removable: Option<bool>) -> Option<&'static str> {
         return Some("removable");
     }
     None
+}
+
+/// The phone a FUSE mount is, by name: a mount named as gvfs names phones
+/// (`mtp:host=Google_Pixel_7_1A2B3C` → `Google_Pixel_7_1A2B3C`), or one made by a phone's
+/// FUSE program (`fuse.jmtpfs`, or `fuse` with the program as the source), named for its
+/// folder.
+pub fn phone_name(m: &Mount) -> Option<String> {
+    let fuse = m.fstype == "fuse" || m.fstype.starts_with("fuse.");
+    if !fuse {
+        return None;
+    }
+    let folder = m.mount_point.file_name()?.to_string_lossy().into_owned();
+    if let Some(name) = PHONE_PREFIXES.iter().find_map(|p| folder.strip_prefix(p)) {
+        return Some(name.to_string());
+    }
+    let program = m.fstype.strip_prefix("fuse.").unwrap_or(&m.source);
+    let program = program.rsplit('/').next().unwrap_or(program);
+    PHONE_FS.contains(&program).then_some(folder)
 }
 
 /// The kernel's removable flag for a `major:minor` device (a partition asks its disk).
@@ -129,6 +174,7 @@ fn destination(m: &Mount, kind: &str) -> Destination {
     let label = disk_name("by-label", &m.source);
     let name = match kind {
         "network" => m.source.clone(),
+        "phone" => phone_name(m).unwrap_or_default(),
         _ => label.clone().unwrap_or_else(|| {
             m.mount_point
                 .file_name()
@@ -154,6 +200,8 @@ fn destination(m: &Mount, kind: &str) -> Destination {
 #[derive(Debug, Default)]
 pub struct MountTable {
     known: Vec<(PathBuf, Destination)>,
+    /// FUSE mounts' owners, by mount point.
+    owners: std::collections::HashMap<PathBuf, (u32, u32)>,
 }
 
 /// What changed in the mount table.
@@ -176,7 +224,12 @@ impl MountTable {
         let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
             return Changes::default();
         };
-        let now: Vec<(PathBuf, Destination)> = parse_mountinfo(&text)
+        let all = parse_mountinfo(&text);
+        self.owners = all
+            .iter()
+            .filter_map(|m| Some((m.mount_point.clone(), m.owner?)))
+            .collect();
+        let now: Vec<(PathBuf, Destination)> = all
             .into_iter()
             .filter_map(|m| {
                 let kind = kind_of(&m, sys_removable(&m.device))?;
@@ -212,6 +265,11 @@ impl MountTable {
         &self.known
     }
 
+    /// The user and group a FUSE mount belongs to (a phone's, say).
+    pub fn owner(&self, mount_point: &Path) -> Option<(u32, u32)> {
+        self.owners.get(mount_point).copied()
+    }
+
     /// The destination of `path`: the innermost special mount holding it.
     pub fn destination_of(&self, path: &Path) -> Option<Destination> {
         self.known
@@ -233,6 +291,11 @@ mod tests {
 92 22 0:56 / /home/ana/remote rw shared:52 - fuse.sshfs ana@box:/srv rw
 93 22 8:1 / /boot/efi rw shared:53 - vfat /dev/sda1 rw
 94 22 0:57 / /tmp/x rw shared:54 - tmpfs tmpfs rw
+95 22 0:58 / /run/user/1000/gvfs/mtp:host=Google_Pixel_7_1A2B3C rw - fuse /home/ana/src rw,user_id=1000,group_id=1000
+96 22 0:59 / /home/ana/phone rw - fuse.jmtpfs jmtpfs rw,nosuid,user_id=1000,group_id=1001
+97 22 0:60 / /mnt/iphone rw - fuse ifuse rw,user_id=501,group_id=20
+98 22 0:61 / /home/ana/bind rw - fuse.bindfs /srv rw,user_id=1000,group_id=1000
+99 22 0:62 / /tmp/mtp:host=X rw - tmpfs tmpfs rw
 garbage line
 ";
 
@@ -247,7 +310,7 @@ garbage line
     #[test]
     fn mounts_are_parsed_and_classified() {
         let all = parse_mountinfo(INFO);
-        assert_eq!(all.len(), 7, "the garbage line is skipped");
+        assert_eq!(all.len(), 12, "the garbage line is skipped");
         assert_eq!(all[2].mount_point, Path::new("/media/ana/KINGSTON USB"));
         assert_eq!(
             (all[2].device.as_str(), all[2].source.as_str()),
@@ -261,6 +324,35 @@ garbage line
         check("/boot/efi", Some(false), None);
         check("/tmp/x", None, None);
         check("/tmp/x", Some(true), Some("removable"));
+        // Phones: named as gvfs names them, or mounted by a phone's FUSE program; another
+        // FUSE mount, or a non-FUSE folder with a phone's name, is none.
+        let phone = "/run/user/1000/gvfs/mtp:host=Google_Pixel_7_1A2B3C";
+        check(phone, None, Some("phone"));
+        check("/home/ana/phone", None, Some("phone"));
+        check("/mnt/iphone", None, Some("phone"));
+        check("/home/ana/bind", None, None);
+        check("/tmp/mtp:host=X", None, None);
+        let named = |mp: &str| {
+            let m = all.iter().find(|m| m.mount_point == Path::new(mp)).unwrap();
+            (phone_name(m), m.owner)
+        };
+        assert_eq!(
+            named(phone),
+            (Some("Google_Pixel_7_1A2B3C".into()), Some((1000, 1000)))
+        );
+        assert_eq!(
+            named("/home/ana/phone"),
+            (Some("phone".into()), Some((1000, 1001)))
+        );
+        assert_eq!(
+            named("/mnt/iphone"),
+            (Some("iphone".into()), Some((501, 20)))
+        );
+        assert_eq!(
+            named("/tmp/x"),
+            (None, None),
+            "only FUSE mounts have an owner"
+        );
     }
 
     #[test]
@@ -275,6 +367,7 @@ garbage line
                 (PathBuf::from("/media/a"), d("outer")),
                 (PathBuf::from("/media/a/b"), d("inner")),
             ],
+            owners: Default::default(),
         };
         assert_eq!(
             t.destination_of(Path::new("/media/a/b/x.csv"))

@@ -247,7 +247,8 @@ impl Debouncer {
             | WatchEvent::Opened(_)
             | WatchEvent::Read(_)
             | WatchEvent::AppRead(_)
-            | WatchEvent::Spooled(_) => {}
+            | WatchEvent::Spooled(_)
+            | WatchEvent::Phone(_) => {}
         }
     }
 

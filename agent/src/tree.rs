@@ -66,6 +66,11 @@ impl Stamp {
 pub struct ChangeClock(i64);
 
 impl ChangeClock {
+    /// Nanoseconds since the epoch.
+    pub fn ns(self) -> i64 {
+        self.0
+    }
+
     /// Now on the kernel's coarse wall clock: it lags the fine clock by up to a tick, as the
     /// file times do, so a change after this call never carries an earlier time.
     pub fn now() -> ChangeClock {

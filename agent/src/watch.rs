@@ -44,6 +44,17 @@ pub enum WatchEvent {
     /// or control file), with the kernel's descriptor of it: CUPS deletes a document once
     /// printed, so it is read from this.
     Spooled(Spooled),
+    /// A file written on a phone, passed on by the phone's watcher (see `phones`) with a
+    /// descriptor it opened as the phone mount's owner.
+    Phone(PhoneFile),
+}
+
+/// A file written on a phone, as its watcher passed it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneFile {
+    /// Where it is: the mount point joined with the name the watcher gave.
+    pub path: PathBuf,
+    pub file: std::sync::Arc<HeldRead>,
 }
 
 /// A spool file as read monitoring saw it closed.

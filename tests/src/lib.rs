@@ -135,6 +135,27 @@ pub fn free_tcp_port() -> u16 {
     s.local_addr().expect("local addr").port()
 }
 
+/// `nobody`: the unprivileged user at the laptop in scenarios that need one with a name.
+pub const NOBODY: u32 = 65534;
+
+/// Runs `cmd` as [`NOBODY`] and returns its standard output; panics when it fails, with its
+/// standard error and `why()` (a daemon's log, say).
+pub fn run_as_nobody(mut cmd: Command, why: impl Fn() -> String) -> String {
+    use std::os::unix::process::CommandExt;
+    let out = cmd
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        why()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Polls `f` every 100 ms until it returns `Some` or `deadline` passes.
 pub fn wait_for<T>(what: &str, deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
     wait_for_or(what, deadline, f, String::new)

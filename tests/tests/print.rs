@@ -6,34 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_tests::cups::Cups;
-use holdfast_tests::{corpus, root_or_skip, wait_for, wait_for_or};
+use holdfast_tests::{corpus, root_or_skip, run_as_nobody, wait_for, wait_for_or};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(90);
-/// `nobody`: the user at the laptop, who prints.
-const NOBODY: u32 = 65534;
 
 /// Prints `file` on `queue` as `nobody`, and returns the request id `lp` printed.
 fn lp_as_nobody(cups: &Cups, queue: &str, file: &Path) -> String {
-    let out = cups
-        .client("lp")
-        .args(["-d", queue])
-        .arg(file)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lp {}: {}\n{}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr),
-        cups.log()
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let mut lp = cups.client("lp");
+    lp.args(["-d", queue]).arg(file);
+    run_as_nobody(lp, || cups.log())
 }
 
 #[test]
