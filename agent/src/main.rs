@@ -82,6 +82,9 @@ enum Command {
         /// Files changed at or after this time (realtime nanoseconds) are passed at start.
         #[arg(long, allow_hyphen_values = true)]
         since_ns: i64,
+        /// The mount is gvfs's own: only its phones' folders are watched.
+        #[arg(long)]
+        gvfs: bool,
     },
     /// Show enrollment, spool backlog and the last uplink error.
     Status {
@@ -190,8 +193,16 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             json,
         } => status(&config_for(config.as_deref(), data_dir)?, json),
         #[cfg(target_os = "linux")]
-        Command::PhoneWatch { mount, since_ns } => {
-            holdfast_agent::phones::watch_as_owner(&mount, since_ns)?;
+        Command::PhoneWatch {
+            mount,
+            since_ns,
+            gvfs,
+        } => {
+            let layout = match gvfs {
+                true => holdfast_agent::phones::Layout::Gvfs,
+                false => holdfast_agent::phones::Layout::Phone,
+            };
+            holdfast_agent::phones::watch_as_owner(&mount, since_ns, layout)?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(not(target_os = "linux"))]

@@ -34,7 +34,15 @@ const PHONE_FS: &[&str] = &[
     "ifuse",
 ];
 /// How gvfs names a phone's mount: `mtp:host=SAMSUNG_Android_R58M12345`.
-const PHONE_PREFIXES: &[&str] = &["mtp:host=", "gphoto2:host=", "afc:host="];
+pub const PHONE_PREFIXES: &[&str] = &["mtp:host=", "gphoto2:host=", "afc:host="];
+/// gvfs's one FUSE mount per user (`/run/user/UID/gvfs`): its phones are the folders in it
+/// named with a [`PHONE_PREFIXES`] prefix.
+const GVFS: &str = "fuse.gvfsd-fuse";
+
+/// The phone a folder in gvfs's mount is, by its name.
+pub fn gvfs_phone(folder: &str) -> Option<&str> {
+    PHONE_PREFIXES.iter().find_map(|p| folder.strip_prefix(p))
+}
 /// Where desktops mount removable media.
 const MEDIA_DIRS: &[&str] = &["/media/", "/run/media/", "/mnt/usb", "/Volumes/"];
 
@@ -109,7 +117,7 @@ pub fn kind_of(m: &Mount, sys_removable: Option<bool>) -> Option<&'static str> {
     if NETWORK.contains(&m.fstype.as_str()) {
         return Some("network");
     }
-    if phone_name(m).is_some() {
+    if phone_name(m).is_some() || m.fstype == GVFS {
         return Some("phone");
     }
     let mp = m.mount_point.to_string_lossy();
@@ -131,7 +139,7 @@ pub fn phone_name(m: &Mount) -> Option<String> {
         return None;
     }
     let folder = m.mount_point.file_name()?.to_string_lossy().into_owned();
-    if let Some(name) = PHONE_PREFIXES.iter().find_map(|p| folder.strip_prefix(p)) {
+    if let Some(name) = gvfs_phone(&folder) {
         return Some(name.to_string());
     }
     let program = m.fstype.strip_prefix("fuse.").unwrap_or(&m.source);
@@ -174,6 +182,7 @@ fn destination(m: &Mount, kind: &str) -> Destination {
     let label = disk_name("by-label", &m.source);
     let name = match kind {
         "network" => m.source.clone(),
+        // gvfs's own mount: named for each phone in it (see `destination_of`).
         "phone" => phone_name(m).unwrap_or_default(),
         _ => label.clone().unwrap_or_else(|| {
             m.mount_point
@@ -270,13 +279,31 @@ impl MountTable {
         self.owners.get(mount_point).copied()
     }
 
-    /// The destination of `path`: the innermost special mount holding it.
+    /// The destination of `path`: the innermost special mount holding it. In gvfs's mount,
+    /// the phone whose folder holds it (and nothing outside a phone's folder).
     pub fn destination_of(&self, path: &Path) -> Option<Destination> {
-        self.known
+        let (mp, d) = self
+            .known
             .iter()
             .filter(|(mp, _)| path.starts_with(mp))
-            .max_by_key(|(mp, _)| mp.as_os_str().len())
-            .map(|(_, d)| d.clone())
+            .max_by_key(|(mp, _)| mp.as_os_str().len())?;
+        if d.kind == "phone" && d.name.is_empty() {
+            let folder = path.strip_prefix(mp).ok()?.components().next()?;
+            let folder = folder.as_os_str().to_str()?;
+            return Some(Destination {
+                name: gvfs_phone(folder)?.to_string(),
+                mount: Some(mp.join(folder).display().to_string()),
+                ..d.clone()
+            });
+        }
+        Some(d.clone())
+    }
+
+    /// Whether the phone mount at `mount_point` is gvfs's (phones are folders in it).
+    pub fn is_gvfs(&self, mount_point: &Path) -> bool {
+        self.known
+            .iter()
+            .any(|(mp, d)| mp == mount_point && d.kind == "phone" && d.name.is_empty())
     }
 }
 
@@ -296,6 +323,7 @@ mod tests {
 97 22 0:60 / /mnt/iphone rw - fuse ifuse rw,user_id=501,group_id=20
 98 22 0:61 / /home/ana/bind rw - fuse.bindfs /srv rw,user_id=1000,group_id=1000
 99 22 0:62 / /tmp/mtp:host=X rw - tmpfs tmpfs rw
+100 22 0:63 / /run/user/1000/gvfs rw - fuse.gvfsd-fuse gvfsd-fuse rw,user_id=1000,group_id=1000
 garbage line
 ";
 
@@ -310,7 +338,7 @@ garbage line
     #[test]
     fn mounts_are_parsed_and_classified() {
         let all = parse_mountinfo(INFO);
-        assert_eq!(all.len(), 12, "the garbage line is skipped");
+        assert_eq!(all.len(), 13, "the garbage line is skipped");
         assert_eq!(all[2].mount_point, Path::new("/media/ana/KINGSTON USB"));
         assert_eq!(
             (all[2].device.as_str(), all[2].source.as_str()),
@@ -332,6 +360,7 @@ garbage line
         check("/mnt/iphone", None, Some("phone"));
         check("/home/ana/bind", None, None);
         check("/tmp/mtp:host=X", None, None);
+        check("/run/user/1000/gvfs", None, Some("phone"));
         let named = |mp: &str| {
             let m = all.iter().find(|m| m.mount_point == Path::new(mp)).unwrap();
             (phone_name(m), m.owner)
@@ -380,5 +409,32 @@ garbage line
             "outer"
         );
         assert!(t.destination_of(Path::new("/media/ab/x.csv")).is_none());
+        // gvfs's mount: each phone is a folder in it.
+        let gvfs = PathBuf::from("/run/user/1000/gvfs");
+        let t = MountTable {
+            known: vec![(
+                gvfs.clone(),
+                Destination {
+                    kind: "phone".into(),
+                    ..Destination::default()
+                },
+            )],
+            owners: Default::default(),
+        };
+        assert!(t.is_gvfs(&gvfs));
+        let d = t
+            .destination_of(&gvfs.join("mtp:host=SAMSUNG_R58M/Internal storage/x.csv"))
+            .unwrap();
+        assert_eq!(
+            (d.kind.as_str(), d.name.as_str()),
+            ("phone", "SAMSUNG_R58M")
+        );
+        assert_eq!(
+            d.mount.as_deref(),
+            Some("/run/user/1000/gvfs/mtp:host=SAMSUNG_R58M")
+        );
+        assert!(t
+            .destination_of(&gvfs.join("smb-share:server=nas/x.csv"))
+            .is_none());
     }
 }

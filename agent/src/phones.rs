@@ -36,6 +36,8 @@ const MAX_MESSAGE: usize = 8192;
 const MAX_DIRS: usize = 10_000;
 /// How deep a watcher goes into a phone's folders.
 const MAX_DEPTH: usize = 32;
+/// How often a watcher of gvfs's mount looks for phones plugged in.
+const GVFS_RELIST: Duration = Duration::from_secs(1);
 
 struct Watcher {
     child: Child,
@@ -91,7 +93,8 @@ impl Phones {
             let Some((uid, gid)) = mounts.owner(&mp) else {
                 continue;
             };
-            match start(&mp, (uid, gid), since_ns, tx.clone()) {
+            let gvfs = mounts.is_gvfs(&mp);
+            match start(&mp, (uid, gid, gvfs), since_ns, tx.clone()) {
                 Ok(w) => {
                     tracing::info!(phone = %mp.display(), uid, "watching a phone");
                     self.watchers.insert(mp, w);
@@ -130,7 +133,7 @@ impl Drop for Phones {
 /// passes on into [`WatchEvent::Phone`]s.
 fn start(
     mount: &Path,
-    (uid, gid): (u32, u32),
+    (uid, gid, gvfs): (u32, u32, bool),
     since_ns: i64,
     tx: SyncSender<WatchEvent>,
 ) -> std::io::Result<Watcher> {
@@ -150,6 +153,7 @@ fn start(
         .arg(mount)
         .arg("--since-ns")
         .arg(since_ns.to_string())
+        .args(gvfs.then_some("--gvfs"))
         .env_clear()
         .env("RUST_LOG", "warn")
         .current_dir("/")
@@ -253,9 +257,21 @@ fn receive_one(socket: &OwnedFd) -> Option<(String, OwnedFd)> {
     }
 }
 
+/// What a phone mount holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One phone (jmtpfs, ifuse, a mount named as gvfs names phones).
+    Phone,
+    /// gvfs's own mount: phones are the folders named as phones at its top.
+    Gvfs,
+}
+
 /// `holdfast-agent phone-watch`: runs as the phone mount's owner, with the socket to the
-/// agent as standard input; returns when the agent or the mount is gone.
-pub fn watch_as_owner(mount: &Path, since_ns: i64) -> anyhow::Result<()> {
+/// agent as standard input; returns when the agent or the mount is gone. With `gvfs`, the
+/// mount is gvfs's own: only its phones' folders are watched, and a phone's folder that
+/// appears (a phone plugged in) holds nothing new until something is written to it.
+pub fn watch_as_owner(mount: &Path, since_ns: i64, layout: Layout) -> anyhow::Result<()> {
+    let gvfs = layout == Layout::Gvfs;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     // Standard input is the socket the agent gave this process.
@@ -274,9 +290,17 @@ pub fn watch_as_owner(mount: &Path, since_ns: i64) -> anyhow::Result<()> {
         dirs: &mut dirs,
         socket,
         mount,
+        gvfs,
     };
     w.walk(Path::new(""), since_ns, 0)?;
+    let mut listed = std::time::Instant::now();
     loop {
+        // gvfs adds a phone's folder without a write the kernel sees: its top is listed
+        // again every GVFS_RELIST for folders not watched yet (a phone plugged in).
+        if gvfs && listed.elapsed() >= GVFS_RELIST {
+            listed = std::time::Instant::now();
+            w.new_phones()?;
+        }
         let mut fds = [
             PollFd::new(ino.as_fd(), PollFlags::POLLIN),
             PollFd::new(socket, PollFlags::empty()),
@@ -311,14 +335,22 @@ pub fn watch_as_owner(mount: &Path, since_ns: i64) -> anyhow::Result<()> {
                 continue;
             };
             let rel = dir.join(name);
+            let top = dir.as_os_str().is_empty();
             if ev.mask.contains(AddWatchFlags::IN_ISDIR) {
-                // A folder made or moved in: watched, and what it holds passed on.
-                if ev
+                // A folder made or moved in: watched, and what it holds passed on. In gvfs's
+                // mount a folder at the top is a phone (plugged in: what is on it is no
+                // news), or no phone at all.
+                let made = ev
                     .mask
-                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-                {
+                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+                let phone = rel.to_str().and_then(crate::mounts::gvfs_phone).is_some();
+                if made && gvfs && top && phone {
+                    w.walk(&rel, realtime_ns(), 1)?;
+                } else if made && !(gvfs && top) {
                     w.walk(&rel, i64::MIN, rel.components().count())?;
                 }
+            } else if gvfs && top {
+                // A file in gvfs's mount itself is on no phone.
             } else if ev
                 .mask
                 .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO)
@@ -344,6 +376,8 @@ struct PhoneWalk<'a> {
     dirs: &'a mut HashMap<nix::sys::inotify::WatchDescriptor, PathBuf>,
     socket: BorrowedFd<'a>,
     mount: &'a Path,
+    /// gvfs's own mount: only the folders named as phones, at its top, are walked.
+    gvfs: bool,
 }
 
 impl PhoneWalk<'_> {
@@ -355,14 +389,29 @@ impl PhoneWalk<'_> {
             return Ok(());
         }
         let dir = self.mount.join(rel);
-        let wd = self.ino.add_watch(&dir, self.mask)?;
+        // A folder gone meanwhile (or one the kernel will not watch) is passed over.
+        let Ok(wd) = self.ino.add_watch(&dir, self.mask) else {
+            return Ok(());
+        };
         self.dirs.insert(wd, rel.to_path_buf());
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };
+        let top = depth == 0;
         for e in entries.flatten() {
             let Ok(t) = e.file_type() else { continue };
             let child = rel.join(e.file_name());
+            if self.gvfs && top {
+                let phone = e
+                    .file_name()
+                    .to_str()
+                    .and_then(crate::mounts::gvfs_phone)
+                    .is_some();
+                if t.is_dir() && phone {
+                    self.walk(&child, since_ns, depth + 1)?;
+                }
+                continue;
+            }
             if t.is_dir() {
                 self.walk(&child, since_ns, depth + 1)?;
             } else if t.is_file() {
@@ -372,6 +421,27 @@ impl PhoneWalk<'_> {
                 if changed.is_ok_and(|c| c >= since_ns) && !self.send(&child)? {
                     return Ok(());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// In gvfs's mount: watches the phones' folders that appeared since the last look;
+    /// what they hold is on the phone already, no news.
+    fn new_phones(&mut self) -> anyhow::Result<()> {
+        let Ok(entries) = std::fs::read_dir(self.mount) else {
+            return Ok(());
+        };
+        let now = realtime_ns();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let rel = PathBuf::from(&name);
+            let phone = name.to_str().and_then(crate::mounts::gvfs_phone).is_some();
+            if phone
+                && e.file_type().is_ok_and(|t| t.is_dir())
+                && !self.dirs.values().any(|d| *d == rel)
+            {
+                self.walk(&rel, now, 1)?;
             }
         }
         Ok(())

@@ -32,7 +32,20 @@ struct Phone {
 
 impl Phone {
     fn mount(backing: &Path, mount: &Path) -> Phone {
-        as_nobody("bindfs", &[&"--no-allow-other", &backing, &mount]);
+        Phone::mount_with(backing, mount, &[])
+    }
+
+    /// Mounted with more FUSE options (`subtype=gvfsd-fuse` makes it `fuse.gvfsd-fuse`, as
+    /// gvfs's own mount is).
+    fn mount_with(backing: &Path, mount: &Path, options: &[&str]) -> Phone {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"--no-allow-other"];
+        for o in options {
+            args.push(&"-o");
+            args.push(o);
+        }
+        args.push(&backing);
+        args.push(&mount);
+        as_nobody("bindfs", &args);
         Phone {
             mount: mount.to_path_buf(),
         }
@@ -56,10 +69,25 @@ fn dir_for_nobody(p: &Path) {
     std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
 }
 
-#[test]
-fn an_export_copied_to_a_phone_is_one_critical_alert_naming_it_and_nothing_is_missed() {
+/// Every agent follows the whole mount table, so the scenarios take turns: one's phone
+/// would be the other's too.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits until `a` watches the phone mounted at `mount`.
+fn watching(a: &Agent, mount: &Path) {
+    let line = format!("watching a phone phone={}", mount.display());
+    wait_for_or(
+        "the phone's watcher",
+        DEADLINE,
+        || a.log().contains(&line).then_some(()),
+        || a.log(),
+    );
+}
+
+/// Whether this machine can run the scenarios: root, bindfs and /dev/fuse (CI has them).
+fn can_mount() -> bool {
     if !root_or_skip() {
-        return;
+        return false;
     }
     let have = Path::new("/usr/bin/bindfs").exists() && Path::new("/dev/fuse").exists();
     assert!(
@@ -68,6 +96,98 @@ fn an_export_copied_to_a_phone_is_one_critical_alert_naming_it_and_nothing_is_mi
     );
     if !have {
         eprintln!("skipped: no bindfs or /dev/fuse here");
+    }
+    have
+}
+
+#[test]
+fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !can_mount() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = Collector::start_with(tmp.path(), "");
+    let mut a = Agent::started(tmp.path(), &c, "ivy", "heartbeat_ms = 300");
+    for d in [a.home(), a.watched.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let export = a.watched.join("hubspot-contacts.csv");
+    std::fs::write(&export, corpus::salesforce_contacts(41, 150)).unwrap();
+    let export_s = export.display().to_string();
+    wait_for("the export reported", DEADLINE, || {
+        c.events()
+            .into_iter()
+            .find(|e| e["path"] == export_s.as_str())
+    });
+    // gvfs's mount, with no phone yet.
+    let backing = tmp.path().join("gvfs-backing");
+    dir_for_nobody(&backing);
+    let gvfs = tmp.path().join(format!("run/user/{NOBODY}/gvfs"));
+    dir_for_nobody(&gvfs);
+    let _gvfs = Phone::mount_with(&backing, &gvfs, &["subtype=gvfsd-fuse"]);
+    watching(&a, &gvfs);
+    // A phone plugged in: gvfs adds its folder (no write the kernel sees), holding a
+    // customer file from before.
+    let phone = "SAMSUNG_Galaxy_S23_R5CT";
+    let storage = backing.join(format!("mtp:host={phone}/Internal storage"));
+    std::fs::create_dir_all(&storage).unwrap();
+    let old = storage.join("old-contacts.csv");
+    std::fs::write(&old, corpus::salesforce_contacts(42, 80)).unwrap();
+    for p in [storage.parent().unwrap(), &storage, &old] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    // Time for the watcher to find the phone (it looks every second).
+    std::thread::sleep(Duration::from_secs(3));
+    let on_phone = gvfs.join(format!("mtp:host={phone}/Internal storage"));
+    as_nobody("cp", &[&export, &on_phone]);
+    // A file in gvfs's mount itself is on no phone.
+    as_nobody("cp", &[&export, &gvfs.join("not-a-phone.csv")]);
+    let copied = on_phone.join("hubspot-contacts.csv").display().to_string();
+    let event = wait_for_or(
+        "the copy onto the phone",
+        DEADLINE,
+        || {
+            c.events()
+                .into_iter()
+                .find(|e| e["path"] == copied.as_str())
+        },
+        || a.log(),
+    );
+    assert_eq!(event["destination"]["kind"], "phone", "{event}");
+    assert_eq!(event["destination"]["name"], phone, "{event}");
+    assert_eq!(event["origin"]["path"], export_s.as_str(), "{event}");
+    let alert = wait_for("the phone alert", DEADLINE, || {
+        c.alerts()
+            .into_iter()
+            .find(|x| x["rule_id"] == "exfil.phone")
+    });
+    assert_eq!(alert["path"], copied.as_str(), "{alert}");
+    std::thread::sleep(Duration::from_secs(2));
+    let under_gvfs: Vec<String> = c
+        .events()
+        .into_iter()
+        .filter_map(|e| e["path"].as_str().map(str::to_string))
+        .filter(|p| p.starts_with(&gvfs.display().to_string()))
+        .collect();
+    assert_eq!(
+        under_gvfs,
+        [copied],
+        "only the copy: not the file from before, not the top\n{}",
+        a.log()
+    );
+    a.stop();
+}
+
+#[test]
+fn an_export_copied_to_a_phone_is_one_critical_alert_naming_it_and_nothing_is_missed() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !can_mount() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -106,12 +226,7 @@ fn an_export_copied_to_a_phone_is_one_critical_alert_naming_it_and_nothing_is_mi
         "root is kept out of a user's FUSE mount"
     );
     // The watcher is up once the agent has looked at the mount table (every 2 s).
-    wait_for_or(
-        "the phone's watcher",
-        DEADLINE,
-        || a.log().contains("watching a phone").then_some(()),
-        || a.log(),
-    );
+    watching(&a, &mount);
     let on_phone = mount.join("Documents");
     as_nobody("mkdir", &[&on_phone]);
     as_nobody("cp", &[&export, &on_phone]);
