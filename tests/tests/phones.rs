@@ -179,6 +179,38 @@ fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
         "only the copy: not the file from before, not the top\n{}",
         a.log()
     );
+    // The export zipped, then the zip copied onto the phone: one exfiltration story whose
+    // way out is the phone.
+    let zipped = a.watched.join("notes.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
+    w.start_file("contacts.csv", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut w, &std::fs::read(&export).unwrap()).unwrap();
+    w.finish().unwrap();
+    std::fs::set_permissions(&zipped, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let zipped_s = zipped.display().to_string();
+    wait_for("the zip reported", DEADLINE, || {
+        c.events()
+            .into_iter()
+            .find(|e| e["path"] == zipped_s.as_str())
+    });
+    as_nobody("cp", &[&zipped, &on_phone]);
+    let story = wait_for_or(
+        "the exfiltration story",
+        DEADLINE,
+        || {
+            c.alerts()
+                .into_iter()
+                .find(|x| x["rule_id"] == "holdfast.exfil_sequence")
+        },
+        || a.log(),
+    );
+    let detail = story["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("zipped into notes.zip"), "{detail}");
+    assert!(
+        detail.contains(&format!("notes.zip onto phone {phone}")),
+        "{detail}"
+    );
     a.stop();
 }
 
