@@ -100,29 +100,50 @@ fn can_mount() -> bool {
     have
 }
 
-#[test]
-fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
-    let _turn = ONE_AT_A_TIME
+/// The opening of both scenarios, in turn: a collector, a running agent whose folders
+/// `nobody` may read, and a CRM export `name` it has reported. `None` where they cannot run.
+#[allow(clippy::type_complexity)]
+fn laptop(
+    name: &str,
+    seed: u64,
+    rows: usize,
+) -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    Collector,
+    Agent,
+    PathBuf,
+)> {
+    let turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !can_mount() {
-        return;
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let c = Collector::start_with(tmp.path(), "");
-    let mut a = Agent::started(tmp.path(), &c, "ivy", "heartbeat_ms = 300");
+    let a = Agent::started(tmp.path(), &c, "ivy", "heartbeat_ms = 300");
     for d in [a.home(), a.watched.clone()] {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let export = a.watched.join("hubspot-contacts.csv");
-    std::fs::write(&export, corpus::salesforce_contacts(41, 150)).unwrap();
+    let export = a.watched.join(name);
+    std::fs::write(&export, corpus::salesforce_contacts(seed, rows)).unwrap();
     let export_s = export.display().to_string();
     wait_for("the export reported", DEADLINE, || {
         c.events()
             .into_iter()
             .find(|e| e["path"] == export_s.as_str())
     });
+    Some((turn, tmp, c, a, export))
+}
+
+#[test]
+fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
+    let Some((_turn, tmp, c, mut a, export)) = laptop("hubspot-contacts.csv", 41, 150) else {
+        return;
+    };
+    let export_s = export.display().to_string();
     // gvfs's mount, with no phone yet.
     let backing = tmp.path().join("gvfs-backing");
     dir_for_nobody(&backing);
@@ -216,29 +237,12 @@ fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
 
 #[test]
 fn an_export_copied_to_a_phone_is_one_critical_alert_naming_it_and_nothing_is_missed() {
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !can_mount() {
+    let Some((_turn, tmp, c, mut a, export)) = laptop("salesforce_contacts.csv", 31, 200) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let c = Collector::start_with(tmp.path(), "");
-    let mut a = Agent::started(tmp.path(), &c, "ivy", "heartbeat_ms = 300");
-    for d in [a.home(), a.watched.clone()] {
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let export = a.watched.join("salesforce_contacts.csv");
-    std::fs::write(&export, corpus::salesforce_contacts(31, 200)).unwrap();
+    };
     let prices = a.watched.join("price-list-2026.csv");
     std::fs::write(&prices, corpus::price_list(31, 200)).unwrap();
     let export_s = export.display().to_string();
-    wait_for("the export reported", DEADLINE, || {
-        c.events()
-            .into_iter()
-            .find(|e| e["path"] == export_s.as_str())
-    });
     // The phone's storage, with a customer file already on it from before.
     let backing = tmp.path().join("phone-storage");
     dir_for_nobody(&backing);
