@@ -62,19 +62,26 @@ pub enum ReadMonitoring {
 /// A validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The spool, the enrolment (key and certificate), the index and the lineage.
     pub data_dir: PathBuf,
     /// Roots to watch recursively, `~` expanded and absolute.
     pub watch: Vec<PathBuf>,
+    /// A policy folder to use instead of the built-in pack (`None`: the built-in pack).
     pub policies: Option<PathBuf>,
+    /// Quiet time after a file's last change before it is read.
     pub settle: Duration,
+    /// What `~` stands for in paths.
     pub home: String,
     /// Bound on the spool, in bytes.
     pub spool_max: u64,
+    /// How often the agent tells the collector it is alive (with its spool backlog).
     pub heartbeat: Duration,
     /// Roots scanned every `poll_every` instead of watched (network shares, where the kernel
     /// sees no remote changes); roots the kernel's watch limit leaves out join them.
     pub poll: Vec<PathBuf>,
+    /// How often `poll` roots are rescanned.
     pub poll_every: Duration,
+    /// How opens of customer files are seen (fanotify, inotify or not at all).
     pub reads: ReadMonitoring,
     /// How files are read: workers, the slow lane, byte and CPU limits.
     pub reading: crate::workers::Reading,
@@ -182,14 +189,16 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = holdfast_io::config_file::read(path)?;
-        Config::parse(path, &src)
+        holdfast_io::config_file::load(path, Config::validate)
     }
 
     /// Validates config text; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = holdfast_io::config_file::parse(path, src)?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        holdfast_io::config_file::validated(path, src, Config::validate)
+    }
+
+    /// `raw`, read from `path` in folder `base`, checked field by field.
+    fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
         let defaults = Config::defaults();
         let home = raw.home.unwrap_or(defaults.home);
         let resolve = |p: PathBuf| {

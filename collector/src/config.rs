@@ -253,14 +253,16 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = holdfast_io::config_file::read(path)?;
-        Config::parse(path, &src)
+        holdfast_io::config_file::load(path, Config::validate)
     }
 
     /// Validates config text.
     pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = holdfast_io::config_file::parse(path, src)?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        holdfast_io::config_file::validated(path, src, Config::validate)
+    }
+
+    /// `raw`, read from `path` in folder `base`, checked field by field.
+    fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
         let invalid = |field, message: String| ConfigError::invalid(path, field, message);
         let data_dir = match raw.data_dir {
             Some(d) if d.is_absolute() => d,
@@ -345,7 +347,7 @@ impl Config {
             let target = match (&c.webhook, &c.command) {
                 (Some(url), None) => {
                     let secret =
-                        webhook_secret(&base, url, &c.secret, &c.secret_file).map_err(bad)?;
+                        webhook_secret(base, url, &c.secret, &c.secret_file).map_err(bad)?;
                     ConnectorTarget::Webhook {
                         url: url.clone(),
                         secret,
@@ -454,7 +456,7 @@ impl Config {
                 }
                 (None, None, Some(url)) => ForwardTarget::Webhook {
                     url: url.clone(),
-                    secret: webhook_secret(&base, url, &f.secret, &f.secret_file).map_err(bad)?,
+                    secret: webhook_secret(base, url, &f.secret, &f.secret_file).map_err(bad)?,
                 },
                 _ => {
                     return Err(bad(

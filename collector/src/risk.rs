@@ -180,26 +180,26 @@ mod tests {
             60,
             "1 export → archive → way-out sequence(s)",
         );
-        let reads = RiskSignals {
-            bulk_reads: 2,
-            ..alerts(2, 0)
-        };
-        check(reads, false, 40, "2 bulk read(s) of customer files");
-        let uploads = RiskSignals {
-            uploads: 1,
-            ..alerts(1, 0)
-        };
-        check(
-            uploads,
-            false,
-            20,
-            "1 upload(s) of customer files (a browser, mail client or chat app)",
-        );
-        let prints = RiskSignals {
-            prints: 2,
-            ..alerts(2, 0)
-        };
-        check(prints, false, 40, "2 print job(s) of customer records");
+        // Each counted route: its count, on that many high alerts (10 each), and what it says.
+        type Count = fn(&mut RiskSignals) -> &mut u64;
+        let routes: [(Count, u32, &str); 3] = [
+            (
+                |s| &mut s.bulk_reads,
+                40,
+                "2 bulk read(s) of customer files",
+            ),
+            (
+                |s| &mut s.uploads,
+                40,
+                "2 upload(s) of customer files (a browser, mail client or chat app)",
+            ),
+            (|s| &mut s.prints, 40, "2 print job(s) of customer records"),
+        ];
+        for (count, score, says) in routes {
+            let mut s = alerts(2, 0);
+            *count(&mut s) = 2;
+            check(s, false, score, says);
+        }
         check(alerts(0, 9), false, 100, "alerts in 30 days: 9 critical");
     }
 }

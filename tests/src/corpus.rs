@@ -406,18 +406,31 @@ pub fn export(seed: u64, format: Format, chinese: bool, rows: usize) -> (Vec<u8>
                 .to_string()
                 .into_bytes()
         }
-        Format::Zip => {
-            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            let opts = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated);
-            let _ = w.start_file("export/customers.csv", opts);
-            let _ = std::io::Write::write_all(&mut w, table(',').as_bytes());
-            let _ = w.start_file("export/README.txt", opts);
-            let _ = std::io::Write::write_all(&mut w, b"Exported from the CRM");
-            w.finish().map(|c| c.into_inner()).unwrap_or_default()
-        }
+        Format::Zip => zip_of(
+            &[
+                ("export/customers.csv", table(',').as_bytes()),
+                ("export/README.txt", b"Exported from the CRM"),
+            ],
+            zip::CompressionMethod::Deflated,
+        ),
     };
     (bytes, truth)
+}
+
+/// A zip archive holding `files` (name, content), each stored with `method`.
+pub fn zip_of(files: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, data) in files {
+        w.start_file(*name, o).expect("a zip entry in memory");
+        std::io::Write::write_all(&mut w, data).expect("a write to memory");
+    }
+    w.finish().expect("a zip in memory").into_inner()
+}
+
+/// A deflated zip of one file, `name`, holding `data`.
+pub fn zipped(name: &str, data: &[u8]) -> Vec<u8> {
+    zip_of(&[(name, data)], zip::CompressionMethod::Deflated)
 }
 
 fn rng_crlf(p: &Person) -> bool {

@@ -466,6 +466,15 @@ impl Collector {
         self.alerts().into_iter().find(|a| a[key] == value)
     }
 
+    /// The paths of the stored events whose destination is of `kind` (`"print"`, `"upload"`).
+    pub fn paths_sent_to(&self, kind: &str) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["destination"]["kind"] == kind)
+            .map(|e| e["path"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     pub fn events(&self) -> Vec<serde_json::Value> {
         json_lines(&self.cli(&["events", "list", "--json", "--limit", "1000000"]))
     }
@@ -654,6 +663,22 @@ impl Agent {
     }
 
     /// `holdfast-agent status --json`.
+    /// A 200-row customer export and a 200-row price list (the look-alike that must stay
+    /// silent) written into the watched folder, returned once `collector` has both.
+    pub fn export_and_price_list(&self, collector: &Collector, seed: u64) -> (PathBuf, PathBuf) {
+        let export = self.watched.join("salesforce_contacts.csv");
+        std::fs::write(&export, corpus::salesforce_contacts(seed, 200)).unwrap();
+        let prices = self.watched.join("price-list-2026.csv");
+        std::fs::write(&prices, corpus::price_list(seed, 200)).unwrap();
+        let paths = [export.display().to_string(), prices.display().to_string()];
+        wait_for("both files reported", Duration::from_secs(120), || {
+            let e = collector.events();
+            let seen = |p: &str| e.iter().any(|x| x["path"] == p && x["action"] == "created");
+            paths.iter().all(|p| seen(p)).then_some(())
+        });
+        (export, prices)
+    }
+
     pub fn status(&self) -> serde_json::Value {
         let cfg = self.config.display().to_string();
         let out = run_ok("holdfast-agent", &["status", "--json", "--config", &cfg]);

@@ -138,16 +138,7 @@ fn hostile_inputs_end_in_findings_within_bounded_memory() {
 fn archive_shapes_raise_the_rule_that_says_what_could_not_be_read() {
     use holdfast_shared::event::Action;
     use holdfast_shared::policy::{PolicySet, Subject};
-    use std::io::Write;
-    let zip_of = |files: &[(&str, &[u8])], method: zip::CompressionMethod| {
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let o = zip::write::SimpleFileOptions::default().compression_method(method);
-        for (name, data) in files {
-            w.start_file(*name, o).unwrap();
-            w.write_all(data).unwrap();
-        }
-        w.finish().unwrap().into_inner()
-    };
+    let zip_of = corpus::zip_of;
     let deflated = zip::CompressionMethod::Deflated;
     let stored = zip::CompressionMethod::Stored;
     let export = corpus::salesforce_contacts(5, 200);

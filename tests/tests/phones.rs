@@ -203,11 +203,11 @@ fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
     // The export zipped, then the zip copied onto the phone: one exfiltration story whose
     // way out is the phone.
     let zipped = a.watched.join("notes.zip");
-    let mut w = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
-    w.start_file("contacts.csv", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    std::io::Write::write_all(&mut w, &std::fs::read(&export).unwrap()).unwrap();
-    w.finish().unwrap();
+    std::fs::write(
+        &zipped,
+        corpus::zipped("contacts.csv", &std::fs::read(&export).unwrap()),
+    )
+    .unwrap();
     std::fs::set_permissions(&zipped, std::fs::Permissions::from_mode(0o644)).unwrap();
     let zipped_s = zipped.display().to_string();
     wait_for("the zip reported", DEADLINE, || {

@@ -55,16 +55,8 @@ fn a_printed_export_is_one_alert_naming_printer_user_and_pages_and_a_price_list_
     for d in [a.home(), a.watched.clone()] {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let export = a.watched.join("salesforce_contacts.csv");
-    std::fs::write(&export, corpus::salesforce_contacts(21, 200)).unwrap();
-    let prices = a.watched.join("price-list-2026.csv");
-    std::fs::write(&prices, corpus::price_list(21, 200)).unwrap();
-    let (export_s, prices_s) = (export.display().to_string(), prices.display().to_string());
-    wait_for("both files reported", DEADLINE, || {
-        let e = c.events();
-        let seen = |p: &str| e.iter().any(|x| x["path"] == p && x["action"] == "created");
-        (seen(&export_s) && seen(&prices_s)).then_some(())
-    });
+    let (export, prices) = a.export_and_price_list(&c, 21);
+    let export_s = export.display().to_string();
     let job = lp_as_nobody(&cups, "office-pdf", &export);
     assert!(job.contains("office-pdf-"), "{job}");
     lp_as_nobody(&cups, "office-pdf", &prices);
@@ -104,14 +96,8 @@ fn a_printed_export_is_one_alert_naming_printer_user_and_pages_and_a_price_list_
         (cups.completed().lines().count() >= 2).then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
-    let prints: Vec<String> = c
-        .events()
-        .into_iter()
-        .filter(|e| e["destination"]["kind"] == "print")
-        .map(|e| e["path"].as_str().unwrap_or_default().to_string())
-        .collect();
     assert_eq!(
-        prints,
+        c.paths_sent_to("print"),
         std::slice::from_ref(&export_s),
         "one print event, the export's"
     );

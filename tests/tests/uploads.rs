@@ -60,17 +60,9 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
         reads.contains("uploads: customer files read by the policy's 12 app(s)"),
         "{reads}"
     );
-    let export = a.watched.join("salesforce_contacts.csv");
-    std::fs::write(&export, corpus::salesforce_contacts(7, 200)).unwrap();
-    let prices = a.watched.join("price-list-2026.csv");
-    std::fs::write(&prices, corpus::price_list(7, 200)).unwrap();
-    let (export_s, prices_s) = (export.display().to_string(), prices.display().to_string());
-    // Both classified first: the export is a customer file the agent now marks for reads.
-    wait_for("both files reported", DEADLINE, || {
-        let e = c.events();
-        let seen = |p: &str| e.iter().any(|x| x["path"] == p && x["action"] == "created");
-        (seen(&export_s) && seen(&prices_s)).then_some(())
-    });
+    // Both classified first, waited for: the export is a customer file the agent now marks for reads.
+    let (export, prices) = a.export_and_price_list(&c, 7);
+    let export_s = export.display().to_string();
     let form = Hook::start(vec![200], FORM);
     let b = Browser::start(&tmp.path().join("shots"));
     for file in [&export, &prices] {
@@ -103,14 +95,8 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
     // A little later: still one upload alert, and no upload of anything but the export (not
     // the price list, not the browser's profile or cache files).
     std::thread::sleep(Duration::from_secs(3));
-    let uploads: Vec<String> = c
-        .events()
-        .into_iter()
-        .filter(|e| e["destination"]["kind"] == "upload")
-        .map(|e| e["path"].as_str().unwrap_or_default().to_string())
-        .collect();
     assert_eq!(
-        uploads,
+        c.paths_sent_to("upload"),
         std::slice::from_ref(&export_s),
         "one upload event, the export's"
     );
@@ -150,11 +136,11 @@ fn an_export_zipped_then_uploaded_is_one_exfiltration_story_and_counts_in_risk()
             .find(|e| e["path"] == export_s.as_str())
     });
     let zipped = a.watched.join("notes.zip");
-    let mut w = zip::ZipWriter::new(std::fs::File::create(&zipped).unwrap());
-    w.start_file("contacts.csv", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    std::io::Write::write_all(&mut w, &std::fs::read(&export).unwrap()).unwrap();
-    w.finish().unwrap();
+    std::fs::write(
+        &zipped,
+        corpus::zipped("contacts.csv", &std::fs::read(&export).unwrap()),
+    )
+    .unwrap();
     let zipped_s = zipped.display().to_string();
     wait_for("the zip reported", DEADLINE, || {
         c.events()

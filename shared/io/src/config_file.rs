@@ -85,6 +85,27 @@ pub fn parse<T: DeserializeOwned>(path: &Path, src: &str) -> Result<T, ConfigFil
     })
 }
 
+/// The config at `path`: its text (see [`read`]) handed to [`validated`].
+pub fn load<R: DeserializeOwned, C>(
+    path: &Path,
+    validate: impl FnOnce(R, &Path, &Path) -> Result<C, ConfigError>,
+) -> Result<C, ConfigError> {
+    let src = read(path)?;
+    validated(path, &src, validate)
+}
+
+/// `src` (the text of `path`) parsed as its raw shape `R`, then `validate(raw, path, base)`,
+/// where `base` is the file's folder, which anchors relative paths.
+pub fn validated<R: DeserializeOwned, C>(
+    path: &Path,
+    src: &str,
+    validate: impl FnOnce(R, &Path, &Path) -> Result<C, ConfigError>,
+) -> Result<C, ConfigError> {
+    let raw: R = parse(path, src)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate(raw, path, &base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

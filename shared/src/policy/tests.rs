@@ -26,6 +26,14 @@ fn check(set: &PolicySet, action: Action, path: &str, s: Option<ContentSummary>,
     assert_eq!(ids, want, "{action:?} {path}");
 }
 
+/// The one-line error `src`, as the policy file `p.toml`, is refused with.
+fn refused(src: &str) -> String {
+    match PolicySet::compile(&[("p.toml", src)], "/h") {
+        Ok(_) => panic!("accepted: {src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 const RULES: &str = r#"
 [[rule]]
 id = "bulk"
@@ -409,10 +417,7 @@ fn apps_are_known_by_executable_and_their_reads_of_customer_files_are_uploads() 
             "p.toml:1:1: app[0]: needs a name and at least one executable",
         ),
     ] {
-        let err = PolicySet::compile(&[("p.toml", src)], "/h")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, want);
+        assert_eq!(refused(src), want);
     }
 }
 
@@ -480,14 +485,10 @@ fn destinations_and_cloud_folders() {
     assert_eq!(set.cloud_of("/home/u/Downloads/b.csv"), None);
     assert_eq!(set.cloud_of("/home/u/Dropboxx/b.csv"), None);
     let bad = "[[rule]]\nid = \"a\"\nseverity = \"low\"\ndestinations = [\"usb\"]\n";
-    let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-        .unwrap_err()
-        .to_string();
+    let err = refused(bad);
     assert_eq!(err, "p.toml:4:17: rule[0].destinations: unknown destination `usb`, expected one of: removable, cloud, network, upload, print, phone");
     let bad = "[[cloud]]\nname = \"x\"\nfolders = [\"~\"]\n";
-    let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-        .unwrap_err()
-        .to_string();
+    let err = refused(bad);
     assert!(err.contains("cloud[0].folders: `~` "), "{err}");
 }
 
@@ -535,10 +536,7 @@ fn a_rule_escalates_with_its_content_to_its_highest_tier_reached() {
             "p.toml:6:18: rule[0].escalate[0].min_findings: unknown classifier `emd`, expected one of: email, phone, edm, cn_id, card, disguised, zip_bomb, encrypted, nested_too_deep, nested_too_large, damaged_entry, damaged_part, undefined_entity, unreadable, cpu_limit, byte_limit",
         ),
     ] {
-        let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, want);
+        assert_eq!(refused(bad), want);
     }
 }
 
@@ -580,17 +578,13 @@ fn recognise_supersede_and_customer_table() {
     assert!(eval("/d/x.csv", &[], &plain).is_empty());
     assert_eq!(eval("/d/ACME-1.csv", &[], &plain), ["acme"]);
     let bad = "[[rule]]\nid = \"a\"\nseverity = \"low\"\nsupersedes = [\"nope\"]\n";
-    let err = PolicySet::compile(&[("p.toml", bad)], "/h")
-        .unwrap_err()
-        .to_string();
+    let err = refused(bad);
     assert_eq!(
         err,
         "p.toml:4:15: rule[0].supersedes: no rule `nope` to supersede"
     );
     let empty = "[[rule]]\nid = \"a\"\nseverity = \"low\"\n[rule.recognise]\n";
-    let err = PolicySet::compile(&[("p.toml", empty)], "/h")
-        .unwrap_err()
-        .to_string();
+    let err = refused(empty);
     assert!(
         err.contains("rule[0].recognise: needs file_names, headers_any or headers_all"),
         "{err}"
