@@ -180,25 +180,20 @@ mod tests {
             60,
             "1 export → archive → way-out sequence(s)",
         );
-        // Each counted route: its count, on that many high alerts (10 each), and what it says.
+        // Each counted route: two of them, on two high alerts, score 2 × 10 + 2 × 10.
         type Count = fn(&mut RiskSignals) -> &mut u64;
-        let routes: [(Count, u32, &str); 3] = [
-            (
-                |s| &mut s.bulk_reads,
-                40,
-                "2 bulk read(s) of customer files",
-            ),
+        let routes: [(Count, &str); 3] = [
+            (|s| &mut s.bulk_reads, "2 bulk read(s) of customer files"),
             (
                 |s| &mut s.uploads,
-                40,
                 "2 upload(s) of customer files (a browser, mail client or chat app)",
             ),
-            (|s| &mut s.prints, 40, "2 print job(s) of customer records"),
+            (|s| &mut s.prints, "2 print job(s) of customer records"),
         ];
-        for (count, score, says) in routes {
+        for (count, says) in routes {
             let mut s = alerts(2, 0);
             *count(&mut s) = 2;
-            check(s, false, score, says);
+            check(s, false, 40, says);
         }
         check(alerts(0, 9), false, 100, "alerts in 30 days: 9 critical");
     }

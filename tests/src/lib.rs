@@ -662,7 +662,6 @@ impl Agent {
             .collect()
     }
 
-    /// `holdfast-agent status --json`.
     /// A 200-row customer export and a 200-row price list (the look-alike that must stay
     /// silent) written into the watched folder, returned once `collector` has both.
     pub fn export_and_price_list(&self, collector: &Collector, seed: u64) -> (PathBuf, PathBuf) {
@@ -679,6 +678,7 @@ impl Agent {
         (export, prices)
     }
 
+    /// `holdfast-agent status --json`.
     pub fn status(&self) -> serde_json::Value {
         let cfg = self.config.display().to_string();
         let out = run_ok("holdfast-agent", &["status", "--json", "--config", &cfg]);

@@ -60,7 +60,7 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
         reads.contains("uploads: customer files read by the policy's 12 app(s)"),
         "{reads}"
     );
-    // Both classified first, waited for: the export is a customer file the agent now marks for reads.
+    // Both classified first: the export is a customer file the agent now marks for reads.
     let (export, prices) = a.export_and_price_list(&c, 7);
     let export_s = export.display().to_string();
     let form = Hook::start(vec![200], FORM);
