@@ -4,7 +4,7 @@
 //! updates and certificate renewals, and flags devices that fall silent.
 
 use crate::pki::Ca;
-use crate::store::{Device, Store, StoreError, TokenRefusal};
+use crate::store::{AfterAttempt, Device, LastAttempt, Store, StoreError, TokenRefusal};
 use holdfast_shared::session::collector::{
     self as session, error, Cert, CollectorSession, Current, Decision, Outcome, Work,
 };
@@ -222,17 +222,17 @@ async fn run_connectors(state: Arc<State>, mut shutdown: tokio::sync::watch::Rec
             } else {
                 warn!(connector = %run.connector, user = %run.user, code = ?attempt.code, detail = %attempt.detail, retry = next.is_some(), "connector attempt failed");
             }
-            let r = with_store(&state, move |s| {
-                s.record_attempt(
-                    &run,
-                    attempt.ok,
-                    attempt.code,
-                    &attempt.detail,
-                    next,
-                    crate::now_ms(),
-                )
-            })
-            .await;
+            let after = match (attempt.ok, next) {
+                (true, _) => AfterAttempt::Done,
+                (false, Some(at)) => AfterAttempt::RetryAt(at),
+                (false, None) => AfterAttempt::GiveUp,
+            };
+            let last = LastAttempt {
+                ended_ms: crate::now_ms(),
+                code: attempt.code,
+                detail: attempt.detail,
+            };
+            let r = with_store(&state, move |s| s.record_attempt(&run, &last, after)).await;
             if let Err(e) = r {
                 warn!(error = %e, "cannot record a connector attempt");
             }

@@ -331,7 +331,7 @@ fn connectors_are_signed_retried_and_recorded() {
     // A connector's attempts, last code and last detail.
     let last = |name: &str| {
         let r = runs.iter().find(|r| r["connector"] == name).unwrap();
-        serde_json::json!([r["attempts"], r["last_code"], r["last_detail"]])
+        serde_json::json!([r["attempts"], r["last"]["code"], r["last"]["detail"]])
     };
     assert_eq!(last("crm"), serde_json::json!([3, 200, "deactivated"]));
     assert_eq!(last("idp"), serde_json::json!([1, 0, "disabled lea"]));
@@ -453,9 +453,7 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
     let after = a.watched.join("one-more-export.csv");
     std::fs::write(&after, corpus::salesforce_contacts(9, 60)).unwrap();
     let alert = wait_for("an offboarded-access alert", DEADLINE, || {
-        c.alerts()
-            .into_iter()
-            .find(|al| al["rule_id"] == "holdfast.offboarded_access")
+        c.alert_where("rule_id", "holdfast.offboarded_access")
     });
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["path"], after.display().to_string());
@@ -505,14 +503,7 @@ fn hr_import_schedules_leavers_and_reports_bad_rows_by_line() {
         .unwrap()
         .contains("最后工作日"));
     // wang is departing until the end of their last day; li (bad row) is untouched.
-    let users = json_lines(&c.cli(&["users", "list", "--json"]));
-    let state = |u: &str| {
-        users
-            .iter()
-            .find(|x| x["user"] == u)
-            .map(|x| x["state"].as_str().unwrap().to_string())
-            .unwrap()
-    };
+    let state = |u: &str| c.user(u)["state"].as_str().unwrap().to_string();
     assert_eq!(
         (state("wang").as_str(), state("li").as_str()),
         ("departing", "active")
@@ -543,7 +534,7 @@ fn hr_export_is_imported_on_a_schedule_when_it_changes() {
     }
     c.restart();
     let state = |u: &str| {
-        json_lines(&c.cli(&["users", "list", "--json"]))
+        c.users()
             .iter()
             .find(|x| x["user"] == u)
             .map(|x| x["state"].as_str().unwrap_or_default().to_string())

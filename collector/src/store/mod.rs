@@ -61,7 +61,10 @@ pub use devices::{Beat, Device};
 pub use events::StoredEvent;
 use events::{events_where_in, stored_hash};
 use offboard::{audit_in, audit_row};
-pub use offboard::{AuditEntry, ConnectorRun, NewOrder, OffboardRow, OrderRow, UserRow};
+pub use offboard::{
+    AfterAttempt, AuditEntry, ConnectorRun, LastAttempt, NewOrder, OffboardRow, OrderRow,
+    RunStatus, UserRow,
+};
 use schema::{ADDED_COLUMNS, INDEXES, SCHEMA};
 pub use tokens::TokenRefusal;
 pub use triage::{

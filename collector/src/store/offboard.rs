@@ -81,14 +81,79 @@ pub struct ConnectorRun {
     pub next_ms: UnixMs,
     /// Attempts made so far.
     pub attempts: u32,
-    /// `pending`, `retry`, `ok` or `failed`.
-    pub status: String,
-    /// When the last attempt ended.
-    pub last_ms: Option<UnixMs>,
-    /// The HTTP status or the exit code of the last attempt.
-    pub last_code: Option<i64>,
-    /// The last response (capped) or error.
-    pub last_detail: String,
+    pub status: RunStatus,
+    /// How the last attempt ended; `None` before the first.
+    pub last: Option<LastAttempt>,
+}
+
+/// Where a connector run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Queued, not tried yet.
+    Pending,
+    /// Failed, and tried again at `next_ms`.
+    Retry,
+    /// Done.
+    Ok,
+    /// Failed on its last allowed attempt; `offboard retry` starts it again.
+    Failed,
+}
+
+impl RunStatus {
+    const ALL: [RunStatus; 4] = [
+        RunStatus::Pending,
+        RunStatus::Retry,
+        RunStatus::Ok,
+        RunStatus::Failed,
+    ];
+
+    /// As stored and as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Retry => "retry",
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::FromSql for RunStatus {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = v.as_str()?;
+        RunStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(format!("run status `{text}`").into())
+            })
+    }
+}
+
+/// How a connector run's last attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct LastAttempt {
+    pub ended_ms: UnixMs,
+    /// The HTTP status or the exit code.
+    pub code: Option<i64>,
+    /// The start of the response (capped), or the error.
+    pub detail: String,
+}
+
+/// What becomes of a connector run after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAttempt {
+    Done,
+    RetryAt(UnixMs),
+    /// The last allowed attempt failed.
+    GiveUp,
 }
 
 /// A user, with their devices and where they stand.
@@ -167,6 +232,23 @@ pub(super) fn audit_in(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<(), 
 }
 
 impl Store {
+    /// Runs `change` in one transaction and, when it says it changed something (`true`),
+    /// writes `audit` in the same transaction: a change and its audit line land together or
+    /// not at all. Returns what `change` said.
+    pub(super) fn audited(
+        &mut self,
+        audit: &AuditEntry,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = change(&tx)?;
+        if changed {
+            audit_in(&tx, audit)?;
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
     /// Every user who enrolled a device or was given a token, with their offboarding state.
     pub fn users(&self, now_ms: UnixMs) -> Result<Vec<UserRow>, StoreError> {
         let mut st = self.conn.prepare(
@@ -244,41 +326,40 @@ impl Store {
         connectors: &[String],
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let open: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM offboardings WHERE user = ?1 AND restored_ms IS NULL)",
-            [&row.user],
-            |r| r.get(0),
-        )?;
-        if open {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO offboardings (user, started_ms, effective_ms, lookback_ms, reason,
-                 restored_ms, notice_ms, raise_levels)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
-            params![
-                row.user,
+        self.audited(audit, |tx| {
+            let open: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM offboardings WHERE user = ?1 AND restored_ms IS NULL)",
+                [&row.user],
+                |r| r.get(0),
+            )?;
+            if open {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO offboardings (user, started_ms, effective_ms, lookback_ms,
+                     reason, restored_ms, notice_ms, raise_levels)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+                params![
+                    row.user,
+                    row.started_ms,
+                    row.effective_ms,
+                    row.lookback_ms,
+                    row.reason,
+                    row.notice_ms,
+                    row.raise_levels
+                ],
+            )?;
+            insert_orders(tx, &row.user, row.started_ms, orders)?;
+            queue_runs(
+                tx,
+                &row.user,
+                "offboard",
+                connectors,
                 row.started_ms,
                 row.effective_ms,
-                row.lookback_ms,
-                row.reason,
-                row.notice_ms,
-                row.raise_levels
-            ],
-        )?;
-        insert_orders(&tx, &row.user, row.started_ms, orders)?;
-        queue_runs(
-            &tx,
-            &row.user,
-            "offboard",
-            connectors,
-            row.started_ms,
-            row.effective_ms,
-        )?;
-        audit_in(&tx, audit)?;
-        tx.commit()?;
-        Ok(true)
+            )?;
+            Ok(true)
+        })
     }
 
     /// Marks the user's open offboarding restored and records the restore orders. Returns
@@ -291,25 +372,24 @@ impl Store {
         connectors: &[String],
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE offboardings SET restored_ms = ?2 WHERE user = ?1 AND restored_ms IS NULL",
-            params![user, now_ms],
-        )?;
-        if n == 0 {
-            return Ok(false);
-        }
-        // Offboarding orders not yet delivered are withdrawn: they would only be undone.
-        tx.execute(
-            "UPDATE orders SET done_ms = ?2, ok = 0, receipts = '[]'
+        self.audited(audit, |tx| {
+            let n = tx.execute(
+                "UPDATE offboardings SET restored_ms = ?2 WHERE user = ?1 AND restored_ms IS NULL",
+                params![user, now_ms],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            // Offboarding orders not yet delivered are withdrawn: they would only be undone.
+            tx.execute(
+                "UPDATE orders SET done_ms = ?2, ok = 0, receipts = '[]'
              WHERE user = ?1 AND kind = 'offboard' AND delivered_ms IS NULL AND done_ms IS NULL",
-            params![user, now_ms],
-        )?;
-        insert_orders(&tx, user, now_ms, orders)?;
-        queue_runs(&tx, user, "restore", connectors, now_ms, now_ms)?;
-        audit_in(&tx, audit)?;
-        tx.commit()?;
-        Ok(true)
+                params![user, now_ms],
+            )?;
+            insert_orders(tx, user, now_ms, orders)?;
+            queue_runs(tx, user, "restore", connectors, now_ms, now_ms)?;
+            Ok(true)
+        })
     }
 
     /// The user's orders, oldest first.
@@ -431,50 +511,58 @@ impl Store {
             "SELECT id, user, event, connector, created_ms, next_ms, attempts, status, last_ms,
                     last_code, last_detail FROM connector_runs WHERE {clause}"
         ))?;
+        // Not `from_columns!`: the last three columns make one field.
         let rows = st.query_map(args, |r| {
-            from_columns!(
-                r,
-                ConnectorRun {
-                    id,
-                    user,
-                    event,
-                    connector,
-                    created_ms,
-                    next_ms,
-                    attempts,
-                    status,
-                    last_ms,
-                    last_code,
-                    last_detail,
-                }
-            )
+            Ok(ConnectorRun {
+                id: r.get(0)?,
+                user: r.get(1)?,
+                event: r.get(2)?,
+                connector: r.get(3)?,
+                created_ms: r.get(4)?,
+                next_ms: r.get(5)?,
+                attempts: r.get(6)?,
+                status: r.get(7)?,
+                last: match r.get::<_, Option<UnixMs>>(8)? {
+                    None => None,
+                    Some(ended_ms) => Some(LastAttempt {
+                        ended_ms,
+                        code: r.get(9)?,
+                        detail: r.get(10)?,
+                    }),
+                },
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records one attempt of a run: `ok`, or `next_ms` for the next try, or (with neither)
-    /// failed for good. The final outcome is audited.
+    /// Records one attempt of a run and what becomes of the run. The final outcome (done or
+    /// given up) is audited.
     pub fn record_attempt(
         &mut self,
         run: &ConnectorRun,
-        ok: bool,
-        code: Option<i64>,
-        detail: &str,
-        next_ms: Option<UnixMs>,
-        now_ms: UnixMs,
+        last: &LastAttempt,
+        after: AfterAttempt,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        let status = match (ok, next_ms) {
-            (true, _) => "ok",
-            (false, Some(_)) => "retry",
-            (false, None) => "failed",
+        let (status, next_ms) = match after {
+            AfterAttempt::Done => (RunStatus::Ok, None),
+            AfterAttempt::RetryAt(at) => (RunStatus::Retry, Some(at)),
+            AfterAttempt::GiveUp => (RunStatus::Failed, None),
         };
+        let now_ms = last.ended_ms;
         tx.execute(
             "UPDATE connector_runs SET attempts = attempts + 1, status = ?2, last_ms = ?3,
                  last_code = ?4, last_detail = ?5, next_ms = COALESCE(?6, next_ms) WHERE id = ?1",
-            params![run.id, status, now_ms, code, detail, next_ms],
+            params![
+                run.id,
+                status.as_str(),
+                now_ms,
+                last.code,
+                last.detail,
+                next_ms
+            ],
         )?;
-        if status != "retry" {
+        if status != RunStatus::Retry {
             audit_in(
                 &tx,
                 &AuditEntry {
@@ -488,8 +576,8 @@ impl Store {
                         "{} after {} attempt(s), code {}: {}",
                         run.event,
                         run.attempts + 1,
-                        code.map_or_else(|| "-".to_string(), |c| c.to_string()),
-                        detail
+                        last.code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                        last.detail
                     ),
                 },
             )?;
@@ -505,16 +593,15 @@ impl Store {
         now_ms: UnixMs,
         audit: &AuditEntry,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE connector_runs SET status = 'retry', attempts = 0, next_ms = ?2
-             WHERE user = ?1 AND status = 'failed'",
-            params![user, now_ms],
-        )?;
-        if n > 0 {
-            audit_in(&tx, audit)?;
-        }
-        tx.commit()?;
+        let mut n = 0;
+        self.audited(audit, |tx| {
+            n = tx.execute(
+                "UPDATE connector_runs SET status = 'retry', attempts = 0, next_ms = ?2
+                 WHERE user = ?1 AND status = 'failed'",
+                params![user, now_ms],
+            )?;
+            Ok(n > 0)
+        })?;
         Ok(n)
     }
 
@@ -770,22 +857,24 @@ mod tests {
         assert!(s.connector_runs_due(UnixMs(49), 10).unwrap().is_empty());
         let due = s.connector_runs_due(UnixMs(50), 10).unwrap();
         assert_eq!(due.len(), 2);
+        let ended = |code, detail: &str, ms| LastAttempt {
+            ended_ms: UnixMs(ms),
+            code,
+            detail: detail.into(),
+        };
         s.record_attempt(
             &due[0],
-            false,
-            Some(500),
-            "boom",
-            Some(UnixMs(60)),
-            UnixMs(50),
+            &ended(Some(500), "boom", 50),
+            AfterAttempt::RetryAt(UnixMs(60)),
         )
         .unwrap();
-        s.record_attempt(&due[1], false, None, "exit 1", None, UnixMs(50))
+        s.record_attempt(&due[1], &ended(None, "exit 1", 50), AfterAttempt::GiveUp)
             .unwrap();
         let due = s.connector_runs_due(UnixMs(59), 10).unwrap();
         assert!(due.is_empty());
         let due = s.connector_runs_due(UnixMs(60), 10).unwrap();
         assert_eq!((due.len(), due[0].attempts), (1, 1));
-        s.record_attempt(&due[0], true, Some(200), "done", None, UnixMs(60))
+        s.record_attempt(&due[0], &ended(Some(200), "done", 60), AfterAttempt::Done)
             .unwrap();
         let runs = s.connector_runs_of("kim").unwrap();
         let states: Vec<(&str, &str, u32)> = runs

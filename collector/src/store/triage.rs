@@ -17,6 +17,10 @@ pub struct ApiToken {
     pub name: String,
     /// `analyst`, `it_admin`, `auditor` or `admin`.
     pub role: String,
+    /// A one-time login: good for one browser session, then spent.
+    pub once: bool,
+    /// When a one-time login was spent.
+    pub used_ms: Option<UnixMs>,
     /// When the token was made.
     pub created_ms: UnixMs,
     /// Who made it, as the audit log names actors (`cli:alice`, `api:soc-1`).
@@ -25,10 +29,6 @@ pub struct ApiToken {
     pub last_used_ms: Option<UnixMs>,
     /// When it was revoked; it authorises nothing since.
     pub revoked_ms: Option<UnixMs>,
-    /// A one-time login: good for one browser session, then spent.
-    pub once: bool,
-    /// When a one-time login was spent.
-    pub used_ms: Option<UnixMs>,
 }
 
 /// A browser session as stored (its id only as a hash).
@@ -253,17 +253,14 @@ impl Store {
         secret_sha256: &str,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let added = tx.execute(
-            "INSERT OR IGNORE INTO api_tokens (name, role, secret_sha256, created_ms, created_by, once)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![t.name, t.role, secret_sha256, t.created_ms, t.created_by, t.once as i64],
-        )? == 1;
-        if added {
-            audit_in(&tx, audit)?;
-        }
-        tx.commit()?;
-        Ok(added)
+        self.audited(audit, |tx| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO api_tokens (name, role, secret_sha256, created_ms, created_by, once)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.name, t.role, secret_sha256, t.created_ms, t.created_by, t.once as i64],
+            )?;
+            Ok(n == 1)
+        })
     }
 
     /// The live (not revoked, not spent) token with this secret hash.
@@ -308,17 +305,17 @@ impl Store {
         now_ms: UnixMs,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let revoked = tx.execute(
-            "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
-            params![name, now_ms],
-        )? == 1;
-        if revoked {
+        self.audited(audit, |tx| {
+            let n = tx.execute(
+                "UPDATE api_tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
+                params![name, now_ms],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
             tx.execute("DELETE FROM sessions WHERE token_name = ?1", [name])?;
-            audit_in(&tx, audit)?;
-        }
-        tx.commit()?;
-        Ok(revoked)
+            Ok(true)
+        })
     }
 
     /// Opens a browser session for a token; a one-time token is spent by it. Returns false
@@ -332,14 +329,16 @@ impl Store {
         expires_ms: UnixMs,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let live = tx.execute(
-            "UPDATE api_tokens SET last_used_ms = ?2,
-                 used_ms = CASE WHEN once = 1 THEN ?2 ELSE NULL END
-             WHERE name = ?1 AND revoked_ms IS NULL AND used_ms IS NULL",
-            params![token.name, now_ms],
-        )? == 1;
-        if live {
+        self.audited(audit, |tx| {
+            let live = tx.execute(
+                "UPDATE api_tokens SET last_used_ms = ?2,
+                     used_ms = CASE WHEN once = 1 THEN ?2 ELSE NULL END
+                 WHERE name = ?1 AND revoked_ms IS NULL AND used_ms IS NULL",
+                params![token.name, now_ms],
+            )?;
+            if live == 0 {
+                return Ok(false);
+            }
             tx.execute(
                 "DELETE FROM sessions WHERE expires_ms <= ?1",
                 params![now_ms],
@@ -349,10 +348,8 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id_sha256, token.name, token.role, csrf, now_ms, expires_ms],
             )?;
-            audit_in(&tx, audit)?;
-        }
-        tx.commit()?;
-        Ok(live)
+            Ok(true)
+        })
     }
 
     /// The unexpired session with this id hash, whose token is not revoked.

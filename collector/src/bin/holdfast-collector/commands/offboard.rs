@@ -120,11 +120,13 @@ pub fn print_offboard_status(status: &holdfast_collector::offboard::Status) {
             "  connector {:<12} {:<8} {:<7} attempts={:<3} code={:<5} {}",
             r.connector,
             r.event,
-            r.status.to_uppercase(),
+            r.status.as_str().to_uppercase(),
             r.attempts,
-            r.last_code
+            r.last
+                .as_ref()
+                .and_then(|l| l.code)
                 .map_or_else(|| "-".to_string(), |c| c.to_string()),
-            escape(&r.last_detail)
+            escape(r.last.as_ref().map_or("", |l| l.detail.as_str()))
         );
     }
 }
