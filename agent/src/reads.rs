@@ -110,7 +110,7 @@ pub struct Started {
 /// process, one per user).
 fn folders_of(set: &PolicySet) -> Vec<PathBuf> {
     let mut folders: Vec<PathBuf> = Vec::new();
-    for f in set.bulk_reads.iter().flat_map(|r| r.expanded.iter()) {
+    for f in set.bulk_reads.iter().flat_map(|r| r.folders.iter()) {
         let f = PathBuf::from(f);
         if !folders.contains(&f) {
             folders.push(f);

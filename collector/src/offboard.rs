@@ -425,12 +425,12 @@ mod tests {
         assert_eq!(names, ["quarantine", "strip_access", "purge"]);
         assert!(Order::from_bytes(&body.payload, "d1").is_err());
         let st = status(&store, "kim", UnixMs(100)).unwrap();
-        let states: Vec<(&str, &str)> = st
+        let states: Vec<String> = st
             .devices
             .iter()
-            .map(|d| (d.device_id.as_str(), d.state.as_str()))
+            .map(|d| d.device_id.clone() + " " + &d.state)
             .collect();
-        assert_eq!(states, [("d1", "pending"), ("d2", "delivered")]);
+        assert_eq!(states, ["d1 pending", "d2 delivered"]);
         assert!(restore(&config, &mut store, "kim", &actor, UnixMs(300)).unwrap());
         assert!(!restore(&config, &mut store, "kim", &actor, UnixMs(301)).unwrap());
         assert!(matches!(

@@ -479,6 +479,21 @@ impl Collector {
         json_lines(&self.cli(&["events", "list", "--json", "--limit", "1000000"]))
     }
 
+    /// `users list`: every user with their offboarding state, risk score and signals.
+    pub fn users(&self) -> Vec<serde_json::Value> {
+        json_lines(&self.cli(&["users", "list", "--json"]))
+    }
+
+    /// The `users list` row of `name`; panics, with the list, when there is none.
+    pub fn user(&self, name: &str) -> serde_json::Value {
+        let users = self.users();
+        users
+            .iter()
+            .find(|u| u["user"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no user row for {name}: {users:?}"))
+    }
+
     pub fn devices(&self) -> Vec<serde_json::Value> {
         json_lines(&self.cli(&["devices", "list", "--json"]))
     }

@@ -664,9 +664,7 @@ fn customer_sets_reach_agents_in_pieces_and_count_real_customers() {
     let path = a.watched.join("accounts.csv");
     std::fs::write(&path, &export).unwrap();
     let alert = wait_for("a real-customers alert", SHORT, || {
-        c.alerts()
-            .into_iter()
-            .find(|al| al["rule_id"] == "customer-data.real-customers")
+        c.alert_where("rule_id", "customer-data.real-customers")
     });
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["records"], 120);
@@ -726,10 +724,6 @@ fn stored_paths(c: &Collector) -> BTreeMap<String, usize> {
     out
 }
 
-fn system_alert(c: &Collector, rule: &str) -> Option<serde_json::Value> {
-    c.alerts().into_iter().find(|a| a["rule_id"] == rule)
-}
-
 #[test]
 fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
     let (_tmp, c, mut a) = holdfast_tests::scene("", "gus", "heartbeat_ms = 300");
@@ -747,7 +741,7 @@ fn a_spool_that_starts_over_is_a_new_stream_and_loses_nothing() {
     // runs of four); the wait is for correctness, so it is long, and a timeout says why.
     let end = std::time::Instant::now() + LONG;
     let alert = loop {
-        if let Some(alert) = system_alert(&c, "holdfast.spool_reset") {
+        if let Some(alert) = c.alert_where("rule_id", "holdfast.spool_reset") {
             break alert;
         }
         assert!(
@@ -802,7 +796,7 @@ fn two_agents_on_one_identity_are_detected_and_both_kept() {
         std::thread::sleep(Duration::from_millis(700));
     }
     let alert = wait_for("the cloned-identity alert", DEADLINE, || {
-        system_alert(&c, "holdfast.identity_cloned")
+        c.alert_where("rule_id", "holdfast.identity_cloned")
     });
     assert_eq!(alert["severity"], "critical");
     assert!(

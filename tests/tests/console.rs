@@ -169,7 +169,7 @@ fn analyst_logs_in_triages_from_the_keyboard_resolves_with_a_note_and_sees_the_a
         "no second Offboard button"
     );
     b.screenshot("06-users-offboarded");
-    let users = holdfast_tests::json_lines(&collector.cli(&["users", "list", "--json"]));
+    let users = collector.users();
     assert_eq!(users[0]["state"], "offboarded", "{users:?}");
     for name in [
         "01-login",

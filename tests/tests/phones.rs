@@ -182,9 +182,7 @@ fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
     assert_eq!(event["destination"]["name"], phone, "{event}");
     assert_eq!(event["origin"]["path"], export_s.as_str(), "{event}");
     let alert = wait_for("the phone alert", DEADLINE, || {
-        c.alerts()
-            .into_iter()
-            .find(|x| x["rule_id"] == "exfil.phone")
+        c.alert_where("rule_id", "exfil.phone")
     });
     assert_eq!(alert["path"], copied.as_str(), "{alert}");
     std::thread::sleep(Duration::from_secs(2));
@@ -219,11 +217,7 @@ fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
     let story = wait_for_or(
         "the exfiltration story",
         DEADLINE,
-        || {
-            c.alerts()
-                .into_iter()
-                .find(|x| x["rule_id"] == "holdfast.exfil_sequence")
-        },
+        || c.alert_where("rule_id", "holdfast.exfil_sequence"),
         || a.log(),
     );
     let detail = story["detail"].as_str().unwrap_or_default();
@@ -274,11 +268,7 @@ fn an_export_copied_to_a_phone_is_one_critical_alert_naming_it_and_nothing_is_mi
     let alert = wait_for_or(
         "the phone alert",
         DEADLINE,
-        || {
-            c.alerts()
-                .into_iter()
-                .find(|x| x["rule_id"] == "exfil.phone")
-        },
+        || c.alert_where("rule_id", "exfil.phone"),
         || a.log(),
     );
     assert_eq!(alert["path"], copied.as_str(), "{alert}");

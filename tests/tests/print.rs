@@ -63,11 +63,7 @@ fn a_printed_export_is_one_alert_naming_printer_user_and_pages_and_a_price_list_
     let alert = wait_for_or(
         "the print alert",
         DEADLINE,
-        || {
-            c.alerts()
-                .into_iter()
-                .find(|x| x["rule_id"] == "exfil.print")
-        },
+        || c.alert_where("rule_id", "exfil.print"),
         || format!("agent:\n{}\ncups:\n{}", a.log(), cups.log()),
     );
     assert_eq!(alert["path"], export_s.as_str(), "{alert}");
@@ -123,12 +119,7 @@ fn a_printed_export_is_one_alert_naming_printer_user_and_pages_and_a_price_list_
     assert_eq!(second["records"], 120, "{second}");
     assert!(second["origin"].is_null(), "{second}");
     // Risk counts the print jobs.
-    let users = c.cli(&["users", "list", "--json"]);
-    let ivy: serde_json::Value = users
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|u| u["user"] == "ivy")
-        .unwrap_or_else(|| panic!("no risk row for ivy: {users}"));
+    let ivy = c.user("ivy");
     assert!(
         ivy["signals"]
             .to_string()

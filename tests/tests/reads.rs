@@ -187,8 +187,7 @@ fn a_program_reading_fifty_customer_files_is_named_by_executable_and_uid() {
     assert_eq!(alert["severity"], "high");
     assert_eq!(bulk_alerts(&collector).len(), 1, "one alert per window");
     // The reader's risk rises, and says why.
-    let users = holdfast_tests::json_lines(&collector.cli(&["users", "list", "--json"]));
-    let rui = users.iter().find(|u| u["user"] == "rui").unwrap();
+    let rui = collector.user("rui");
     assert!(rui["score"].as_u64().unwrap() >= 20, "{rui}");
     assert_eq!(
         rui["signals"][0], "1 bulk read(s) of customer files",

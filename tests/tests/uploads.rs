@@ -69,9 +69,7 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
         upload_with(&b, &form, file);
     }
     let alert = wait_for("the upload alert", DEADLINE, || {
-        c.alerts()
-            .into_iter()
-            .find(|x| x["rule_id"] == "exfil.upload")
+        c.alert_where("rule_id", "exfil.upload")
     });
     assert_eq!(alert["path"], export_s.as_str(), "{alert}");
     assert_eq!(alert["severity"], "high", "{alert}");
@@ -151,9 +149,7 @@ fn an_export_zipped_then_uploaded_is_one_exfiltration_story_and_counts_in_risk()
     let b = Browser::start(&tmp.path().join("shots"));
     upload_with(&b, &form, &zipped);
     let story = wait_for("the exfiltration story", DEADLINE, || {
-        c.alerts()
-            .into_iter()
-            .find(|x| x["rule_id"] == "holdfast.exfil_sequence")
+        c.alert_where("rule_id", "holdfast.exfil_sequence")
     });
     assert_eq!(story["severity"], "critical", "{story}");
     let detail = story["detail"].as_str().unwrap();
@@ -167,12 +163,7 @@ fn an_export_zipped_then_uploaded_is_one_exfiltration_story_and_counts_in_risk()
         "{detail}"
     );
     // Risk names the upload among its signals.
-    let users = c.cli(&["users", "list", "--json"]);
-    let jo: serde_json::Value = users
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|u| u["user"] == "jo")
-        .unwrap_or_else(|| panic!("no risk row for jo: {users}"));
+    let jo = c.user("jo");
     let signals = jo["signals"].to_string();
     assert!(
         signals.contains("1 upload(s) of customer files"),

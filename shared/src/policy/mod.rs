@@ -174,10 +174,8 @@ pub struct BulkReadRule {
     pub description: String,
     /// Of the alert it raises.
     pub severity: Severity,
-    /// As written (`~` kept).
+    /// The folders watched, with `~` expanded and without a trailing `/`.
     pub folders: Vec<String>,
-    /// With `~` expanded, without a trailing `/`.
-    pub expanded: Vec<String>,
     /// Customer files opened within `within` that make a bulk read.
     pub min_files: u64,
     /// The sliding window the files are counted in.
@@ -198,7 +196,7 @@ pub struct ExeExclusion {
 impl BulkReadRule {
     /// The folder (expanded) `path` is under, if any.
     pub fn folder_of(&self, path: &str) -> Option<&str> {
-        self.expanded
+        self.folders
             .iter()
             .find(|f| {
                 path.strip_prefix(f.as_str())

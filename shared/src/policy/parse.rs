@@ -641,8 +641,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
                 id,
                 description: r.description,
                 severity: r.severity,
-                folders: r.folders.iter().map(|f| f.get_ref().clone()).collect(),
-                expanded: r
+                folders: r
                     .folders
                     .iter()
                     .map(|f| {

@@ -26,6 +26,14 @@ fn check(set: &PolicySet, action: Action, path: &str, s: Option<ContentSummary>,
     assert_eq!(ids, want, "{action:?} {path}");
 }
 
+/// Header names as the classifier hands them to rules.
+fn keys(headers: &[&str]) -> Vec<String> {
+    headers
+        .iter()
+        .map(|h| crate::classify::record::header_key(h))
+        .collect()
+}
+
 /// The one-line error `src`, as the policy file `p.toml`, is refused with.
 fn refused(src: &str) -> String {
     match PolicySet::compile(&[("p.toml", src)], "/h") {
@@ -164,10 +172,7 @@ fn a_hubspot_export_is_not_also_a_salesforce_one() {
         ..summary("csv", 300, 300)
     };
     let rules = |headers: &[&str]| -> Vec<String> {
-        let headers: Vec<String> = headers
-            .iter()
-            .map(|h| crate::classify::record::header_key(h))
-            .collect();
+        let headers = keys(headers);
         set.evaluate(&Subject {
             action: Action::Created,
             path: "/home/u/Downloads/contacts.csv",
@@ -550,10 +555,7 @@ fn recognise_supersede_and_customer_table() {
         ..summary("csv", 80, 80)
     };
     let eval = |path: &str, headers: &[&str], s: &ContentSummary| -> Vec<String> {
-        let keys: Vec<String> = headers
-            .iter()
-            .map(|h| crate::classify::record::header_key(h))
-            .collect();
+        let keys = keys(headers);
         set.evaluate(&Subject {
             action: Action::Created,
             path,
