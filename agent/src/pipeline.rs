@@ -64,8 +64,7 @@ pub enum Via {
 pub struct UploadBy {
     /// As the policy's `[[app]]` names it.
     pub app: String,
-    /// `browser`, `mail` or `chat`.
-    pub app_kind: &'static str,
+    pub app_kind: holdfast_shared::policy::AppKind,
     pub process: holdfast_shared::event::Process,
 }
 
@@ -507,9 +506,9 @@ pub fn finish(
     let (destination, process) = match ready.via.as_deref() {
         Some(Via::Upload(u)) => (
             Some(holdfast_shared::event::Destination {
-                kind: "upload".into(),
+                kind: u.app_kind.destination().into(),
                 name: u.app.clone(),
-                app_kind: Some(u.app_kind.to_string()),
+                app_kind: Some(u.app_kind.as_str().into()),
                 ..Default::default()
             }),
             Some(Box::new(u.process.clone())),

@@ -261,7 +261,7 @@ impl Reads {
             path: PathBuf::from(&read.open.path),
             by: crate::pipeline::UploadBy {
                 app: app.name.clone(),
-                app_kind: app.kind.as_str(),
+                app_kind: app.kind,
                 process: read.open.process.clone(),
             },
             file: read.file.as_ref().and_then(|h| h.file()),

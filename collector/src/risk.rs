@@ -78,11 +78,17 @@ pub fn score(s: &RiskSignals, departing: bool) -> (u32, Vec<String>) {
         s.prints,
         format!("{} print job(s) of customer records", s.prints),
     );
+    say(
+        20,
+        s.bluetooth,
+        format!("{} customer file(s) sent over Bluetooth", s.bluetooth),
+    );
     points += 15 * s.sequences
         + 10 * s.volume_spikes
         + 10 * s.bulk_reads
         + 10 * s.uploads
-        + 10 * s.prints;
+        + 10 * s.prints
+        + 10 * s.bluetooth;
     if departing {
         points += 20;
         why.push((20, "has given notice (departing)".into()));
@@ -182,13 +188,17 @@ mod tests {
         );
         // Each counted route: two of them, on two high alerts, score 2 × 10 + 2 × 10.
         type Count = fn(&mut RiskSignals) -> &mut u64;
-        let routes: [(Count, &str); 3] = [
+        let routes: [(Count, &str); 4] = [
             (|s| &mut s.bulk_reads, "2 bulk read(s) of customer files"),
             (
                 |s| &mut s.uploads,
                 "2 upload(s) of customer files (a browser, mail client or chat app)",
             ),
             (|s| &mut s.prints, "2 print job(s) of customer records"),
+            (
+                |s| &mut s.bluetooth,
+                "2 customer file(s) sent over Bluetooth",
+            ),
         ];
         for (count, says) in routes {
             let mut s = alerts(2, 0);

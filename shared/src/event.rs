@@ -163,11 +163,15 @@ pub struct Destination {
 
 impl Destination {
     /// How a file left by it, in words: `onto removable SANDISK`, `uploaded by Chromium
-    /// (browser)`, `printed on office-2f by ivy (3 pages)`, `onto phone Pixel_7`.
+    /// (browser)`, `printed on office-2f by ivy (3 pages)`, `onto phone Pixel_7`, `sent over
+    /// Bluetooth by obexd`.
     pub fn way_out(&self) -> String {
         match (self.kind.as_str(), &self.app_kind) {
             ("upload", Some(app)) => format!("uploaded by {} ({app})", self.name),
             ("upload", None) => format!("uploaded by {}", self.name),
+            ("phone", Some(app)) if app == "bluetooth" => {
+                format!("sent over Bluetooth by {}", self.name)
+            }
             ("print", _) => {
                 let by = self
                     .user
@@ -549,6 +553,13 @@ mod tests {
                 "uploaded by Chromium (browser)",
             ),
             (d("print", "pdf"), "printed on pdf"),
+            (
+                Destination {
+                    app_kind: Some("bluetooth".into()),
+                    ..d("phone", "obexd")
+                },
+                "sent over Bluetooth by obexd",
+            ),
             (
                 Destination {
                     user: Some("ivy".into()),

@@ -123,6 +123,8 @@ pub struct RiskSignals {
     pub uploads: u64,
     /// Print jobs of customer records (rules matched).
     pub prints: u64,
+    /// Customer files sent over Bluetooth (read by obexd; rules matched).
+    pub bluetooth: u64,
 }
 
 /// Alerts by severity.
@@ -611,8 +613,8 @@ impl Store {
                 s.volume_max = s.volume_max.max(records);
             }
         }
-        // Opens that matched a rule: an upload when an app took the file out, a print job,
-        // else a bulk read.
+        // Opens that matched a rule: an upload when an app took the file out, a print job, a
+        // file sent to a phone over Bluetooth, else a bulk read.
         let mut st = self.conn.prepare(
             "SELECT user, COALESCE(json_extract(destination, '$.kind'), ''), COUNT(*)
              FROM events WHERE action = 'opened' AND rules != '[]' AND corrected_ms >= ?1
@@ -631,6 +633,7 @@ impl Store {
             match kind.as_str() {
                 "upload" => s.uploads += n,
                 "print" => s.prints += n,
+                "phone" => s.bluetooth += n,
                 _ => s.bulk_reads += n,
             }
         }
@@ -775,5 +778,50 @@ impl Store {
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{chain, file_body, open_with_device};
+    use holdfast_shared::event::{Action, Destination, EventBody, Severity};
+    use holdfast_shared::time::UnixMs;
+
+    /// A read of a customer file that matched a rule, by the way out `kind` (none: a bulk
+    /// read's open).
+    fn opened(path: &str, kind: Option<&str>) -> EventBody {
+        let mut body = file_body(path, &[("r", Severity::High)]);
+        if let EventBody::File(f) = &mut body {
+            f.action = Action::Opened;
+            f.destination = kind.map(|k| {
+                Box::new(Destination {
+                    kind: k.into(),
+                    name: "x".into(),
+                    ..Destination::default()
+                })
+            });
+        }
+        body
+    }
+
+    #[test]
+    fn risk_counts_each_way_out_of_a_read_apart() {
+        let (_d, mut s, d) = open_with_device();
+        let bodies = [
+            opened("/a", Some("upload")),
+            opened("/b", Some("upload")),
+            opened("/c", Some("print")),
+            opened("/d", Some("phone")),
+            opened("/e", None),
+            // A created file is no read: it counts through its alerts only.
+            file_body("/f", &[("r", Severity::High)]),
+        ];
+        s.ingest(&d, &chain(&bodies), UnixMs(10_000)).unwrap();
+        let r = s.risk_signals(UnixMs(0)).unwrap()["ada"];
+        assert_eq!(
+            (r.uploads, r.prints, r.bluetooth, r.bulk_reads),
+            (2, 1, 1, 1),
+            "{r:?}"
+        );
     }
 }

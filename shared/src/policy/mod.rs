@@ -247,10 +247,18 @@ pub enum AppKind {
     Mail,
     /// A desktop chat app: a file sent in a chat.
     Chat,
+    /// A Bluetooth file sender (BlueZ's `obexd` reads the file it pushes to a paired phone or
+    /// computer over OBEX).
+    Bluetooth,
 }
 
 impl AppKind {
-    pub const ALL: [AppKind; 3] = [AppKind::Browser, AppKind::Mail, AppKind::Chat];
+    pub const ALL: [AppKind; 4] = [
+        AppKind::Browser,
+        AppKind::Mail,
+        AppKind::Chat,
+        AppKind::Bluetooth,
+    ];
 
     /// The lowercase name used in policy files and events.
     pub fn as_str(self) -> &'static str {
@@ -258,6 +266,16 @@ impl AppKind {
             AppKind::Browser => "browser",
             AppKind::Mail => "mail",
             AppKind::Chat => "chat",
+            AppKind::Bluetooth => "bluetooth",
+        }
+    }
+
+    /// The destination kind of a file such an app reads: `upload` (a web page, a mail, a
+    /// chat), or `phone` for Bluetooth, the way files reach phones without a cable.
+    pub fn destination(self) -> &'static str {
+        match self {
+            AppKind::Browser | AppKind::Mail | AppKind::Chat => "upload",
+            AppKind::Bluetooth => "phone",
         }
     }
 

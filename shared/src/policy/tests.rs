@@ -374,6 +374,7 @@ fn apps_are_known_by_executable_and_their_reads_of_customer_files_are_uploads() 
             "/snap/slack/127/usr/lib/slack/slack",
             Some(("Slack", "chat")),
         ),
+        ("/usr/libexec/bluetooth/obexd", Some(("obexd", "bluetooth"))),
         // `*` stays within one folder name; other programs are not apps.
         ("/snap/slack/1/x/usr/lib/slack/slack", None),
         ("/usr/bin/cat", None),
@@ -408,10 +409,21 @@ fn apps_are_known_by_executable_and_their_reads_of_customer_files_are_uploads() 
     assert!(eval(Action::Opened, Some("upload"), &summary("csv", 0, 0)).is_empty());
     assert!(eval(Action::Opened, Some("upload"), &summary("csv", 3, 3)).is_empty());
     assert!(eval(Action::Opened, None, &contacts).is_empty());
+    // obexd's read is a file sent to a phone over Bluetooth: the phone rule, critical.
+    assert_eq!(
+        set.app_of("/usr/libexec/bluetooth/obexd")
+            .map(|a| a.kind.destination()),
+        Some("phone")
+    );
+    assert_eq!(
+        eval(Action::Opened, Some("phone"), &contacts),
+        ["exfil.phone critical"]
+    );
+    assert!(eval(Action::Opened, Some("phone"), &summary("csv", 3, 3)).is_empty());
     for (src, want) in [
         (
             "[[app]]\nname = \"x\"\nkind = \"fax\"\nexecutables = [\"/usr/bin/x\"]\n",
-            "p.toml:3:8: app[0].kind: unknown kind `fax`, expected one of: browser, mail, chat",
+            "p.toml:3:8: app[0].kind: unknown kind `fax`, expected one of: browser, mail, chat, bluetooth",
         ),
         (
             "[[app]]\nname = \"x\"\nkind = \"chat\"\nexecutables = [\"x\"]\n",
