@@ -120,12 +120,13 @@ impl ReadMonitor {
         #[allow(clippy::unnecessary_cast)]
         let id = (st.st_dev as u64, st.st_ino as u64);
         let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-        if files.contains(&id) {
-            return Ok(true);
-        }
-        if files.len() >= MAX_FILE_MARKS {
+        if !files.contains(&id) && files.len() >= MAX_FILE_MARKS {
             return Ok(false);
         }
+        // Marked again even when the id is known: a deleted file's mark goes with its inode,
+        // and a new file can get the same inode number (deleting marked files, then writing
+        // an export, would otherwise leave the export unmarked). Adding a mark twice is
+        // harmless.
         self.fan
             .mark::<_, std::path::Path>(MarkFlags::FAN_MARK_ADD, FILE_READS, file, None)?;
         files.insert(id);

@@ -4,7 +4,9 @@
 //! export written afterwards still alerts).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::{corpus, json_lines, root_or_skip, run, wait_for, Agent, Collector};
+use holdfast_tests::{
+    corpus, json_lines, root_or_skip, run, wait_for, wait_for_or, Agent, Collector,
+};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -461,5 +463,83 @@ fn odd_names_come_back_byte_identical_and_never_collide() {
         assert_eq!(std::fs::metadata(&p).unwrap().uid(), USER);
     }
     l.export_alerts("Desktop", "salesforce_contacts.csv");
+    l.a.stop();
+}
+
+/// The read monitor marks the file it classified through its own descriptor: a link to root's
+/// customer list swapped in under an export's name, at any moment between the export's
+/// write and its mark (200 rounds), never puts the mark on root's file. With `cat` made an
+/// app by the test's policy, root's cat reading that list afterwards is no upload, and the
+/// same cat reading an export is one. (The rounds also delete 200 marked files: an export
+/// written afterwards may get one of their inode numbers, and must be marked all the same.)
+#[test]
+fn a_link_swapped_in_for_an_export_never_moves_its_read_mark_onto_root_files() {
+    let pack = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for f in std::fs::read_dir(&shipped).unwrap().flatten() {
+        std::fs::copy(f.path(), pack.path().join(f.file_name())).unwrap();
+    }
+    std::fs::write(
+        pack.path().join("test-apps.toml"),
+        "[[app]]\nname = \"cat\"\nkind = \"chat\"\nexecutables = [\"/usr/bin/cat\"]\n",
+    )
+    .unwrap();
+    let Some(mut l) = Laptop::as_root(&format!("policies = {:?}", pack.path())) else {
+        return;
+    };
+    let private = l.root("private.csv");
+    std::fs::write(&private, corpus::salesforce_contacts(31, 200)).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = fingerprint(&private);
+    l.a.start();
+    let h = l.home().display().to_string();
+    let export = l.base.join("export.src");
+    std::fs::write(&export, corpus::salesforce_contacts(32, 60)).unwrap();
+    std::fs::set_permissions(&export, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = format!(
+        "i=0; while [ $i -lt 200 ]; do \
+           cp '{}' {h}/Downloads/e$i.csv; \
+           sleep 0.$(( (i * 7) % 40 ))$(( i % 10 )); \
+           ln -s '{}' {h}/Downloads/.l$i && mv -f {h}/Downloads/.l$i {h}/Downloads/e$i.csv; \
+           i=$((i+1)); \
+         done",
+        export.display(),
+        private.display()
+    );
+    assert!(as_user(&script));
+    // Every export before it has been through the pipeline once this one has alerted.
+    l.export_alerts("Desktop", "salesforce_contacts.csv");
+    let mine = l.home().join("Desktop/salesforce_contacts.csv");
+    // Root's cat reads its list, then the export: only the export is marked.
+    for f in [&private, &private, &private, &mine] {
+        let read = std::process::Command::new("/usr/bin/cat")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(read.status.success());
+    }
+    let shown = mine.display().to_string();
+    wait_for_or(
+        "cat's read of the export",
+        DEADLINE,
+        || {
+            l.c.events()
+                .iter()
+                .any(|e| e["path"] == shown.as_str() && e["destination"]["name"] == "cat")
+                .then_some(())
+        },
+        || format!("{}\n{}", l.a.status(), l.a.log()),
+    );
+    // The reads of root's list came first; give them the same time again.
+    std::thread::sleep(Duration::from_secs(2));
+    let root_file = private.display().to_string();
+    let hash = holdfast_shared::sha256_hex(&std::fs::read(&private).unwrap());
+    let on_root: Vec<serde_json::Value> =
+        l.c.events()
+            .into_iter()
+            .filter(|e| e["path"] == root_file.as_str() || e["sha256"] == hash.as_str())
+            .collect();
+    assert!(on_root.is_empty(), "root's file was marked: {on_root:?}");
+    assert_eq!(fingerprint(&private), before);
     l.a.stop();
 }
