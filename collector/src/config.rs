@@ -128,10 +128,20 @@ pub struct Forward {
 #[serde(deny_unknown_fields)]
 struct RawConnector {
     name: String,
+    /// `webhook`, `command` or `scim`; absent, the one of `webhook`/`command` given.
+    kind: Option<String>,
     webhook: Option<String>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     command: Option<Vec<String>>,
+    /// `scim`: the base URL, the bearer token's file, how the user is found, their name there
+    /// and what a restore does.
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+    #[serde(rename = "match")]
+    match_by: Option<String>,
+    login: Option<String>,
+    on_restore: Option<String>,
     retry_base: Option<String>,
     max_attempts: Option<u32>,
     timeout: Option<String>,
@@ -144,6 +154,8 @@ pub enum ConnectorTarget {
     Webhook { url: String, secret: Vec<u8> },
     /// A local program; `{user}` in its arguments is replaced, the JSON body is on stdin.
     Command { argv: Vec<String> },
+    /// A SCIM 2.0 identity provider or SaaS: the user's `active` set to false (and back).
+    Scim(crate::connectors::scim::Scim),
 }
 
 impl std::fmt::Debug for ConnectorTarget {
@@ -152,6 +164,7 @@ impl std::fmt::Debug for ConnectorTarget {
             // Never print the secret.
             ConnectorTarget::Webhook { url, .. } => write!(f, "Webhook({url})"),
             ConnectorTarget::Command { argv } => write!(f, "Command({argv:?})"),
+            ConnectorTarget::Scim(s) => write!(f, "{s:?}"),
         }
     }
 }
@@ -344,8 +357,40 @@ impl Config {
             if connectors.iter().any(|o| o.name == c.name) {
                 return Err(bad("duplicate name".into()));
             }
-            let target = match (&c.webhook, &c.command) {
-                (Some(url), None) => {
+            let scim_fields = [
+                ("url", c.url.is_some()),
+                ("token_file", c.token_file.is_some()),
+                ("match", c.match_by.is_some()),
+                ("login", c.login.is_some()),
+                ("on_restore", c.on_restore.is_some()),
+            ];
+            let target = match (c.kind.as_deref(), &c.webhook, &c.command) {
+                (Some("scim"), None, None) => {
+                    ConnectorTarget::Scim(scim_target(base, &c).map_err(bad)?)
+                }
+                (Some("scim"), _, _) => {
+                    return Err(bad("kind = \"scim\" takes no `webhook` or `command`".into()))
+                }
+                (Some(k), _, _) if !["webhook", "command"].contains(&k) => {
+                    return Err(bad(format!(
+                        "unknown kind `{k}`, expected one of webhook, command, scim"
+                    )))
+                }
+                _ if scim_fields.iter().any(|(_, given)| *given) => {
+                    let (field, _) = scim_fields
+                        .iter()
+                        .find(|(_, g)| *g)
+                        .copied()
+                        .unwrap_or_default();
+                    return Err(bad(format!("`{field}` belongs to kind = \"scim\"")));
+                }
+                (Some("webhook"), None, _) => {
+                    return Err(bad("kind = \"webhook\" needs `webhook`".into()))
+                }
+                (Some("command"), _, None) => {
+                    return Err(bad("kind = \"command\" needs `command`".into()))
+                }
+                (_, Some(url), None) => {
                     let secret =
                         webhook_secret(base, url, &c.secret, &c.secret_file).map_err(bad)?;
                     ConnectorTarget::Webhook {
@@ -353,10 +398,10 @@ impl Config {
                         secret,
                     }
                 }
-                (None, Some(argv)) if !argv.is_empty() && !argv[0].is_empty() => {
+                (_, None, Some(argv)) if !argv.is_empty() && !argv[0].is_empty() => {
                     ConnectorTarget::Command { argv: argv.clone() }
                 }
-                (None, Some(_)) => return Err(bad("command is empty".into())),
+                (_, None, Some(_)) => return Err(bad("command is empty".into())),
                 _ => return Err(bad("needs exactly one of `webhook` or `command`".into())),
             };
             let retry_base = dur(
@@ -558,6 +603,69 @@ fn webhook_secret(
     Ok(secret)
 }
 
+/// The `scim` connector's settings, validated; the token read from `token_file`.
+fn scim_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::scim::Scim, String> {
+    use crate::connectors::scim::{MatchBy, OnRestore, Scim};
+    let url = c
+        .url
+        .as_deref()
+        .ok_or("kind = \"scim\" needs `url` (the SCIM base URL)")?;
+    let loopback = ["http://127.0.0.1", "http://[::1]", "http://localhost"]
+        .iter()
+        .any(|p| {
+            url.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
+        });
+    if !(url.starts_with("https://") || loopback) {
+        return Err(format!(
+            "url `{url}` must be https:// (plain http only to this machine): the bearer token goes with every request"
+        ));
+    }
+    let file = c
+        .token_file
+        .as_ref()
+        .ok_or("kind = \"scim\" needs `token_file` (a file holding the bearer token)")?;
+    let file = if file.is_absolute() {
+        file.clone()
+    } else {
+        base.join(file)
+    };
+    let token = std::fs::read_to_string(&file)
+        .map_err(|e| format!("token_file {}: {e}", file.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() || token.chars().any(|ch| ch.is_control() || ch == ' ') {
+        return Err(format!(
+            "token_file {}: holds no token (one line, no spaces)",
+            file.display()
+        ));
+    }
+    let match_by = match c.match_by.as_deref() {
+        None => MatchBy::UserName,
+        Some(m) => {
+            MatchBy::parse(m).ok_or_else(|| format!("match `{m}` is not one of userName, email"))?
+        }
+    };
+    let login = c.login.clone().unwrap_or_else(|| "{user}".into());
+    if !login.contains("{user}") {
+        return Err(format!(
+            "login `{login}` must hold `{{user}}` (or every leaver would be the same account)"
+        ));
+    }
+    let on_restore = match c.on_restore.as_deref() {
+        None | Some("leave") => OnRestore::Leave,
+        Some("reactivate") => OnRestore::Reactivate,
+        Some(o) => return Err(format!("on_restore `{o}` is not one of leave, reactivate")),
+    };
+    Ok(Scim {
+        url: url.trim_end_matches('/').to_string(),
+        token,
+        match_by,
+        login,
+        on_restore,
+    })
+}
+
 fn loopback_names() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
 }
@@ -664,6 +772,96 @@ mod tests {
         bad(
             "[[connector]]\nname = \"a\"\ncommand = [\"x\"]\n[[connector]]\nname = \"a\"\ncommand = [\"y\"]\n",
             "/c.toml: connector: connector[1] (a): duplicate name",
+        );
+    }
+
+    #[test]
+    fn scim_connectors_are_validated() {
+        use crate::connectors::scim::{MatchBy, OnRestore};
+        let (_d, token) = holdfast_io::testing::scratch("okta.token");
+        std::fs::write(&token, "tok-0123456789\n").unwrap();
+        let t = token.display();
+        let c = parsed(&format!("[[connector]]\nname = \"okta\"\nkind = \"scim\"\nurl = \"https://acme.okta.com/scim/v2/\"\ntoken_file = \"{t}\"\nmatch = \"email\"\nlogin = \"{{user}}@acme.example\"\non_restore = \"reactivate\"\n"));
+        let ConnectorTarget::Scim(s) = &c.connectors[0].target else {
+            panic!("{:?}", c.connectors[0]);
+        };
+        assert_eq!(
+            (
+                s.url.as_str(),
+                s.token.as_str(),
+                s.match_by,
+                s.login.as_str(),
+                s.on_restore
+            ),
+            (
+                "https://acme.okta.com/scim/v2",
+                "tok-0123456789",
+                MatchBy::Email,
+                "{user}@acme.example",
+                OnRestore::Reactivate
+            )
+        );
+        assert!(!format!("{:?}", c.connectors).contains("tok-0123456789"));
+        let loopback = parsed(&format!("[[connector]]\nname = \"idp\"\nkind = \"scim\"\nurl = \"http://127.0.0.1:8080\"\ntoken_file = \"{t}\"\n"));
+        let ConnectorTarget::Scim(s) = &loopback.connectors[0].target else {
+            panic!();
+        };
+        assert_eq!(
+            (s.match_by, s.login.as_str(), s.on_restore),
+            (MatchBy::UserName, "{user}", OnRestore::Leave)
+        );
+        let head = "[[connector]]\nname = \"idp\"\nkind = \"scim\"\n";
+        for (rest, want) in [
+            (
+                format!("url = \"http://idp.example/scim\"\ntoken_file = \"{t}\"\n"),
+                "url `http://idp.example/scim` must be https:// (plain http only to this machine): the bearer token goes with every request".to_string(),
+            ),
+            (
+                format!("url = \"http://127.0.0.1.evil.example/\"\ntoken_file = \"{t}\"\n"),
+                "url `http://127.0.0.1.evil.example/` must be https:// (plain http only to this machine): the bearer token goes with every request".to_string(),
+            ),
+            (
+                "url = \"https://x\"\n".to_string(),
+                "kind = \"scim\" needs `token_file` (a file holding the bearer token)".to_string(),
+            ),
+            (
+                "url = \"https://x\"\ntoken_file = \"/nonexistent/t\"\n".to_string(),
+                "token_file /nonexistent/t: No such file or directory (os error 2)".to_string(),
+            ),
+            (
+                format!("url = \"https://x\"\ntoken_file = \"{t}\"\nmatch = \"uid\"\n"),
+                "match `uid` is not one of userName, email".to_string(),
+            ),
+            (
+                format!("url = \"https://x\"\ntoken_file = \"{t}\"\nlogin = \"admin\"\n"),
+                "login `admin` must hold `{user}` (or every leaver would be the same account)".to_string(),
+            ),
+            (
+                format!("url = \"https://x\"\ntoken_file = \"{t}\"\non_restore = \"delete\"\n"),
+                "on_restore `delete` is not one of leave, reactivate".to_string(),
+            ),
+            (
+                format!("url = \"https://x\"\ntoken_file = \"{t}\"\nwebhook = \"https://x\"\n"),
+                "kind = \"scim\" takes no `webhook` or `command`".to_string(),
+            ),
+        ] {
+            bad(
+                &format!("{head}{rest}"),
+                &format!("/c.toml: connector: connector[0] (idp): {want}"),
+            );
+        }
+        bad(
+            "[[connector]]\nname = \"x\"\nkind = \"ldap\"\n",
+            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim",
+        );
+        bad(
+            "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\nurl = \"https://x\"\n",
+            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\"",
+        );
+        std::fs::write(&token, "\n").unwrap();
+        bad(
+            &format!("{head}url = \"https://x\"\ntoken_file = \"{t}\"\n"),
+            &format!("/c.toml: connector: connector[0] (idp): token_file {t}: holds no token (one line, no spaces)"),
         );
     }
 

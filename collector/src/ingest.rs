@@ -202,15 +202,16 @@ async fn run_connectors(state: Arc<State>, mut shutdown: tokio::sync::watch::Rec
                 ),
                 Some(c) => {
                     let body = payload(&run, off.as_ref());
-                    let user = run.user.clone();
+                    let (user, event) = (run.user.clone(), run.event.clone());
                     let c2 = c.clone();
-                    let attempt = tokio::task::spawn_blocking(move || call(&c2, &user, &body))
-                        .await
-                        .unwrap_or_else(|e| crate::connectors::Attempt {
-                            ok: false,
-                            code: None,
-                            detail: format!("connector task failed: {e}"),
-                        });
+                    let attempt =
+                        tokio::task::spawn_blocking(move || call(&c2, &user, &event, &body))
+                            .await
+                            .unwrap_or_else(|e| crate::connectors::Attempt {
+                                ok: false,
+                                code: None,
+                                detail: format!("connector task failed: {e}"),
+                            });
                     let tried = run.attempts + 1;
                     let next = (!attempt.ok && tried < c.max_attempts)
                         .then(|| crate::now_ms() + backoff(c.retry_base, tried).as_millis() as i64);

@@ -10,6 +10,7 @@ pub mod crm;
 pub mod cups;
 pub mod hook;
 pub mod http;
+pub mod scim;
 pub mod shapes;
 
 use std::path::{Path, PathBuf};

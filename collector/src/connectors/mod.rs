@@ -4,7 +4,10 @@
 //! arguments and the JSON on stdin. Each run is retried with exponential backoff until it
 //! succeeds or runs out of attempts; every attempt's result is stored and visible in
 //! `offboard status`, and failed runs can be started again (`offboard retry`). None is silent.
+//! A `scim` connector deactivates the user on an identity provider ([`scim`]).
 //! The only module that makes outbound HTTP requests or runs connector programs.
+
+pub mod scim;
 
 use crate::config::{Connector, ConnectorTarget};
 use crate::store::{ConnectorRun, OffboardRow};
@@ -57,29 +60,36 @@ fn keep(bytes: &[u8]) -> String {
     s.trim().to_string()
 }
 
-/// Calls one connector once (blocking: run it off the async threads).
-pub fn call(c: &Connector, user: &str, body: &[u8]) -> Attempt {
+/// Calls one connector once for `event` (`offboard` or `restore`) of `user`, with the JSON
+/// `body` webhooks and commands get (blocking: run it off the async threads).
+pub fn call(c: &Connector, user: &str, event: &str, body: &[u8]) -> Attempt {
     match &c.target {
         ConnectorTarget::Webhook { url, secret } => post_signed(url, secret, body, c.timeout),
         ConnectorTarget::Command { argv } => command(argv, user, body, c.timeout),
+        ConnectorTarget::Scim(s) => scim::run(s, user, event, c.timeout),
     }
 }
 
-/// POSTs a JSON body signed with `secret` (`X-Holdfast-Signature`), once (blocking).
-pub fn post_signed(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> Attempt {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// The collector's `User-Agent` on connector calls.
+const USER_AGENT: &str = concat!("holdfast-collector/", env!("CARGO_PKG_VERSION"));
+
+/// The HTTP client of one connector call: `timeout` for the whole exchange, every status an
+/// answer (not an error), no redirect followed (a token must not be sent elsewhere).
+fn http(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
-        .into();
-    let result = agent
+        .into()
+}
+
+/// POSTs a JSON body signed with `secret` (`X-Holdfast-Signature`), once (blocking).
+pub fn post_signed(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> Attempt {
+    let result = http(timeout)
         .post(url)
         .header("Content-Type", "application/json")
-        .header(
-            "User-Agent",
-            concat!("holdfast-collector/", env!("CARGO_PKG_VERSION")),
-        )
+        .header("User-Agent", USER_AGENT)
         .header("X-Holdfast-Signature", &signature(secret, body))
         .send(body);
     match result {
@@ -266,7 +276,7 @@ mod tests {
             max_attempts: 3,
             timeout: Duration::from_secs(10),
         };
-        let a = call(&c, "kim", b"{\"user\":\"kim\"}");
+        let a = call(&c, "kim", "offboard", b"{\"user\":\"kim\"}");
         assert_eq!(
             a,
             Attempt {
@@ -283,7 +293,7 @@ mod tests {
             ..c.clone()
         };
         assert_eq!(
-            call(&fails, "kim", b""),
+            call(&fails, "kim", "offboard", b""),
             Attempt {
                 ok: false,
                 code: Some(3),
@@ -297,7 +307,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             ..c.clone()
         };
-        let a = call(&slow, "kim", b"");
+        let a = call(&slow, "kim", "offboard", b"");
         assert!(!a.ok && a.detail.starts_with("timed out"), "{a:?}");
         let missing = Connector {
             target: ConnectorTarget::Command {
@@ -305,7 +315,7 @@ mod tests {
             },
             ..c
         };
-        assert!(call(&missing, "kim", b"")
+        assert!(call(&missing, "kim", "offboard", b"")
             .detail
             .starts_with("cannot run /nonexistent"));
     }
