@@ -262,6 +262,7 @@ pub fn import(
                 lookback_ms: LOOKBACK_MS,
                 reason: format!("HR import {} line {line}", file.display()),
                 notice_ms: notice,
+                successor: None,
             },
             actor,
             now_ms,

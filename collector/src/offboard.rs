@@ -21,6 +21,9 @@ pub enum OffboardError {
     /// There is nothing to restore or report: the user was never offboarded.
     #[error("`{0}` has not been offboarded")]
     NotOffboarded(String),
+    /// The successor is the leaver, empty, or no name at all.
+    #[error("successor `{0}`: {1}")]
+    BadSuccessor(String, &'static str),
     /// The signing key could not be loaded.
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
@@ -56,6 +59,8 @@ pub struct Request {
     /// When notice was given; the user is departing from then until the effective time
     /// (default: now).
     pub notice_ms: Option<UnixMs>,
+    /// Who takes the leaver's customers over.
+    pub successor: Option<String>,
 }
 
 /// The offboarding actions of the policy in force: the published bundle's, or the built-in
@@ -162,6 +167,20 @@ pub fn start(
             });
         }
     }
+    if let Some(s) = &req.successor {
+        let why = if s.trim().is_empty() || s.len() > 256 {
+            Some("must be 1 to 256 characters")
+        } else if s.chars().any(char::is_control) {
+            Some("must not hold a control character")
+        } else if *s == req.user {
+            Some("must be someone other than the leaver")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(OffboardError::BadSuccessor(s.clone(), why));
+        }
+    }
     let plan = policy_in_force(store)?.offboard;
     let notice_ms = req.notice_ms.unwrap_or(now_ms).min(now_ms);
     let effective_ms = req.effective_ms.max(now_ms);
@@ -185,6 +204,7 @@ pub fn start(
             restored_ms: None,
             notice_ms,
             raise_levels: plan.departing_raise,
+            successor: req.successor.clone(),
         },
         &orders,
         &connector_names(config),
@@ -194,11 +214,15 @@ pub fn start(
             "offboard",
             &req.user,
             format!(
-                "effective {}, look-back {} days, {} device(s), reason: {}",
+                "effective {}, look-back {} days, {} device(s), reason: {}{}",
                 crate::fmt_ms(effective_ms),
                 req.lookback_ms / 86_400_000,
                 devices,
-                req.reason
+                req.reason,
+                req.successor
+                    .as_ref()
+                    .map(|s| format!(", successor: {s}"))
+                    .unwrap_or_default()
             ),
         ),
     )?;
@@ -280,9 +304,9 @@ pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, Offboa
         .into_iter()
         .map(|d| (d.id, d.hostname))
         .collect();
-    Ok(crate::report::build(
-        user, from, to, &window, &history, &hosts,
-    ))
+    let mut r = crate::report::build(user, from, to, &window, &history, &hosts);
+    r.successor = row.successor;
+    Ok(r)
 }
 
 /// One device's orders, for `offboard status`.
@@ -378,6 +402,74 @@ mod tests {
     }
 
     #[test]
+    fn a_successor_is_checked_stored_reported_and_audited() {
+        let (_dir, config, mut store) = crate::store::fixtures::configured();
+        store.add_device(&device("d1", "kim")).unwrap();
+        let actor = Actor {
+            who: "cli:test".into(),
+            origin: "cli@here".into(),
+        };
+        let req = |successor: &str| Request {
+            user: "kim".into(),
+            effective_ms: UnixMs(0),
+            lookback_ms: 86_400_000,
+            reason: String::new(),
+            notice_ms: None,
+            successor: Some(successor.into()),
+        };
+        for (bad, says) in [
+            (
+                "kim",
+                "successor `kim`: must be someone other than the leaver",
+            ),
+            ("", "successor ``: must be 1 to 256 characters"),
+            (
+                "li\nsi",
+                "successor `li\nsi`: must not hold a control character",
+            ),
+        ] {
+            let e = start(&config, &mut store, &req(bad), &actor, UnixMs(100)).unwrap_err();
+            assert_eq!(e.to_string(), says);
+        }
+        assert!(
+            store.offboarding("kim").unwrap().is_none(),
+            "nothing started"
+        );
+        assert!(
+            start(&config, &mut store, &req("lisi"), &actor, UnixMs(100))
+                .unwrap()
+                .started
+        );
+        let st = status(&store, "kim", UnixMs(100)).unwrap();
+        assert_eq!(st.offboarding.successor.as_deref(), Some("lisi"));
+        assert_eq!(
+            report(&store, "kim").unwrap().successor.as_deref(),
+            Some("lisi")
+        );
+        let audit = store.audit_log(10).unwrap();
+        assert!(
+            audit[0].detail.ends_with(", successor: lisi"),
+            "{:?}",
+            audit[0]
+        );
+        let run = crate::store::ConnectorRun {
+            id: 1,
+            user: "kim".into(),
+            event: "offboard".into(),
+            connector: "c".into(),
+            created_ms: UnixMs(0),
+            next_ms: UnixMs(0),
+            attempts: 0,
+            status: crate::store::RunStatus::Pending,
+            last: None,
+        };
+        let body: serde_json::Value =
+            serde_json::from_slice(&crate::connectors::payload(&run, Some(&st.offboarding)))
+                .unwrap();
+        assert_eq!(body["successor"], "lisi");
+    }
+
+    #[test]
     fn offboarding_signs_one_order_per_device_of_the_user() {
         let (dir, config, mut store) = crate::store::fixtures::configured();
         for (id, user) in [("d1", "kim"), ("d2", "kim"), ("d3", "lee")] {
@@ -393,6 +485,7 @@ mod tests {
             lookback_ms: 90 * 86_400_000,
             reason: "resigned".into(),
             notice_ms: None,
+            successor: None,
         };
         let err = start(&config, &mut store, &req("nobody"), &actor, UnixMs(100)).unwrap_err();
         assert_eq!(

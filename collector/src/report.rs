@@ -83,6 +83,8 @@ pub struct Report {
     pub top_files: Vec<TopFile>,
     pub devices: Vec<DeviceLine>,
     pub handover: Vec<Held>,
+    /// Who takes the leaver's customers over (`offboard --successor`), if anyone was named.
+    pub successor: Option<String>,
 }
 
 fn is_customer(e: &StoredEvent) -> bool {
@@ -193,6 +195,7 @@ pub fn build(
         top_files,
         devices: devices.into_values().collect(),
         handover,
+        successor: None,
     }
 }
 

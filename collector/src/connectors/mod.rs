@@ -39,6 +39,7 @@ pub fn payload(run: &ConnectorRun, off: Option<&OffboardRow>) -> Vec<u8> {
         "attempt": run.attempts + 1,
         "effective_ms": off.map(|o| o.effective_ms),
         "reason": off.map(|o| o.reason.as_str()),
+        "successor": off.and_then(|o| o.successor.as_deref()),
         "lookback_ms": off.map(|o| o.lookback_ms),
     }))
     .unwrap_or_default()

@@ -691,6 +691,9 @@ impl ConsoleForm for AlertForm {
 struct OffboardForm {
     #[serde(default)]
     csrf: String,
+    /// Who takes the leaver's customers over; empty for nobody.
+    #[serde(default)]
+    successor: String,
 }
 
 impl ConsoleForm for OffboardForm {
@@ -720,7 +723,7 @@ async fn users_page(State(st): St, who: Who) -> Page {
         };
         let action = if can_offboard && matches!(u.state.as_str(), "active" | "restored") {
             html!(
-                r#"<form method="post" action="/users/{}/offboard" class="inline offboard" data-user="{}"><input type="hidden" name="csrf" value="{}"><button type="submit">Offboard</button></form>"#,
+                r#"<form method="post" action="/users/{}/offboard" class="inline offboard" data-user="{}"><input type="hidden" name="csrf" value="{}"><label>Successor <input type="text" name="successor" size="10" maxlength="256" autocomplete="off"></label> <button type="submit">Offboard</button></form>"#,
                 enc(&u.user),
                 u.user,
                 c.csrf.as_deref().unwrap_or("")
@@ -752,7 +755,7 @@ async fn users_page(State(st): St, who: Who) -> Page {
 async fn offboard(
     State(st): St,
     Path(user): Path<String>,
-    Checked(c, _): Checked<OffboardForm>,
+    Checked(c, form): Checked<OffboardForm>,
 ) -> Page {
     let body = OffboardBody {
         user,
@@ -760,6 +763,7 @@ async fn offboard(
         notice: None,
         lookback_days: None,
         reason: Some("console".into()),
+        successor: Some(form.successor),
     };
     api::offboard(&st, &c, body)
         .await

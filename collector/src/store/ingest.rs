@@ -499,6 +499,7 @@ mod tests {
                 restored_ms: None,
                 notice_ms: UnixMs(1_500),
                 raise_levels: 1,
+                successor: None,
             },
             &[],
             &[],

@@ -21,6 +21,9 @@ pub struct OffboardRow {
     pub notice_ms: UnixMs,
     /// Severity levels a departing user's alerts rise by.
     pub raise_levels: u8,
+    /// Who takes the leaver's customers over (`--successor`): connectors that transfer
+    /// customers (`wecom`) hand them to this user, and the handover names them.
+    pub successor: Option<String>,
 }
 
 /// An order to record: already signed.
@@ -295,7 +298,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT user, started_ms, effective_ms, lookback_ms, reason, restored_ms,
-                        COALESCE(notice_ms, started_ms), raise_levels
+                        COALESCE(notice_ms, started_ms), raise_levels, successor
                  FROM offboardings WHERE user = ?1",
                 [user],
                 |r| {
@@ -310,6 +313,7 @@ impl Store {
                             restored_ms,
                             notice_ms,
                             raise_levels,
+                            successor,
                         }
                     )
                 },
@@ -337,8 +341,8 @@ impl Store {
             }
             tx.execute(
                 "INSERT OR REPLACE INTO offboardings (user, started_ms, effective_ms, lookback_ms,
-                     reason, restored_ms, notice_ms, raise_levels)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+                     reason, restored_ms, notice_ms, raise_levels, successor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8)",
                 params![
                     row.user,
                     row.started_ms,
@@ -346,7 +350,8 @@ impl Store {
                     row.lookback_ms,
                     row.reason,
                     row.notice_ms,
-                    row.raise_levels
+                    row.raise_levels,
+                    row.successor
                 ],
             )?;
             insert_orders(tx, &row.user, row.started_ms, orders)?;
@@ -710,6 +715,7 @@ mod tests {
             restored_ms: None,
             notice_ms: UnixMs(10),
             raise_levels: 1,
+            successor: None,
         }
     }
 

@@ -202,6 +202,7 @@ pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("devices", "last_stream", "TEXT"),
     ("offboardings", "notice_ms", "INTEGER"),
     ("offboardings", "raise_levels", "INTEGER NOT NULL DEFAULT 0"),
+    ("offboardings", "successor", "TEXT"),
     ("alerts", "assignee", "TEXT"),
     ("devices", "coverage", "TEXT"),
     ("events", "destination", "TEXT"),

@@ -32,6 +32,8 @@ pub struct OffboardBody {
     pub lookback_days: Option<u32>,
     /// Why (kept in the audit log).
     pub reason: Option<String>,
+    /// Who takes the leaver's customers over (connectors such as `wecom` hand them to them).
+    pub successor: Option<String>,
 }
 
 /// What a restore did.
@@ -83,6 +85,10 @@ pub(in crate::http) async fn offboard(
         notice_ms: time("notice", &b.notice)?,
         lookback_ms: i64::from(lookback_days) * 86_400_000,
         reason: b.reason.unwrap_or_default(),
+        successor: b
+            .successor
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
     };
     let actor = c.actor();
     let config = st.config.clone();

@@ -25,6 +25,10 @@ pub struct Args {
     /// Why (kept in the audit log).
     #[arg(long, default_value = "")]
     pub reason: String,
+    /// Who takes USER's customers over: connectors that transfer customers (`wecom`) hand
+    /// them to this user, and the handover report names them.
+    #[arg(long, value_name = "USER2")]
+    pub successor: Option<String>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -77,7 +81,7 @@ pub enum ReportFormat {
 pub fn print_offboard_status(status: &holdfast_collector::offboard::Status) {
     let st = &status.offboarding;
     println!(
-        "{}: offboarded {} (effective {}), look-back {} days{}{}",
+        "{}: offboarded {} (effective {}), look-back {} days{}{}{}",
         escape(&st.user),
         fmt_ms(st.started_ms),
         fmt_ms(st.effective_ms),
@@ -87,6 +91,10 @@ pub fn print_offboard_status(status: &holdfast_collector::offboard::Status) {
         } else {
             format!(", reason: {}", escape(&st.reason))
         },
+        st.successor
+            .as_ref()
+            .map(|s| format!(", successor: {}", escape(s)))
+            .unwrap_or_default(),
         st.restored_ms
             .map(|t| format!(", RESTORED {}", fmt_ms(t)))
             .unwrap_or_default()
@@ -193,6 +201,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             effective,
             lookback,
             reason,
+            successor,
             json,
             at,
         } => {
@@ -207,6 +216,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 lookback_ms: lookback.as_millis() as i64,
                 reason,
                 notice_ms: None,
+                successor,
             };
             let now = holdfast_collector::now_ms();
             let started = offboard::start(&c, &mut store, &req, &cli_actor(), now)?;
