@@ -137,6 +137,8 @@ struct RawConnector {
     /// `scim`: the base URL, the bearer token's file, how the user is found, their name there
     /// and what a restore does.
     url: Option<String>,
+    /// `wecom`: the corp id (`secret_file` holds the customer-contact secret).
+    corpid: Option<String>,
     token_file: Option<PathBuf>,
     #[serde(rename = "match")]
     match_by: Option<String>,
@@ -156,6 +158,8 @@ pub enum ConnectorTarget {
     Command { argv: Vec<String> },
     /// A SCIM 2.0 identity provider or SaaS: the user's `active` set to false (and back).
     Scim(crate::connectors::scim::Scim),
+    /// 企业微信: the leaver's customers and customer groups handed to the successor.
+    WeCom(crate::connectors::wecom::WeCom),
 }
 
 impl std::fmt::Debug for ConnectorTarget {
@@ -165,6 +169,7 @@ impl std::fmt::Debug for ConnectorTarget {
             ConnectorTarget::Webhook { url, .. } => write!(f, "Webhook({url})"),
             ConnectorTarget::Command { argv } => write!(f, "Command({argv:?})"),
             ConnectorTarget::Scim(s) => write!(f, "{s:?}"),
+            ConnectorTarget::WeCom(w) => write!(f, "{w:?}"),
         }
     }
 }
@@ -359,6 +364,7 @@ impl Config {
             }
             let scim_fields = [
                 ("url", c.url.is_some()),
+                ("corpid", c.corpid.is_some()),
                 ("token_file", c.token_file.is_some()),
                 ("match", c.match_by.is_some()),
                 ("login", c.login.is_some()),
@@ -368,12 +374,17 @@ impl Config {
                 (Some("scim"), None, None) => {
                     ConnectorTarget::Scim(scim_target(base, &c).map_err(bad)?)
                 }
-                (Some("scim"), _, _) => {
-                    return Err(bad("kind = \"scim\" takes no `webhook` or `command`".into()))
+                (Some("wecom"), None, None) => {
+                    ConnectorTarget::WeCom(wecom_target(base, &c).map_err(bad)?)
+                }
+                (Some(k @ ("scim" | "wecom")), _, _) => {
+                    return Err(bad(format!(
+                        "kind = \"{k}\" takes no `webhook` or `command`"
+                    )))
                 }
                 (Some(k), _, _) if !["webhook", "command"].contains(&k) => {
                     return Err(bad(format!(
-                        "unknown kind `{k}`, expected one of webhook, command, scim"
+                        "unknown kind `{k}`, expected one of webhook, command, scim, wecom"
                     )))
                 }
                 _ if scim_fields.iter().any(|(_, given)| *given) => {
@@ -382,7 +393,9 @@ impl Config {
                         .find(|(_, g)| *g)
                         .copied()
                         .unwrap_or_default();
-                    return Err(bad(format!("`{field}` belongs to kind = \"scim\"")));
+                    return Err(bad(format!(
+                        "`{field}` belongs to kind = \"scim\" or \"wecom\""
+                    )));
                 }
                 (Some("webhook"), None, _) => {
                     return Err(bad("kind = \"webhook\" needs `webhook`".into()))
@@ -603,13 +616,9 @@ fn webhook_secret(
     Ok(secret)
 }
 
-/// The `scim` connector's settings, validated; the token read from `token_file`.
-fn scim_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::scim::Scim, String> {
-    use crate::connectors::scim::{MatchBy, OnRestore, Scim};
-    let url = c
-        .url
-        .as_deref()
-        .ok_or("kind = \"scim\" needs `url` (the SCIM base URL)")?;
+/// `url` as a connector's API base: https, or plain http to this machine only (a secret goes
+/// with every request). Without a trailing `/`.
+fn api_base(url: &str) -> Result<String, String> {
     let loopback = ["http://127.0.0.1", "http://[::1]", "http://localhost"]
         .iter()
         .any(|p| {
@@ -621,25 +630,71 @@ fn scim_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::scim:
             "url `{url}` must be https:// (plain http only to this machine): the bearer token goes with every request"
         ));
     }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// A one-line secret from `file` (relative to the config's folder).
+fn secret_line(base: &Path, field: &str, file: &Path) -> Result<String, String> {
+    let file = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base.join(file)
+    };
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| format!("{field} {}: {e}", file.display()))?;
+    let line = text.trim();
+    if line.is_empty() || line.chars().any(|ch| ch.is_control() || ch == ' ') {
+        return Err(format!(
+            "{field} {}: holds no token (one line, no spaces)",
+            file.display()
+        ));
+    }
+    Ok(line.to_string())
+}
+
+/// The `wecom` connector's settings, validated; the secret read from `secret_file`.
+fn wecom_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::wecom::WeCom, String> {
+    let api = api_base(c.url.as_deref().unwrap_or("https://qyapi.weixin.qq.com"))?;
+    let corpid = c
+        .corpid
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .ok_or("kind = \"wecom\" needs `corpid` (企业ID, in the admin console's 我的企业)")?;
+    let file = c
+        .secret_file
+        .as_ref()
+        .ok_or("kind = \"wecom\" needs `secret_file` (a file holding the 客户联系 secret)")?;
+    if c.secret.is_some() {
+        return Err("kind = \"wecom\" reads its secret from `secret_file` only".into());
+    }
+    let secret = crate::connectors::Secret::new(secret_line(base, "secret_file", file)?);
+    let login = c.login.clone().unwrap_or_else(|| "{user}".into());
+    if !login.contains("{user}") {
+        return Err(format!(
+            "login `{login}` must hold `{{user}}` (or every leaver would be the same account)"
+        ));
+    }
+    Ok(crate::connectors::wecom::WeCom {
+        api,
+        corpid,
+        secret,
+        login,
+    })
+}
+
+/// The `scim` connector's settings, validated; the token read from `token_file`.
+fn scim_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::scim::Scim, String> {
+    use crate::connectors::scim::{MatchBy, OnRestore, Scim};
+    let url = api_base(
+        c.url
+            .as_deref()
+            .ok_or("kind = \"scim\" needs `url` (the SCIM base URL)")?,
+    )?;
     let file = c
         .token_file
         .as_ref()
         .ok_or("kind = \"scim\" needs `token_file` (a file holding the bearer token)")?;
-    let file = if file.is_absolute() {
-        file.clone()
-    } else {
-        base.join(file)
-    };
-    let token = std::fs::read_to_string(&file)
-        .map_err(|e| format!("token_file {}: {e}", file.display()))?
-        .trim()
-        .to_string();
-    if token.is_empty() || token.chars().any(|ch| ch.is_control() || ch == ' ') {
-        return Err(format!(
-            "token_file {}: holds no token (one line, no spaces)",
-            file.display()
-        ));
-    }
+    let token = crate::connectors::Secret::new(secret_line(base, "token_file", file)?);
     let match_by = match c.match_by.as_deref() {
         None => MatchBy::UserName,
         Some(m) => {
@@ -658,7 +713,7 @@ fn scim_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::scim:
         Some(o) => return Err(format!("on_restore `{o}` is not one of leave, reactivate")),
     };
     Ok(Scim {
-        url: url.trim_end_matches('/').to_string(),
+        url,
         token,
         match_by,
         login,
@@ -788,7 +843,7 @@ mod tests {
         assert_eq!(
             (
                 s.url.as_str(),
-                s.token.as_str(),
+                s.token.expose(),
                 s.match_by,
                 s.login.as_str(),
                 s.on_restore
@@ -852,11 +907,11 @@ mod tests {
         }
         bad(
             "[[connector]]\nname = \"x\"\nkind = \"ldap\"\n",
-            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim",
+            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim, wecom",
         );
         bad(
             "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\nurl = \"https://x\"\n",
-            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\"",
+            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\" or \"wecom\"",
         );
         std::fs::write(&token, "\n").unwrap();
         bad(

@@ -191,6 +191,7 @@ async fn run_connectors(state: Arc<State>, mut shutdown: tokio::sync::watch::Rec
                 .iter()
                 .find(|c| c.name == run.connector)
                 .cloned();
+            let mut handed_over = Vec::new();
             let (attempt, next) = match connector {
                 None => (
                     crate::connectors::Attempt {
@@ -203,15 +204,28 @@ async fn run_connectors(state: Arc<State>, mut shutdown: tokio::sync::watch::Rec
                 Some(c) => {
                     let body = payload(&run, off.as_ref());
                     let (user, event) = (run.user.clone(), run.event.clone());
+                    let successor = off.as_ref().and_then(|o| o.successor.clone());
                     let c2 = c.clone();
-                    let attempt =
-                        tokio::task::spawn_blocking(move || call(&c2, &user, &event, &body))
-                            .await
-                            .unwrap_or_else(|e| crate::connectors::Attempt {
-                                ok: false,
-                                code: None,
-                                detail: format!("connector task failed: {e}"),
-                            });
+                    let called = tokio::task::spawn_blocking(move || {
+                        let who = crate::connectors::Leaver {
+                            user: &user,
+                            event: &event,
+                            successor: successor.as_deref(),
+                            body: &body,
+                        };
+                        call(&c2, &who)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        crate::connectors::Attempt {
+                            ok: false,
+                            code: None,
+                            detail: format!("connector task failed: {e}"),
+                        }
+                        .into()
+                    });
+                    handed_over = called.handed_over;
+                    let attempt = called.attempt;
                     let tried = run.attempts + 1;
                     let next = (!attempt.ok && tried < c.max_attempts)
                         .then(|| crate::now_ms() + backoff(c.retry_base, tried).as_millis() as i64);
@@ -233,7 +247,24 @@ async fn run_connectors(state: Arc<State>, mut shutdown: tokio::sync::watch::Rec
                 code: attempt.code,
                 detail: attempt.detail,
             };
-            let r = with_store(&state, move |s| s.record_attempt(&run, &last, after)).await;
+            let handed: Vec<crate::store::HandedCustomer> = handed_over
+                .iter()
+                .map(|h| crate::store::HandedCustomer {
+                    connector: run.connector.clone(),
+                    customer: h.external_userid.clone(),
+                    successor: off
+                        .as_ref()
+                        .and_then(|o| o.successor.clone())
+                        .unwrap_or_default(),
+                    state: h.state.label(),
+                    time_ms: last.ended_ms,
+                })
+                .collect();
+            let r = with_store(&state, move |s| {
+                s.record_handed_over(&run.user, &handed)?;
+                s.record_attempt(&run, &last, after)
+            })
+            .await;
             if let Err(e) = r {
                 warn!(error = %e, "cannot record a connector attempt");
             }

@@ -306,6 +306,7 @@ pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, Offboa
         .collect();
     let mut r = crate::report::build(user, from, to, &window, &history, &hosts);
     r.successor = row.successor;
+    r.customers_handed_over = store.handed_over_of(user)?;
     Ok(r)
 }
 

@@ -85,6 +85,8 @@ pub struct Report {
     pub handover: Vec<Held>,
     /// Who takes the leaver's customers over (`offboard --successor`), if anyone was named.
     pub successor: Option<String>,
+    /// The customers connectors handed to the successor (企业微信), with their state.
+    pub customers_handed_over: Vec<crate::store::HandedCustomer>,
 }
 
 fn is_customer(e: &StoredEvent) -> bool {
@@ -196,6 +198,7 @@ pub fn build(
         devices: devices.into_values().collect(),
         handover,
         successor: None,
+        customers_handed_over: Vec::new(),
     }
 }
 

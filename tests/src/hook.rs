@@ -1,5 +1,6 @@
 //! A local HTTP server that stands in for a third party we cannot run here (a CRM's or a
-//! SOAR's webhook endpoint): it records every request and answers with scripted statuses.
+//! SOAR's webhook endpoint, a vendor's API): it records every request and answers with
+//! scripted statuses, or with a handler built from the vendor's documentation.
 
 use std::time::Duration;
 
@@ -14,8 +15,26 @@ pub struct Hook {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// What a [`Hook::serve`] handler answers: status, content type and body.
+pub type Answer = (u16, &'static str, String);
+
 impl Hook {
     pub fn start(statuses: Vec<u16>, ok_body: &'static str) -> Hook {
+        let mut n = 0usize;
+        Hook::serve(move |_, _, _| {
+            let status = statuses[n.min(statuses.len() - 1)];
+            n += 1;
+            let text = if status == 200 { ok_body } else { "try later" };
+            (status, "text/plain", text.to_string())
+        })
+    }
+
+    /// A local HTTP server that records every request and answers each with `handler`'s
+    /// answer to its request line (`POST /path?query HTTP/1.1`), headers and body: the
+    /// stand-in of a vendor's API, built from its documentation.
+    pub fn serve(
+        mut handler: impl FnMut(&str, &[(String, String)], &[u8]) -> Answer + Send + 'static,
+    ) -> Hook {
         use std::io::{BufRead, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -24,7 +43,6 @@ impl Hook {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (reqs, halt) = (requests.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut n = 0usize;
             while !halt.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok((conn, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(10));
@@ -59,16 +77,13 @@ impl Hook {
                         .unwrap_or(0);
                     let mut body = vec![0u8; len];
                     r.read_exact(&mut body).ok()?;
-                    reqs.lock()
-                        .unwrap()
-                        .push((line.trim_end().to_string(), headers, body));
-                    let status = statuses[n.min(statuses.len() - 1)];
-                    n += 1;
-                    let text = if status == 200 { ok_body } else { "try later" };
+                    let line = line.trim_end().to_string();
+                    let (status, kind, text) = handler(&line, &headers, &body);
+                    reqs.lock().unwrap().push((line, headers, body));
                     let mut conn = r.into_inner();
                     write!(
                         conn,
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                         text.len()
                     )
                     .ok()

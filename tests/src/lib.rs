@@ -12,6 +12,7 @@ pub mod hook;
 pub mod http;
 pub mod scim;
 pub mod shapes;
+pub mod wecom;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -24,6 +25,15 @@ pub fn policy_dir(root: &Path, name: &str, toml: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("policy folder");
     std::fs::write(dir.join(name), toml).expect("policy file");
     dir
+}
+
+/// A one-line credential file `name` in `dir` (mode 0600), as an operator writes one.
+pub fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{value}\n")).expect("secret file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
 }
 
 /// Whether the tests run as root (the agent's own privilege; attacks then run as another uid).
@@ -478,6 +488,17 @@ impl Collector {
 
     pub fn events(&self) -> Vec<serde_json::Value> {
         json_lines(&self.cli(&["events", "list", "--json", "--limit", "1000000"]))
+    }
+
+    /// Everything an operator sees of `user`'s offboarding: the collector's log, `offboard
+    /// status` and the audit log (where no secret may show).
+    pub fn shown_of_offboarding(&self, user: &str) -> String {
+        format!(
+            "{}{}{}",
+            self.proc.as_ref().map(Proc::output).unwrap_or_default(),
+            self.cli(&["offboard", "status", user]),
+            self.cli(&["audit", "list", "--json"])
+        )
     }
 
     /// `users list`: every user with their offboarding state, risk score and signals.

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use holdfast_tests::scim::ScimServer;
-use holdfast_tests::{wait_for, Collector};
+use holdfast_tests::{secret_file, wait_for, Collector};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -44,10 +44,8 @@ fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_bring
     };
     let lea = idp.create_user("lea@acme.example");
     let leah = idp.create_user("leah@acme.example");
-    let good = tmp.path().join("idp.token");
-    std::fs::write(&good, format!("{TOKEN}\n")).unwrap();
-    let stale = tmp.path().join("stale.token");
-    std::fs::write(&stale, "stale-bearer-9876543210").unwrap();
+    let good = secret_file(tmp.path(), "idp.token", TOKEN);
+    let stale = secret_file(tmp.path(), "stale.token", "stale-bearer-9876543210");
     let c = Collector::start_with(
         tmp.path(),
         &format!(
@@ -95,15 +93,7 @@ fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_bring
         "{old}"
     );
     // Neither token is anywhere the operator sees.
-    let shown = format!(
-        "{}{}{}",
-        c.proc
-            .as_ref()
-            .map(holdfast_tests::Proc::output)
-            .unwrap_or_default(),
-        c.cli(&["offboard", "status", "lea"]),
-        c.cli(&["audit", "list", "--json"])
-    );
+    let shown = c.shown_of_offboarding("lea");
     assert!(
         !shown.contains(TOKEN) && !shown.contains("stale-bearer"),
         "{shown}"

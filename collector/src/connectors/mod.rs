@@ -4,10 +4,12 @@
 //! arguments and the JSON on stdin. Each run is retried with exponential backoff until it
 //! succeeds or runs out of attempts; every attempt's result is stored and visible in
 //! `offboard status`, and failed runs can be started again (`offboard retry`). None is silent.
-//! A `scim` connector deactivates the user on an identity provider ([`scim`]).
+//! A `scim` connector deactivates the user on an identity provider ([`scim`]); a `wecom`
+//! connector hands their 企业微信 customers to the successor ([`wecom`]).
 //! The only module that makes outbound HTTP requests or runs connector programs.
 
 pub mod scim;
+pub mod wecom;
 
 use crate::config::{Connector, ConnectorTarget};
 use crate::store::{ConnectorRun, OffboardRow};
@@ -61,13 +63,71 @@ fn keep(bytes: &[u8]) -> String {
     s.trim().to_string()
 }
 
-/// Calls one connector once for `event` (`offboard` or `restore`) of `user`, with the JSON
-/// `body` webhooks and commands get (blocking: run it off the async threads).
-pub fn call(c: &Connector, user: &str, event: &str, body: &[u8]) -> Attempt {
+/// Whom a connector call is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaver<'a> {
+    pub user: &'a str,
+    /// `offboard` or `restore`.
+    pub event: &'a str,
+    /// Who takes their customers over (`offboard --successor`).
+    pub successor: Option<&'a str>,
+    /// The JSON body webhooks and commands get ([`payload`]).
+    pub body: &'a [u8],
+}
+
+/// What one call did: the attempt, and the customers it handed to the successor (`wecom`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Called {
+    pub attempt: Attempt,
+    pub handed_over: Vec<wecom::HandedOver>,
+}
+
+impl From<Attempt> for Called {
+    fn from(attempt: Attempt) -> Called {
+        Called {
+            attempt,
+            handed_over: Vec::new(),
+        }
+    }
+}
+
+/// Calls one connector once for `who` (blocking: run it off the async threads).
+pub fn call(c: &Connector, who: &Leaver<'_>) -> Called {
     match &c.target {
-        ConnectorTarget::Webhook { url, secret } => post_signed(url, secret, body, c.timeout),
-        ConnectorTarget::Command { argv } => command(argv, user, body, c.timeout),
-        ConnectorTarget::Scim(s) => scim::run(s, user, event, c.timeout),
+        ConnectorTarget::Webhook { url, secret } => {
+            post_signed(url, secret, who.body, c.timeout).into()
+        }
+        ConnectorTarget::Command { argv } => command(argv, who.user, who.body, c.timeout).into(),
+        ConnectorTarget::Scim(s) => scim::run(s, who.user, who.event, c.timeout).into(),
+        ConnectorTarget::WeCom(w) => {
+            let (attempt, handed_over) =
+                wecom::run(w, who.user, who.event, who.successor, c.timeout);
+            Called {
+                attempt,
+                handed_over,
+            }
+        }
+    }
+}
+
+/// A credential read from a file: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The credential itself, to put in a request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
     }
 }
 
@@ -223,6 +283,17 @@ fn command(argv: &[String], user: &str, body: &[u8], timeout: Duration) -> Attem
 mod tests {
     use super::*;
 
+    /// `c` called for kim's offboarding with `body`: the attempt.
+    fn call_for_kim(c: &Connector, body: &[u8]) -> Attempt {
+        let who = Leaver {
+            user: "kim",
+            event: "offboard",
+            successor: None,
+            body,
+        };
+        call(c, &who).attempt
+    }
+
     #[test]
     fn a_user_name_never_becomes_an_option() {
         let argv: Vec<String> = ["idp-disable", "--user", "{user}", "--note=left {user}"]
@@ -277,7 +348,7 @@ mod tests {
             max_attempts: 3,
             timeout: Duration::from_secs(10),
         };
-        let a = call(&c, "kim", "offboard", b"{\"user\":\"kim\"}");
+        let a = call_for_kim(&c, b"{\"user\":\"kim\"}");
         assert_eq!(
             a,
             Attempt {
@@ -294,7 +365,7 @@ mod tests {
             ..c.clone()
         };
         assert_eq!(
-            call(&fails, "kim", "offboard", b""),
+            call_for_kim(&fails, b""),
             Attempt {
                 ok: false,
                 code: Some(3),
@@ -308,7 +379,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             ..c.clone()
         };
-        let a = call(&slow, "kim", "offboard", b"");
+        let a = call_for_kim(&slow, b"");
         assert!(!a.ok && a.detail.starts_with("timed out"), "{a:?}");
         let missing = Connector {
             target: ConnectorTarget::Command {
@@ -316,7 +387,7 @@ mod tests {
             },
             ..c
         };
-        assert!(call(&missing, "kim", "offboard", b"")
+        assert!(call_for_kim(&missing, b"")
             .detail
             .starts_with("cannot run /nonexistent"));
     }

@@ -3,7 +3,7 @@
 //! user back to check; at a restore it sets `active` to true again when the connector says so.
 //! Requests and answers are made and read by pure functions; `run` is the one that calls.
 
-use super::{http, keep, Attempt, USER_AGENT};
+use super::{http, keep, Attempt, Secret, USER_AGENT};
 use std::io::Read;
 use std::time::Duration;
 
@@ -62,26 +62,16 @@ impl Wanted {
 }
 
 /// A validated SCIM connector.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scim {
     /// The SCIM base URL without a trailing `/` (`https://idp.example/scim/v2`).
     pub url: String,
-    /// The bearer token (from `token_file`); never printed.
-    pub token: String,
+    /// The bearer token (from `token_file`).
+    pub token: Secret,
     pub match_by: MatchBy,
     /// The leaver's name there, `{user}` standing for the Holdfast user (`{user}@acme.example`).
     pub login: String,
     pub on_restore: OnRestore,
-}
-
-impl std::fmt::Debug for Scim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Scim({}, {:?} of {})",
-            self.url, self.match_by, self.login
-        )
-    }
 }
 
 /// The search filter that finds `login` (RFC 7644 §3.4.2.2). The value is a JSON string, so
@@ -244,7 +234,7 @@ fn exchange(s: &Scim, user: &str, event: &str, timeout: Duration) -> Result<Atte
     }
     let login = s.login.replace("{user}", user);
     let agent = http(timeout);
-    let bearer = format!("Bearer {}", s.token);
+    let bearer = format!("Bearer {}", s.token.expose());
     let scim = |r: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
         r.header("Authorization", &bearer)
             .header("Accept", SCIM_JSON)
@@ -395,7 +385,7 @@ mod tests {
     fn an_unreachable_server_is_a_failed_attempt_naming_the_step() {
         let s = Scim {
             url: "http://127.0.0.1:9".into(),
-            token: "s3cret-bearer".into(),
+            token: Secret::new("s3cret-bearer".into()),
             match_by: MatchBy::UserName,
             login: "{user}".into(),
             on_restore: OnRestore::Leave,

@@ -62,8 +62,8 @@ pub use events::StoredEvent;
 use events::{events_where_in, stored_hash};
 use offboard::{audit_in, audit_row};
 pub use offboard::{
-    AfterAttempt, AuditEntry, ConnectorRun, LastAttempt, NewOrder, OffboardRow, OrderRow,
-    RunStatus, UserRow,
+    AfterAttempt, AuditEntry, ConnectorRun, HandedCustomer, LastAttempt, NewOrder, OffboardRow,
+    OrderRow, RunStatus, UserRow,
 };
 use schema::{ADDED_COLUMNS, INDEXES, SCHEMA};
 pub use tokens::TokenRefusal;

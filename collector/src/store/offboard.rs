@@ -89,6 +89,21 @@ pub struct ConnectorRun {
     pub last: Option<LastAttempt>,
 }
 
+/// A customer a connector handed to the leaver's successor (企业微信's external contacts),
+/// and where the transfer stood at the last look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct HandedCustomer {
+    pub connector: String,
+    /// The customer's id on that system (`external_userid`).
+    pub customer: String,
+    pub successor: String,
+    /// `done`, `waiting` (the customer may still object), `refused` by the customer,
+    /// `successor_full`, or the system's refusal (`refused by WeCom (errcode …)`).
+    pub state: String,
+    /// When it was last seen in that state.
+    pub time_ms: UnixMs,
+}
+
 /// Where a connector run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -500,6 +515,47 @@ impl Store {
             "status IN ('pending', 'retry') AND next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
             params![now_ms, limit as i64],
         )
+    }
+
+    /// Records what a connector handed to `user`'s successor: each customer's latest state.
+    pub fn record_handed_over(
+        &mut self,
+        user: &str,
+        customers: &[HandedCustomer],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for c in customers {
+            tx.execute(
+                "INSERT INTO handed_over (user, connector, external_userid, successor, state, time_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (user, connector, external_userid) DO UPDATE
+                 SET successor = excluded.successor, state = excluded.state, time_ms = excluded.time_ms",
+                params![user, c.connector, c.customer, c.successor, c.state, c.time_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The customers handed to `user`'s successor, by connector and customer id.
+    pub fn handed_over_of(&self, user: &str) -> Result<Vec<HandedCustomer>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT connector, external_userid, successor, state, time_ms FROM handed_over
+             WHERE user = ?1 ORDER BY connector, external_userid",
+        )?;
+        let rows = st.query_map([user], |r| {
+            from_columns!(
+                r,
+                HandedCustomer {
+                    connector,
+                    customer,
+                    successor,
+                    state,
+                    time_ms,
+                }
+            )
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// A user's connector runs, oldest first.

@@ -130,6 +130,15 @@ CREATE TABLE IF NOT EXISTS connector_runs (
     last_detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS connector_runs_due ON connector_runs (status, next_ms);
+CREATE TABLE IF NOT EXISTS handed_over (
+    user TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    external_userid TEXT NOT NULL,
+    successor TEXT NOT NULL,
+    state TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    PRIMARY KEY (user, connector, external_userid)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
