@@ -11,7 +11,6 @@
 pub mod scim;
 pub mod wecom;
 
-use crate::config::{Connector, ConnectorTarget};
 use crate::store::{ConnectorRun, OffboardRow};
 use holdfast_shared::edm::Keyed;
 use std::io::{Read, Write};
@@ -108,6 +107,45 @@ pub fn call(c: &Connector, who: &Leaver<'_>) -> Called {
             }
         }
     }
+}
+
+/// What a connector calls.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ConnectorTarget {
+    /// An HTTP(S) endpoint: a JSON POST with `X-Holdfast-Signature: sha256=<HMAC of the body>`.
+    Webhook { url: String, secret: Vec<u8> },
+    /// A local program; `{user}` in its arguments is replaced, the JSON body is on stdin.
+    Command { argv: Vec<String> },
+    /// A SCIM 2.0 identity provider or SaaS: the user's `active` set to false (and back).
+    Scim(scim::Scim),
+    /// 企业微信: the leaver's customers and customer groups handed to the successor.
+    WeCom(wecom::WeCom),
+}
+
+impl std::fmt::Debug for ConnectorTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never print the secret.
+            ConnectorTarget::Webhook { url, .. } => write!(f, "Webhook({url})"),
+            ConnectorTarget::Command { argv } => write!(f, "Command({argv:?})"),
+            ConnectorTarget::Scim(s) => write!(f, "{s:?}"),
+            ConnectorTarget::WeCom(w) => write!(f, "{w:?}"),
+        }
+    }
+}
+
+/// A validated connector: an action the collector runs at offboarding so IT's other systems
+/// (CRM, identity provider) deactivate the user too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connector {
+    pub name: String,
+    pub target: ConnectorTarget,
+    /// First retry after this; each further retry waits twice as long (at most an hour).
+    pub retry_base: Duration,
+    /// Attempts before the run is marked failed (`offboard retry` starts it again).
+    pub max_attempts: u32,
+    /// Per attempt.
+    pub timeout: Duration,
 }
 
 /// A credential read from a file: its `Debug` never shows it.

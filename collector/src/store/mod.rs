@@ -41,6 +41,7 @@ fn json_or_empty<T: serde::de::DeserializeOwned + Default>(text: Option<String>)
 }
 
 mod alerts;
+mod connector_runs;
 pub mod correlate;
 mod devices;
 mod events;
@@ -57,14 +58,12 @@ use alerts::{
     ALERT_COLUMNS,
 };
 pub use alerts::{system_rules, Alert, AlertStatus};
+pub use connector_runs::{AfterAttempt, ConnectorRun, HandedCustomer, LastAttempt, RunStatus};
 pub use devices::{Beat, Device};
 pub use events::StoredEvent;
 use events::{events_where_in, stored_hash};
 use offboard::{audit_in, audit_row};
-pub use offboard::{
-    AfterAttempt, AuditEntry, ConnectorRun, HandedCustomer, LastAttempt, NewOrder, OffboardRow,
-    OrderRow, RunStatus, UserRow,
-};
+pub use offboard::{AuditEntry, NewOrder, OffboardRow, OrderRow, UserRow};
 use schema::{ADDED_COLUMNS, INDEXES, SCHEMA};
 pub use tokens::TokenRefusal;
 pub use triage::{
