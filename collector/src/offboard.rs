@@ -305,8 +305,8 @@ pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, Offboa
         .map(|d| (d.id, d.hostname))
         .collect();
     let mut r = crate::report::build(user, from, to, &window, &history, &hosts);
-    r.successor = row.successor;
-    r.customers_handed_over = store.handed_over_of(user)?;
+    r.handover.successor = row.successor;
+    r.handover.customers = store.handed_over_of(user)?;
     Ok(r)
 }
 
@@ -444,7 +444,7 @@ mod tests {
         let st = status(&store, "kim", UnixMs(100)).unwrap();
         assert_eq!(st.offboarding.successor.as_deref(), Some("lisi"));
         assert_eq!(
-            report(&store, "kim").unwrap().successor.as_deref(),
+            report(&store, "kim").unwrap().handover.successor.as_deref(),
             Some("lisi")
         );
         let audit = store.audit_log(10).unwrap();

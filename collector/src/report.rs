@@ -82,11 +82,18 @@ pub struct Report {
     pub events: Vec<ReportEvent>,
     pub top_files: Vec<TopFile>,
     pub devices: Vec<DeviceLine>,
-    pub handover: Vec<Held>,
-    /// Who takes the leaver's customers over (`offboard --successor`), if anyone was named.
+    pub handover: Handover,
+}
+
+/// What the leaver hands over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Handover {
+    /// Customer files still on their devices at the effective time, most records first.
+    pub files: Vec<Held>,
+    /// Who takes their customers over (`offboard --successor`), if anyone was named.
     pub successor: Option<String>,
     /// The customers connectors handed to the successor (企业微信), with their state.
-    pub customers_handed_over: Vec<crate::store::HandedCustomer>,
+    pub customers: Vec<crate::store::HandedCustomer>,
 }
 
 fn is_customer(e: &StoredEvent) -> bool {
@@ -172,7 +179,7 @@ pub fn build(
         }
         last.insert((e.device_id.clone(), path.clone()), e);
     }
-    let mut handover: Vec<Held> = last
+    let mut files: Vec<Held> = last
         .into_iter()
         .filter(|(_, e)| e.action.as_deref() != Some("deleted") && e.records.unwrap_or(0) > 0)
         .filter(|(_, e)| is_customer(e))
@@ -186,7 +193,7 @@ pub fn build(
             last_seen_ms: e.corrected_ms,
         })
         .collect();
-    handover.sort_by(|a, b| b.records.cmp(&a.records).then(a.path.cmp(&b.path)));
+    files.sort_by(|a, b| b.records.cmp(&a.records).then(a.path.cmp(&b.path)));
     Report {
         user: user.to_string(),
         from_ms,
@@ -196,9 +203,10 @@ pub fn build(
         events,
         top_files,
         devices: devices.into_values().collect(),
-        handover,
-        successor: None,
-        customers_handed_over: Vec::new(),
+        handover: Handover {
+            files,
+            ..Handover::default()
+        },
     }
 }
 
@@ -262,7 +270,7 @@ pub fn to_csv(r: &Report) -> String {
         ];
         csv_line(&mut out, &row);
     }
-    for h in &r.handover {
+    for h in &r.handover.files {
         let row = [
             "handover".to_string(),
             crate::fmt_ms(h.last_seen_ms),
@@ -349,7 +357,7 @@ mod tests {
         assert_eq!(r.top_files[0].path, "/h/b.csv");
         assert_eq!(r.devices[0].hostname, "laptop");
         // Held at the end: a.csv and c.csv; b.csv was deleted.
-        let held: Vec<&str> = r.handover.iter().map(|h| h.path.as_str()).collect();
+        let held: Vec<&str> = r.handover.files.iter().map(|h| h.path.as_str()).collect();
         assert_eq!(held, ["/h/a.csv", "/h/c.csv"]);
         let csv = to_csv(&r);
         assert_eq!(csv.lines().count(), 1 + 2 + 2);

@@ -421,7 +421,7 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
     assert_eq!(r["records_exported"], 280);
     assert_eq!(r["devices"][0]["events"], 2);
     // The handover names every customer file still held, the old one included.
-    let held: Vec<&str> = r["handover"]
+    let held: Vec<&str> = r["handover"]["files"]
         .as_array()
         .unwrap()
         .iter()

@@ -110,8 +110,8 @@ fn offboarding_with_a_successor_hands_the_leavers_wecom_customers_and_groups_ove
     // The handover report names the successor and every customer with its state.
     let report: serde_json::Value =
         serde_json::from_str(c.cli(&["offboard", "report", "zhangsan"]).trim()).unwrap();
-    assert_eq!(report["successor"], "lisi");
-    let handed = report["customers_handed_over"].as_array().unwrap();
+    assert_eq!(report["handover"]["successor"], "lisi");
+    let handed = report["handover"]["customers"].as_array().unwrap();
     assert_eq!(handed.len(), 150);
     let state_of = |id: &str| {
         handed

@@ -762,7 +762,7 @@ async fn offboard(
         effective: None,
         notice: None,
         lookback_days: None,
-        reason: Some("console".into()),
+        reason: "console".into(),
         successor: Some(form.successor),
     };
     api::offboard(&st, &c, body)

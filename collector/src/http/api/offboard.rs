@@ -30,8 +30,9 @@ pub struct OffboardBody {
     pub notice: Option<String>,
     /// Look-back window in days (default 90).
     pub lookback_days: Option<u32>,
-    /// Why (kept in the audit log).
-    pub reason: Option<String>,
+    /// Why (kept in the audit log; default: none given).
+    #[serde(default)]
+    pub reason: String,
     /// Who takes the leaver's customers over (connectors such as `wecom` hand them to them).
     pub successor: Option<String>,
 }
@@ -84,7 +85,7 @@ pub(in crate::http) async fn offboard(
         effective_ms: time("effective", &b.effective)?.unwrap_or(now),
         notice_ms: time("notice", &b.notice)?,
         lookback_ms: i64::from(lookback_days) * 86_400_000,
-        reason: b.reason.unwrap_or_default(),
+        reason: b.reason,
         successor: b
             .successor
             .map(|s| s.trim().to_string())
