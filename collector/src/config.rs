@@ -325,13 +325,14 @@ impl Config {
             if connectors.iter().any(|o| o.name == c.name) {
                 return Err(bad("duplicate name".into()));
             }
+            // The fields of the API kinds, with the kinds they belong to.
             let scim_fields = [
-                ("url", c.url.is_some()),
-                ("corpid", c.corpid.is_some()),
-                ("token_file", c.token_file.is_some()),
-                ("match", c.match_by.is_some()),
-                ("login", c.login.is_some()),
-                ("on_restore", c.on_restore.is_some()),
+                ("url", c.url.is_some(), "\"scim\" or \"wecom\""),
+                ("corpid", c.corpid.is_some(), "\"wecom\""),
+                ("token_file", c.token_file.is_some(), "\"scim\""),
+                ("match", c.match_by.is_some(), "\"scim\""),
+                ("login", c.login.is_some(), "\"scim\" or \"wecom\""),
+                ("on_restore", c.on_restore.is_some(), "\"scim\""),
             ];
             let target = match (c.kind.as_deref(), &c.webhook, &c.command) {
                 (Some("scim"), None, None) => {
@@ -350,15 +351,13 @@ impl Config {
                         "unknown kind `{k}`, expected one of webhook, command, scim, wecom"
                     )))
                 }
-                _ if scim_fields.iter().any(|(_, given)| *given) => {
-                    let (field, _) = scim_fields
+                _ if scim_fields.iter().any(|(_, given, _)| *given) => {
+                    let (field, _, kinds) = scim_fields
                         .iter()
-                        .find(|(_, g)| *g)
+                        .find(|(_, g, _)| *g)
                         .copied()
                         .unwrap_or_default();
-                    return Err(bad(format!(
-                        "`{field}` belongs to kind = \"scim\" or \"wecom\""
-                    )));
+                    return Err(bad(format!("`{field}` belongs to kind = {kinds}")));
                 }
                 (Some("webhook"), None, _) => {
                     return Err(bad("kind = \"webhook\" needs `webhook`".into()))
@@ -876,11 +875,65 @@ mod tests {
             "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\nurl = \"https://x\"\n",
             "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\" or \"wecom\"",
         );
+        bad(
+            "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\ncorpid = \"ww1\"\n",
+            "/c.toml: connector: connector[0] (x): `corpid` belongs to kind = \"wecom\"",
+        );
         std::fs::write(&token, "\n").unwrap();
         bad(
             &format!("{head}url = \"https://x\"\ntoken_file = \"{t}\"\n"),
             &format!("/c.toml: connector: connector[0] (idp): token_file {t}: holds no token (one line, no spaces)"),
         );
+    }
+
+    #[test]
+    fn wecom_connectors_are_validated() {
+        let (_d, secret) = holdfast_io::testing::scratch("wecom.secret");
+        std::fs::write(&secret, "corp-secret-0123\n").unwrap();
+        let f = secret.display();
+        let c = parsed(&format!("[[connector]]\nname = \"wecom\"\nkind = \"wecom\"\ncorpid = \"ww1\"\nsecret_file = \"{f}\"\n"));
+        let ConnectorTarget::WeCom(w) = &c.connectors[0].target else {
+            panic!("{:?}", c.connectors[0]);
+        };
+        assert_eq!(
+            (
+                w.api.as_str(),
+                w.corpid.as_str(),
+                w.secret.expose(),
+                w.login.as_str()
+            ),
+            (
+                "https://qyapi.weixin.qq.com",
+                "ww1",
+                "corp-secret-0123",
+                "{user}"
+            )
+        );
+        assert!(!format!("{:?}", c.connectors).contains("corp-secret"));
+        let head = "[[connector]]\nname = \"wecom\"\nkind = \"wecom\"\n";
+        for (rest, want) in [
+            (
+                format!("secret_file = \"{f}\"\n"),
+                "kind = \"wecom\" needs `corpid` (企业ID, in the admin console's 我的企业)",
+            ),
+            (
+                "corpid = \"ww1\"\n".to_string(),
+                "kind = \"wecom\" needs `secret_file` (a file holding the 客户联系 secret)",
+            ),
+            (
+                format!("corpid = \"ww1\"\nsecret_file = \"{f}\"\nsecret = \"inline-secret-0123\"\n"),
+                "kind = \"wecom\" reads its secret from `secret_file` only",
+            ),
+            (
+                format!("corpid = \"ww1\"\nsecret_file = \"{f}\"\nurl = \"http://qyapi.example\"\n"),
+                "url `http://qyapi.example` must be https:// (plain http only to this machine): the bearer token goes with every request",
+            ),
+        ] {
+            bad(
+                &format!("{head}{rest}"),
+                &format!("/c.toml: connector: connector[0] (wecom): {want}"),
+            );
+        }
     }
 
     #[test]
