@@ -510,19 +510,21 @@ fn a_link_swapped_in_for_an_export_never_moves_its_read_mark_onto_root_files() {
     // Every export before it has been through the pipeline once this one has alerted.
     l.export_alerts("Desktop", "salesforce_contacts.csv");
     let mine = l.home().join("Desktop/salesforce_contacts.csv");
-    // Root's cat reads its list, then the export: only the export is marked.
-    for f in [&private, &private, &private, &mine] {
+    let cat = |f: &Path| {
         let read = std::process::Command::new("/usr/bin/cat")
             .arg(f)
             .output()
             .unwrap();
         assert!(read.status.success());
-    }
+    };
+    // Root's cat reading the export is an upload (read again at each look, in case the
+    // export's mark came after a read); that proves the marks work for this agent now.
     let shown = mine.display().to_string();
     wait_for_or(
         "cat's read of the export",
         DEADLINE,
         || {
+            cat(&mine);
             l.c.events()
                 .iter()
                 .any(|e| e["path"] == shown.as_str() && e["destination"]["name"] == "cat")
@@ -530,8 +532,11 @@ fn a_link_swapped_in_for_an_export_never_moves_its_read_mark_onto_root_files() {
         },
         || format!("{}\n{}", l.a.status(), l.a.log()),
     );
-    // The reads of root's list came first; give them the same time again.
-    std::thread::sleep(Duration::from_secs(2));
+    // Root's cat reading its own list is none: no mark was moved onto it.
+    for _ in 0..3 {
+        cat(&private);
+    }
+    std::thread::sleep(Duration::from_secs(3));
     let root_file = private.display().to_string();
     let hash = holdfast_shared::sha256_hex(&std::fs::read(&private).unwrap());
     let on_root: Vec<serde_json::Value> =
