@@ -501,7 +501,9 @@ mod tests {
         assert!(a.ok, "{a:?}");
         let a = call("offboard", Some("lisi"));
         assert!(
-            !a.ok && a.detail.starts_with("gettoken: request failed"),
+            !a.ok
+                && a.detail.starts_with("gettoken: request failed")
+                && !a.detail.contains("s3cret"),
             "{a:?}"
         );
     }
