@@ -25,7 +25,13 @@ impl Hook {
             let status = statuses[n.min(statuses.len() - 1)];
             n += 1;
             let text = if status == 200 { ok_body } else { "try later" };
-            (status, "text/plain", text.to_string())
+            // A page (the upload form) is served as one, so a browser renders it.
+            let kind = if text.starts_with("<!doctype html>") {
+                "text/html; charset=utf-8"
+            } else {
+                "text/plain"
+            };
+            (status, kind, text.to_string())
         })
     }
 

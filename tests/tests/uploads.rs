@@ -54,10 +54,10 @@ fn a_browser_uploading_an_export_is_one_alert_naming_it_and_a_price_list_is_none
     let Some((tmp, c, mut a)) = laptop("ivy") else {
         return;
     };
-    // The status says what is watched for: the default pack's twelve apps.
+    // The status says what is watched for: the default pack's thirteen apps (twelve, and obexd).
     let reads = a.status()["reads"].as_str().unwrap_or_default().to_string();
     assert!(
-        reads.contains("uploads: customer files read by the policy's 12 app(s)"),
+        reads.contains("uploads: customer files read by the policy's 13 app(s)"),
         "{reads}"
     );
     // Both classified first: the export is a customer file the agent now marks for reads.
