@@ -326,7 +326,7 @@ impl Config {
                 return Err(bad("duplicate name".into()));
             }
             // The fields of the API kinds, with the kinds they belong to.
-            let scim_fields = [
+            let api_fields = [
                 ("url", c.url.is_some(), "\"scim\" or \"wecom\""),
                 ("corpid", c.corpid.is_some(), "\"wecom\""),
                 ("token_file", c.token_file.is_some(), "\"scim\""),
@@ -351,8 +351,8 @@ impl Config {
                         "unknown kind `{k}`, expected one of webhook, command, scim, wecom"
                     )))
                 }
-                _ if scim_fields.iter().any(|(_, given, _)| *given) => {
-                    let (field, _, kinds) = scim_fields
+                _ if api_fields.iter().any(|(_, given, _)| *given) => {
+                    let (field, _, kinds) = api_fields
                         .iter()
                         .find(|(_, g, _)| *g)
                         .copied()

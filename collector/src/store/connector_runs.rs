@@ -133,6 +133,9 @@ impl Store {
         user: &str,
         customers: &[HandedCustomer],
     ) -> Result<(), StoreError> {
+        if customers.is_empty() {
+            return Ok(());
+        }
         let tx = self.conn.transaction()?;
         for c in customers {
             tx.execute(
