@@ -9,6 +9,7 @@
 //! The only module that makes outbound HTTP requests or runs connector programs.
 
 pub mod scim;
+pub mod settings;
 pub mod wecom;
 
 use crate::store::{ConnectorRun, OffboardRow};
