@@ -118,6 +118,7 @@ pub async fn serve(
 ) {
     let liveness = tokio::spawn(liveness(state.clone(), shutdown.clone()));
     let connectors = tokio::spawn(run_connectors(state.clone(), shutdown.clone()));
+    let crm = tokio::spawn(poll_crms(state.clone(), shutdown.clone()));
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
@@ -138,6 +139,7 @@ pub async fn serve(
     }
     liveness.abort();
     connectors.abort();
+    crm.abort();
     endpoint.close(0u32.into(), b"shutdown");
     endpoint.wait_idle().await;
 }
@@ -166,6 +168,112 @@ async fn liveness(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// How far back a CRM is asked again at every poll: its event log may record an export a
+/// little after it happened, and exports polled twice are dropped by the store.
+const CRM_SETTLE_MS: i64 = 15 * 60_000;
+/// How far back the first poll of a CRM looks.
+const CRM_FIRST_LOOK_MS: i64 = 86_400_000;
+
+/// Polls each CRM connector with `poll` set for exports, every `poll` (a failed poll again
+/// after the connector's backoff), and stores them as `crm` events under the policy in force.
+async fn poll_crms(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    use crate::connectors::crm;
+    let pollers: Vec<crate::connectors::Connector> = state
+        .connectors
+        .iter()
+        .filter(|c| crm::poll_every(c).is_some())
+        .cloned()
+        .collect();
+    if pollers.is_empty() {
+        return;
+    }
+    let mut due = vec![0i64; pollers.len()];
+    let mut failures = vec![0u32; pollers.len()];
+    loop {
+        for (i, c) in pollers.iter().enumerate() {
+            let now = crate::now_ms();
+            if due[i] > now.ms() {
+                continue;
+            }
+            let every = crm::poll_every(c).unwrap_or(std::time::Duration::from_secs(300));
+            let name = c.name.clone();
+            let start = holdfast_shared::time::UnixMs(now.ms() - CRM_FIRST_LOOK_MS);
+            let cursor = match with_store(&state, move |s| s.crm_poll(&name, start)).await {
+                Ok(p) => p.cursor_ms,
+                Err(e) => {
+                    warn!(connector = %c.name, error = %e, "cannot read the CRM poll cursor");
+                    continue;
+                }
+            };
+            let c2 = c.clone();
+            let got = tokio::task::spawn_blocking(move || crm::poll(&c2, cursor))
+                .await
+                .unwrap_or_else(|e| Err(format!("poll task failed: {e}")));
+            let (name, vendor, device) = (c.name.clone(), crm::vendor(c), crm::device_of(c));
+            let users = crm::users(c).cloned().unwrap_or_default();
+            let outcome = with_store(&state, move |s| {
+                let polled = crate::now_ms();
+                match got {
+                    Ok(exports) => {
+                        let events: Vec<crate::store::CrmEvent> = exports
+                            .into_iter()
+                            .map(|e| crate::store::CrmEvent {
+                                user: users.user_of(&e.login).unwrap_or_else(|| e.login.clone()),
+                                id: e.id,
+                                time_ms: e.time_ms,
+                                login: e.login,
+                                report: e.report,
+                                records: e.records,
+                                entity: e.entity,
+                                format: e.format,
+                                how: e.how,
+                            })
+                            .collect();
+                        let policy = crate::offboard::policy_in_force(s)
+                            .map_err(|e| StoreError::Encode(e.to_string()))?;
+                        let new = s.ingest_crm(&device, vendor, &events, &policy, polled)?;
+                        let next = holdfast_shared::time::UnixMs(
+                            cursor.ms().max(polled.ms() - CRM_SETTLE_MS),
+                        );
+                        let detail = format!("{} export(s) read, {new} new", events.len());
+                        s.record_crm_poll(&name, next, polled, true, &detail)?;
+                        Ok(Ok(new))
+                    }
+                    Err(detail) => {
+                        s.record_crm_poll(&name, cursor, polled, false, &detail)?;
+                        Ok(Err(detail))
+                    }
+                }
+            })
+            .await;
+            let now = crate::now_ms().ms();
+            match outcome {
+                Ok(Ok(new)) => {
+                    failures[i] = 0;
+                    due[i] = now + every.as_millis() as i64;
+                    if new > 0 {
+                        info!(connector = %c.name, new, "CRM exports stored");
+                    }
+                }
+                Ok(Err(detail)) => {
+                    failures[i] += 1;
+                    let wait = crate::connectors::backoff(c.retry_base, failures[i]).min(every);
+                    due[i] = now + wait.as_millis() as i64;
+                    warn!(connector = %c.name, %detail, "CRM poll failed");
+                }
+                Err(e) => {
+                    due[i] = now + every.as_millis() as i64;
+                    warn!(connector = %c.name, error = %e, "cannot store CRM exports");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
             _ = shutdown.changed() => return,
         }
     }

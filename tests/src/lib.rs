@@ -10,6 +10,7 @@ pub mod crm;
 pub mod cups;
 pub mod hook;
 pub mod http;
+pub mod salesforce;
 pub mod scim;
 pub mod shapes;
 pub mod wecom;

@@ -5,12 +5,17 @@
 //! succeeds or runs out of attempts; every attempt's result is stored and visible in
 //! `offboard status`, and failed runs can be started again (`offboard retry`). None is silent.
 //! A `scim` connector deactivates the user on an identity provider ([`scim`]); a `wecom`
-//! connector hands their 企业微信 customers to the successor ([`wecom`]).
+//! connector hands their 企业微信 customers to the successor ([`wecom`]); a `salesforce`
+//! connector freezes the user and polls report exports ([`salesforce`], [`crm`]).
 //! The only module that makes outbound HTTP requests or runs connector programs.
 
+pub mod crm;
+pub mod salesforce;
 pub mod scim;
 pub mod settings;
 pub mod wecom;
+
+pub use crm::{CrmExport, UserMap};
 
 use crate::store::{ConnectorRun, OffboardRow};
 use holdfast_shared::edm::Keyed;
@@ -99,6 +104,7 @@ pub fn call(c: &Connector, who: &Leaver<'_>) -> Called {
         }
         ConnectorTarget::Command { argv } => command(argv, who.user, who.body, c.timeout).into(),
         ConnectorTarget::Scim(s) => scim::run(s, who.user, who.event, c.timeout).into(),
+        ConnectorTarget::Salesforce(s) => salesforce::run(s, who.user, who.event, c.timeout).into(),
         ConnectorTarget::WeCom(w) => {
             let (attempt, handed_over) =
                 wecom::run(w, who.user, who.event, who.successor, c.timeout);
@@ -121,6 +127,8 @@ pub enum ConnectorTarget {
     Scim(scim::Scim),
     /// 企业微信: the leaver's customers and customer groups handed to the successor.
     WeCom(wecom::WeCom),
+    /// Salesforce: the user frozen (or deactivated); report exports polled.
+    Salesforce(salesforce::Salesforce),
 }
 
 impl std::fmt::Debug for ConnectorTarget {
@@ -131,6 +139,7 @@ impl std::fmt::Debug for ConnectorTarget {
             ConnectorTarget::Command { argv } => write!(f, "Command({argv:?})"),
             ConnectorTarget::Scim(s) => write!(f, "{s:?}"),
             ConnectorTarget::WeCom(w) => write!(f, "{w:?}"),
+            ConnectorTarget::Salesforce(s) => write!(f, "{s:?}"),
         }
     }
 }

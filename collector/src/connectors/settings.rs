@@ -26,6 +26,12 @@ pub(crate) struct RawConnector {
     match_by: Option<String>,
     login: Option<String>,
     on_restore: Option<String>,
+    /// `salesforce`: the connected app's consumer key, what an offboarding does, how often
+    /// exports are polled, and CRM logins → Holdfast users.
+    client_id: Option<String>,
+    action: Option<String>,
+    poll: Option<String>,
+    users: Option<std::collections::BTreeMap<String, String>>,
     retry_base: Option<String>,
     max_attempts: Option<u32>,
     timeout: Option<String>,
@@ -65,11 +71,23 @@ pub(crate) fn connectors(base: &Path, raw: Vec<RawConnector>) -> Result<Vec<Conn
         }
         // The fields of the API kinds, with the kinds they belong to.
         let api_fields = [
-            ("url", c.url.is_some(), "\"scim\" or \"wecom\""),
+            (
+                "url",
+                c.url.is_some(),
+                "\"scim\", \"wecom\" or \"salesforce\"",
+            ),
+            ("client_id", c.client_id.is_some(), "\"salesforce\""),
+            ("action", c.action.is_some(), "\"salesforce\""),
+            ("poll", c.poll.is_some(), "\"salesforce\""),
+            ("users", c.users.is_some(), "\"salesforce\""),
             ("corpid", c.corpid.is_some(), "\"wecom\""),
             ("token_file", c.token_file.is_some(), "\"scim\""),
             ("match", c.match_by.is_some(), "\"scim\""),
-            ("login", c.login.is_some(), "\"scim\" or \"wecom\""),
+            (
+                "login",
+                c.login.is_some(),
+                "\"scim\", \"wecom\" or \"salesforce\"",
+            ),
             ("on_restore", c.on_restore.is_some(), "\"scim\""),
         ];
         let target = match (c.kind.as_deref(), &c.webhook, &c.command) {
@@ -79,14 +97,17 @@ pub(crate) fn connectors(base: &Path, raw: Vec<RawConnector>) -> Result<Vec<Conn
             (Some("wecom"), None, None) => {
                 ConnectorTarget::WeCom(wecom_target(base, &c).map_err(bad)?)
             }
-            (Some(k @ ("scim" | "wecom")), _, _) => {
+            (Some("salesforce"), None, None) => {
+                ConnectorTarget::Salesforce(salesforce_target(base, &c).map_err(bad)?)
+            }
+            (Some(k @ ("scim" | "wecom" | "salesforce")), _, _) => {
                 return Err(bad(format!(
                     "kind = \"{k}\" takes no `webhook` or `command`"
                 )))
             }
             (Some(k), _, _) if !["webhook", "command"].contains(&k) => {
                 return Err(bad(format!(
-                    "unknown kind `{k}`, expected one of webhook, command, scim, wecom"
+                    "unknown kind `{k}`, expected one of webhook, command, scim, wecom, salesforce"
                 )))
             }
             _ if api_fields.iter().any(|(_, given, _)| *given) => {
@@ -239,6 +260,62 @@ fn wecom_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::weco
         corpid,
         secret,
         login,
+    })
+}
+
+/// The `salesforce` connector's settings, validated; the consumer secret read from
+/// `secret_file`.
+fn salesforce_target(
+    base: &Path,
+    c: &RawConnector,
+) -> Result<crate::connectors::salesforce::Salesforce, String> {
+    use crate::connectors::salesforce::{Salesforce, SfAction};
+    let url = api_base(c.url.as_deref().ok_or(
+        "kind = \"salesforce\" needs `url` (the org's My Domain URL, https://acme.my.salesforce.com)",
+    )?)?;
+    let client_id = c
+        .client_id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .ok_or("kind = \"salesforce\" needs `client_id` (the connected app's consumer key)")?;
+    let file = c
+        .secret_file
+        .as_ref()
+        .ok_or("kind = \"salesforce\" needs `secret_file` (a file holding the consumer secret)")?;
+    if c.secret.is_some() {
+        return Err("kind = \"salesforce\" reads its secret from `secret_file` only".into());
+    }
+    let secret = crate::connectors::Secret::new(secret_line(base, "secret_file", file)?);
+    let login = c.login.clone().unwrap_or_else(|| "{user}".into());
+    if !login.contains("{user}") {
+        return Err(format!(
+            "login `{login}` must hold `{{user}}` (or every leaver would be the same account)"
+        ));
+    }
+    let action = match c.action.as_deref() {
+        None | Some("freeze") => SfAction::Freeze,
+        Some("deactivate") => SfAction::Deactivate,
+        Some(a) => return Err(format!("action `{a}` is not one of freeze, deactivate")),
+    };
+    let poll = match &c.poll {
+        None => None,
+        Some(p) if p == "off" => None,
+        Some(_) => Some(duration(
+            "poll",
+            &c.poll,
+            Duration::from_secs(300),
+            Duration::from_secs(1),
+        )?),
+    };
+    let users = crate::connectors::crm::UserMap::new(c.users.clone().unwrap_or_default(), &login);
+    Ok(Salesforce {
+        url,
+        client_id,
+        secret,
+        login,
+        action,
+        poll,
+        users,
     })
 }
 
@@ -400,11 +477,11 @@ mod tests {
         }
         bad(
             "[[connector]]\nname = \"x\"\nkind = \"ldap\"\n",
-            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim, wecom",
+            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim, wecom, salesforce",
         );
         bad(
             "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\nurl = \"https://x\"\n",
-            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\" or \"wecom\"",
+            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\", \"wecom\" or \"salesforce\"",
         );
         bad(
             "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\ncorpid = \"ww1\"\n",

@@ -167,6 +167,9 @@ impl Correlation {
                 )
             })
             .collect();
+        if let Some(first) = super::crm::crm_step(tx, root.id)? {
+            steps.insert(0, first);
+        }
         steps.push(format!(
             "{} {} at {}",
             file_name(&f.path),

@@ -2,11 +2,12 @@
 //! each device's hash chain is checked (a gap, an edit, a changed resend, a restarted or
 //! forked spool), rules' matches become alerts, and correlation runs on what was stored.
 
+use super::crm::link_download;
 use super::{
     correlate, notice_alerts, span, stored_hash, system_hit, system_rules, upsert_alert, Device,
     Hit, Store, StoreError,
 };
-use holdfast_shared::event::{EventBody, SealedEvent, Severity};
+use holdfast_shared::event::{Action, EventBody, SealedEvent, Severity};
 use holdfast_shared::time::UnixMs;
 use rusqlite::{params, OptionalExtension};
 
@@ -263,6 +264,7 @@ impl Store {
                         .and_then(|p| serde_json::to_string(p).ok()),
                 ],
             )?;
+            let event_id = tx.last_insert_rowid();
             new += 1;
             if let Some(EventBody::Notice(n)) = &body {
                 notice_alerts(&tx, device, n, corrected, now_ms, seq)?;
@@ -313,10 +315,25 @@ impl Store {
                 )?;
             }
             let raise = departing(corrected.ms());
+            // A customer file that lands fresh may be the download of a CRM export.
+            let fresh = matches!(f.action, Action::Created | Action::Renamed) && f.origin.is_none();
+            let link = if fresh && !f.rules.is_empty() {
+                link_download(
+                    &tx,
+                    event_id,
+                    &device.user,
+                    &f.path,
+                    corrected,
+                    self.correlation.window_ms,
+                )?
+            } else {
+                None
+            };
             let bulk_detail = f
                 .bulk
                 .as_ref()
-                .map(|b| bulk_read_detail(b, f.process.as_deref()));
+                .map(|b| bulk_read_detail(b, f.process.as_deref()))
+                .or(link);
             for m in &f.rules {
                 upsert_alert(
                     &tx,

@@ -43,6 +43,7 @@ fn json_or_empty<T: serde::de::DeserializeOwned + Default>(text: Option<String>)
 mod alerts;
 mod connector_runs;
 pub mod correlate;
+mod crm;
 mod devices;
 mod events;
 #[cfg(test)]
@@ -59,6 +60,8 @@ use alerts::{
 };
 pub use alerts::{system_rules, Alert, AlertStatus};
 pub use connector_runs::{AfterAttempt, ConnectorRun, HandedCustomer, LastAttempt, RunStatus};
+use correlate::Ingested;
+pub use crm::{CrmEvent, CrmPoll};
 pub use devices::{Beat, Device};
 pub use events::StoredEvent;
 use events::{events_where_in, stored_hash};

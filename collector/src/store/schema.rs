@@ -116,6 +116,13 @@ CREATE TABLE IF NOT EXISTS orders (
     receipts TEXT
 );
 CREATE INDEX IF NOT EXISTS orders_device ON orders (device_id, done_ms);
+CREATE TABLE IF NOT EXISTS crm_polls (
+    connector TEXT PRIMARY KEY,
+    cursor_ms INTEGER NOT NULL,
+    polled_ms INTEGER,
+    ok INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS connector_runs (
     id INTEGER PRIMARY KEY,
     user TEXT NOT NULL,
@@ -222,6 +229,8 @@ pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("devices", "last_gap", "TEXT"),
     ("devices", "health", "TEXT NOT NULL DEFAULT ''"),
     ("alerts", "version", "INTEGER NOT NULL DEFAULT 0"),
+    ("events", "external_id", "TEXT"),
+    ("events", "crm_link", "INTEGER"),
 ];
 
 /// Indexes over added columns (created once those exist).
@@ -235,6 +244,8 @@ CREATE INDEX IF NOT EXISTS events_by_user ON events (user, time_ms);
 CREATE INDEX IF NOT EXISTS events_by_user_corrected ON events (user, corrected_ms);
 UPDATE alerts SET version = id WHERE version = 0;
 CREATE INDEX IF NOT EXISTS alerts_by_version ON alerts (version);
+CREATE UNIQUE INDEX IF NOT EXISTS events_external ON events (device_id, external_id)
+    WHERE external_id IS NOT NULL;
 -- Every insert and every change of an alert gives it the next version: forwarders follow
 -- versions, so escalations and status changes reach them, whatever statement made them.
 CREATE TRIGGER IF NOT EXISTS alerts_version_insert AFTER INSERT ON alerts
