@@ -2,7 +2,7 @@
 //! each device's hash chain is checked (a gap, an edit, a changed resend, a restarted or
 //! forked spool), rules' matches become alerts, and correlation runs on what was stored.
 
-use super::crm::link_download;
+use super::crm::{departing_at, link_download};
 use super::{
     correlate, notice_alerts, span, stored_hash, system_hit, system_rules, upsert_alert, Device,
     Hit, Store, StoreError,
@@ -32,26 +32,6 @@ impl Store {
             [&device.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        // From an offboarding's effective time on, any customer file the user touches is a
-        // critical alert.
-        // Between notice and that time the user is departing: their alerts rise in severity.
-        let offboarding: Option<(i64, i64, i64)> = tx
-            .query_row(
-                "SELECT effective_ms, COALESCE(notice_ms, started_ms), raise_levels
-                 FROM offboardings WHERE user = ?1 AND restored_ms IS NULL",
-                [&device.user],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let offboarded_at = offboarding.map(|(effective, _, _)| effective);
-        let departing = |t: i64| -> u8 {
-            match offboarding {
-                Some((effective, notice, raise)) if t >= notice && t < effective => {
-                    raise.clamp(0, 3) as u8
-                }
-                _ => 0,
-            }
-        };
         let mut sorted: Vec<&SealedEvent> = events.iter().collect();
         sorted.sort_by_key(|e| e.seq);
         let mut new = 0;
@@ -301,9 +281,10 @@ impl Store {
                 time_ms: corrected,
             };
             let records = f.summary.as_ref().map(|s| s.records).unwrap_or(0) as i64;
-            if offboarded_at.is_some_and(|t| corrected >= UnixMs(t))
-                && (records > 0 || !f.rules.is_empty())
-            {
+            // From an offboarding's effective time on, any customer file the user touches is
+            // critical; between notice and that time their alerts rise in severity.
+            let (raise, offboarded) = departing_at(&tx, &device.user, corrected)?;
+            if offboarded && (records > 0 || !f.rules.is_empty()) {
                 upsert_alert(
                     &tx,
                     &Hit {
@@ -314,7 +295,6 @@ impl Store {
                     },
                 )?;
             }
-            let raise = departing(corrected.ms());
             // A customer file that lands fresh may be the download of a CRM export.
             let fresh = matches!(f.action, Action::Created | Action::Renamed) && f.origin.is_none();
             let link = if fresh && !f.rules.is_empty() {
