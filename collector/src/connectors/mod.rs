@@ -193,6 +193,33 @@ fn http(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// An API call's answer: its status and at most `max` bytes of body, or what failed (naming
+/// `step`); a status outside 2xx is a failure described by `describe(status, body)`.
+pub(crate) fn answer_of(
+    step: &str,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    max: u64,
+    describe: impl Fn(u16, &[u8]) -> String,
+) -> Result<(u16, Vec<u8>), (Option<i64>, String)> {
+    let mut resp = result.map_err(|e| (None, format!("{step}: request failed: {e}")))?;
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(max)
+        .read_to_end(&mut body)
+        .map_err(|e| {
+            (
+                Some(i64::from(status)),
+                format!("{step}: reading the answer: {e}"),
+            )
+        })?;
+    if !(200..300).contains(&status) {
+        return Err((Some(i64::from(status)), describe(status, &body)));
+    }
+    Ok((status, body))
+}
+
 /// POSTs a JSON body signed with `secret` (`X-Holdfast-Signature`), once (blocking).
 pub fn post_signed(url: &str, secret: &[u8], body: &[u8], timeout: Duration) -> Attempt {
     let result = http(timeout)

@@ -16,9 +16,8 @@
 //! - REST errors as `[{"message":…,"errorCode":…}]` (`INVALID_SESSION_ID`,
 //!   `REQUEST_LIMIT_EXCEEDED` with 403, `MALFORMED_QUERY`); 429 and 5xx are retried.
 
-use super::{http, keep, Attempt, CrmExport, Secret, UserMap, USER_AGENT};
+use super::{answer_of, http, keep, Attempt, CrmExport, Secret, UserMap, USER_AGENT};
 use holdfast_shared::time::UnixMs;
-use std::io::Read;
 use std::time::Duration;
 
 /// The REST API version the connector speaks.
@@ -95,23 +94,9 @@ fn answer(
     step: &str,
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<(u16, Vec<u8>), Failed> {
-    let mut resp = result.map_err(|e| (None, format!("{step}: request failed: {e}")))?;
-    let status = resp.status().as_u16();
-    let mut body = Vec::new();
-    resp.body_mut()
-        .as_reader()
-        .take(MAX_ANSWER)
-        .read_to_end(&mut body)
-        .map_err(|e| {
-            (
-                Some(i64::from(status)),
-                format!("{step}: reading the answer: {e}"),
-            )
-        })?;
-    if !(200..300).contains(&status) {
-        return Err((Some(i64::from(status)), error_of(step, status, &body)));
-    }
-    Ok((status, body))
+    answer_of(step, result, MAX_ANSWER, |status, body| {
+        error_of(step, status, body)
+    })
 }
 
 fn json(step: &str, body: &[u8]) -> Result<serde_json::Value, Failed> {

@@ -8,8 +8,7 @@
 //! failed step is a failed attempt naming the step and the code, and the run is retried (a
 //! customer already handed over is no longer waiting, so a retry repeats nothing).
 
-use super::{http, keep, Attempt, Secret, USER_AGENT};
-use std::io::Read;
+use super::{answer_of, http, keep, Attempt, Secret, USER_AGENT};
 use std::time::Duration;
 
 /// Bytes of one answer read, at most.
@@ -192,25 +191,9 @@ fn read(
     step: &str,
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<serde_json::Value, Failed> {
-    let mut resp = result.map_err(|e| (None, format!("{step}: request failed: {e}")))?;
-    let status = resp.status().as_u16();
-    let mut body = Vec::new();
-    resp.body_mut()
-        .as_reader()
-        .take(MAX_ANSWER)
-        .read_to_end(&mut body)
-        .map_err(|e| {
-            (
-                Some(i64::from(status)),
-                format!("{step}: reading the answer: {e}"),
-            )
-        })?;
-    if !(200..300).contains(&status) {
-        return Err((
-            Some(i64::from(status)),
-            format!("{step}: HTTP {status}: {}", keep(&body)),
-        ));
-    }
+    let (_, body) = answer_of(step, result, MAX_ANSWER, |status, body| {
+        format!("{step}: HTTP {status}: {}", keep(body))
+    })?;
     checked(step, &body)
 }
 
