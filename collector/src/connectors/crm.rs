@@ -1,4 +1,5 @@
-//! CRM export events: what a polling connector ([`super::salesforce`]) reads from the CRM's
+//! CRM export events: what a polling connector ([`super::salesforce`], [`super::hubspot`],
+//! [`super::zoho`]) reads from the CRM's
 //! own event log, the mapping from the CRM's login to a Holdfast user, and the one call the
 //! collector's poller makes. The events then go through the store's `crm` ingest, which holds
 //! them to the same rules as an agent's file events.
@@ -62,6 +63,37 @@ impl UserMap {
     }
 }
 
+/// A CRM's time in ms: RFC 3339 with `Z`, or with an offset written `+0000` (Salesforce) or
+/// `+05:30` (Zoho).
+pub fn parse_time(s: &str) -> Option<UnixMs> {
+    let t = s.trim();
+    let zone_at = t
+        .char_indices()
+        .skip(11)
+        .find(|(_, c)| *c == '+' || *c == '-')
+        .map(|(i, _)| i);
+    let Some(i) = zone_at else {
+        return UnixMs::parse_rfc3339(t);
+    };
+    let (head, zone) = t.split_at(i);
+    let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hh: i64 = digits[..2].parse().ok()?;
+    let mm: i64 = digits[2..].parse().ok()?;
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let base = UnixMs::parse_rfc3339(&format!("{head}Z"))?;
+    Some(UnixMs(base.ms() - sign * (hh * 60 + mm) * 60_000))
+}
+
+/// `t` as RFC 3339 UTC with milliseconds (`2026-12-05T10:00:00.000Z`), as CRMs' queries take
+/// it.
+pub fn rfc3339_ms(t: UnixMs) -> String {
+    let st = std::time::UNIX_EPOCH + Duration::from_millis(t.ms().max(0) as u64);
+    humantime::format_rfc3339_millis(st).to_string()
+}
+
 /// The CRM's name as alerts and stories show it, and the device id its events are stored
 /// under (`crm:<connector>`).
 pub fn device_of(c: &Connector) -> String {
@@ -72,6 +104,8 @@ pub fn device_of(c: &Connector) -> String {
 pub fn poll_every(c: &Connector) -> Option<Duration> {
     match &c.target {
         ConnectorTarget::Salesforce(s) => s.poll,
+        ConnectorTarget::HubSpot(h) => h.poll,
+        ConnectorTarget::Zoho(z) => z.poll,
         _ => None,
     }
 }
@@ -80,6 +114,8 @@ pub fn poll_every(c: &Connector) -> Option<Duration> {
 pub fn vendor(c: &Connector) -> &'static str {
     match &c.target {
         ConnectorTarget::Salesforce(_) => "Salesforce",
+        ConnectorTarget::HubSpot(_) => "HubSpot",
+        ConnectorTarget::Zoho(_) => "Zoho",
         _ => "CRM",
     }
 }
@@ -88,6 +124,8 @@ pub fn vendor(c: &Connector) -> &'static str {
 pub fn users(c: &Connector) -> Option<&UserMap> {
     match &c.target {
         ConnectorTarget::Salesforce(s) => Some(&s.users),
+        ConnectorTarget::HubSpot(h) => Some(&h.users),
+        ConnectorTarget::Zoho(z) => Some(&z.users),
         _ => None,
     }
 }
@@ -98,6 +136,10 @@ pub fn poll(c: &Connector, since: UnixMs) -> Result<Vec<CrmExport>, String> {
         ConnectorTarget::Salesforce(s) => {
             super::salesforce::poll(s, since, c.timeout).map_err(|(_, d)| d)
         }
+        ConnectorTarget::HubSpot(h) => {
+            super::hubspot::poll(h, since, c.timeout).map_err(|(_, d)| d)
+        }
+        ConnectorTarget::Zoho(z) => super::zoho::poll(z, since, c.timeout).map_err(|(_, d)| d),
         _ => Ok(Vec::new()),
     }
 }
@@ -105,6 +147,22 @@ pub fn poll(c: &Connector, since: UnixMs) -> Result<Vec<CrmExport>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crm_times_read_with_every_offset_style() {
+        let want = UnixMs::parse_rfc3339("2026-12-05T10:00:00Z");
+        for t in [
+            "2026-12-05T10:00:00Z",
+            "2026-12-05T10:00:00.000+0000",
+            "2026-12-05T12:00:00.000+0200",
+            "2026-12-05T15:30:00+05:30",
+            "2026-12-05T05:00:00-05:00",
+        ] {
+            assert_eq!(parse_time(t), want, "{t}");
+        }
+        assert_eq!(parse_time("2026-12-05T10:00:00+5"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
 
     #[test]
     fn logins_map_to_users_by_table_then_template() {

@@ -6,16 +6,22 @@
 //! `offboard status`, and failed runs can be started again (`offboard retry`). None is silent.
 //! A `scim` connector deactivates the user on an identity provider ([`scim`]); a `wecom`
 //! connector hands their 企业微信 customers to the successor ([`wecom`]); a `salesforce`
-//! connector freezes the user and polls report exports ([`salesforce`], [`crm`]).
+//! connector freezes the user and polls report exports ([`salesforce`], [`crm`]); a `hubspot`
+//! connector removes the user and polls the audit log's exports ([`hubspot`]); a `zoho`
+//! connector polls the audit log's exports ([`zoho`]); a `dingtalk` connector disables the
+//! user's 钉钉 account and signs it out ([`dingtalk`]).
 //! The only module that makes outbound HTTP requests or runs connector programs.
 
 pub mod crm;
+pub mod dingtalk;
+pub mod hubspot;
 pub mod salesforce;
 pub mod scim;
 pub mod settings;
 pub mod wecom;
+pub mod zoho;
 
-pub use crm::{CrmExport, UserMap};
+pub use crm::{parse_time, rfc3339_ms, CrmExport, UserMap};
 
 use crate::store::{ConnectorRun, OffboardRow};
 use holdfast_shared::edm::Keyed;
@@ -105,6 +111,9 @@ pub fn call(c: &Connector, who: &Leaver<'_>) -> Called {
         ConnectorTarget::Command { argv } => command(argv, who.user, who.body, c.timeout).into(),
         ConnectorTarget::Scim(s) => scim::run(s, who.user, who.event, c.timeout).into(),
         ConnectorTarget::Salesforce(s) => salesforce::run(s, who.user, who.event, c.timeout).into(),
+        ConnectorTarget::HubSpot(h) => hubspot::run(h, who.user, who.event, c.timeout).into(),
+        ConnectorTarget::Zoho(z) => zoho::run(z, who.user, who.event).into(),
+        ConnectorTarget::DingTalk(d) => dingtalk::run(d, who.user, who.event, c.timeout).into(),
         ConnectorTarget::WeCom(w) => {
             let (attempt, handed_over) =
                 wecom::run(w, who.user, who.event, who.successor, c.timeout);
@@ -129,6 +138,12 @@ pub enum ConnectorTarget {
     WeCom(wecom::WeCom),
     /// Salesforce: the user frozen (or deactivated); report exports polled.
     Salesforce(salesforce::Salesforce),
+    /// HubSpot: the user removed; the audit log's exports polled.
+    HubSpot(hubspot::HubSpot),
+    /// Zoho CRM: the audit log's exports polled.
+    Zoho(zoho::Zoho),
+    /// 钉钉: the user's enterprise account disabled and signed out.
+    DingTalk(dingtalk::DingTalk),
 }
 
 impl std::fmt::Debug for ConnectorTarget {
@@ -140,6 +155,9 @@ impl std::fmt::Debug for ConnectorTarget {
             ConnectorTarget::Scim(s) => write!(f, "{s:?}"),
             ConnectorTarget::WeCom(w) => write!(f, "{w:?}"),
             ConnectorTarget::Salesforce(s) => write!(f, "{s:?}"),
+            ConnectorTarget::HubSpot(h) => write!(f, "{h:?}"),
+            ConnectorTarget::Zoho(z) => write!(f, "{z:?}"),
+            ConnectorTarget::DingTalk(d) => write!(f, "{d:?}"),
         }
     }
 }
@@ -191,6 +209,71 @@ fn http(timeout: Duration) -> ureq::Agent {
         .max_redirects(0)
         .build()
         .into()
+}
+
+/// A failed step of a vendor API call: HTTP status (if any) and what went wrong.
+pub(crate) type Failed = (Option<i64>, String);
+
+/// A vendor call's outcome as an attempt: `ok_code` and the receipt, or the failure.
+pub(crate) fn attempt_of(result: Result<String, Failed>, ok_code: i64) -> Attempt {
+    match result {
+        Ok(detail) => Attempt {
+            ok: true,
+            code: Some(ok_code),
+            detail,
+        },
+        Err((code, detail)) => Attempt {
+            ok: false,
+            code,
+            detail,
+        },
+    }
+}
+
+/// An answer's body as JSON, or a failure naming `step` with the start of the body.
+pub(crate) fn json_of(step: &str, body: &[u8]) -> Result<serde_json::Value, Failed> {
+    serde_json::from_slice(body).map_err(|e| {
+        (
+            None,
+            format!("{step}: the answer is not JSON ({e}): {}", keep(body)),
+        )
+    })
+}
+
+/// A vendor's error answer in words: `step: HTTP status: code: message` from the first of
+/// `code_keys` and `message_keys` the body (or its first element) holds, else the body's
+/// start; then the vendor's `hint` for that status and code.
+pub(crate) fn vendor_error(
+    step: &str,
+    status: u16,
+    body: &[u8],
+    code_keys: &[&str],
+    message_keys: &[&str],
+    hint: impl Fn(u16, Option<&str>) -> &'static str,
+) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let first = v.get(0).unwrap_or(&v);
+    let pick = |keys: &[&str]| keys.iter().find_map(|k| first.get(k)?.as_str());
+    let (code, msg) = (pick(code_keys), pick(message_keys));
+    let hint = hint(status, code);
+    match (code, msg) {
+        (Some(c), Some(m)) => format!("{step}: HTTP {status}: {c}: {m}{hint}"),
+        _ => format!("{step}: HTTP {status}: {}{hint}", keep(body)),
+    }
+}
+
+/// `s` as one segment of a URL's path: everything but unreserved characters percent-encoded
+/// (an email's `@` and `+`, a `/` that would change the path).
+pub(crate) fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// An API call's answer: its status and at most `max` bytes of body, or what failed (naming
@@ -387,6 +470,16 @@ mod tests {
             !r.ok && r.detail.contains("would become an option"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn path_segments_cannot_change_the_path() {
+        assert_eq!(
+            path_segment("kim+crm@acme.example"),
+            "kim%2Bcrm%40acme.example"
+        );
+        assert_eq!(path_segment("../admin"), "..%2Fadmin");
+        assert_eq!(path_segment("李"), "%E6%9D%8E");
     }
 
     #[test]

@@ -16,7 +16,11 @@
 //! - REST errors as `[{"message":…,"errorCode":…}]` (`INVALID_SESSION_ID`,
 //!   `REQUEST_LIMIT_EXCEEDED` with 403, `MALFORMED_QUERY`); 429 and 5xx are retried.
 
-use super::{answer_of, http, keep, Attempt, CrmExport, Secret, UserMap, USER_AGENT};
+use super::{
+    answer_of, attempt_of, http, json_of as json, vendor_error, Attempt, CrmExport, Failed, Secret,
+    UserMap, USER_AGENT,
+};
+use super::{parse_time, rfc3339_ms};
 use holdfast_shared::time::UnixMs;
 use std::time::Duration;
 
@@ -54,22 +58,9 @@ pub struct Salesforce {
     pub users: UserMap,
 }
 
-/// A failed step: HTTP status (if any) and what went wrong.
-type Failed = (Option<i64>, String);
-
 /// What went wrong, from a Salesforce error body (REST list, or OAuth object).
 pub fn error_of(step: &str, status: u16, body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let first = v.get(0).unwrap_or(&v);
-    let code = first
-        .get("errorCode")
-        .or_else(|| first.get("error"))
-        .and_then(|c| c.as_str());
-    let msg = first
-        .get("message")
-        .or_else(|| first.get("error_description"))
-        .and_then(|c| c.as_str());
-    let hint = match (status, code) {
+    let hint = |status, code: Option<&str>| match (status, code) {
         (_, Some("invalid_client" | "invalid_client_id" | "invalid_grant")) => {
             " (check client_id and secret_file)"
         }
@@ -77,10 +68,14 @@ pub fn error_of(step: &str, status: u16, body: &[u8]) -> String {
         (500..=599, _) => " (Salesforce failed: retried with backoff)",
         _ => "",
     };
-    match (code, msg) {
-        (Some(c), Some(m)) => format!("{step}: HTTP {status}: {c}: {m}{hint}"),
-        _ => format!("{step}: HTTP {status}: {}{hint}", keep(body)),
-    }
+    vendor_error(
+        step,
+        status,
+        body,
+        &["errorCode", "error"],
+        &["message", "error_description"],
+        hint,
+    )
 }
 
 /// The Salesforce API client of one call: its access token, taken once.
@@ -96,15 +91,6 @@ fn answer(
 ) -> Result<(u16, Vec<u8>), Failed> {
     answer_of(step, result, MAX_ANSWER, |status, body| {
         error_of(step, status, body)
-    })
-}
-
-fn json(step: &str, body: &[u8]) -> Result<serde_json::Value, Failed> {
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            None,
-            format!("{step}: the answer is not JSON ({e}): {}", keep(body)),
-        )
     })
 }
 
@@ -210,18 +196,7 @@ fn field<'a>(r: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 /// unfreezes a frozen user; a deactivated one stays inactive (reactivating takes a licence
 /// and is IT's call).
 pub fn run(s: &Salesforce, user: &str, event: &str, timeout: Duration) -> Attempt {
-    match change(s, user, event, timeout) {
-        Ok(detail) => Attempt {
-            ok: true,
-            code: Some(204),
-            detail,
-        },
-        Err((code, detail)) => Attempt {
-            ok: false,
-            code,
-            detail,
-        },
-    }
+    attempt_of(change(s, user, event, timeout), 204)
 }
 
 fn change(s: &Salesforce, user: &str, event: &str, timeout: Duration) -> Result<String, Failed> {
@@ -332,30 +307,6 @@ fn change(s: &Salesforce, user: &str, event: &str, timeout: Duration) -> Result<
     }
 }
 
-/// A Salesforce time (`2026-12-05T10:00:00.000+0000`, or with `Z`) in ms.
-pub fn parse_time(s: &str) -> Option<UnixMs> {
-    let t = s.trim();
-    let t = match t.len().checked_sub(5).map(|i| t.split_at(i)) {
-        Some((head, zone))
-            if (zone.starts_with('+') || zone.starts_with('-')) && !zone.contains(':') =>
-        {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let hh: i64 = zone.get(1..3)?.parse().ok()?;
-            let mm: i64 = zone.get(3..5)?.parse().ok()?;
-            let base = UnixMs::parse_rfc3339(&format!("{head}Z"))?;
-            return Some(UnixMs(base.ms() - sign * (hh * 60 + mm) * 60_000));
-        }
-        _ => t,
-    };
-    UnixMs::parse_rfc3339(t)
-}
-
-/// A SOQL datetime literal for `t` (`2026-12-05T10:00:00.000Z`).
-fn soql_time(t: UnixMs) -> String {
-    let st = std::time::UNIX_EPOCH + Duration::from_millis(t.ms().max(0) as u64);
-    humantime::format_rfc3339_millis(st).to_string()
-}
-
 /// Whether a `ReportEvent` is an export (not only a run shown on screen).
 fn is_export(r: &serde_json::Value) -> bool {
     let op = field(r, "Operation").unwrap_or("");
@@ -400,7 +351,7 @@ pub fn poll(s: &Salesforce, since: UnixMs, timeout: Duration) -> Result<Vec<CrmE
         "ReportEvent",
         &format!(
             "SELECT EventIdentifier, EventDate, Username, Name, ReportId, Operation, RowsProcessed, QueriedEntities, ExportFileFormat, EventSource FROM ReportEvent WHERE EventDate >= {} ORDER BY EventDate ASC",
-            soql_time(since)
+            rfc3339_ms(since)
         ),
     )?;
     Ok(records.iter().filter_map(export_of).collect())
@@ -411,22 +362,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_and_errors_read_as_salesforce_writes_them() {
+    fn query_times_and_errors_read_as_salesforce_writes_them() {
         assert_eq!(
-            parse_time("2026-12-05T10:00:00.000+0000"),
-            UnixMs::parse_rfc3339("2026-12-05T10:00:00Z")
-        );
-        assert_eq!(
-            parse_time("2026-12-05T12:00:00.000+0200"),
-            UnixMs::parse_rfc3339("2026-12-05T10:00:00Z")
-        );
-        assert_eq!(
-            parse_time("2026-12-05T10:00:00Z"),
-            UnixMs::parse_rfc3339("2026-12-05T10:00:00Z")
-        );
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(
-            soql_time(UnixMs(1_764_928_800_000)),
+            rfc3339_ms(UnixMs(1_764_928_800_000)),
             "2025-12-05T10:00:00.000Z"
         );
         assert_eq!(soql_quoted("o'brien\\x"), "o\\'brien\\\\x");

@@ -10,7 +10,8 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConnector {
     name: String,
-    /// `webhook`, `command` or `scim`; absent, the one of `webhook`/`command` given.
+    /// `webhook`, `command`, `scim`, `wecom`, `salesforce`, `hubspot`, `zoho` or `dingtalk`;
+    /// absent, the one of `webhook`/`command` given.
     kind: Option<String>,
     webhook: Option<String>,
     secret: Option<String>,
@@ -32,9 +33,24 @@ pub(crate) struct RawConnector {
     action: Option<String>,
     poll: Option<String>,
     users: Option<std::collections::BTreeMap<String, String>>,
+    /// `zoho`: the Zoho accounts server that issues access tokens (by data centre).
+    accounts_url: Option<String>,
     retry_base: Option<String>,
     max_attempts: Option<u32>,
     timeout: Option<String>,
+}
+
+/// The kinds that call a vendor's API.
+const API_KINDS: [&str; 6] = ["scim", "wecom", "salesforce", "hubspot", "zoho", "dingtalk"];
+
+/// `kinds` as an error lists them: `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
+fn quoted_list(kinds: &[&str]) -> String {
+    let q: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
+    match q.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// `v` as a duration of at least `min` (`default` when absent).
@@ -69,27 +85,50 @@ pub(crate) fn connectors(base: &Path, raw: Vec<RawConnector>) -> Result<Vec<Conn
         if connectors.iter().any(|o| o.name == c.name) {
             return Err(bad("duplicate name".into()));
         }
-        // The fields of the API kinds, with the kinds they belong to.
-        let api_fields = [
+        // The fields of the API kinds, with the kinds they belong to: one given to any other
+        // kind is refused (a typo'd kind must not silently drop a setting).
+        let api_fields: [(&str, bool, &[&str]); 11] = [
+            ("url", c.url.is_some(), &API_KINDS),
             (
-                "url",
-                c.url.is_some(),
-                "\"scim\", \"wecom\" or \"salesforce\"",
+                "client_id",
+                c.client_id.is_some(),
+                &["salesforce", "zoho", "dingtalk"],
             ),
-            ("client_id", c.client_id.is_some(), "\"salesforce\""),
-            ("action", c.action.is_some(), "\"salesforce\""),
-            ("poll", c.poll.is_some(), "\"salesforce\""),
-            ("users", c.users.is_some(), "\"salesforce\""),
-            ("corpid", c.corpid.is_some(), "\"wecom\""),
-            ("token_file", c.token_file.is_some(), "\"scim\""),
-            ("match", c.match_by.is_some(), "\"scim\""),
+            ("action", c.action.is_some(), &["salesforce"]),
+            ("poll", c.poll.is_some(), &["salesforce", "hubspot", "zoho"]),
             (
-                "login",
-                c.login.is_some(),
-                "\"scim\", \"wecom\" or \"salesforce\"",
+                "users",
+                c.users.is_some(),
+                &["salesforce", "hubspot", "zoho"],
             ),
-            ("on_restore", c.on_restore.is_some(), "\"scim\""),
+            ("accounts_url", c.accounts_url.is_some(), &["zoho"]),
+            ("corpid", c.corpid.is_some(), &["wecom"]),
+            (
+                "token_file",
+                c.token_file.is_some(),
+                &["scim", "hubspot", "zoho"],
+            ),
+            ("match", c.match_by.is_some(), &["scim"]),
+            ("login", c.login.is_some(), &API_KINDS),
+            ("on_restore", c.on_restore.is_some(), &["scim", "dingtalk"]),
         ];
+        if let Some(k) = c.kind.as_deref() {
+            if !["webhook", "command"].contains(&k) && !API_KINDS.contains(&k) {
+                return Err(bad(format!(
+                    "unknown kind `{k}`, expected one of webhook, command, {}",
+                    API_KINDS.join(", ")
+                )));
+            }
+        }
+        let misplaced = api_fields.iter().find(|(_, given, kinds)| {
+            *given && !c.kind.as_deref().is_some_and(|k| kinds.contains(&k))
+        });
+        if let Some((field, _, kinds)) = misplaced {
+            return Err(bad(format!(
+                "`{field}` belongs to kind = {}",
+                quoted_list(kinds)
+            )));
+        }
         let target = match (c.kind.as_deref(), &c.webhook, &c.command) {
             (Some("scim"), None, None) => {
                 ConnectorTarget::Scim(scim_target(base, &c).map_err(bad)?)
@@ -100,23 +139,23 @@ pub(crate) fn connectors(base: &Path, raw: Vec<RawConnector>) -> Result<Vec<Conn
             (Some("salesforce"), None, None) => {
                 ConnectorTarget::Salesforce(salesforce_target(base, &c).map_err(bad)?)
             }
-            (Some(k @ ("scim" | "wecom" | "salesforce")), _, _) => {
+            (Some("hubspot"), None, None) => {
+                ConnectorTarget::HubSpot(hubspot_target(base, &c).map_err(bad)?)
+            }
+            (Some("zoho"), None, None) => {
+                ConnectorTarget::Zoho(zoho_target(base, &c).map_err(bad)?)
+            }
+            (Some("dingtalk"), None, None) => {
+                ConnectorTarget::DingTalk(dingtalk_target(base, &c).map_err(bad)?)
+            }
+            (
+                Some(k @ ("scim" | "wecom" | "salesforce" | "hubspot" | "zoho" | "dingtalk")),
+                _,
+                _,
+            ) => {
                 return Err(bad(format!(
                     "kind = \"{k}\" takes no `webhook` or `command`"
                 )))
-            }
-            (Some(k), _, _) if !["webhook", "command"].contains(&k) => {
-                return Err(bad(format!(
-                    "unknown kind `{k}`, expected one of webhook, command, scim, wecom, salesforce"
-                )))
-            }
-            _ if api_fields.iter().any(|(_, given, _)| *given) => {
-                let (field, _, kinds) = api_fields
-                    .iter()
-                    .find(|(_, g, _)| *g)
-                    .copied()
-                    .unwrap_or_default();
-                return Err(bad(format!("`{field}` belongs to kind = {kinds}")));
             }
             (Some("webhook"), None, _) => {
                 return Err(bad("kind = \"webhook\" needs `webhook`".into()))
@@ -233,33 +272,110 @@ fn secret_line(base: &Path, field: &str, file: &Path) -> Result<String, String> 
     Ok(line.to_string())
 }
 
-/// The `wecom` connector's settings, validated; the secret read from `secret_file`.
-fn wecom_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::wecom::WeCom, String> {
-    let api = api_base(c.url.as_deref().unwrap_or("https://qyapi.weixin.qq.com"))?;
-    let corpid = c
-        .corpid
-        .clone()
-        .filter(|id| !id.trim().is_empty())
-        .ok_or("kind = \"wecom\" needs `corpid` (企业ID, in the admin console's 我的企业)")?;
+/// A kind's credential from `secret_file` (never inline: a secret in collector.toml ends up
+/// in backups and tickets); `what` says what the file holds.
+fn file_secret(
+    base: &Path,
+    c: &RawConnector,
+    kind: &str,
+    what: &str,
+) -> Result<crate::connectors::Secret, String> {
     let file = c
         .secret_file
         .as_ref()
-        .ok_or("kind = \"wecom\" needs `secret_file` (a file holding the 客户联系 secret)")?;
+        .ok_or_else(|| format!("kind = \"{kind}\" needs `secret_file` (a file holding {what})"))?;
     if c.secret.is_some() {
-        return Err("kind = \"wecom\" reads its secret from `secret_file` only".into());
+        return Err(format!(
+            "kind = \"{kind}\" reads its secret from `secret_file` only"
+        ));
     }
-    let secret = crate::connectors::Secret::new(secret_line(base, "secret_file", file)?);
+    Ok(crate::connectors::Secret::new(secret_line(
+        base,
+        "secret_file",
+        file,
+    )?))
+}
+
+/// A kind's bearer or refresh token from `token_file`.
+fn file_token(
+    base: &Path,
+    c: &RawConnector,
+    kind: &str,
+    what: &str,
+) -> Result<crate::connectors::Secret, String> {
+    let file = c
+        .token_file
+        .as_ref()
+        .ok_or_else(|| format!("kind = \"{kind}\" needs `token_file` (a file holding {what})"))?;
+    Ok(crate::connectors::Secret::new(secret_line(
+        base,
+        "token_file",
+        file,
+    )?))
+}
+
+/// A required, non-blank text field of `kind`; `what` says where to find it.
+fn required(v: &Option<String>, kind: &str, field: &str, what: &str) -> Result<String, String> {
+    v.clone()
+        .filter(|x| !x.trim().is_empty())
+        .ok_or_else(|| format!("kind = \"{kind}\" needs `{field}` ({what})"))
+}
+
+/// The account's name there: `login` with `{user}` for the Holdfast user (`{user}` alone
+/// when absent). Without `{user}` every leaver would be the same account.
+fn login_template(c: &RawConnector) -> Result<String, String> {
     let login = c.login.clone().unwrap_or_else(|| "{user}".into());
     if !login.contains("{user}") {
         return Err(format!(
             "login `{login}` must hold `{{user}}` (or every leaver would be the same account)"
         ));
     }
+    Ok(login)
+}
+
+/// How often a CRM's exports are polled: `poll` (at least a second), `None` when absent or
+/// `"off"`.
+fn poll_every(c: &RawConnector) -> Result<Option<Duration>, String> {
+    match &c.poll {
+        None => Ok(None),
+        Some(p) if p == "off" => Ok(None),
+        Some(_) => duration(
+            "poll",
+            &c.poll,
+            Duration::from_secs(300),
+            Duration::from_secs(1),
+        )
+        .map(Some),
+    }
+}
+
+/// The CRM logins → Holdfast users of a polling kind.
+fn user_map(c: &RawConnector, login: &str) -> crate::connectors::crm::UserMap {
+    crate::connectors::crm::UserMap::new(c.users.clone().unwrap_or_default(), login)
+}
+
+/// What a restore does to an account the offboarding disabled.
+fn on_restore(c: &RawConnector) -> Result<crate::connectors::scim::OnRestore, String> {
+    use crate::connectors::scim::OnRestore;
+    match c.on_restore.as_deref() {
+        None | Some("leave") => Ok(OnRestore::Leave),
+        Some("reactivate") => Ok(OnRestore::Reactivate),
+        Some(o) => Err(format!("on_restore `{o}` is not one of leave, reactivate")),
+    }
+}
+
+/// The `wecom` connector's settings, validated; the secret read from `secret_file`.
+fn wecom_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::wecom::WeCom, String> {
     Ok(crate::connectors::wecom::WeCom {
-        api,
-        corpid,
-        secret,
-        login,
+        api: api_base(c.url.as_deref().unwrap_or("https://qyapi.weixin.qq.com"))?,
+        corpid: required(
+            &c.corpid,
+            "wecom",
+            "corpid",
+            "企业ID, in the admin console's 我的企业",
+        )?,
+        secret: file_secret(base, c, "wecom", "the 客户联系 secret")?,
+        login: login_template(c)?,
     })
 }
 
@@ -273,88 +389,111 @@ fn salesforce_target(
     let url = api_base(c.url.as_deref().ok_or(
         "kind = \"salesforce\" needs `url` (the org's My Domain URL, https://acme.my.salesforce.com)",
     )?)?;
-    let client_id = c
-        .client_id
-        .clone()
-        .filter(|id| !id.trim().is_empty())
-        .ok_or("kind = \"salesforce\" needs `client_id` (the connected app's consumer key)")?;
-    let file = c
-        .secret_file
-        .as_ref()
-        .ok_or("kind = \"salesforce\" needs `secret_file` (a file holding the consumer secret)")?;
-    if c.secret.is_some() {
-        return Err("kind = \"salesforce\" reads its secret from `secret_file` only".into());
-    }
-    let secret = crate::connectors::Secret::new(secret_line(base, "secret_file", file)?);
-    let login = c.login.clone().unwrap_or_else(|| "{user}".into());
-    if !login.contains("{user}") {
-        return Err(format!(
-            "login `{login}` must hold `{{user}}` (or every leaver would be the same account)"
-        ));
-    }
+    let client_id = required(
+        &c.client_id,
+        "salesforce",
+        "client_id",
+        "the connected app's consumer key",
+    )?;
+    let secret = file_secret(base, c, "salesforce", "the consumer secret")?;
+    let login = login_template(c)?;
     let action = match c.action.as_deref() {
         None | Some("freeze") => SfAction::Freeze,
         Some("deactivate") => SfAction::Deactivate,
         Some(a) => return Err(format!("action `{a}` is not one of freeze, deactivate")),
     };
-    let poll = match &c.poll {
-        None => None,
-        Some(p) if p == "off" => None,
-        Some(_) => Some(duration(
-            "poll",
-            &c.poll,
-            Duration::from_secs(300),
-            Duration::from_secs(1),
-        )?),
-    };
-    let users = crate::connectors::crm::UserMap::new(c.users.clone().unwrap_or_default(), &login);
     Ok(Salesforce {
         url,
         client_id,
         secret,
-        login,
         action,
-        poll,
-        users,
+        poll: poll_every(c)?,
+        users: user_map(c, &login),
+        login,
+    })
+}
+
+/// The `hubspot` connector's settings, validated; the private app's token read from
+/// `token_file`.
+fn hubspot_target(
+    base: &Path,
+    c: &RawConnector,
+) -> Result<crate::connectors::hubspot::HubSpot, String> {
+    let login = login_template(c)?;
+    Ok(crate::connectors::hubspot::HubSpot {
+        api: api_base(c.url.as_deref().unwrap_or("https://api.hubapi.com"))?,
+        token: file_token(base, c, "hubspot", "the private app's access token")?,
+        poll: poll_every(c)?,
+        users: user_map(c, &login),
+        login,
+    })
+}
+
+/// The `zoho` connector's settings, validated; the client secret from `secret_file`, the
+/// refresh token from `token_file`.
+fn zoho_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::zoho::Zoho, String> {
+    let login = login_template(c)?;
+    Ok(crate::connectors::zoho::Zoho {
+        api: api_base(c.url.as_deref().unwrap_or("https://www.zohoapis.com"))?,
+        accounts: api_base(
+            c.accounts_url
+                .as_deref()
+                .unwrap_or("https://accounts.zoho.com"),
+        )?,
+        client_id: required(
+            &c.client_id,
+            "zoho",
+            "client_id",
+            "the self client's Client ID, from api-console.zoho.com",
+        )?,
+        secret: file_secret(base, c, "zoho", "the self client's Client Secret")?,
+        refresh: file_token(base, c, "zoho", "a refresh token")?,
+        poll: poll_every(c)?,
+        users: user_map(c, &login),
+        login,
+    })
+}
+
+/// The `dingtalk` connector's settings, validated; the AppSecret read from `secret_file`.
+fn dingtalk_target(
+    base: &Path,
+    c: &RawConnector,
+) -> Result<crate::connectors::dingtalk::DingTalk, String> {
+    Ok(crate::connectors::dingtalk::DingTalk {
+        api: api_base(c.url.as_deref().unwrap_or("https://api.dingtalk.com"))?,
+        app_key: required(
+            &c.client_id,
+            "dingtalk",
+            "client_id",
+            "the internal app's AppKey, from open-dev.dingtalk.com",
+        )?,
+        secret: file_secret(base, c, "dingtalk", "the app's AppSecret")?,
+        login: login_template(c)?,
+        on_restore: on_restore(c)?,
     })
 }
 
 /// The `scim` connector's settings, validated; the token read from `token_file`.
 fn scim_target(base: &Path, c: &RawConnector) -> Result<crate::connectors::scim::Scim, String> {
-    use crate::connectors::scim::{MatchBy, OnRestore, Scim};
+    use crate::connectors::scim::{MatchBy, Scim};
     let url = api_base(
         c.url
             .as_deref()
             .ok_or("kind = \"scim\" needs `url` (the SCIM base URL)")?,
     )?;
-    let file = c
-        .token_file
-        .as_ref()
-        .ok_or("kind = \"scim\" needs `token_file` (a file holding the bearer token)")?;
-    let token = crate::connectors::Secret::new(secret_line(base, "token_file", file)?);
+    let token = file_token(base, c, "scim", "the bearer token")?;
     let match_by = match c.match_by.as_deref() {
         None => MatchBy::UserName,
         Some(m) => {
             MatchBy::parse(m).ok_or_else(|| format!("match `{m}` is not one of userName, email"))?
         }
     };
-    let login = c.login.clone().unwrap_or_else(|| "{user}".into());
-    if !login.contains("{user}") {
-        return Err(format!(
-            "login `{login}` must hold `{{user}}` (or every leaver would be the same account)"
-        ));
-    }
-    let on_restore = match c.on_restore.as_deref() {
-        None | Some("leave") => OnRestore::Leave,
-        Some("reactivate") => OnRestore::Reactivate,
-        Some(o) => return Err(format!("on_restore `{o}` is not one of leave, reactivate")),
-    };
     Ok(Scim {
         url,
         token,
         match_by,
-        login,
-        on_restore,
+        login: login_template(c)?,
+        on_restore: on_restore(c)?,
     })
 }
 
@@ -477,11 +616,11 @@ mod tests {
         }
         bad(
             "[[connector]]\nname = \"x\"\nkind = \"ldap\"\n",
-            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim, wecom, salesforce",
+            "/c.toml: connector: connector[0] (x): unknown kind `ldap`, expected one of webhook, command, scim, wecom, salesforce, hubspot, zoho, dingtalk",
         );
         bad(
             "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\nurl = \"https://x\"\n",
-            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\", \"wecom\" or \"salesforce\"",
+            "/c.toml: connector: connector[0] (x): `url` belongs to kind = \"scim\", \"wecom\", \"salesforce\", \"hubspot\", \"zoho\" or \"dingtalk\"",
         );
         bad(
             "[[connector]]\nname = \"x\"\ncommand = [\"/bin/true\"]\ncorpid = \"ww1\"\n",
@@ -540,6 +679,80 @@ mod tests {
             bad(
                 &format!("{head}{rest}"),
                 &format!("/c.toml: connector: connector[0] (wecom): {want}"),
+            );
+        }
+    }
+
+    #[test]
+    fn hubspot_zoho_and_dingtalk_connectors_are_validated() {
+        use crate::connectors::scim::OnRestore;
+        let (_d, file) = holdfast_io::testing::scratch("vendor.secret");
+        std::fs::write(&file, "vendor-secret-0123\n").unwrap();
+        let f = file.display();
+        let c = parsed(&format!(
+            "[[connector]]\nname = \"hs\"\nkind = \"hubspot\"\ntoken_file = \"{f}\"\nlogin = \"{{user}}@acme.example\"\npoll = \"5m\"\n\n\
+             [[connector]]\nname = \"zoho\"\nkind = \"zoho\"\nurl = \"https://www.zohoapis.eu\"\naccounts_url = \"https://accounts.zoho.eu\"\nclient_id = \"1000.X\"\nsecret_file = \"{f}\"\ntoken_file = \"{f}\"\npoll = \"10m\"\n\n\
+             [[connector]]\nname = \"dt\"\nkind = \"dingtalk\"\nclient_id = \"dingabc\"\nsecret_file = \"{f}\"\non_restore = \"reactivate\"\n"
+        ));
+        let [hs, zoho, dt] = &c.connectors[..] else {
+            panic!("{:?}", c.connectors);
+        };
+        let ConnectorTarget::HubSpot(h) = &hs.target else {
+            panic!("{hs:?}")
+        };
+        assert_eq!(
+            (
+                h.api.as_str(),
+                h.token.expose(),
+                h.poll,
+                h.users.user_of("kim@acme.example")
+            ),
+            (
+                "https://api.hubapi.com",
+                "vendor-secret-0123",
+                Some(Duration::from_secs(300)),
+                Some("kim".into())
+            )
+        );
+        let ConnectorTarget::Zoho(z) = &zoho.target else {
+            panic!("{zoho:?}")
+        };
+        assert_eq!(
+            (
+                z.api.as_str(),
+                z.accounts.as_str(),
+                z.client_id.as_str(),
+                z.login.as_str(),
+                z.poll
+            ),
+            (
+                "https://www.zohoapis.eu",
+                "https://accounts.zoho.eu",
+                "1000.X",
+                "{user}",
+                Some(Duration::from_secs(600))
+            )
+        );
+        let ConnectorTarget::DingTalk(d) = &dt.target else {
+            panic!("{dt:?}")
+        };
+        assert_eq!(
+            (d.api.as_str(), d.app_key.as_str(), d.on_restore),
+            ("https://api.dingtalk.com", "dingabc", OnRestore::Reactivate)
+        );
+        assert!(!format!("{:?}", c.connectors).contains("vendor-secret"));
+        for (head, rest, want) in [
+            ("hubspot", String::new(), "kind = \"hubspot\" needs `token_file` (a file holding the private app's access token)"),
+            ("hubspot", format!("token_file = \"{f}\"\npoll = \"soon\"\n"), "poll `soon`: expected number at 0 (write e.g. \"10m\", \"30s\")"),
+            ("zoho", format!("secret_file = \"{f}\"\ntoken_file = \"{f}\"\n"), "kind = \"zoho\" needs `client_id` (the self client's Client ID, from api-console.zoho.com)"),
+            ("zoho", format!("client_id = \"1000.X\"\nsecret_file = \"{f}\"\ntoken_file = \"{f}\"\naccounts_url = \"http://accounts.example\"\n"), "url `http://accounts.example` must be https:// (plain http only to this machine): the bearer token goes with every request"),
+            ("dingtalk", format!("client_id = \"d\"\nsecret = \"inline-0123456789\"\nsecret_file = \"{f}\"\n"), "kind = \"dingtalk\" reads its secret from `secret_file` only"),
+            ("dingtalk", format!("client_id = \"d\"\nsecret_file = \"{f}\"\npoll = \"1m\"\n"), "`poll` belongs to kind = \"salesforce\", \"hubspot\" or \"zoho\""),
+        ] {
+            let name = head;
+            bad(
+                &format!("[[connector]]\nname = \"{name}\"\nkind = \"{head}\"\n{rest}"),
+                &format!("/c.toml: connector: connector[0] ({name}): {want}"),
             );
         }
     }

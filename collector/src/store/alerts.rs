@@ -45,6 +45,9 @@ pub mod system_rules {
     /// While the agent was not running (stopped or crashed), customer files were created
     /// or changed: found and reported at its next start.
     pub const COVERAGE_GAP: &str = "holdfast.coverage_gap";
+    /// A CRM recorded an export without saying how many records it held (HubSpot's audit
+    /// log, Zoho's when its entry has no count): medium, critical for a departing user.
+    pub const CRM_EXPORT: &str = "holdfast.crm_export";
 }
 
 /// An alert to raise or update (one open alert per rule, device and path).

@@ -185,10 +185,13 @@ impl Store {
                 .as_deref()
                 .map(|x| format!(" of {x}"))
                 .unwrap_or_default();
+            let size = match e.records {
+                0 => "records (the CRM does not say how many)".to_string(),
+                n => format!("{n} records"),
+            };
             let detail = format!(
-                "{}: {} records{of} in report \"{}\" exported by {} at {}",
+                "{}: {size}{of} in report \"{}\" exported by {} at {}",
                 e.how,
-                e.records,
                 e.report,
                 e.login,
                 fmt_ms(e.time_ms)
@@ -200,6 +203,23 @@ impl Store {
                     &Hit {
                         rule_id: super::system_rules::OFFBOARDED_ACCESS,
                         severity: Severity::Critical,
+                        detail: &detail,
+                        ..Hit::on_file(&at)
+                    },
+                )?;
+            }
+            // An export whose size the CRM does not record matches no record-count rule:
+            // it is raised on its own, critical for a departing user.
+            if e.records == 0 && f.rules.is_empty() {
+                upsert_alert(
+                    &tx,
+                    &Hit {
+                        rule_id: super::system_rules::CRM_EXPORT,
+                        severity: if raise > 0 {
+                            Severity::Critical
+                        } else {
+                            Severity::Medium
+                        },
                         detail: &detail,
                         ..Hit::on_file(&at)
                     },
@@ -453,19 +473,49 @@ mod tests {
         s.ingest_crm(
             "crm:sf",
             "Salesforce",
-            &[export("e4", "cy", 120, t + 5)],
+            &[
+                export("e4", "cy", 120, t + 5),
+                CrmEvent {
+                    report: "Leads".into(),
+                    ..export("e5", "cy", 0, t + 6)
+                },
+                export("e6", "ada", 0, t + 7),
+            ],
             &pack,
             UnixMs(t + 30),
         )
         .unwrap();
-        let cy: Vec<Severity> = s
-            .alerts(100)
-            .unwrap()
+        let alerts = s.alerts(100).unwrap();
+        let of = |user: &str| -> Vec<(String, Severity)> {
+            let mut v: Vec<(String, Severity)> = alerts
+                .iter()
+                .filter(|a| a.user == user)
+                .map(|a| (a.rule_id.clone(), a.severity))
+                .collect();
+            v.sort();
+            v
+        };
+        // An export of unknown size (HubSpot, Zoho) is raised on its own: medium, critical
+        // for a departing user.
+        assert_eq!(
+            of("cy"),
+            [
+                ("crm-export.bulk-contacts".to_string(), Severity::Critical),
+                ("holdfast.crm_export".to_string(), Severity::Critical)
+            ]
+        );
+        let unknown = alerts
             .iter()
-            .filter(|a| a.user == "cy")
-            .map(|a| a.severity)
-            .collect();
-        assert_eq!(cy, [Severity::Critical]);
+            .find(|a| a.rule_id == "holdfast.crm_export" && a.user == "ada")
+            .unwrap();
+        assert_eq!(unknown.severity, Severity::Medium);
+        assert!(
+            unknown
+                .detail
+                .contains(": records (the CRM does not say how many) of Account in report"),
+            "{}",
+            unknown.detail
+        );
     }
 
     #[test]
