@@ -105,6 +105,36 @@ impl Hook {
     }
 }
 
+impl Hook {
+    /// The request lines received whose path starts with `prefix`, in order.
+    pub fn calls(&self, prefix: &str) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, _, _)| l.clone())
+            .filter(|l| l.split(' ').nth(1).is_some_and(|p| p.starts_with(prefix)))
+            .collect()
+    }
+}
+
+/// The value of request header `name` (lowercase), if sent.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A request line's method, path and decoded query pairs.
+pub fn request_parts(line: &str) -> (&str, &str, Vec<(String, String)>) {
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    (method, path, crate::salesforce::form(query.as_bytes()))
+}
+
 impl Drop for Hook {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -8,12 +8,15 @@ pub mod browser;
 pub mod corpus;
 pub mod crm;
 pub mod cups;
+pub mod dingtalk;
 pub mod hook;
 pub mod http;
+pub mod hubspot;
 pub mod salesforce;
 pub mod scim;
 pub mod shapes;
 pub mod wecom;
+pub mod zoho;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -499,6 +502,33 @@ impl Collector {
             self.proc.as_ref().map(Proc::output).unwrap_or_default(),
             self.cli(&["offboard", "status", user]),
             self.cli(&["audit", "list", "--json"])
+        )
+    }
+
+    /// `offboard status USER --json`: the offboarding, its handover and connector runs.
+    pub fn offboard_status(&self, user: &str) -> serde_json::Value {
+        let out = self.cli(&["offboard", "status", user, "--json"]);
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("offboard status is not JSON ({e}): {out}"))
+    }
+
+    /// `user`'s run of `connector` for `event` once it has stopped retrying (ok or failed);
+    /// panics after a minute.
+    pub fn settled_run(&self, user: &str, connector: &str, event: &str) -> serde_json::Value {
+        wait_for(
+            &format!("{user}'s {event} run of {connector} to settle"),
+            Duration::from_secs(60),
+            || {
+                self.offboard_status(user)["connectors"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| {
+                        r["connector"] == connector
+                            && r["event"] == event
+                            && (r["status"] == "ok" || r["status"] == "failed")
+                    })
+                    .cloned()
+            },
         )
     }
 

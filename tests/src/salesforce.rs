@@ -112,7 +112,8 @@ pub fn percent_decoded(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn form(body: &[u8]) -> Vec<(String, String)> {
+/// A form-encoded body's pairs, decoded.
+pub fn form(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -290,13 +291,6 @@ impl SalesforceApi {
 
     /// The request lines received whose path starts with `prefix`.
     pub fn calls(&self, prefix: &str) -> Vec<String> {
-        self.hook
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(l, _, _)| l.clone())
-            .filter(|l| l.split(' ').nth(1).is_some_and(|p| p.starts_with(prefix)))
-            .collect()
+        self.hook.calls(prefix)
     }
 }

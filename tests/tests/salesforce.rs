@@ -15,30 +15,6 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(60);
 const SECRET: &str = "sf-consumer-secret-0123456789ABCDEF";
 
-fn status(c: &Collector, user: &str) -> serde_json::Value {
-    serde_json::from_str(c.cli(&["offboard", "status", user, "--json"]).trim()).unwrap()
-}
-
-/// `user`'s `event` run of `connector` once it is ok or failed.
-fn settled(c: &Collector, user: &str, connector: &str, event: &str) -> serde_json::Value {
-    wait_for(
-        &format!("{user}'s {event} run of {connector}"),
-        DEADLINE,
-        || {
-            status(c, user)["connectors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| {
-                    r["connector"] == connector
-                        && r["event"] == event
-                        && (r["status"] == "ok" || r["status"] == "failed")
-                })
-                .cloned()
-        },
-    )
-}
-
 fn user(id: &str, name: &str, login: &str) -> SfUser {
     SfUser {
         id: id.into(),
@@ -118,7 +94,7 @@ fn salesforce_freezes_the_leaver_and_its_report_exports_raise_alerts_within_one_
     assert!(started.contains("offboarding started"), "{started}");
     // lee leaves now: the connectors run at once.
     c.cli(&["offboard", "lee"]);
-    let run = settled(&c, "lee", "sf", "offboard");
+    let run = c.settled_run("lee", "sf", "offboard");
     assert_eq!(run["status"], "ok", "{run}");
     assert_eq!(run["attempts"], 3, "{run}");
     assert_eq!(
@@ -133,7 +109,7 @@ fn salesforce_freezes_the_leaver_and_its_report_exports_raise_alerts_within_one_
             "kim is untouched until her effective time"
         );
     }
-    let stale = settled(&c, "lee", "sf-old", "offboard");
+    let stale = c.settled_run("lee", "sf-old", "offboard");
     assert_eq!(stale["status"], "failed");
     assert_eq!(
         stale["last"]["detail"],
@@ -264,7 +240,7 @@ fn salesforce_freezes_the_leaver_and_its_report_exports_raise_alerts_within_one_
     assert_eq!(risk["alerts_30d"]["critical"], 2, "{risk}");
     // A restore unfreezes the user.
     c.cli(&["offboard", "restore", "lee"]);
-    let back = settled(&c, "lee", "sf", "restore");
+    let back = c.settled_run("lee", "sf", "restore");
     assert_eq!(
         back["last"]["detail"],
         "Salesforce user lee@acme.example (005L00000002) unfrozen and read back not frozen",

@@ -12,30 +12,6 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(60);
 const TOKEN: &str = "idp-bearer-0123456789";
 
-fn status(c: &Collector, user: &str) -> serde_json::Value {
-    serde_json::from_str(c.cli(&["offboard", "status", user, "--json"]).trim()).unwrap()
-}
-
-/// The user's connector run of `connector` for `event` once it has stopped retrying.
-fn settled(c: &Collector, user: &str, connector: &str, event: &str) -> serde_json::Value {
-    wait_for(
-        &format!("{user}'s {event} run of {connector} to settle"),
-        DEADLINE,
-        || {
-            status(c, user)["connectors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| {
-                    r["connector"] == connector
-                        && r["event"] == event
-                        && (r["status"] == "ok" || r["status"] == "failed")
-                })
-                .cloned()
-        },
-    )
-}
-
 #[test]
 fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_brings_them_back() {
     let tmp = tempfile::tempdir().unwrap();
@@ -58,7 +34,7 @@ fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_bring
     );
     c.token("lea");
     assert!(c.cli(&["offboard", "lea"]).contains("offboarding started"));
-    let run = settled(&c, "lea", "idp", "offboard");
+    let run = c.settled_run("lea", "idp", "offboard");
     assert_eq!(run["status"], "ok", "{run}");
     assert!(
         run["last"]["detail"]
@@ -75,7 +51,7 @@ fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_bring
     assert!(!idp.active(&lea));
     assert!(idp.active(&leah));
     // The connector with a stale token failed on its one attempt, with the server's answer.
-    let old = settled(&c, "lea", "old-idp", "offboard");
+    let old = c.settled_run("lea", "old-idp", "offboard");
     assert_eq!(
         (&old["status"], &old["attempts"], &old["last"]["code"]),
         (
@@ -101,7 +77,7 @@ fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_bring
 
     // A restore re-enables the account, as the connector asks.
     c.cli(&["offboard", "restore", "lea"]);
-    let back = settled(&c, "lea", "idp", "restore");
+    let back = c.settled_run("lea", "idp", "restore");
     assert_eq!(back["status"], "ok", "{back}");
     assert!(idp.active(&lea));
     assert!(idp.active(&leah));
@@ -111,7 +87,7 @@ fn offboarding_deactivates_the_leaver_on_the_identity_provider_and_restore_bring
     c.token("zed");
     c.cli(&["offboard", "zed"]);
     let missing = wait_for("zed's run to record a failed attempt", DEADLINE, || {
-        status(&c, "zed")["connectors"]
+        c.offboard_status("zed")["connectors"]
             .as_array()
             .unwrap()
             .iter()

@@ -13,10 +13,6 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(60);
 const SECRET: &str = "wecom-contact-secret-0123456789";
 
-fn status(c: &Collector, user: &str) -> serde_json::Value {
-    serde_json::from_str(c.cli(&["offboard", "status", user, "--json"]).trim()).unwrap()
-}
-
 /// `user`'s run of `connector` once it has an attempt matching `done`.
 fn run_of(
     c: &Collector,
@@ -25,7 +21,7 @@ fn run_of(
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     wait_for(&format!("{user}'s run of {connector}"), DEADLINE, || {
-        status(c, user)["connectors"]
+        c.offboard_status(user)["connectors"]
             .as_array()
             .unwrap()
             .iter()
