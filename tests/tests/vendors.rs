@@ -326,6 +326,37 @@ fn dingtalk_hubspot_and_zoho_cut_access_and_their_exports_raise_alerts() {
     let risk = c.user("kim");
     assert_eq!(risk["alerts_30d"]["critical"], 2, "{risk}");
 
+    // `connectors list` says what each does and how each CRM's polling stands.
+    let listed = holdfast_tests::json_lines(&c.cli(&["connectors", "list", "--json"]));
+    let row = |name: &str| {
+        let r = listed
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {listed:?}"));
+        (
+            r["kind"].as_str().unwrap().to_string(),
+            r["poll_ok"].clone(),
+            r["exports"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(row("dt"), ("dingtalk".into(), serde_json::Value::Null, 0));
+    let (kind, ok, exports) = row("zoho");
+    assert_eq!(
+        (kind.as_str(), ok, exports >= 2),
+        ("zoho", true.into(), true),
+        "{listed:?}"
+    );
+    let (kind, ok, exports) = row("hs");
+    assert_eq!(
+        (kind.as_str(), ok, exports >= 3),
+        ("hubspot", true.into(), true),
+        "{listed:?}"
+    );
+    let table = c.cli(&["connectors", "list"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(!table.contains(HS_TOKEN) && !listed.iter().any(|r| r.to_string().contains(HS_TOKEN)));
+
     // A restore re-enables the 钉钉 account (on_restore = "reactivate"); HubSpot says what it cannot do.
     c.cli(&["offboard", "restore", "lee"]);
     let back = c.settled_run("lee", "dt", "restore");

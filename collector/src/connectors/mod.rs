@@ -15,6 +15,7 @@
 pub mod crm;
 pub mod dingtalk;
 pub mod hubspot;
+pub mod overview;
 pub mod salesforce;
 pub mod scim;
 pub mod settings;

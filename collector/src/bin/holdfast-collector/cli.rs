@@ -156,6 +156,11 @@ impl ListArgs {
 }
 
 impl Where {
+    /// Whether `--config` names a collector.toml (connectors and forwarders live only there).
+    pub(crate) fn has_config_file(&self) -> bool {
+        self.config.is_some()
+    }
+
     pub(crate) fn config(&self) -> anyhow::Result<Config> {
         Ok(match (&self.config, &self.data_dir) {
             (Some(c), _) => Config::load(c)?,

@@ -41,6 +41,9 @@ enum Command {
     Hr(commands::hr::Args),
     /// The append-only audit log: who did what, when, from where.
     Audit(commands::audit::Args),
+    /// Connectors (collector.toml's [[connector]] tables): what each does at an offboarding
+    /// and a restore, and how each CRM's export polling stands.
+    Connectors(commands::connectors::Args),
     /// Policy files.
     Policy(commands::policy::Args),
     /// Exact data match: the company's real customers, as keyed fingerprints.
@@ -71,6 +74,7 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
         Command::Users(args) => commands::users::exec(args),
         Command::Hr(args) => commands::hr::exec(args),
         Command::Audit(args) => commands::audit::exec(args),
+        Command::Connectors(args) => commands::connectors::exec(args),
         Command::Policy(args) => commands::policy::exec(args),
         Command::Edm(args) => commands::edm::exec(args),
         Command::Offboard(args) => commands::offboard::exec(args),

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod api_token;
 pub mod audit;
+pub mod connectors;
 pub mod devices;
 pub mod edm;
 pub mod events;
