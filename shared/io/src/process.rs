@@ -35,6 +35,7 @@ impl Program {
         exec: impl FnOnce(C) -> Result<std::process::ExitCode, E>,
     ) -> std::process::ExitCode {
         use clap::{CommandFactory, FromArgMatches};
+        quiet_on_closed_pipe();
         let matches = Cli::<C>::command()
             .name(self.name)
             .bin_name(self.name)
@@ -46,6 +47,34 @@ impl Program {
             Err(e) => e.exit(),
         }
     }
+}
+
+/// Output into a pipe whose reader has gone (`… | head`) ends the process quietly with exit
+/// code 141, what a shell reports for a program SIGPIPE stopped (`cat`, `grep`), instead of a
+/// panic and a backtrace: the standard library ignores SIGPIPE and `println!` panics on the
+/// EPIPE that follows. Not 0: a service whose output pipe went away has not succeeded, and
+/// its supervisor must restart it. Every other panic goes to the default hook.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_closed_pipe(message) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
+/// Whether a panic's message is the standard library's for a write to a closed pipe.
+fn is_closed_pipe(message: &str) -> bool {
+    (message.starts_with("failed printing to stdout")
+        || message.starts_with("failed printing to stderr"))
+        && message.contains("os error 32")
 }
 
 /// The flags every binary takes for its logs (flattened into its command line).
@@ -146,4 +175,26 @@ pub fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
         Err(e) => tracing::warn!(error = %e, "cannot listen for stop signals"),
     }
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    fn check(message: &str, closed_pipe: bool) {
+        assert_eq!(super::is_closed_pipe(message), closed_pipe, "{message}");
+    }
+
+    #[test]
+    fn only_a_write_to_a_closed_pipe_is_quiet() {
+        check("failed printing to stdout: Broken pipe (os error 32)", true);
+        check("failed printing to stderr: Broken pipe (os error 32)", true);
+        check(
+            "failed printing to stdout: No space left on device (os error 28)",
+            false,
+        );
+        check(
+            "index out of bounds: the len is 0 but the index is 0",
+            false,
+        );
+        check("Broken pipe (os error 32)", false);
+    }
 }
