@@ -156,6 +156,8 @@ pub struct Config {
     pub hr: Option<HrSchedule>,
     /// How ingest correlates (`[correlation]`).
     pub correlation: crate::store::correlate::Correlation,
+    /// The collector.toml this came from (`None`: defaults for a data dir).
+    pub source: Option<PathBuf>,
 }
 
 /// The default console/API address.
@@ -179,6 +181,24 @@ pub fn default_data_dir() -> PathBuf {
         .join("collector")
 }
 
+/// Where `quickstart` keeps its data unless told otherwise: beside the default data dir.
+pub fn quickstart_data_dir() -> PathBuf {
+    default_data_dir().with_file_name("quickstart")
+}
+
+/// The data dir of an admin command given neither `--config` nor `--data-dir`: the default
+/// one when it holds a database, else quickstart's when that one does (so every command
+/// works after a quickstart), else the default.
+pub fn implied_data_dir() -> PathBuf {
+    let default = default_data_dir();
+    let quickstart = quickstart_data_dir();
+    if !default.join("collector.db").is_file() && quickstart.join("collector.db").is_file() {
+        quickstart
+    } else {
+        default
+    }
+}
+
 /// The default QUIC listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 
@@ -199,6 +219,7 @@ impl Config {
             forwards: Vec::new(),
             hr: None,
             correlation: crate::store::correlate::Correlation::default(),
+            source: None,
         }
     }
 
@@ -432,7 +453,41 @@ impl Config {
             forwards,
             hr,
             correlation,
+            source: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
         })
+    }
+
+    /// An admin command for this collector as it can be pasted into a shell: this program,
+    /// `args`, and the flag that reaches this config (`--config` with the file it came from,
+    /// else `--data-dir`), every path absolute and quoted where a shell needs it.
+    pub fn command(&self, args: &str) -> String {
+        let exe = std::env::current_exe()
+            .ok()
+            .filter(|e| e.file_name().is_some_and(|n| n == "holdfast-collector"))
+            .map(|e| shell_word(&e.display().to_string()))
+            .unwrap_or_else(|| "holdfast-collector".into());
+        let flag = match &self.source {
+            Some(f) => format!("--config {}", shell_word(&f.display().to_string())),
+            None => {
+                let d =
+                    std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+                format!("--data-dir {}", shell_word(&d.display().to_string()))
+            }
+        };
+        format!("{exe} {args} {flag}")
+    }
+}
+
+/// `s` as one word for a POSIX shell: as it is when every character is plain, else in single
+/// quotes (a `'` inside written `'\''`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -465,6 +520,26 @@ mod tests {
             (Ok(c), Ok(listen)) => assert_eq!(c.listen.to_string(), listen),
             (Err(e), Err(msg)) => assert_eq!(e.to_string(), msg),
             (got, want) => panic!("{src:?}: {got:?} vs {want:?}"),
+        }
+    }
+
+    #[test]
+    fn printed_commands_can_be_pasted() {
+        let from_file = parsed("data_dir = \"/srv/hf\"\n");
+        assert!(from_file
+            .command("offboard status kim")
+            .ends_with(" offboard status kim --config /etc/c.toml"));
+        let odd = Config::with_data_dir(PathBuf::from("/home/ann/my data/it's"));
+        assert!(odd
+            .command("alerts list")
+            .ends_with(" alerts list --data-dir '/home/ann/my data/it'\\''s'"));
+        for (word, shell) in [
+            ("plain/path-1.db", "plain/path-1.db"),
+            ("", "''"),
+            ("a b", "'a b'"),
+            ("$HOME", "'$HOME'"),
+        ] {
+            assert_eq!(shell_word(word), shell);
         }
     }
 

@@ -76,9 +76,6 @@ pub async fn run(
     // Watching before telling the user to drop a file.
     let agent = holdfast_agent::daemon::start(agent_config).context("starting the local agent")?;
     let watch = agent.roots.clone();
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "holdfast-collector".into());
     let dd = config.data_dir.display();
     println!("Holdfast quickstart is running.");
     println!("  collector   QUIC on {listen}, data in {dd}");
@@ -95,9 +92,9 @@ pub async fn run(
     }
     println!();
     println!("Drop a CRM export (a CSV with 50+ contacts) into one of those folders, then:");
-    println!("  {exe} alerts list --data-dir {dd}");
-    println!("  {exe} events list --data-dir {dd}");
-    println!("  {exe} devices list --data-dir {dd}");
+    println!("  {}", config.command("alerts list"));
+    println!("  {}", config.command("events list"));
+    println!("  {}", config.command("devices list"));
     println!("Press Ctrl-C to stop.");
     let agent = agent.run(shutdown.clone()).await;
     let _ = server.await;

@@ -162,7 +162,8 @@ struct LoginForm {
     token: String,
 }
 
-fn login_form(error: Option<&str>) -> Response {
+/// The login page; `create` is the pasteable command that makes a token for this collector.
+fn login_form(create: &str, error: Option<&str>) -> Response {
     let err = error
         .map(|e| html!(r#"<p role="alert" class="error">{}</p>"#, e))
         .unwrap_or_default();
@@ -175,14 +176,21 @@ fn login_form(error: Option<&str>) -> Response {
 <label for="token">API token or one-time login</label>
 <input id="token" name="token" type="password" autocomplete="off" required autofocus>
 <button type="submit">Log in</button></form>
-<p class="hint">Create one with <code>holdfast-collector api-token create --name NAME --role analyst</code>.</p>"#,
-            err = err
+<p class="hint">Create one on the collector's machine with <code>{create}</code>.</p>"#,
+            err = err,
+            create = create
         ),
     )
 }
 
-async fn login_page() -> Response {
-    login_form(None)
+/// The command that makes an analyst token for the collector `st` runs.
+fn create_token_command(st: &Http) -> String {
+    st.config
+        .command("api-token create --name NAME --role analyst")
+}
+
+async fn login_page(State(st): St) -> Response {
+    login_form(&create_token_command(&st), None)
 }
 
 async fn login(
@@ -192,7 +200,7 @@ async fn login(
 ) -> Response {
     let ip = peer.ip();
     if let Err(e) = st.login_allowed(ip) {
-        let mut r = login_form(Some(&e.to_string()));
+        let mut r = login_form(&create_token_command(&st), Some(&e.to_string()));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return r;
     }
@@ -238,9 +246,12 @@ async fn login(
         Ok(None) => {
             st.login_failed(ip, "console login with an unknown, revoked or spent token")
                 .await;
-            let mut r = login_form(Some(
-                "That token is not valid: unknown, revoked, or a one-time login already used.",
-            ));
+            let mut r = login_form(
+                &create_token_command(&st),
+                Some(
+                    "That token is not valid: unknown, revoked, or a one-time login already used.",
+                ),
+            );
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }

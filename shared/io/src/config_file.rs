@@ -11,11 +11,12 @@ pub const MAX_CONFIG: u64 = 256 * 1024;
 /// Why a config file could not be read as TOML of the expected shape.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read. The I/O error is in the message and is not also its
+    /// `source`, so a chain of causes does not say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is larger than [`MAX_CONFIG`].
     #[error("{path}: config file larger than {MAX_CONFIG} bytes")]
@@ -65,7 +66,7 @@ pub fn read(path: &Path) -> Result<String, ConfigFileError> {
     crate::fs::read_text(path, MAX_CONFIG).map_err(|e| {
         let path = path.to_path_buf();
         match e {
-            TextReadError::Io(source) => ConfigFileError::Io { path, source },
+            TextReadError::Io(error) => ConfigFileError::Io { path, error },
             TextReadError::TooLarge { .. } => ConfigFileError::TooLarge { path },
             TextReadError::NotUtf8 => ConfigFileError::NotUtf8 { path },
         }

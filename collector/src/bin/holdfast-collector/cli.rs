@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use holdfast_collector::config::{default_data_dir, Config};
+use holdfast_collector::config::{implied_data_dir, quickstart_data_dir, Config};
 use holdfast_collector::store::Store;
 use holdfast_collector::table::{Column, Table};
 use holdfast_shared::time::UnixMs;
@@ -102,13 +102,23 @@ pub(crate) fn print_json_lines<T: serde::Serialize>(items: &[T]) -> anyhow::Resu
     Ok(())
 }
 
+/// `lead` and the flag that reaches quickstart's data (`: add --data-dir …`), when a
+/// quickstart database exists.
+fn quickstart_hint(lead: &str) -> Option<String> {
+    let q = quickstart_data_dir();
+    q.join("collector.db")
+        .is_file()
+        .then(|| format!("{lead}: add --data-dir {} for its data", q.display()))
+}
+
 pub(crate) fn open_store(c: &Config) -> anyhow::Result<Store> {
     let p = c.db_path();
     if !p.is_file() {
-        anyhow::bail!(
-            "{}: no collector database here (wrong --data-dir or --config?)",
-            p.display()
-        );
+        let hint = quickstart_hint("; quickstart's is elsewhere").unwrap_or_else(|| {
+            "; add --config with the server's collector.toml, or --data-dir with its data_dir"
+                .into()
+        });
+        anyhow::bail!("{}: no collector database here{hint}", p.display());
     }
     Store::open(&p).with_context(|| format!("opening {}", p.display()))
 }
@@ -163,9 +173,18 @@ impl Where {
 
     pub(crate) fn config(&self) -> anyhow::Result<Config> {
         Ok(match (&self.config, &self.data_dir) {
+            (Some(c), _) if !c.exists() => anyhow::bail!(
+                "--config {}: no such file{}",
+                c.display(),
+                quickstart_hint(" (quickstart writes none")
+                    .map(|h| format!(
+                        "{h}, or write one as README's \"Running it for real\" shows)"
+                    ))
+                    .unwrap_or_default()
+            ),
             (Some(c), _) => Config::load(c)?,
             (None, Some(d)) => Config::with_data_dir(d.clone()),
-            (None, None) => Config::with_data_dir(default_data_dir()),
+            (None, None) => Config::with_data_dir(implied_data_dir()),
         })
     }
 }

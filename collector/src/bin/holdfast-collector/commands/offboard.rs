@@ -232,10 +232,22 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                         "now, or when they next connect".to_string()
                     }
                 );
-                println!("follow it with: holdfast-collector offboard status {user}");
+                println!(
+                    "follow it with: {}",
+                    c.command(&format!(
+                        "offboard status {}",
+                        holdfast_collector::config::shell_word(&user)
+                    ))
+                );
             } else {
                 println!("{user}: already being offboarded; nothing changed");
-                println!("follow it with: holdfast-collector offboard status {user}");
+                println!(
+                    "follow it with: {}",
+                    c.command(&format!(
+                        "offboard status {}",
+                        holdfast_collector::config::shell_word(&user)
+                    ))
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

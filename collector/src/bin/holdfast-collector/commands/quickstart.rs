@@ -1,6 +1,6 @@
 //! `holdfast-collector quickstart`: a collector and a local agent in one process, on loopback.
 
-use holdfast_collector::config::{default_data_dir, Config};
+use holdfast_collector::config::{quickstart_data_dir, Config};
 use holdfast_io::process::{runtime, shutdown_on_signal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,9 +25,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         listen,
         http,
     } = args;
-    let mut c = Config::with_data_dir(
-        data_dir.unwrap_or_else(|| default_data_dir().with_file_name("quickstart")),
-    );
+    let mut c = Config::with_data_dir(data_dir.unwrap_or_else(quickstart_data_dir));
     c.listen = listen
         .parse()
         .map_err(|_| anyhow::anyhow!("--listen: `{listen}` is not an IP:PORT address"))?;

@@ -1,0 +1,202 @@
+//! The CLIs as a new user meets them: output piped into a reader that stops early, the data
+//! found after a quickstart (or the exact flag to add), and every command the product prints
+//! working when pasted into a shell.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use holdfast_tests::{bin, wait_for, Collector};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// `exe args` with stdout a pipe whose reader is already closed (as `… | head` leaves it).
+fn into_closed_pipe(exe: &str, args: &[&str], home: &Path) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(bin(exe))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// `holdfast-collector args` with `HOME` at `home` (so the default data dirs are under it),
+/// run in `cwd`.
+fn in_home(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(bin("holdfast-collector"))
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A printed command, run by a shell as the user would paste it.
+fn pasted(command: &str, home: &Path) -> Output {
+    Command::new("sh")
+        .args(["-c", command])
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("contacts.csv");
+    std::fs::write(&file, holdfast_tests::corpus::salesforce_contacts(3, 60)).unwrap();
+    let f = file.display().to_string();
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let p = policies.display().to_string();
+    for (exe, args) in [
+        ("holdfast-agent", vec!["scan", f.as_str(), "--json"]),
+        ("holdfast-agent", vec!["scan", f.as_str(), "--explain"]),
+        ("holdfast-collector", vec!["policy", "check", p.as_str()]),
+    ] {
+        let out = into_closed_pipe(exe, &args, tmp.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{exe} {args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{exe} {args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn after_a_quickstart_the_cli_finds_its_data_or_names_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+
+    // Nothing anywhere: the error says which flags reach a collector's data.
+    let none = in_home(&home, tmp.path(), &["alerts", "list"]);
+    assert_eq!(none.status.code(), Some(2));
+    let err = text(&none.stderr);
+    assert!(
+        err.contains("no collector database here; add --config with the server's collector.toml, or --data-dir with its data_dir"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A collector in quickstart's data dir (what quickstart leaves behind).
+    let quick = home.join(".local/share/holdfast/quickstart");
+    let log = tmp.path().join("serve.log");
+    let serve_toml = tmp.path().join("serve.toml");
+    std::fs::write(
+        &serve_toml,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"off\"\n",
+            quick.display().to_string(),
+            holdfast_tests::free_udp_port()
+        ),
+    )
+    .unwrap();
+    let mut serve = Command::new(bin("holdfast-collector"))
+        .args(["serve", "--config", &serve_toml.display().to_string()])
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the collector to listen", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("collector listening")
+            .then_some(())
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(quick.join("collector.db").is_file());
+
+    // No flag: quickstart's data is found.
+    let found = in_home(&home, tmp.path(), &["alerts", "list"]);
+    assert!(found.status.success(), "{}", text(&found.stderr));
+    assert_eq!(text(&found.stdout).trim(), "no alerts");
+    let users = in_home(&home, tmp.path(), &["users", "list", "--json"]);
+    assert!(users.status.success(), "{}", text(&users.stderr));
+
+    // README's `--config collector.toml`, which quickstart does not write: one line, the
+    // cause once, and the flag that works.
+    let missing = in_home(
+        &home,
+        tmp.path(),
+        &["alerts", "list", "--config", "collector.toml"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    let err = text(&missing.stderr);
+    let want = format!(
+        "error: --config collector.toml: no such file (quickstart writes none: add --data-dir {} for its data, or write one as README's \"Running it for real\" shows)",
+        quick.display()
+    );
+    assert_eq!(err.trim(), want);
+
+    // A config that is there but unreadable names the cause once.
+    let dir_as_config = in_home(&home, tmp.path(), &["alerts", "list", "--config", "home"]);
+    let err = text(&dir_as_config.stderr);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
+
+#[test]
+fn the_commands_the_collector_prints_work_when_pasted() {
+    let (tmp, c) = Collector::scratch("");
+    let home = tmp.path();
+    c.token("kim");
+    let cfg = c.config.display().to_string();
+
+    // After an offboarding: the follow-up command, pasted from any folder.
+    let out = holdfast_tests::run_ok("holdfast-collector", &["offboard", "kim", "--config", &cfg]);
+    let follow = out
+        .lines()
+        .find_map(|l| l.strip_prefix("follow it with: "))
+        .unwrap_or_else(|| panic!("no follow-up command: {out}"));
+    assert!(follow.contains("--config"), "{follow}");
+    let status = pasted(follow, home);
+    assert!(
+        status.status.success(),
+        "{follow}: {}",
+        text(&status.stderr)
+    );
+    assert!(
+        text(&status.stdout).contains("kim"),
+        "{}",
+        text(&status.stdout)
+    );
+
+    // The console's login page: the command that makes a token for this collector.
+    let page = holdfast_tests::http::Client::new(&c.url(""))
+        .get("/login")
+        .body;
+    let create = page
+        .split("<code>")
+        .nth(1)
+        .and_then(|s| s.split("</code>").next())
+        .unwrap_or_else(|| panic!("no command on the login page: {page}"))
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+        .replace("NAME", "pasted-analyst");
+    let made = pasted(&create, home);
+    assert!(made.status.success(), "{create}: {}", text(&made.stderr));
+    assert!(
+        text(&made.stdout).trim().starts_with("hfa_"),
+        "{}",
+        text(&made.stdout)
+    );
+    let tokens = c.cli(&["api-token", "list", "--json"]);
+    assert!(tokens.contains("pasted-analyst"), "{tokens}");
+}
