@@ -200,3 +200,112 @@ fn the_commands_the_collector_prints_work_when_pasted() {
     let tokens = c.cli(&["api-token", "list", "--json"]);
     assert!(tokens.contains("pasted-analyst"), "{tokens}");
 }
+
+#[test]
+fn alerts_are_filtered_as_the_api_does_and_triaged_from_the_cli() {
+    let (_tmp, c, agent) = holdfast_tests::scene("", "kim", "");
+    std::fs::write(
+        agent.watched.join("contacts.csv"),
+        holdfast_tests::corpus::salesforce_contacts(4, 60),
+    )
+    .unwrap();
+    std::fs::write(
+        agent.watched.join("everyone.csv"),
+        holdfast_tests::corpus::salesforce_contacts(5, 5000),
+    )
+    .unwrap();
+    let all = wait_for("two alerts", Duration::from_secs(60), || {
+        let a = c.alerts();
+        (a.len() >= 2).then_some(a)
+    });
+    let id_of = |name: &str| {
+        all.iter()
+            .find(|a| a["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .and_then(|a| a["id"].as_i64())
+            .unwrap_or_else(|| panic!("no alert on {name}: {all:?}"))
+    };
+    let (bulk, mass) = (id_of("/contacts.csv"), id_of("/everyone.csv"));
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let mut all = vec!["alerts", "list", "--json"];
+        all.extend_from_slice(args);
+        holdfast_tests::json_lines(&c.cli(&all))
+            .iter()
+            .filter_map(|a| a["id"].as_i64())
+            .collect()
+    };
+    assert_eq!(ids(&["--severity", "critical"]), vec![mass]);
+    assert_eq!(ids(&["--severity", "high"]), vec![bulk]);
+    assert_eq!(ids(&["--rule", "crm-export.salesforce"]), vec![mass, bulk]);
+    assert_eq!(ids(&["--rule", "crm-export.bulk-contacts"]), Vec::<i64>::new());
+    assert_eq!(
+        ids(&["--severity", "high,critical", "--user", "kim"]),
+        vec![mass, bulk]
+    );
+    assert_eq!(ids(&["--user", "ann"]), Vec::<i64>::new());
+    assert_eq!(ids(&["--since", "1h", "--sort", "newest"]).len(), 2);
+    assert_eq!(ids(&["--until", "1h"]), Vec::<i64>::new());
+
+    // Triage both, then close one as real and one as a false positive.
+    let (b, m) = (bulk.to_string(), mass.to_string());
+    let out = c.cli(&[
+        "alerts",
+        "triage",
+        &b,
+        &m,
+        "--assignee",
+        "sam",
+        "--note",
+        "looking",
+    ]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(ids(&["--status", "triaged", "--assignee", "sam"]).len(), 2);
+    c.cli(&["alerts", "resolve", &m, "--note", "leaver confirmed"]);
+    c.cli(&["alerts", "dismiss", &b]);
+    assert_eq!(ids(&["--status", "resolved"]), vec![mass]);
+    assert_eq!(ids(&["--status", "false_positive"]), vec![bulk]);
+    // Again: idempotent.
+    c.cli(&["alerts", "dismiss", &b]);
+
+    // An unknown id is named and the others still change; a bad flag value names the flag.
+    let cfg = c.config.display().to_string();
+    let out = holdfast_tests::run(
+        "holdfast-collector",
+        &["alerts", "triage", "999999", &m, "--config", &cfg],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: alert 999999: no alert 999999"
+    );
+    assert_eq!(ids(&["--status", "triaged"]), vec![mass]);
+    let bad = holdfast_tests::run(
+        "holdfast-collector",
+        &[
+            "alerts",
+            "list",
+            "--since",
+            "last tuesday",
+            "--config",
+            &cfg,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("--since `last tuesday`"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = holdfast_tests::run(
+        "holdfast-collector",
+        &["alerts", "list", "--status", "open", "--config", &cfg],
+    );
+    assert!(
+        text(&bad.stderr).contains("invalid value 'open' for '--status"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    // Each change is in the audit log, by the CLI.
+    let audit = c.cli(&["audit", "list", "--json"]);
+    assert!(audit.contains("leaver confirmed"), "{audit}");
+}
