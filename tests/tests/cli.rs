@@ -236,7 +236,10 @@ fn alerts_are_filtered_as_the_api_does_and_triaged_from_the_cli() {
     assert_eq!(ids(&["--severity", "critical"]), vec![mass]);
     assert_eq!(ids(&["--severity", "high"]), vec![bulk]);
     assert_eq!(ids(&["--rule", "crm-export.salesforce"]), vec![mass, bulk]);
-    assert_eq!(ids(&["--rule", "crm-export.bulk-contacts"]), Vec::<i64>::new());
+    assert_eq!(
+        ids(&["--rule", "crm-export.bulk-contacts"]),
+        Vec::<i64>::new()
+    );
     assert_eq!(
         ids(&["--severity", "high,critical", "--user", "kim"]),
         vec![mass, bulk]
@@ -308,4 +311,50 @@ fn alerts_are_filtered_as_the_api_does_and_triaged_from_the_cli() {
     // Each change is in the audit log, by the CLI.
     let audit = c.cli(&["audit", "list", "--json"]);
     assert!(audit.contains("leaver confirmed"), "{audit}");
+}
+
+/// The shipped policy folder copied to `dir`, with `edit` applied to `file`.
+fn policies_with(dir: &Path, file: &str, edit: impl Fn(&str) -> String) -> String {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = if name == file { edit(&text) } else { text };
+        std::fs::write(dir.join(&name), text).unwrap();
+    }
+    dir.display().to_string()
+}
+
+#[test]
+fn a_policy_mistake_is_reported_once_without_follow_on_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = policies_with(&tmp.path().join("typo"), "crm-export.toml", |t| {
+        t.replacen("min_records = 50", "min_records = \"fifty\"", 1)
+    });
+    let twice = policies_with(&tmp.path().join("twice"), "crm-export.toml", |t| {
+        t.replacen(
+            "id = \"crm-export.mass-contacts\"",
+            "id = \"crm-export.bulk-contacts\"",
+            1,
+        )
+    });
+    for (dir, want) in [
+        (
+            &typo,
+            "crm-export.toml:27:15: invalid type: string \"fifty\", expected u64",
+        ),
+        (
+            &twice,
+            "rule[1].id: duplicate rule id `crm-export.bulk-contacts`",
+        ),
+    ] {
+        let out = holdfast_tests::run("holdfast-collector", &["policy", "check", dir]);
+        assert_eq!(out.status.code(), Some(1), "{dir}");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        let errors: Vec<&str> = all.lines().filter(|l| l.contains(".toml:")).collect();
+        assert_eq!(errors.len(), 1, "{all}");
+        assert!(errors[0].contains(want), "{all}");
+    }
 }

@@ -255,19 +255,21 @@ impl Ctx<'_> {
         field: String,
         at: usize,
         seen: &mut HashMap<String, String>,
-    ) -> (String, String) {
+    ) -> (String, String, bool) {
         let trimmed = id.get_ref().trim().to_string();
-        if !valid_id(&trimmed) {
+        let mut clean = valid_id(&trimmed);
+        if !clean {
             self.error(Some(id.span()), Some(field.clone()), ID_RULE.into());
         }
         let origin = format!("{}:{}", self.file, line_col(self.src, at).0);
         if let Some(first) = seen.get(&trimmed) {
             let message = format!("duplicate rule id `{trimmed}` (first defined at {first})");
             self.error(Some(id.span()), Some(field), message);
+            clean = false;
         } else {
             seen.insert(trimmed.clone(), origin.clone());
         }
-        (trimmed, origin)
+        (trimmed, origin, clean)
     }
 
     fn error(&mut self, span: Option<Range<usize>>, field: Option<String>, message: String) {
@@ -446,6 +448,10 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     let mut seen: HashMap<String, String> = HashMap::new();
     // (file, line, column, field, id): superseded ids are checked once every file is read.
     let mut superseded: Vec<(String, usize, usize, String, String)> = Vec::new();
+    // Whether some rule id is unknown: a file that did not parse, or an id refused (invalid,
+    // a duplicate). A reference to a missing rule is then likely that error's echo, so it is
+    // not reported: each root cause once, no cascade.
+    let mut ids_in_doubt = false;
     for (file, src) in files {
         let mut cx = Ctx {
             file,
@@ -456,6 +462,7 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
             Ok(r) => r,
             Err(e) => {
                 cx.error(e.span(), None, e.message().trim().to_string());
+                ids_in_doubt = true;
                 continue;
             }
         };
@@ -577,7 +584,9 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
             let span = spanned.span();
             let r = spanned.into_inner();
             let at = |f: &str| Some(format!("bulk_read[{i}].{f}"));
-            let (id, _) = cx.claim_id(&r.id, format!("bulk_read[{i}].id"), span.start, &mut seen);
+            let (id, _, clean) =
+                cx.claim_id(&r.id, format!("bulk_read[{i}].id"), span.start, &mut seen);
+            ids_in_doubt |= !clean;
             if r.folders.is_empty() {
                 cx.error(
                     Some(span.clone()),
@@ -660,8 +669,9 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
             let rule_span = spanned.span();
             let r = spanned.into_inner();
             let at = |f: &str| Some(format!("rule[{i}].{f}"));
-            let (id, origin) =
+            let (id, origin, clean) =
                 cx.claim_id(&r.id, format!("rule[{i}].id"), rule_span.start, &mut seen);
+            ids_in_doubt |= !clean;
             for t in &r.file_types {
                 if !FILE_TYPES.contains(&t.get_ref().as_str()) {
                     cx.error(
@@ -783,16 +793,33 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
             }
         }
     }
+    // Each missing rule once, where it is first named, with how often else it is.
+    let mut missing: Vec<(PolicyError, String, usize)> = Vec::new();
     for (file, line, column, field, id) in superseded {
-        if !seen.contains_key(&id) {
-            errors.push(PolicyError {
-                file,
-                line,
-                column,
-                field: Some(field),
-                message: format!("no rule `{id}` to supersede"),
-            });
+        if ids_in_doubt || seen.contains_key(&id) {
+            continue;
         }
+        match missing.iter_mut().find(|(_, m, _)| *m == id) {
+            Some((_, _, more)) => *more += 1,
+            None => missing.push((
+                PolicyError {
+                    file,
+                    line,
+                    column,
+                    field: Some(field),
+                    message: String::new(),
+                },
+                id,
+                0,
+            )),
+        }
+    }
+    for (mut e, id, more) in missing {
+        e.message = match more {
+            0 => format!("no rule `{id}` to supersede"),
+            n => format!("no rule `{id}` to supersede (named by {n} more supersedes)"),
+        };
+        errors.push(e);
     }
     if !errors.is_empty() {
         return Err(PolicyErrors(errors));
@@ -867,6 +894,39 @@ mod tests {
             twice,
             "b.toml:2:1: offboard: [offboard] is already defined at a.toml:1"
         );
+    }
+
+    #[test]
+    fn each_root_cause_is_reported_once_without_its_echoes() {
+        let rule = |id: &str, sup: &str| {
+            format!("[[rule]]\nid = \"{id}\"\nseverity = \"high\"\nsupersedes = [{sup}]\n[rule.content]\nmin_records = 5\n")
+        };
+        let errors = |files: &[(&str, &str)]| -> Vec<String> {
+            match compile(files, "/h") {
+                Ok(_) => Vec::new(),
+                Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            }
+        };
+        let base = rule("base", "");
+        let users = format!("{}{}", rule("a", "\"base\""), rule("b", "\"base\""));
+        // A typo in the file that defines `base`: its one error, not the references to it.
+        let typo = base.replace("min_records = 5", "min_records = \"five\"");
+        assert_eq!(
+            errors(&[("base.toml", &typo), ("users.toml", &users)]),
+            ["base.toml:6:15: invalid type: string \"five\", expected u64"]
+        );
+        // `base` defined twice (the second meant as another id): the duplicate only.
+        let twice = format!("{base}{}", rule("base", ""));
+        assert_eq!(
+            errors(&[("base.toml", &twice), ("users.toml", &users)]),
+            ["base.toml:8:6: rule[1].id: duplicate rule id `base` (first defined at base.toml:1)"]
+        );
+        // A rule that really is missing: named once, with its other references counted.
+        assert_eq!(
+            errors(&[("users.toml", &users)]),
+            ["users.toml:4:15: rule[0].supersedes: no rule `base` to supersede (named by 1 more supersedes)"]
+        );
+        assert!(errors(&[("base.toml", &base), ("users.toml", &users)]).is_empty());
     }
 
     #[test]
