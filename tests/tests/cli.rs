@@ -308,6 +308,21 @@ fn alerts_are_filtered_as_the_api_does_and_triaged_from_the_cli() {
         text(&bad.stderr)
     );
 
+    // One version for the shipped folder: checked, published, and built into the agent.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let dir = dir.display().to_string();
+    let checked = holdfast_tests::run_ok("holdfast-collector", &["policy", "check", &dir]);
+    let version = checked
+        .trim()
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit("(version ").next())
+        .unwrap_or_else(|| panic!("no version: {checked}"))
+        .to_string();
+    assert_eq!(agent.status()["policy_version"], version.as_str());
+    let published: serde_json::Value =
+        serde_json::from_str(c.cli(&["policy", "publish", &dir, "--json"]).trim()).unwrap();
+    assert_eq!(published["version"], version.as_str());
+
     // Each change is in the audit log, by the CLI.
     let audit = c.cli(&["audit", "list", "--json"]);
     assert!(audit.contains("leaver confirmed"), "{audit}");

@@ -824,8 +824,15 @@ pub(super) fn compile(files: &[(&str, &str)], home: &str) -> Result<PolicySet, P
     if !errors.is_empty() {
         return Err(PolicyErrors(errors));
     }
+    // The version is the files' bare names and contents in name order: the same folder has
+    // one version whether it is checked by path, published as a bundle or built in.
+    let mut named: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(f, s)| (f.rsplit('/').next().unwrap_or(f), *s))
+        .collect();
+    named.sort_unstable();
     let mut digest_input = Vec::new();
-    for (file, src) in files {
+    for (file, src) in named {
         digest_input.extend_from_slice(file.as_bytes());
         digest_input.push(0);
         digest_input.extend_from_slice(src.as_bytes());
@@ -894,6 +901,23 @@ mod tests {
             twice,
             "b.toml:2:1: offboard: [offboard] is already defined at a.toml:1"
         );
+    }
+
+    #[test]
+    fn a_policy_folder_has_one_version_however_it_is_named_or_ordered() {
+        let built_in = PolicySet::default_pack("/h").unwrap().version;
+        let mut by_path: Vec<(String, &str)> = crate::policy::DEFAULT_PACK
+            .iter()
+            .map(|(n, s)| (format!("/etc/holdfast/policies/{n}"), *s))
+            .collect();
+        by_path.sort();
+        let refs: Vec<(&str, &str)> = by_path.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        assert_eq!(compile(&refs, "/h").unwrap().version, built_in);
+        // A changed byte is another version.
+        let mut edited = refs.clone();
+        let changed = format!("{}\n", edited[0].1);
+        edited[0].1 = &changed;
+        assert_ne!(compile(&edited, "/h").unwrap().version, built_in);
     }
 
     #[test]
