@@ -258,7 +258,7 @@ pub fn import(
             store,
             &Request {
                 user: user.clone(),
-                effective_ms,
+                effective_ms: Some(effective_ms),
                 lookback_ms: LOOKBACK_MS,
                 reason: format!("HR import {} line {line}", file.display()),
                 notice_ms: notice,
@@ -266,7 +266,15 @@ pub fn import(
             },
             actor,
             now_ms,
-        )?;
+        );
+        let started = match started {
+            Err(e @ crate::offboard::OffboardError::EffectiveChanged { .. }) => {
+                out.errors += 1;
+                out.rows.push(outcome("error", e.to_string()));
+                continue;
+            }
+            other => other?,
+        };
         if started.started {
             out.scheduled += 1;
             out.rows.push(outcome(

@@ -21,6 +21,14 @@ pub enum OffboardError {
     /// There is nothing to restore or report: the user was never offboarded.
     #[error("`{0}` has not been offboarded")]
     NotOffboarded(String),
+    /// The user is already being offboarded with another effective time: the signed orders
+    /// carry that time, so a re-sent request does not silently keep or change it.
+    #[error("`{user}` is already being offboarded, effective {current}; the new effective time {asked} is not applied (its orders are signed with the first one): to change it, `offboard restore {user}` and offboard again")]
+    EffectiveChanged {
+        user: String,
+        current: String,
+        asked: String,
+    },
     /// The successor is the leaver, empty, or no name at all.
     #[error("successor `{0}`: {1}")]
     BadSuccessor(String, &'static str),
@@ -53,7 +61,9 @@ pub use crate::Actor;
 #[derive(Debug, Clone)]
 pub struct Request {
     pub user: String,
-    pub effective_ms: UnixMs,
+    /// When the orders take effect; `None`: now (and, for an offboarding already open,
+    /// whatever it said).
+    pub effective_ms: Option<UnixMs>,
     pub lookback_ms: i64,
     pub reason: String,
     /// When notice was given; the user is departing from then until the effective time
@@ -158,6 +168,19 @@ pub fn start(
     }
     if let Some(row) = store.offboarding(&req.user)? {
         if row.restored_ms.is_none() {
+            // The same time to the second (an RFC 3339 time sent twice) is the same request.
+            if let Some(asked) = req.effective_ms {
+                let same = asked.ms() / 1000 == row.effective_ms.ms() / 1000;
+                // "Now" again, once the offboarding is in effect, asks for nothing new.
+                let already = asked <= now_ms && row.effective_ms <= now_ms;
+                if !same && !already {
+                    return Err(OffboardError::EffectiveChanged {
+                        user: req.user.clone(),
+                        current: crate::fmt_ms(row.effective_ms),
+                        asked: crate::fmt_ms(asked),
+                    });
+                }
+            }
             let devices = store.orders_of(&req.user)?.len();
             return Ok(Started {
                 user: req.user.clone(),
@@ -183,7 +206,7 @@ pub fn start(
     }
     let plan = policy_in_force(store)?.offboard;
     let notice_ms = req.notice_ms.unwrap_or(now_ms).min(now_ms);
-    let effective_ms = req.effective_ms.max(now_ms);
+    let effective_ms = req.effective_ms.unwrap_or(now_ms).max(now_ms);
     let orders = sign_orders(
         config,
         store,
@@ -412,7 +435,7 @@ mod tests {
         };
         let req = |successor: &str| Request {
             user: "kim".into(),
-            effective_ms: UnixMs(0),
+            effective_ms: Some(UnixMs(0)),
             lookback_ms: 86_400_000,
             reason: String::new(),
             notice_ms: None,
@@ -482,7 +505,7 @@ mod tests {
         };
         let req = |user: &str| Request {
             user: user.into(),
-            effective_ms: UnixMs(0),
+            effective_ms: None,
             lookback_ms: 90 * 86_400_000,
             reason: "resigned".into(),
             notice_ms: None,
@@ -502,6 +525,35 @@ mod tests {
             !start(&config, &mut store, &req("kim"), &actor, UnixMs(200))
                 .unwrap()
                 .started
+        );
+        // Sent again: "now" once more, or a time already past, asks nothing new; a new
+        // date is refused and says why, and changes nothing.
+        let at = |t: i64| Request {
+            effective_ms: Some(UnixMs(t)),
+            ..req("kim")
+        };
+        assert!(
+            !start(&config, &mut store, &at(150), &actor, UnixMs(200))
+                .unwrap()
+                .started
+        );
+        let later = start(
+            &config,
+            &mut store,
+            &at(1_800_000_000_000),
+            &actor,
+            UnixMs(200),
+        );
+        let Err(e @ OffboardError::EffectiveChanged { .. }) = later else {
+            panic!("{later:?}");
+        };
+        assert!(
+            e.to_string().starts_with("`kim` is already being offboarded, effective 1970-01-01T00:00:00Z; the new effective time 2027-01-15T08:00:00Z is not applied"),
+            "{e}"
+        );
+        assert_eq!(
+            store.offboarding("kim").unwrap().unwrap().effective_ms,
+            UnixMs(100)
         );
         // Each order verifies under the collector's key, is an order, and names its device.
         let pk = holdfast_shared::signed::public_key(&crate::pki::signing_key(dir.path()).unwrap())

@@ -177,6 +177,49 @@ fn the_commands_the_collector_prints_work_when_pasted() {
         text(&status.stdout)
     );
 
+    // Sent again with another effective date: refused, saying why, by the CLI and the API;
+    // sent again as it was: unchanged.
+    let moved = holdfast_tests::run(
+        "holdfast-collector",
+        &[
+            "offboard",
+            "kim",
+            "--effective",
+            "2030-01-01T00:00:00Z",
+            "--config",
+            &cfg,
+        ],
+    );
+    assert_eq!(moved.status.code(), Some(2));
+    assert!(
+        text(&moved.stderr).contains("`kim` is already being offboarded, effective "),
+        "{}",
+        text(&moved.stderr)
+    );
+    let api = holdfast_tests::http::Client::new(&c.url("")).bearer(&c.api_token("it", "it_admin"));
+    let body = |effective: Option<&str>| match effective {
+        Some(e) => serde_json::json!({"user": "kim", "effective": e}),
+        None => serde_json::json!({"user": "kim"}),
+    };
+    let conflict = api.send(
+        "POST",
+        "/api/v1/offboardings",
+        &body(Some("2030-01-01T00:00:00Z")),
+    );
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert!(
+        conflict
+            .error()
+            .contains("the new effective time 2030-01-01T00:00:00Z is not applied"),
+        "{}",
+        conflict.body
+    );
+    let same = api.send("POST", "/api/v1/offboardings", &body(None));
+    assert_eq!(
+        (same.status, &same.json()["started"]),
+        (200, &serde_json::json!(false))
+    );
+
     // The console's login page: the command that makes a token for this collector.
     let page = holdfast_tests::http::Client::new(&c.url(""))
         .get("/login")

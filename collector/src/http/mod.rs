@@ -188,6 +188,8 @@ impl From<crate::offboard::OffboardError> for ApiError {
         use crate::offboard::OffboardError as E;
         match e {
             E::UnknownUser(_) | E::NotOffboarded(_) => ApiError::NotFound(e.to_string()),
+            E::EffectiveChanged { .. } => ApiError::Conflict(e.to_string()),
+            E::BadSuccessor(..) => ApiError::BadRequest(e.to_string()),
             E::Store(s) => s.into(),
             other => ApiError::Internal(other.to_string()),
         }

@@ -82,7 +82,7 @@ pub(in crate::http) async fn offboard(
     }
     let req = crate::offboard::Request {
         user: b.user.trim().to_string(),
-        effective_ms: time("effective", &b.effective)?.unwrap_or(now),
+        effective_ms: time("effective", &b.effective)?,
         notice_ms: time("notice", &b.notice)?,
         lookback_ms: i64::from(lookback_days) * 86_400_000,
         reason: b.reason,

@@ -15,10 +15,11 @@ pub struct Args {
     /// The user, as enrolled (see `devices list`).
     #[arg(required = true)]
     pub user: Option<String>,
-    /// When the orders take effect: `now`, or an RFC 3339 time such as
-    /// 2026-12-01T18:00:00Z.
-    #[arg(long, default_value = "now")]
-    pub effective: String,
+    /// When the orders take effect: `now` (the default), or an RFC 3339 time such as
+    /// 2026-12-01T18:00:00Z. Sent again with another time for an open offboarding, it is
+    /// refused and says why.
+    #[arg(long)]
+    pub effective: Option<String>,
     /// How far back the look-back report reaches, e.g. 90d.
     #[arg(long, default_value = "90d")]
     pub lookback: String,
@@ -212,7 +213,9 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--lookback `{lookback}`: {e}"))?;
             let req = offboard::Request {
                 user: user.clone(),
-                effective_ms: parse_when("--effective", &effective)?,
+                effective_ms: effective
+                    .map(|e| parse_when("--effective", &e))
+                    .transpose()?,
                 lookback_ms: lookback.as_millis() as i64,
                 reason,
                 notice_ms: None,
