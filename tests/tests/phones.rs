@@ -89,7 +89,11 @@ fn can_mount() -> bool {
     if !root_or_skip() {
         return false;
     }
-    let have = Path::new("/usr/bin/bindfs").exists() && Path::new("/dev/fuse").exists();
+    // The mounts are made by `nobody`, so /dev/fuse must be open to every user (as
+    // the fuse package leaves it), not only there.
+    let fuse = std::fs::metadata("/dev/fuse")
+        .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006);
+    let have = Path::new("/usr/bin/bindfs").exists() && fuse;
     assert!(
         have || std::env::var_os("CI").is_none(),
         "CI installs bindfs"
@@ -153,14 +157,18 @@ fn in_gvfs_s_own_mount_each_phone_is_a_folder_and_what_was_on_it_is_no_news() {
     watching(&a, &gvfs);
     // A phone plugged in: gvfs adds its folder (no write the kernel sees), holding a
     // customer file from before.
+    // The phone's folder is made whole elsewhere and renamed in, so the watcher can
+    // never see it half-made (a file written after the folder was seen is news).
     let phone = "SAMSUNG_Galaxy_S23_R5CT";
-    let storage = backing.join(format!("mtp:host={phone}/Internal storage"));
+    let staging = tmp.path().join("phone-staging");
+    let storage = staging.join("Internal storage");
     std::fs::create_dir_all(&storage).unwrap();
     let old = storage.join("old-contacts.csv");
     std::fs::write(&old, corpus::salesforce_contacts(42, 80)).unwrap();
-    for p in [storage.parent().unwrap(), &storage, &old] {
+    for p in [&staging, &storage, &old] {
         std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
     }
+    std::fs::rename(&staging, backing.join(format!("mtp:host={phone}"))).unwrap();
     // Time for the watcher to find the phone (it looks every second).
     std::thread::sleep(Duration::from_secs(3));
     let on_phone = gvfs.join(format!("mtp:host={phone}/Internal storage"));
