@@ -128,6 +128,9 @@ pub fn parse_size(v: &toml::Value) -> Result<u64, String> {
 
 pub use holdfast_io::config_file::ConfigError;
 
+/// The config file a package installs; used when no `--config` is given and it exists.
+pub const SYSTEM_CONFIG: &str = "/etc/holdfast/agent.toml";
+
 /// The home directory used for `~` when the config names none.
 pub fn default_home() -> String {
     dirs::home_dir()

@@ -14,9 +14,16 @@ pub enum EnrollError {
     /// The token string is malformed.
     #[error("--token: {0}")]
     Token(#[from] TokenError),
-    /// This data directory is already enrolled.
-    #[error("{0} is already enrolled as device {1}; pass --force to enroll again")]
-    AlreadyEnrolled(String, String),
+    /// This data directory is already enrolled, with another collector.
+    #[error(
+        "{dir} is already enrolled as device {device} with the collector at {collector}; \
+         pass --force to enroll again"
+    )]
+    AlreadyEnrolled {
+        dir: String,
+        device: String,
+        collector: String,
+    },
     /// A key or CSR could not be generated.
     #[error("generating the device key: {0}")]
     Key(#[from] rcgen::Error),
@@ -45,10 +52,22 @@ pub enum EnrollError {
 pub struct Enrolled {
     pub device_id: String,
     pub user: String,
+    pub when: When,
+}
+
+/// Whether the identity was made by this call or found from an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Now,
+    /// Enrolled earlier with the same collector: nothing was done (a device-management
+    /// script run again, its single-use token long spent).
+    Earlier,
 }
 
 /// Enrolls this device with the collector at `collector` (`HOST:PORT`), saving the identity
-/// in `data_dir`. With `force`, an existing enrollment is replaced.
+/// in `data_dir`. An identity already there for the same collector is kept and reported
+/// (so enrolling again is safe); one for another collector is refused. With `force`, an
+/// existing enrollment is replaced.
 pub async fn enroll(
     collector: &str,
     token: &str,
@@ -57,11 +76,19 @@ pub async fn enroll(
 ) -> Result<Enrolled, EnrollError> {
     let token = EnrollToken::parse(token)?;
     if !force && Identity::exists(data_dir) {
-        let id = Identity::load(data_dir)?;
-        return Err(EnrollError::AlreadyEnrolled(
-            data_dir.display().to_string(),
-            id.enrollment.device_id,
-        ));
+        let id = Identity::load(data_dir)?.enrollment;
+        if id.collector == collector {
+            return Ok(Enrolled {
+                device_id: id.device_id,
+                user: id.user,
+                when: When::Earlier,
+            });
+        }
+        return Err(EnrollError::AlreadyEnrolled {
+            dir: data_dir.display().to_string(),
+            device: id.device_id,
+            collector: id.collector,
+        });
     }
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
@@ -115,7 +142,11 @@ pub async fn enroll(
                 ca_der,
             };
             id.save(data_dir)?;
-            Ok(Enrolled { device_id, user })
+            Ok(Enrolled {
+                device_id,
+                user,
+                when: When::Now,
+            })
         }
         Message::Error { code, message } => {
             Err(EnrollError::Refused(format!("{message} ({code})")))

@@ -27,18 +27,16 @@ enum Command {
         collector: String,
         /// File holding the token from `holdfast-collector token create` (`-` reads it from
         /// standard input). Preferred: a token on the command line is visible to every
-        /// local user in the process list.
-        #[arg(
-            long,
-            value_name = "PATH",
-            required_unless_present = "token",
-            conflicts_with = "token"
-        )]
+        /// local user in the process list. Without it or --token, the token is taken from
+        /// the environment variable HOLDFAST_ENROLL_TOKEN (for device-management scripts).
+        /// Enrolling again with the same collector keeps the identity and succeeds.
+        #[arg(long, value_name = "PATH", conflicts_with = "token")]
         token_file: Option<PathBuf>,
         /// The token itself (visible in the process list; prefer --token-file).
         #[arg(long)]
         token: Option<String>,
-        /// Agent config file (its data_dir receives the identity).
+        /// Agent config file (its data_dir receives the identity); default
+        /// /etc/holdfast/agent.toml where it exists.
         #[arg(long, conflicts_with = "data_dir")]
         config: Option<PathBuf>,
         /// Data directory for the identity, when no config file is used.
@@ -97,9 +95,13 @@ enum Command {
     },
 }
 
+/// The config from `config`, else from the system's file (a package's
+/// /etc/holdfast/agent.toml) where it exists, else the defaults; `data_dir` overrides.
 fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let system = Path::new(holdfast_agent::config::SYSTEM_CONFIG);
     let mut c = match config {
         Some(p) => Config::load(p)?,
+        None if data_dir.is_none() && system.exists() => Config::load(system)?,
         None => Config::defaults(),
     };
     if let Some(d) = data_dir {
@@ -111,6 +113,9 @@ fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Resul
 fn main() -> ExitCode {
     PROGRAM.main(real_main)
 }
+
+/// Where a device-management script may put the enrollment token instead of a file.
+const TOKEN_VARIABLE: &str = "HOLDFAST_ENROLL_TOKEN";
 
 /// The enrollment token from a file, or from standard input for `-`: its first line,
 /// trimmed, at most 4 KiB read.
@@ -147,7 +152,12 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                     eprintln!("warning: --token is visible to other local users in the process list; prefer --token-file");
                     t
                 }
-                (None, None) => anyhow::bail!("--token-file: required"),
+                (None, None) => match std::env::var(TOKEN_VARIABLE) {
+                    Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+                    _ => anyhow::bail!(
+                        "--token-file: required (or --token, or the token in {TOKEN_VARIABLE})"
+                    ),
+                },
             };
             let c = config_for(config.as_deref(), data_dir)?;
             let done = runtime()?.block_on(holdfast_agent::enroll::enroll(
@@ -156,8 +166,12 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
                 &c.data_dir,
                 force,
             ))?;
+            let how = match done.when {
+                holdfast_agent::enroll::When::Now => "enrolled",
+                holdfast_agent::enroll::When::Earlier => "already enrolled",
+            };
             println!(
-                "enrolled as device {} for user {} (identity in {})",
+                "{how} as device {} for user {} (identity in {})",
                 done.device_id,
                 done.user,
                 c.data_dir.display()

@@ -32,7 +32,19 @@ pub enum UplinkError {
     /// The connection could not be started.
     #[error("connecting to the collector: {0}")]
     Connect(#[from] quinn::ConnectError),
-    /// The connection failed or was closed (handshake refused, collector gone).
+    /// Nothing answered at the collector's address within the handshake's time.
+    #[error(
+        "no answer from the collector at {addr} ({target}, UDP): check the address and port, \
+         that the collector is running, and that no firewall drops UDP to that port"
+    )]
+    NoAnswer { addr: String, target: SocketAddr },
+    /// The handshake with the collector failed (a certificate refused, the peer closed).
+    #[error("connecting to the collector at {addr}: {source}")]
+    Handshake {
+        addr: String,
+        source: quinn::ConnectionError,
+    },
+    /// The connection failed or was closed (collector gone).
     #[error("collector connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
     /// Writing a request failed.
@@ -98,7 +110,19 @@ pub async fn connect(
             .map_err(|_| UplinkError::Address(addr.into(), "bind".into()))?
     };
     let endpoint = quinn::Endpoint::client(bind).map_err(UplinkError::Socket)?;
-    let conn = endpoint.connect_with(cfg, target, &host)?.await?;
+    let conn = endpoint
+        .connect_with(cfg, target, &host)?
+        .await
+        .map_err(|e| match e {
+            quinn::ConnectionError::TimedOut => UplinkError::NoAnswer {
+                addr: addr.into(),
+                target,
+            },
+            source => UplinkError::Handshake {
+                addr: addr.into(),
+                source,
+            },
+        })?;
     Ok((endpoint, conn))
 }
 

@@ -416,3 +416,91 @@ fn a_policy_mistake_is_reported_once_without_follow_on_errors() {
         assert!(errors[0].contains(want), "{all}");
     }
 }
+
+/// `holdfast-agent enroll args` with `extra` environment, standard input closed.
+fn enroll(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin("holdfast-agent"));
+    cmd.arg("enroll").args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn enrollment_errors_say_their_cause_once_and_name_the_address_with_the_likely_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("agent");
+    let data_s = data.display().to_string();
+    // A malformed token: the cause once, naming the flag.
+    let out = enroll(
+        &[
+            "--collector",
+            "127.0.0.1:1",
+            "--token",
+            "hf1.nope",
+            "--data-dir",
+            &data_s,
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.matches("token must look like").count(),
+        1,
+        "the cause once: {err}"
+    );
+    assert!(err.contains("--token"), "{err}");
+    // No token anywhere: the three ways to give one are named.
+    let out = enroll(&["--collector", "127.0.0.1:1", "--data-dir", &data_s], &[]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--token-file") && err.contains("HOLDFAST_ENROLL_TOKEN"),
+        "{err}"
+    );
+    // A well-formed token to a port where nothing listens: the address, UDP and the
+    // firewall named, and no cause repeated.
+    let port = holdfast_tests::free_udp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let token = format!("hf1.{}.{}", "ab".repeat(16), "cd".repeat(32));
+    let out = enroll(
+        &["--collector", &addr, "--data-dir", &data_s],
+        &[("HOLDFAST_ENROLL_TOKEN", &token)],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addr), "the address named: {err}");
+    assert!(err.contains("UDP") && err.contains("firewall"), "{err}");
+    assert!(!err.contains("timed out: timed out"), "{err}");
+    assert!(!data.join("identity.toml").exists());
+}
+
+#[test]
+fn enrolling_again_from_a_device_management_script_keeps_the_identity_and_succeeds() {
+    let (_tmp, c) = Collector::scratch("");
+    let tmp = tempfile::tempdir().unwrap();
+    let data_s = tmp.path().join("agent").display().to_string();
+    let token = c.token("ivy");
+    let addr = c.addr();
+    let env = [("HOLDFAST_ENROLL_TOKEN", token.as_str())];
+    let first = enroll(&["--collector", &addr, "--data-dir", &data_s], &env);
+    let said = text(&first.stdout);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(said.starts_with("enrolled as device "), "{said}");
+    let device = said.split_whitespace().nth(3).unwrap().to_string();
+    // The same script again, its token spent: nothing done, the same device, success.
+    let again = enroll(&["--collector", &addr, "--data-dir", &data_s], &env);
+    let said = text(&again.stdout);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        said.starts_with(&format!("already enrolled as device {device} ")),
+        "{said}"
+    );
+    assert_eq!(c.devices().len(), 1, "{:?}", c.devices());
+    // Another collector is refused without --force, naming the one enrolled with.
+    let other = enroll(&["--collector", "127.0.0.1:9", "--data-dir", &data_s], &env);
+    let err = text(&other.stderr);
+    assert_eq!(other.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addr) && err.contains("--force"), "{err}");
+}

@@ -30,7 +30,7 @@ pub struct Program {
 impl Program {
     /// A binary's whole `main`: parses the command line (a usage error exits 2 with clap's
     /// message), installs the logs and runs the command (see [`LogArgs::run`]).
-    pub fn main<C: clap::Subcommand, E: std::fmt::Display>(
+    pub fn main<C: clap::Subcommand, E: AsRef<dyn std::error::Error + 'static>>(
         &self,
         exec: impl FnOnce(C) -> Result<std::process::ExitCode, E>,
     ) -> std::process::ExitCode {
@@ -89,16 +89,33 @@ impl LogArgs {
     /// The rest of a binary's `main` once its flags are parsed: installs the logs, runs the
     /// command, and turns an error into one line on stderr (`error: ...`, with its causes)
     /// and exit code 2.
-    pub fn run<E: std::fmt::Display>(
+    pub fn run<E: AsRef<dyn std::error::Error + 'static>>(
         self,
         command: impl FnOnce() -> Result<std::process::ExitCode, E>,
     ) -> std::process::ExitCode {
         init_logs(self.log_format);
         command().unwrap_or_else(|e| {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(e.as_ref()));
             std::process::ExitCode::from(2)
         })
     }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, each cause written once: a
+/// cause whose text the line already holds (an error that prints its source, `"--token:
+/// {0}"`, and also names it as its source) is not repeated.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
 }
 
 /// Installs the global `tracing` subscriber. `RUST_LOG` overrides the default filter.
@@ -179,6 +196,34 @@ pub fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
 
 #[cfg(test)]
 mod tests {
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("--token: {0}")]
+        Repeats(#[from] Inner),
+        #[error("reading {0}")]
+        Names(String, #[source] Inner),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("token must look like hf1.<32 hex>.<64 hex>")]
+    struct Inner;
+
+    #[test]
+    fn each_cause_is_written_once() {
+        let once = super::one_line(&Outer::Repeats(Inner));
+        assert_eq!(once, "--token: token must look like hf1.<32 hex>.<64 hex>");
+        let chained = super::one_line(&Outer::Names("collector.toml".into(), Inner));
+        assert_eq!(
+            chained,
+            "reading collector.toml: token must look like hf1.<32 hex>.<64 hex>"
+        );
+        let context = anyhow::Error::new(Outer::Repeats(Inner)).context("enrolling");
+        assert_eq!(
+            super::one_line(context.as_ref()),
+            "enrolling: --token: token must look like hf1.<32 hex>.<64 hex>"
+        );
+    }
+
     fn check(message: &str, closed_pipe: bool) {
         assert_eq!(super::is_closed_pipe(message), closed_pipe, "{message}");
     }
