@@ -321,7 +321,14 @@ pub fn report(store: &Store, user: &str) -> Result<crate::report::Report, Offboa
     let to = row.effective_ms;
     let from = to - row.lookback_ms;
     let window = store.events_of_user(user, from, to, crate::report::MAX_EVENTS)?;
-    let history = store.events_of_user(user, UnixMs(i64::MIN), to, crate::report::MAX_EVENTS)?;
+    // What they hold is as last reported, not as at the effective time: a file quarantined
+    // or deleted since is held no more.
+    let history = store.events_of_user(
+        user,
+        UnixMs(i64::MIN),
+        UnixMs(i64::MAX),
+        crate::report::MAX_EVENTS,
+    )?;
     let hosts = store
         .devices()?
         .into_iter()

@@ -7,7 +7,7 @@
 use crate::store::StoredEvent;
 use holdfast_shared::time::UnixMs;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Events read for one report, at most.
 pub const MAX_EVENTS: usize = 1_000_000;
@@ -75,8 +75,12 @@ pub struct Report {
     pub user: String,
     pub from_ms: UnixMs,
     pub to_ms: UnixMs,
-    /// Customer records in files created, modified or renamed in the window (the exports).
+    /// Customer records in files created, modified or renamed in the window (the exports),
+    /// each content once: a copy, a rename or a re-save of the same bytes adds nothing, and
+    /// a file saved again with more rows counts its largest version.
     pub records_exported: u64,
+    /// The distinct files (by content) those records are in.
+    pub files_exported: u64,
     /// Of those, rows holding real customers (exact data match).
     pub edm_hits: u64,
     pub events: Vec<ReportEvent>,
@@ -88,7 +92,8 @@ pub struct Report {
 /// What the leaver hands over.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Handover {
-    /// Customer files still on their devices at the effective time, most records first.
+    /// Customer files still on their devices as last reported (a file quarantined or
+    /// deleted since is not held), most records first.
     pub files: Vec<Held>,
     /// Who takes their customers over (`offboard --successor`), if anyone was named.
     pub successor: Option<String>,
@@ -96,8 +101,11 @@ pub struct Handover {
     pub customers: Vec<crate::store::HandedCustomer>,
 }
 
+/// Customer data, as the policy judged it: a rule matched, or rows of the company's real
+/// customers were found (exact data match). Records alone are not enough: a team roster of
+/// five names and emails has records and is nobody's customer list.
 fn is_customer(e: &StoredEvent) -> bool {
-    e.records.unwrap_or(0) > 0 || !e.rules.is_empty()
+    !e.rules.is_empty() || e.findings.get("edm").is_some_and(|n| *n > 0)
 }
 
 fn exported(action: &str) -> bool {
@@ -105,7 +113,7 @@ fn exported(action: &str) -> bool {
 }
 
 /// Builds the report from the user's events in `from_ms..=to_ms` (`window`) and all their
-/// events up to `to_ms` (`history`, for what they still held). `hostnames` maps device ids.
+/// events reported so far (`history`, for what they still hold). `hostnames` maps device ids.
 pub fn build(
     user: &str,
     from_ms: UnixMs,
@@ -118,15 +126,25 @@ pub fn build(
     let mut events = Vec::new();
     let mut top: BTreeMap<(String, String), TopFile> = BTreeMap::new();
     let mut devices: BTreeMap<String, DeviceLine> = BTreeMap::new();
-    let (mut records_exported, mut edm_hits) = (0u64, 0u64);
+    // Exports, each content once: the largest version of each file, and no copy of
+    // content already counted (a copy to a stick, a rename, the same bytes saved again).
+    let mut counted_content: BTreeSet<&str> = BTreeSet::new();
+    let mut exports: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
     for e in window.iter().filter(|e| is_customer(e)) {
         let action = e.action.clone().unwrap_or_else(|| e.kind.clone());
         let path = e.path.clone().unwrap_or_default();
         let records = e.records.unwrap_or(0);
         let edm = e.findings.get("edm").copied().unwrap_or(0);
-        if exported(&action) {
-            records_exported += records;
-            edm_hits += edm;
+        let mut copy = || {
+            e.sha256
+                .as_deref()
+                .is_some_and(|h| !counted_content.insert(h))
+        };
+        if exported(&action) && !copy() {
+            let file = exports
+                .entry((e.device_id.as_str(), e.path.as_deref().unwrap_or("")))
+                .or_default();
+            *file = (file.0.max(records), file.1.max(edm));
         }
         let d = devices
             .entry(e.device_id.clone())
@@ -167,6 +185,9 @@ pub fn build(
             rules: e.rules.clone(),
         });
     }
+    let records_exported = exports.values().map(|f| f.0).sum();
+    let edm_hits = exports.values().map(|f| f.1).sum();
+    let files_exported = exports.values().filter(|f| f.0 > 0).count() as u64;
     let mut top_files: Vec<TopFile> = top.into_values().collect();
     top_files.sort_by(|a, b| b.records.cmp(&a.records).then(a.path.cmp(&b.path)));
     top_files.truncate(10);
@@ -181,8 +202,7 @@ pub fn build(
     }
     let mut files: Vec<Held> = last
         .into_iter()
-        .filter(|(_, e)| e.action.as_deref() != Some("deleted") && e.records.unwrap_or(0) > 0)
-        .filter(|(_, e)| is_customer(e))
+        .filter(|(_, e)| e.action.as_deref() != Some("deleted") && is_customer(e))
         .map(|((device_id, path), e)| Held {
             hostname: host(&device_id),
             device_id,
@@ -199,6 +219,7 @@ pub fn build(
         from_ms,
         to_ms,
         records_exported,
+        files_exported,
         edm_hits,
         events,
         top_files,
@@ -285,6 +306,134 @@ pub fn to_csv(r: &Report) -> String {
             String::new(),
         ];
         csv_line(&mut out, &row);
+    }
+    out
+}
+
+/// The report for people: a summary, then one table per section (events in the window,
+/// top files, devices, files still held, customers handed over), times in UTC.
+pub fn to_text(r: &Report) -> String {
+    use crate::table::{escape, Column, Table};
+    let fmt = crate::fmt_ms;
+    let days = (r.to_ms.0 - r.from_ms.0) / 86_400_000;
+    let mut out = format!(
+        "Offboarding report for {}\n  look-back   {} to {} ({} days)\n  exported    {} customer \
+         records in {} files, {} of them real customers\n  devices     {}\n",
+        escape(&r.user),
+        fmt(r.from_ms),
+        fmt(r.to_ms),
+        days,
+        r.records_exported,
+        r.files_exported,
+        r.edm_hits,
+        r.devices.len(),
+    );
+    if let Some(s) = &r.handover.successor {
+        out.push_str(&format!("  successor   {}\n", escape(s)));
+    }
+    let host = |d: &str| -> String {
+        r.devices
+            .iter()
+            .find(|l| l.device_id == d)
+            .map(|l| l.hostname.clone())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| d.to_string())
+    };
+    let mut section = |title: &str, table: Option<Table>| {
+        out.push_str(&format!("\n{title}\n"));
+        match table {
+            Some(t) => out.push_str(&t.render()),
+            None => out.push_str("  (none)\n"),
+        }
+    };
+    let events: Vec<(String, &ReportEvent)> =
+        r.events.iter().map(|e| (host(&e.device_id), e)).collect();
+    section(
+        "Customer-data events in the look-back window",
+        (!events.is_empty()).then(|| {
+            Table::of(
+                &events,
+                &[
+                    Column::left("TIME", |(_, e)| crate::fmt_ms(e.time_ms)),
+                    Column::left("DEVICE", |(h, _)| h.clone()),
+                    Column::left("ACTION", |(_, e)| e.action.clone()),
+                    Column::right("RECORDS", |(_, e)| e.records.to_string()),
+                    Column::right("REAL", |(_, e)| e.edm.to_string()),
+                    Column::left("RULES", |(_, e)| e.rules.join(" ")),
+                    Column::left("PATH", |(_, e)| e.path.clone()),
+                ],
+            )
+        }),
+    );
+    let top: Vec<(String, &TopFile)> = r
+        .top_files
+        .iter()
+        .map(|t| (host(&t.device_id), t))
+        .collect();
+    section(
+        "Top files",
+        (!top.is_empty()).then(|| {
+            Table::of(
+                &top,
+                &[
+                    Column::right("RECORDS", |(_, t)| t.records.to_string()),
+                    Column::right("REAL", |(_, t)| t.edm.to_string()),
+                    Column::right("EVENTS", |(_, t)| t.events.to_string()),
+                    Column::left("DEVICE", |(h, _)| h.clone()),
+                    Column::left("PATH", |(_, t)| t.path.clone()),
+                ],
+            )
+        }),
+    );
+    section(
+        "Devices",
+        (!r.devices.is_empty()).then(|| {
+            Table::of(
+                &r.devices,
+                &[
+                    Column::left("DEVICE", |d| d.device_id.clone()),
+                    Column::left("HOSTNAME", |d| d.hostname.clone()),
+                    Column::right("EVENTS", |d| d.events.to_string()),
+                    Column::right("RECORDS", |d| d.records.to_string()),
+                ],
+            )
+        }),
+    );
+    section(
+        "Customer files still held (to hand over)",
+        (!r.handover.files.is_empty()).then(|| {
+            Table::of(
+                &r.handover.files,
+                &[
+                    Column::left("DEVICE", |h| {
+                        if h.hostname.is_empty() {
+                            h.device_id.clone()
+                        } else {
+                            h.hostname.clone()
+                        }
+                    }),
+                    Column::right("RECORDS", |h| h.records.to_string()),
+                    Column::right("REAL", |h| h.edm.to_string()),
+                    Column::left("LAST SEEN", |h| crate::fmt_ms(h.last_seen_ms)),
+                    Column::left("PATH", |h| h.path.clone()),
+                ],
+            )
+        }),
+    );
+    if !r.handover.customers.is_empty() {
+        section(
+            "Customers handed to the successor",
+            Some(Table::of(
+                &r.handover.customers,
+                &[
+                    Column::left("CONNECTOR", |c| c.connector.clone()),
+                    Column::left("CUSTOMER", |c| c.customer.clone()),
+                    Column::left("SUCCESSOR", |c| c.successor.clone()),
+                    Column::left("STATE", |c| c.state.clone()),
+                    Column::left("SINCE", |c| crate::fmt_ms(c.time_ms)),
+                ],
+            )),
+        );
     }
     out
 }
@@ -379,5 +528,47 @@ mod tests {
             );
         }
         assert_eq!(csv_field("report.csv"), "report.csv");
+    }
+
+    #[test]
+    fn copies_count_once_a_roster_not_at_all_and_what_was_removed_is_not_held() {
+        let bulk = &["crm-export.bulk-contacts"];
+        let mut roster = ev(4, 40, "created", "/h/team-roster.csv", 5, &[]);
+        roster.findings.clear();
+        let mut copy = ev(2, 20, "created", "/media/usb/a.csv", 300, bulk);
+        copy.sha256 = Some("h-/h/a.csv".into());
+        let mut renamed = ev(3, 30, "renamed", "/h/a-final.csv", 300, bulk);
+        renamed.sha256 = Some("h-/h/a.csv".into());
+        renamed.old_path = Some("/h/a.csv".into());
+        let mut bigger = ev(6, 60, "modified", "/h/b.csv", 120, bulk);
+        bigger.sha256 = Some("h-/h/b.csv-2".into());
+        let history = vec![
+            ev(1, 10, "created", "/h/a.csv", 300, bulk),
+            copy,
+            renamed,
+            roster,
+            ev(5, 50, "created", "/h/b.csv", 80, bulk),
+            bigger,
+            // Quarantined after the effective time: gone from where it was.
+            ev(7, 200, "deleted", "/media/usb/a.csv", 0, &[]),
+        ];
+        let window: Vec<StoredEvent> = history[..6].to_vec();
+        let hosts = BTreeMap::new();
+        let r = build("kim", UnixMs(0), UnixMs(100), &window, &history, &hosts);
+        // a.csv once (not its copy, not its rename), b.csv at its largest; no roster.
+        assert_eq!((r.records_exported, r.files_exported), (300 + 120, 2));
+        assert!(r.events.iter().all(|e| !e.path.contains("roster")));
+        let held: Vec<&str> = r.handover.files.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(held, ["/h/a-final.csv", "/h/b.csv"]);
+        let text = to_text(&r);
+        for line in [
+            "Offboarding report for kim",
+            "420 customer records in 2 files",
+            "Customer files still held (to hand over)",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert!(text.contains("1970-01-01T00:00:00Z"), "{text}");
+        assert!(!text.contains("team-roster"), "{text}");
     }
 }

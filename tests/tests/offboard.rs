@@ -394,12 +394,55 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
     }
     let note = a.watched.join("lunch.txt");
     std::fs::write(&note, "lunch at noon").unwrap();
-    for p in inside.iter().map(|(p, _)| p).chain([&note]) {
+    // A copy of the first export (the same content: counted once) and a team roster of
+    // five names and emails (records, and nobody's customer list: not counted at all).
+    let copy = a.watched.join("copy-for-me.csv");
+    std::fs::copy(&inside[0].0, &copy).unwrap();
+    let roster = a.watched.join("team-roster.csv");
+    let mut people = String::from("Name,Email,Phone\n");
+    for (i, n) in ["Anna Berg", "Bo Ek", "Cia Dahl", "Dan Ohr", "Eva Lind"]
+        .iter()
+        .enumerate()
+    {
+        people.push_str(&format!("{n},p{i}@acme.example,+46 70 123 45{i:02}\n"));
+    }
+    std::fs::write(&roster, people).unwrap();
+    for p in inside.iter().map(|(p, _)| p).chain([&note, &copy, &roster]) {
         stored(p);
     }
+    assert_eq!(
+        c.event_where("path", &roster.display().to_string())
+            .unwrap()["records"],
+        5
+    );
     c.cli(&["offboard", "max", "--lookback", "4s"]);
-    let r: serde_json::Value =
-        serde_json::from_str(&c.cli(&["offboard", "report", "max", "--format", "json"])).unwrap();
+    // The report is read once the device has carried out its order (which quarantines the
+    // customer files it holds) and reported what that took away.
+    let id = device_id(&a);
+    wait_for("the order to be carried out", DEADLINE, || {
+        (device_state(&c, "max", &id) == "done").then_some(())
+    });
+    let quarantined: Vec<String> = manifest(&a)
+        .iter()
+        .map(|(v, _)| v["original"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        quarantined.contains(&inside[0].0.display().to_string()),
+        "{quarantined:?}"
+    );
+    let report = || -> serde_json::Value {
+        serde_json::from_str(&c.cli(&["offboard", "report", "max", "--json"])).unwrap()
+    };
+    let gone = |r: &serde_json::Value| {
+        let held = r["handover"]["files"].as_array().unwrap();
+        held.iter()
+            .all(|h| !quarantined.iter().any(|q| h["path"] == q.as_str()))
+            .then_some(())
+    };
+    wait_for("the quarantined files to be held no more", DEADLINE, || {
+        gone(&report())
+    });
+    let r = report();
     let mut got: Vec<(String, u64)> = r["events"]
         .as_array()
         .unwrap()
@@ -414,42 +457,41 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
     got.sort();
     let mut want: Vec<(String, u64)> = inside
         .iter()
+        .chain([&(copy.clone(), 200)])
         .map(|(p, n)| (p.display().to_string(), *n))
         .collect();
     want.sort();
-    assert_eq!(got, want, "{r:#}");
-    assert_eq!(r["records_exported"], 280);
-    assert_eq!(r["devices"][0]["events"], 2);
-    // The handover names every customer file still held, the old one included.
-    let held: Vec<&str> = r["handover"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["path"].as_str().unwrap())
-        .collect();
-    for p in inside.iter().map(|(p, _)| p).chain([&old]) {
-        assert!(held.contains(&p.display().to_string().as_str()), "{held:?}");
+    assert_eq!(got, want, "only customer data, the roster left out: {r:#}");
+    assert_eq!(r["records_exported"], 280, "the copy counted once: {r:#}");
+    assert_eq!(r["files_exported"], 2, "{r:#}");
+    assert_eq!(r["devices"][0]["events"], 3);
+
+    // For people, by default: a table with UTC times, no epoch milliseconds.
+    let text = c.cli(&["offboard", "report", "max"]);
+    for line in [
+        "Offboarding report for max",
+        "280 customer records in 2 files",
+        "Customer-data events in the look-back window",
+        "Customer files still held (to hand over)",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
     }
-    assert!(!held.contains(&note.display().to_string().as_str()));
+    assert!(
+        !text.contains("_ms") && !text.contains("team-roster"),
+        "{text}"
+    );
+    let effective = holdfast_shared::time::UnixMs(r["to_ms"].as_i64().unwrap()).rfc3339();
+    assert!(text.contains(&effective), "{effective}\n{text}");
     let csv = c.cli(&["offboard", "report", "max", "--format", "csv"]);
     assert_eq!(
         csv.lines().filter(|l| l.starts_with("event,")).count(),
-        2,
-        "{csv}"
-    );
-    assert_eq!(
-        csv.lines().filter(|l| l.starts_with("handover,")).count(),
         3,
         "{csv}"
     );
     assert!(csv.starts_with("section,time,device,hostname,action,path"));
 
-    // From now on, any customer file the user touches is a critical alert (once the device
-    // has carried out its order, which quarantines what was there).
-    let id = device_id(&a);
-    wait_for("the order to be carried out", DEADLINE, || {
-        (device_state(&c, "max", &id) == "done").then_some(())
-    });
+    // From now on, any customer file the user touches is a critical alert, and what they
+    // hold now is on the handover.
     let after = a.watched.join("one-more-export.csv");
     std::fs::write(&after, corpus::salesforce_contacts(9, 60)).unwrap();
     let alert = wait_for("an offboarded-access alert", DEADLINE, || {
@@ -458,6 +500,14 @@ fn lookback_report_lists_exactly_the_events_inside_the_window() {
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["path"], after.display().to_string());
     assert_eq!(alert["records"], 60);
+    let held: Vec<String> = report()["handover"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(held.contains(&after.display().to_string()), "{held:?}");
+    assert!(!held.contains(&note.display().to_string()), "{held:?}");
 }
 
 #[test]

@@ -105,7 +105,7 @@ fn offboarding_with_a_successor_hands_the_leavers_wecom_customers_and_groups_ove
     assert_eq!(sizes, [100, 100, 50]);
     // The handover report names the successor and every customer with its state.
     let report: serde_json::Value =
-        serde_json::from_str(c.cli(&["offboard", "report", "zhangsan"]).trim()).unwrap();
+        serde_json::from_str(c.cli(&["offboard", "report", "zhangsan", "--json"]).trim()).unwrap();
     assert_eq!(report["handover"]["successor"], "lisi");
     let handed = report["handover"]["customers"].as_array().unwrap();
     assert_eq!(handed.len(), 150);

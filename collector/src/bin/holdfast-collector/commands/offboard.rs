@@ -51,8 +51,13 @@ pub enum OffboardCommand {
     /// list (customer files the user held, and where).
     Report {
         user: String,
-        #[arg(long, value_enum, default_value = "json")]
+        /// `table` for people (UTC times), `json` (epoch milliseconds) or `csv` (one row
+        /// per event and held file).
+        #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// The same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
         #[command(flatten)]
         at: Where,
     },
@@ -75,6 +80,7 @@ pub enum OffboardCommand {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ReportFormat {
+    Table,
     Json,
     Csv,
 }
@@ -154,12 +160,20 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Args {
-            command: Some(OffboardCommand::Report { user, format, at }),
+            command:
+                Some(OffboardCommand::Report {
+                    user,
+                    format,
+                    json,
+                    at,
+                }),
             ..
         } => {
             let store = open_store(&at.config()?)?;
             let r = offboard::report(&store, &user)?;
+            let format = if json { ReportFormat::Json } else { format };
             match format {
+                ReportFormat::Table => print!("{}", holdfast_collector::report::to_text(&r)),
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
                 ReportFormat::Csv => print!("{}", holdfast_collector::report::to_csv(&r)),
             }
