@@ -701,6 +701,16 @@ fn trusted_executable(pid: u32, exe: &str) -> bool {
     binary && folder
 }
 
+/// Whether this process may have a fanotify group (`holdfast-agent doctor`): the group is
+/// made and dropped at once.
+pub fn probe() -> Result<(), nix::Error> {
+    Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC,
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+    )
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

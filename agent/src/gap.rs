@@ -180,6 +180,16 @@ impl Gap {
     }
 }
 
+/// The notice `holdfast-agent farewell` sends when the agent is removed or disabled.
+pub fn removal_notice(reason: &str) -> EventBody {
+    let reason: String = reason.chars().take(200).collect();
+    EventBody::notice(
+        holdfast_shared::event::notice::AGENT_REMOVED,
+        format!("the agent is being removed: {reason}"),
+        1,
+    )
+}
+
 /// The notice sent before the agent exits on a signal.
 pub fn stop_notice(by: &str) -> EventBody {
     EventBody::notice(AGENT_STOPPED, format!("the agent is stopping: {by}"), 1)

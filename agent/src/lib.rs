@@ -9,6 +9,8 @@ pub mod access;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+#[cfg(target_os = "linux")]
+pub mod doctor;
 pub mod enroll;
 #[cfg(target_os = "linux")]
 pub mod fanotify;

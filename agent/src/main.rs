@@ -84,6 +84,33 @@ enum Command {
         #[arg(long)]
         gvfs: bool,
     },
+    /// Tell the collector this agent is being removed or disabled for good, with what is
+    /// still spooled: the device shows `agent_removed` (not offline) and, for a departing
+    /// user, a critical alert. The package's removal runs it; stop the service first.
+    Farewell {
+        /// Agent config file (default /etc/holdfast/agent.toml where it exists).
+        #[arg(long, conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// What is happening, for the collector (`package removed`, `service disabled`).
+        #[arg(long, default_value = "removed by an administrator")]
+        reason: String,
+    },
+    /// Check what the agent needs here, one line each: capabilities, the inotify watch
+    /// limit, fanotify, the collector's reachability and clock, the certificate's expiry,
+    /// the spool. Exits 1 when a check fails (a warning is not a failure).
+    #[cfg(target_os = "linux")]
+    Doctor {
+        /// Agent config file (default /etc/holdfast/agent.toml where it exists).
+        #[arg(long, conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One JSON object per check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show enrollment, spool backlog and the last uplink error.
     Status {
         #[arg(long, conflicts_with = "data_dir")]
@@ -112,6 +139,43 @@ fn config_for(config: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Resul
 
 fn main() -> ExitCode {
     PROGRAM.main(real_main)
+}
+
+/// How long `farewell` waits for the collector.
+const FAREWELL_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `farewell`: spools the removal notice and delivers it with everything still unsent.
+fn farewell(c: &Config, reason: &str) -> anyhow::Result<ExitCode> {
+    let identity = holdfast_agent::identity::Identity::load(&c.data_dir)?;
+    let spool_path = c.data_dir.join(holdfast_agent::spool::SPOOL_FILE);
+    let spool = holdfast_agent::spool::Spool::open(&spool_path)?;
+    spool.append(
+        holdfast_agent::clock::now_ms(),
+        &holdfast_agent::gap::removal_notice(reason),
+    )?;
+    let collector = identity.enrollment.collector.clone();
+    let left = runtime()?.block_on(async {
+        tokio::time::timeout(
+            FAREWELL_WITHIN,
+            holdfast_agent::uplink::deliver_spooled(&identity, &spool_path),
+        )
+        .await
+    });
+    match left {
+        Ok(Ok(0)) => {
+            println!(
+                "the collector at {collector} was told: device {} is removed ({reason})",
+                identity.enrollment.device_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(n)) => anyhow::bail!("{n} events are still spooled for the collector at {collector}"),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => anyhow::bail!(
+            "the collector at {collector} did not take the notice within {}s",
+            FAREWELL_WITHIN.as_secs()
+        ),
+    }
 }
 
 /// Where a device-management script may put the enrollment token instead of a file.
@@ -206,6 +270,38 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             json,
         } => status(&config_for(config.as_deref(), data_dir)?, json),
+        #[cfg(target_os = "linux")]
+        Command::Doctor {
+            config,
+            data_dir,
+            json,
+        } => {
+            let c = config_for(config.as_deref(), data_dir)?;
+            let checks = runtime()?.block_on(holdfast_agent::doctor::run(
+                &c,
+                holdfast_agent::clock::now_ms(),
+            ));
+            if json {
+                for check in &checks {
+                    println!("{}", serde_json::to_string(check)?);
+                }
+            } else {
+                print!("{}", holdfast_agent::doctor::render(&checks));
+            }
+            let failed = checks
+                .iter()
+                .any(|c| c.verdict == holdfast_agent::doctor::Verdict::Fail);
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Farewell {
+            config,
+            data_dir,
+            reason,
+        } => farewell(&config_for(config.as_deref(), data_dir)?, &reason),
         #[cfg(target_os = "linux")]
         Command::PhoneWatch {
             mount,

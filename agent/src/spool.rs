@@ -457,6 +457,14 @@ impl Spool {
     }
 
     /// Events waiting to be acknowledged.
+    /// SQLite's quick integrity check of the spool: `None` when sound, else what it found.
+    pub fn integrity(&self) -> Result<Option<String>, SpoolError> {
+        let said: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        Ok((said != "ok").then_some(said))
+    }
+
     pub fn backlog(&self) -> Result<u64, SpoolError> {
         Ok(self
             .conn

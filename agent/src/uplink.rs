@@ -11,7 +11,7 @@ use holdfast_shared::session::{AgentSession, Step, Timing};
 use holdfast_shared::wire::{self, Message};
 use rand::Rng;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -257,23 +257,7 @@ impl Uplink {
     /// its stop notice reaches the collector. What does not make it stays spooled for the
     /// next start.
     pub async fn flush(&mut self, within: std::time::Duration) {
-        let attempt = async {
-            let spool = Spool::open(&self.spool_path)?;
-            if spool.backlog()? == 0 {
-                return Ok::<u64, UplinkError>(0);
-            }
-            let cfg = crate::tls::identity_client(&self.identity)?;
-            let (endpoint, conn) = connect(&self.identity.enrollment.collector, cfg).await?;
-            let mut session = AgentSession::new(Timing::with_heartbeat(u64::MAX >> 2), now_ms());
-            session.connected(now_ms());
-            // Batches only: the heartbeat the session asks for first is skipped.
-            let _ = session.poll(now_ms());
-            while let Step::SendBatch { limit } = session.poll(now_ms()) {
-                send_batch(&spool, &conn, &mut session, limit).await?;
-            }
-            close(Some((endpoint, conn))).await;
-            Ok(spool.backlog()?)
-        };
+        let attempt = deliver_spooled(&self.identity, &self.spool_path);
         match tokio::time::timeout(within, attempt).await {
             Ok(Ok(0)) => info!("everything spooled was delivered before stopping"),
             Ok(Ok(left)) => warn!(left, "events stay spooled for the next start"),
@@ -548,6 +532,26 @@ impl Uplink {
 /// Closes a connection politely and gives the peer a moment to hear it: at most 500 ms,
 /// since a collector that is gone never answers and a stopping agent must not wait for its
 /// idle timeout.
+/// Sends everything spooled at `spool_path` to the identity's collector, in batches and
+/// without a heartbeat (a heartbeat says the agent runs). Returns what is left unsent.
+pub async fn deliver_spooled(identity: &Identity, spool_path: &Path) -> Result<u64, UplinkError> {
+    let spool = Spool::open(spool_path)?;
+    if spool.backlog()? == 0 {
+        return Ok(0);
+    }
+    let cfg = crate::tls::identity_client(identity)?;
+    let (endpoint, conn) = connect(&identity.enrollment.collector, cfg).await?;
+    let mut session = AgentSession::new(Timing::with_heartbeat(u64::MAX >> 2), now_ms());
+    session.connected(now_ms());
+    // Batches only: the heartbeat the session asks for first is skipped.
+    let _ = session.poll(now_ms());
+    while let Step::SendBatch { limit } = session.poll(now_ms()) {
+        send_batch(&spool, &conn, &mut session, limit).await?;
+    }
+    close(Some((endpoint, conn))).await;
+    Ok(spool.backlog()?)
+}
+
 async fn close(link: Option<(quinn::Endpoint, quinn::Connection)>) {
     if let Some((endpoint, conn)) = link {
         conn.close(0u32.into(), b"bye");

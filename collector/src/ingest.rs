@@ -591,6 +591,7 @@ async fn agent_conn(conn: quinn::Connection, state: Arc<State>) {
             };
             let request = read_request(&mut recv).await;
             let answer = match session.request(request, crate::now_ms()) {
+                Decision::Answer(answer) => answer,
                 Decision::Close { answer, code, reason } => {
                     warn!(reason, "closing the connection");
                     reply(&mut send, &answer).await;

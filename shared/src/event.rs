@@ -306,6 +306,10 @@ pub mod notice {
     pub const AGENT_GAP: &str = "agent_gap";
     /// The agent is stopping on a signal; the message names the signal and its sender.
     pub const AGENT_STOPPED: &str = "agent_stopped";
+    /// The agent is being removed or disabled for good (its package removed, its service
+    /// disabled); the message says how. Its device is `agent_removed` until it reports
+    /// again.
+    pub const AGENT_REMOVED: &str = "agent_removed";
 }
 
 /// Something the agent reports about itself (dropped events, watch trouble).

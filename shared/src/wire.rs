@@ -143,6 +143,11 @@ pub enum Message {
     },
     /// Either way: a request failed. `code` is stable, `message` is for people.
     Error { code: String, message: String },
+    /// Agent → collector: are you there, and what is your clock (`holdfast-agent doctor`;
+    /// unlike a heartbeat it records nothing).
+    Ping { time_ms: UnixMs },
+    /// Collector → agent: the answer to [`Message::Ping`], with the collector's clock.
+    Pong { time_ms: UnixMs },
 }
 
 /// A customer set on offer: its version, size in bytes, and the signed manifest of its
@@ -392,6 +397,12 @@ mod tests {
                 bytes: 300,
                 detail: "a: denied".into(),
             }],
+        });
+        check(Message::Ping {
+            time_ms: UnixMs(1_700_000_000_000),
+        });
+        check(Message::Pong {
+            time_ms: UnixMs(1_700_000_000_500),
         });
         check(Message::ReceiptAck {
             order_id: "ord-1".into(),

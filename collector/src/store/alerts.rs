@@ -40,6 +40,9 @@ pub mod system_rules {
     /// The agent was stopped by a signal the collector did not order (someone at the
     /// device, or its service manager).
     pub const AGENT_STOPPED: &str = "holdfast.agent_stopped";
+    /// The agent said it is being removed or disabled (a package removal): high, critical
+    /// for a departing user. The device shows `agent_removed` instead of going offline.
+    pub const AGENT_REMOVED: &str = "holdfast.agent_removed";
     /// A stage of the agent failed and is being restarted (its heartbeat says which and why).
     pub const AGENT_DEGRADED: &str = "holdfast.agent_degraded";
     /// While the agent was not running (stopped or crashed), customer files were created
@@ -215,6 +218,9 @@ pub(super) fn notice_alerts(
     now_ms: UnixMs,
     seq: i64,
 ) -> Result<(), StoreError> {
+    if n.kind == holdfast_shared::event::notice::AGENT_REMOVED {
+        return removal_alert(tx, device, n, corrected_ms, now_ms, seq);
+    }
     let (column, rule, severity, records) = match n.kind.as_str() {
         // Revocation is the only stop the collector orders, and a revoked agent cannot
         // report: every stop that arrives here was not ordered.
@@ -256,6 +262,41 @@ pub(super) fn notice_alerts(
         seq,
     );
     h.records = i64::try_from(records).unwrap_or(i64::MAX);
+    h.time_ms = corrected_ms;
+    upsert_alert(tx, &h)
+}
+
+/// An agent's word that it is being removed: the device is marked `agent_removed` (no
+/// offline alert follows) and an alert raised, critical while its user is departing or
+/// once they have left.
+fn removal_alert(
+    tx: &Connection,
+    device: &Device,
+    n: &holdfast_shared::event::AgentNotice,
+    corrected_ms: UnixMs,
+    now_ms: UnixMs,
+    seq: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE devices SET removed_ms = ?2, removed = ?3 WHERE id = ?1",
+        params![device.id, corrected_ms, n.message],
+    )?;
+    let (raise, offboarded) = super::crm::departing_at(tx, &device.user, corrected_ms)?;
+    let severity = if raise > 0 || offboarded {
+        Severity::Critical
+    } else {
+        Severity::High
+    };
+    let detail = format!("the agent was removed: {}", n.message);
+    let mut h = system_hit(
+        &device.user,
+        &device.id,
+        system_rules::AGENT_REMOVED,
+        severity,
+        &detail,
+        now_ms,
+        seq,
+    );
     h.time_ms = corrected_ms;
     upsert_alert(tx, &h)
 }

@@ -49,6 +49,10 @@ pub struct Device {
     pub clock_skew_ms: Option<i64>,
     /// Set while the device is considered offline.
     pub offline_since_ms: Option<UnixMs>,
+    /// When the agent said it was being removed or disabled (until it reports again).
+    pub removed_ms: Option<UnixMs>,
+    /// What it said then (`package removed`).
+    pub removed: Option<String>,
     /// What the agent last said it watches, polls and indexes.
     #[schemars(with = "Option<serde_json::Value>")]
     pub coverage: Option<holdfast_shared::event::Coverage>,
@@ -97,6 +101,8 @@ impl Store {
                 policy_version,
                 clock_skew_ms,
                 offline_since_ms,
+                removed_ms,
+                removed,
                 cert_issued_ms,
                 cert_expires_ms,
                 coverage: super::json_column,
@@ -115,7 +121,7 @@ impl Store {
         d.enrolled_ms, d.last_seen_ms, d.revoked_ms,
         (SELECT MAX(seq) FROM events e WHERE e.device_id = d.id), d.spool_backlog,
         d.first_seq, d.policy_version, d.clock_skew_ms, d.offline_since_ms,
-        d.cert_issued_ms, d.cert_expires_ms, d.coverage, d.last_stop, d.last_gap, d.health";
+        d.removed_ms, d.removed, d.cert_issued_ms, d.cert_expires_ms, d.coverage, d.last_stop, d.last_gap, d.health";
 
     /// The device holding the certificate with this SHA-256 (its current one, or the one
     /// it renewed from), if any.
@@ -187,7 +193,7 @@ impl Store {
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?2, spool_backlog = ?3, agent_version = ?4,
                  hostname = ?5, os = ?6, policy_version = ?7, clock_skew_ms = ?8,
-                 offline_since_ms = NULL, edm_version = ?9,
+                 offline_since_ms = NULL, removed_ms = NULL, removed = NULL, edm_version = ?9,
                  coverage = COALESCE(?10, coverage)
              WHERE id = ?1",
             params![
@@ -258,7 +264,7 @@ impl Store {
         let silent: Vec<(String, String, i64)> = {
             let mut stmt = tx.prepare(
                 "SELECT id, user, COALESCE(last_seen_ms, enrolled_ms) FROM devices
-                 WHERE revoked_ms IS NULL AND offline_since_ms IS NULL
+                 WHERE revoked_ms IS NULL AND offline_since_ms IS NULL AND removed_ms IS NULL
                    AND COALESCE(last_seen_ms, enrolled_ms) < ?1",
             )?;
             let rows = stmt.query_map([now_ms - offline_after_ms], |r| {

@@ -27,6 +27,8 @@ pub fn device() -> Device {
         policy_version: String::new(),
         clock_skew_ms: None,
         offline_since_ms: None,
+        removed_ms: None,
+        removed: None,
         ..Default::default()
     }
 }

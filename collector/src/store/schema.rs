@@ -231,6 +231,8 @@ pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("alerts", "version", "INTEGER NOT NULL DEFAULT 0"),
     ("events", "external_id", "TEXT"),
     ("events", "crm_link", "INTEGER"),
+    ("devices", "removed_ms", "INTEGER"),
+    ("devices", "removed", "TEXT"),
 ];
 
 /// Indexes over added columns (created once those exist).

@@ -126,6 +126,8 @@ pub enum Decision {
     /// Do the work, not before `at_ms` (later than now when the device is over its rate),
     /// then send what [`CollectorSession::done`] returns.
     Do { work: Work, at_ms: UnixMs },
+    /// Send this answer at once; nothing to store.
+    Answer(Message),
     /// Send this answer, then close the connection with `code`.
     Close {
         answer: Message,
@@ -283,6 +285,7 @@ impl CollectorSession {
                 now_ms,
             ),
             Message::RenewRequest { csr_der } => (Work::Renew { csr_der }, Serving::Renew, now_ms),
+            Message::Ping { .. } => return Decision::Answer(Message::Pong { time_ms: now_ms }),
             Message::OrderReceipt { order_id, receipts } => (
                 Work::Receipt {
                     order_id: order_id.clone(),

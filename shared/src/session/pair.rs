@@ -178,6 +178,7 @@ impl Pair {
             UnixMs(self.now),
         );
         let answer = match decided {
+            Decision::Answer(answer) => answer,
             Decision::Close { code, .. } => {
                 self.conn = None;
                 self.closes.push((self.now, code));
@@ -545,5 +546,25 @@ fn requests_outside_the_protocol_close_the_connection() {
     assert!(matches!(
         s.done(Outcome::Receipted(true), UnixMs(0)),
         Message::Error { code, .. } if code == "internal"
+    ));
+}
+
+#[test]
+fn a_ping_is_answered_at_once_with_the_collectors_clock() {
+    let cert = Cert {
+        presented_is_current: true,
+        issued_ms: UnixMs(0),
+        expires_ms: UnixMs(1_000_000),
+    };
+    let mut s = CollectorSession::new(cert, 1_000, UnixMs(0));
+    let ping = Message::Ping { time_ms: UnixMs(5) };
+    match s.request(Ok(ping), UnixMs(42)) {
+        Decision::Answer(Message::Pong { time_ms }) => assert_eq!(time_ms, UnixMs(42)),
+        other => panic!("not answered with the clock: {other:?}"),
+    }
+    // Nothing was in progress: a stray `done` is an error, not an answer.
+    assert!(matches!(
+        s.done(Outcome::Receipted(true), UnixMs(50)),
+        Message::Error { .. }
     ));
 }

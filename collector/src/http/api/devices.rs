@@ -30,6 +30,8 @@ pub struct DeviceList {
 pub(in crate::http) fn health(d: &Device, now_ms: UnixMs, skew_tolerance_ms: i64) -> &'static str {
     if d.revoked_ms.is_some() {
         "revoked"
+    } else if d.removed_ms.is_some() {
+        "agent_removed"
     } else if d.last_seen_ms.is_none() {
         "never_seen"
     } else if d.offline_since_ms.is_some() {

@@ -87,9 +87,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                         Column::right("SKEW", |d| {
                             dash(d.clock_skew_ms.map(|s| format!("{}s", s / 1000)))
                         }),
-                        Column::left("LAST SEEN", |d| match d.revoked_ms {
-                            Some(t) => format!("REVOKED {}", fmt_ms(t)),
-                            None => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                        Column::left("LAST SEEN", |d| match (d.revoked_ms, d.removed_ms) {
+                            (Some(t), _) => format!("REVOKED {}", fmt_ms(t)),
+                            (None, Some(t)) => format!("AGENT REMOVED {}", fmt_ms(t)),
+                            _ => d.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
                         }),
                     ],
                 )?;
