@@ -190,6 +190,12 @@ pub fn removal_notice(reason: &str) -> EventBody {
     )
 }
 
+/// Whether `systemctl is-enabled`'s word means the service will not start again by itself:
+/// disabled or masked. Enabled, static, indirect, generated, aliased or unknown units are not.
+pub fn is_disabled(is_enabled: &str) -> bool {
+    matches!(is_enabled, "disabled" | "masked" | "masked-runtime")
+}
+
 /// The notice sent before the agent exits on a signal.
 pub fn stop_notice(by: &str) -> EventBody {
     EventBody::notice(AGENT_STOPPED, format!("the agent is stopping: {by}"), 1)
@@ -199,6 +205,24 @@ pub fn stop_notice(by: &str) -> EventBody {
 mod tests {
     use super::*;
     use holdfast_shared::event::{ContentSummary, FileActivity};
+
+    #[test]
+    fn only_a_disabled_or_masked_unit_is_a_removal() {
+        for (word, removal) in [
+            ("disabled", true),
+            ("masked", true),
+            ("masked-runtime", true),
+            ("enabled", false),
+            ("enabled-runtime", false),
+            ("static", false),
+            ("indirect", false),
+            ("generated", false),
+            ("alias", false),
+            ("", false),
+        ] {
+            assert_eq!(is_disabled(word), removal, "{word:?}");
+        }
+    }
 
     fn file(path: &str, action: Action, records: u64) -> EventBody {
         EventBody::File(FileActivity {

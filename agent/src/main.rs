@@ -96,6 +96,10 @@ enum Command {
         /// What is happening, for the collector (`package removed`, `service disabled`).
         #[arg(long, default_value = "removed by an administrator")]
         reason: String,
+        /// Only if systemd says UNIT is disabled or masked (the unit's ExecStopPost: a
+        /// `systemctl disable --now` is a removal, a stop or a shutdown is not).
+        #[arg(long, value_name = "UNIT")]
+        if_disabled: Option<String>,
     },
     /// Check what the agent needs here, one line each: capabilities, the inotify watch
     /// limit, fanotify, the collector's reachability and clock, the certificate's expiry,
@@ -143,6 +147,16 @@ fn main() -> ExitCode {
 
 /// How long `farewell` waits for the collector.
 const FAREWELL_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What `systemctl is-enabled UNIT` says of the unit (`enabled`, `disabled`, `masked`, …).
+fn unit_state(unit: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("systemctl")
+        .args(["is-enabled", unit])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("--if-disabled: running systemctl is-enabled")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
 
 /// `farewell`: spools the removal notice and delivers it with everything still unsent.
 fn farewell(c: &Config, reason: &str) -> anyhow::Result<ExitCode> {
@@ -301,7 +315,17 @@ fn real_main(command: Command) -> anyhow::Result<ExitCode> {
             config,
             data_dir,
             reason,
-        } => farewell(&config_for(config.as_deref(), data_dir)?, &reason),
+            if_disabled,
+        } => {
+            if let Some(unit) = if_disabled {
+                let state = unit_state(&unit)?;
+                if !holdfast_agent::gap::is_disabled(&state) {
+                    println!("{unit} is {state}: a stop, not a removal; nothing sent");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            farewell(&config_for(config.as_deref(), data_dir)?, &reason)
+        }
         #[cfg(target_os = "linux")]
         Command::PhoneWatch {
             mount,

@@ -504,3 +504,72 @@ fn enrolling_again_from_a_device_management_script_keeps_the_identity_and_succee
     assert_eq!(other.status.code(), Some(2), "{err}");
     assert!(err.contains(&addr) && err.contains("--force"), "{err}");
 }
+
+/// A stand-in for `systemctl` (no systemd runs here) that says `state` of every unit.
+fn fake_systemctl(dir: &Path, state: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(format!("bin-{state}"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("systemctl");
+    std::fs::write(&script, format!("#!/bin/sh\necho {state}\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn a_disabled_service_says_farewell_and_a_stopped_one_does_not() {
+    let (_tmp, c) = Collector::scratch("");
+    let tmp = tempfile::tempdir().unwrap();
+    let data_s = tmp.path().join("agent").display().to_string();
+    let token = c.token("ivy");
+    let out = enroll(
+        &["--collector", &c.addr(), "--data-dir", &data_s],
+        &[("HOLDFAST_ENROLL_TOKEN", token.as_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let farewell = |state: &str| {
+        Command::new(bin("holdfast-agent"))
+            .args([
+                "farewell",
+                "--data-dir",
+                &data_s,
+                "--reason",
+                "service disabled",
+            ])
+            .args(["--if-disabled", "holdfast-agent.service"])
+            .env("PATH", fake_systemctl(tmp.path(), state))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let device = || c.devices().into_iter().next().unwrap();
+    // Still enabled: a stop or a shutdown, nothing sent.
+    let out = farewell("enabled");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("nothing sent"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(device()["removed_ms"].is_null(), "{}", device());
+    // Disabled: the collector is told, and shows the device removed, not offline.
+    let out = farewell("disabled");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("was told"),
+        "{}",
+        text(&out.stdout)
+    );
+    let d = device();
+    assert!(d["removed_ms"].is_i64(), "{d}");
+    assert!(
+        d["removed"].as_str().unwrap().contains("service disabled"),
+        "{d}"
+    );
+    let alert = c.alert_where("rule_id", "holdfast.agent_removed").unwrap();
+    assert_eq!(alert["severity"], "high", "not departing: {alert}");
+}
