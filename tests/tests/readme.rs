@@ -6,9 +6,12 @@
 //! starts (`quickstart`, `serve`, `holdfast-agent run`) is started in the background and
 //! waited for; a new collector server stops the ones before it. The README's placeholders for
 //! what only a real deployment has (the collector's host, a device id, alert ids, an API
-//! token in `$TOKEN`) are replaced by the sandbox's. A block preceded by
-//! `<!-- readme-test: skip, see tests/tests/X.rs -->` is run by that test instead (which
-//! must exist).
+//! token in `$TOKEN`) are replaced by the sandbox's. The packages block installs the real
+//! packages (`apt-get install ./x.deb` is `dpkg -i`), with the configs a deployment writes
+//! in place first and systemd stood in for (units started as their `User=` when their
+//! condition holds, stopped with SIGTERM and their `ExecStopPost`); everything is purged
+//! after. A block preceded by `<!-- readme-test: skip, see tests/tests/X.rs -->` is run by
+//! that test instead (which must exist).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -144,16 +147,72 @@ exec "$real" "$@"
     );
     script(
         &dir.join("sudo"),
-        "#!/bin/sh\n# The test runs as root: sudo [-u USER] runs the rest as it is.\n\
-         [ \"$1\" = -u ] && shift 2\nexec \"$@\"\n",
+        "#!/bin/sh\n# The test runs as root: sudo runs the rest, as USER for -u USER.\n\
+         if [ \"$1\" = -u ]; then u=$2; shift 2\n\
+           exec setpriv --reuid \"$u\" --regid \"$u\" --init-groups \"$@\"\nfi\nexec \"$@\"\n",
     );
     script(
         &dir.join("apt-get"),
-        "#!/bin/sh\n# Nothing is downloaded here: each package named must be installed already.\n\
+        "#!/bin/sh\n# Nothing is downloaded here: a package named must be installed already; a\n\
+         # package file is installed with dpkg, keeping configs already in place.\n\
          [ \"$1\" = install ] || { echo \"apt-get $1: not stood in for\" >&2; exit 1; }\n\
-         shift\nfor p in \"$@\"; do\n  case \"$p\" in -*) continue ;; esac\n\
-         dpkg -s \"$p\" >/dev/null 2>&1 || { echo \"apt-get: $p is not installed\" >&2; exit 1; }\n\
-         done\necho \"apt-get: all installed\"\n",
+         shift\nfor p in \"$@\"; do\n  case \"$p\" in\n    -*) continue ;;\n\
+             */*.deb) dpkg -i --force-confold \"$p\" || exit 1 ;;\n\
+             *) dpkg -s \"$p\" >/dev/null 2>&1 || { echo \"apt-get: $p is not installed\" >&2; exit 1; } ;;\n\
+           esac\ndone\n",
+    );
+    // systemd does not run here: its units are started as systemd would, as their User=,
+    // when their condition holds, and stopped with SIGTERM and their ExecStopPost.
+    script(
+        &dir.join("systemctl"),
+        &format!(
+            r#"#!/bin/bash
+set -e
+state="{sandbox}/systemd"
+mkdir -p "$state"
+unit_file() {{ echo "/lib/systemd/system/${{1%.service}}.service"; }}
+key() {{ sed -n "s/^$2=//p" "$(unit_file "$1")" | head -1; }}
+start() {{
+  local u=${{1%.service}} cond user cmd
+  [ -f "$state/$u.pid" ] && kill -0 "$(cat "$state/$u.pid")" 2>/dev/null && return 0
+  cond=$(key "$u" ConditionPathExists)
+  if [ -n "$cond" ] && [ ! -e "$cond" ]; then return 0; fi
+  user=$(key "$u" User)
+  cmd=$(key "$u" ExecStart)
+  if [ -n "$user" ]; then
+    nohup setpriv --reuid "$user" --regid "$user" --init-groups $cmd > "{sandbox}/logs/unit-$u.log" 2>&1 < /dev/null &
+  else
+    nohup $cmd > "{sandbox}/logs/unit-$u.log" 2>&1 < /dev/null &
+  fi
+  echo $! > "$state/$u.pid"
+  echo $! >> "{sandbox}/holdfast-agent.pids"
+  sleep 1
+}}
+stop() {{
+  local u=${{1%.service}} pid post
+  [ -f "$state/$u.pid" ] || return 0
+  pid=$(cat "$state/$u.pid"); rm -f "$state/$u.pid"
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  post=$(key "$u" ExecStopPost)
+  if [ -n "$post" ]; then eval "${{post#-}}" || true; fi
+}}
+now=""; verb=$1; shift
+units=()
+for a in "$@"; do
+  case "$a" in --now) now=1 ;; -*) ;; *) units+=("$a") ;; esac
+done
+case "$verb" in
+  daemon-reload) ;;
+  enable) for u in "${{units[@]}}"; do echo enabled > "$state/${{u%.service}}.enabled"; if [ -n "$now" ]; then start "$u"; fi; done ;;
+  disable) for u in "${{units[@]}}"; do echo disabled > "$state/${{u%.service}}.enabled"; if [ -n "$now" ]; then stop "$u"; fi; done ;;
+  start|restart) for u in "${{units[@]}}"; do if [ "$verb" = restart ]; then stop "$u"; fi; start "$u"; done ;;
+  stop) for u in "${{units[@]}}"; do stop "$u"; done ;;
+  is-enabled) cat "$state/${{units[0]%.service}}.enabled" 2>/dev/null || {{ echo disabled; exit 1; }} ;;
+  *) echo "systemctl $verb: not stood in for" >&2; exit 1 ;;
+esac
+"#
+        ),
     );
 }
 
@@ -184,7 +243,10 @@ fn kill_all(sandbox: &Path) {
     for name in ["holdfast-collector.pids", "holdfast-agent.pids"] {
         let pids = std::fs::read_to_string(sandbox.join(name)).unwrap_or_default();
         for p in pids.split_whitespace() {
-            let _ = Command::new("kill").args(["-9", p]).status();
+            let _ = Command::new("kill")
+                .args(["-9", p])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -203,14 +265,37 @@ fn logs(sandbox: &Path) -> String {
     out
 }
 
-/// Stops every server the README started, whatever happens.
-struct Servers(PathBuf);
+/// Stops every server the README started and removes what its package block installed,
+/// whatever happens.
+struct Servers {
+    sandbox: PathBuf,
+    /// The marker that says systemd runs, made by this test (removed after it).
+    made_systemd_marker: bool,
+}
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        kill_all(&self.0);
+        // Purged while the packaged collector still runs, so the agent's farewell is quick.
+        let _ = Command::new("dpkg")
+            .args(["--purge", "holdfast-agent", "holdfast-collector"])
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    self.sandbox.join("shims").display()
+                ),
+            )
+            .output();
+        kill_all(&self.sandbox);
+        if self.made_systemd_marker {
+            let _ = std::fs::remove_dir(SYSTEMD_MARKER);
+        }
+        let _ = std::fs::remove_dir_all("/etc/holdfast");
     }
 }
+
+/// Where maintainer scripts look to tell whether systemd runs.
+const SYSTEMD_MARKER: &str = "/run/systemd/system";
 
 #[test]
 fn every_shell_block_of_the_readme_runs_in_order() {
@@ -230,11 +315,22 @@ fn every_shell_block_of_the_readme_runs_in_order() {
     // The working folder is a checkout's: what the README names in it is there (the SCIM
     // server's venv is the one `.ci/run` made, with the same python on the PATH: making it
     // again there installs nothing).
-    for name in ["policies", ".ci", "target"] {
+    for name in [
+        "policies",
+        ".ci",
+        "target",
+        "Cargo.toml",
+        "README.md",
+        "agent",
+        "collector",
+    ] {
         std::os::unix::fs::symlink(repo.join(name).canonicalize().unwrap(), work.join(name))
             .unwrap();
     }
-    let _servers = Servers(sandbox.clone());
+    let mut servers = Servers {
+        sandbox: sandbox.clone(),
+        made_systemd_marker: false,
+    };
     let shim_dir = sandbox.join("shims");
     shims(&shim_dir, &sandbox);
     // What a deployment has that the README can only name: its own configs and files.
@@ -293,6 +389,36 @@ fn every_shell_block_of_the_readme_runs_in_order() {
             continue;
         }
         let mut text = block.text.replace("collector.corp:7443", "127.0.0.1:7443");
+        if text.contains("apt-get install ./") {
+            // The packages block: the sandbox's servers stop (the packaged collector takes
+            // their port), the configs a deployment writes are in place before the install
+            // (on loopback; the packages keep them), and systemd is stood in for.
+            kill_all(&sandbox);
+            if !Path::new(SYSTEMD_MARKER).exists() {
+                std::fs::create_dir_all(SYSTEMD_MARKER).unwrap();
+                servers.made_systemd_marker = true;
+            }
+            std::fs::create_dir_all("/etc/holdfast").unwrap();
+            std::fs::write(
+                "/etc/holdfast/collector.toml",
+                "data_dir = \"/var/lib/holdfast-collector\"\nlisten = \"127.0.0.1:7443\"\n\
+                 http_listen = \"127.0.0.1:7480\"\n",
+            )
+            .unwrap();
+            std::fs::write(
+                "/etc/holdfast/agent.toml",
+                format!(
+                    "data_dir = \"/var/lib/holdfast-agent\"\nhome = \"{}\"\n\
+                     watch = [\"~/Downloads\"]\nheartbeat_ms = 300\n",
+                    home.display()
+                ),
+            )
+            .unwrap();
+            env.push((
+                "HOLDFAST_PACKAGE_BINS".into(),
+                bin_dir().display().to_string(),
+            ));
+        }
         if text.contains("dev-…") {
             // A second device, Bob's, to revoke.
             let token = cli("token create --user bob", &env);
