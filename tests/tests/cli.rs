@@ -573,3 +573,36 @@ fn a_disabled_service_says_farewell_and_a_stopped_one_does_not() {
     let alert = c.alert_where("rule_id", "holdfast.agent_removed").unwrap();
     assert_eq!(alert["severity"], "high", "not departing: {alert}");
 }
+
+#[test]
+fn every_human_listing_opens_with_its_header_row() {
+    let (_tmp, c, a) = holdfast_tests::scene("", "ivy", "heartbeat_ms = 300");
+    let export = a.watched.join("crm-export.csv");
+    std::fs::write(&export, holdfast_tests::corpus::salesforce_contacts(4, 80)).unwrap();
+    let path = export.display().to_string();
+    wait_for("the export stored", Duration::from_secs(60), || {
+        c.event_where("path", &path)
+    });
+    c.api_token("soc", "analyst");
+    for (args, header) in [
+        (&["events", "list"][..], ["TIME", "DEVICE#SEQ", "USER"]),
+        (&["api-token", "list"][..], ["NAME", "ROLE", "STATE"]),
+        (&["alerts", "list"][..], ["ID", "SEVERITY", "RULE"]),
+        (&["devices", "list"][..], ["DEVICE", "USER", "HOST"]),
+        (&["users", "list"][..], ["USER", "RISK", "STATE"]),
+        (&["audit", "list"][..], ["TIME", "ACTOR", "ACTION"]),
+    ] {
+        let shown = c.cli(args);
+        let first = shown.lines().next().unwrap_or("");
+        for h in header {
+            assert!(
+                first.split_whitespace().any(|w| w == h),
+                "{args:?}: no {h} in the first line\n{shown}"
+            );
+        }
+        assert!(
+            shown.lines().count() >= 2,
+            "{args:?}: a row under it\n{shown}"
+        );
+    }
+}
