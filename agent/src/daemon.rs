@@ -907,7 +907,6 @@ fn own_event(ev: &WatchEvent, data_dir: &std::path::Path) -> bool {
     match ev {
         WatchEvent::Created(p)
         | WatchEvent::Touched(p)
-        | WatchEvent::Closed(p)
         | WatchEvent::MovedFrom(p)
         | WatchEvent::MovedTo(p)
         | WatchEvent::Removed(p) => is_own(p, data_dir),

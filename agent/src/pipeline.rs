@@ -74,10 +74,6 @@ pub struct UploadBy {
 const MAX_WAIT_SETTLES: u32 = 5;
 /// The shortest such wait.
 const MAX_WAIT_MIN: Duration = Duration::from_secs(5);
-/// A file its writer closed is read this long after the close (not after a whole settle):
-/// long enough for the rename a browser or an editor does right after closing its
-/// temporary file to join the burst, so the file is read once, under its final name.
-pub const CLOSE_GRACE: Duration = Duration::from_millis(60);
 
 #[derive(Debug, Clone)]
 struct Pending {
@@ -89,9 +85,6 @@ struct Pending {
     last: Instant,
     created: bool,
     old_path: Option<PathBuf>,
-    /// When its writer closed it, with no change since (a later change clears it: a file
-    /// still being written waits for quiet).
-    closed: Option<Instant>,
 }
 
 /// Collapses bursts of watch events into one [`Ready`] per file once it has been quiet for
@@ -143,7 +136,6 @@ impl Debouncer {
         if let Some(p) = self.pending.get_mut(&path) {
             p.last = now;
             p.created |= created;
-            p.closed = None;
             return;
         }
         if self.pending.len() >= MAX_PENDING {
@@ -158,7 +150,6 @@ impl Debouncer {
                 last: now,
                 created,
                 old_path: None,
-                closed: None,
             },
         );
     }
@@ -176,14 +167,6 @@ impl Debouncer {
         match ev {
             WatchEvent::Created(p) | WatchEvent::MovedTo(p) => self.touch(p, now, true),
             WatchEvent::Touched(p) => self.touch(p, now, false),
-            WatchEvent::Closed(p) => {
-                // A close is a change too (the file may be new to us: written before its
-                // folder was watched), and says the writer is done.
-                self.touch(p.clone(), now, false);
-                if let Some(q) = self.pending.get_mut(&p) {
-                    q.closed = Some(now);
-                }
-            }
             WatchEvent::MovedFrom(p) => {
                 self.moved_out.insert(p, now);
             }
@@ -193,9 +176,6 @@ impl Debouncer {
                 // A move continues the burst it is part of: it is read within `max_wait` of
                 // that burst's first change, however often it is renamed meanwhile.
                 let burst_began = before.as_ref().map(|p| p.first);
-                // A file renamed after its writer closed it stays closed (a download's
-                // temporary file renamed to its name).
-                let closed = before.as_ref().and_then(|p| p.closed);
                 let (created, old_path) = match before {
                     // Renamed before it ever settled (a download's temporary name): the file
                     // simply appeared under its final name. Whatever `from` held before
@@ -239,7 +219,6 @@ impl Debouncer {
                     p.created = created;
                     p.old_path = old_path;
                     p.renamed = self.renames;
-                    p.closed = closed;
                     if let Some(first) = burst_began {
                         p.first = p.first.min(first);
                     }
@@ -276,12 +255,8 @@ impl Debouncer {
     pub fn due(&mut self, now: Instant) -> Vec<Ready> {
         let (settle, max_wait) = (self.settle, self.max_wait);
         let quiet = |t: Instant| now.saturating_duration_since(t) >= settle;
-        let waited = |p: &Pending| {
-            quiet(p.last)
-                || p.closed
-                    .is_some_and(|c| now.saturating_duration_since(c) >= CLOSE_GRACE.min(settle))
-                || now.saturating_duration_since(p.first) >= max_wait
-        };
+        let waited =
+            |p: &Pending| quiet(p.last) || now.saturating_duration_since(p.first) >= max_wait;
         let mut out = std::mem::take(&mut self.ready);
         let gone: Vec<PathBuf> = self
             .moved_out
@@ -690,52 +665,6 @@ mod tests {
             want.iter().map(|(a, x, o)| (*a, p(x), o.map(p))).collect();
         assert_eq!(all, want);
         assert!(d.is_empty());
-    }
-
-    #[test]
-    fn a_file_its_writer_closed_is_read_after_the_grace_not_a_settle() {
-        let t0 = Instant::now();
-        let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut d = Debouncer::new(Duration::from_millis(1000));
-        d.observe(Created(p("/a.csv")), ms(0));
-        d.observe(Touched(p("/a.csv")), ms(1));
-        d.observe(Closed(p("/a.csv")), ms(2));
-        // A browser's download: closed under its temporary name, renamed at once.
-        d.observe(Created(p("/b.crdownload")), ms(0));
-        d.observe(Closed(p("/b.crdownload")), ms(3));
-        d.observe(
-            Renamed {
-                from: p("/b.crdownload"),
-                to: p("/b.csv"),
-            },
-            ms(10),
-        );
-        // Still written by another writer after a close: quiet is waited for.
-        d.observe(Closed(p("/c.csv")), ms(0));
-        d.observe(Touched(p("/c.csv")), ms(5));
-        // (The temporary name's delete is due at once; the pipeline drops it, never known.)
-        let early = d.due(ms(30));
-        assert!(
-            early.iter().all(|r| r.action == Action::Deleted),
-            "not within the grace: {early:?}"
-        );
-        let due: Vec<(Action, PathBuf)> = d
-            .due(ms(2) + CLOSE_GRACE + Duration::from_millis(5))
-            .into_iter()
-            .filter(|r| r.action != Action::Deleted)
-            .map(|r| (r.action, r.path))
-            .collect();
-        assert_eq!(
-            due,
-            [
-                (Action::Created, p("/a.csv")),
-                (Action::Created, p("/b.csv"))
-            ]
-        );
-        assert!(d.is_pending(&p("/c.csv")));
-        assert!(d.due(ms(900)).is_empty());
-        let late: Vec<PathBuf> = d.due(ms(1010)).into_iter().map(|r| r.path).collect();
-        assert_eq!(late, [p("/c.csv")]);
     }
 
     #[test]

@@ -14,9 +14,6 @@ pub enum WatchEvent {
     Created(PathBuf),
     /// A file's content or metadata changed.
     Touched(PathBuf),
-    /// A file opened for writing was closed (inotify's `IN_CLOSE_WRITE`): its writer is
-    /// done, so it can be read without waiting for quiet.
-    Closed(PathBuf),
     /// Moved away (the other half may follow as [`WatchEvent::Renamed`]).
     MovedFrom(PathBuf),
     /// Moved in from elsewhere.
@@ -170,7 +167,7 @@ fn convert(ev: notify::Event, opens: Opens) -> Vec<WatchEvent> {
         EventKind::Modify(ModifyKind::Metadata(_)) => vec![],
         EventKind::Modify(_) => paths.map(WatchEvent::Touched).collect(),
         EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
-            paths.map(WatchEvent::Closed).collect()
+            paths.map(WatchEvent::Touched).collect()
         }
         EventKind::Access(notify::event::AccessKind::Open(_)) if opens == Opens::Report => paths
             .filter(|p| !p.is_dir())

@@ -6,9 +6,8 @@
 //! is the folder as it was at each `Ready`. The properties: once everything is quiet, what was
 //! reported is exactly the folder (every file with its last content, nothing that is gone);
 //! nothing is read while it is still being written (less than `settle` since its last change)
-//! unless its writer closed it `CLOSE_GRACE` ago with no change since, or it has waited
-//! `max_wait` since its burst's first; nothing waits longer than that; a move is from a name
-//! that was reported, and a modification is of a file that was.
+//! unless it has waited `max_wait` since its burst's first; nothing waits longer than that; a
+//! move is from a name that was reported, and a modification is of a file that was.
 #![allow(clippy::unwrap_used)]
 
 use super::*;
@@ -23,8 +22,6 @@ enum Op {
     Write(u8),
     Rename(u8, u8),
     Delete(u8),
-    /// The file's writer closes it.
-    Close(u8),
     /// Time passes and the pipeline asks what settled.
     Wait(u64),
     /// A file written every 400 ms, this many times (longer than `max_wait` at the most):
@@ -38,7 +35,6 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (0u8..4).prop_map(Op::Write),
         2 => (0u8..4, 0u8..4).prop_map(|(a, b)| Op::Rename(a, b)),
         1 => (0u8..4).prop_map(Op::Delete),
-        3 => (0u8..4).prop_map(Op::Close),
         // Mostly less than a settle (a file being written), sometimes long quiet.
         5 => (50u64..900).prop_map(Op::Wait),
         1 => (900u64..3000).prop_map(Op::Wait),
@@ -68,8 +64,6 @@ struct World {
     version: u64,
     /// Name → (first change of the burst not yet read, last change).
     busy: BTreeMap<PathBuf, (Instant, Instant)>,
-    /// Name → when its writer closed it, with no change since.
-    closed: BTreeMap<PathBuf, Instant>,
 }
 
 impl World {
@@ -78,7 +72,6 @@ impl World {
         self.files.insert(p.to_path_buf(), self.version);
         let e = self.busy.entry(p.to_path_buf()).or_insert((now, now));
         e.1 = now;
-        self.closed.remove(p);
     }
 }
 
@@ -137,25 +130,9 @@ proptest! {
                     world.change(&name(n), now);
                     d.observe(WatchEvent::Touched(name(n)), now);
                 }
-                Op::Close(n) if world.files.contains_key(&name(n)) => {
-                    // A close comes with the write's last change; nothing changes after it.
-                    let e = world.busy.entry(name(n)).or_insert((now, now));
-                    e.1 = now;
-                    world.closed.insert(name(n), now);
-                    d.observe(WatchEvent::Closed(name(n)), now);
-                }
                 Op::Rename(a, b) if a != b && world.files.contains_key(&name(a)) => {
                     let v = world.files.remove(&name(a)).unwrap_or_default();
                     world.files.insert(name(b), v);
-                    // Closed before the rename: still closed under its new name.
-                    match world.closed.remove(&name(a)) {
-                        Some(t) => {
-                            world.closed.insert(name(b), t);
-                        }
-                        None => {
-                            world.closed.remove(&name(b));
-                        }
-                    }
                     // The burst goes on under the new name, from its first change.
                     let began = world.busy.get(&name(a)).map(|x| x.0);
                     let e = world.busy.entry(name(b)).or_insert((now, now));
@@ -177,15 +154,8 @@ proptest! {
                         // Not read while still being written, unless it waited long enough.
                         if r.action != Action::Deleted && world.files.contains_key(&r.path) {
                             if let Some(&(first, last)) = world.busy.get(&r.path) {
-                                // Closed by its writer with no write since (a rename is
-                                // not a write): complete, readable after the grace.
-                                let closed = world
-                                    .closed
-                                    .get(&r.path)
-                                    .is_some_and(|&c| now.duration_since(c) >= CLOSE_GRACE);
                                 prop_assert!(
                                     now.duration_since(last) >= SETTLE
-                                        || closed
                                         || now.duration_since(first) >= max_wait,
                                     "{:?} read {:?} after its last change", r, now.duration_since(last)
                                 );
