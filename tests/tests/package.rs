@@ -8,7 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_tests::{bin_dir, corpus, free_tcp_port, free_udp_port, root_or_skip, wait_for_or};
+use holdfast_tests::{
+    bin_dir, checked, corpus, free_tcp_port, free_udp_port, root_or_skip, wait_for_or,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,17 +26,6 @@ const AGENT_DATA: &str = "/var/lib/holdfast-agent";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(what: &str, out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 fn sh(program: &str, args: &[&str]) -> Output {
@@ -142,7 +133,7 @@ fn collector_cli(ids: (u32, u32), args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    ok(&format!("holdfast-collector {args:?}"), out)
+    checked(&format!("holdfast-collector {args:?}"), out)
 }
 
 fn json_list(ids: (u32, u32), args: &[&str]) -> Vec<serde_json::Value> {
@@ -162,7 +153,7 @@ fn build(version: &str, out: &Path) -> (PathBuf, PathBuf) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/package");
     let bins = bin_dir().display().to_string();
     let out_s = out.display().to_string();
-    let printed = ok(
+    let printed = checked(
         ".ci/package",
         sh(
             script.to_str().unwrap(),
@@ -206,7 +197,7 @@ fn packages_install_run_as_services_upgrade_without_losing_events_and_purge_clea
     let install = |debs: [&Path; 2]| {
         let mut args = vec!["-i", "--force-confold"];
         args.extend(debs.iter().map(|d| d.to_str().unwrap()));
-        ok("dpkg -i", sh("dpkg", &args));
+        checked("dpkg -i", sh("dpkg", &args));
     };
 
     // Installed, and installed again: nothing changes, nothing fails.
@@ -265,7 +256,7 @@ fn packages_install_run_as_services_upgrade_without_losing_events_and_purge_clea
             "/usr/bin/holdfast-agent",
             &["enroll", "--collector", &addr, "--token-file", token_file],
         );
-        ok("holdfast-agent enroll", out)
+        checked("holdfast-agent enroll", out)
     };
     let said = enroll();
     assert!(said.starts_with("enrolled as device "), "{said}");
@@ -309,7 +300,7 @@ fn packages_install_run_as_services_upgrade_without_losing_events_and_purge_clea
         assert_eq!(c["verdict"], expected, "{c}");
     }
     assert!(doctor.status.success(), "{}", text(&doctor.stderr));
-    let shown = ok("doctor", sh("/usr/bin/holdfast-agent", &["doctor"]));
+    let shown = checked("doctor", sh("/usr/bin/holdfast-agent", &["doctor"]));
     let line = shown
         .lines()
         .find(|l| l.contains("collector"))
@@ -392,7 +383,7 @@ fn packages_install_run_as_services_upgrade_without_losing_events_and_purge_clea
     );
     agent.stop();
     let removed = sh("dpkg", &["--remove", "holdfast-agent"]);
-    let removal = ok("dpkg --remove holdfast-agent", removed);
+    let removal = checked("dpkg --remove holdfast-agent", removed);
     assert!(!Path::new("/usr/bin/holdfast-agent").exists(), "{removal}");
     let device = &json_list(ids, &["devices", "list", "--json"])[0];
     assert!(device["removed_ms"].is_i64(), "{device}");
@@ -413,7 +404,7 @@ fn packages_install_run_as_services_upgrade_without_losing_events_and_purge_clea
     collector.stop();
 
     // Purged: nothing of either is left.
-    ok(
+    checked(
         "dpkg --purge",
         sh("dpkg", &["--purge", "holdfast-agent", "holdfast-collector"]),
     );
